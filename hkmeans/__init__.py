@@ -1,0 +1,20 @@
+"""hkmeans: automatic data curation by hierarchical k-means with resampling."""
+
+from .estimator import HierarchicalKMeans, KMeans
+from .hierarchy import Level, hierarchical_kmeans
+from .kmeans import kmeans_plusplus
+from .sampling import flat_sampling, hierarchical_sampling
+from .tree import ClusterTree
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClusterTree",
+    "HierarchicalKMeans",
+    "KMeans",
+    "Level",
+    "flat_sampling",
+    "hierarchical_kmeans",
+    "hierarchical_sampling",
+    "kmeans_plusplus",
+]

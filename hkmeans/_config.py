@@ -1,0 +1,9 @@
+"""Tunables read by host code."""
+
+#: Rows per block in the assignment kernels. Fixed, so that every row sees the
+#: same arithmetic whatever the number of threads.
+CHUNK_ROWS = 256
+
+#: Up to this many features the assignment computes distances directly,
+#: vectorised over centroids; above it, one GEMM per block of rows.
+SMALL_D = 16

@@ -1,0 +1,1 @@
+"""Compiled kernels. ``cpu`` holds the Numba CPU versions."""

@@ -1,0 +1,271 @@
+"""Numba CPU kernels: nearest-centroid assignment, cluster sums, k-means++ seeding,
+per-cluster member selection and balanced count splitting.
+
+Every kernel gives the same result whatever the number of threads: work is cut into
+blocks whose boundaries depend only on the input, and every reduction is summed in a
+fixed order.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, inline="always")
+def _task_range(task, n_tasks, n_blocks):
+    per = (n_blocks + n_tasks - 1) // n_tasks
+    return task * per, min((task + 1) * per, n_blocks)
+
+
+@njit(cache=True, fastmath=True)
+def _argmin_plus(row, offset):
+    """Index of the smallest ``row[j] + offset[j]``, the first one on ties."""
+    best = row[0] + offset[0]
+    for j in range(1, row.shape[0]):
+        v = row[j] + offset[j]
+        if v < best:
+            best = v
+    for j in range(row.shape[0]):
+        if row[j] + offset[j] == best:
+            return j
+    return 0
+
+
+@njit(cache=True, fastmath=True)
+def _sqdist(x, c):
+    s = 0.0
+    for f in range(x.shape[0]):
+        t = np.float64(x[f]) - np.float64(c[f])
+        s += t * t
+    return s
+
+
+@njit(parallel=True, cache=True)
+def assign_gemm(X, C, chunk, n_tasks, labels, sqdist):
+    """Nearest centroid of every row of ``X`` by one GEMM per block of ``chunk`` rows.
+
+    Rows are split into ``n_tasks`` contiguous runs of blocks, one per thread.
+    ``labels[i]`` gets the index of the nearest row of ``C`` and ``sqdist[i]`` the exact
+    squared distance to it (float64). ``||x||^2`` is left out of the argmin; no n x k
+    matrix is formed, only one ``chunk x k`` block per thread.
+    """
+    n = X.shape[0]
+    k = C.shape[0]
+    d = X.shape[1]
+    Cm2T = np.empty((d, k), dtype=X.dtype)  # -2 C^T, so that the GEMM gives -2 x.c
+    for j in range(k):
+        for f in range(d):
+            Cm2T[f, j] = -2 * C[j, f]
+    c_sq = np.empty(k, dtype=X.dtype)
+    for j in range(k):
+        c_sq[j] = (C[j] * C[j]).sum()
+    n_blocks = (n + chunk - 1) // chunk
+    for task in prange(n_tasks):
+        buf = np.empty((chunk, k), dtype=X.dtype)
+        lo, hi = _task_range(task, n_tasks, n_blocks)
+        for b in range(lo, hi):
+            a = b * chunk
+            e = min(a + chunk, n)
+            G = buf[: e - a]
+            np.dot(X[a:e], Cm2T, G)
+            for i in range(e - a):
+                j = _argmin_plus(G[i], c_sq)
+                labels[a + i] = j
+                sqdist[a + i] = _sqdist(X[a + i], C[j])
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def assign_direct(X, C, chunk, n_tasks, labels, sqdist):
+    """Same contract as :func:`assign_gemm`, for small dimensions: the distances of
+    one row to all centroids are computed in a loop vectorised over centroids."""
+    n, d = X.shape
+    k = C.shape[0]
+    CT = C.T.copy()  # (d, k): the inner loop runs over contiguous centroids
+    n_blocks = (n + chunk - 1) // chunk
+    zero = np.zeros(k, dtype=X.dtype)
+    for task in prange(n_tasks):
+        dist = np.empty(k, dtype=X.dtype)
+        lo, hi = _task_range(task, n_tasks, n_blocks)
+        for i in range(lo * chunk, min(hi * chunk, n)):
+            x0 = X[i, 0]
+            for j in range(k):
+                t = x0 - CT[0, j]
+                dist[j] = t * t
+            for f in range(1, d):
+                xf = X[i, f]
+                for j in range(k):
+                    t = xf - CT[f, j]
+                    dist[j] += t * t
+            j = _argmin_plus(dist, zero)
+            labels[i] = j
+            sqdist[i] = _sqdist(X[i], C[j])
+
+
+@njit(cache=True)
+def group_by_label(labels, k):
+    """Counting sort of ``labels`` (values in ``[0, k)``) as CSR.
+
+    Returns ``offsets`` (k + 1,) and ``order`` (n,): the members of cluster ``c`` are
+    ``order[offsets[c]:offsets[c + 1]]``, in increasing index order.
+    """
+    offsets = np.zeros(k + 1, dtype=np.int64)
+    for i in range(labels.shape[0]):
+        offsets[labels[i] + 1] += 1
+    for c in range(k):
+        offsets[c + 1] += offsets[c]
+    pos = offsets[:-1].copy()
+    order = np.empty(labels.shape[0], dtype=np.int64)
+    for i in range(labels.shape[0]):
+        c = labels[i]
+        order[pos[c]] = i
+        pos[c] += 1
+    return offsets, order
+
+
+@njit(parallel=True, cache=True)
+def cluster_sums(X, offsets, order):
+    """Per-cluster sums of the rows of ``X`` in float64, members summed in index order."""
+    k = offsets.shape[0] - 1
+    d = X.shape[1]
+    sums = np.zeros((k, d), dtype=np.float64)
+    for c in prange(k):
+        for p in range(offsets[c], offsets[c + 1]):
+            i = order[p]
+            for f in range(d):
+                sums[c, f] += X[i, f]
+    return sums
+
+
+@njit(parallel=True, cache=True)
+def pick_members(offsets, order, scores, n_take):
+    """Take ``n_take[c]`` members from each cluster ``c``, concatenated in cluster order.
+
+    A cluster of ``m`` members gives ``n_take[c] // m`` copies of all of them, then the
+    ``n_take[c] % m`` members with the smallest ``scores`` (ties: lower position in
+    ``order`` first). A cluster asked for members must have some.
+    """
+    k = n_take.shape[0]
+    out_off = np.zeros(k + 1, dtype=np.int64)
+    for c in range(k):
+        out_off[c + 1] = out_off[c] + n_take[c]
+    out = np.empty(out_off[k], dtype=np.int64)
+    for c in prange(k):
+        need = n_take[c]
+        if need == 0:
+            continue
+        members = order[offsets[c] : offsets[c + 1]]
+        m = members.shape[0]
+        pos = out_off[c]
+        for _ in range(need // m):
+            out[pos : pos + m] = members
+            pos += m
+        r = need % m
+        if r > 0:
+            best = np.argsort(scores[members], kind="mergesort")[:r]
+            out[pos : pos + r] = members[best]
+    return out
+
+
+@njit(cache=True)
+def water_fill(target, caps, keys):
+    """Split ``target`` among bins of capacities ``caps`` as evenly as possible.
+
+    Bins that cannot take an even share are filled to capacity; the others get equal
+    shares, and the integer remainder goes one each to the uncapped bins with the
+    smallest ``keys``. Requires ``target <= caps.sum()``.
+    """
+    m = caps.shape[0]
+    counts = np.zeros(m, dtype=np.int64)
+    by_cap = np.argsort(caps, kind="mergesort")
+    remaining = target
+    j = 0
+    while j < m:
+        c = caps[by_cap[j]]
+        if c * (m - j) > remaining:
+            break
+        counts[by_cap[j]] = c
+        remaining -= c
+        j += 1
+    if j < m:
+        rest = by_cap[j:]
+        fair = remaining // (m - j)
+        for b in rest:
+            counts[b] = fair
+        extra = remaining - fair * (m - j)
+        lucky = np.argsort(keys[rest], kind="mergesort")[:extra]
+        for b in rest[lucky]:
+            counts[b] += 1
+    return counts
+
+
+@njit(parallel=True, cache=True)
+def split_counts(parent_counts, offsets, order, caps, keys):
+    """Water-fill each parent's count over its children (CSR ``offsets``/``order``)."""
+    out = np.zeros(caps.shape[0], dtype=np.int64)
+    for p in prange(parent_counts.shape[0]):
+        children = order[offsets[p] : offsets[p + 1]]
+        if children.shape[0] == 0:
+            continue
+        out[children] = water_fill(parent_counts[p], caps[children], keys[children])
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _sqdist_to(X, c, chunk, out):
+    n = X.shape[0]
+    n_blocks = (n + chunk - 1) // chunk
+    for b in prange(n_blocks):
+        for i in range(b * chunk, min((b + 1) * chunk, n)):
+            out[i] = _sqdist(X[i], c)
+
+
+@njit(parallel=True, cache=True)
+def _trial_potentials(X, closest, cand, chunk):
+    """Potential (sum of min squared distances) if each candidate row were added."""
+    n = X.shape[0]
+    t = cand.shape[0]
+    n_blocks = (n + chunk - 1) // chunk
+    partial = np.zeros((n_blocks, t), dtype=np.float64)
+    for b in prange(n_blocks):
+        for i in range(b * chunk, min((b + 1) * chunk, n)):
+            for q in range(t):
+                partial[b, q] += min(closest[i], _sqdist(X[i], X[cand[q]]))
+    pots = np.zeros(t, dtype=np.float64)
+    for b in range(n_blocks):  # fixed order: independent of the thread count
+        pots += partial[b]
+    return pots
+
+
+@njit(cache=True)
+def _block_sum(v, chunk):
+    s = 0.0
+    for a in range(0, v.shape[0], chunk):
+        s += v[a : a + chunk].sum()
+    return s
+
+
+@njit(cache=True)
+def kmeans_plusplus(X, first, rand, chunk):
+    """Greedy k-means++ seeding (as scikit-learn's): returns the chosen row indices.
+
+    ``first`` is the first centre's row; ``rand`` (k - 1, n_local_trials) holds the
+    uniform draws of every later step, so the caller's generator alone decides.
+    """
+    n = X.shape[0]
+    k = rand.shape[0] + 1
+    idx = np.empty(k, dtype=np.int64)
+    idx[0] = first
+    closest = np.empty(n, dtype=np.float64)
+    _sqdist_to(X, X[first], chunk, closest)
+    pot = _block_sum(closest, chunk)
+    for c in range(1, k):
+        cum = np.cumsum(closest)
+        cand = np.searchsorted(cum, rand[c - 1] * pot)
+        cand = np.minimum(cand, n - 1)
+        pots = _trial_potentials(X, closest, cand, chunk)
+        best = np.argmin(pots)
+        idx[c] = cand[best]
+        new = np.empty(n, dtype=np.float64)
+        _sqdist_to(X, X[idx[c]], chunk, new)
+        closest = np.minimum(closest, new)
+        pot = _block_sum(closest, chunk)
+    return idx

@@ -1,0 +1,273 @@
+"""scikit-learn estimators: validate input, call the engine, store fitted attributes."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from sklearn.metrics import euclidean_distances
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .hierarchy import hierarchical_kmeans, tree_from_levels
+from .kmeans import assign, check_kmeans_params, kmeans, normalize_rows, single_threaded_blas
+from .sampling import flat_sampling, hierarchical_sampling
+
+_DTYPES = [np.float64, np.float32]
+
+
+class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+    """What both estimators share: prediction input, ``transform`` and ``score``."""
+
+    def _validate_fit_data(self, X):
+        return validate_data(self, X, dtype=_DTYPES, order="C")
+
+    def _validate_test_data(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=_DTYPES, order="C", reset=False)
+        X = np.ascontiguousarray(X, dtype=self.cluster_centers_.dtype)
+        return normalize_rows(X) if self.metric == "cosine" else X
+
+    def transform(self, X):
+        """Euclidean distance of each sample to each (top-level) cluster centre.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_clusters)
+        """
+        return euclidean_distances(self._validate_test_data(X), self.cluster_centers_)
+
+    def score(self, X, y=None):
+        """Opposite of the sum of squared distances of samples to the centre of the
+        cluster :meth:`predict` gives them (higher is better)."""
+        Xv = self._validate_test_data(X)
+        diff = Xv - self.cluster_centers_[self.predict(X)]
+        return -float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class KMeans(_CentroidClusterer):
+    """K-means clustering on Numba kernels, a drop-in for :class:`sklearn.cluster.KMeans`
+    on dense data.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+    init : {"k-means++", "random"} or array of shape (n_clusters, n_features)
+        "k-means++" is scikit-learn's greedy variant (``2 + int(ln k)`` trials per centre);
+        "random" picks distinct rows.
+    n_init : "auto" or int, default="auto"
+        Runs with different seeds, the lowest inertia kept; "auto" is 10 for "random"
+        and 1 otherwise.
+    max_iter : int, default=300
+    tol : float, default=1e-4
+        Stop when the squared shift of all centres falls to ``tol`` times the mean
+        feature variance, or when no label changes.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        "cosine" runs spherical k-means: rows and centres are L2-normalised.
+    random_state : int, Generator, RandomState or None
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+    labels_ : ndarray of shape (n_samples,)
+    inertia_ : float
+        Sum of squared distances of samples to their closest centre.
+    n_iter_ : int
+    n_features_in_ : int
+
+    Notes
+    -----
+    An empty cluster is re-seeded with the point farthest from its centre, which leaves
+    its old cluster, as scikit-learn does.
+    """
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        init="k-means++",
+        n_init="auto",
+        max_iter=300,
+        tol=1e-4,
+        metric="euclidean",
+        random_state=None,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.metric = metric
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        """Compute k-means clustering of ``X`` (array-like of shape (n_samples, n_features))."""
+        X = self._validate_fit_data(X)
+        init, n_init = check_kmeans_params(
+            X, self.n_clusters, self.init, self.n_init, self.max_iter, self.tol, self.metric
+        )
+        if not isinstance(init, str) and self.metric == "cosine":
+            init = normalize_rows(init)
+        res = kmeans(
+            X,
+            self.n_clusters,
+            init=init,
+            n_init=n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            metric=self.metric,
+            random_state=self.random_state,
+        )
+        self.cluster_centers_ = res.centers
+        self.labels_ = res.labels
+        self.inertia_ = res.inertia
+        self.n_iter_ = res.n_iter
+        self._n_features_out = self.cluster_centers_.shape[0]
+        return self
+
+    def predict(self, X):
+        """Index of the closest cluster centre for each sample."""
+        X = self._validate_test_data(X)
+        with single_threaded_blas():
+            return assign(X, self.cluster_centers_)[0]
+
+
+class HierarchicalKMeans(_CentroidClusterer):
+    """Hierarchical k-means with resampling-clustering, and balanced sampling of a
+    curated subset (Vo et al., 2024).
+
+    Level 0 clusters the data into ``n_clusters[0]`` clusters, level ``t`` clusters the
+    centroids of level ``t - 1`` into ``n_clusters[t]``. At each level, after a first
+    k-means, ``n_resamples`` times: ``sample_size`` points per cluster are taken, a
+    fresh k-means is run on them and the level's whole input is reassigned.
+
+    Parameters
+    ----------
+    n_clusters : int or sequence of int, default=8
+        Clusters per level, finest first; an int is one level. The default matches
+        scikit-learn's KMeans so the estimator works on small data out of the box; for
+        curation use several levels, e.g. ``(1000, 300)``.
+    n_resamples : int or sequence of int, default=10
+        Resampling steps per level.
+    sample_size : int, sequence of int or None, default=None
+        Points taken per cluster in a resampling step; None is about half the level's
+        average cluster size (the paper's rule of thumb); ``<= 1`` skips resampling.
+    resample_strategy : {"closest", "random"}, default="closest"
+        Take the points closest to the centroid, or random ones.
+    init : {"k-means++", "random"}, default="k-means++"
+    n_init : int, default=1
+        Runs per k-means (best inertia kept).
+    max_iter : int, default=50
+        Lloyd iterations per k-means (the paper's setting).
+    tol : float, default=0.0
+        As in :class:`KMeans`; 0 stops only when labels stop changing or at ``max_iter``.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+    random_state : int, Generator, RandomState or None
+    verbose : bool, default=False
+        Print one line per level to stderr.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters[-1], n_features)
+        Top-level centroids.
+    labels_ : ndarray of shape (n_samples,)
+        Top-level cluster of each sample, through the tree.
+    levels_ : list of Level
+        Per level: ``centroids``, ``labels`` and ``sqdist`` of that level's input.
+    tree_ : ClusterTree
+    inertia_ : float
+        Sum of squared distances of samples to their top-level centroid.
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        n_resamples=10,
+        sample_size=None,
+        resample_strategy="closest",
+        init="k-means++",
+        n_init=1,
+        max_iter=50,
+        tol=0.0,
+        metric="euclidean",
+        random_state=None,
+        verbose=False,
+    ):
+        self.n_clusters = n_clusters
+        self.n_resamples = n_resamples
+        self.sample_size = sample_size
+        self.resample_strategy = resample_strategy
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.metric = metric
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y=None):
+        """Fit the hierarchy on ``X`` (array-like of shape (n_samples, n_features))."""
+        X = self._validate_fit_data(X)
+        self.levels_ = hierarchical_kmeans(
+            X,
+            self.n_clusters,
+            n_resamples=self.n_resamples,
+            sample_size=self.sample_size,
+            resample_strategy=self.resample_strategy,
+            init=self.init,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            metric=self.metric,
+            random_state=self.random_state,
+            verbose=self.verbose,
+        )
+        self.tree_ = tree_from_levels(self.levels_)
+        self.cluster_centers_ = self.levels_[-1].centroids
+        self.labels_ = self.tree_.point_labels(self.tree_.n_levels - 1)
+        self.inertia_ = -self.score(X)
+        self._n_features_out = self.cluster_centers_.shape[0]
+        return self
+
+    def predict(self, X, level=None):
+        """Cluster of each sample at ``level`` (default: the top; 0 is the finest),
+        found through the tree: nearest level-0 centroid, then its ancestors."""
+        X = self._validate_test_data(X)
+        top = len(self.levels_) - 1
+        level = top if level is None else self.tree_._check_level(level)
+        with single_threaded_blas():
+            labels = assign(X, self.levels_[0].centroids)[0]
+        for t in range(1, level + 1):
+            labels = self.levels_[t].labels[labels]
+        return labels
+
+    def sample(self, target_size, strategy="random", multiplier=1, method="hierarchical", random_state=None):
+        """Indices (int64, sorted) of a balanced subset of the training data.
+
+        Parameters
+        ----------
+        target_size : int
+            Points wanted; at most ``n_samples * multiplier`` are returned.
+        strategy : {"random", "closest", "furthest"}
+            How a level-0 cluster picks points beyond its whole copies.
+        multiplier : int
+            Most times one point may be picked.
+        method : {"hierarchical", "flat"}
+            Balance over the whole tree, or over the level-0 clusters only.
+        random_state : int, Generator, RandomState or None
+        """
+        check_is_fitted(self)
+        if method == "hierarchical":
+            return hierarchical_sampling(self.tree_, target_size, strategy, multiplier, random_state)
+        if method == "flat":
+            return flat_sampling(self.tree_, target_size, 0, strategy, multiplier, random_state)
+        raise ValueError(f"method must be 'hierarchical' or 'flat', got {method!r}.")

@@ -1,0 +1,251 @@
+"""One flat k-means: seeding, the Lloyd loop, empty clusters.
+
+Host code over :mod:`hkmeans._kernels.cpu`. Inputs here are already validated:
+2-D, C-contiguous, float32 or float64, finite.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
+
+from . import _config
+from ._rng import as_generator
+from ._kernels import cpu
+
+INITS = ("k-means++", "random")
+METRICS = ("euclidean", "cosine")
+
+
+@dataclass
+class KMeansResult:
+    """Outcome of one k-means run."""
+
+    centers: np.ndarray
+    labels: np.ndarray
+    sqdist: np.ndarray
+    inertia: float
+    n_iter: int
+
+
+def single_threaded_blas():
+    """Context in which BLAS runs on one thread: the kernels parallelise over rows."""
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def normalize_rows(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), as a new array."""
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    norms[norms == 0] = 1.0
+    return (X / norms[:, None]).astype(X.dtype, copy=False)
+
+
+def assign(X: np.ndarray, centers: np.ndarray):
+    """Nearest centre of each row: ``(labels int64, squared distances float64)``."""
+    X = np.ascontiguousarray(X)
+    centers = np.ascontiguousarray(centers, dtype=X.dtype)
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    sqdist = np.empty(X.shape[0], dtype=np.float64)
+    kernel = cpu.assign_direct if X.shape[1] <= _config.SMALL_D else cpu.assign_gemm
+    n_blocks = -(-X.shape[0] // _config.CHUNK_ROWS)
+    n_tasks = max(1, min(numba.get_num_threads(), n_blocks))
+    kernel(X, centers, _config.CHUNK_ROWS, n_tasks, labels, sqdist)
+    return labels, sqdist
+
+
+def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hierarchical=False):
+    """Validate k-means parameters against validated data ``X`` before any work.
+
+    Returns ``(init, n_init)`` with ``n_init="auto"`` resolved as in scikit-learn
+    (10 runs for "random", 1 otherwise) and an array ``init`` as a C-contiguous array.
+    """
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, numbers.Integral) or n_clusters < 1:
+        raise ValueError(f"n_clusters must be a positive integer, got {n_clusters!r}.")
+    if X.shape[0] < n_clusters:
+        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
+    if isinstance(init, str):
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS} or an array, got {init!r}.")
+    elif hierarchical:
+        raise ValueError(f"init must be one of {INITS} for a hierarchical fit, got {type(init).__name__}.")
+    else:
+        init = np.array(init, dtype=X.dtype, order="C")
+        if init.shape != (n_clusters, X.shape[1]):
+            raise ValueError(
+                f"init array has shape {init.shape}; expected (n_clusters, n_features) = "
+                f"({n_clusters}, {X.shape[1]})."
+            )
+        if not np.all(np.isfinite(init)):
+            raise ValueError("init array contains NaN or infinity.")
+    if isinstance(n_init, str) and n_init == "auto":
+        n_init = 10 if isinstance(init, str) and init == "random" else 1
+    elif isinstance(n_init, bool) or not isinstance(n_init, numbers.Integral) or n_init < 1:
+        raise ValueError(f"n_init must be 'auto' or a positive integer, got {n_init!r}.")
+    if not isinstance(init, str) and n_init != 1:
+        warnings.warn(
+            f"Explicit initial center position passed: performing only one init instead of n_init={n_init}.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        n_init = 1
+    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}.")
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
+        raise ValueError(f"tol must be a non-negative number, got {tol!r}.")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
+    return init, int(n_init)
+
+
+def init_centers(X, n_clusters, init, rng, n_local_trials=None):
+    """Initial centres by "k-means++", "random" (distinct rows) or an array."""
+    n = X.shape[0]
+    if isinstance(init, str) and init == "random":
+        idx = np.sort(rng.choice(n, n_clusters, replace=False))
+        return X[idx].copy(), idx
+    if isinstance(init, str) and init == "k-means++":
+        if n_local_trials is None:
+            n_local_trials = 2 + int(np.log(n_clusters))
+        first = int(rng.integers(n))
+        rand = rng.random((n_clusters - 1, n_local_trials))
+        idx = cpu.kmeans_plusplus(X, first, rand, _config.CHUNK_ROWS)
+        return X[idx].copy(), idx
+    return np.array(init, dtype=X.dtype, order="C"), None
+
+
+def _update(X, labels, sqdist, centers, spherical):
+    """New centres as cluster means; an empty cluster takes the point farthest from
+    its centre (as scikit-learn does), which leaves its old cluster."""
+    k = centers.shape[0]
+    offsets, order = cpu.group_by_label(labels, k)
+    sums = cpu.cluster_sums(X, offsets, order)
+    counts = np.diff(offsets)
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        far = np.argsort(-sqdist, kind="stable")[: empty.size]
+        for c, i in zip(empty, far):
+            old = labels[i]
+            if counts[old] > 1:
+                sums[old] -= X[i]
+                counts[old] -= 1
+            sums[c] = X[i]
+            counts[c] = 1
+    new = sums / np.maximum(counts, 1)[:, None]
+    if spherical:
+        new = normalize_rows(new)
+    return new.astype(X.dtype)
+
+
+def reseed_empty(X, centers, labels, sqdist):
+    """Move each empty cluster's centre to one of the points farthest from their
+    centres, then reassign; returns ``(centers, labels, sqdist)``."""
+    empty = np.flatnonzero(np.bincount(labels, minlength=centers.shape[0]) == 0)
+    if empty.size == 0:
+        return centers, labels, sqdist
+    far = np.argsort(-sqdist, kind="stable")[: empty.size]
+    centers = centers.copy()
+    centers[empty] = X[far]
+    return (centers, *assign(X, centers))
+
+
+def lloyd(X, centers, *, max_iter, tol, spherical=False) -> KMeansResult:
+    """Lloyd iterations from ``centers`` until labels stop changing, the squared centre
+    shift falls to ``tol`` (absolute), or ``max_iter``; labels then match ``centers``."""
+    labels_old = None
+    n_iter = 0
+    strict = False
+    for n_iter in range(1, max_iter + 1):
+        labels, sqdist = assign(X, centers)
+        if labels_old is not None and np.array_equal(labels, labels_old):
+            strict = True  # centres already are these labels' means
+            n_iter -= 1
+            break
+        new = _update(X, labels, sqdist, centers, spherical)
+        shift = float(np.sum((new.astype(np.float64) - centers) ** 2))
+        centers = new
+        labels_old = labels
+        if shift <= tol:
+            break
+    if not strict:
+        labels, sqdist = assign(X, centers)
+    return KMeansResult(centers, labels, sqdist, float(np.sum(sqdist)), max(n_iter, 1))
+
+
+def kmeans(
+    X,
+    n_clusters,
+    *,
+    init="k-means++",
+    n_init=1,
+    max_iter=300,
+    tol=1e-4,
+    metric="euclidean",
+    random_state=None,
+) -> KMeansResult:
+    """Best of ``n_init`` k-means runs (lowest inertia) on validated data.
+
+    With ``metric="cosine"`` rows and centres are kept on the unit sphere (spherical
+    k-means); ``sqdist`` is then ``2 - 2 cos``. ``tol`` is relative to the mean
+    feature variance, as in scikit-learn.
+    """
+    rng = as_generator(random_state)
+    spherical = metric == "cosine"
+    if spherical:
+        X = normalize_rows(X)
+    tol_abs = float(np.mean(np.var(X, axis=0))) * tol if tol > 0 else 0.0
+    best = None
+    with single_threaded_blas():
+        for _ in range(n_init):
+            centers, _ = init_centers(X, n_clusters, init, rng)
+            if spherical:
+                centers = normalize_rows(centers)
+            res = lloyd(X, centers, max_iter=max_iter, tol=tol_abs, spherical=spherical)
+            if best is None or res.inertia < best.inertia:
+                best = res
+    n_distinct = np.count_nonzero(np.bincount(best.labels, minlength=n_clusters))
+    if n_distinct < n_clusters:
+        warnings.warn(
+            f"Number of distinct clusters ({n_distinct}) found smaller than "
+            f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return best
+
+
+def kmeans_plusplus(X, n_clusters, *, random_state=None, n_local_trials=None):
+    """Greedy k-means++ seeding, like :func:`sklearn.cluster.kmeans_plusplus`.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_clusters : int
+    random_state : int, Generator, RandomState or None
+    n_local_trials : int or None
+        Candidates tried per centre; None means ``2 + int(log(n_clusters))``.
+
+    Returns
+    -------
+    centers : ndarray of shape (n_clusters, n_features)
+    indices : ndarray of shape (n_clusters,)
+        Row of ``X`` each centre was taken from.
+    """
+    from sklearn.utils import check_array
+
+    X = check_array(X, dtype=[np.float64, np.float32], order="C")
+    if not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
+        raise ValueError(f"n_clusters must be a positive integer, got {n_clusters!r}.")
+    if X.shape[0] < n_clusters:
+        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
+    if n_local_trials is not None and (
+        not isinstance(n_local_trials, (int, np.integer)) or n_local_trials < 1
+    ):
+        raise ValueError(f"n_local_trials must be a positive integer, got {n_local_trials!r}.")
+    with single_threaded_blas():
+        return init_centers(X, n_clusters, "k-means++", as_generator(random_state), n_local_trials)

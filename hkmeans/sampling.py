@@ -1,0 +1,108 @@
+"""Balanced sampling over a :class:`~hkmeans.tree.ClusterTree` (no estimator needed).
+
+A target size is split as evenly as possible among the top clusters, each capped at
+its capacity (data points x ``multiplier``), what a capped cluster cannot take going to
+the others; the split recurses down the tree, and each level-0 cluster then gives whole
+copies of its members while the target allows and the rest by ``strategy``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._kernels import cpu
+from ._rng import as_generator
+from .tree import ClusterTree
+
+STRATEGIES = ("random", "closest", "furthest")
+
+
+def _check_tree(tree):
+    if not isinstance(tree, ClusterTree):
+        raise TypeError(f"tree must be a ClusterTree, got {type(tree).__name__}.")
+
+
+def _check(tree, target_size, strategy, multiplier):
+    _check_tree(tree)
+    if isinstance(target_size, bool) or not isinstance(target_size, numbers.Integral) or target_size < 0:
+        raise ValueError(f"target_size must be a non-negative integer, got {target_size!r}.")
+    if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Integral) or multiplier < 1:
+        raise ValueError(f"multiplier must be a positive integer, got {multiplier!r}.")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
+    if strategy != "random" and tree.distances is None:
+        raise ValueError(
+            f"strategy={strategy!r} needs each point's distance to its level-0 centroid, "
+            "and this tree has none: build it with distances=..., or use strategy='random'."
+        )
+    return min(int(target_size), tree.n_samples * int(multiplier)), int(multiplier)
+
+
+def hierarchical_sampling(
+    tree: ClusterTree,
+    target_size: int,
+    strategy: str = "random",
+    multiplier: int = 1,
+    random_state=None,
+) -> np.ndarray:
+    """Pick ``min(target_size, n_samples * multiplier)`` data points, balanced over the tree.
+
+    Parameters
+    ----------
+    tree : ClusterTree
+    target_size : int
+        Number of points wanted.
+    strategy : {"random", "closest", "furthest"}
+        How a level-0 cluster picks the points beyond its whole copies: at random, or
+        those nearest to (furthest from) its centroid.
+    multiplier : int
+        Most times one point may be picked.
+    random_state : int, Generator, RandomState or None
+
+    Returns
+    -------
+    indices : ndarray of int64, sorted
+        Indices into the data points; a point appears at most ``multiplier`` times.
+    """
+    target, multiplier = _check(tree, target_size, strategy, multiplier)
+    rng = as_generator(random_state)
+    top = tree.n_levels - 1
+    caps = tree.sizes(top) * multiplier
+    counts = cpu.water_fill(target, caps, rng.random(caps.size))
+    for t in range(top, 0, -1):
+        offsets, order = tree.members(t)
+        caps = tree.sizes(t - 1) * multiplier
+        counts = cpu.split_counts(counts, offsets, order, caps, rng.random(caps.size))
+    if strategy == "random":
+        scores = rng.random(tree.n_samples)
+    else:
+        scores = tree.distances if strategy == "closest" else -tree.distances
+    offsets, order = tree.members(0)
+    return np.sort(cpu.pick_members(offsets, order, scores, counts))
+
+
+def flat_sampling(
+    tree: ClusterTree,
+    target_size: int,
+    level: int = 0,
+    strategy: str = "random",
+    multiplier: int = 1,
+    random_state=None,
+) -> np.ndarray:
+    """Balanced sampling over the clusters of one level only.
+
+    The target is split among the clusters of ``level`` as in
+    :func:`hierarchical_sampling`, then each cluster picks among all its data points.
+    ``closest`` and ``furthest`` need ``level=0`` (distances are to level-0 centroids).
+    See :func:`hierarchical_sampling` for the other parameters.
+    """
+    _check_tree(tree)
+    level = tree._check_level(level)
+    if level != 0 and strategy in ("closest", "furthest"):
+        raise ValueError(
+            f"strategy={strategy!r} ranks points by distance to their level-0 centroid, "
+            f"so flat sampling supports it only at level=0, got level={level}."
+        )
+    return hierarchical_sampling(tree.flatten(level), target_size, strategy, multiplier, random_state)

@@ -1,0 +1,187 @@
+"""ClusterTree: the levels of a hierarchical clustering as arrays.
+
+Level 0 groups the data points; level ``t`` groups the clusters of level ``t - 1``.
+Sizes are counted in data points. Knows nothing of how the clustering was made.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import cached_property
+
+import numpy as np
+
+from ._kernels.cpu import group_by_label
+
+_FORMAT = 1
+
+
+def _as_labels(a, name):
+    a = np.asarray(a)
+    if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
+        raise ValueError(f"{name} must be a 1-D integer array, got shape {a.shape} and dtype {a.dtype}.")
+    if a.size and a.min() < 0:
+        raise ValueError(f"{name} has negative labels; labels must be cluster indices >= 0.")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+class ClusterTree:
+    """A hierarchy of clusters over ``n_samples`` data points.
+
+    Parameters
+    ----------
+    labels : sequence of 1-D integer arrays, finest level first
+        ``labels[0][i]`` is the level-0 cluster of data point ``i``; for ``t >= 1``,
+        ``labels[t][c]`` is the level-``t`` cluster (the parent) of level-``t - 1``
+        cluster ``c``, so ``len(labels[t])`` is the number of clusters of level ``t - 1``.
+    centroids : sequence of 2-D arrays or None
+        Per level, one row per cluster.
+    distances : 1-D array or None
+        Each data point's distance to its level-0 centroid; needed by the
+        ``closest`` and ``furthest`` sampling strategies.
+
+    Attributes
+    ----------
+    n_levels, n_samples : int
+    n_clusters : tuple of int
+        Clusters per level (some may be empty).
+    """
+
+    def __init__(self, labels, centroids=None, distances=None):
+        if isinstance(labels, np.ndarray) and labels.ndim == 1:
+            labels = [labels]
+        labels = [_as_labels(a, f"labels[{t}]") for t, a in enumerate(labels)]
+        if not labels:
+            raise ValueError("labels must hold at least one level.")
+        if labels[0].size == 0:
+            raise ValueError("labels[0] is empty: a tree needs at least one data point.")
+        n_levels = len(labels)
+        if centroids is not None:
+            centroids = [np.asarray(c) for c in centroids]
+            if len(centroids) != n_levels:
+                raise ValueError(
+                    f"centroids has {len(centroids)} levels but labels has {n_levels}."
+                )
+            for t, c in enumerate(centroids):
+                if c.ndim != 2 or c.shape[1] != centroids[0].shape[1]:
+                    raise ValueError(
+                        f"centroids[{t}] must be 2-D with {centroids[0].shape[1]} columns, got shape {c.shape}."
+                    )
+        n_clusters = []
+        for t in range(n_levels):
+            if t + 1 < n_levels:
+                k = labels[t + 1].size
+            elif centroids is not None:
+                k = centroids[t].shape[0]
+            else:
+                k = int(labels[t].max()) + 1
+            if labels[t].max() >= k:
+                raise ValueError(
+                    f"labels[{t}] refers to cluster {labels[t].max()} but level {t} has "
+                    f"{k} clusters (the length of labels[{t + 1}] or of centroids[{t}])."
+                )
+            if centroids is not None and centroids[t].shape[0] != k:
+                raise ValueError(f"centroids[{t}] has {centroids[t].shape[0]} rows; level {t} has {k} clusters.")
+            n_clusters.append(k)
+        if distances is not None:
+            distances = np.ascontiguousarray(distances, dtype=np.float64)
+            if distances.shape != labels[0].shape:
+                raise ValueError(
+                    f"distances must have one entry per data point ({labels[0].size}), got shape {distances.shape}."
+                )
+            if not np.all(np.isfinite(distances)) or np.any(distances < 0):
+                raise ValueError("distances must be finite and non-negative.")
+        self.labels = tuple(labels)
+        self.centroids = None if centroids is None else tuple(centroids)
+        self.distances = distances
+        self.n_clusters = tuple(n_clusters)
+        self.n_levels = n_levels
+        self.n_samples = labels[0].size
+
+    @classmethod
+    def from_labels(cls, level_labels, centroids=None, distances=None) -> "ClusterTree":
+        """Build a tree from per-level labels (see the class docstring)."""
+        return cls(level_labels, centroids=centroids, distances=distances)
+
+    def members(self, level: int):
+        """CSR ``(offsets, order)`` of level ``level``: the members of cluster ``c`` are
+        ``order[offsets[c]:offsets[c + 1]]``, data points at level 0, clusters of the
+        level below otherwise."""
+        return self._members[self._check_level(level)]
+
+    def sizes(self, level: int) -> np.ndarray:
+        """Number of data points in each cluster of ``level``."""
+        return self._sizes[self._check_level(level)]
+
+    def point_labels(self, level: int) -> np.ndarray:
+        """The cluster of ``level`` that each data point belongs to."""
+        lab = self.labels[0]
+        for t in range(1, self._check_level(level) + 1):
+            lab = self.labels[t][lab]
+        return lab
+
+    def flatten(self, level: int) -> "ClusterTree":
+        """A one-level tree whose clusters are those of ``level``, holding data points."""
+        level = self._check_level(level)
+        return ClusterTree(
+            [self.point_labels(level)],
+            centroids=None if self.centroids is None else [self.centroids[level]],
+            distances=self.distances if level == 0 else None,
+        )
+
+    def save(self, path) -> None:
+        """Write the tree to ``path`` as one ``.npz`` file, atomically (no partial file
+        is ever left at ``path``). The name is used exactly as given."""
+        arrays = {"format": np.array(_FORMAT), "n_levels": np.array(self.n_levels)}
+        for t in range(self.n_levels):
+            arrays[f"labels_{t}"] = self.labels[t]
+            if self.centroids is not None:
+                arrays[f"centroids_{t}"] = self.centroids[t]
+        if self.distances is not None:
+            arrays["distances"] = self.distances
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path) -> "ClusterTree":
+        """Read a tree written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as f:
+            if "n_levels" not in f or int(f.get("format", -1)) != _FORMAT:
+                raise ValueError(f"{os.fspath(path)!r} is not a ClusterTree file.")
+            n_levels = int(f["n_levels"])
+            labels = [f[f"labels_{t}"] for t in range(n_levels)]
+            centroids = [f[f"centroids_{t}"] for t in range(n_levels)] if "centroids_0" in f else None
+            distances = f["distances"] if "distances" in f else None
+        return cls(labels, centroids=centroids, distances=distances)
+
+    def __repr__(self) -> str:
+        return f"ClusterTree(n_samples={self.n_samples}, n_clusters={self.n_clusters})"
+
+    def _check_level(self, level) -> int:
+        if not isinstance(level, (int, np.integer)) or not 0 <= level < self.n_levels:
+            raise ValueError(f"level must be an integer in [0, {self.n_levels - 1}], got {level!r}.")
+        return int(level)
+
+    @cached_property
+    def _members(self):
+        return [group_by_label(self.labels[t], self.n_clusters[t]) for t in range(self.n_levels)]
+
+    @cached_property
+    def _sizes(self):
+        sizes = [np.bincount(self.labels[0], minlength=self.n_clusters[0]).astype(np.int64)]
+        for t in range(1, self.n_levels):
+            sizes.append(
+                np.bincount(self.labels[t], weights=sizes[-1], minlength=self.n_clusters[t]).astype(np.int64)
+            )
+        return sizes
