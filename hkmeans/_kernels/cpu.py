@@ -210,37 +210,79 @@ def split_counts(parent_counts, offsets, order, caps, keys):
 
 
 @njit(parallel=True, cache=True)
-def _sqdist_to(X, c, chunk, out):
+def _add_center(X, c, closest, block_sums, chunk):
+    """``closest[i] = min(closest[i], ||X[i] - c||^2)``; ``block_sums[b]`` gets the sum
+    of ``closest`` over block ``b``."""
     n = X.shape[0]
-    n_blocks = (n + chunk - 1) // chunk
-    for b in prange(n_blocks):
+    for b in prange(block_sums.shape[0]):
+        s = 0.0
         for i in range(b * chunk, min((b + 1) * chunk, n)):
-            out[i] = _sqdist(X[i], c)
+            closest[i] = min(closest[i], _sqdist(X[i], c))
+            s += closest[i]
+        block_sums[b] = s
 
 
-@njit(parallel=True, cache=True)
-def _trial_potentials(X, closest, cand, chunk):
-    """Potential (sum of min squared distances) if each candidate row were added."""
-    n = X.shape[0]
-    t = cand.shape[0]
+@njit(cache=True)
+def _draw(closest, block_sums, chunk, u):
+    """Row drawn with probability proportional to ``closest``, for each ``u`` in [0, 1):
+    first the block, by the cumulative block sums, then the row inside it."""
+    bcum = np.cumsum(block_sums)
+    out = np.empty(u.shape[0], dtype=np.int64)
+    for q in range(u.shape[0]):
+        target = u[q] * bcum[-1]
+        b = min(np.searchsorted(bcum, target), block_sums.shape[0] - 1)
+        acc = bcum[b - 1] if b > 0 else 0.0
+        end = min((b + 1) * chunk, closest.shape[0])
+        i = b * chunk
+        while i < end - 1:
+            acc += closest[i]
+            if acc >= target:
+                break
+            i += 1
+        out[q] = i
+    return out
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _trial_potentials(X, closest, cands, chunk):
+    """Potential (sum of min squared distances) if each row of ``cands`` were added.
+
+    Each block of rows is transposed into a local buffer so the distance loops run
+    vectorised over rows; block partial sums are added in block order.
+    """
+    n, d = X.shape
+    t = cands.shape[0]
     n_blocks = (n + chunk - 1) // chunk
     partial = np.zeros((n_blocks, t), dtype=np.float64)
     for b in prange(n_blocks):
-        for i in range(b * chunk, min((b + 1) * chunk, n)):
-            for q in range(t):
-                partial[b, q] += min(closest[i], _sqdist(X[i], X[cand[q]]))
+        a = b * chunk
+        m = min(a + chunk, n) - a
+        xt = np.empty((d, m), dtype=np.float64)
+        for i in range(m):
+            for f in range(d):
+                xt[f, i] = X[a + i, f]
+        dist = np.empty(m, dtype=np.float64)
+        cl = closest[a : a + m]
+        for q in range(t):
+            dist[:] = 0.0
+            for f in range(d - 1):
+                cf = cands[q, f]
+                xf = xt[f]
+                for i in range(m):
+                    v = xf[i] - cf
+                    dist[i] += v * v
+            # the last feature is fused with the reduction: one pass less over dist
+            cf = cands[q, d - 1]
+            xf = xt[d - 1]
+            s = 0.0
+            for i in range(m):
+                v = xf[i] - cf
+                s += min(cl[i], dist[i] + v * v)
+            partial[b, q] = s
     pots = np.zeros(t, dtype=np.float64)
     for b in range(n_blocks):  # fixed order: independent of the thread count
         pots += partial[b]
     return pots
-
-
-@njit(cache=True)
-def _block_sum(v, chunk):
-    s = 0.0
-    for a in range(0, v.shape[0], chunk):
-        s += v[a : a + chunk].sum()
-    return s
 
 
 @njit(cache=True)
@@ -254,18 +296,15 @@ def kmeans_plusplus(X, first, rand, chunk):
     k = rand.shape[0] + 1
     idx = np.empty(k, dtype=np.int64)
     idx[0] = first
-    closest = np.empty(n, dtype=np.float64)
-    _sqdist_to(X, X[first], chunk, closest)
-    pot = _block_sum(closest, chunk)
+    closest = np.full(n, np.inf)
+    block_sums = np.empty((n + chunk - 1) // chunk, dtype=np.float64)
+    _add_center(X, X[first], closest, block_sums, chunk)
     for c in range(1, k):
-        cum = np.cumsum(closest)
-        cand = np.searchsorted(cum, rand[c - 1] * pot)
-        cand = np.minimum(cand, n - 1)
-        pots = _trial_potentials(X, closest, cand, chunk)
-        best = np.argmin(pots)
-        idx[c] = cand[best]
-        new = np.empty(n, dtype=np.float64)
-        _sqdist_to(X, X[idx[c]], chunk, new)
-        closest = np.minimum(closest, new)
-        pot = _block_sum(closest, chunk)
+        cand = _draw(closest, block_sums, chunk, rand[c - 1])
+        cands = np.empty((cand.shape[0], X.shape[1]), dtype=np.float64)
+        for q in range(cand.shape[0]):
+            cands[q] = X[cand[q]]
+        pots = _trial_potentials(X, closest, cands, chunk)
+        idx[c] = cand[np.argmin(pots)]
+        _add_center(X, X[idx[c]], closest, block_sums, chunk)
     return idx
