@@ -39,6 +39,19 @@ def _sqdist(x, c):
     return s
 
 
+@njit(cache=True)
+def _sq_norms(C):
+    # serial on purpose: inside a parallel function numba would split this
+    # reduction across threads, and the rounding would depend on their number
+    out = np.empty(C.shape[0], dtype=C.dtype)
+    for j in range(C.shape[0]):
+        s = C.dtype.type(0)
+        for f in range(C.shape[1]):
+            s += C[j, f] * C[j, f]
+        out[j] = s
+    return out
+
+
 @njit(parallel=True, cache=True)
 def assign_gemm(X, C, chunk, n_tasks, labels, sqdist):
     """Nearest centroid of every row of ``X`` by one GEMM per block of ``chunk`` rows.
@@ -55,9 +68,7 @@ def assign_gemm(X, C, chunk, n_tasks, labels, sqdist):
     for j in range(k):
         for f in range(d):
             Cm2T[f, j] = -2 * C[j, f]
-    c_sq = np.empty(k, dtype=X.dtype)
-    for j in range(k):
-        c_sq[j] = (C[j] * C[j]).sum()
+    c_sq = _sq_norms(C)
     n_blocks = (n + chunk - 1) // chunk
     for task in prange(n_tasks):
         buf = np.empty((chunk, k), dtype=X.dtype)

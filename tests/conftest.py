@@ -1,0 +1,30 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    deadline=None,
+    derandomize=True,
+    max_examples=30,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", deadline=None, max_examples=30, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_kernels():
+    """Compile (or load from the on-disk cache) every kernel once per session, for
+    both dtypes and both assignment paths, so first calls in tests are not slow."""
+    from hkmeans import HierarchicalKMeans
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for d in (2, 40):
+            X = rng.normal(size=(60, d)).astype(dtype)
+            m = HierarchicalKMeans((6, 3), n_resamples=1, random_state=0).fit(X)
+            m.sample(20, strategy="closest")
+            m.sample(20)

@@ -1,0 +1,60 @@
+"""Plain-NumPy reference implementations the kernels are checked against."""
+
+import numpy as np
+
+
+def sqdist_matrix(X, C):
+    diff = X[:, None, :].astype(np.float64) - C[None, :, :].astype(np.float64)
+    return np.einsum("ijk,ijk->ij", diff, diff)
+
+
+def assign(X, C):
+    """Nearest centre (first on ties) and squared distance to it."""
+    D = sqdist_matrix(X, C)
+    labels = D.argmin(axis=1)
+    return labels, D[np.arange(len(X)), labels]
+
+
+def cluster_sums(X, labels, k):
+    sums = np.zeros((k, X.shape[1]))
+    np.add.at(sums, labels, X.astype(np.float64))
+    return sums, np.bincount(labels, minlength=k)
+
+
+def lloyd(X, C, n_iter):
+    """Textbook Lloyd iterations (no empty cluster may arise)."""
+    C = C.astype(np.float64)
+    for _ in range(n_iter):
+        labels, _ = assign(X, C)
+        sums, counts = cluster_sums(X, labels, len(C))
+        assert counts.min() > 0
+        C = sums / counts[:, None]
+    return C, assign(X, C)[0]
+
+
+def kmeans_plusplus(X, first, rand):
+    """Greedy k-means++ with the given draws (global cumulative sum, as scikit-learn)."""
+    X = X.astype(np.float64)
+    idx = [first]
+    closest = ((X - X[first]) ** 2).sum(1)
+    for u in rand:
+        cum = np.cumsum(closest)
+        cand = np.minimum(np.searchsorted(cum, u * cum[-1]), len(X) - 1)
+        pots = [np.minimum(closest, ((X - X[c]) ** 2).sum(1)).sum() for c in cand]
+        best = cand[int(np.argmin(pots))]
+        idx.append(best)
+        closest = np.minimum(closest, ((X - X[best]) ** 2).sum(1))
+    return np.array(idx)
+
+
+def pick_members(labels, k, scores, n_take):
+    """Per cluster: whole copies, then the members with the smallest scores."""
+    out = []
+    for c in range(k):
+        members = np.flatnonzero(labels == c)
+        if n_take[c] == 0:
+            continue
+        q, r = divmod(n_take[c], len(members))
+        out.extend(np.tile(members, q))
+        out.extend(members[np.argsort(scores[members], kind="stable")[:r]])
+    return np.array(out, dtype=np.int64)

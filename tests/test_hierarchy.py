@@ -1,0 +1,132 @@
+"""Hierarchical k-means with resampling: the engine and its parameters."""
+
+import numba
+import numpy as np
+import pytest
+
+from hkmeans import HierarchicalKMeans, hierarchical_kmeans
+from hkmeans.kmeans import assign
+
+from . import naive
+
+
+def mixture(n=3000, d=2, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    sizes = np.array([0.8, 0.15, 0.05]) * n
+    centres = np.array([[0.0] * d, [8.0] * d, [-8.0] + [8.0] * (d - 1)])
+    X = np.concatenate([c + rng.normal(size=(int(s), d)) for c, s in zip(centres, sizes)])
+    return X.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_levels_are_consistent(dtype):
+    X = mixture(dtype=dtype)
+    levels = hierarchical_kmeans(X, (60, 12, 4), n_resamples=3, random_state=0)
+    assert [lv.centroids.shape for lv in levels] == [(60, 2), (12, 2), (4, 2)]
+    inputs = [X, levels[0].centroids, levels[1].centroids]
+    for lv, Y in zip(levels, inputs):
+        assert lv.centroids.dtype == dtype
+        labels, sqdist = naive.assign(Y, lv.centroids)
+        np.testing.assert_array_equal(lv.labels, labels)  # each level ends on a full reassignment
+        np.testing.assert_allclose(lv.sqdist, sqdist, rtol=1e-9, atol=1e-9)
+        assert np.bincount(lv.labels, minlength=len(lv.centroids)).min() > 0
+
+
+def test_resampling_spreads_centroids_towards_the_small_components():
+    X = mixture(n=4000)
+    dense = np.linalg.norm(X[:3200].mean(0))
+    plain = hierarchical_kmeans(X, 40, n_resamples=0, random_state=0)[0].centroids
+    resampled = hierarchical_kmeans(X, 40, n_resamples=10, sample_size=5, random_state=0)[0].centroids
+    def in_big(C):
+        return np.sum(np.linalg.norm(C - X[:3200].mean(0), axis=1) < 4 + dense)
+    assert in_big(resampled) < in_big(plain)
+
+
+def test_sample_size_none_or_one_or_no_resamples():
+    X = mixture(n=600)
+    base = hierarchical_kmeans(X, 10, n_resamples=0, random_state=0)[0]
+    for kwargs in (dict(sample_size=1), dict(n_resamples=0, sample_size=30)):
+        lv = hierarchical_kmeans(X, 10, random_state=0, **kwargs)[0]
+        np.testing.assert_array_equal(lv.centroids, base.centroids)
+    auto = hierarchical_kmeans(X, 10, n_resamples=2, sample_size=None, random_state=0)[0]
+    explicit = hierarchical_kmeans(X, 10, n_resamples=2, sample_size=30, random_state=0)[0]
+    np.testing.assert_array_equal(auto.centroids, explicit.centroids)  # 600 / 10 / 2 = 30
+
+
+def test_random_resample_strategy_depends_on_seed():
+    X = mixture(n=800)
+    a = hierarchical_kmeans(X, 8, resample_strategy="random", random_state=0)[0].centroids
+    b = hierarchical_kmeans(X, 8, resample_strategy="random", random_state=0)[0].centroids
+    c = hierarchical_kmeans(X, 8, resample_strategy="random", random_state=1)[0].centroids
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_cosine_hierarchy_stays_on_the_sphere():
+    X = mixture(n=900, d=4) + 20
+    levels = hierarchical_kmeans(X, (12, 3), metric="cosine", random_state=0)
+    for lv in levels:
+        np.testing.assert_allclose(np.linalg.norm(lv.centroids, axis=1), 1, rtol=1e-6)
+
+
+def test_same_result_whatever_the_thread_count():
+    X = mixture(n=5000, d=24, dtype=np.float32)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = HierarchicalKMeans((50, 10), n_resamples=3, random_state=0).fit(X)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = HierarchicalKMeans((50, 10), n_resamples=3, random_state=0).fit(X)
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(one.levels_, two.levels_):
+        np.testing.assert_array_equal(a.centroids, b.centroids)
+        np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(one.sample(500, random_state=0), two.sample(500, random_state=0))
+
+
+def test_predict_through_the_tree():
+    X = mixture(n=1200)
+    m = HierarchicalKMeans((30, 6, 2), n_resamples=2, random_state=0).fit(X)
+    np.testing.assert_array_equal(m.labels_, m.predict(X))
+    leaf = assign(X, m.levels_[0].centroids)[0]
+    np.testing.assert_array_equal(m.predict(X, level=0), leaf)
+    np.testing.assert_array_equal(m.predict(X, level=1), m.levels_[1].labels[leaf])
+    np.testing.assert_array_equal(m.predict(X, level=2), m.labels_)
+    assert m.inertia_ == pytest.approx(-m.score(X))
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(n_clusters=()), "at least one level"),
+        (dict(n_clusters=(10, 0)), "positive integers"),
+        (dict(n_clusters=(10, 20)), "level 1 asks for n_clusters=20 but level 0 has only 10"),
+        (dict(n_clusters=(100,)), r"n_samples=\d+ should be >= n_clusters=100"),
+        (dict(n_clusters=(10, 5), n_resamples=(1, 2, 3)), "n_resamples has 3 entries"),
+        (dict(n_clusters=(10, 5), sample_size=(2,)), "sample_size has 1 entries"),
+        (dict(n_resamples=-1), "n_resamples"),
+        (dict(sample_size=2.5), "sample_size"),
+        (dict(resample_strategy="furthest"), "resample_strategy"),
+        (dict(init=np.zeros((8, 2))), "hierarchical"),
+        (dict(metric="l1"), "metric"),
+        (dict(max_iter=0), "max_iter"),
+    ],
+)
+def test_bad_parameters_raise_before_work(params, match):
+    X = mixture(n=50)
+    with pytest.raises(ValueError, match=match):
+        HierarchicalKMeans(**params).fit(X)
+
+
+def test_sample_method_and_errors():
+    X = mixture(n=600)
+    m = HierarchicalKMeans((20, 4), random_state=0).fit(X)
+    flat = m.sample(100, method="flat", random_state=0)
+    counts = np.bincount(m.levels_[0].labels[flat], minlength=20)
+    sizes = np.bincount(m.levels_[0].labels, minlength=20)
+    assert counts[counts < sizes].max(initial=0) <= counts[counts < sizes].min(initial=0) + 1
+    with pytest.raises(ValueError, match="method"):
+        m.sample(10, method="tree")
+    with pytest.raises(Exception, match="not fitted"):
+        HierarchicalKMeans().sample(10)

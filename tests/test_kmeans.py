@@ -1,0 +1,167 @@
+"""Flat k-means: Lloyd loop, seeding, empty clusters, the KMeans estimator."""
+
+import numba
+import numpy as np
+import pytest
+import sklearn.cluster
+from sklearn.exceptions import ConvergenceWarning
+
+from hkmeans import KMeans, kmeans_plusplus
+from hkmeans.kmeans import kmeans, lloyd
+
+from . import naive
+
+
+def blobs(n=600, d=5, k=6, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=10, size=(k, d))
+    return (centres[rng.integers(0, k, n)] + rng.normal(size=(n, d))).astype(dtype)
+
+
+def test_hand_computed_four_points():
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
+    km = KMeans(2, init=np.array([[1.0, 0.0], [9.0, 0.0]]), n_init=1).fit(X)
+    np.testing.assert_allclose(km.cluster_centers_, [[0.0, 0.5], [10.0, 0.5]])
+    np.testing.assert_array_equal(km.labels_, [0, 0, 1, 1])
+    assert km.inertia_ == pytest.approx(1.0)
+    assert km.score(X) == pytest.approx(-1.0)
+    np.testing.assert_allclose(km.transform([[0.0, 0.5]]), [[0.0, 10.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [3, 40])
+def test_lloyd_matches_reference(dtype, d):
+    X = blobs(d=d, dtype=dtype)
+    C0 = X[[0, 100, 200, 300, 400, 500]].copy()
+    res = lloyd(X, C0, max_iter=5, tol=-1.0)
+    ref_C, ref_labels = naive.lloyd(X, C0, 5)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(res.centers, ref_C, rtol=rtol, atol=rtol)
+    np.testing.assert_array_equal(res.labels, ref_labels)
+    assert res.inertia == pytest.approx(naive.assign(X, res.centers)[1].sum(), rel=1e-6)
+
+
+def test_inertia_never_rises_with_more_iterations():
+    X = blobs(n=2000, d=4, k=20, seed=4)
+    C0 = X[:20].copy()
+    inertias = [lloyd(X, C0, max_iter=it, tol=-1.0).inertia for it in range(1, 12)]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(inertias, inertias[1:]))
+
+
+def test_more_clusters_lower_inertia():
+    X = blobs(n=1500, d=3, k=10, seed=5)
+    inertias = [KMeans(k, random_state=0).fit(X).inertia_ for k in (2, 5, 10, 20)]
+    assert inertias == sorted(inertias, reverse=True)
+
+
+def test_inertia_comparable_to_scikit_learn():
+    X = blobs(n=3000, d=8, k=12, seed=6)
+    ours = KMeans(12, n_init=3, random_state=0).fit(X).inertia_
+    theirs = sklearn.cluster.KMeans(12, n_init=3, random_state=0).fit(X).inertia_
+    assert ours <= 1.05 * theirs
+
+
+def test_labels_match_predict_and_centres_are_means():
+    X = blobs(n=1000, d=6, k=5, seed=7)
+    km = KMeans(5, random_state=1).fit(X)
+    np.testing.assert_array_equal(km.labels_, km.predict(X))
+    for c in range(5):
+        np.testing.assert_allclose(km.cluster_centers_[c], X[km.labels_ == c].mean(0), atol=1e-3)
+
+
+def test_empty_cluster_is_reseeded_with_farthest_point():
+    X = np.array([[0.0], [1.0], [2.0], [100.0]])
+    # the centre at 1000 gets no point: it moves to the point farthest from its centre
+    res = lloyd(X, np.array([[1.0], [1000.0]]), max_iter=10, tol=0.0)
+    assert np.bincount(res.labels, minlength=2).min() > 0
+    np.testing.assert_allclose(sorted(res.centers[:, 0]), [1.0, 100.0])
+
+
+def test_fewer_distinct_points_than_clusters_warns():
+    X = np.repeat(np.arange(3.0)[:, None], 5, axis=0)
+    with pytest.warns(ConvergenceWarning, match="distinct clusters"):
+        KMeans(4, random_state=0).fit(X)
+
+
+def test_cosine_metric_gives_unit_centres():
+    X = blobs(n=500, d=6, k=4, seed=8) + 30
+    km = KMeans(4, metric="cosine", random_state=0).fit(X)
+    np.testing.assert_allclose(np.linalg.norm(km.cluster_centers_, axis=1), 1.0, rtol=1e-6)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    np.testing.assert_array_equal(km.labels_, np.argmax(Xn @ km.cluster_centers_.T, axis=1))
+
+
+def test_same_random_state_same_result_whatever_the_thread_count():
+    X = blobs(n=5000, d=20, k=30, seed=9, dtype=np.float32)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = KMeans(30, random_state=3).fit(X)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = KMeans(30, random_state=3).fit(X)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one.labels_, two.labels_)
+    np.testing.assert_array_equal(one.cluster_centers_, two.cluster_centers_)
+
+
+def test_c_and_fortran_order_give_identical_fits():
+    X = blobs(n=800, d=10, k=5, seed=10, dtype=np.float32)
+    a = KMeans(5, random_state=0).fit(X)
+    b = KMeans(5, random_state=0).fit(np.asfortranarray(X))
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_kept(dtype):
+    X = blobs(dtype=dtype)
+    km = KMeans(3, random_state=0).fit(X)
+    assert km.cluster_centers_.dtype == dtype
+    assert km.transform(X).dtype == dtype
+
+
+def test_kmeans_plusplus_potential_close_to_scikit_learn():
+    X = blobs(n=4000, d=16, k=50, seed=11)
+    def potential(C):
+        return naive.assign(X, C)[1].sum()
+    ours = np.median([potential(kmeans_plusplus(X, 50, random_state=s)[0]) for s in range(5)])
+    theirs = np.median([potential(sklearn.cluster.kmeans_plusplus(X, 50, random_state=s)[0]) for s in range(5)])
+    assert ours <= 1.1 * theirs
+    centres, idx = kmeans_plusplus(X, 50, random_state=0)
+    np.testing.assert_array_equal(centres, X[idx])
+    assert len(set(idx.tolist())) == 50
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(n_clusters=0), "n_clusters"),
+        (dict(n_clusters=2.5), "n_clusters"),
+        (dict(init="kmeans"), "init"),
+        (dict(init=np.zeros((2, 2))), "init array has shape"),
+        (dict(n_init=0), "n_init"),
+        (dict(max_iter=0), "max_iter"),
+        (dict(tol=-1.0), "tol"),
+        (dict(metric="manhattan"), "metric"),
+        (dict(n_clusters=100), "n_samples=50 should be >= n_clusters=100"),
+    ],
+)
+def test_bad_parameters_raise_before_work(params, match):
+    X = blobs(n=50, d=3)
+    with pytest.raises(ValueError, match=match):
+        KMeans(**params).fit(X)
+
+
+def test_explicit_init_with_several_runs_warns_and_runs_once():
+    X = blobs(n=60, d=2, k=3)
+    with pytest.warns(RuntimeWarning, match="only one init"):
+        KMeans(3, init=X[:3], n_init=4).fit(X)
+
+
+def test_engine_keeps_best_of_n_init():
+    X = blobs(n=800, d=2, k=8, seed=12)
+    g = np.random.default_rng(0)  # n_init runs draw from one generator in turn
+    singles = [kmeans(X, 8, n_init=1, random_state=g).inertia for _ in range(5)]
+    assert len(set(singles)) > 1
+    assert kmeans(X, 8, n_init=5, random_state=np.random.default_rng(0)).inertia == min(singles)

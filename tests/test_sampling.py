@@ -1,0 +1,119 @@
+"""Balanced sampling: property tests over random trees and targets."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hkmeans import ClusterTree, flat_sampling, hierarchical_sampling
+
+from .strategies import trees
+
+targets = st.integers(0, 400)
+multipliers = st.integers(1, 3)
+
+
+def sibling_groups(tree):
+    """(level, groups of sibling clusters at that level): top clusters, then the
+    children of each cluster above."""
+    top = tree.n_levels - 1
+    yield top, [np.arange(tree.n_clusters[top])]
+    for t in range(top, 0, -1):
+        offsets, order = tree.members(t)
+        yield t - 1, [order[offsets[c] : offsets[c + 1]] for c in range(tree.n_clusters[t])]
+
+
+@given(trees(), targets, multipliers, st.sampled_from(["random", "closest", "furthest"]), st.integers(0, 99))
+def test_hierarchical_sampling_properties(tree, target, multiplier, strategy, seed):
+    idx = hierarchical_sampling(tree, target, strategy, multiplier, random_state=seed)
+    assert idx.dtype == np.int64
+    assert len(idx) == min(target, tree.n_samples * multiplier)
+    assert np.all(np.diff(idx) >= 0)
+    copies = np.bincount(idx, minlength=tree.n_samples)
+    assert copies.max(initial=0) <= multiplier
+    for level, groups in sibling_groups(tree):
+        counts = np.bincount(tree.point_labels(level)[idx], minlength=tree.n_clusters[level])
+        caps = tree.sizes(level) * multiplier
+        for sib in groups:
+            if len(sib) < 2:
+                continue
+            c, cap = counts[sib], caps[sib]
+            # if one sibling has 2 or more above another, the other is full
+            gap = c[:, None] >= c[None, :] + 2
+            assert np.all((c == cap)[None, :].repeat(len(c), 0)[gap])
+    np.testing.assert_array_equal(idx, hierarchical_sampling(tree, target, strategy, multiplier, random_state=seed))
+
+
+@given(trees(), targets, multipliers, st.sampled_from(["closest", "furthest"]), st.integers(0, 99))
+def test_closest_and_furthest_pick_by_distance(tree, target, multiplier, strategy, seed):
+    idx = hierarchical_sampling(tree, target, strategy, multiplier, random_state=seed)
+    copies = np.bincount(idx, minlength=tree.n_samples)
+    sign = 1 if strategy == "closest" else -1
+    offsets, order = tree.members(0)
+    for c in range(tree.n_clusters[0]):
+        members = order[offsets[c] : offsets[c + 1]]
+        if len(members) == 0:
+            continue
+        dist, got = sign * tree.distances[members], copies[members]
+        # a point picked more often is never farther (closer) than one picked less often
+        more = got[:, None] > got[None, :]
+        assert np.all((dist[:, None] <= dist[None, :])[more])
+
+
+def test_sibling_counts_on_a_capped_tree():
+    # leaf sizes 1, 5, 10 under one top cluster: 9 points split as 1, 4, 4
+    tree = ClusterTree.from_labels([np.repeat([0, 1, 2], [1, 5, 10])])
+    idx = hierarchical_sampling(tree, 9, random_state=0)
+    np.testing.assert_array_equal(np.bincount(tree.labels[0][idx]), [1, 4, 4])
+
+
+def test_whole_pool_multiplier_times_when_target_exceeds_capacity():
+    tree = ClusterTree.from_labels([np.array([0, 0, 1])])
+    idx = hierarchical_sampling(tree, 100, multiplier=2, random_state=0)
+    np.testing.assert_array_equal(idx, [0, 0, 1, 1, 2, 2])
+
+
+def test_remainder_goes_to_random_clusters():
+    tree = ClusterTree.from_labels([np.repeat(np.arange(10), 5)])
+    chosen = {tuple(np.unique(tree.labels[0][hierarchical_sampling(tree, 3, random_state=s)])) for s in range(20)}
+    assert len(chosen) > 1  # which three clusters get the remainder varies with the seed
+
+
+@given(trees(), targets, st.integers(0, 2), st.integers(0, 99))
+def test_flat_sampling_balances_one_level(tree, target, level, seed):
+    level = min(level, tree.n_levels - 1)
+    idx = flat_sampling(tree, target, level=level, random_state=seed)
+    assert len(idx) == min(target, tree.n_samples)
+    counts = np.bincount(tree.point_labels(level)[idx], minlength=tree.n_clusters[level])
+    caps = tree.sizes(level)
+    open_ = counts < caps
+    if open_.any():
+        assert counts.max() <= counts[open_].min() + 1
+
+
+def test_strategies_that_need_distances_are_refused_without_them():
+    tree = ClusterTree.from_labels([np.array([0, 1, 1])])
+    with pytest.raises(ValueError, match="distance"):
+        hierarchical_sampling(tree, 2, strategy="closest")
+    with pytest.raises(ValueError, match="level=0"):
+        flat_sampling(ClusterTree.from_labels([np.array([0, 1]), np.array([0, 0])], distances=[1.0, 2.0]), 1, level=1, strategy="furthest")
+
+
+@pytest.mark.parametrize(
+    "args, error, match",
+    [
+        (dict(target_size=-1), ValueError, "target_size"),
+        (dict(target_size=2.5), ValueError, "target_size"),
+        (dict(target_size=2, multiplier=0), ValueError, "multiplier"),
+        (dict(target_size=2, strategy="best"), ValueError, "strategy"),
+    ],
+)
+def test_bad_arguments(args, error, match):
+    tree = ClusterTree.from_labels([np.array([0, 1, 1])])
+    with pytest.raises(error, match=match):
+        hierarchical_sampling(tree, **args)
+
+
+def test_not_a_tree():
+    with pytest.raises(TypeError, match="ClusterTree"):
+        hierarchical_sampling(np.zeros(3), 1)

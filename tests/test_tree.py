@@ -1,0 +1,108 @@
+"""ClusterTree: structure, validation, save and load."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+from hkmeans import ClusterTree
+
+from .strategies import trees
+
+
+def small_tree():
+    # 6 points -> 3 leaf clusters -> 2 top clusters
+    return ClusterTree.from_labels(
+        [np.array([0, 1, 1, 2, 0, 2]), np.array([1, 0, 1])],
+        centroids=[np.arange(6.0).reshape(3, 2), np.arange(4.0).reshape(2, 2)],
+        distances=np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),
+    )
+
+
+def test_structure_of_a_small_tree():
+    tree = small_tree()
+    assert tree.n_levels == 2 and tree.n_samples == 6 and tree.n_clusters == (3, 2)
+    np.testing.assert_array_equal(tree.sizes(0), [2, 2, 2])
+    np.testing.assert_array_equal(tree.sizes(1), [2, 4])
+    np.testing.assert_array_equal(tree.point_labels(1), [1, 0, 0, 1, 1, 1])
+    offsets, order = tree.members(1)
+    np.testing.assert_array_equal(order[offsets[1] : offsets[2]], [0, 2])
+
+
+@given(trees())
+def test_sizes_add_up_through_levels(tree):
+    for t in range(tree.n_levels):
+        sizes = tree.sizes(t)
+        assert sizes.sum() == tree.n_samples
+        np.testing.assert_array_equal(sizes, np.bincount(tree.point_labels(t), minlength=tree.n_clusters[t]))
+        offsets, order = tree.members(t)
+        assert len(order) == len(tree.labels[t])
+        for c in range(tree.n_clusters[t]):
+            assert np.all(tree.labels[t][order[offsets[c] : offsets[c + 1]]] == c)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    tree = small_tree()
+    path = tmp_path / "tree.npz"
+    tree.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["tree.npz"]  # no temporary file left
+    back = ClusterTree.load(path)
+    assert back.n_clusters == tree.n_clusters
+    for a, b in zip(back.labels, tree.labels):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(back.centroids, tree.centroids):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.distances, tree.distances)
+
+
+def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "tree.npz"
+    small_tree().save(path)
+    before = path.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ClusterTree.from_labels([np.zeros(3, int)]).save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["tree.npz"]
+
+
+def test_load_refuses_other_files(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, a=np.arange(3))
+    with pytest.raises(ValueError, match="not a ClusterTree"):
+        ClusterTree.load(path)
+
+
+def test_flatten_keeps_point_membership():
+    tree = small_tree()
+    flat = tree.flatten(1)
+    assert flat.n_levels == 1 and flat.distances is None
+    np.testing.assert_array_equal(flat.labels[0], tree.point_labels(1))
+    assert tree.flatten(0).distances is not None
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(level_labels=[]), "at least one level"),
+        (dict(level_labels=[np.array([], int)]), "empty"),
+        (dict(level_labels=[np.array([0.5, 1.0])]), "integer"),
+        (dict(level_labels=[np.array([0, -1])]), "negative"),
+        (dict(level_labels=[np.array([0, 3]), np.array([0, 0])]), "refers to cluster 3"),
+        (dict(level_labels=[np.array([0, 1])], distances=np.array([1.0])), "one entry per data point"),
+        (dict(level_labels=[np.array([0, 1])], distances=np.array([1.0, np.nan])), "finite"),
+        (dict(level_labels=[np.array([0, 1]), np.array([0, 0])], centroids=[np.zeros((3, 2)), np.zeros((1, 2))]), "has 3 rows"),
+        (dict(level_labels=[np.array([0, 1])], centroids=[np.zeros((2, 2))] * 2), "levels"),
+    ],
+)
+def test_bad_trees_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ClusterTree.from_labels(**kwargs)
+
+
+def test_bad_level_is_refused():
+    with pytest.raises(ValueError, match="level must be"):
+        small_tree().sizes(2)
