@@ -184,6 +184,8 @@ class HierarchicalKMeans(_CentroidClusterer):
     tree_ : ClusterTree
     inertia_ : float
         Sum of squared distances of samples to their top-level centroid.
+    n_iter_ : int
+        Lloyd iterations of all k-means runs, all levels together.
     n_features_in_ : int
     """
 
@@ -235,6 +237,7 @@ class HierarchicalKMeans(_CentroidClusterer):
         self.cluster_centers_ = self.levels_[-1].centroids
         self.labels_ = self.tree_.point_labels(self.tree_.n_levels - 1)
         self.inertia_ = -self.score(X)
+        self.n_iter_ = sum(lv.n_iter for lv in self.levels_)
         self._n_features_out = self.cluster_centers_.shape[0]
         return self
 

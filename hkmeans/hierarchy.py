@@ -26,12 +26,14 @@ RESAMPLE_STRATEGIES = ("closest", "random")
 
 @dataclass(frozen=True)
 class Level:
-    """One fitted level: its centroids and, for each row of its input (the data at
-    level 0, the previous level's centroids above), the cluster and squared distance."""
+    """One fitted level: its centroids; for each row of its input (the data at level 0,
+    the previous level's centroids above), the cluster and squared distance; and the
+    Lloyd iterations its k-means runs took in all."""
 
     centroids: np.ndarray
     labels: np.ndarray
     sqdist: np.ndarray
+    n_iter: int
 
 
 def _per_level(value, n_levels, name, allow_none=False):
@@ -106,7 +108,7 @@ def hierarchical_kmeans(
     for t, k in enumerate(ks):
         start = time.perf_counter()
         res = kmeans(Y, k, random_state=rng, **params)
-        centers, labels, sqdist = res.centers, res.labels, res.sqdist
+        centers, labels, sqdist, n_iter = res.centers, res.labels, res.sqdist, res.n_iter
         s = sizes[t] if sizes[t] is not None else int(round(Y.shape[0] / k / 2))
         n_res = resamples[t] if s > 1 else 0
         for _ in range(n_res):
@@ -116,11 +118,12 @@ def hierarchical_kmeans(
             subset = Y[cpu.pick_members(offsets, order, scores, take)]
             if subset.shape[0] < k:  # only with duplicate points: nothing left to resample
                 break
-            centers = kmeans(subset, k, random_state=rng, **params).centers
+            res = kmeans(subset, k, random_state=rng, **params)
+            centers, n_iter = res.centers, n_iter + res.n_iter
             with single_threaded_blas():
                 labels, sqdist = assign(Y, centers)
                 centers, labels, sqdist = reseed_empty(Y, centers, labels, sqdist)
-        levels.append(Level(centers, labels, sqdist))
+        levels.append(Level(centers, labels, sqdist, n_iter))
         if verbose:
             print(
                 f"[hkmeans] level {t}: {Y.shape[0]} -> {k} clusters, {n_res} resamples "

@@ -1,0 +1,87 @@
+"""scikit-learn compatibility of both estimators."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from hkmeans import HierarchicalKMeans, KMeans
+
+# scikit-learn's own KMeans passes all of these checks, so none is expected to fail.
+EXPECTED_FAILURES: dict = {}
+
+
+@parametrize_with_checks(
+    [HierarchicalKMeans(), KMeans()],
+    expected_failed_checks=lambda est: EXPECTED_FAILURES,
+)
+def test_scikit_learn_compatible(estimator, check):
+    check(estimator)
+
+
+def data(seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=6, size=(4, 5))
+    return centres[rng.integers(0, 4, 400)] + rng.normal(size=(400, 5))
+
+
+ESTIMATORS = [
+    KMeans(4, random_state=0),
+    HierarchicalKMeans((12, 4), n_resamples=2, random_state=0),
+]
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=type)
+def test_in_a_pipeline(est):
+    X = data()
+    pipe = make_pipeline(StandardScaler(), est).fit(X)
+    alone = clone(est).fit(StandardScaler().fit_transform(X))
+    np.testing.assert_array_equal(pipe.predict(X), alone.labels_)
+    assert pipe.transform(X).shape == (400, 4)
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=type)
+def test_clone_and_pickle(est):
+    X = data(1)
+    fitted = clone(est).fit(X)
+    assert clone(fitted).get_params() == est.get_params()
+    assert not hasattr(clone(fitted), "labels_")
+    back = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(back.predict(X), fitted.labels_)
+    np.testing.assert_array_equal(back.cluster_centers_, fitted.cluster_centers_)
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=type)
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.array([[1.0, np.nan]] * 20), "NaN"),
+        (np.array([[1.0, np.inf]] * 20), "infinity"),
+        (np.zeros((0, 3)), "0 sample"),
+        (np.zeros(20), "2D array"),
+        (np.zeros((20, 2, 2)), "dim"),
+    ],
+)
+def test_bad_input_is_refused(est, X, match):
+    with pytest.raises(ValueError, match=match):
+        clone(est).fit(X)
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=type)
+def test_other_numeric_dtypes_are_cast_once(est):
+    X = np.rint(data(2) * 10).astype(np.int32)
+    fitted = clone(est).fit(X)
+    assert fitted.cluster_centers_.dtype == np.float64
+    np.testing.assert_array_equal(fitted.predict(X), fitted.labels_)
+
+
+def test_hierarchical_fewer_distinct_points_than_clusters_warns():
+    from sklearn.exceptions import ConvergenceWarning
+
+    X = np.repeat(np.eye(3), 10, axis=0)
+    with pytest.warns(ConvergenceWarning):
+        HierarchicalKMeans(5, random_state=0).fit(X)
