@@ -17,15 +17,29 @@ def _task_range(task, n_tasks, n_blocks):
 
 
 @njit(cache=True, fastmath=True)
-def _argmin_plus(row, offset):
-    """Index of the smallest ``row[j] + offset[j]``, the first one on ties."""
-    best = row[0] + offset[0]
-    for j in range(1, row.shape[0]):
-        v = row[j] + offset[j]
-        if v < best:
-            best = v
-    for j in range(row.shape[0]):
-        if row[j] + offset[j] == best:
+def _argmin(row):
+    """Index of the smallest entry of ``row``, the first one on ties.
+
+    The minimum runs over eight independent accumulators, a form the compiler turns
+    into vector instructions; then the first entry equal to it is found.
+    """
+    k = row.shape[0]
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = row[0]
+    kk = k - k % 8
+    for j in range(0, kk, 8):
+        m0 = min(m0, row[j])
+        m1 = min(m1, row[j + 1])
+        m2 = min(m2, row[j + 2])
+        m3 = min(m3, row[j + 3])
+        m4 = min(m4, row[j + 4])
+        m5 = min(m5, row[j + 5])
+        m6 = min(m6, row[j + 6])
+        m7 = min(m7, row[j + 7])
+    best = min(min(min(m0, m1), min(m2, m3)), min(min(m4, m5), min(m6, m7)))
+    for j in range(kk, k):
+        best = min(best, row[j])
+    for j in range(k):
+        if row[j] == best:
             return j
     return 0
 
@@ -79,36 +93,49 @@ def assign_gemm(X, C, chunk, n_tasks, labels, sqdist):
             G = buf[: e - a]
             np.dot(X[a:e], Cm2T, G)
             for i in range(e - a):
-                j = _argmin_plus(G[i], c_sq)
+                g = G[i]
+                for j in range(k):
+                    g[j] += c_sq[j]
+                j = _argmin(g)
                 labels[a + i] = j
                 sqdist[a + i] = _sqdist(X[a + i], C[j])
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(cache=True, fastmath=True)
+def _assign_rows_direct(X, C, CT, start, stop, dist, labels, sqdist):
+    # a serial helper: the loops over centroids vectorise here, not inside a prange body
+    d = X.shape[1]
+    k = CT.shape[1]
+    for i in range(start, stop):
+        x = X[i]
+        x0 = x[0]
+        c0 = CT[0]
+        for j in range(k):
+            t = x0 - c0[j]
+            dist[j] = t * t
+        for f in range(1, d):
+            xf = x[f]
+            cf = CT[f]
+            for j in range(k):
+                t = xf - cf[j]
+                dist[j] += t * t
+        j = _argmin(dist)
+        labels[i] = j
+        sqdist[i] = _sqdist(x, C[j])
+
+
+@njit(parallel=True, cache=True)
 def assign_direct(X, C, chunk, n_tasks, labels, sqdist):
     """Same contract as :func:`assign_gemm`, for small dimensions: the distances of
-    one row to all centroids are computed in a loop vectorised over centroids."""
-    n, d = X.shape
+    one row to all centroids are computed in loops vectorised over centroids."""
+    n = X.shape[0]
     k = C.shape[0]
-    CT = C.T.copy()  # (d, k): the inner loop runs over contiguous centroids
+    CT = C.T.copy()  # (d, k): the inner loops run over contiguous centroids
     n_blocks = (n + chunk - 1) // chunk
-    zero = np.zeros(k, dtype=X.dtype)
     for task in prange(n_tasks):
         dist = np.empty(k, dtype=X.dtype)
         lo, hi = _task_range(task, n_tasks, n_blocks)
-        for i in range(lo * chunk, min(hi * chunk, n)):
-            x0 = X[i, 0]
-            for j in range(k):
-                t = x0 - CT[0, j]
-                dist[j] = t * t
-            for f in range(1, d):
-                xf = X[i, f]
-                for j in range(k):
-                    t = xf - CT[f, j]
-                    dist[j] += t * t
-            j = _argmin_plus(dist, zero)
-            labels[i] = j
-            sqdist[i] = _sqdist(X[i], C[j])
+        _assign_rows_direct(X, C, CT, lo * chunk, min(hi * chunk, n), dist, labels, sqdist)
 
 
 @njit(cache=True)
