@@ -1,0 +1,71 @@
+"""Micro-benchmarks of the kernels (pytest-benchmark): ``pytest bench/``.
+
+Throughput goes in each benchmark's ``extra_info``: GFLOP/s for the assignment
+(2 n k d flops), points per second for the others.
+"""
+
+import numpy as np
+import pytest
+
+from hkmeans import ClusterTree, hierarchical_sampling
+from hkmeans._kernels import cpu
+from hkmeans.kmeans import assign, init_centers, single_threaded_blas
+
+
+def data(n, d, dtype=np.float32, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d)).astype(dtype)
+
+
+@pytest.fixture(autouse=True)
+def blas_one_thread():
+    with single_threaded_blas():
+        yield
+
+
+@pytest.mark.parametrize("n, d, k", [(100_000, 128, 1000), (30_000, 2, 1000)])
+def test_assign(benchmark, n, d, k):
+    X = data(n, d)
+    C = X[:k].copy()
+    benchmark(assign, X, C)
+    benchmark.extra_info["GFLOP/s"] = 2 * n * k * d / benchmark.stats.stats.median / 1e9
+
+
+def test_centroid_update(benchmark):
+    X = data(100_000, 128)
+    labels = np.random.default_rng(1).integers(0, 1000, len(X))
+
+    def update():
+        offsets, order = cpu.group_by_label(labels, 1000)
+        return cpu.cluster_sums(X, offsets, order)
+
+    benchmark(update)
+    benchmark.extra_info["points/s"] = len(X) / benchmark.stats.stats.median
+
+
+def test_resampling_selection(benchmark):
+    n, k = 1_000_000, 10_000
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, k, n)
+    scores = rng.random(n)
+    offsets, order = cpu.group_by_label(labels, k)
+    take = np.minimum(np.diff(offsets), 15)
+    benchmark(cpu.pick_members, offsets, order, scores, take)
+    benchmark.extra_info["points/s"] = n / benchmark.stats.stats.median
+
+
+def test_hierarchical_sampling(benchmark):
+    n = 1_000_000
+    rng = np.random.default_rng(3)
+    tree = ClusterTree.from_labels(
+        [rng.integers(0, 10_000, n), rng.integers(0, 1000, 10_000), rng.integers(0, 100, 1000)],
+        distances=rng.random(n),
+    )
+    tree.members(0)  # the CSR is built once per tree, outside the timing
+    benchmark(hierarchical_sampling, tree, 200_000, "closest", 1, 0)
+    benchmark.extra_info["points/s"] = n / benchmark.stats.stats.median
+
+
+def test_kmeans_plusplus(benchmark):
+    X = data(20_000, 64)
+    benchmark.pedantic(init_centers, args=(X, 200, "k-means++", np.random.default_rng(0)), rounds=3)
+    benchmark.extra_info["points/s"] = len(X) / benchmark.stats.stats.median
