@@ -114,7 +114,7 @@ def init_centers(X, n_clusters, init, rng, n_local_trials=None):
             n_local_trials = 2 + int(np.log(n_clusters))
         first = int(rng.integers(n))
         rand = rng.random((n_clusters - 1, n_local_trials))
-        idx = cpu.kmeans_plusplus(X, first, rand, _config.seeding_rows(X.shape[1]))
+        idx = cpu.kmeans_plusplus(X, first, rand, _config.seeding_rows(X.shape[1]), _config.SMALL_D)
         return X[idx].copy(), idx
     return np.array(init, dtype=X.dtype, order="C"), None
 

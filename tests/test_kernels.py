@@ -127,9 +127,11 @@ def test_water_fill_is_max_min_fair(caps, frac, seed):
 
 
 @pytest.mark.parametrize("d", [2, 30])
-def test_kmeans_plusplus_matches_reference(d):
+@pytest.mark.parametrize("small_d", [0, _config.SMALL_D])
+def test_kmeans_plusplus_matches_reference(d, small_d):
+    # both paths: exact distances in loops (d <= small_d), or by GEMM
     rng = np.random.default_rng(3)
     X = rng.normal(size=(700, d))
     rand = rng.random((24, 5))
-    got = cpu.kmeans_plusplus(X, 11, rand, _config.seeding_rows(d))
+    got = cpu.kmeans_plusplus(X, 11, rand, _config.seeding_rows(d), small_d)
     np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 11, rand))

@@ -323,26 +323,85 @@ def _trial_potentials(X, closest, cands, chunk):
     return pots
 
 
+@njit(parallel=True, cache=True)
+def _trial_potentials_gemm(X, x_sq, closest, cand, chunk, dist):
+    """:func:`_trial_potentials` for wide rows: one GEMM per block of rows against the
+    candidates, squared distances as ``|x|^2 + |y|^2 - 2 x.y``; ``dist[i, q]`` keeps
+    them so that the chosen candidate needs no second pass over ``X``."""
+    n, d = X.shape
+    t = cand.shape[0]
+    Y = np.empty((d, t), dtype=X.dtype)
+    y_sq = np.empty(t, dtype=np.float64)
+    for q in range(t):
+        y_sq[q] = x_sq[cand[q]]
+        for f in range(d):
+            Y[f, q] = X[cand[q], f]
+    n_blocks = (n + chunk - 1) // chunk
+    partial = np.zeros((n_blocks, t), dtype=np.float64)
+    for b in prange(n_blocks):
+        a = b * chunk
+        e = min(a + chunk, n)
+        G = np.dot(X[a:e], Y)
+        for i in range(e - a):
+            ci = closest[a + i]
+            for q in range(t):
+                d2 = max(x_sq[a + i] + y_sq[q] - 2.0 * G[i, q], 0.0)
+                dist[a + i, q] = d2
+                partial[b, q] += min(ci, d2)
+    pots = np.zeros(t, dtype=np.float64)
+    for b in range(n_blocks):  # fixed order: independent of the thread count
+        pots += partial[b]
+    return pots
+
+
+@njit(parallel=True, cache=True)
+def _take_trial(closest, dist, q, block_sums, chunk):
+    n = closest.shape[0]
+    for b in prange(block_sums.shape[0]):
+        s = 0.0
+        for i in range(b * chunk, min((b + 1) * chunk, n)):
+            closest[i] = min(closest[i], dist[i, q])
+            s += closest[i]
+        block_sums[b] = s
+
+
 @njit(cache=True)
-def kmeans_plusplus(X, first, rand, chunk):
+def kmeans_plusplus(X, first, rand, chunk, small_d):
     """Greedy k-means++ seeding (as scikit-learn's): returns the chosen row indices.
 
     ``first`` is the first centre's row; ``rand`` (k - 1, n_local_trials) holds the
     uniform draws of every later step, so the caller's generator alone decides.
+    Rows of up to ``small_d`` features get exact distances in vectorised loops; wider
+    rows go through a GEMM per block (one pass over ``X`` per step).
     """
-    n = X.shape[0]
+    n, d = X.shape
     k = rand.shape[0] + 1
     idx = np.empty(k, dtype=np.int64)
     idx[0] = first
     closest = np.full(n, np.inf)
     block_sums = np.empty((n + chunk - 1) // chunk, dtype=np.float64)
     _add_center(X, X[first], closest, block_sums, chunk)
+    wide = d > small_d
+    if wide:
+        x_sq = np.empty(n, dtype=np.float64)
+        for i in range(n):
+            s = 0.0
+            for f in range(d):
+                s += np.float64(X[i, f]) * np.float64(X[i, f])
+            x_sq[i] = s
+        dist = np.empty((n, rand.shape[1]), dtype=np.float64)
     for c in range(1, k):
         cand = _draw(closest, block_sums, chunk, rand[c - 1])
-        cands = np.empty((cand.shape[0], X.shape[1]), dtype=np.float64)
-        for q in range(cand.shape[0]):
-            cands[q] = X[cand[q]]
-        pots = _trial_potentials(X, closest, cands, chunk)
-        idx[c] = cand[np.argmin(pots)]
-        _add_center(X, X[idx[c]], closest, block_sums, chunk)
+        if wide:
+            pots = _trial_potentials_gemm(X, x_sq, closest, cand, chunk, dist)
+            best = np.argmin(pots)
+            idx[c] = cand[best]
+            _take_trial(closest, dist, best, block_sums, chunk)
+        else:
+            cands = np.empty((cand.shape[0], d), dtype=np.float64)
+            for q in range(cand.shape[0]):
+                cands[q] = X[cand[q]]
+            pots = _trial_potentials(X, closest, cands, chunk)
+            idx[c] = cand[np.argmin(pots)]
+            _add_center(X, X[idx[c]], closest, block_sums, chunk)
     return idx
