@@ -59,9 +59,11 @@ class KMeans(_CentroidClusterer):
     Parameters
     ----------
     n_clusters : int, default=8
-    init : {"k-means++", "random"} or array of shape (n_clusters, n_features)
-        "k-means++" is scikit-learn's greedy variant (``2 + int(ln k)`` trials per centre);
-        "random" picks distinct rows.
+    init : {"k-means++", "k-means||", "random"} or array of shape (n_clusters, n_features)
+        "k-means++" is scikit-learn's greedy variant (``2 + int(ln k)`` trials per centre),
+        one pass over the data per centre; "k-means||" (Bahmani et al., 2012) samples
+        candidates in 5 passes and reduces them by weighted k-means++, for large
+        ``n_clusters``; "random" picks distinct rows.
     n_init : "auto" or int, default="auto"
         Runs with different seeds, the lowest inertia kept; "auto" is 10 for "random"
         and 1 otherwise.
@@ -161,7 +163,12 @@ class HierarchicalKMeans(_CentroidClusterer):
         average cluster size (the paper's rule of thumb); ``<= 1`` skips resampling.
     resample_strategy : {"closest", "random"}, default="closest"
         Take the points closest to the centroid, or random ones.
-    init : {"k-means++", "random"}, default="k-means++"
+    n_splits : int or sequence of int, default=1
+        For very large ``n_clusters``: a level runs a k-means with
+        ``n_clusters / n_splits`` clusters and splits each by its own k-means into
+        ``n_splits`` (empty sub-clusters dropped). Not combinable with resampling at the
+        same level.
+    init : {"k-means++", "k-means||", "random"}, default="k-means++"
     n_init : int, default=1
         Runs per k-means (best inertia kept).
     max_iter : int, default=50
@@ -196,6 +203,7 @@ class HierarchicalKMeans(_CentroidClusterer):
         n_resamples=10,
         sample_size=None,
         resample_strategy="closest",
+        n_splits=1,
         init="k-means++",
         n_init=1,
         max_iter=50,
@@ -208,6 +216,7 @@ class HierarchicalKMeans(_CentroidClusterer):
         self.n_resamples = n_resamples
         self.sample_size = sample_size
         self.resample_strategy = resample_strategy
+        self.n_splits = n_splits
         self.init = init
         self.n_init = n_init
         self.max_iter = max_iter
@@ -225,6 +234,7 @@ class HierarchicalKMeans(_CentroidClusterer):
             n_resamples=self.n_resamples,
             sample_size=self.sample_size,
             resample_strategy=self.resample_strategy,
+            n_splits=self.n_splits,
             init=self.init,
             n_init=self.n_init,
             max_iter=self.max_iter,

@@ -48,9 +48,9 @@ def _per_level(value, n_levels, name, allow_none=False):
     return [None if v is None else int(v) for v in values]
 
 
-def check_hierarchy_params(n_samples, n_clusters, n_resamples, sample_size, resample_strategy):
+def check_hierarchy_params(n_samples, n_clusters, n_resamples, sample_size, resample_strategy, n_splits=1):
     """Validate per-level parameters against the data size; returns per-level lists
-    ``(n_clusters, n_resamples, sample_size)``."""
+    ``(n_clusters, n_resamples, sample_size, n_splits)``."""
     ks = list(n_clusters) if isinstance(n_clusters, (list, tuple, np.ndarray)) else [n_clusters]
     if not ks:
         raise ValueError("n_clusters must hold at least one level.")
@@ -70,7 +70,19 @@ def check_hierarchy_params(n_samples, n_clusters, n_resamples, sample_size, resa
     sizes = _per_level(sample_size, len(ks), "sample_size", allow_none=True)
     if resample_strategy not in RESAMPLE_STRATEGIES:
         raise ValueError(f"resample_strategy must be one of {RESAMPLE_STRATEGIES}, got {resample_strategy!r}.")
-    return ks, resamples, sizes
+    splits = _per_level(n_splits, len(ks), "n_splits")
+    for t, (k, s) in enumerate(zip(ks, splits)):
+        if s < 1 or k % s:
+            raise ValueError(
+                f"n_splits={s} at level {t} must be a positive divisor of n_clusters={k}: the level "
+                f"runs a k-means with n_clusters / n_splits clusters and splits each in n_splits."
+            )
+        if s > 1 and resamples[t] > 0 and (sizes[t] is None or sizes[t] > 1):
+            raise ValueError(
+                f"level {t} asks for both splitting (n_splits={s}) and resampling "
+                f"(n_resamples={resamples[t]}); set n_resamples=0 or sample_size=1 at that level."
+            )
+    return ks, resamples, sizes, splits
 
 
 def hierarchical_kmeans(
@@ -80,6 +92,7 @@ def hierarchical_kmeans(
     n_resamples=10,
     sample_size=None,
     resample_strategy="closest",
+    n_splits=1,
     init="k-means++",
     n_init=1,
     max_iter=50,
@@ -93,10 +106,13 @@ def hierarchical_kmeans(
     ``n_clusters`` is an int or one entry per level, finest first; ``n_resamples`` and
     ``sample_size`` an int or one entry per level. ``sample_size=None`` takes about half
     the level's average cluster size; ``sample_size <= 1`` or ``n_resamples == 0`` skips
-    resampling at that level. Returns one :class:`Level` per level.
+    resampling at that level. ``n_splits`` (an int or one per level) reaches large
+    ``n_clusters`` by a k-means with ``n_clusters / n_splits`` clusters, each then split
+    by its own k-means into ``n_splits``; empty sub-clusters are dropped, so such a level
+    may end with fewer clusters. Returns one :class:`Level` per level.
     """
-    ks, resamples, sizes = check_hierarchy_params(
-        X.shape[0], n_clusters, n_resamples, sample_size, resample_strategy
+    ks, resamples, sizes, splits = check_hierarchy_params(
+        X.shape[0], n_clusters, n_resamples, sample_size, resample_strategy, n_splits
     )
     init, n_init = check_kmeans_params(X, ks[0], init, n_init, max_iter, tol, metric, hierarchical=True)
     rng = as_generator(random_state)
@@ -107,6 +123,10 @@ def hierarchical_kmeans(
     Y = X
     for t, k in enumerate(ks):
         start = time.perf_counter()
+        if splits[t] > 1:
+            levels.append(_split_level(Y, k // splits[t], splits[t], rng, params))
+            Y = levels[-1].centroids
+            continue
         res = kmeans(Y, k, random_state=rng, **params)
         centers, labels, sqdist, n_iter = res.centers, res.labels, res.sqdist, res.n_iter
         s = sizes[t] if sizes[t] is not None else int(round(Y.shape[0] / k / 2))
@@ -132,6 +152,30 @@ def hierarchical_kmeans(
             )
         Y = centers
     return levels
+
+
+def _split_level(Y, k, n_splits, rng, params) -> Level:
+    """A k-means with ``k`` clusters, each split by its own k-means into ``n_splits``
+    (fewer if it has fewer points); the input is then reassigned to all sub-centroids,
+    so that labels agree with nearest-centroid prediction, and empty ones are dropped."""
+    top = kmeans(Y, k, random_state=rng, **params)
+    offsets, order = cpu.group_by_label(top.labels, k)
+    parts, n_iter = [], top.n_iter
+    for c in range(k):
+        members = order[offsets[c] : offsets[c + 1]]
+        if members.size == 0:
+            continue
+        sub = kmeans(np.ascontiguousarray(Y[members]), min(n_splits, members.size), random_state=rng, **params)
+        parts.append(sub.centers)
+        n_iter += sub.n_iter
+    centers = np.concatenate(parts)
+    with single_threaded_blas():
+        labels, sqdist = assign(Y, centers)
+    used = np.bincount(labels, minlength=len(centers)) > 0
+    if not used.all():
+        remap = np.cumsum(used) - 1
+        centers, labels = centers[used], remap[labels]
+    return Level(centers, labels, sqdist, n_iter)
 
 
 def tree_from_levels(levels: list[Level]) -> ClusterTree:

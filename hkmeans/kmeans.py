@@ -19,7 +19,7 @@ from . import _config
 from ._rng import as_generator
 from ._kernels import cpu
 
-INITS = ("k-means++", "random")
+INITS = ("k-means++", "k-means||", "random")
 METRICS = ("euclidean", "cosine")
 
 
@@ -103,18 +103,58 @@ def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hier
     return init, int(n_init)
 
 
-def init_centers(X, n_clusters, init, rng, n_local_trials=None):
-    """Initial centres by "k-means++", "random" (distinct rows) or an array."""
+def _seed_greedy(X, n_clusters, rng, n_local_trials=None, weights=None):
+    """Rows chosen by greedy (weighted) k-means++."""
     n = X.shape[0]
-    if isinstance(init, str) and init == "random":
-        idx = np.sort(rng.choice(n, n_clusters, replace=False))
-        return X[idx].copy(), idx
-    if isinstance(init, str) and init == "k-means++":
-        if n_local_trials is None:
-            n_local_trials = 2 + int(np.log(n_clusters))
+    if n_local_trials is None:
+        n_local_trials = 2 + int(np.log(n_clusters))
+    if weights is None:
+        weights = np.ones(n)
         first = int(rng.integers(n))
-        rand = rng.random((n_clusters - 1, n_local_trials))
-        idx = cpu.kmeans_plusplus(X, first, rand, _config.seeding_rows(X.shape[1]), _config.SMALL_D)
+    else:
+        first = int(rng.choice(n, p=weights / weights.sum()))
+    rand = rng.random((n_clusters - 1, n_local_trials))
+    chunk = _config.seeding_rows(X.shape[1])
+    return cpu.kmeans_plusplus(X, weights, first, rand, chunk, _config.SMALL_D)
+
+
+def _seed_parallel(X, n_clusters, rng, n_rounds=5, oversampling=2.0):
+    """Rows chosen by k-means|| (Bahmani et al., 2012).
+
+    ``n_rounds`` times, every row joins the candidates with probability
+    ``oversampling * n_clusters * d(x)^2 / potential``; the candidates, weighted by the
+    rows nearest to them, are then reduced to ``n_clusters`` by greedy k-means++.
+    """
+    n = X.shape[0]
+    chosen = [np.array([rng.integers(n)])]
+    closest = assign(X, X[chosen[0]])[1]
+    for _ in range(n_rounds):
+        pot = closest.sum()
+        if pot == 0:
+            break
+        picked = np.flatnonzero(rng.random(n) < oversampling * n_clusters * closest / pot)
+        if picked.size:
+            chosen.append(picked)
+            closest = np.minimum(closest, assign(X, X[picked])[1])
+    cand = np.unique(np.concatenate(chosen))
+    if cand.size < n_clusters:  # too few: top up with random other rows
+        others = np.setdiff1d(np.arange(n), cand)
+        cand = np.sort(np.concatenate([cand, rng.choice(others, n_clusters - cand.size, replace=False)]))
+    C = np.ascontiguousarray(X[cand])
+    weights = np.bincount(assign(X, C)[0], minlength=cand.size).astype(np.float64)
+    return cand[_seed_greedy(C, n_clusters, rng, weights=weights)]
+
+
+def init_centers(X, n_clusters, init, rng, n_local_trials=None):
+    """Initial centres and their rows: "k-means++" (greedy, as scikit-learn's),
+    "k-means||" (scalable k-means++), "random" (distinct rows) or an array."""
+    if isinstance(init, str):
+        if init == "random":
+            idx = np.sort(rng.choice(X.shape[0], n_clusters, replace=False))
+        elif init == "k-means||":
+            idx = _seed_parallel(X, n_clusters, rng)
+        else:
+            idx = _seed_greedy(X, n_clusters, rng, n_local_trials)
         return X[idx].copy(), idx
     return np.array(init, dtype=X.dtype, order="C"), None
 

@@ -131,3 +131,35 @@ def test_sample_method_and_errors():
         m.sample(10, method="tree")
     with pytest.raises(Exception, match="not fitted"):
         HierarchicalKMeans().sample(10)
+
+
+def test_splitting_reaches_n_clusters_and_stays_consistent():
+    X = mixture(n=3000, d=3)
+    levels = hierarchical_kmeans(X, (60, 6), n_resamples=(0, 2), n_splits=(10, 1), random_state=0)
+    assert len(levels[0].centroids) <= 60 and len(levels[0].centroids) >= 55
+    labels, sqdist = naive.assign(X, levels[0].centroids)
+    np.testing.assert_array_equal(levels[0].labels, labels)
+    assert np.bincount(levels[0].labels).min() > 0  # empty sub-clusters were dropped
+    m = HierarchicalKMeans((60, 6), n_resamples=(0, 2), n_splits=(10, 1), random_state=0).fit(X)
+    np.testing.assert_array_equal(m.labels_, m.predict(X))
+    assert len(m.sample(300, random_state=0)) == 300
+
+
+def test_splitting_beats_one_coarse_kmeans():
+    X = mixture(n=3000, d=3)
+    split = hierarchical_kmeans(X, 60, n_resamples=0, n_splits=10, random_state=0)[0]
+    coarse = hierarchical_kmeans(X, 6, n_resamples=0, random_state=0)[0]
+    assert split.sqdist.sum() < coarse.sqdist.sum() / 3
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(n_clusters=(12,), n_splits=5, n_resamples=0), "divisor"),
+        (dict(n_clusters=(12,), n_splits=0, n_resamples=0), "n_splits"),
+        (dict(n_clusters=(12,), n_splits=3), "both splitting"),
+    ],
+)
+def test_bad_splits(params, match):
+    with pytest.raises(ValueError, match=match):
+        HierarchicalKMeans(**params).fit(mixture(n=100))

@@ -165,3 +165,17 @@ def test_engine_keeps_best_of_n_init():
     singles = [kmeans(X, 8, n_init=1, random_state=g).inertia for _ in range(5)]
     assert len(set(singles)) > 1
     assert kmeans(X, 8, n_init=5, random_state=np.random.default_rng(0)).inertia == min(singles)
+
+
+@pytest.mark.parametrize("d", [3, 40])
+def test_kmeans_parallel_init_is_as_good_as_kmeans_plusplus(d):
+    X = blobs(n=3000, d=d, k=30, seed=13)
+    def inertia(init):
+        return np.median([KMeans(30, init=init, random_state=s).fit(X).inertia_ for s in range(3)])
+    assert inertia("k-means||") <= 1.1 * inertia("k-means++")
+    from hkmeans.kmeans import init_centers
+    C, idx = init_centers(X, 30, "k-means||", np.random.default_rng(0))
+    assert len(np.unique(idx)) == 30
+    np.testing.assert_array_equal(C, X[idx])
+    C2, idx2 = init_centers(X, 30, "k-means||", np.random.default_rng(0))
+    np.testing.assert_array_equal(idx, idx2)

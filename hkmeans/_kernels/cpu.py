@@ -248,21 +248,21 @@ def split_counts(parent_counts, offsets, order, caps, keys):
 
 
 @njit(parallel=True, cache=True)
-def _add_center(X, c, closest, block_sums, chunk):
+def _add_center(X, w, c, closest, block_sums, chunk):
     """``closest[i] = min(closest[i], ||X[i] - c||^2)``; ``block_sums[b]`` gets the sum
-    of ``closest`` over block ``b``."""
+    of ``w * closest`` over block ``b``."""
     n = X.shape[0]
     for b in prange(block_sums.shape[0]):
         s = 0.0
         for i in range(b * chunk, min((b + 1) * chunk, n)):
             closest[i] = min(closest[i], _sqdist(X[i], c))
-            s += closest[i]
+            s += w[i] * closest[i]
         block_sums[b] = s
 
 
 @njit(cache=True)
-def _draw(closest, block_sums, chunk, u):
-    """Row drawn with probability proportional to ``closest``, for each ``u`` in [0, 1):
+def _draw(closest, w, block_sums, chunk, u):
+    """Row drawn with probability proportional to ``w * closest``, for each ``u`` in [0, 1):
     first the block, by the cumulative block sums, then the row inside it."""
     bcum = np.cumsum(block_sums)
     out = np.empty(u.shape[0], dtype=np.int64)
@@ -273,7 +273,7 @@ def _draw(closest, block_sums, chunk, u):
         end = min((b + 1) * chunk, closest.shape[0])
         i = b * chunk
         while i < end - 1:
-            acc += closest[i]
+            acc += w[i] * closest[i]
             if acc >= target:
                 break
             i += 1
@@ -282,8 +282,8 @@ def _draw(closest, block_sums, chunk, u):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _trial_potentials(X, closest, cands, chunk):
-    """Potential (sum of min squared distances) if each row of ``cands`` were added.
+def _trial_potentials(X, w, closest, cands, chunk):
+    """Potential (sum of weighted min squared distances) if each row of ``cands`` were added.
 
     Each block of rows is transposed into a local buffer so the distance loops run
     vectorised over rows; block partial sums are added in block order.
@@ -301,6 +301,7 @@ def _trial_potentials(X, closest, cands, chunk):
                 xt[f, i] = X[a + i, f]
         dist = np.empty(m, dtype=np.float64)
         cl = closest[a : a + m]
+        wl = w[a : a + m]
         for q in range(t):
             dist[:] = 0.0
             for f in range(d - 1):
@@ -315,7 +316,7 @@ def _trial_potentials(X, closest, cands, chunk):
             s = 0.0
             for i in range(m):
                 v = xf[i] - cf
-                s += min(cl[i], dist[i] + v * v)
+                s += wl[i] * min(cl[i], dist[i] + v * v)
             partial[b, q] = s
     pots = np.zeros(t, dtype=np.float64)
     for b in range(n_blocks):  # fixed order: independent of the thread count
@@ -324,7 +325,7 @@ def _trial_potentials(X, closest, cands, chunk):
 
 
 @njit(parallel=True, cache=True)
-def _trial_potentials_gemm(X, x_sq, closest, cand, chunk, dist):
+def _trial_potentials_gemm(X, w, x_sq, closest, cand, chunk, dist):
     """:func:`_trial_potentials` for wide rows: one GEMM per block of rows against the
     candidates, squared distances as ``|x|^2 + |y|^2 - 2 x.y``; ``dist[i, q]`` keeps
     them so that the chosen candidate needs no second pass over ``X``."""
@@ -347,7 +348,7 @@ def _trial_potentials_gemm(X, x_sq, closest, cand, chunk, dist):
             for q in range(t):
                 d2 = max(x_sq[a + i] + y_sq[q] - 2.0 * G[i, q], 0.0)
                 dist[a + i, q] = d2
-                partial[b, q] += min(ci, d2)
+                partial[b, q] += w[a + i] * min(ci, d2)
     pots = np.zeros(t, dtype=np.float64)
     for b in range(n_blocks):  # fixed order: independent of the thread count
         pots += partial[b]
@@ -355,19 +356,20 @@ def _trial_potentials_gemm(X, x_sq, closest, cand, chunk, dist):
 
 
 @njit(parallel=True, cache=True)
-def _take_trial(closest, dist, q, block_sums, chunk):
+def _take_trial(closest, w, dist, q, block_sums, chunk):
     n = closest.shape[0]
     for b in prange(block_sums.shape[0]):
         s = 0.0
         for i in range(b * chunk, min((b + 1) * chunk, n)):
             closest[i] = min(closest[i], dist[i, q])
-            s += closest[i]
+            s += w[i] * closest[i]
         block_sums[b] = s
 
 
 @njit(cache=True)
-def kmeans_plusplus(X, first, rand, chunk, small_d):
-    """Greedy k-means++ seeding (as scikit-learn's): returns the chosen row indices.
+def kmeans_plusplus(X, w, first, rand, chunk, small_d):
+    """Greedy k-means++ seeding (as scikit-learn's) of rows weighted by ``w``: returns
+    the chosen row indices.
 
     ``first`` is the first centre's row; ``rand`` (k - 1, n_local_trials) holds the
     uniform draws of every later step, so the caller's generator alone decides.
@@ -380,7 +382,7 @@ def kmeans_plusplus(X, first, rand, chunk, small_d):
     idx[0] = first
     closest = np.full(n, np.inf)
     block_sums = np.empty((n + chunk - 1) // chunk, dtype=np.float64)
-    _add_center(X, X[first], closest, block_sums, chunk)
+    _add_center(X, w, X[first], closest, block_sums, chunk)
     wide = d > small_d
     if wide:
         x_sq = np.empty(n, dtype=np.float64)
@@ -391,17 +393,17 @@ def kmeans_plusplus(X, first, rand, chunk, small_d):
             x_sq[i] = s
         dist = np.empty((n, rand.shape[1]), dtype=np.float64)
     for c in range(1, k):
-        cand = _draw(closest, block_sums, chunk, rand[c - 1])
+        cand = _draw(closest, w, block_sums, chunk, rand[c - 1])
         if wide:
-            pots = _trial_potentials_gemm(X, x_sq, closest, cand, chunk, dist)
+            pots = _trial_potentials_gemm(X, w, x_sq, closest, cand, chunk, dist)
             best = np.argmin(pots)
             idx[c] = cand[best]
-            _take_trial(closest, dist, best, block_sums, chunk)
+            _take_trial(closest, w, dist, best, block_sums, chunk)
         else:
             cands = np.empty((cand.shape[0], d), dtype=np.float64)
             for q in range(cand.shape[0]):
                 cands[q] = X[cand[q]]
-            pots = _trial_potentials(X, closest, cands, chunk)
+            pots = _trial_potentials(X, w, closest, cands, chunk)
             idx[c] = cand[np.argmin(pots)]
-            _add_center(X, X[idx[c]], closest, block_sums, chunk)
+            _add_center(X, w, X[idx[c]], closest, block_sums, chunk)
     return idx

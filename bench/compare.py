@@ -1,0 +1,194 @@
+"""hkmeans against faiss, scikit-learn and the bare GEMM, on the same data in one run.
+
+Sections (medians of alternating runs, ratios against the GEMM of the same shapes):
+
+- ``lloyd``: ``max_iter`` Lloyd iterations from the same initial centroids;
+- ``assign``: the assignment kernel's GFLOP/s against numpy's GEMM, 1 and 2 threads;
+- ``seeding``: ``hkmeans.kmeans_plusplus`` against ``sklearn.cluster.kmeans_plusplus``;
+- ``large``: the paper's large example end to end, beside its GEMM roofline (long).
+
+    python bench/compare.py [--sections lloyd,assign,seeding] [--repeats 3]
+
+faiss comes with the ``bench`` extra: ``pip install ".[bench]"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numba
+import numpy as np
+import sklearn.cluster
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import hkmeans
+import hkmeans.hierarchy
+import hkmeans.kmeans
+from hkmeans.kmeans import assign, single_threaded_blas
+
+
+def mixture(n, d, seed=0, dtype=np.float32):
+    """A mixture of 50 overlapping Gaussians in ``d`` dimensions: with 1000 clusters,
+    Lloyd's labels keep changing for well over 20 iterations."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(50, d))
+    return (means[rng.integers(0, 50, n)] + rng.normal(size=(n, d))).astype(dtype)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def gemm_seconds(X, C, repeats):
+    """Median time of one ``X @ C.T`` into a preallocated output (numpy's BLAS)."""
+    out = np.empty((X.shape[0], C.shape[0]), dtype=X.dtype)
+    CT = np.ascontiguousarray(C.T)
+    np.dot(X, CT, out=out)
+    return float(np.median([timed(lambda: np.dot(X, CT, out=out))[0] for _ in range(repeats)]))
+
+
+def section_lloyd(args):
+    import faiss
+
+    n, d, k, iters = args.n, args.d, args.k, args.iters
+    X = mixture(n, d)
+    C0 = X[np.random.default_rng(1).choice(n, k, replace=False)].copy()
+    runs = {
+        "hkmeans": lambda: hkmeans.KMeans(k, init=C0, n_init=1, max_iter=iters, tol=0).fit(X).n_iter_,
+        "faiss": lambda: faiss.Kmeans(d, k, niter=iters, max_points_per_centroid=10**9).train(X, init_centroids=C0)
+        and iters,
+        "scikit-learn": lambda: sklearn.cluster.KMeans(
+            k, init=C0, n_init=1, max_iter=iters, tol=0, algorithm="lloyd"
+        ).fit(X).n_iter_,
+    }
+    times = {name: [] for name in runs}
+    n_iter = {}
+    for _ in range(args.repeats):  # alternate, so that drifts hit every contender
+        for name, run in runs.items():
+            seconds, n_iter[name] = timed(run)
+            times[name].append(seconds)
+    gemm = gemm_seconds(X, C0, args.repeats)
+    print(f"\n## Lloyd: n={n}, d={d}, k={k}, {iters} iterations, float32, same initial centroids")
+    print(f"numpy GEMM of one iteration's shapes: {gemm * 1e3:.1f} ms ({2 * n * k * d / gemm / 1e9:.0f} GFLOP/s)")
+    print("| implementation | median (s) | iterations | / faiss | / GEMM roofline (iterations x GEMM) |")
+    print("|---|---|---|---|---|")
+    for name, values in times.items():
+        med = float(np.median(values))
+        faiss_med = float(np.median(times["faiss"]))
+        print(f"| {name} | {med:.2f} | {n_iter[name]} | {med / faiss_med:.2f} | {med / (n_iter[name] * gemm):.2f} |")
+
+
+def section_assign(args):
+    n, d, k = args.n, args.d, args.k
+    X = mixture(n, d)
+    C = X[:k].copy()
+    flops = 2 * n * k * d
+    print(f"\n## Assignment kernel: n={n}, d={d}, k={k}, float32")
+    print("| threads | hkmeans assign (ms) | GFLOP/s | numpy GEMM (ms) | GFLOP/s | hkmeans / GEMM throughput |")
+    print("|---|---|---|---|---|---|")
+    results = {}
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        with threadpool_limits(limits=threads, user_api="blas"):
+            gemm = gemm_seconds(X, C, args.repeats)
+        with single_threaded_blas():
+            assign(X, C)
+            ours = float(np.median([timed(lambda: assign(X, C))[0] for _ in range(args.repeats)]))
+        results[threads] = ours
+        print(
+            f"| {threads} | {ours * 1e3:.1f} | {flops / ours / 1e9:.0f} | {gemm * 1e3:.1f} | "
+            f"{flops / gemm / 1e9:.0f} | {gemm / ours:.2f} |"
+        )
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    print(f"2 threads / 1 thread speed-up: {results[1] / results[2]:.2f}")
+
+
+def potential(X, C):
+    with single_threaded_blas():
+        return float(np.sum(assign(X, C)[1]))
+
+
+def section_seeding(args):
+    n, d, k = args.n, args.d, args.k
+    X = mixture(n, d)
+    hkmeans.kmeans_plusplus(X[:1000], 10, random_state=0)
+    ours, (C, _) = timed(lambda: hkmeans.kmeans_plusplus(X, k, random_state=0))
+    theirs, (C_sk, _) = timed(lambda: sklearn.cluster.kmeans_plusplus(X, k, random_state=0))
+    print(f"\n## k-means++ seeding: n={n}, d={d}, k={k}, float32 (one run each)")
+    print("| implementation | seconds | potential |")
+    print("|---|---|---|")
+    print(f"| hkmeans.kmeans_plusplus | {ours:.2f} | {potential(X, C):.6g} |")
+    print(f"| sklearn.cluster.kmeans_plusplus | {theirs:.2f} | {potential(X, C_sk):.6g} |")
+    print(f"speed-up {theirs / ours:.1f}x; potential ratio {potential(X, C) / potential(X, C_sk):.4f}")
+
+
+class FlopCounter:
+    """Counts the distance FLOPs of every assignment and seeding call during a fit."""
+
+    def __init__(self):
+        self.flops = 0.0
+
+    def __enter__(self):
+        self._assign, self._init = hkmeans.kmeans.assign, hkmeans.kmeans.init_centers
+
+        def counting_assign(X, C):
+            self.flops += 2.0 * X.shape[0] * C.shape[0] * X.shape[1]
+            return self._assign(X, C)
+
+        def counting_init(X, n_clusters, init, rng, n_local_trials=None):
+            trials = n_local_trials or 2 + int(np.log(n_clusters))
+            self.flops += 2.0 * X.shape[0] * X.shape[1] * (1 + (n_clusters - 1) * trials)
+            return self._init(X, n_clusters, init, rng, n_local_trials)
+
+        hkmeans.kmeans.assign = hkmeans.hierarchy.assign = counting_assign
+        hkmeans.kmeans.init_centers = counting_init
+        return self
+
+    def __exit__(self, *exc):
+        hkmeans.kmeans.assign = hkmeans.hierarchy.assign = self._assign
+        hkmeans.kmeans.init_centers = self._init
+
+
+def section_large(args):
+    X = np.random.default_rng(0).normal(size=(100_000, 256)).astype(np.float32)
+    params = dict(n_clusters=(5000, 1000), sample_size=(10, 3), n_resamples=10, max_iter=50, random_state=0)
+    with FlopCounter() as counter:
+        seconds, model = timed(lambda: hkmeans.HierarchicalKMeans(**params).fit(X))
+    sample_seconds, idx = timed(lambda: model.sample(20000, random_state=0))
+    gemm = gemm_seconds(X, X[:5000], args.repeats)
+    rate = 2 * X.shape[0] * 5000 * X.shape[1] / gemm
+    roofline = counter.flops / rate
+    total = seconds + sample_seconds
+    print("\n## The paper's large example: 100,000 x 256 float32, (5000, 1000), sample_size (10, 3), "
+          "10 resamples, 50 iterations, then sample(20000)")
+    print(f"fit {seconds:.0f} s + sample {sample_seconds:.2f} s = {total:.0f} s; "
+          f"distance work {counter.flops / 1e12:.1f} TFLOP at numpy's {rate / 1e9:.0f} GFLOP/s = "
+          f"{roofline:.0f} s roofline; ratio {total / roofline:.2f}; Lloyd iterations {model.n_iter_}")
+
+
+SECTIONS = {"lloyd": section_lloyd, "assign": section_assign, "seeding": section_seeding, "large": section_large}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default="lloyd,assign,seeding")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--d", type=int, default=128)
+    parser.add_argument("--k", type=int, default=1000)
+    parser.add_argument("--iters", type=int, default=20)
+    args = parser.parse_args()
+    blas = ", ".join(sorted({f"{i['internal_api']} {i.get('version')}" for i in threadpool_info() if i["user_api"] == "blas"}))
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__} "
+          f"({blas}); numba {numba.__version__}; hkmeans {hkmeans.__version__}")
+    for name in args.sections.split(","):
+        SECTIONS[name](args)
+
+
+if __name__ == "__main__":
+    main()
