@@ -194,27 +194,60 @@ def reseed_empty(X, centers, labels, sqdist):
     return (centers, *assign(X, centers))
 
 
-def lloyd(X, centers, *, max_iter, tol, spherical=False) -> KMeansResult:
+def _rel_err(X):
+    """Relative bound on the rounding of a full nearest-centroid search (see
+    :func:`hkmeans._kernels.cpu.assign_bounded`), with a factor 2 to spare."""
+    return 2.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
+
+
+def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True) -> KMeansResult:
     """Lloyd iterations from ``centers`` until labels stop changing, the squared centre
-    shift falls to ``tol`` (absolute), or ``max_iter``; labels then match ``centers``."""
+    shift falls to ``tol`` (absolute), or ``max_iter``; labels then match ``centers``.
+
+    With ``bounds``, each row keeps a lower bound on its distance to all but its own
+    centroid, lowered by the largest move of another centroid after each update
+    (Hamerly's bound); rows it proves unchanged skip the search. The labels are those of the
+    plain algorithm (``bounds=False``): a row is skipped only when the rounding of the
+    full search could not change its label.
+    """
+    n = X.shape[0]
+    labels = np.zeros(n, dtype=np.int64)
+    sqdist = np.empty(n, dtype=np.float64)
+    lower = np.zeros(n, dtype=np.float64)  # 0: search every row the first time
+    n_blocks = -(-n // _config.CHUNK_ROWS)
+    n_tasks = max(1, min(numba.get_num_threads(), n_blocks))
+    gemm = X.shape[1] > _config.SMALL_D
+    rel_err = _rel_err(X)
+
+    def search(centers):
+        if bounds:
+            cpu.assign_bounded(X, centers, _config.CHUNK_ROWS, n_tasks, gemm, rel_err, labels, sqdist, lower)
+            return labels.copy(), sqdist
+        return assign(X, centers)
+
     labels_old = None
     n_iter = 0
     strict = False
     for n_iter in range(1, max_iter + 1):
-        labels, sqdist = assign(X, centers)
-        if labels_old is not None and np.array_equal(labels, labels_old):
+        new_labels, sqdist = search(centers)
+        if labels_old is not None and np.array_equal(new_labels, labels_old):
             strict = True  # centres already are these labels' means
             n_iter -= 1
             break
-        new = _update(X, labels, sqdist, centers, spherical)
-        shift = float(np.sum((new.astype(np.float64) - centers) ** 2))
+        new = _update(X, new_labels, sqdist, centers, spherical)
+        moves = np.sqrt(np.sum((new.astype(np.float64) - centers) ** 2, axis=1))
+        if bounds:  # every other centroid came at most the largest other move closer
+            top = np.argmax(moves)
+            second = np.max(moves, initial=0.0, where=np.arange(len(moves)) != top)
+            lower -= np.where(new_labels == top, second, moves[top])
+            np.maximum(lower, 0.0, out=lower)
         centers = new
-        labels_old = labels
-        if shift <= tol:
+        labels_old = new_labels
+        if float(np.sum(moves**2)) <= tol:
             break
     if not strict:
-        labels, sqdist = assign(X, centers)
-    return KMeansResult(centers, labels, sqdist, float(np.sum(sqdist)), max(n_iter, 1))
+        labels_old, sqdist = search(centers)
+    return KMeansResult(centers, labels_old, sqdist, float(np.sum(sqdist)), max(n_iter, 1))
 
 
 def kmeans(

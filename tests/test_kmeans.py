@@ -179,3 +179,18 @@ def test_kmeans_parallel_init_is_as_good_as_kmeans_plusplus(d):
     np.testing.assert_array_equal(C, X[idx])
     C2, idx2 = init_centers(X, 30, "k-means||", np.random.default_rng(0))
     np.testing.assert_array_equal(idx, idx2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [2, 40])
+def test_bounds_give_the_labels_of_plain_lloyd(dtype, d):
+    rng = np.random.default_rng(14)
+    means = rng.normal(size=(15, d))
+    X = (means[rng.integers(0, 15, 4000)] + rng.normal(size=(4000, d))).astype(dtype)
+    C0 = X[rng.choice(4000, 60, replace=False)].copy()
+    plain = lloyd(X, C0, max_iter=25, tol=0.0, bounds=False)
+    fast = lloyd(X, C0, max_iter=25, tol=0.0, bounds=True)
+    assert plain.n_iter == fast.n_iter
+    np.testing.assert_array_equal(fast.labels, plain.labels)
+    np.testing.assert_array_equal(fast.centers, plain.centers)
+    np.testing.assert_array_equal(fast.sqdist, plain.sqdist)

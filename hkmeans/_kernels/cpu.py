@@ -17,12 +17,9 @@ def _task_range(task, n_tasks, n_blocks):
 
 
 @njit(cache=True, fastmath=True)
-def _argmin(row):
-    """Index of the smallest entry of ``row``, the first one on ties.
-
-    The minimum runs over eight independent accumulators, a form the compiler turns
-    into vector instructions; then the first entry equal to it is found.
-    """
+def _min(row):
+    """Smallest entry of ``row``, over eight independent accumulators: a form the
+    compiler turns into vector instructions."""
     k = row.shape[0]
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = row[0]
     kk = k - k % 8
@@ -38,10 +35,27 @@ def _argmin(row):
     best = min(min(min(m0, m1), min(m2, m3)), min(min(m4, m5), min(m6, m7)))
     for j in range(kk, k):
         best = min(best, row[j])
-    for j in range(k):
+    return best
+
+
+@njit(cache=True)
+def _argmin(row):
+    """Index of the smallest entry of ``row``, the first one on ties."""
+    best = _min(row)
+    for j in range(row.shape[0]):
         if row[j] == best:
             return j
     return 0
+
+
+@njit(cache=True)
+def _argmin2(row):
+    """``(index of the smallest entry, second smallest value)``; overwrites ``row``."""
+    j = _argmin(row)
+    if row.shape[0] == 1:
+        return j, np.inf
+    row[j] = np.inf
+    return j, np.float64(_min(row))
 
 
 @njit(cache=True, fastmath=True)
@@ -101,12 +115,112 @@ def assign_gemm(X, C, chunk, n_tasks, labels, sqdist):
                 sqdist[a + i] = _sqdist(X[a + i], C[j])
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def _assign_rows_direct(X, C, CT, start, stop, dist, labels, sqdist):
     # a serial helper: the loops over centroids vectorise here, not inside a prange body
+    for i in range(start, stop):
+        _assign_rows_dist(X[i : i + 1], CT, dist)
+        j = _argmin(dist[0])
+        labels[i] = j
+        sqdist[i] = _sqdist(X[i], C[j])
+
+
+@njit(parallel=True, cache=True)
+def assign_direct(X, C, chunk, n_tasks, labels, sqdist):
+    """Same contract as :func:`assign_gemm`, for small dimensions: the distances of
+    one row to all centroids are computed in loops vectorised over centroids."""
+    n = X.shape[0]
+    k = C.shape[0]
+    CT = C.T.copy()  # (d, k): the inner loops run over contiguous centroids
+    n_blocks = (n + chunk - 1) // chunk
+    for task in prange(n_tasks):
+        dist = np.empty((1, k), dtype=X.dtype)
+        lo, hi = _task_range(task, n_tasks, n_blocks)
+        _assign_rows_direct(X, C, CT, lo * chunk, min(hi * chunk, n), dist, labels, sqdist)
+
+
+@njit(cache=True)
+def _row_sq(x):
+    s = 0.0
+    for f in range(x.shape[0]):
+        s += np.float64(x[f]) * np.float64(x[f])
+    return s
+
+
+@njit(parallel=True, cache=True)
+def assign_bounded(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower):
+    """Nearest centroid of every row, skipping rows whose label is proven unchanged.
+
+    ``labels`` holds each row's previous centroid and ``lower`` a lower bound on its
+    distance to every other centroid (0 forces a full search). A row is skipped when
+    its exact distance ``u`` to its centroid satisfies ``lower^2 - u^2 > 2 err``, where
+    ``err = rel_err * (|x|^2 + max |c|^2)`` bounds the rounding of the full search:
+    then the full search would pick the same centroid. Other rows are gathered and
+    searched by GEMM (``gemm``) or directly, and get a new ``lower`` from the second
+    nearest centroid. ``sqdist`` gets exact squared distances for all rows.
+    """
+    n, d = X.shape
+    k = C.shape[0]
+    c_sq = _sq_norms(C)
+    c_max = 0.0
+    for j in range(k):
+        c_max = max(c_max, np.float64(c_sq[j]))
+    Cm2T = np.empty((d, k), dtype=X.dtype)
+    for j in range(k):
+        for f in range(d):
+            Cm2T[f, j] = -2 * C[j, f]
+    CT = C.T.copy()
+    n_blocks = (n + chunk - 1) // chunk
+    for task in prange(n_tasks):
+        rows = np.empty(chunk, dtype=np.int64)
+        x_sq = np.empty(chunk, dtype=np.float64)
+        xb = np.empty((chunk, d), dtype=X.dtype)
+        buf = np.empty((chunk, k), dtype=X.dtype)
+        lo, hi = _task_range(task, n_tasks, n_blocks)
+        for b in range(lo, hi):
+            m = 0
+            for i in range(b * chunk, min((b + 1) * chunk, n)):
+                xs = _row_sq(X[i])
+                err = rel_err * (xs + c_max)
+                s = _sqdist(X[i], C[labels[i]])
+                low = lower[i]
+                if low * low - s > 2.0 * err:
+                    sqdist[i] = s
+                    continue
+                rows[m] = i
+                x_sq[m] = xs
+                m += 1
+            if m == 0:
+                continue
+            for r in range(m):
+                xb[r] = X[rows[r]]
+            G = buf[:m]
+            if gemm:
+                np.dot(xb[:m], Cm2T, G)
+                for r in range(m):
+                    g = G[r]
+                    for j in range(k):
+                        g[j] += c_sq[j]
+            else:
+                _assign_rows_dist(xb[:m], CT, G)
+            for r in range(m):
+                i = rows[r]
+                j, second = _argmin2(G[r])
+                if gemm:
+                    second += x_sq[r]
+                err = rel_err * (x_sq[r] + c_max)
+                labels[i] = j
+                sqdist[i] = _sqdist(X[i], C[j])
+                lower[i] = np.sqrt(max(second - err, 0.0))
+
+
+@njit(cache=True, fastmath=True)
+def _assign_rows_dist(X, CT, out):
+    """Squared distances of each row of ``X`` to each centroid (columns of ``CT``)."""
     d = X.shape[1]
     k = CT.shape[1]
-    for i in range(start, stop):
+    for i in range(X.shape[0]):
+        dist = out[i]
         x = X[i]
         x0 = x[0]
         c0 = CT[0]
@@ -119,23 +233,6 @@ def _assign_rows_direct(X, C, CT, start, stop, dist, labels, sqdist):
             for j in range(k):
                 t = xf - cf[j]
                 dist[j] += t * t
-        j = _argmin(dist)
-        labels[i] = j
-        sqdist[i] = _sqdist(x, C[j])
-
-
-@njit(parallel=True, cache=True)
-def assign_direct(X, C, chunk, n_tasks, labels, sqdist):
-    """Same contract as :func:`assign_gemm`, for small dimensions: the distances of
-    one row to all centroids are computed in loops vectorised over centroids."""
-    n = X.shape[0]
-    k = C.shape[0]
-    CT = C.T.copy()  # (d, k): the inner loops run over contiguous centroids
-    n_blocks = (n + chunk - 1) // chunk
-    for task in prange(n_tasks):
-        dist = np.empty(k, dtype=X.dtype)
-        lo, hi = _task_range(task, n_tasks, n_blocks)
-        _assign_rows_direct(X, C, CT, lo * chunk, min(hi * chunk, n), dist, labels, sqdist)
 
 
 @njit(cache=True)
