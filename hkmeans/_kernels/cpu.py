@@ -178,31 +178,37 @@ def assign_bounded(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower):
         buf = np.empty((chunk, k), dtype=X.dtype)
         lo, hi = _task_range(task, n_tasks, n_blocks)
         for b in range(lo, hi):
+            a = b * chunk
+            e = min(a + chunk, n)
             m = 0
-            for i in range(b * chunk, min((b + 1) * chunk, n)):
+            for i in range(a, e):
                 xs = _row_sq(X[i])
-                err = rel_err * (xs + c_max)
-                s = _sqdist(X[i], C[labels[i]])
                 low = lower[i]
-                if low * low - s > 2.0 * err:
-                    sqdist[i] = s
-                    continue
+                if low > 0.0:
+                    s = _sqdist(X[i], C[labels[i]])
+                    if low * low - s > 2.0 * rel_err * (xs + c_max):
+                        sqdist[i] = s
+                        continue
                 rows[m] = i
                 x_sq[m] = xs
                 m += 1
             if m == 0:
                 continue
-            for r in range(m):
-                xb[r] = X[rows[r]]
+            if m == e - a:  # no row skipped: search the block in place
+                Xs = X[a:e]
+            else:
+                for r in range(m):
+                    xb[r] = X[rows[r]]
+                Xs = xb[:m]
             G = buf[:m]
             if gemm:
-                np.dot(xb[:m], Cm2T, G)
+                np.dot(Xs, Cm2T, G)
                 for r in range(m):
                     g = G[r]
                     for j in range(k):
                         g[j] += c_sq[j]
             else:
-                _assign_rows_dist(xb[:m], CT, G)
+                _assign_rows_dist(Xs, CT, G)
             for r in range(m):
                 i = rows[r]
                 j, second = _argmin2(G[r])
