@@ -35,7 +35,7 @@ def main():
     X = np.random.default_rng(0).standard_normal((args.n, args.d), dtype=np.float32)
     with_data = peak_mb()
     start = time.perf_counter()
-    km = KMeans(args.k, init=args.init, max_iter=args.max_iter, tol=0, random_state=0).fit(X)
+    km = KMeans(args.k, init=args.init, n_init=1, max_iter=args.max_iter, tol=0, random_state=0).fit(X)
     seconds = time.perf_counter() - start
     peak = peak_mb()
     print(f"n={args.n}, d={args.d}, k={args.k}, init={args.init}, {km.n_iter_} iterations, {seconds:.0f} s")
