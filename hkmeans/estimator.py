@@ -228,21 +228,7 @@ class HierarchicalKMeans(_CentroidClusterer):
     def fit(self, X, y=None):
         """Fit the hierarchy on ``X`` (array-like of shape (n_samples, n_features))."""
         X = self._validate_fit_data(X)
-        self.levels_ = hierarchical_kmeans(
-            X,
-            self.n_clusters,
-            n_resamples=self.n_resamples,
-            sample_size=self.sample_size,
-            resample_strategy=self.resample_strategy,
-            n_splits=self.n_splits,
-            init=self.init,
-            n_init=self.n_init,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            metric=self.metric,
-            random_state=self.random_state,
-            verbose=self.verbose,
-        )
+        self.levels_ = hierarchical_kmeans(X, **self.get_params())  # parameters map one to one
         self.tree_ = tree_from_levels(self.levels_)
         self.cluster_centers_ = self.levels_[-1].centroids
         self.labels_ = self.tree_.point_labels(self.tree_.n_levels - 1)

@@ -46,16 +46,26 @@ def normalize_rows(X: np.ndarray) -> np.ndarray:
     return (X / norms[:, None]).astype(X.dtype, copy=False)
 
 
+def _rel_err(X):
+    """Relative bound on the rounding of a full nearest-centroid search (see
+    :func:`hkmeans._kernels.cpu.assign`), with a factor 2 to spare."""
+    return 2.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
+
+
+def search(X, centers, labels, sqdist, lower):
+    """Nearest centres, in place: rows whose ``lower`` bound proves ``labels`` keep them."""
+    n_tasks = max(1, min(numba.get_num_threads(), -(-X.shape[0] // _config.CHUNK_ROWS)))
+    gemm = X.shape[1] > _config.SMALL_D
+    cpu.assign(X, centers, _config.CHUNK_ROWS, n_tasks, gemm, _rel_err(X), labels, sqdist, lower)
+
+
 def assign(X: np.ndarray, centers: np.ndarray):
     """Nearest centre of each row: ``(labels int64, squared distances float64)``."""
     X = np.ascontiguousarray(X)
     centers = np.ascontiguousarray(centers, dtype=X.dtype)
-    labels = np.empty(X.shape[0], dtype=np.int64)
+    labels = np.zeros(X.shape[0], dtype=np.int64)
     sqdist = np.empty(X.shape[0], dtype=np.float64)
-    kernel = cpu.assign_direct if X.shape[1] <= _config.SMALL_D else cpu.assign_gemm
-    n_blocks = -(-X.shape[0] // _config.CHUNK_ROWS)
-    n_tasks = max(1, min(numba.get_num_threads(), n_blocks))
-    kernel(X, centers, _config.CHUNK_ROWS, n_tasks, labels, sqdist)
+    search(X, centers, labels, sqdist, np.zeros(X.shape[0]))
     return labels, sqdist
 
 
@@ -194,12 +204,6 @@ def reseed_empty(X, centers, labels, sqdist):
     return (centers, *assign(X, centers))
 
 
-def _rel_err(X):
-    """Relative bound on the rounding of a full nearest-centroid search (see
-    :func:`hkmeans._kernels.cpu.assign_bounded`), with a factor 2 to spare."""
-    return 2.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
-
-
 def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True) -> KMeansResult:
     """Lloyd iterations from ``centers`` until labels stop changing, the squared centre
     shift falls to ``tol`` (absolute), or ``max_iter``; labels then match ``centers``.
@@ -214,22 +218,18 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True) -> KMeansR
     labels = np.zeros(n, dtype=np.int64)
     sqdist = np.empty(n, dtype=np.float64)
     lower = np.zeros(n, dtype=np.float64)  # 0: search every row the first time
-    n_blocks = -(-n // _config.CHUNK_ROWS)
-    n_tasks = max(1, min(numba.get_num_threads(), n_blocks))
-    gemm = X.shape[1] > _config.SMALL_D
-    rel_err = _rel_err(X)
 
-    def search(centers):
-        if bounds:
-            cpu.assign_bounded(X, centers, _config.CHUNK_ROWS, n_tasks, gemm, rel_err, labels, sqdist, lower)
-            return labels.copy(), sqdist
-        return assign(X, centers)
+    def searched(centers):
+        if not bounds:
+            lower[:] = 0.0
+        search(X, centers, labels, sqdist, lower)
+        return labels.copy(), sqdist
 
     labels_old = None
     n_iter = 0
     strict = False
     for n_iter in range(1, max_iter + 1):
-        new_labels, sqdist = search(centers)
+        new_labels, sqdist = searched(centers)
         if labels_old is not None and np.array_equal(new_labels, labels_old):
             strict = True  # centres already are these labels' means
             n_iter -= 1
@@ -246,7 +246,7 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True) -> KMeansR
         if float(np.sum(moves**2)) <= tol:
             break
     if not strict:
-        labels_old, sqdist = search(centers)
+        labels_old, sqdist = searched(centers)
     return KMeansResult(centers, labels_old, sqdist, float(np.sum(sqdist)), max(n_iter, 1))
 
 

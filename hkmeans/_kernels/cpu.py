@@ -80,65 +80,6 @@ def _sq_norms(C):
     return out
 
 
-@njit(parallel=True, cache=True)
-def assign_gemm(X, C, chunk, n_tasks, labels, sqdist):
-    """Nearest centroid of every row of ``X`` by one GEMM per block of ``chunk`` rows.
-
-    Rows are split into ``n_tasks`` contiguous runs of blocks, one per thread.
-    ``labels[i]`` gets the index of the nearest row of ``C`` and ``sqdist[i]`` the exact
-    squared distance to it (float64). ``||x||^2`` is left out of the argmin; no n x k
-    matrix is formed, only one ``chunk x k`` block per thread.
-    """
-    n = X.shape[0]
-    k = C.shape[0]
-    d = X.shape[1]
-    Cm2T = np.empty((d, k), dtype=X.dtype)  # -2 C^T, so that the GEMM gives -2 x.c
-    for j in range(k):
-        for f in range(d):
-            Cm2T[f, j] = -2 * C[j, f]
-    c_sq = _sq_norms(C)
-    n_blocks = (n + chunk - 1) // chunk
-    for task in prange(n_tasks):
-        buf = np.empty((chunk, k), dtype=X.dtype)
-        lo, hi = _task_range(task, n_tasks, n_blocks)
-        for b in range(lo, hi):
-            a = b * chunk
-            e = min(a + chunk, n)
-            G = buf[: e - a]
-            np.dot(X[a:e], Cm2T, G)
-            for i in range(e - a):
-                g = G[i]
-                for j in range(k):
-                    g[j] += c_sq[j]
-                j = _argmin(g)
-                labels[a + i] = j
-                sqdist[a + i] = _sqdist(X[a + i], C[j])
-
-
-@njit(cache=True)
-def _assign_rows_direct(X, C, CT, start, stop, dist, labels, sqdist):
-    # a serial helper: the loops over centroids vectorise here, not inside a prange body
-    for i in range(start, stop):
-        _assign_rows_dist(X[i : i + 1], CT, dist)
-        j = _argmin(dist[0])
-        labels[i] = j
-        sqdist[i] = _sqdist(X[i], C[j])
-
-
-@njit(parallel=True, cache=True)
-def assign_direct(X, C, chunk, n_tasks, labels, sqdist):
-    """Same contract as :func:`assign_gemm`, for small dimensions: the distances of
-    one row to all centroids are computed in loops vectorised over centroids."""
-    n = X.shape[0]
-    k = C.shape[0]
-    CT = C.T.copy()  # (d, k): the inner loops run over contiguous centroids
-    n_blocks = (n + chunk - 1) // chunk
-    for task in prange(n_tasks):
-        dist = np.empty((1, k), dtype=X.dtype)
-        lo, hi = _task_range(task, n_tasks, n_blocks)
-        _assign_rows_direct(X, C, CT, lo * chunk, min(hi * chunk, n), dist, labels, sqdist)
-
-
 @njit(cache=True)
 def _row_sq(x):
     s = 0.0
@@ -148,11 +89,14 @@ def _row_sq(x):
 
 
 @njit(parallel=True, cache=True)
-def assign_bounded(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower):
+def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower):
     """Nearest centroid of every row, skipping rows whose label is proven unchanged.
 
-    ``labels`` holds each row's previous centroid and ``lower`` a lower bound on its
-    distance to every other centroid (0 forces a full search). A row is skipped when
+    Rows are cut into blocks of ``chunk``, split into ``n_tasks`` contiguous runs, one
+    per thread; the search of a block is one GEMM against ``-2 C^T`` (``gemm``) or, for
+    few features, loops vectorised over centroids, then an argmin; no n x k matrix is
+    formed. ``labels`` holds each row's previous centroid and ``lower`` a lower bound on
+    its distance to every other centroid (0 forces a full search). A row is skipped when
     its exact distance ``u`` to its centroid satisfies ``lower^2 - u^2 > 2 err``, where
     ``err = rel_err * (|x|^2 + max |c|^2)`` bounds the rounding of the full search:
     then the full search would pick the same centroid. Other rows are gathered and
@@ -203,15 +147,15 @@ def assign_bounded(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower):
             G = buf[:m]
             if gemm:
                 np.dot(Xs, Cm2T, G)
-                for r in range(m):
-                    g = G[r]
-                    for j in range(k):
-                        g[j] += c_sq[j]
-            else:
-                _assign_rows_dist(Xs, CT, G)
             for r in range(m):
                 i = rows[r]
-                j, second = _argmin2(G[r])
+                g = G[r]
+                if gemm:
+                    for j in range(k):
+                        g[j] += c_sq[j]
+                else:  # one row at a time, so that it is still in L1 for the argmin
+                    _assign_rows_dist(Xs[r : r + 1], CT, G[r : r + 1])
+                j, second = _argmin2(g)
                 if gemm:
                     second += x_sq[r]
                 err = rel_err * (x_sq[r] + c_max)
