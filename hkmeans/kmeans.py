@@ -52,11 +52,15 @@ def _rel_err(X):
     return 2.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
 
 
-def search(X, centers, labels, sqdist, lower):
-    """Nearest centres, in place: rows whose ``lower`` bound proves ``labels`` keep them."""
+def search(X, centers, labels, sqdist, lower=None):
+    """Nearest centres, in place. With ``lower`` (bounds kept between calls), rows
+    whose bound proves their ``labels`` keep them; without, every row is searched."""
     n_tasks = max(1, min(numba.get_num_threads(), -(-X.shape[0] // _config.CHUNK_ROWS)))
     gemm = X.shape[1] > _config.SMALL_D
-    cpu.assign(X, centers, _config.CHUNK_ROWS, n_tasks, gemm, _rel_err(X), labels, sqdist, lower)
+    bounded = lower is not None
+    if not bounded:
+        lower = np.zeros(0)
+    cpu.assign(X, centers, _config.CHUNK_ROWS, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, bounded)
 
 
 def assign(X: np.ndarray, centers: np.ndarray):
@@ -65,7 +69,7 @@ def assign(X: np.ndarray, centers: np.ndarray):
     centers = np.ascontiguousarray(centers, dtype=X.dtype)
     labels = np.zeros(X.shape[0], dtype=np.int64)
     sqdist = np.empty(X.shape[0], dtype=np.float64)
-    search(X, centers, labels, sqdist, np.zeros(X.shape[0]))
+    search(X, centers, labels, sqdist)
     return labels, sqdist
 
 
@@ -220,9 +224,7 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True) -> KMeansR
     lower = np.zeros(n, dtype=np.float64)  # 0: search every row the first time
 
     def searched(centers):
-        if not bounds:
-            lower[:] = 0.0
-        search(X, centers, labels, sqdist, lower)
+        search(X, centers, labels, sqdist, lower if bounds else None)
         return labels.copy(), sqdist
 
     labels_old = None

@@ -89,7 +89,7 @@ def _row_sq(x):
 
 
 @njit(parallel=True, cache=True)
-def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower):
+def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, bounded):
     """Nearest centroid of every row, skipping rows whose label is proven unchanged.
 
     Rows are cut into blocks of ``chunk``, split into ``n_tasks`` contiguous runs, one
@@ -101,7 +101,8 @@ def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower):
     ``err = rel_err * (|x|^2 + max |c|^2)`` bounds the rounding of the full search:
     then the full search would pick the same centroid. Other rows are gathered and
     searched by GEMM (``gemm``) or directly, and get a new ``lower`` from the second
-    nearest centroid. ``sqdist`` gets exact squared distances for all rows.
+    nearest centroid. ``sqdist`` gets exact squared distances for all rows. Without
+    ``bounded``, every row is searched and ``lower`` is left alone.
     """
     n, d = X.shape
     k = C.shape[0]
@@ -126,6 +127,10 @@ def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower):
             e = min(a + chunk, n)
             m = 0
             for i in range(a, e):
+                if not bounded:
+                    rows[m] = i
+                    m += 1
+                    continue
                 xs = _row_sq(X[i])
                 low = lower[i]
                 if low > 0.0:
@@ -155,13 +160,17 @@ def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower):
                         g[j] += c_sq[j]
                 else:  # one row at a time, so that it is still in L1 for the argmin
                     _assign_rows_dist(Xs[r : r + 1], CT, G[r : r + 1])
+                if not bounded:
+                    j = _argmin(g)
+                    labels[i] = j
+                    sqdist[i] = _sqdist(X[i], C[j])
+                    continue
                 j, second = _argmin2(g)
                 if gemm:
                     second += x_sq[r]
-                err = rel_err * (x_sq[r] + c_max)
                 labels[i] = j
                 sqdist[i] = _sqdist(X[i], C[j])
-                lower[i] = np.sqrt(max(second - err, 0.0))
+                lower[i] = np.sqrt(max(second - rel_err * (x_sq[r] + c_max), 0.0))
 
 
 @njit(cache=True, fastmath=True)
