@@ -115,8 +115,6 @@ class KMeans(_CentroidClusterer):
         init, n_init = check_kmeans_params(
             X, self.n_clusters, self.init, self.n_init, self.max_iter, self.tol, self.metric
         )
-        if not isinstance(init, str) and self.metric == "cosine":
-            init = normalize_rows(init)
         res = kmeans(
             X,
             self.n_clusters,

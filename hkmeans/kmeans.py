@@ -173,6 +173,11 @@ def init_centers(X, n_clusters, init, rng, n_local_trials=None):
     return np.array(init, dtype=X.dtype, order="C"), None
 
 
+def _farthest(sqdist, m):
+    """The ``m`` rows farthest from their centres (first rows first on ties)."""
+    return np.argsort(-sqdist, kind="stable")[:m]
+
+
 def _update(X, labels, sqdist, centers, spherical):
     """New centres as cluster means; an empty cluster takes the point farthest from
     its centre (as scikit-learn does), which leaves its old cluster."""
@@ -182,8 +187,7 @@ def _update(X, labels, sqdist, centers, spherical):
     counts = np.diff(offsets)
     empty = np.flatnonzero(counts == 0)
     if empty.size:
-        far = np.argsort(-sqdist, kind="stable")[: empty.size]
-        for c, i in zip(empty, far):
+        for c, i in zip(empty, _farthest(sqdist, empty.size)):
             old = labels[i]
             if counts[old] > 1:
                 sums[old] -= X[i]
@@ -202,9 +206,8 @@ def reseed_empty(X, centers, labels, sqdist):
     empty = np.flatnonzero(np.bincount(labels, minlength=centers.shape[0]) == 0)
     if empty.size == 0:
         return centers, labels, sqdist
-    far = np.argsort(-sqdist, kind="stable")[: empty.size]
     centers = centers.copy()
-    centers[empty] = X[far]
+    centers[empty] = X[_farthest(sqdist, empty.size)]
     return (centers, *assign(X, centers))
 
 
@@ -314,10 +317,7 @@ def kmeans_plusplus(X, n_clusters, *, random_state=None, n_local_trials=None):
     from sklearn.utils import check_array
 
     X = check_array(X, dtype=[np.float64, np.float32], order="C")
-    if not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
-        raise ValueError(f"n_clusters must be a positive integer, got {n_clusters!r}.")
-    if X.shape[0] < n_clusters:
-        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
+    check_kmeans_params(X, n_clusters, "k-means++", 1, 1, 0.0, "euclidean")
     if n_local_trials is not None and (
         not isinstance(n_local_trials, (int, np.integer)) or n_local_trials < 1
     ):

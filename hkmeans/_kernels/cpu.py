@@ -54,7 +54,7 @@ def _argmin2(row):
     j = _argmin(row)
     if row.shape[0] == 1:
         return j, np.inf
-    row[j] = np.inf
+    row[j] = np.finfo(row.dtype).max  # not inf: _min is compiled assuming finite values
     return j, np.float64(_min(row))
 
 
@@ -160,17 +160,15 @@ def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, bounded):
                         g[j] += c_sq[j]
                 else:  # one row at a time, so that it is still in L1 for the argmin
                     _assign_rows_dist(Xs[r : r + 1], CT, G[r : r + 1])
-                if not bounded:
+                if bounded:
+                    j, second = _argmin2(g)
+                    if gemm:
+                        second += x_sq[r]
+                    lower[i] = np.sqrt(max(second - rel_err * (x_sq[r] + c_max), 0.0))
+                else:
                     j = _argmin(g)
-                    labels[i] = j
-                    sqdist[i] = _sqdist(X[i], C[j])
-                    continue
-                j, second = _argmin2(g)
-                if gemm:
-                    second += x_sq[r]
                 labels[i] = j
                 sqdist[i] = _sqdist(X[i], C[j])
-                lower[i] = np.sqrt(max(second - rel_err * (x_sq[r] + c_max), 0.0))
 
 
 @njit(cache=True, fastmath=True)
