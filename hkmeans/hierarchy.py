@@ -124,34 +124,42 @@ def hierarchical_kmeans(
     for t, k in enumerate(ks):
         start = time.perf_counter()
         if splits[t] > 1:
-            levels.append(_split_level(Y, k // splits[t], splits[t], rng, params))
-            Y = levels[-1].centroids
-            continue
-        res = kmeans(Y, k, random_state=rng, **params)
-        centers, labels, sqdist, n_iter = res.centers, res.labels, res.sqdist, res.n_iter
-        s = sizes[t] if sizes[t] is not None else int(round(Y.shape[0] / k / 2))
-        n_res = resamples[t] if s > 1 else 0
-        for _ in range(n_res):
-            offsets, order = cpu.group_by_label(labels, k)
-            scores = sqdist if resample_strategy == "closest" else rng.random(Y.shape[0])
-            take = np.minimum(np.diff(offsets), s)
-            subset = Y[cpu.pick_members(offsets, order, scores, take)]
-            if subset.shape[0] < k:  # only with duplicate points: nothing left to resample
-                break
-            res = kmeans(subset, k, random_state=rng, **params)
-            centers, n_iter = res.centers, n_iter + res.n_iter
-            with single_threaded_blas():
-                labels, sqdist = assign(Y, centers)
-                centers, labels, sqdist = reseed_empty(Y, centers, labels, sqdist)
-        levels.append(Level(centers, labels, sqdist, n_iter))
+            level = _split_level(Y, k // splits[t], splits[t], rng, params)
+            how = f"split in {splits[t]}"
+        else:
+            s = sizes[t] if sizes[t] is not None else int(round(Y.shape[0] / k / 2))
+            n_res = resamples[t] if s > 1 else 0
+            level = _resampled_level(Y, k, n_res, s, resample_strategy, rng, params)
+            how = f"{n_res} resamples of {s} per cluster"
+        levels.append(level)
         if verbose:
             print(
-                f"[hkmeans] level {t}: {Y.shape[0]} -> {k} clusters, {n_res} resamples "
-                f"of {s} per cluster, {time.perf_counter() - start:.2f} s",
+                f"[hkmeans] level {t}: {Y.shape[0]} -> {len(level.centroids)} clusters, {how}, "
+                f"{time.perf_counter() - start:.2f} s",
                 file=sys.stderr,
             )
-        Y = centers
+        Y = level.centroids
     return levels
+
+
+def _resampled_level(Y, k, n_resamples, sample_size, strategy, rng, params) -> Level:
+    """A k-means of ``Y``, then ``n_resamples`` times: ``sample_size`` rows per cluster
+    (closest to the centroid or random), a fresh k-means on them, and ``Y`` reassigned."""
+    res = kmeans(Y, k, random_state=rng, **params)
+    centers, labels, sqdist, n_iter = res.centers, res.labels, res.sqdist, res.n_iter
+    for _ in range(n_resamples):
+        offsets, order = cpu.group_by_label(labels, k)
+        scores = sqdist if strategy == "closest" else rng.random(Y.shape[0])
+        take = np.minimum(np.diff(offsets), sample_size)
+        subset = Y[cpu.pick_members(offsets, order, scores, take)]
+        if subset.shape[0] < k:  # only with duplicate points: nothing left to resample
+            break
+        res = kmeans(subset, k, random_state=rng, **params)
+        centers, n_iter = res.centers, n_iter + res.n_iter
+        with single_threaded_blas():
+            labels, sqdist = assign(Y, centers)
+            centers, labels, sqdist = reseed_empty(Y, centers, labels, sqdist)
+    return Level(centers, labels, sqdist, n_iter)
 
 
 def _split_level(Y, k, n_splits, rng, params) -> Level:

@@ -163,3 +163,13 @@ def test_splitting_beats_one_coarse_kmeans():
 def test_bad_splits(params, match):
     with pytest.raises(ValueError, match=match):
         HierarchicalKMeans(**params).fit(mixture(n=100))
+
+
+def test_verbose_reports_each_level(capsys):
+    HierarchicalKMeans((20, 4), n_resamples=(0, 2), n_splits=(5, 1), verbose=True, random_state=0).fit(
+        mixture(n=400)
+    )
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2
+    assert "level 0: 400 -> " in err[0] and "split in 5" in err[0]
+    assert "level 1: " in err[1] and "2 resamples" in err[1]
