@@ -8,11 +8,6 @@ CHUNK_ROWS = 256
 #: vectorised over centroids; above it, one GEMM per block of rows.
 SMALL_D = 16
 
-#: Bytes of the transposed row block that k-means++ seeding keeps per thread.
-SEEDING_BLOCK_BYTES = 1 << 18
-
-
-def seeding_rows(n_features: int) -> int:
-    """Rows per block in k-means++ seeding: a float64 block of ``n_features`` columns
-    fits in ``SEEDING_BLOCK_BYTES``, between 256 and 4096 rows."""
-    return int(min(4096, max(256, SEEDING_BLOCK_BYTES // (8 * n_features))))
+#: Rows per block in k-means++ seeding: the unit in which candidates are drawn and,
+#: for few features, in which blocks too far from a candidate are skipped.
+SEEDING_ROWS = 256

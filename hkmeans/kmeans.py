@@ -128,7 +128,7 @@ def _seed_greedy(X, n_clusters, rng, n_local_trials=None, weights=None):
     else:
         first = int(rng.choice(n, p=weights / weights.sum()))
     rand = rng.random((n_clusters - 1, n_local_trials))
-    chunk = _config.seeding_rows(X.shape[1])
+    chunk = _config.SEEDING_ROWS
     return cpu.kmeans_plusplus(X, weights, first, rand, chunk, _config.SMALL_D)
 
 

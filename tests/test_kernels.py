@@ -133,7 +133,7 @@ def test_kmeans_plusplus_matches_reference(d, small_d):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(700, d))
     rand = rng.random((24, 5))
-    got = cpu.kmeans_plusplus(X, np.ones(len(X)), 11, rand, _config.seeding_rows(d), small_d)
+    got = cpu.kmeans_plusplus(X, np.ones(len(X)), 11, rand, _config.SEEDING_ROWS, small_d)
     np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 11, rand))
 
 

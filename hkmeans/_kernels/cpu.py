@@ -335,28 +335,127 @@ def _draw(closest, w, block_sums, chunk, u):
     return out
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _trial_potentials(X, w, closest, cands, chunk):
-    """Potential (sum of weighted min squared distances) if each row of ``cands`` were added.
+# Few features: k-means++ runs over the rows in a spatial order (a k-d split into
+# blocks of ``chunk`` rows), and a block is left out of a step when its bounding box is
+# at least as far from the candidate as its farthest row is from that row's centre: no
+# row of it can get closer. The margin keeps rounding from ever skipping a row that
+# would move. Candidates are still drawn in the rows' own order.
+_BOX_MARGIN = 1.0 + 1e-9
 
-    Each block of rows is transposed into a local buffer so the distance loops run
-    vectorised over rows; block partial sums are added in block order.
-    """
+
+@njit(cache=True)
+def _spatial_order(X, leaf):
+    """Row order in which each run of ``leaf`` rows is a cell of a k-d split (median
+    cuts along the widest feature)."""
     n, d = X.shape
-    t = cands.shape[0]
+    order = np.arange(n)
+    stack = [(0, n)]
+    while len(stack) > 0:
+        a, e = stack.pop()
+        if e - a <= leaf:
+            continue
+        seg = order[a:e].copy()
+        widest, spread = 0, -1.0
+        for f in range(d):
+            lo, hi = np.inf, -np.inf
+            for i in seg:
+                lo = min(lo, np.float64(X[i, f]))
+                hi = max(hi, np.float64(X[i, f]))
+            if hi - lo > spread:
+                widest, spread = f, hi - lo
+        vals = np.empty(e - a, dtype=np.float64)
+        for r in range(e - a):
+            vals[r] = X[seg[r], widest]
+        order[a:e] = seg[np.argsort(vals, kind="mergesort")]
+        mid = a + max(1, (e - a) // leaf // 2) * leaf  # cuts stay on block boundaries
+        stack.append((a, mid))
+        stack.append((mid, e))
+    return order
+
+
+@njit(cache=True)
+def _box_sqdist(y, lo, hi):
+    """Squared distance from ``y`` to the box ``[lo, hi]`` (0 inside)."""
+    s = 0.0
+    for f in range(y.shape[0]):
+        v = np.float64(y[f])
+        t = lo[f] - v if v < lo[f] else (v - hi[f] if v > hi[f] else 0.0)
+        s += t * t
+    return s
+
+
+@njit(parallel=True, cache=True)
+def _block_boxes(X, chunk):
+    """Per block of ``chunk`` rows, the per-feature minimum and maximum."""
+    n, d = X.shape
     n_blocks = (n + chunk - 1) // chunk
+    lo = np.empty((n_blocks, d), dtype=np.float64)
+    hi = np.empty((n_blocks, d), dtype=np.float64)
+    for b in prange(n_blocks):
+        for f in range(d):
+            lo[b, f] = X[b * chunk, f]
+            hi[b, f] = X[b * chunk, f]
+        for i in range(b * chunk + 1, min((b + 1) * chunk, n)):
+            for f in range(d):
+                lo[b, f] = min(lo[b, f], X[i, f])
+                hi[b, f] = max(hi[b, f], X[i, f])
+    return lo, hi
+
+
+@njit(cache=True)
+def _add_center_boxed(Xp, wp, c, closest_p, psum, pmax, lo, hi, chunk, perm, closest, touched):
+    """:func:`_add_center` over spatially ordered rows ``Xp = X[perm]``, skipping far
+    blocks; rows that get closer are copied to ``closest`` (the rows' own order) and
+    their own-order blocks flagged in ``touched``."""
+    n = Xp.shape[0]
+    for b in prange(psum.shape[0]):
+        if _box_sqdist(c, lo[b], hi[b]) > _BOX_MARGIN * pmax[b]:
+            continue
+        s = 0.0
+        top = 0.0
+        for i in range(b * chunk, min((b + 1) * chunk, n)):
+            d2 = _sqdist(Xp[i], c)
+            if d2 < closest_p[i]:
+                closest_p[i] = d2
+                closest[perm[i]] = d2
+                touched[perm[i] // chunk] = True
+            s += wp[i] * closest_p[i]
+            top = max(top, closest_p[i])
+        psum[b] = s
+        pmax[b] = top
+
+
+@njit(cache=True, fastmath=True)
+def _trial_potentials(Xp, wp, closest_p, cands, psum, pmax, lo, hi, chunk):
+    """Potential (sum of weighted min squared distances) if each row of ``cands`` were
+    added, over spatially ordered rows. A block too far from a candidate keeps its sum;
+    the others are transposed into a local buffer so the distance loops run vectorised
+    over rows. Block partial sums are added in block order."""
+    n, d = Xp.shape
+    t = cands.shape[0]
+    n_blocks = psum.shape[0]
     partial = np.zeros((n_blocks, t), dtype=np.float64)
     for b in prange(n_blocks):
+        near = np.zeros(t, dtype=np.bool_)
+        for q in range(t):
+            if _box_sqdist(cands[q], lo[b], hi[b]) > _BOX_MARGIN * pmax[b]:
+                partial[b, q] = psum[b]
+            else:
+                near[q] = True
+        if not near.any():
+            continue
         a = b * chunk
         m = min(a + chunk, n) - a
         xt = np.empty((d, m), dtype=np.float64)
         for i in range(m):
             for f in range(d):
-                xt[f, i] = X[a + i, f]
+                xt[f, i] = Xp[a + i, f]
         dist = np.empty(m, dtype=np.float64)
-        cl = closest[a : a + m]
-        wl = w[a : a + m]
+        cl = closest_p[a : a + m]
+        wl = wp[a : a + m]
         for q in range(t):
+            if not near[q]:
+                continue
             dist[:] = 0.0
             for f in range(d - 1):
                 cf = cands[q, f]
@@ -376,6 +475,19 @@ def _trial_potentials(X, w, closest, cands, chunk):
     for b in range(n_blocks):  # fixed order: independent of the thread count
         pots += partial[b]
     return pots
+
+
+@njit(cache=True)
+def _refresh_block_sums(closest, w, block_sums, touched, chunk):
+    n = closest.shape[0]
+    for b in prange(block_sums.shape[0]):
+        if not touched[b]:
+            continue
+        touched[b] = False
+        s = 0.0
+        for i in range(b * chunk, min((b + 1) * chunk, n)):
+            s += w[i] * closest[i]
+        block_sums[b] = s
 
 
 @njit(parallel=True, cache=True)
@@ -426,9 +538,11 @@ def kmeans_plusplus(X, w, first, rand, chunk, small_d):
     the chosen row indices.
 
     ``first`` is the first centre's row; ``rand`` (k - 1, n_local_trials) holds the
-    uniform draws of every later step, so the caller's generator alone decides.
-    Rows of up to ``small_d`` features get exact distances in vectorised loops; wider
-    rows go through a GEMM per block (one pass over ``X`` per step).
+    uniform draws of every later step, so the caller's generator alone decides; a
+    candidate is drawn through per-block sums of ``w * d(x)^2`` in the rows' order.
+    Rows of up to ``small_d`` features get exact distances in vectorised loops over
+    spatially ordered blocks, far blocks skipped; wider rows go through a GEMM per
+    block, one pass over ``X`` per step.
     """
     n, d = X.shape
     k = rand.shape[0] + 1
@@ -437,27 +551,40 @@ def kmeans_plusplus(X, w, first, rand, chunk, small_d):
     closest = np.full(n, np.inf)
     block_sums = np.empty((n + chunk - 1) // chunk, dtype=np.float64)
     _add_center(X, w, X[first], closest, block_sums, chunk)
-    wide = d > small_d
-    if wide:
+    if d > small_d:
         x_sq = np.empty(n, dtype=np.float64)
         for i in range(n):
-            s = 0.0
-            for f in range(d):
-                s += np.float64(X[i, f]) * np.float64(X[i, f])
-            x_sq[i] = s
+            x_sq[i] = _row_sq(X[i])
         dist = np.empty((n, rand.shape[1]), dtype=np.float64)
-    for c in range(1, k):
-        cand = _draw(closest, w, block_sums, chunk, rand[c - 1])
-        if wide:
+        for c in range(1, k):
+            cand = _draw(closest, w, block_sums, chunk, rand[c - 1])
             pots = _trial_potentials_gemm(X, w, x_sq, closest, cand, chunk, dist)
             best = np.argmin(pots)
             idx[c] = cand[best]
             _take_trial(closest, w, dist, best, block_sums, chunk)
-        else:
-            cands = np.empty((cand.shape[0], d), dtype=np.float64)
-            for q in range(cand.shape[0]):
-                cands[q] = X[cand[q]]
-            pots = _trial_potentials(X, w, closest, cands, chunk)
-            idx[c] = cand[np.argmin(pots)]
-            _add_center(X, w, X[idx[c]], closest, block_sums, chunk)
+        return idx
+    perm = _spatial_order(X, chunk)
+    Xp = np.empty((n, d), dtype=X.dtype)
+    for i in range(n):
+        Xp[i] = X[perm[i]]
+    wp = w[perm]
+    closest_p = closest[perm]
+    lo, hi = _block_boxes(Xp, chunk)
+    n_blocks = lo.shape[0]
+    psum = np.zeros(n_blocks, dtype=np.float64)
+    pmax = np.zeros(n_blocks, dtype=np.float64)
+    for b in range(n_blocks):
+        for i in range(b * chunk, min((b + 1) * chunk, n)):
+            psum[b] += wp[i] * closest_p[i]
+            pmax[b] = max(pmax[b], closest_p[i])
+    touched = np.zeros(n_blocks, dtype=np.bool_)
+    cands = np.empty((rand.shape[1], d), dtype=np.float64)
+    for c in range(1, k):
+        cand = _draw(closest, w, block_sums, chunk, rand[c - 1])
+        for q in range(cand.shape[0]):
+            cands[q] = X[cand[q]]
+        pots = _trial_potentials(Xp, wp, closest_p, cands, psum, pmax, lo, hi, chunk)
+        idx[c] = cand[np.argmin(pots)]
+        _add_center_boxed(Xp, wp, X[idx[c]], closest_p, psum, pmax, lo, hi, chunk, perm, closest, touched)
+        _refresh_block_sums(closest, w, block_sums, touched, chunk)
     return idx
