@@ -23,8 +23,19 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
     def _validate_test_data(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_DTYPES, order="C", reset=False)
-        X = np.ascontiguousarray(X, dtype=self.cluster_centers_.dtype)
+        return self._on_metric(np.ascontiguousarray(X, dtype=self.cluster_centers_.dtype))
+
+    def _on_metric(self, X):
+        """Rows as the metric compares them: unit rows for "cosine"."""
         return normalize_rows(X) if self.metric == "cosine" else X
+
+    def _inertia(self, X, labels):
+        diff = X - self.cluster_centers_[labels]
+        return float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+
+    def predict(self, X):
+        """Index of the closest cluster centre (top level) for each sample."""
+        return self._predict(self._validate_test_data(X))
 
     def transform(self, X):
         """Euclidean distance of each sample to each (top-level) cluster centre.
@@ -42,9 +53,8 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
     def score(self, X, y=None):
         """Opposite of the sum of squared distances of samples to the centre of the
         cluster :meth:`predict` gives them (higher is better)."""
-        Xv = self._validate_test_data(X)
-        diff = Xv - self.cluster_centers_[self.predict(X)]
-        return -float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+        X = self._validate_test_data(X)
+        return -self._inertia(X, self._predict(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -132,9 +142,7 @@ class KMeans(_CentroidClusterer):
         self._n_features_out = self.cluster_centers_.shape[0]
         return self
 
-    def predict(self, X):
-        """Index of the closest cluster centre for each sample."""
-        X = self._validate_test_data(X)
+    def _predict(self, X):
         with single_threaded_blas():
             return assign(X, self.cluster_centers_)[0]
 
@@ -230,7 +238,7 @@ class HierarchicalKMeans(_CentroidClusterer):
         self.tree_ = tree_from_levels(self.levels_)
         self.cluster_centers_ = self.levels_[-1].centroids
         self.labels_ = self.tree_.point_labels(self.tree_.n_levels - 1)
-        self.inertia_ = -self.score(X)
+        self.inertia_ = self._inertia(self._on_metric(X), self.labels_)
         self.n_iter_ = sum(lv.n_iter for lv in self.levels_)
         self._n_features_out = self.cluster_centers_.shape[0]
         return self
@@ -238,7 +246,9 @@ class HierarchicalKMeans(_CentroidClusterer):
     def predict(self, X, level=None):
         """Cluster of each sample at ``level`` (default: the top; 0 is the finest),
         found through the tree: nearest level-0 centroid, then its ancestors."""
-        X = self._validate_test_data(X)
+        return self._predict(self._validate_test_data(X), level)
+
+    def _predict(self, X, level=None):
         top = len(self.levels_) - 1
         level = top if level is None else self.tree_._check_level(level)
         with single_threaded_blas():
