@@ -123,6 +123,11 @@ def hierarchical_kmeans(
     Y = X
     for t, k in enumerate(ks):
         start = time.perf_counter()
+        if Y.shape[0] < k:  # only after a split level that dropped empty sub-clusters
+            raise ValueError(
+                f"level {t} asks for n_clusters={k} but level {t - 1} kept only {Y.shape[0]} "
+                f"clusters after dropping empty sub-clusters; lower n_clusters[{t}]."
+            )
         if splits[t] > 1:
             level = _split_level(Y, k // splits[t], splits[t], rng, params)
             how = f"split in {splits[t]}"

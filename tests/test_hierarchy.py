@@ -173,3 +173,9 @@ def test_verbose_reports_each_level(capsys):
     assert len(err) == 2
     assert "level 0: 400 -> " in err[0] and "split in 5" in err[0]
     assert "level 1: " in err[1] and "2 resamples" in err[1]
+
+
+def test_level_above_a_split_that_lost_clusters_is_refused_clearly():
+    X = np.repeat(mixture(n=300, d=2)[:20], 10, axis=0)  # 20 distinct points
+    with pytest.warns(Warning), pytest.raises(ValueError, match="kept only"):
+        hierarchical_kmeans(X, (40, 40), n_resamples=0, n_splits=(10, 1), random_state=0)
