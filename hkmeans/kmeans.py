@@ -6,6 +6,8 @@ Host code over :mod:`hkmeans._kernels.cpu`. Inputs here are already validated:
 
 from __future__ import annotations
 
+import functools
+import importlib
 import numbers
 import warnings
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from . import _config
 from ._rng import as_generator
@@ -34,9 +36,17 @@ class KMeansResult:
     n_iter: int
 
 
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    # scanning the loaded libraries takes milliseconds: done once, after loading the
+    # BLAS that Numba's np.dot calls (SciPy's), so that it is among those limited
+    importlib.import_module("scipy.linalg.cython_blas")
+    return ThreadpoolController()
+
+
 def single_threaded_blas():
     """Context in which BLAS runs on one thread: the kernels parallelise over rows."""
-    return threadpool_limits(limits=1, user_api="blas")
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def normalize_rows(X: np.ndarray) -> np.ndarray:
