@@ -339,7 +339,8 @@ def _draw(closest, w, block_sums, chunk, u):
 # blocks of ``chunk`` rows), and a block is left out of a step when its bounding box is
 # at least as far from the candidate as its farthest row is from that row's centre: no
 # row of it can get closer. The margin keeps rounding from ever skipping a row that
-# would move. Candidates are still drawn in the rows' own order.
+# would move. Candidates are still drawn in the rows' own order. These steps run on
+# one thread: once far blocks are skipped, a step is too small to pay for a parallel launch.
 _BOX_MARGIN = 1.0 + 1e-9
 
 
@@ -408,7 +409,7 @@ def _add_center_boxed(Xp, wp, c, closest_p, psum, pmax, lo, hi, chunk, perm, clo
     blocks; rows that get closer are copied to ``closest`` (the rows' own order) and
     their own-order blocks flagged in ``touched``."""
     n = Xp.shape[0]
-    for b in prange(psum.shape[0]):
+    for b in range(psum.shape[0]):
         if _box_sqdist(c, lo[b], hi[b]) > _BOX_MARGIN * pmax[b]:
             continue
         s = 0.0
@@ -435,7 +436,7 @@ def _trial_potentials(Xp, wp, closest_p, cands, psum, pmax, lo, hi, chunk):
     t = cands.shape[0]
     n_blocks = psum.shape[0]
     partial = np.zeros((n_blocks, t), dtype=np.float64)
-    for b in prange(n_blocks):
+    for b in range(n_blocks):
         near = np.zeros(t, dtype=np.bool_)
         for q in range(t):
             if _box_sqdist(cands[q], lo[b], hi[b]) > _BOX_MARGIN * pmax[b]:
@@ -480,7 +481,7 @@ def _trial_potentials(Xp, wp, closest_p, cands, psum, pmax, lo, hi, chunk):
 @njit(cache=True)
 def _refresh_block_sums(closest, w, block_sums, touched, chunk):
     n = closest.shape[0]
-    for b in prange(block_sums.shape[0]):
+    for b in range(block_sums.shape[0]):
         if not touched[b]:
             continue
         touched[b] = False
