@@ -3,6 +3,7 @@
 Sections (medians of alternating runs, ratios against the GEMM of the same shapes):
 
 - ``lloyd``: ``max_iter`` Lloyd iterations from the same initial centroids;
+- ``bounds``: hkmeans's Lloyd with and without its bounds;
 - ``assign``: the assignment kernel's GFLOP/s against numpy's GEMM, 1 and 2 threads;
 - ``seeding``: ``hkmeans.kmeans_plusplus`` against ``sklearn.cluster.kmeans_plusplus``;
 - ``large``: the paper's large example end to end, beside its GEMM roofline (long).
@@ -108,6 +109,25 @@ def section_assign(args):
     print(f"2 threads / 1 thread speed-up: {results[1] / results[2]:.2f}")
 
 
+def section_bounds(args):
+    """Lloyd with and without the per-group bounds (the labels are the same)."""
+    rng = np.random.default_rng(0)
+    datasets = {
+        "random, d=256": rng.normal(size=(50_000, 256)).astype(np.float32),
+        "mixture, d=128": mixture(50_000, 128),
+    }
+    print("\n## Lloyd bounds: n=50,000, k=1000, up to 50 iterations, float32")
+    print("| data | iterations | plain (s) | with bounds (s) | speed-up |")
+    print("|---|---|---|---|---|")
+    with single_threaded_blas():
+        for name, X in datasets.items():
+            C0 = X[rng.choice(len(X), 1000, replace=False)].copy()
+            hkmeans.kmeans.lloyd(X[:2000], C0[:50], max_iter=2, tol=0.0)
+            plain, res = timed(lambda: hkmeans.kmeans.lloyd(X, C0, max_iter=50, tol=0.0, bounds=False))
+            fast, _ = timed(lambda: hkmeans.kmeans.lloyd(X, C0, max_iter=50, tol=0.0))
+            print(f"| {name} | {res.n_iter} | {plain:.2f} | {fast:.2f} | {plain / fast:.2f} |")
+
+
 def potential(X, C):
     with single_threaded_blas():
         return float(np.sum(assign(X, C)[1]))
@@ -181,7 +201,13 @@ def section_large(args):
           f"{roofline:.0f} s roofline; ratio {total / roofline:.2f}; Lloyd iterations {model.n_iter_}")
 
 
-SECTIONS = {"lloyd": section_lloyd, "assign": section_assign, "seeding": section_seeding, "large": section_large}
+SECTIONS = {
+    "lloyd": section_lloyd,
+    "bounds": section_bounds,
+    "assign": section_assign,
+    "seeding": section_seeding,
+    "large": section_large,
+}
 
 
 def main():

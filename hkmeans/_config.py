@@ -11,3 +11,7 @@ SMALL_D = 16
 #: Rows per block in k-means++ seeding: the unit in which candidates are drawn and,
 #: for few features, in which blocks too far from a candidate are skipped.
 SEEDING_ROWS = 256
+
+#: Lloyd's bounds: at most this many groups of centres, each row keeping one lower
+#: bound per group (memory: 8 bytes x rows x groups).
+BOUND_GROUPS = 16

@@ -62,15 +62,19 @@ def _rel_err(X):
     return 2.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
 
 
-def search(X, centers, labels, sqdist, lower=None):
-    """Nearest centres, in place. With ``lower`` (bounds kept between calls), rows
-    whose bound proves their ``labels`` keep them; without, every row is searched."""
+def search(X, centers, labels, sqdist, lower=None, group_offsets=None):
+    """Nearest centres, in place. With ``lower`` (per-row, per-group bounds kept between
+    calls; centres grouped as ``group_offsets`` says), rows whose bounds prove their
+    ``labels`` keep them; without, every row is searched."""
     n_tasks = max(1, min(numba.get_num_threads(), -(-X.shape[0] // _config.CHUNK_ROWS)))
     gemm = X.shape[1] > _config.SMALL_D
     bounded = lower is not None
     if not bounded:
-        lower = np.zeros(0)
-    cpu.assign(X, centers, _config.CHUNK_ROWS, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, bounded)
+        lower = np.zeros((0, 1))
+        group_offsets = np.array([0, centers.shape[0]])
+    cpu.assign(
+        X, centers, _config.CHUNK_ROWS, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, group_offsets, bounded
+    )
 
 
 def assign(X: np.ndarray, centers: np.ndarray):
@@ -221,23 +225,41 @@ def reseed_empty(X, centers, labels, sqdist):
     return (centers, *assign(X, centers))
 
 
+def _group_centres(centers):
+    """Order and offsets that put the centres in groups of neighbours (a short k-means
+    over the centres themselves), for the per-group bounds of :func:`lloyd`."""
+    k = centers.shape[0]
+    n_groups = min(_config.BOUND_GROUPS, k // 8)
+    if n_groups < 2:
+        return np.arange(k), np.array([0, k])
+    seeds = centers[np.linspace(0, k - 1, n_groups).astype(np.int64)].copy()
+    groups = lloyd(centers, seeds, max_iter=5, tol=0.0, bounds=False).labels
+    order = np.argsort(groups, kind="stable")
+    return order, np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=n_groups))])
+
+
 def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True) -> KMeansResult:
     """Lloyd iterations from ``centers`` until labels stop changing, the squared centre
     shift falls to ``tol`` (absolute), or ``max_iter``; labels then match ``centers``.
 
-    With ``bounds``, each row keeps a lower bound on its distance to all but its own
-    centroid, lowered by the largest move of another centroid after each update
-    (Hamerly's bound); rows it proves unchanged skip the search. The labels are those of the
-    plain algorithm (``bounds=False``): a row is skipped only when the rounding of the
-    full search could not change its label.
+    With ``bounds``, the centres are put in groups of neighbours and each row keeps,
+    per group, a lower bound on its distance to the group's other centres, lowered after
+    each update by the group's largest move (Hamerly's bound, per group as in Yinyang
+    k-means); rows whose bounds prove their label skip the search. The labels are those
+    of the plain algorithm (``bounds=False``): a row is skipped only when the rounding
+    of the full search could not change its label.
     """
     n = X.shape[0]
+    # grouped centres are contiguous (in both modes, so that ties resolve alike);
+    # the order is undone at the end
+    order, group_offsets = _group_centres(centers)
+    centers = centers[order]
     labels = np.zeros(n, dtype=np.int64)
     sqdist = np.empty(n, dtype=np.float64)
-    lower = np.zeros(n, dtype=np.float64)  # 0: search every row the first time
+    lower = np.zeros((n, len(group_offsets) - 1)) if bounds else None  # 0: search every row
 
     def searched(centers):
-        search(X, centers, labels, sqdist, lower if bounds else None)
+        search(X, centers, labels, sqdist, lower, group_offsets if bounds else None)
         return labels.copy(), sqdist
 
     labels_old = None
@@ -251,10 +273,10 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True) -> KMeansR
             break
         new = _update(X, new_labels, sqdist, centers, spherical)
         moves = np.sqrt(np.sum((new.astype(np.float64) - centers) ** 2, axis=1))
-        if bounds:  # every other centroid came at most the largest other move closer
-            top = np.argmax(moves)
-            second = np.max(moves, initial=0.0, where=np.arange(len(moves)) != top)
-            lower -= np.where(new_labels == top, second, moves[top])
+        if bounds:  # no centre of a group came closer than the group's largest move
+            for g in range(lower.shape[1]):
+                a, e = group_offsets[g], group_offsets[g + 1]
+                lower[:, g] -= moves[a:e].max(initial=0.0)
             np.maximum(lower, 0.0, out=lower)
         centers = new
         labels_old = new_labels
@@ -262,7 +284,9 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True) -> KMeansR
             break
     if not strict:
         labels_old, sqdist = searched(centers)
-    return KMeansResult(centers, labels_old, sqdist, float(np.sum(sqdist)), max(n_iter, 1))
+    restore = np.empty_like(order)
+    restore[order] = np.arange(len(order))
+    return KMeansResult(centers[restore], order[labels_old], sqdist, float(np.sum(sqdist)), max(n_iter, 1))
 
 
 def kmeans(

@@ -49,13 +49,14 @@ def _argmin(row):
 
 
 @njit(cache=True)
-def _argmin2(row):
-    """``(index of the smallest entry, second smallest value)``; overwrites ``row``."""
-    j = _argmin(row)
-    if row.shape[0] == 1:
-        return j, np.inf
-    row[j] = np.finfo(row.dtype).max  # not inf: _min is compiled assuming finite values
-    return j, np.float64(_min(row))
+def _group_minima(row, best, group_offsets, out):
+    """``out[g]``: smallest entry of ``row`` in group ``g`` (the columns
+    ``group_offsets[g]:group_offsets[g + 1]``) other than column ``best``; ``inf`` for
+    a group with no other column. Overwrites ``row[best]``."""
+    row[best] = np.finfo(row.dtype).max  # not inf: _min is compiled assuming finite values
+    for g in range(out.shape[0]):
+        a, e = group_offsets[g], group_offsets[g + 1]
+        out[g] = np.inf if e - a == 0 or (e - a == 1 and a == best) else np.float64(_min(row[a:e]))
 
 
 @njit(cache=True, fastmath=True)
@@ -89,20 +90,22 @@ def _row_sq(x):
 
 
 @njit(parallel=True, cache=True)
-def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, bounded):
+def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, group_offsets, bounded):
     """Nearest centroid of every row, skipping rows whose label is proven unchanged.
 
     Rows are cut into blocks of ``chunk``, split into ``n_tasks`` contiguous runs, one
     per thread; the search of a block is one GEMM against ``-2 C^T`` (``gemm``) or, for
     few features, loops vectorised over centroids, then an argmin; no n x k matrix is
-    formed. ``labels`` holds each row's previous centroid and ``lower`` a lower bound on
-    its distance to every other centroid (0 forces a full search). A row is skipped when
-    its exact distance ``u`` to its centroid satisfies ``lower^2 - u^2 > 2 err``, where
-    ``err = rel_err * (|x|^2 + max |c|^2)`` bounds the rounding of the full search:
-    then the full search would pick the same centroid. Other rows are gathered and
-    searched by GEMM (``gemm``) or directly, and get a new ``lower`` from the second
-    nearest centroid. ``sqdist`` gets exact squared distances for all rows. Without
-    ``bounded``, every row is searched and ``lower`` is left alone.
+    formed. ``labels`` holds each row's previous centroid and ``lower[i, g]`` a lower
+    bound on its distance to the other centroids of group ``g`` (centroids
+    ``group_offsets[g]:group_offsets[g + 1]``; 0 forces a full search). A row is skipped
+    when its exact distance ``u`` to its centroid satisfies ``low^2 - u^2 > 2 err`` for
+    ``low`` the smallest of its bounds, where ``err = rel_err * (|x|^2 + max |c|^2)``
+    bounds the rounding of the full search: then the full search would pick the same
+    centroid. Other rows are gathered, searched by GEMM (``gemm``) or directly, and get
+    new bounds from the nearest other centroid of each group. ``sqdist`` gets exact
+    squared distances for all rows. Without ``bounded``, every row is searched and
+    ``lower`` is left alone.
     """
     n, d = X.shape
     k = C.shape[0]
@@ -121,6 +124,7 @@ def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, bounded):
         x_sq = np.empty(chunk, dtype=np.float64)
         xb = np.empty((chunk, d), dtype=X.dtype)
         buf = np.empty((chunk, k), dtype=X.dtype)
+        gmin = np.empty(group_offsets.shape[0] - 1, dtype=np.float64)
         lo, hi = _task_range(task, n_tasks, n_blocks)
         for b in range(lo, hi):
             a = b * chunk
@@ -132,7 +136,9 @@ def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, bounded):
                     m += 1
                     continue
                 xs = _row_sq(X[i])
-                low = lower[i]
+                low = lower[i, 0]
+                for q in range(1, lower.shape[1]):
+                    low = min(low, lower[i, q])
                 if low > 0.0:
                     s = _sqdist(X[i], C[labels[i]])
                     if low * low - s > 2.0 * rel_err * (xs + c_max):
@@ -160,13 +166,12 @@ def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, bounded):
                         g[j] += c_sq[j]
                 else:  # one row at a time, so that it is still in L1 for the argmin
                     _assign_rows_dist(Xs[r : r + 1], CT, G[r : r + 1])
+                j = _argmin(g)
                 if bounded:
-                    j, second = _argmin2(g)
-                    if gemm:
-                        second += x_sq[r]
-                    lower[i] = np.sqrt(max(second - rel_err * (x_sq[r] + c_max), 0.0))
-                else:
-                    j = _argmin(g)
+                    _group_minima(g, j, group_offsets, gmin)
+                    shift = (x_sq[r] if gemm else 0.0) - rel_err * (x_sq[r] + c_max)
+                    for q in range(gmin.shape[0]):
+                        lower[i, q] = np.sqrt(max(gmin[q] + shift, 0.0))
                 labels[i] = j
                 sqdist[i] = _sqdist(X[i], C[j])
 
