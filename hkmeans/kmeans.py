@@ -233,7 +233,10 @@ def _group_centres(centers):
     if n_groups < 2:
         return np.arange(k), np.array([0, k])
     seeds = centers[np.linspace(0, k - 1, n_groups).astype(np.int64)].copy()
-    groups = lloyd(centers, seeds, max_iter=5, tol=0.0, bounds=False).labels
+    for _ in range(5):
+        groups, sqdist = assign(centers, seeds)
+        seeds = _update(centers, groups, sqdist, seeds, False)
+    groups = assign(centers, seeds)[0]
     order = np.argsort(groups, kind="stable")
     return order, np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=n_groups))])
 
