@@ -113,11 +113,15 @@ def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, group_off
     c_max = 0.0
     for j in range(k):
         c_max = max(c_max, np.float64(c_sq[j]))
-    Cm2T = np.empty((d, k), dtype=X.dtype)
+    # the GEMM path multiplies by -2 C^T, the direct path reads C^T: build only that one
+    Cm2T = np.empty((d, k if gemm else 0), dtype=X.dtype)
+    CT = np.empty((d, 0 if gemm else k), dtype=X.dtype)
     for j in range(k):
         for f in range(d):
-            Cm2T[f, j] = -2 * C[j, f]
-    CT = C.T.copy()
+            if gemm:
+                Cm2T[f, j] = -2 * C[j, f]
+            else:
+                CT[f, j] = C[j, f]
     n_blocks = (n + chunk - 1) // chunk
     for task in prange(n_tasks):
         rows = np.empty(chunk, dtype=np.int64)
