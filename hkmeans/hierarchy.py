@@ -10,14 +10,15 @@ the new centroids.
 from __future__ import annotations
 
 import numbers
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._kernels import cpu
+from ._progress import bar, report, tqdm_range
 from ._rng import as_generator
+from .checkpoint import Checkpoints, run_step
 from .kmeans import assign, check_kmeans_params, kmeans, normalize_rows, reseed_empty, single_threaded_blas
 from .tree import ClusterTree
 
@@ -100,6 +101,7 @@ def hierarchical_kmeans(
     metric="euclidean",
     random_state=None,
     verbose=False,
+    checkpoints: Checkpoints | None = None,
 ) -> list[Level]:
     """Fit the levels of a hierarchical k-means on validated data ``X``.
 
@@ -109,86 +111,135 @@ def hierarchical_kmeans(
     resampling at that level. ``n_splits`` (an int or one per level) reaches large
     ``n_clusters`` by a k-means with ``n_clusters / n_splits`` clusters, each then split
     by its own k-means into ``n_splits``; empty sub-clusters are dropped, so such a level
-    may end with fewer clusters. Returns one :class:`Level` per level.
+    may end with fewer clusters. ``verbose`` shows progress bars (levels, resampling
+    steps, Lloyd iterations) and a line per level on stderr. With ``checkpoints``, each
+    k-means run and the reassignment after it is a step kept there, and a rerun with the
+    same arguments continues after the last kept step, with the same result. Returns
+    one :class:`Level` per level.
     """
     ks, resamples, sizes, splits = check_hierarchy_params(
         X.shape[0], n_clusters, n_resamples, sample_size, resample_strategy, n_splits
     )
     init, n_init = check_kmeans_params(X, ks[0], init, n_init, max_iter, tol, metric, hierarchical=True)
     rng = as_generator(random_state)
-    params = dict(init=init, n_init=n_init, max_iter=max_iter, tol=tol, metric=metric)
+    checkpoints = checkpoints if checkpoints is not None else Checkpoints()
+    params = dict(init=init, n_init=n_init, max_iter=max_iter, tol=tol, metric=metric, verbose=verbose)
     if metric == "cosine":
         X = normalize_rows(X)
     levels: list[Level] = []
     Y = X
-    for t, k in enumerate(ks):
-        start = time.perf_counter()
-        if Y.shape[0] < k:  # only after a split level that dropped empty sub-clusters
-            raise ValueError(
-                f"level {t} asks for n_clusters={k} but level {t - 1} kept only {Y.shape[0]} "
-                f"clusters after dropping empty sub-clusters; lower n_clusters[{t}]."
-            )
-        if splits[t] > 1:
-            level = _split_level(Y, k // splits[t], splits[t], rng, params)
-            how = f"split in {splits[t]}"
-        else:
-            s = sizes[t] if sizes[t] is not None else int(round(Y.shape[0] / k / 2))
-            n_res = resamples[t] if s > 1 else 0
-            level = _resampled_level(Y, k, n_res, s, resample_strategy, rng, params)
-            how = f"{n_res} resamples of {s} per cluster"
-        levels.append(level)
-        if verbose:
-            print(
-                f"[hkmeans] level {t}: {Y.shape[0]} -> {len(level.centroids)} clusters, {how}, "
+    with bar(verbose, len(ks), "levels", leave=True, unit="level") as levels_bar:
+        for t, k in enumerate(ks):
+            start = time.perf_counter()
+            if Y.shape[0] < k:  # only after a split level that dropped empty sub-clusters
+                raise ValueError(
+                    f"level {t} asks for n_clusters={k} but level {t - 1} kept only {Y.shape[0]} "
+                    f"clusters after dropping empty sub-clusters; lower n_clusters[{t}]."
+                )
+            step = _Steps(checkpoints, f"level{t}", rng)
+            if splits[t] > 1:
+                level = _split_level(Y, k // splits[t], splits[t], step, params)
+                how = f"split in {splits[t]}"
+            else:
+                s = sizes[t] if sizes[t] is not None else int(round(Y.shape[0] / k / 2))
+                n_res = resamples[t] if s > 1 else 0
+                level = _resampled_level(Y, k, n_res, s, resample_strategy, step, params)
+                how = f"{n_res} resamples of {s} per cluster"
+            levels.append(level)
+            levels_bar.update()
+            report(
+                verbose,
+                f"level {t}: {Y.shape[0]} -> {len(level.centroids)} clusters, {how}, "
                 f"{time.perf_counter() - start:.2f} s",
-                file=sys.stderr,
             )
-        Y = level.centroids
+            Y = level.centroids
     return levels
 
 
-def _resampled_level(Y, k, n_resamples, sample_size, strategy, rng, params) -> Level:
+class _Steps:
+    """The numbered steps of one level, each run or read back by :func:`run_step`."""
+
+    def __init__(self, checkpoints, prefix, rng):
+        self.checkpoints, self.prefix, self.rng, self.count = checkpoints, prefix, rng, 0
+
+    def __call__(self, compute) -> dict:
+        """Run the next step: ``compute(key)`` returns a dict of arrays."""
+        key = f"{self.prefix}/step{self.count:04d}"
+        self.count += 1
+        return run_step(self.checkpoints, key, self.rng, lambda: compute(key))
+
+    def kmeans(self, Y, k, params, key=None):
+        """A k-means of ``Y`` whose runs may save partial states under ``key``."""
+        return kmeans(Y, k, random_state=self.rng, checkpoints=self.checkpoints, key=key, **params)
+
+
+def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> Level:
     """A k-means of ``Y``, then ``n_resamples`` times: ``sample_size`` rows per cluster
     (closest to the centroid or random), a fresh k-means on them, and ``Y`` reassigned."""
-    res = kmeans(Y, k, random_state=rng, **params)
-    centers, labels, sqdist, n_iter = res.centers, res.labels, res.sqdist, res.n_iter
-    for _ in range(n_resamples):
-        offsets, order = cpu.group_by_label(labels, k)
-        scores = sqdist if strategy == "closest" else rng.random(Y.shape[0])
-        take = np.minimum(np.diff(offsets), sample_size)
-        subset = Y[cpu.pick_members(offsets, order, scores, take)]
-        if subset.shape[0] < k:  # only with duplicate points: nothing left to resample
-            break
-        res = kmeans(subset, k, random_state=rng, **params)
-        centers, n_iter = res.centers, n_iter + res.n_iter
-        with single_threaded_blas():
-            labels, sqdist = assign(Y, centers)
-            centers, labels, sqdist = reseed_empty(Y, centers, labels, sqdist)
-    return Level(centers, labels, sqdist, n_iter)
+
+    def first(key):
+        res = step.kmeans(Y, k, params, key)
+        return dict(centers=res.centers, labels=res.labels, sqdist=res.sqdist, n_iter=res.n_iter)
+
+    out = step(first)
+    n_iter = int(out["n_iter"])
+    verbose = params["verbose"]
+    with bar(verbose and n_resamples > 0, n_resamples, f"resampling {k}", unit="step") as steps_bar:
+        for _ in range(n_resamples):
+            labels, sqdist = out["labels"], out["sqdist"]
+            offsets, order = cpu.group_by_label(labels, k)
+            take = np.minimum(np.diff(offsets), sample_size)
+            if int(take.sum()) < k:  # only with duplicate points: nothing left to resample
+                break
+
+            def resample(key):
+                scores = sqdist if strategy == "closest" else step.rng.random(Y.shape[0])
+                subset = Y[cpu.pick_members(offsets, order, scores, take)]
+                res = step.kmeans(subset, k, params, key)
+                with single_threaded_blas():
+                    labels, sqdist_new = assign(Y, res.centers)
+                    centers, labels, sqdist_new = reseed_empty(Y, res.centers, labels, sqdist_new)
+                return dict(centers=centers, labels=labels, sqdist=sqdist_new, n_iter=res.n_iter)
+
+            out = step(resample)
+            n_iter += int(out["n_iter"])
+            steps_bar.update()
+    return Level(out["centers"], out["labels"], out["sqdist"], n_iter)
 
 
-def _split_level(Y, k, n_splits, rng, params) -> Level:
+def _split_level(Y, k, n_splits, step, params) -> Level:
     """A k-means with ``k`` clusters, each split by its own k-means into ``n_splits``
     (fewer if it has fewer points); the input is then reassigned to all sub-centroids,
     so that labels agree with nearest-centroid prediction, and empty ones are dropped."""
-    top = kmeans(Y, k, random_state=rng, **params)
-    offsets, order = cpu.group_by_label(top.labels, k)
-    parts, n_iter = [], top.n_iter
-    for c in range(k):
-        members = order[offsets[c] : offsets[c + 1]]
-        if members.size == 0:
-            continue
-        sub = kmeans(np.ascontiguousarray(Y[members]), min(n_splits, members.size), random_state=rng, **params)
-        parts.append(sub.centers)
-        n_iter += sub.n_iter
-    centers = np.concatenate(parts)
-    with single_threaded_blas():
-        labels, sqdist = assign(Y, centers)
-    used = np.bincount(labels, minlength=len(centers)) > 0
-    if not used.all():
-        remap = np.cumsum(used) - 1
-        centers, labels = centers[used], remap[labels]
-    return Level(centers, labels, sqdist, n_iter)
+
+    def top(key):
+        res = step.kmeans(Y, k, params, key)
+        return dict(labels=res.labels, n_iter=res.n_iter)
+
+    out = step(top)
+    offsets, order = cpu.group_by_label(out["labels"], k)
+    sub_params = dict(params, verbose=False)
+
+    def split(key):
+        parts, n_iter = [], 0
+        for c in tqdm_range(params["verbose"], k, f"splitting {k}"):
+            members = order[offsets[c] : offsets[c + 1]]
+            if members.size == 0:
+                continue
+            sub = step.kmeans(np.ascontiguousarray(Y[members]), min(n_splits, members.size), sub_params)
+            parts.append(sub.centers)
+            n_iter += sub.n_iter
+        centers = np.concatenate(parts)
+        with single_threaded_blas():
+            labels, sqdist = assign(Y, centers)
+        used = np.bincount(labels, minlength=len(centers)) > 0
+        if not used.all():
+            remap = np.cumsum(used) - 1
+            centers, labels = centers[used], remap[labels]
+        return dict(centers=centers, labels=labels, sqdist=sqdist, n_iter=n_iter)
+
+    out2 = step(split)
+    return Level(out2["centers"], out2["labels"], out2["sqdist"], int(out["n_iter"]) + int(out2["n_iter"]))
 
 
 def tree_from_levels(levels: list[Level]) -> ClusterTree:

@@ -18,7 +18,9 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import ThreadpoolController
 
 from . import _config
+from ._progress import bar
 from ._rng import as_generator
+from .checkpoint import Checkpoints, rng_state, set_rng_state
 from ._kernels import cpu
 
 INITS = ("k-means++", "k-means||", "random")
@@ -241,7 +243,7 @@ def _group_centres(centers):
     return order, np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=n_groups))])
 
 
-def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True) -> KMeansResult:
+def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None, on_iter=None) -> KMeansResult:
     """Lloyd iterations from ``centers`` until labels stop changing, the squared centre
     shift falls to ``tol`` (absolute), or ``max_iter``; labels then match ``centers``.
 
@@ -251,12 +253,21 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True) -> KMeansR
     k-means); rows whose bounds prove their label skip the search. The labels are those
     of the plain algorithm (``bounds=False``): a row is skipped only when the rounding
     of the full search could not change its label.
+
+    After each iteration that does not end the run, ``on_iter(state)`` gets a dict of
+    arrays; passing it back as ``state`` continues the run where it was, with the same
+    result (the bounds restart from zero, which only costs one full search).
     """
     n = X.shape[0]
-    # grouped centres are contiguous (in both modes, so that ties resolve alike);
-    # the order is undone at the end
-    order, group_offsets = _group_centres(centers)
-    centers = centers[order]
+    if state is None:
+        # grouped centres are contiguous (in both modes, so that ties resolve alike);
+        # the order is undone at the end
+        order, group_offsets = _group_centres(centers)
+        centers = centers[order]
+        labels_old, start = None, 0
+    else:
+        order, group_offsets, centers = state["order"], state["group_offsets"], state["centers"]
+        labels_old, start = state["labels"], int(state["n_iter"])
     labels = np.zeros(n, dtype=np.int64)
     sqdist = np.empty(n, dtype=np.float64)
     lower = np.zeros((n, len(group_offsets) - 1)) if bounds else None  # 0: search every row
@@ -265,10 +276,9 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True) -> KMeansR
         search(X, centers, labels, sqdist, lower, group_offsets if bounds else None)
         return labels.copy(), sqdist
 
-    labels_old = None
-    n_iter = 0
+    n_iter = start
     strict = False
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(start + 1, max_iter + 1):
         new_labels, sqdist = searched(centers)
         if labels_old is not None and np.array_equal(new_labels, labels_old):
             strict = True  # centres already are these labels' means
@@ -285,6 +295,8 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True) -> KMeansR
         labels_old = new_labels
         if float(np.sum(moves**2)) <= tol:
             break
+        if on_iter is not None:
+            on_iter(dict(order=order, group_offsets=group_offsets, centers=centers, labels=labels_old, n_iter=n_iter))
     if not strict:
         labels_old, sqdist = searched(centers)
     restore = np.empty_like(order)
@@ -302,27 +314,57 @@ def kmeans(
     tol=1e-4,
     metric="euclidean",
     random_state=None,
+    verbose=False,
+    checkpoints: Checkpoints | None = None,
+    key: str | None = None,
 ) -> KMeansResult:
     """Best of ``n_init`` k-means runs (lowest inertia) on validated data.
 
     With ``metric="cosine"`` rows and centres are kept on the unit sphere (spherical
     k-means); ``sqdist`` is then ``2 - 2 cos``. ``tol`` is relative to the mean
-    feature variance, as in scikit-learn.
+    feature variance, as in scikit-learn. ``verbose`` shows a bar of Lloyd iterations.
+    With ``checkpoints`` and a ``key``, the runs save their state under ``key/partial``
+    when ``checkpoints.partial_due()`` and continue from a saved state.
     """
     rng = as_generator(random_state)
     spherical = metric == "cosine"
     if spherical:
         X = normalize_rows(X)
     tol_abs = float(np.mean(np.var(X, axis=0))) * tol if tol > 0 else 0.0
-    best = None
+    checkpoints = checkpoints if key is not None and checkpoints is not None else Checkpoints()
+    partial = f"{key}/partial"
+    best, first_run, state = None, 0, None
+    saved = checkpoints.load(partial)
+    if saved is not None:
+        first_run = int(saved["run"])
+        set_rng_state(rng, saved["rng_state"])
+        state = {name: saved[name] for name in ("order", "group_offsets", "centers", "labels", "n_iter")}
+        if "best_centers" in saved:
+            best = KMeansResult(*(saved["best_" + f] for f in ("centers", "labels", "sqdist", "inertia", "n_iter")))
     with single_threaded_blas():
-        for _ in range(n_init):
-            centers, _ = init_centers(X, n_clusters, init, rng)
-            if spherical:
-                centers = normalize_rows(centers)
-            res = lloyd(X, centers, max_iter=max_iter, tol=tol_abs, spherical=spherical)
+        for run in range(first_run, n_init):
+            centers = None
+            if state is None:
+                centers, _ = init_centers(X, n_clusters, init, rng)
+                if spherical:
+                    centers = normalize_rows(centers)
+            after_init = rng_state(rng)
+            with bar(verbose, max_iter, f"k-means {n_clusters}" + (f" run {run + 1}/{n_init}" if n_init > 1 else "")) as pbar:
+
+                def on_iter(st):
+                    pbar.update(int(st["n_iter"]) - pbar.n)
+                    if checkpoints.partial_due():
+                        arrays = dict(st, run=run, rng_state=after_init)
+                        if best is not None:
+                            arrays.update({"best_" + f: getattr(best, f) for f in ("centers", "labels", "sqdist", "inertia", "n_iter")})
+                        checkpoints.save(partial, arrays)
+
+                res = lloyd(X, centers, max_iter=max_iter, tol=tol_abs, spherical=spherical, state=state, on_iter=on_iter)
+            state = None
             if best is None or res.inertia < best.inertia:
                 best = res
+    checkpoints.discard(partial)
+    best = KMeansResult(best.centers, best.labels, best.sqdist, float(best.inertia), int(best.n_iter))
     n_distinct = np.count_nonzero(np.bincount(best.labels, minlength=n_clusters))
     if n_distinct < n_clusters:
         warnings.warn(

@@ -7,12 +7,12 @@ Sizes are counted in data points. Knows nothing of how the clustering was made.
 from __future__ import annotations
 
 import os
-import tempfile
 from functools import cached_property
 
 import numpy as np
 
 from ._kernels.cpu import group_by_label
+from .io import save_npz
 
 _FORMAT = 1
 
@@ -140,18 +140,7 @@ class ClusterTree:
                 arrays[f"centroids_{t}"] = self.centroids[t]
         if self.distances is not None:
             arrays["distances"] = self.distances
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        save_npz(path, **arrays)
 
     @classmethod
     def load(cls, path) -> "ClusterTree":

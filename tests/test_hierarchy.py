@@ -165,14 +165,22 @@ def test_bad_splits(params, match):
         HierarchicalKMeans(**params).fit(mixture(n=100))
 
 
-def test_verbose_reports_each_level(capsys):
+def test_verbose_reports_each_level_and_shows_bars(capsys):
     HierarchicalKMeans((20, 4), n_resamples=(0, 2), n_splits=(5, 1), verbose=True, random_state=0).fit(
         mixture(n=400)
     )
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 2
-    assert "level 0: 400 -> " in err[0] and "split in 5" in err[0]
-    assert "level 1: " in err[1] and "2 resamples" in err[1]
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("[hkmeans]")]
+    assert len(lines) == 2
+    assert "level 0: 400 -> " in lines[0] and "split in 5" in lines[0]
+    assert "level 1: " in lines[1] and "2 resamples" in lines[1]
+    for name in ("levels", "resampling 4", "k-means 4", "splitting 4"):
+        assert name in err
+
+
+def test_quiet_by_default(capsys):
+    HierarchicalKMeans((20, 4), n_resamples=1, random_state=0).fit(mixture(n=400))
+    assert capsys.readouterr().err == ""
 
 
 def test_level_above_a_split_that_lost_clusters_is_refused_clearly():

@@ -1,0 +1,28 @@
+"""Progress reporting: tqdm bars on stderr, and the ``hkmeans`` logger."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from tqdm import tqdm
+
+log = logging.getLogger("hkmeans")
+
+
+def bar(verbose, total, desc, leave=False, unit="it"):
+    """A progress bar on stderr, shown only when ``verbose``."""
+    return tqdm(total=total, desc=desc, leave=leave, unit=unit, disable=not verbose, file=sys.stderr, dynamic_ncols=True)
+
+
+def report(verbose, message) -> None:
+    """Log ``message`` at INFO; with ``verbose`` and no handler set on the ``hkmeans``
+    logger (the command line sets one), also write it to stderr."""
+    log.info(message)
+    if verbose and not log.handlers:
+        tqdm.write(f"[hkmeans] {message}", file=sys.stderr)
+
+
+def tqdm_range(verbose, n, desc):
+    """``range(n)`` with a bar on stderr when ``verbose``."""
+    return tqdm(range(n), desc=desc, leave=False, disable=not verbose, file=sys.stderr, dynamic_ncols=True)

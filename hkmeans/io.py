@@ -1,0 +1,141 @@
+"""Embeddings files in, result files out.
+
+Inputs are ``.npy`` files, memory-mapped and read in blocks of rows, never loaded
+whole. Every file written goes first to a temporary name in its folder, is flushed to
+disk, then renamed: a crash never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+BLOCK_BYTES = 32 << 20  # bytes of input read at a time
+
+
+class InputError(ValueError):
+    """An input file that cannot be used; the message says which and why."""
+
+
+def _fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; once the block has written it without
+    error, flush it to disk and rename it to ``path``; otherwise remove it."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(directory)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def save_npy(path, array) -> None:
+    """``np.save`` to exactly ``path``, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(array), allow_pickle=False)
+
+
+def save_npz(path, **arrays) -> None:
+    """``np.savez`` to exactly ``path``, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def save_json(path, obj) -> None:
+    """JSON to ``path``, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def open_embeddings(path) -> np.ndarray:
+    """Memory-map a 2-D numeric ``.npy`` file read-only; :class:`InputError` if it
+    is missing, unreadable or not such an array."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file.")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a .npy file.")
+    try:
+        X = np.load(path, mmap_mode="r", allow_pickle=False)
+    except PermissionError:
+        raise InputError(f"{path}: not readable (permission denied).") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{path}: not a readable .npy array ({e}).") from None
+    if not isinstance(X, np.ndarray):  # an .npz archive
+        X.close()
+        raise InputError(f"{path}: an .npz archive; save the embeddings as one array with numpy.save.")
+    if X.dtype.kind not in "fiu":
+        raise InputError(f"{path}: dtype {X.dtype} is not numeric; expected float or integer embeddings.")
+    if X.ndim != 2:
+        raise InputError(f"{path}: array of shape {X.shape}; expected 2-D (n_samples, n_features).")
+    if 0 in X.shape:
+        raise InputError(f"{path}: empty array of shape {X.shape}.")
+    return X
+
+
+def block_rows(X) -> int:
+    """Rows per block when reading ``X``."""
+    return max(1, BLOCK_BYTES // max(1, X.shape[1] * X.dtype.itemsize))
+
+
+def scan(X, dtype) -> str:
+    """Check in blocks that every row of ``X`` is finite once cast to ``dtype``;
+    returns a fingerprint (BLAKE2b of shape, dtype and bytes) or raises
+    :class:`InputError` saying how many rows are not and the first one."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((X.shape, X.dtype.str)).encode())
+    n_bad, first = 0, -1
+    step = block_rows(X)
+    for a in range(0, X.shape[0], step):
+        block = np.asarray(X[a : a + step])
+        digest.update(np.ascontiguousarray(block).data)
+        with np.errstate(over="ignore"):
+            bad = ~np.isfinite(block.astype(dtype, copy=False)).all(axis=1)
+        if bad.any():
+            if first < 0:
+                first = a + int(np.argmax(bad))
+            n_bad += int(bad.sum())
+    if n_bad:
+        raise InputError(
+            f"{n_bad} row(s) hold NaN or infinity (as {np.dtype(dtype).name}); the first is row {first}. "
+            "Drop or fix them before clustering."
+        )
+    return digest.hexdigest()
+
+
+def convert(X, path, dtype) -> np.ndarray:
+    """Write ``X`` cast to ``dtype`` to the ``.npy`` file ``path`` block by block
+    (atomically) and return it memory-mapped."""
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=X.shape)
+        step = block_rows(X)
+        for a in range(0, X.shape[0], step):
+            out[a : a + step] = X[a : a + step]
+        out.flush()
+        del out
+    return np.load(path, mmap_mode="r+")
