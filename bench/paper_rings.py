@@ -27,7 +27,8 @@ def main():
     print("|---|---|---|---|")
     curated, seconds = [], []
     for seed in range(args.seeds):
-        c, r, s = run_rings(seed=seed)
+        res = run_rings(seed=seed)
+        c, r, s = res.counts(res.curated), res.counts(res.random), res.seconds
         curated.append(c)
         seconds.append(s)
         print(f"| {seed} | {c.tolist()} | {r.tolist()} | {s:.2f} |")

@@ -1,3 +1,5 @@
-from .demo import main
+import sys
 
-main()
+from .cli import main
+
+sys.exit(main())

@@ -26,3 +26,10 @@ def report(verbose, message) -> None:
 def tqdm_range(verbose, n, desc):
     """``range(n)`` with a bar on stderr when ``verbose``."""
     return tqdm(range(n), desc=desc, leave=False, disable=not verbose, file=sys.stderr, dynamic_ncols=True)
+
+
+class TqdmHandler(logging.Handler):
+    """Log records to stderr through ``tqdm.write``, so that bars stay intact."""
+
+    def emit(self, record):
+        tqdm.write(self.format(record), file=sys.stderr)

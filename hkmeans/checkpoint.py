@@ -42,12 +42,14 @@ def set_rng_state(rng: np.random.Generator, state) -> None:
 
 
 def run_step(checkpoints: Checkpoints, key: str, rng: np.random.Generator, compute) -> dict:
-    """``compute()`` (a dict of arrays) unless ``key`` is already kept; either way the
-    generator ends in the state that ``compute`` left it in."""
+    """``compute()`` (a dict of arrays, or None for nothing to keep) unless ``key`` is
+    already kept; either way the generator ends in the state ``compute`` left it in."""
     saved = checkpoints.load(key)
     if saved is not None:
         set_rng_state(rng, saved.pop("rng_state"))
         return saved
     out = compute()
+    if out is None:
+        return None
     checkpoints.save(key, {**out, "rng_state": rng_state(rng)})
     return out

@@ -163,7 +163,9 @@ class _Steps:
         self.checkpoints, self.prefix, self.rng, self.count = checkpoints, prefix, rng, 0
 
     def __call__(self, compute) -> dict:
-        """Run the next step: ``compute(key)`` returns a dict of arrays."""
+        """Run the next step: ``compute(key)`` returns a dict of arrays, or None when
+        there is nothing to do (then nothing is kept). A step read back may lack what
+        only the step after it needed (its labels, once that step is kept)."""
         key = f"{self.prefix}/step{self.count:04d}"
         self.count += 1
         return run_step(self.checkpoints, key, self.rng, lambda: compute(key))
@@ -186,22 +188,25 @@ def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> 
     verbose = params["verbose"]
     with bar(verbose and n_resamples > 0, n_resamples, f"resampling {k}", unit="step") as steps_bar:
         for _ in range(n_resamples):
-            labels, sqdist = out["labels"], out["sqdist"]
-            offsets, order = cpu.group_by_label(labels, k)
-            take = np.minimum(np.diff(offsets), sample_size)
-            if int(take.sum()) < k:  # only with duplicate points: nothing left to resample
-                break
+            prev = out
 
             def resample(key):
-                scores = sqdist if strategy == "closest" else step.rng.random(Y.shape[0])
+                offsets, order = cpu.group_by_label(prev["labels"], k)
+                take = np.minimum(np.diff(offsets), sample_size)
+                if int(take.sum()) < k:  # only with duplicate points: nothing left to resample
+                    return None
+                scores = prev["sqdist"] if strategy == "closest" else step.rng.random(Y.shape[0])
                 subset = Y[cpu.pick_members(offsets, order, scores, take)]
                 res = step.kmeans(subset, k, params, key)
                 with single_threaded_blas():
-                    labels, sqdist_new = assign(Y, res.centers)
-                    centers, labels, sqdist_new = reseed_empty(Y, res.centers, labels, sqdist_new)
-                return dict(centers=centers, labels=labels, sqdist=sqdist_new, n_iter=res.n_iter)
+                    labels, sqdist = assign(Y, res.centers)
+                    centers, labels, sqdist = reseed_empty(Y, res.centers, labels, sqdist)
+                return dict(centers=centers, labels=labels, sqdist=sqdist, n_iter=res.n_iter)
 
             out = step(resample)
+            if out is None:
+                out = prev
+                break
             n_iter += int(out["n_iter"])
             steps_bar.update()
     return Level(out["centers"], out["labels"], out["sqdist"], n_iter)
@@ -217,10 +222,10 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
         return dict(labels=res.labels, n_iter=res.n_iter)
 
     out = step(top)
-    offsets, order = cpu.group_by_label(out["labels"], k)
     sub_params = dict(params, verbose=False)
 
     def split(key):
+        offsets, order = cpu.group_by_label(out["labels"], k)
         parts, n_iter = [], 0
         for c in tqdm_range(params["verbose"], k, f"splitting {k}"):
             members = order[offsets[c] : offsets[c + 1]]

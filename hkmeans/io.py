@@ -65,11 +65,15 @@ def save_npz(path, **arrays) -> None:
         np.savez(f, **arrays)
 
 
+def save_text(path, text: str) -> None:
+    """``text`` to ``path``, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+
+
 def save_json(path, obj) -> None:
     """JSON to ``path``, atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
+    save_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def open_embeddings(path) -> np.ndarray:

@@ -360,6 +360,7 @@ def kmeans(
                         checkpoints.save(partial, arrays)
 
                 res = lloyd(X, centers, max_iter=max_iter, tol=tol_abs, spherical=spherical, state=state, on_iter=on_iter)
+                pbar.update(res.n_iter - pbar.n)
             state = None
             if best is None or res.inertia < best.inertia:
                 best = res

@@ -1,0 +1,186 @@
+"""What each subcommand does, given its parsed arguments."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import numpy as np
+
+from .._progress import log
+from ..hierarchy import check_hierarchy_params, hierarchical_kmeans, tree_from_levels
+from ..io import convert, open_embeddings, save_npy, scan
+from ..kmeans import check_kmeans_params
+from ..sampling import flat_sampling, hierarchical_sampling
+from . import config as cfg
+from .rundir import RunDir
+
+SCRATCH = "data.npy"
+
+
+def _config(args, keys):
+    flags = {key: getattr(args, key, None) for key in keys}
+    return cfg.effective(args.config, flags)
+
+
+def _compute_dtype(X, name):
+    if name != "auto":
+        return np.dtype(name)
+    return X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+
+
+def _check_sampling(config):
+    if config["target_size"] is None:
+        raise cfg.ConfigError("target_size is required: give --target-size or set it in the config file.")
+
+
+def _prepare_fit(args, config):
+    """Every check of a fit, before anything is written: returns ``(X, dtype, source)``."""
+    if config["n_clusters"] is None:
+        raise cfg.ConfigError("n_clusters is required: give --n-clusters or set it in the config file.")
+    X = open_embeddings(args.embeddings)
+    dtype = _compute_dtype(X, config["dtype"])
+    check_hierarchy_params(
+        X.shape[0], config["n_clusters"], config["n_resamples"], config["sample_size"],
+        config["resample_strategy"], config["n_splits"],
+    )
+    check_kmeans_params(X, 1, config["init"], config["n_init"], config["max_iter"], config["tol"], config["metric"], True)
+    log.info("checking %s: %d x %d %s", args.embeddings, *X.shape, X.dtype)
+    fingerprint = scan(X, dtype)
+    source = {
+        "path": os.path.abspath(args.embeddings),
+        "shape": list(X.shape),
+        "dtype": X.dtype.str,
+        "fingerprint": fingerprint,
+    }
+    return X, dtype, source
+
+
+def _fit(args, config, X, dtype, source):
+    run = RunDir.open(args.out, config, source, overwrite=args.overwrite)
+    if run.manifest["status"] == "done":
+        log.info("%s: the fit is already done", args.out)
+        return run
+    scratch = os.path.join(run.path, SCRATCH)
+    if X.dtype != dtype:
+        if os.path.isfile(scratch):  # complete: written atomically
+            X = np.load(scratch, mmap_mode="r+")
+        else:
+            log.info("casting the input to %s block by block into %s", dtype, scratch)
+            X = convert(X, scratch, dtype)
+    levels = hierarchical_kmeans(
+        X,
+        config["n_clusters"],
+        n_resamples=config["n_resamples"],
+        sample_size=config["sample_size"],
+        resample_strategy=config["resample_strategy"],
+        n_splits=config["n_splits"],
+        init=config["init"],
+        n_init=config["n_init"],
+        max_iter=config["max_iter"],
+        tol=config["tol"],
+        metric=config["metric"],
+        random_state=config["seed"],
+        verbose=args.verbosity > 0 or (args.verbosity == 0 and sys.stderr.isatty()),
+        checkpoints=run,
+    )
+    run.finish(levels, tree_from_levels(levels))
+    del X
+    if os.path.isfile(scratch):
+        os.unlink(scratch)
+    log.info("%s: fit done", args.out)
+    return run
+
+
+def _sample(tree, config, out):
+    n_max = tree.n_samples * config["multiplier"]
+    if config["target_size"] > n_max:
+        warnings.warn(
+            f"target size {config['target_size']} is above pool size x multiplier "
+            f"({tree.n_samples} x {config['multiplier']}); writing all {n_max}.",
+            UserWarning,
+        )
+    sampler = hierarchical_sampling if config["method"] == "hierarchical" else flat_sampling
+    idx = sampler(tree, config["target_size"], strategy=config["strategy"], multiplier=config["multiplier"], random_state=config["seed"])
+    save_npy(out, idx)
+    log.info("wrote %d indices to %s", len(idx), out)
+    return idx
+
+
+def fit(args) -> None:
+    config = _config(args, cfg.FIT_KEYS.keys() | cfg.RUN_KEYS.keys())
+    _fit(args, config, *_prepare_fit(args, config))
+
+
+def curate(args) -> None:
+    config = _config(args, cfg.KEYS.keys())
+    _check_sampling(config)
+    prepared = _prepare_fit(args, config)
+    out = args.output or os.path.join(args.out, "indices.npy")
+    _check_output(out, exempt=args.out)
+    run = _fit(args, config, *prepared)
+    idx = _sample(RunDir.tree(run.path), config, out)
+    if args.verbosity >= 0:
+        print(f"{len(idx)} indices written to {out}", file=sys.stderr)
+
+
+def sample(args) -> None:
+    config = _config(args, cfg.SAMPLE_KEYS.keys() | {"seed"})
+    _check_sampling(config)
+    tree = RunDir.tree(args.run_dir)
+    out = args.output or os.path.join(args.run_dir, "indices.npy")
+    _check_output(out)
+    idx = _sample(tree, config, out)
+    if args.verbosity >= 0:
+        print(f"{len(idx)} indices written to {out}", file=sys.stderr)
+
+
+def _check_output(out, exempt=None):
+    """Refuse an output file whose folder is missing (unless it is the run directory,
+    made later) before any work."""
+    folder = os.path.dirname(os.path.abspath(out))
+    if exempt is not None and folder == os.path.abspath(exempt):
+        return
+    if not os.path.isdir(folder):
+        raise cfg.ConfigError(f"{out}: its folder {folder} does not exist.")
+
+
+def info(args) -> None:
+    manifest = RunDir.read_manifest(args.run_dir)
+    src = manifest["input"]
+    print(f"run directory  {os.path.abspath(args.run_dir)}")
+    print(f"status         {manifest['status']} ({len(manifest['steps'])} steps done)")
+    print(f"input          {src['path']}: {src['shape'][0]} x {src['shape'][1]} {np.dtype(src['dtype']).name}")
+    print(f"hkmeans        {manifest['versions'].get('hkmeans')}")
+    print("parameters     " + ", ".join(f"{k}={v}" for k, v in manifest["params"].items() if v is not None))
+    if manifest["status"] != "done":
+        return
+    tree = RunDir.tree(args.run_dir)
+    print(f"{'level':>5} {'clusters':>9} {'empty':>6}   points per cluster: {'min':>7} {'median':>8} {'mean':>9} {'max':>8}")
+    for t in range(tree.n_levels):
+        sizes = tree.sizes(t)
+        print(
+            f"{t:>5} {len(sizes):>9} {int(np.sum(sizes == 0)):>6}   {'':>20}{sizes.min():>7} "
+            f"{np.median(sizes):>8.1f} {sizes.mean():>9.1f} {sizes.max():>8}"
+        )
+
+
+def demo(args) -> None:
+    from ..datasets import RING_SIZES
+    from ..demo import load_kernels, plot, run_rings, table
+
+    print(f"kernels ready in {load_kernels():.1f} s (compiled on the first run, then cached)")
+    result = run_rings(seed=args.seed)
+    print("Five rings of", ", ".join(map(str, RING_SIZES)), f"points; {len(result.curated)} picked.")
+    print(table(result))
+    print(f"hierarchical k-means (1000, 300) with 10 resamples + sampling: {result.seconds:.2f} s")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("(no PNG: install matplotlib, e.g. pip install 'hkmeans[plot]', to get one)")
+        return
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "rings.png")
+    plot(result, path)
+    print(f"plot: {path}")

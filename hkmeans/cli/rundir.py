@@ -1,0 +1,228 @@
+"""RUN_DIR: a fit's manifest, configuration, steps and results on disk.
+
+::
+
+    manifest.json       parameters, versions, input (path, shape, dtype, fingerprint),
+                        finished steps, status
+    config.toml         the effective configuration
+    steps/level0/step0000.npz          centroids, Lloyd iterations, generator state
+    steps/level0/step0000.labels.npz   labels and squared distances (newest step only)
+    steps/level0/step0001.partial.npz  a k-means run's state while it runs
+    data.npy            the input cast to the compute dtype (while fitting, if needed)
+    tree.npz            the ClusterTree;  centroids/level0.npy ...: per level
+
+Files are written atomically and a step counts as done once the manifest lists it,
+so a run stopped at any moment resumes after its last finished step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from importlib import metadata
+
+import numpy as np
+
+from .. import __version__
+from .._progress import log
+from ..checkpoint import Checkpoints
+from ..io import save_json, save_npy, save_npz, save_text
+from ..tree import ClusterTree
+from .config import fit_params, to_toml
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+DEPENDENCIES = ("numpy", "numba", "scipy", "scikit-learn", "threadpoolctl", "tqdm")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used; the message says why and what to do."""
+
+
+def _versions():
+    out = {"hkmeans": __version__, "python": platform.python_version()}
+    for name in DEPENDENCIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class RunDir(Checkpoints):
+    """A run directory, made or reopened for one input and one set of fit parameters."""
+
+    def __init__(self, path, manifest, checkpoint_interval=60.0):
+        self.path = os.fspath(path)
+        self.manifest = manifest
+        self.checkpoint_interval = checkpoint_interval
+        self._last_save = time.monotonic()
+
+    # opening
+
+    @staticmethod
+    def read_manifest(path) -> dict:
+        """The manifest of an existing run directory; :class:`RunDirError` otherwise."""
+        file = os.path.join(path, MANIFEST)
+        if not os.path.isfile(file):
+            raise RunDirError(f"{path}: not an hkmeans run directory (no {MANIFEST}); run 'hkmeans fit' first.")
+        try:
+            with open(file) as f:
+                manifest = json.load(f)
+        except (OSError, ValueError) as e:
+            raise RunDirError(f"{file}: cannot be read ({e}).") from None
+        if manifest.get("format") != FORMAT:
+            raise RunDirError(f"{file}: written by an incompatible version of hkmeans.")
+        return manifest
+
+    @classmethod
+    def open(cls, path, config, source: dict, overwrite=False) -> "RunDir":
+        """Make the run directory ``path`` or reopen it to resume. ``source`` describes
+        the input (path, shape, dtype, fingerprint). Refused, before anything is
+        written, if it holds a run of other parameters or another input (unless
+        ``overwrite``) or cannot be written."""
+        path = os.fspath(path)
+        params = fit_params(config)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise RunDirError(f"{path}: exists and is not a directory.")
+        exists = os.path.isdir(path) and bool(os.listdir(path))
+        if exists and not os.path.isfile(os.path.join(path, MANIFEST)):
+            raise RunDirError(f"{path}: not empty and not an hkmeans run directory; choose another --out.")
+        if exists and not overwrite:
+            manifest = cls.read_manifest(path)
+            if manifest["input"]["fingerprint"] != source["fingerprint"]:
+                raise RunDirError(
+                    f"{path}: holds a run on other input ({manifest['input']['path']}, shape "
+                    f"{tuple(manifest['input']['shape'])}); use --overwrite to start over, or another --out."
+                )
+            if manifest["params"] != params:
+                diff = ", ".join(
+                    f"{k}={manifest['params'].get(k)!r} there, {v!r} here"
+                    for k, v in params.items()
+                    if manifest["params"].get(k) != v
+                )
+                raise RunDirError(f"{path}: holds a run with other parameters ({diff}); use --overwrite to start over.")
+            _check_writable(path)
+            manifest["input"]["path"] = source["path"]
+            return cls(path, manifest, config["checkpoint_interval"])
+        if not exists:
+            try:
+                os.makedirs(path, exist_ok=True)
+            except OSError as e:
+                raise RunDirError(f"{path}: cannot create the run directory ({e.strerror}).") from None
+        _check_writable(path)
+        if exists:  # overwrite: only what a run directory holds, after the checks above
+            for name in os.listdir(path):
+                full = os.path.join(path, name)
+                shutil.rmtree(full) if os.path.isdir(full) else os.unlink(full)
+        manifest = {
+            "format": FORMAT,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": _versions(),
+            "command": sys.argv,
+            "input": source,
+            "params": params,
+            "steps": [],
+            "status": "running",
+        }
+        run = cls(path, manifest, config["checkpoint_interval"])
+        save_text(os.path.join(path, "config.toml"), to_toml(config))
+        run.write_manifest()
+        return run
+
+    def write_manifest(self) -> None:
+        self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        save_json(os.path.join(self.path, MANIFEST), self.manifest)
+
+    # checkpoints of the engine
+
+    def _file(self, key, kind=""):
+        return os.path.join(self.path, "steps", *key.split("/")) + kind + ".npz"
+
+    def load(self, key):
+        if key.endswith("/partial"):
+            file = self._file(key[: -len("/partial")], ".partial")
+            if not os.path.isfile(file):
+                return None
+            with np.load(file) as f:
+                return dict(f)
+        if key not in self.manifest["steps"]:
+            return None
+        with np.load(self._file(key)) as f:
+            out = dict(f)
+        if os.path.isfile(self._file(key, ".labels")):
+            with np.load(self._file(key, ".labels")) as f:
+                out.update(f)
+        return out
+
+    def save(self, key, arrays):
+        if key.endswith("/partial"):
+            file = self._file(key[: -len("/partial")], ".partial")
+            os.makedirs(os.path.dirname(file), exist_ok=True)
+            save_npz(file, **arrays)
+            self._last_save = time.monotonic()
+            log.info("saved the state of %s after %d Lloyd iterations", key[: -len("/partial")], int(arrays["n_iter"]))
+            return
+        os.makedirs(os.path.dirname(self._file(key)), exist_ok=True)
+        large = {name: arrays[name] for name in ("labels", "sqdist") if name in arrays}
+        small = {name: a for name, a in arrays.items() if name not in large}
+        if large:
+            save_npz(self._file(key, ".labels"), **large)
+        save_npz(self._file(key), **small)
+        previous = self._previous(key)
+        self.manifest["steps"].append(key)
+        self.write_manifest()
+        self._last_save = time.monotonic()
+        log.info("step %s done", key)
+        # what only this step needed: the previous step's labels (within a level)
+        if previous is not None and os.path.isfile(self._file(previous, ".labels")):
+            os.unlink(self._file(previous, ".labels"))
+
+    def _previous(self, key):
+        prefix = key.rsplit("/", 1)[0] + "/"
+        earlier = [s for s in self.manifest["steps"] if s.startswith(prefix)]
+        return earlier[-1] if earlier else None
+
+    def discard(self, key):
+        if key.endswith("/partial"):
+            file = self._file(key[: -len("/partial")], ".partial")
+            if os.path.isfile(file):
+                os.unlink(file)
+
+    def partial_due(self):
+        return time.monotonic() - self._last_save >= self.checkpoint_interval
+
+    # results
+
+    def finish(self, levels, tree: ClusterTree) -> None:
+        """Write the tree and per-level centroids, then mark the run done."""
+        tree.save(os.path.join(self.path, "tree.npz"))
+        os.makedirs(os.path.join(self.path, "centroids"), exist_ok=True)
+        for t, level in enumerate(levels):
+            save_npy(os.path.join(self.path, "centroids", f"level{t}.npy"), level.centroids)
+        self.manifest["status"] = "done"
+        self.manifest["n_clusters"] = [int(len(level.centroids)) for level in levels]
+        self.manifest["n_iter"] = [int(level.n_iter) for level in levels]
+        self.write_manifest()
+
+    @staticmethod
+    def tree(path) -> ClusterTree:
+        """The tree of a finished run; :class:`RunDirError` if the run is not done."""
+        manifest = RunDir.read_manifest(path)
+        if manifest.get("status") != "done":
+            raise RunDirError(f"{path}: the fit has not finished; rerun 'hkmeans fit' with the same arguments to resume it.")
+        return ClusterTree.load(os.path.join(path, "tree.npz"))
+
+
+def _check_writable(path):
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise RunDirError(f"{path}: not writable ({e.strerror}).") from None

@@ -1,0 +1,100 @@
+"""Checkpoints: a fit stopped after any step, or inside a k-means run, and resumed
+gives the same result as one run straight through."""
+
+import numpy as np
+import pytest
+
+from hkmeans import hierarchical_kmeans
+from hkmeans.checkpoint import Checkpoints, run_step
+from hkmeans.kmeans import kmeans
+
+from .test_hierarchy import mixture
+
+
+class Stop(Exception):
+    pass
+
+
+class MemoryCheckpoints(Checkpoints):
+    """Keeps copies in a dict; raises :class:`Stop` on the ``stop_at``-th save, after
+    keeping it (as a process killed right after writing would)."""
+
+    def __init__(self, stop_at=None, partial_every_iteration=True):
+        self.kept, self.saves, self.stop_at = {}, 0, stop_at
+        self.partial_every_iteration = partial_every_iteration
+
+    def load(self, key):
+        return None if key not in self.kept else {k: np.copy(v) for k, v in self.kept[key].items()}
+
+    def save(self, key, arrays):
+        self.kept[key] = {k: np.copy(v) for k, v in arrays.items()}
+        self.saves += 1
+        if self.saves == self.stop_at:
+            raise Stop
+
+    def discard(self, key):
+        self.kept.pop(key, None)
+
+    def partial_due(self):
+        return self.partial_every_iteration
+
+
+def same_levels(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.centroids, y.centroids)
+        np.testing.assert_array_equal(x.labels, y.labels)
+        np.testing.assert_array_equal(x.sqdist, y.sqdist)
+        assert x.n_iter == y.n_iter
+
+
+PARAMS = [
+    dict(n_clusters=(40, 8), n_resamples=3, sample_size=(10, 2)),
+    dict(n_clusters=(40, 8), n_resamples=2, resample_strategy="random", n_init=2),
+    dict(n_clusters=(40, 8), n_resamples=(0, 2), n_splits=(4, 1)),
+]
+
+
+@pytest.mark.parametrize("params", PARAMS)
+def test_resume_after_any_save_gives_the_same_levels(params):
+    X = mixture(n=1500, d=3)
+    straight = hierarchical_kmeans(X, random_state=0, **params)
+    counting = MemoryCheckpoints()
+    same_levels(hierarchical_kmeans(X, random_state=0, checkpoints=counting, **params), straight)
+    assert counting.saves > 6
+    for stop_at in range(1, counting.saves + 1, 3):
+        store = MemoryCheckpoints(stop_at=stop_at)
+        with pytest.raises(Stop):
+            hierarchical_kmeans(X, random_state=0, checkpoints=store, **params)
+        store.stop_at = None
+        same_levels(hierarchical_kmeans(X, random_state=0, checkpoints=store, **params), straight)
+        assert not any(key.endswith("/partial") for key in store.kept)  # finished runs drop theirs
+
+
+@pytest.mark.parametrize("n_init", [1, 3])
+def test_kmeans_resumes_inside_lloyd(n_init):
+    X = mixture(n=2000, d=4, dtype=np.float32)
+    args = dict(n_init=n_init, max_iter=30, tol=0.0, random_state=1)
+    straight = kmeans(X, 30, **args)
+    for stop_at in (1, 4, 9):
+        store = MemoryCheckpoints(stop_at=stop_at)
+        with pytest.raises(Stop):
+            kmeans(X, 30, checkpoints=store, key="k", **args)
+        assert "k/partial" in store.kept
+        store.stop_at = None
+        res = kmeans(X, 30, checkpoints=store, key="k", **args)
+        np.testing.assert_array_equal(res.centers, straight.centers)
+        np.testing.assert_array_equal(res.labels, straight.labels)
+        assert res.n_iter == straight.n_iter and "k/partial" not in store.kept
+
+
+def test_run_step_restores_the_generator():
+    store = MemoryCheckpoints()
+    rng = np.random.default_rng(5)
+    first = run_step(store, "a", rng, lambda: {"x": rng.random(3)})
+    after = rng.random()
+    rng2 = np.random.default_rng(123)  # another state: the kept one must win
+    again = run_step(store, "a", rng2, lambda: pytest.fail("a kept step is not run again"))
+    np.testing.assert_array_equal(again["x"], first["x"])
+    assert rng2.random() == after
+    assert run_step(store, "b", rng, lambda: None) is None and "b" not in store.kept
