@@ -25,7 +25,7 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, like every other error
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(USAGE_ERROR, f"hkmeans: error: {message} (see {self.prog} --help)\n")
 
 
 def _ints(text):

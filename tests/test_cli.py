@@ -1,0 +1,367 @@
+"""The ``hkmeans`` command, run as a subprocess on generated ``.npy`` files."""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from hkmeans import ClusterTree, HierarchicalKMeans, hierarchical_sampling
+from hkmeans.datasets import RING_SIZES
+
+FIT = ["--n-clusters", "60,10", "--sample-size", "8,2", "--n-resamples", "3"]
+API = dict(n_clusters=(60, 10), sample_size=(8, 2), n_resamples=3, max_iter=50, random_state=0)
+
+
+def hkmeans(*args, check=True, **kwargs):
+    """Run ``python -m hkmeans ARGS``; returns the CompletedProcess."""
+    proc = subprocess.run([sys.executable, "-m", "hkmeans", *map(str, args)], capture_output=True, text=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def blobs(n=3000, d=8, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, d)) + 4 * rng.integers(0, 6, size=(n, 1))).astype(dtype)
+
+
+@pytest.fixture
+def data(tmp_path):
+    X = blobs()
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    return X, path
+
+
+def manifest(run):
+    with open(run / "manifest.json") as f:
+        return json.load(f)
+
+
+def assert_nothing_broken(run):
+    """No partial file anywhere; a manifest, if any, reads and its steps load."""
+    if not run.exists():
+        return
+    for root, _, files in os.walk(run):
+        assert not [f for f in files if f.startswith(".tmp-")], root
+    if (run / "manifest.json").exists():
+        for key in manifest(run)["steps"]:
+            with np.load(run / "steps" / f"{key}.npz") as f:
+                assert "centers" in f or "labels" in f
+
+
+def assert_same_tree(a, b):
+    ta, tb = ClusterTree.load(a / "tree.npz"), ClusterTree.load(b / "tree.npz")
+    for t in range(ta.n_levels):
+        np.testing.assert_array_equal(ta.labels[t], tb.labels[t])
+        np.testing.assert_array_equal(ta.centroids[t], tb.centroids[t])
+    np.testing.assert_array_equal(ta.distances, tb.distances)
+
+
+def fitted_like_the_api(run, X):
+    model = HierarchicalKMeans(**API).fit(X)
+    tree = ClusterTree.load(run / "tree.npz")
+    for t, level in enumerate(model.levels_):
+        np.testing.assert_array_equal(tree.labels[t], level.labels)
+        np.testing.assert_array_equal(tree.centroids[t], level.centroids)
+        np.testing.assert_array_equal(np.load(run / "centroids" / f"level{t}.npy"), level.centroids)
+    return model
+
+
+# the subcommands
+
+
+def test_fit_float32_matches_the_python_api(data, tmp_path):
+    X, path = data
+    run = tmp_path / "run"
+    proc = hkmeans("fit", path, "--out", run, *FIT)
+    assert proc.stderr == ""  # no bars when stderr is not a terminal
+    fitted_like_the_api(run, X)
+    m = manifest(run)
+    assert m["status"] == "done" and m["input"]["shape"] == [3000, 8] and m["input"]["dtype"] == "<f4"
+    assert m["params"]["n_clusters"] == [60, 10] and m["versions"]["numpy"] == np.__version__
+    assert (run / "config.toml").read_text().startswith("n_clusters = [60, 10]\n")
+    assert len(m["steps"]) == 8  # per level: a first k-means and 3 resampling steps
+
+
+def test_fit_float16_reads_in_blocks_and_computes_in_float32(tmp_path):
+    X16 = blobs(dtype=np.float16)
+    np.save(tmp_path / "x16.npy", X16)
+    hkmeans("fit", tmp_path / "x16.npy", "--out", tmp_path / "run", *FIT)
+    model = fitted_like_the_api(tmp_path / "run", X16.astype(np.float32))
+    assert model.levels_[0].centroids.dtype == np.float32
+    assert not (tmp_path / "run" / "data.npy").exists()  # the cast copy is gone once done
+
+
+def test_fit_read_only_file_and_float64(tmp_path):
+    X = blobs(dtype=np.float64)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    os.chmod(path, 0o444)
+    hkmeans("fit", path, "--out", tmp_path / "run", *FIT)
+    fitted_like_the_api(tmp_path / "run", X)
+
+
+def test_sample_matches_hierarchical_sampling_and_flat(data, tmp_path):
+    X, path = data
+    run = tmp_path / "run"
+    hkmeans("fit", path, "--out", run, *FIT)
+    tree = ClusterTree.load(run / "tree.npz")
+    hkmeans("sample", run, "--target-size", 500, "--strategy", "closest", "--seed", 3, "-o", tmp_path / "i.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "i.npy"), hierarchical_sampling(tree, 500, "closest", random_state=3))
+    hkmeans("sample", run, "--target-size", 200, "--method", "flat")
+    flat = np.load(run / "indices.npy")
+    assert len(flat) == 200 and np.all(np.diff(flat) > 0)
+
+
+def test_target_above_the_pool_is_a_warning(data, tmp_path):
+    _, path = data
+    proc = hkmeans("curate", path, "--out", tmp_path / "run", *FIT, "--target-size", 10_000, "--multiplier", 2)
+    assert "warning: target size 10000 is above pool size x multiplier (3000 x 2); writing all 6000" in proc.stderr
+    assert len(np.load(tmp_path / "run" / "indices.npy")) == 6000
+
+
+def test_curate_equals_fit_then_sample(data, tmp_path):
+    _, path = data
+    hkmeans("curate", path, "--out", tmp_path / "a", *FIT, "--target-size", 300, "-o", tmp_path / "a.npy")
+    hkmeans("fit", path, "--out", tmp_path / "b", *FIT)
+    hkmeans("sample", tmp_path / "b", "--target-size", 300)
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b" / "indices.npy"))
+    assert not (tmp_path / "a" / "indices.npy").exists()
+
+
+def test_info_reports_levels_and_sizes(data, tmp_path):
+    _, path = data
+    hkmeans("fit", path, "--out", tmp_path / "run", *FIT)
+    out = hkmeans("info", tmp_path / "run").stdout
+    tree = ClusterTree.load(tmp_path / "run" / "tree.npz")
+    rows = [line.split() for line in out.splitlines() if line.split() and line.split()[0] in ("0", "1")]
+    assert [int(r[1]) for r in rows] == [60, 10]
+    assert [int(r[-1]) for r in rows] == [tree.sizes(0).max(), tree.sizes(1).max()]
+    assert "done (8 steps done)" in out and "n_clusters=[60, 10]" in out
+
+
+def test_config_file_flags_override_and_effective_config_is_saved(data, tmp_path):
+    _, path = data
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('n_clusters = [60, 10]\nsample_size = [8, 2]\nn_resamples = 1\nseed = 0\ndtype = "float32"\n')
+    hkmeans("fit", path, "--out", tmp_path / "run", "--config", cfg, "--n-resamples", 3)
+    m = manifest(tmp_path / "run")
+    assert m["params"]["n_resamples"] == 3 and m["params"]["dtype"] == "float32"
+    hkmeans("fit", path, "--out", tmp_path / "ref", *FIT)
+    assert_same_tree(tmp_path / "run", tmp_path / "ref")
+    # the saved configuration reproduces the run
+    hkmeans("fit", path, "--out", tmp_path / "again", "--config", tmp_path / "run" / "config.toml")
+    assert_same_tree(tmp_path / "run", tmp_path / "again")
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_demo_prints_counts_and_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    proc = hkmeans("demo", "--out", tmp_path / "demo")
+    lines = proc.stdout.splitlines()
+    table = [line.split() for line in lines if line.split() and line.split()[0].isdigit()]
+    assert [int(r[0]) for r in table] == list(RING_SIZES)
+    assert sum(int(r[1]) for r in table) == 1000 and sum(int(r[2]) for r in table) == 1000
+    small = table[int(np.argmin(RING_SIZES))]
+    assert int(small[1]) > 5 * int(small[2])  # the small ring, curated vs random
+    png = (tmp_path / "demo" / "rings.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# resuming
+
+
+def _wait_for(predicate, proc, timeout=120):
+    start = time.monotonic()
+    while not predicate():
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() - start < timeout
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("where", ["between steps", "inside a k-means run"])
+def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
+    X = blobs(n=40_000, d=32, seed=1)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    args = ["fit", path, "--n-clusters", "300,30", "--n-resamples", "6", "--checkpoint-interval", "0", "-q"]
+    hkmeans(*args, "--out", tmp_path / "straight")
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "hkmeans", *map(str, args), "--out", str(run)])
+
+    def level0_steps():
+        try:
+            return [s for s in manifest(run)["steps"] if s.startswith("level0/")]
+        except (OSError, ValueError):
+            return []
+
+    if where == "between steps":
+        _wait_for(lambda: len(level0_steps()) >= 2, proc)
+    else:
+        _wait_for(lambda: len(level0_steps()) >= 1 and any(run.glob("steps/level0/*.partial.npz")), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert manifest(run)["status"] == "running" and len(level0_steps()) < 7  # stopped inside level 0
+    assert_nothing_broken(run)
+    hkmeans(*args, "--out", run)
+    assert manifest(run)["status"] == "done"
+    assert_same_tree(run, tmp_path / "straight")
+    assert not list(run.glob("steps/**/*.partial.npz"))
+
+
+def test_rerun_of_a_finished_fit_does_nothing_and_other_parameters_are_refused(data, tmp_path):
+    X, path = data
+    run = tmp_path / "run"
+    hkmeans("fit", path, "--out", run, *FIT)
+    before = (run / "tree.npz").stat().st_mtime_ns
+    hkmeans("fit", path, "--out", run, *FIT)
+    assert (run / "tree.npz").stat().st_mtime_ns == before
+    proc = hkmeans("fit", path, "--out", run, *FIT[2:], "--n-clusters", "50,10", check=False)
+    assert proc.returncode == 2 and "other parameters (n_clusters=[60, 10] there, [50, 10] here)" in proc.stderr
+    np.save(tmp_path / "y.npy", X[::-1])
+    proc = hkmeans("fit", tmp_path / "y.npy", "--out", run, *FIT, check=False)
+    assert proc.returncode == 2 and "other input" in proc.stderr and "--overwrite" in proc.stderr
+    assert (run / "tree.npz").stat().st_mtime_ns == before  # nothing touched
+    hkmeans("fit", tmp_path / "y.npy", "--out", run, *FIT, "--overwrite")
+    assert manifest(run)["input"]["path"].endswith("y.npy")
+
+
+# errors: one line, exit status 2, nothing half-written
+
+
+def assert_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hkmeans: error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def bad_file(tmp_path, kind):
+    path = tmp_path / "bad.npy"
+    if kind == "missing":
+        return tmp_path / "missing.npy"
+    if kind == "not npy":
+        path.write_text("not an array")
+    elif kind == "3-D":
+        np.save(path, np.zeros((4, 3, 2), np.float32))
+    elif kind == "1-D":
+        np.save(path, np.zeros(10, np.float32))
+    elif kind == "strings":
+        np.save(path, np.array([["a", "b"]]))
+    elif kind == "nan":
+        X = blobs()
+        X[5, 2], X[17, 0], X[2999, 7] = np.nan, np.inf, -np.inf
+        np.save(path, X)
+    elif kind == "overflows float32":
+        X = blobs(dtype=np.float64)
+        X[42, 1] = 1e300
+        np.save(path, X)
+    elif kind == "few points":
+        np.save(path, blobs(n=40))
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing", "no such file"),
+        ("not npy", "not a readable .npy array"),
+        ("3-D", "expected 2-D"),
+        ("1-D", "expected 2-D"),
+        ("strings", "not numeric"),
+        ("nan", "3 row(s) hold NaN or infinity (as float32); the first is row 5"),
+        ("few points", "n_samples=40 should be >= n_clusters=60"),
+    ],
+)
+def test_bad_input(tmp_path, kind, message):
+    proc = hkmeans("fit", bad_file(tmp_path, kind), "--out", tmp_path / "run", *FIT, check=False)
+    assert_error(proc, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_values_that_overflow_the_compute_dtype(tmp_path):
+    path = bad_file(tmp_path, "overflows float32")
+    proc = hkmeans("fit", path, "--out", tmp_path / "run", *FIT, "--dtype", "float32", check=False)
+    assert_error(proc, "1 row(s) hold NaN or infinity (as float32); the first is row 42")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes regardless of permissions")
+def test_unreadable_file_and_unwritable_run_dir(data, tmp_path):
+    _, path = data
+    os.chmod(path, 0)
+    assert_error(hkmeans("fit", path, "--out", tmp_path / "run", *FIT, check=False), "permission denied")
+    os.chmod(path, 0o644)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    assert_error(hkmeans("fit", path, "--out", locked / "run", *FIT, check=False), "cannot create")
+    assert_error(hkmeans("fit", path, "--out", locked, *FIT, check=False), "not writable")
+
+
+def test_run_dir_that_cannot_be_made(data, tmp_path):
+    _, path = data
+    (tmp_path / "file").write_text("")
+    assert_error(hkmeans("fit", path, "--out", tmp_path / "file" / "run", *FIT, check=False), "cannot create")
+    assert_error(hkmeans("fit", path, "--out", tmp_path / "file", *FIT, check=False), "not a directory")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert_error(hkmeans("fit", path, "--out", other, *FIT, "--overwrite", check=False), "not an hkmeans run directory")
+    assert (other / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("n_clusters = [60, 10]\nn_cluster = 5\n", "unknown key 'n_cluster'"),
+        ('n_clusters = [60, 10]\nmax_iter = "many"\n', "max_iter must be a positive integer, got 'many'"),
+        ("n_clusters = [60, 10]\nn_resamples = true\n", "n_resamples must be an integer or one per level"),
+        ('n_clusters = [60, 10]\nresample_strategy = "far"\n', "resample_strategy must be one of 'closest', 'random'"),
+        ("n_clusters = [60, 10\n", "not valid TOML"),
+        ("n_clusters = [60, 10]\nn_resamples = -1\n", "n_resamples entries must be non-negative"),
+    ],
+)
+def test_bad_config(data, tmp_path, text, message):
+    _, path = data
+    (tmp_path / "c.toml").write_text(text)
+    proc = hkmeans("fit", path, "--out", tmp_path / "run", "--config", tmp_path / "c.toml", check=False)
+    assert_error(proc, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_flags_and_missing_parameters(data, tmp_path):
+    _, path = data
+    assert_error(hkmeans("fit", path, "--out", tmp_path / "r", check=False), "n_clusters is required")
+    assert_error(hkmeans("fit", path, "--out", tmp_path / "r", "--n-clusters", "6o", check=False), "expected integers")
+    assert_error(hkmeans("curate", path, "--out", tmp_path / "r", *FIT, check=False), "target_size is required")
+    assert_error(hkmeans("sample", tmp_path / "r", "--target-size", 5, check=False), "not an hkmeans run directory")
+    assert_error(hkmeans(check=False), "required: COMMAND")
+    assert not (tmp_path / "r").exists()
+
+
+def test_disk_full_keeps_finished_steps_and_the_rerun_completes(data, tmp_path):
+    _, path = data
+    hkmeans("fit", path, "--out", tmp_path / "straight", *FIT)
+    step_bytes = max(f.stat().st_size for f in (tmp_path / "straight").rglob("*") if f.is_file() and f.name != "tree.npz")
+    tree_bytes = (tmp_path / "straight" / "tree.npz").stat().st_size
+    assert tree_bytes > step_bytes  # so a file-size limit between them fails only the tree
+
+    def limit_file_size():  # writes past the limit fail with EFBIG, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, ((step_bytes + tree_bytes) // 2,) * 2)
+
+    run = tmp_path / "run"
+    proc = hkmeans("fit", path, "--out", run, *FIT, check=False, preexec_fn=limit_file_size)
+    assert_error(proc, "cannot write", "rerun the same command to resume")
+    assert_nothing_broken(run)
+    assert not (run / "tree.npz").exists() and manifest(run)["status"] == "running"
+    assert len(manifest(run)["steps"]) == 8  # every step kept
+    hkmeans("fit", path, "--out", run, *FIT)
+    assert_same_tree(run, tmp_path / "straight")
