@@ -184,7 +184,8 @@ class HierarchicalKMeans(_CentroidClusterer):
     metric : {"euclidean", "cosine"}, default="euclidean"
     random_state : int, Generator, RandomState or None
     verbose : bool, default=False
-        Print one line per level to stderr.
+        Progress bars (levels, resampling steps, Lloyd iterations) and one line per
+        level on stderr.
 
     Attributes
     ----------

@@ -1,6 +1,7 @@
 """The ``hkmeans`` command, run as a subprocess on generated ``.npy`` files."""
 
 import json
+import re
 import os
 import resource
 import signal
@@ -365,3 +366,13 @@ def test_disk_full_keeps_finished_steps_and_the_rerun_completes(data, tmp_path):
     assert len(manifest(run)["steps"]) == 8  # every step kept
     hkmeans("fit", path, "--out", run, *FIT)
     assert_same_tree(run, tmp_path / "straight")
+
+
+def test_verbose_logs_with_timestamps_and_quiet_is_silent(data, tmp_path):
+    _, path = data
+    err = hkmeans("fit", path, "--out", tmp_path / "v", *FIT, "-v").stderr
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+    assert re.search(f"{stamp}level 0: 3000 -> 60 clusters", err)
+    assert re.search(f"{stamp}step level1/step0003 done\n", err)
+    assert "levels: 100%" in err  # bars too, even when stderr is not a terminal
+    assert hkmeans("fit", path, "--out", tmp_path / "q", *FIT, "-q").stderr == ""
