@@ -376,3 +376,16 @@ def test_verbose_logs_with_timestamps_and_quiet_is_silent(data, tmp_path):
     assert re.search(f"{stamp}step level1/step0003 done\n", err)
     assert "levels: 100%" in err  # bars too, even when stderr is not a terminal
     assert hkmeans("fit", path, "--out", tmp_path / "q", *FIT, "-q").stderr == ""
+
+
+def test_a_run_dir_in_use_is_refused(tmp_path):
+    np.save(tmp_path / "x.npy", blobs(n=40_000, d=32, seed=1))
+    args = ["fit", tmp_path / "x.npy", "--out", tmp_path / "run", "--n-clusters", "300,30", "-q"]
+    proc = subprocess.Popen([sys.executable, "-m", "hkmeans", *map(str, args)])
+    _wait_for(lambda: (tmp_path / "run" / "manifest.json").exists(), proc)
+    try:
+        assert_error(hkmeans(*args, check=False), "in use by another hkmeans process")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert_nothing_broken(tmp_path / "run")

@@ -17,6 +17,7 @@ so a run stopped at any moment resumes after its last finished step.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -37,6 +38,7 @@ from .config import fit_params, to_toml
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 DEPENDENCIES = ("numpy", "numba", "scipy", "scikit-learn", "threadpoolctl", "tqdm")
 
 
@@ -90,7 +92,7 @@ class RunDir(Checkpoints):
         params = fit_params(config)
         if os.path.exists(path) and not os.path.isdir(path):
             raise RunDirError(f"{path}: exists and is not a directory.")
-        exists = os.path.isdir(path) and bool(os.listdir(path))
+        exists = os.path.isdir(path) and bool(set(os.listdir(path)) - {LOCK})
         if exists and not os.path.isfile(os.path.join(path, MANIFEST)):
             raise RunDirError(f"{path}: not empty and not an hkmeans run directory; choose another --out.")
         if exists and not overwrite:
@@ -108,16 +110,20 @@ class RunDir(Checkpoints):
                 )
                 raise RunDirError(f"{path}: holds a run with other parameters ({diff}); use --overwrite to start over.")
             _check_writable(path)
+            lock = _lock(path)
             manifest["input"]["path"] = source["path"]
-            return cls(path, manifest, config["checkpoint_interval"])
+            run = cls(path, manifest, config["checkpoint_interval"])
+            run._lock = lock
+            return run
         if not exists:
             try:
                 os.makedirs(path, exist_ok=True)
             except OSError as e:
                 raise RunDirError(f"{path}: cannot create the run directory ({e.strerror}).") from None
         _check_writable(path)
+        lock = _lock(path)
         if exists:  # overwrite: only what a run directory holds, after the checks above
-            for name in os.listdir(path):
+            for name in set(os.listdir(path)) - {LOCK}:
                 full = os.path.join(path, name)
                 shutil.rmtree(full) if os.path.isdir(full) else os.unlink(full)
         manifest = {
@@ -131,6 +137,7 @@ class RunDir(Checkpoints):
             "status": "running",
         }
         run = cls(path, manifest, config["checkpoint_interval"])
+        run._lock = lock
         save_text(os.path.join(path, "config.toml"), to_toml(config))
         run.write_manifest()
         return run
@@ -217,6 +224,18 @@ class RunDir(Checkpoints):
         if manifest.get("status") != "done":
             raise RunDirError(f"{path}: the fit has not finished; rerun 'hkmeans fit' with the same arguments to resume it.")
         return ClusterTree.load(os.path.join(path, "tree.npz"))
+
+
+def _lock(path):
+    """An exclusive lock on the run directory, held until the process ends (however
+    it ends); :class:`RunDirError` if another process holds it."""
+    f = open(os.path.join(path, LOCK), "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RunDirError(f"{path}: in use by another hkmeans process; wait for it to end, or use another --out.") from None
+    return f
 
 
 def _check_writable(path):
