@@ -100,6 +100,16 @@ def test_fit_float16_reads_in_blocks_and_computes_in_float32(tmp_path):
     assert not (tmp_path / "run" / "data.npy").exists()  # the cast copy is gone once done
 
 
+@pytest.mark.parametrize("layout", ["int16", "big-endian", "fortran"])
+def test_other_dtypes_and_layouts_go_through_a_c_ordered_copy(tmp_path, layout):
+    X = np.round(blobs() * 100)
+    stored = {"int16": X.astype(np.int16), "big-endian": X.astype(">f4"), "fortran": np.asfortranarray(X.astype(np.float32))}[layout]
+    np.save(tmp_path / "x.npy", stored)
+    hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT)
+    fitted_like_the_api(tmp_path / "run", X.astype(np.float32))
+    assert not (tmp_path / "run" / "data.npy").exists()
+
+
 def test_fit_read_only_file_and_float64(tmp_path):
     X = blobs(dtype=np.float64)
     path = tmp_path / "x.npy"

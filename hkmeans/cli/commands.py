@@ -63,11 +63,11 @@ def _fit(args, config, X, dtype, source):
         log.info("%s: the fit is already done", args.out)
         return run
     scratch = os.path.join(run.path, SCRATCH)
-    if X.dtype != dtype:
+    if X.dtype != dtype or not X.flags.c_contiguous:  # the kernels read C-ordered float32/64
         if os.path.isfile(scratch):  # complete: written atomically
             X = np.load(scratch, mmap_mode="r+")
         else:
-            log.info("casting the input to %s block by block into %s", dtype, scratch)
+            log.info("copying the input as C-ordered %s, block by block, into %s", dtype, scratch)
             X = convert(X, scratch, dtype)
     levels = hierarchical_kmeans(
         X,
