@@ -45,12 +45,19 @@ def manifest(run):
         return json.load(f)
 
 
-def assert_nothing_broken(run):
-    """No partial file anywhere; a manifest, if any, reads and its steps load."""
+def assert_nothing_broken(run, killed=False):
+    """Every file under its own name is whole: the manifest reads, its steps and any
+    saved k-means state load. Temporary files (``.tmp-*``) may stay only after a kill
+    (a rerun removes them)."""
     if not run.exists():
         return
     for root, _, files in os.walk(run):
-        assert not [f for f in files if f.startswith(".tmp-")], root
+        if not killed:
+            assert not [f for f in files if f.startswith(".tmp-")], root
+        for f in files:
+            if f.endswith(".npz") and not f.startswith(".tmp-"):
+                with np.load(os.path.join(root, f)) as arrays:
+                    assert all(arrays[name] is not None for name in arrays.files)
     if (run / "manifest.json").exists():
         for key in manifest(run)["steps"]:
             with np.load(run / "steps" / f"{key}.npz") as f:
@@ -220,8 +227,9 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert manifest(run)["status"] == "running" and len(level0_steps()) < 7  # stopped inside level 0
-    assert_nothing_broken(run)
+    assert_nothing_broken(run, killed=True)
     hkmeans(*args, "--out", run)
+    assert_nothing_broken(run)
     assert manifest(run)["status"] == "done"
     assert_same_tree(run, tmp_path / "straight")
     assert not list(run.glob("steps/**/*.partial.npz"))
@@ -232,7 +240,8 @@ def test_rerun_of_a_finished_fit_does_nothing_and_other_parameters_are_refused(d
     run = tmp_path / "run"
     hkmeans("fit", path, "--out", run, *FIT)
     before = (run / "tree.npz").stat().st_mtime_ns
-    hkmeans("fit", path, "--out", run, *FIT)
+    err = hkmeans("fit", path, "--out", run, *FIT, "-v").stderr
+    assert "not read again" in err and "fit is already done" in err
     assert (run / "tree.npz").stat().st_mtime_ns == before
     proc = hkmeans("fit", path, "--out", run, *FIT[2:], "--n-clusters", "50,10", check=False)
     assert proc.returncode == 2 and "other parameters (n_clusters=[60, 10] there, [50, 10] here)" in proc.stderr
@@ -240,6 +249,11 @@ def test_rerun_of_a_finished_fit_does_nothing_and_other_parameters_are_refused(d
     proc = hkmeans("fit", tmp_path / "y.npy", "--out", run, *FIT, check=False)
     assert proc.returncode == 2 and "other input" in proc.stderr and "--overwrite" in proc.stderr
     assert (run / "tree.npz").stat().st_mtime_ns == before  # nothing touched
+    changed = np.load(path)
+    changed[7, 3] += 1
+    np.save(path, changed)  # same file and shape, other bytes: read again, refused
+    proc = hkmeans("fit", path, "--out", run, *FIT, check=False)
+    assert proc.returncode == 2 and "other input" in proc.stderr
     hkmeans("fit", tmp_path / "y.npy", "--out", run, *FIT, "--overwrite")
     assert manifest(run)["input"]["path"].endswith("y.npy")
 
@@ -398,4 +412,4 @@ def test_a_run_dir_in_use_is_refused(tmp_path):
     finally:
         proc.kill()
         proc.wait()
-    assert_nothing_broken(tmp_path / "run")
+    assert_nothing_broken(tmp_path / "run", killed=True)

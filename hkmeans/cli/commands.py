@@ -10,11 +10,11 @@ import numpy as np
 
 from .._progress import log
 from ..hierarchy import check_hierarchy_params, hierarchical_kmeans, tree_from_levels
-from ..io import convert, open_embeddings, save_npy, scan
+from ..io import convert, file_stat, open_embeddings, save_npy, scan
 from ..kmeans import check_kmeans_params
 from ..sampling import flat_sampling, hierarchical_sampling
 from . import config as cfg
-from .rundir import RunDir
+from .rundir import RunDir, RunDirError
 
 SCRATCH = "data.npy"
 
@@ -46,15 +46,32 @@ def _prepare_fit(args, config):
         config["resample_strategy"], config["n_splits"],
     )
     check_kmeans_params(X, 1, config["init"], config["n_init"], config["max_iter"], config["tol"], config["metric"], True)
-    log.info("checking %s: %d x %d %s", args.embeddings, *X.shape, X.dtype)
-    fingerprint = scan(X, dtype)
+    stat = file_stat(args.embeddings)
+    fingerprint = None if args.overwrite else _known_fingerprint(args.out, X, stat)
+    if fingerprint is None:
+        log.info("checking %s: %d x %d %s", args.embeddings, *X.shape, X.dtype)
+        fingerprint = scan(X, dtype)
     source = {
         "path": os.path.abspath(args.embeddings),
         "shape": list(X.shape),
         "dtype": X.dtype.str,
         "fingerprint": fingerprint,
+        "stat": stat,
     }
     return X, dtype, source
+
+
+def _known_fingerprint(run_dir, X, stat):
+    """The fingerprint a run directory holds for this very file (same size, time and
+    inode: checked when the run began), so that a resume need not read it all again."""
+    try:
+        known = RunDir.read_manifest(run_dir)["input"]
+    except (RunDirError, KeyError, TypeError):
+        return None
+    if known.get("stat") == stat and known.get("shape") == list(X.shape) and known.get("dtype") == X.dtype.str:
+        log.info("input unchanged since the run began (size, time, inode): not read again")
+        return known.get("fingerprint")
+    return None
 
 
 def _fit(args, config, X, dtype, source):

@@ -111,9 +111,11 @@ class RunDir(Checkpoints):
                 raise RunDirError(f"{path}: holds a run with other parameters ({diff}); use --overwrite to start over.")
             _check_writable(path)
             lock = _lock(path)
-            manifest["input"]["path"] = source["path"]
+            _remove_temporaries(path)  # left by a process killed while writing
+            manifest["input"].update(path=source["path"], stat=source["stat"])
             run = cls(path, manifest, config["checkpoint_interval"])
             run._lock = lock
+            save_text(os.path.join(path, "config.toml"), to_toml(config))  # this run's flags
             return run
         if not exists:
             try:
@@ -138,8 +140,8 @@ class RunDir(Checkpoints):
         }
         run = cls(path, manifest, config["checkpoint_interval"])
         run._lock = lock
+        run.write_manifest()  # first: a directory with a manifest is a run directory
         save_text(os.path.join(path, "config.toml"), to_toml(config))
-        run.write_manifest()
         return run
 
     def write_manifest(self) -> None:
@@ -236,6 +238,13 @@ def _lock(path):
         f.close()
         raise RunDirError(f"{path}: in use by another hkmeans process; wait for it to end, or use another --out.") from None
     return f
+
+
+def _remove_temporaries(path):
+    for root, _, files in os.walk(path):
+        for name in files:
+            if name.startswith(".tmp-"):
+                os.unlink(os.path.join(root, name))
 
 
 def _check_writable(path):
