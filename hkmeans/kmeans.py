@@ -72,7 +72,7 @@ def search(X, centers, labels, sqdist, lower=None, group_offsets=None):
     gemm = X.shape[1] > _config.SMALL_D
     bounded = lower is not None
     if not bounded:
-        lower = np.zeros((0, 1))
+        lower = np.zeros((0, 1), dtype=np.float32)
         group_offsets = np.array([0, centers.shape[0]])
     cpu.assign(
         X, centers, _config.CHUNK_ROWS, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, group_offsets, bounded
@@ -270,7 +270,7 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None
         labels_old, start = state["labels"], int(state["n_iter"])
     labels = np.zeros(n, dtype=np.int64)
     sqdist = np.empty(n, dtype=np.float64)
-    lower = np.zeros((n, len(group_offsets) - 1)) if bounds else None  # 0: search every row
+    lower = np.zeros((n, len(group_offsets) - 1), dtype=np.float32) if bounds else None  # 0: search every row
 
     def searched(centers):
         search(X, centers, labels, sqdist, lower, group_offsets if bounds else None)
@@ -287,10 +287,8 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None
         new = _update(X, new_labels, sqdist, centers, spherical)
         moves = np.sqrt(np.sum((new.astype(np.float64) - centers) ** 2, axis=1))
         if bounds:  # no centre of a group came closer than the group's largest move
-            for g in range(lower.shape[1]):
-                a, e = group_offsets[g], group_offsets[g + 1]
-                lower[:, g] -= moves[a:e].max(initial=0.0)
-            np.maximum(lower, 0.0, out=lower)
+            largest = np.array([moves[a:e].max(initial=0.0) for a, e in zip(group_offsets[:-1], group_offsets[1:])])
+            cpu.loosen_bounds(lower, largest)
         centers = new
         labels_old = new_labels
         if float(np.sum(moves**2)) <= tol:

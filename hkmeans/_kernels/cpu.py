@@ -10,6 +10,20 @@ import numpy as np
 from numba import njit, prange
 
 
+# bounds are kept in float32: scaled by this before they are stored, they stay below
+# the float64 values they round (float32 rounds by at most 2**-24 relative)
+_SHRINK = 1.0 - 2.0**-22
+
+
+@njit(parallel=True, cache=True)
+def loosen_bounds(lower, moves):
+    """``lower[i, g] = max(lower[i, g] - moves[g], 0)``, rounded down to float32: after
+    the centres of group ``g`` moved by at most ``moves[g]``."""
+    for i in prange(lower.shape[0]):
+        for g in range(lower.shape[1]):
+            lower[i, g] = max((np.float64(lower[i, g]) - moves[g]) * _SHRINK, 0.0)
+
+
 @njit(cache=True, inline="always")
 def _task_range(task, n_tasks, n_blocks):
     per = (n_blocks + n_tasks - 1) // n_tasks
@@ -98,7 +112,8 @@ def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, group_off
     few features, loops vectorised over centroids, then an argmin; no n x k matrix is
     formed. ``labels`` holds each row's previous centroid and ``lower[i, g]`` a lower
     bound on its distance to the other centroids of group ``g`` (centroids
-    ``group_offsets[g]:group_offsets[g + 1]``; 0 forces a full search). A row is skipped
+    ``group_offsets[g]:group_offsets[g + 1]``; 0 forces a full search; float32, rounded
+    down). A row is skipped
     when its exact distance ``u`` to its centroid satisfies ``low^2 - u^2 > 2 err`` for
     ``low`` the smallest of its bounds, where ``err = rel_err * (|x|^2 + max |c|^2)``
     bounds the rounding of the full search: then the full search would pick the same
@@ -175,7 +190,7 @@ def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, group_off
                     _group_minima(g, j, group_offsets, gmin)
                     shift = (x_sq[r] if gemm else 0.0) - rel_err * (x_sq[r] + c_max)
                     for q in range(gmin.shape[0]):
-                        lower[i, q] = np.sqrt(max(gmin[q] + shift, 0.0))
+                        lower[i, q] = np.sqrt(max(gmin[q] + shift, 0.0)) * _SHRINK
                 labels[i] = j
                 sqdist[i] = _sqdist(X[i], C[j])
 
