@@ -515,25 +515,59 @@ def _refresh_block_sums(closest, w, block_sums, touched, chunk):
         block_sums[b] = s
 
 
+@njit(cache=True, fastmath=True)
+def _dot_product(x, y):
+    s = x.dtype.type(0)
+    for f in range(x.shape[0]):
+        s += x[f] * y[f]
+    return s
+
+
+@njit(cache=True, fastmath=True)
+def _few_dots(X, Y, G):
+    """``G = X @ Y.T`` for few rows of ``Y`` (the k-means++ candidates), two rows by
+    two candidates at a time: with so few columns this beats a BLAS GEMM."""
+    m, d = X.shape
+    t = Y.shape[0]
+    m2, t2 = m - m % 2, t - t % 2
+    for i in range(0, m2, 2):
+        for q in range(0, t2, 2):
+            s00 = s01 = s10 = s11 = X.dtype.type(0)
+            for f in range(d):
+                x0, x1, y0, y1 = X[i, f], X[i + 1, f], Y[q, f], Y[q + 1, f]
+                s00 += x0 * y0
+                s01 += x0 * y1
+                s10 += x1 * y0
+                s11 += x1 * y1
+            G[i, q], G[i, q + 1], G[i + 1, q], G[i + 1, q + 1] = s00, s01, s10, s11
+        for q in range(t2, t):
+            G[i, q] = _dot_product(X[i], Y[q])
+            G[i + 1, q] = _dot_product(X[i + 1], Y[q])
+    for i in range(m2, m):
+        for q in range(t):
+            G[i, q] = _dot_product(X[i], Y[q])
+
+
 @njit(parallel=True, cache=True)
 def _trial_potentials_gemm(X, w, x_sq, closest, cand, chunk, dist):
-    """:func:`_trial_potentials` for wide rows: one GEMM per block of rows against the
-    candidates, squared distances as ``|x|^2 + |y|^2 - 2 x.y``; ``dist[i, q]`` keeps
-    them so that the chosen candidate needs no second pass over ``X``."""
+    """:func:`_trial_potentials` for wide rows: per block of rows, the dot products
+    with the candidates (:func:`_few_dots`), squared distances as
+    ``|x|^2 + |y|^2 - 2 x.y``; ``dist[i, q]`` keeps them so that the chosen candidate
+    needs no second pass over ``X``."""
     n, d = X.shape
     t = cand.shape[0]
-    Y = np.empty((d, t), dtype=X.dtype)
+    Y = np.empty((t, d), dtype=X.dtype)
     y_sq = np.empty(t, dtype=np.float64)
     for q in range(t):
         y_sq[q] = x_sq[cand[q]]
-        for f in range(d):
-            Y[f, q] = X[cand[q], f]
+        Y[q] = X[cand[q]]
     n_blocks = (n + chunk - 1) // chunk
     partial = np.zeros((n_blocks, t), dtype=np.float64)
     for b in prange(n_blocks):
         a = b * chunk
         e = min(a + chunk, n)
-        G = np.dot(X[a:e], Y)
+        G = np.empty((e - a, t), dtype=X.dtype)
+        _few_dots(X[a:e], Y, G)
         for i in range(e - a):
             ci = closest[a + i]
             for q in range(t):
