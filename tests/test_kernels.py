@@ -148,3 +148,13 @@ def test_weighted_kmeans_plusplus_is_seeding_with_repeated_rows(small_d):
     rows = np.repeat(np.arange(300), w.astype(int))
     ref = naive.kmeans_plusplus(X[rows], int(np.searchsorted(rows, 7)), rand)
     np.testing.assert_array_equal(got, rows[ref])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, t", [(1, 1), (7, 3), (8, 8), (257, 9)])
+def test_few_dots_is_the_matrix_product(dtype, m, t):
+    rng = np.random.default_rng(m * t)
+    X, Y = rng.normal(size=(m, 37)).astype(dtype), rng.normal(size=(t, 37)).astype(dtype)
+    G = np.full((m, t), np.nan, dtype=dtype)
+    cpu._few_dots(X, Y, G)
+    np.testing.assert_allclose(G, X.astype(np.float64) @ Y.T.astype(np.float64), rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
