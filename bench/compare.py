@@ -137,14 +137,20 @@ def section_seeding(args):
     n, d, k = args.n, args.d, args.k
     X = mixture(n, d)
     hkmeans.kmeans_plusplus(X[:1000], 10, random_state=0)
-    ours, (C, _) = timed(lambda: hkmeans.kmeans_plusplus(X, k, random_state=0))
-    theirs, (C_sk, _) = timed(lambda: sklearn.cluster.kmeans_plusplus(X, k, random_state=0))
-    print(f"\n## k-means++ seeding: n={n}, d={d}, k={k}, float32 (one run each)")
-    print("| implementation | seconds | potential |")
-    print("|---|---|---|")
-    print(f"| hkmeans.kmeans_plusplus | {ours:.2f} | {potential(X, C):.6g} |")
-    print(f"| sklearn.cluster.kmeans_plusplus | {theirs:.2f} | {potential(X, C_sk):.6g} |")
-    print(f"speed-up {theirs / ours:.1f}x; potential ratio {potential(X, C) / potential(X, C_sk):.4f}")
+    ours_t, theirs_t = [], []
+    for _ in range(args.repeats):  # alternating, medians
+        seconds, (C, _) = timed(lambda: hkmeans.kmeans_plusplus(X, k, random_state=0))
+        ours_t.append(seconds)
+        seconds, (C_sk, _) = timed(lambda: sklearn.cluster.kmeans_plusplus(X, k, random_state=0))
+        theirs_t.append(seconds)
+    ours, theirs = float(np.median(ours_t)), float(np.median(theirs_t))
+    print(f"\n## k-means++ seeding: n={n}, d={d}, k={k}, float32 (median of {args.repeats} alternating runs)")
+    print("| implementation | median (s) | runs (s) | potential |")
+    print("|---|---|---|---|")
+    print(f"| hkmeans.kmeans_plusplus | {ours:.2f} | {', '.join(f'{t:.2f}' for t in ours_t)} | {potential(X, C):.6g} |")
+    print(f"| sklearn.cluster.kmeans_plusplus | {theirs:.2f} | {', '.join(f'{t:.2f}' for t in theirs_t)} | {potential(X, C_sk):.6g} |")
+    print(f"speed-up {theirs / ours:.1f}x (runs: {', '.join(f'{b / a:.1f}' for a, b in zip(ours_t, theirs_t))}); "
+          f"potential ratio {potential(X, C) / potential(X, C_sk):.4f}")
 
 
 class FlopCounter:

@@ -145,7 +145,7 @@ def _seed_greedy(X, n_clusters, rng, n_local_trials=None, weights=None):
         first = int(rng.choice(n, p=weights / weights.sum()))
     rand = rng.random((n_clusters - 1, n_local_trials))
     chunk = _config.SEEDING_ROWS
-    return cpu.kmeans_plusplus(X, weights, first, rand, chunk, _config.SMALL_D)
+    return cpu.kmeans_plusplus(X, weights, first, rand, chunk, _config.SMALL_D, numba.get_num_threads())
 
 
 def _seed_parallel(X, n_clusters, rng, n_rounds=5, oversampling=2.0):

@@ -133,7 +133,7 @@ def test_kmeans_plusplus_matches_reference(d, small_d):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(700, d))
     rand = rng.random((24, 5))
-    got = cpu.kmeans_plusplus(X, np.ones(len(X)), 11, rand, _config.SEEDING_ROWS, small_d)
+    got = cpu.kmeans_plusplus(X, np.ones(len(X)), 11, rand, _config.SEEDING_ROWS, small_d, 2)
     np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 11, rand))
 
 
@@ -144,7 +144,7 @@ def test_weighted_kmeans_plusplus_is_seeding_with_repeated_rows(small_d):
     X = rng.normal(size=(300, 3))
     w = rng.integers(1, 4, 300).astype(float)
     rand = rng.random((15, 4))
-    got = cpu.kmeans_plusplus(X, w, 7, rand, 256, small_d)
+    got = cpu.kmeans_plusplus(X, w, 7, rand, 256, small_d, 2)
     rows = np.repeat(np.arange(300), w.astype(int))
     ref = naive.kmeans_plusplus(X[rows], int(np.searchsorted(rows, 7)), rand)
     np.testing.assert_array_equal(got, rows[ref])

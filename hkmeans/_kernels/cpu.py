@@ -549,7 +549,7 @@ def _few_dots(X, Y, G):
 
 
 @njit(parallel=True, cache=True)
-def _trial_potentials_gemm(X, w, x_sq, closest, cand, chunk, dist):
+def _trial_potentials_gemm(X, w, x_sq, closest, cand, chunk, dist, n_tasks):
     """:func:`_trial_potentials` for wide rows: per block of rows, the dot products
     with the candidates (:func:`_few_dots`), squared distances as
     ``|x|^2 + |y|^2 - 2 x.y``; ``dist[i, q]`` keeps them so that the chosen candidate
@@ -563,17 +563,20 @@ def _trial_potentials_gemm(X, w, x_sq, closest, cand, chunk, dist):
         Y[q] = X[cand[q]]
     n_blocks = (n + chunk - 1) // chunk
     partial = np.zeros((n_blocks, t), dtype=np.float64)
-    for b in prange(n_blocks):
-        a = b * chunk
-        e = min(a + chunk, n)
-        G = np.empty((e - a, t), dtype=X.dtype)
-        _few_dots(X[a:e], Y, G)
-        for i in range(e - a):
-            ci = closest[a + i]
-            for q in range(t):
-                d2 = max(x_sq[a + i] + y_sq[q] - 2.0 * G[i, q], 0.0)
-                dist[a + i, q] = d2
-                partial[b, q] += w[a + i] * min(ci, d2)
+    n_tasks = max(1, min(n_tasks, n_blocks))
+    for task in prange(n_tasks):
+        G = np.empty((chunk, t), dtype=X.dtype)
+        lo, hi = _task_range(task, n_tasks, n_blocks)
+        for b in range(lo, hi):
+            a = b * chunk
+            e = min(a + chunk, n)
+            _few_dots(X[a:e], Y, G)
+            for i in range(e - a):
+                ci = closest[a + i]
+                for q in range(t):
+                    d2 = max(x_sq[a + i] + y_sq[q] - 2.0 * G[i, q], 0.0)
+                    dist[a + i, q] = d2
+                    partial[b, q] += w[a + i] * min(ci, d2)
     pots = np.zeros(t, dtype=np.float64)
     for b in range(n_blocks):  # fixed order: independent of the thread count
         pots += partial[b]
@@ -592,7 +595,7 @@ def _take_trial(closest, w, dist, q, block_sums, chunk):
 
 
 @njit(cache=True)
-def kmeans_plusplus(X, w, first, rand, chunk, small_d):
+def kmeans_plusplus(X, w, first, rand, chunk, small_d, n_tasks):
     """Greedy k-means++ seeding (as scikit-learn's) of rows weighted by ``w``: returns
     the chosen row indices.
 
@@ -601,7 +604,7 @@ def kmeans_plusplus(X, w, first, rand, chunk, small_d):
     candidate is drawn through per-block sums of ``w * d(x)^2`` in the rows' order.
     Rows of up to ``small_d`` features get exact distances in vectorised loops over
     spatially ordered blocks, far blocks skipped; wider rows go through a GEMM per
-    block, one pass over ``X`` per step.
+    block, one pass over ``X`` per step on ``n_tasks`` threads.
     """
     n, d = X.shape
     k = rand.shape[0] + 1
@@ -617,7 +620,7 @@ def kmeans_plusplus(X, w, first, rand, chunk, small_d):
         dist = np.empty((n, rand.shape[1]), dtype=np.float64)
         for c in range(1, k):
             cand = _draw(closest, w, block_sums, chunk, rand[c - 1])
-            pots = _trial_potentials_gemm(X, w, x_sq, closest, cand, chunk, dist)
+            pots = _trial_potentials_gemm(X, w, x_sq, closest, cand, chunk, dist, n_tasks)
             best = np.argmin(pots)
             idx[c] = cand[best]
             _take_trial(closest, w, dist, best, block_sums, chunk)
