@@ -193,6 +193,7 @@ class FlopCounter:
 def section_large(args):
     X = np.random.default_rng(0).normal(size=(100_000, 256)).astype(np.float32)
     params = dict(n_clusters=(5000, 1000), sample_size=(10, 3), n_resamples=10, max_iter=50, random_state=0)
+    hkmeans.HierarchicalKMeans((50, 10), n_resamples=1, random_state=0).fit(X[:2000]).sample(100)  # compile or load
     with FlopCounter() as counter:
         seconds, model = timed(lambda: hkmeans.HierarchicalKMeans(**params).fit(X))
     sample_seconds, idx = timed(lambda: model.sample(20000, random_state=0))
