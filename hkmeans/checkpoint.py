@@ -30,6 +30,11 @@ class Checkpoints:
         """Whether a running k-means should save its state now."""
         return False
 
+    def empty(self, name: str, shape, dtype) -> np.ndarray:
+        """A new array for an intermediate result (such as a resampling subset);
+        subclasses may back large ones by a file rather than by memory."""
+        return np.empty(shape, dtype=dtype)
+
 
 def rng_state(rng: np.random.Generator) -> np.ndarray:
     """The generator's state as a 0-d string array (storable in ``.npz``)."""

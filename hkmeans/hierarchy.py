@@ -196,7 +196,9 @@ def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> 
                 if int(take.sum()) < k:  # only with duplicate points: nothing left to resample
                     return None
                 scores = prev["sqdist"] if strategy == "closest" else step.rng.random(Y.shape[0])
-                subset = Y[cpu.pick_members(offsets, order, scores, take)]
+                rows = cpu.pick_members(offsets, order, scores, take)
+                subset = step.checkpoints.empty("subset", (len(rows), Y.shape[1]), Y.dtype)
+                np.take(Y, rows, axis=0, out=subset, mode="clip")  # "raise" would buffer all of out
                 res = step.kmeans(subset, k, params, key)
                 with single_threaded_blas():
                     labels, sqdist = assign(Y, res.centers)

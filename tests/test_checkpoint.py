@@ -98,3 +98,21 @@ def test_run_step_restores_the_generator():
     np.testing.assert_array_equal(again["x"], first["x"])
     assert rng2.random() == after
     assert run_step(store, "b", rng, lambda: None) is None and "b" not in store.kept
+
+
+def test_run_dir_checkpoints_with_file_backed_subsets_give_the_same_levels(tmp_path, monkeypatch):
+    from hkmeans.cli import rundir
+    from hkmeans.cli.config import effective
+
+    monkeypatch.setattr(rundir, "SCRATCH_BYTES", 0)  # every subset in a file
+    X = mixture(n=1500, d=3)
+    params = PARAMS[0]
+    config = effective(None, {"n_clusters": list(params["n_clusters"]), "checkpoint_interval": 0.0})
+    source = {"path": "x", "shape": list(X.shape), "dtype": X.dtype.str, "fingerprint": "f", "stat": {}}
+    run = rundir.RunDir.open(tmp_path / "run", config, source)
+    subsets = []
+    original = run.empty
+    run.empty = lambda *a: subsets.append(original(*a)) or subsets[-1]
+    levels = hierarchical_kmeans(X, random_state=0, checkpoints=run, **params)
+    same_levels(levels, hierarchical_kmeans(X, random_state=0, **params))
+    assert subsets and all(isinstance(s, np.memmap) for s in subsets)

@@ -9,6 +9,7 @@
     steps/level0/step0000.labels.npz   labels and squared distances (newest step only)
     steps/level0/step0001.partial.npz  a k-means run's state while it runs
     data.npy            the input cast to the compute dtype (while fitting, if needed)
+    scratch-subset.npy  a resampling subset over 64 MB (while fitting)
     tree.npz            the ClusterTree;  centroids/level0.npy ...: per level
 
 Files are written atomically and a step counts as done once the manifest lists it,
@@ -39,6 +40,7 @@ from .config import fit_params, to_toml
 FORMAT = 1
 MANIFEST = "manifest.json"
 LOCK = ".lock"
+SCRATCH_BYTES = 64 << 20  # intermediate arrays above this go to files in RUN_DIR
 DEPENDENCIES = ("numpy", "numba", "scipy", "scikit-learn", "threadpoolctl", "tqdm")
 
 
@@ -206,6 +208,13 @@ class RunDir(Checkpoints):
     def partial_due(self):
         return time.monotonic() - self._last_save >= self.checkpoint_interval
 
+    def empty(self, name, shape, dtype):
+        """Arrays over :data:`SCRATCH_BYTES` are backed by ``RUN_DIR/scratch-NAME.npy``:
+        the kernel can write their pages out instead of holding them in memory."""
+        if int(np.prod(shape)) * np.dtype(dtype).itemsize < SCRATCH_BYTES:
+            return np.empty(shape, dtype=dtype)
+        return np.lib.format.open_memmap(os.path.join(self.path, f"scratch-{name}.npy"), mode="w+", dtype=dtype, shape=shape)
+
     # results
 
     def finish(self, levels, tree: ClusterTree) -> None:
@@ -214,6 +223,9 @@ class RunDir(Checkpoints):
         os.makedirs(os.path.join(self.path, "centroids"), exist_ok=True)
         for t, level in enumerate(levels):
             save_npy(os.path.join(self.path, "centroids", f"level{t}.npy"), level.centroids)
+        for name in os.listdir(self.path):
+            if name.startswith("scratch-"):
+                os.unlink(os.path.join(self.path, name))
         self.manifest["status"] = "done"
         self.manifest["n_clusters"] = [int(len(level.centroids)) for level in levels]
         self.manifest["n_iter"] = [int(level.n_iter) for level in levels]
