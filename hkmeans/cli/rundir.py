@@ -213,7 +213,10 @@ class RunDir(Checkpoints):
         the kernel can write their pages out instead of holding them in memory."""
         if int(np.prod(shape)) * np.dtype(dtype).itemsize < SCRATCH_BYTES:
             return np.empty(shape, dtype=dtype)
-        return np.lib.format.open_memmap(os.path.join(self.path, f"scratch-{name}.npy"), mode="w+", dtype=dtype, shape=shape)
+        path = os.path.join(self.path, f"scratch-{name}.npy")
+        if os.path.exists(path):  # a new file, not the old one truncated under a live mapping
+            os.unlink(path)
+        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
     # results
 
