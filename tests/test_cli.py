@@ -228,6 +228,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
     proc.wait()
     assert manifest(run)["status"] == "running" and len(level0_steps()) < 7  # stopped inside level 0
     assert_nothing_broken(run, killed=True)
+    assert_error(hkmeans("sample", run, "--target-size", 10, check=False), "the fit has not finished")
+    assert "status         running" in hkmeans("info", run).stdout
     hkmeans(*args, "--out", run)
     assert_nothing_broken(run)
     assert manifest(run)["status"] == "done"
