@@ -18,7 +18,6 @@ so a run stopped at any moment resumes after its last finished step.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import platform
@@ -27,6 +26,11 @@ import sys
 import tempfile
 import time
 from importlib import metadata
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked
+    fcntl = None
 
 import numpy as np
 
@@ -247,6 +251,8 @@ def _lock(path):
     """An exclusive lock on the run directory, held until the process ends (however
     it ends); :class:`RunDirError` if another process holds it."""
     f = open(os.path.join(path, LOCK), "a")
+    if fcntl is None:
+        return f
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
