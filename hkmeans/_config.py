@@ -1,8 +1,13 @@
 """Tunables read by host code."""
 
-#: Rows per block in the assignment kernels. Fixed, so that every row sees the
-#: same arithmetic whatever the number of threads.
+#: Rows per block in the assignment kernels: at least this many. Fixed for given
+#: shapes, so that every row sees the same arithmetic whatever the number of threads.
 CHUNK_ROWS = 256
+
+#: With few centroids, blocks grow up to this many rows while one block's distances
+#: to all centroids fit in ``CHUNK_BYTES`` (fewer, larger GEMMs).
+CHUNK_ROWS_MAX = 1024
+CHUNK_BYTES = 4 << 20
 
 #: Up to this many features the assignment computes distances directly,
 #: vectorised over centroids; above it, one GEMM per block of rows.
@@ -13,5 +18,5 @@ SMALL_D = 16
 SEEDING_ROWS = 256
 
 #: Lloyd's bounds: at most this many groups of centres, each row keeping one lower
-#: bound per group (memory: 8 bytes x rows x groups).
+#: bound per group (memory: 4 bytes x rows x groups).
 BOUND_GROUPS = 16

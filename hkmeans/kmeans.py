@@ -64,18 +64,26 @@ def _rel_err(X):
     return 2.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
 
 
+def _chunk_rows(k, itemsize):
+    """Rows per block of the assignment: as many as keep a block's distances to the
+    ``k`` centres within ``CHUNK_BYTES``, between ``CHUNK_ROWS`` and ``CHUNK_ROWS_MAX``."""
+    fit = _config.CHUNK_BYTES // max(1, k * itemsize)
+    return int(min(_config.CHUNK_ROWS_MAX, max(_config.CHUNK_ROWS, fit)))
+
+
 def search(X, centers, labels, sqdist, lower=None, group_offsets=None):
     """Nearest centres, in place. With ``lower`` (per-row, per-group bounds kept between
     calls; centres grouped as ``group_offsets`` says), rows whose bounds prove their
     ``labels`` keep them; without, every row is searched."""
-    n_tasks = max(1, min(numba.get_num_threads(), -(-X.shape[0] // _config.CHUNK_ROWS)))
+    chunk = _chunk_rows(centers.shape[0], X.dtype.itemsize)
+    n_tasks = max(1, min(numba.get_num_threads(), -(-X.shape[0] // chunk)))
     gemm = X.shape[1] > _config.SMALL_D
     bounded = lower is not None
     if not bounded:
         lower = np.zeros((0, 1), dtype=np.float32)
         group_offsets = np.array([0, centers.shape[0]])
     cpu.assign(
-        X, centers, _config.CHUNK_ROWS, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, group_offsets, bounded
+        X, centers, chunk, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, group_offsets, bounded
     )
 
 
