@@ -310,6 +310,20 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None
     return KMeansResult(centers[restore], order[labels_old], sqdist, float(np.sum(sqdist)), max(n_iter, 1))
 
 
+def _mean_variance(X) -> float:
+    """Mean of the features' variances, in float64 over blocks of rows (8 MB of
+    float64 each): no copy of ``X``, which may be a memory-mapped file."""
+    block = max(1, (1 << 20) // X.shape[1])
+    mean = np.zeros(X.shape[1])
+    for a in range(0, X.shape[0], block):
+        mean += X[a : a + block].sum(axis=0, dtype=np.float64)
+    mean /= X.shape[0]
+    ss = 0.0
+    for a in range(0, X.shape[0], block):
+        ss += float(np.sum((X[a : a + block] - mean) ** 2))
+    return ss / X.size
+
+
 def kmeans(
     X,
     n_clusters,
@@ -336,7 +350,7 @@ def kmeans(
     spherical = metric == "cosine"
     if spherical:
         X = normalize_rows(X)
-    tol_abs = float(np.mean(np.var(X, axis=0))) * tol if tol > 0 else 0.0
+    tol_abs = _mean_variance(X) * tol if tol > 0 else 0.0
     checkpoints = checkpoints if key is not None and checkpoints is not None else Checkpoints()
     partial = f"{key}/partial"
     best, first_run, state = None, 0, None

@@ -194,3 +194,11 @@ def test_bounds_give_the_labels_of_plain_lloyd(dtype, d):
     np.testing.assert_array_equal(fast.labels, plain.labels)
     np.testing.assert_array_equal(fast.centers, plain.centers)
     np.testing.assert_array_equal(fast.sqdist, plain.sqdist)
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (5000, 7), (300, 5000)])
+def test_mean_variance_in_blocks(shape):
+    from hkmeans.kmeans import _mean_variance
+
+    X = (np.random.default_rng(1).normal(size=shape) * 3 + 10).astype(np.float32)
+    np.testing.assert_allclose(_mean_variance(X), np.mean(np.var(X.astype(np.float64), axis=0)), rtol=1e-10)
