@@ -124,8 +124,9 @@ def hierarchical_kmeans(
     rng = as_generator(random_state)
     checkpoints = checkpoints if checkpoints is not None else Checkpoints()
     params = dict(init=init, n_init=n_init, max_iter=max_iter, tol=tol, metric=metric, verbose=verbose)
-    if metric == "cosine":
-        X = normalize_rows(X)
+    if metric == "cosine":  # once, for every level and step
+        X = normalize_rows(X, out=checkpoints.empty("normalized", X.shape, X.dtype))
+        params["normalized"] = True
     levels: list[Level] = []
     Y = X
     with bar(verbose, len(ks), "levels", leave=True, unit="level") as levels_bar:

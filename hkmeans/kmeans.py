@@ -51,11 +51,17 @@ def single_threaded_blas():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
-def normalize_rows(X: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), as a new array."""
-    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
-    norms[norms == 0] = 1.0
-    return (X / norms[:, None]).astype(X.dtype, copy=False)
+def normalize_rows(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), into ``out`` (by default a
+    new array), in blocks of rows: no temporary the size of ``X``."""
+    out = np.empty(X.shape, dtype=X.dtype) if out is None else out
+    block = max(1, (1 << 20) // max(1, X.shape[1]))
+    for a in range(0, X.shape[0], block):
+        x = X[a : a + block]
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+        norms[norms == 0] = 1.0
+        out[a : a + block] = x / norms[:, None]
+    return out
 
 
 def _rel_err(X):
@@ -337,6 +343,7 @@ def kmeans(
     verbose=False,
     checkpoints: Checkpoints | None = None,
     key: str | None = None,
+    normalized=False,
 ) -> KMeansResult:
     """Best of ``n_init`` k-means runs (lowest inertia) on validated data.
 
@@ -344,11 +351,12 @@ def kmeans(
     k-means); ``sqdist`` is then ``2 - 2 cos``. ``tol`` is relative to the mean
     feature variance, as in scikit-learn. ``verbose`` shows a bar of Lloyd iterations.
     With ``checkpoints`` and a ``key``, the runs save their state under ``key/partial``
-    when ``checkpoints.partial_due()`` and continue from a saved state.
+    when ``checkpoints.partial_due()`` and continue from a saved state. ``normalized``
+    says that the rows of ``X`` already have unit norm (no copy is made).
     """
     rng = as_generator(random_state)
     spherical = metric == "cosine"
-    if spherical:
+    if spherical and not normalized:
         X = normalize_rows(X)
     tol_abs = _mean_variance(X) * tol if tol > 0 else 0.0
     checkpoints = checkpoints if key is not None and checkpoints is not None else Checkpoints()

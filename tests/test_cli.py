@@ -117,6 +117,16 @@ def test_other_dtypes_and_layouts_go_through_a_c_ordered_copy(tmp_path, layout):
     assert not (tmp_path / "run" / "data.npy").exists()
 
 
+def test_fit_cosine_matches_the_python_api(data, tmp_path):
+    X, path = data
+    hkmeans("fit", path, "--out", tmp_path / "run", *FIT, "--metric", "cosine")
+    model = HierarchicalKMeans(**API, metric="cosine").fit(X)
+    tree = ClusterTree.load(tmp_path / "run" / "tree.npz")
+    for t, level in enumerate(model.levels_):
+        np.testing.assert_array_equal(tree.labels[t], level.labels)
+        np.testing.assert_array_equal(tree.centroids[t], level.centroids)
+
+
 def test_fit_read_only_file_and_float64(tmp_path):
     X = blobs(dtype=np.float64)
     path = tmp_path / "x.npy"
