@@ -192,7 +192,7 @@ class FlopCounter:
 
 def section_large(args):
     X = np.random.default_rng(0).normal(size=(100_000, 256)).astype(np.float32)
-    params = dict(n_clusters=(5000, 1000), sample_size=(10, 3), n_resamples=10, max_iter=50, random_state=0)
+    params = dict(n_clusters=(5000, 1000), sample_size=(10, 3), n_resamples=10, max_iter=50, init=args.init, random_state=0)
     hkmeans.HierarchicalKMeans((50, 10), n_resamples=1, random_state=0).fit(X[:2000]).sample(100)  # compile or load
     with FlopCounter() as counter:
         seconds, model = timed(lambda: hkmeans.HierarchicalKMeans(**params).fit(X))
@@ -202,7 +202,7 @@ def section_large(args):
     roofline = counter.flops / rate
     total = seconds + sample_seconds
     print("\n## The paper's large example: 100,000 x 256 float32, (5000, 1000), sample_size (10, 3), "
-          "10 resamples, 50 iterations, then sample(20000)")
+          f"10 resamples, 50 iterations, init={args.init!r}, then sample(20000)")
     print(f"fit {seconds:.0f} s + sample {sample_seconds:.2f} s = {total:.0f} s; "
           f"distance work {counter.flops / 1e12:.1f} TFLOP at numpy's {rate / 1e9:.0f} GFLOP/s = "
           f"{roofline:.0f} s roofline; ratio {total / roofline:.2f}; Lloyd iterations {model.n_iter_}")
@@ -225,6 +225,7 @@ def main():
     parser.add_argument("--d", type=int, default=128)
     parser.add_argument("--k", type=int, default=1000)
     parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--init", default="k-means++", help="seeding of the large example")
     args = parser.parse_args()
     blas = ", ".join(sorted({f"{i['internal_api']} {i.get('version')}" for i in threadpool_info() if i["user_api"] == "blas"}))
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__} "
