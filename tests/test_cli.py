@@ -378,6 +378,11 @@ def test_bad_flags_and_missing_parameters(data, tmp_path):
     assert_error(hkmeans("fit", path, "--out", tmp_path / "r", check=False), "n_clusters is required")
     assert_error(hkmeans("fit", path, "--out", tmp_path / "r", "--n-clusters", "6o", check=False), "expected integers")
     assert_error(hkmeans("curate", path, "--out", tmp_path / "r", *FIT, check=False), "target_size is required")
+    assert_error(hkmeans("curate", path, "--out", tmp_path / "r", *FIT, "--target-size", -5, check=False), "target_size must be")
+    assert_error(
+        hkmeans("curate", path, "--out", tmp_path / "r", *FIT, "--target-size", 5, "--multiplier", 0, check=False),
+        "multiplier must be a positive integer",
+    )
     assert_error(hkmeans("sample", tmp_path / "r", "--target-size", 5, check=False), "not an hkmeans run directory")
     assert_error(hkmeans(check=False), "required: COMMAND")
     assert not (tmp_path / "r").exists()

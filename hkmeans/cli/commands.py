@@ -33,6 +33,10 @@ def _compute_dtype(X, name):
 def _check_sampling(config):
     if config["target_size"] is None:
         raise cfg.ConfigError("target_size is required: give --target-size or set it in the config file.")
+    if config["target_size"] < 0:
+        raise cfg.ConfigError(f"target_size must be a non-negative integer, got {config['target_size']}.")
+    if config["multiplier"] < 1:
+        raise cfg.ConfigError(f"multiplier must be a positive integer, got {config['multiplier']}.")
 
 
 def _prepare_fit(args, config):
