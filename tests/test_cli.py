@@ -181,7 +181,7 @@ def test_config_file_flags_override_and_effective_config_is_saved(data, tmp_path
     cfg.write_text('n_clusters = [60, 10]\nsample_size = [8, 2]\nn_resamples = 1\nseed = 0\ndtype = "float32"\n')
     hkmeans("fit", path, "--out", tmp_path / "run", "--config", cfg, "--n-resamples", 3)
     m = manifest(tmp_path / "run")
-    assert m["params"]["n_resamples"] == 3 and m["params"]["dtype"] == "float32"
+    assert m["params"]["n_resamples"] == [3, 3] and m["params"]["dtype"] == "float32"
     hkmeans("fit", path, "--out", tmp_path / "ref", *FIT)
     assert_same_tree(tmp_path / "run", tmp_path / "ref")
     # the saved configuration reproduces the run
@@ -257,6 +257,8 @@ def test_rerun_of_a_finished_fit_does_nothing_and_other_parameters_are_refused(d
     assert (run / "tree.npz").stat().st_mtime_ns == before
     proc = hkmeans("fit", path, "--out", run, *FIT[2:], "--n-clusters", "50,10", check=False)
     assert proc.returncode == 2 and "other parameters (n_clusters=[60, 10] there, [50, 10] here)" in proc.stderr
+    (tmp_path / "same.toml").write_text("n_clusters = [60, 10]\nsample_size = [8, 2]\nn_resamples = [3, 3]\n")
+    hkmeans("fit", path, "--out", run, "--config", tmp_path / "same.toml")  # the same run, spelt otherwise
     np.save(tmp_path / "y.npy", X[::-1])
     proc = hkmeans("fit", tmp_path / "y.npy", "--out", run, *FIT, check=False)
     assert proc.returncode == 2 and "other input" in proc.stderr and "--overwrite" in proc.stderr

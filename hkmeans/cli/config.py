@@ -94,9 +94,21 @@ def effective(path, flags: dict) -> dict:
     return config
 
 
+PER_LEVEL = ("n_clusters", "n_resamples", "sample_size", "n_splits")
+
+
 def fit_params(config) -> dict:
-    """The keys that decide a fit's result (a run directory is tied to them)."""
-    return {key: config[key] for key in FIT_KEYS}
+    """The keys that decide a fit's result (a run directory is tied to them), with
+    per-level keys written out as one entry per level, so that ``n_resamples = 10``
+    and ``n_resamples = [10, 10]`` name the same run."""
+    params = {key: config[key] for key in FIT_KEYS}
+    ks = params["n_clusters"]
+    n_levels = len(ks) if isinstance(ks, list) else 1
+    for key in PER_LEVEL:
+        value = params[key]
+        if value is not None and not isinstance(value, list):
+            params[key] = [value] * n_levels
+    return params
 
 
 def to_toml(config) -> str:

@@ -117,6 +117,7 @@ class RunDir(Checkpoints):
                 raise RunDirError(f"{path}: holds a run with other parameters ({diff}); use --overwrite to start over.")
             _check_writable(path)
             lock = _lock(path)
+            manifest = cls.read_manifest(path)  # as the last process to hold the lock left it
             _remove_temporaries(path)  # left by a process killed while writing
             manifest["input"].update(path=source["path"], stat=source["stat"])
             run = cls(path, manifest, config["checkpoint_interval"])
