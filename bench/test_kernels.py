@@ -22,12 +22,18 @@ def blas_one_thread():
         yield
 
 
+def _rate(benchmark, name, work, unit=1.0):
+    """Work per second of the median run, as extra info (absent with --benchmark-disable)."""
+    if benchmark.stats is not None:
+        benchmark.extra_info[name] = work / benchmark.stats.stats.median / unit
+
+
 @pytest.mark.parametrize("n, d, k", [(100_000, 128, 1000), (30_000, 2, 1000)])
 def test_assign(benchmark, n, d, k):
     X = data(n, d)
     C = X[:k].copy()
     benchmark(assign, X, C)
-    benchmark.extra_info["GFLOP/s"] = 2 * n * k * d / benchmark.stats.stats.median / 1e9
+    _rate(benchmark, "GFLOP/s", 2 * n * k * d, 1e9)
 
 
 def test_centroid_update(benchmark):
@@ -39,7 +45,7 @@ def test_centroid_update(benchmark):
         return cpu.cluster_sums(X, offsets, order)
 
     benchmark(update)
-    benchmark.extra_info["points/s"] = len(X) / benchmark.stats.stats.median
+    _rate(benchmark, "points/s", len(X))
 
 
 def test_resampling_selection(benchmark):
@@ -50,7 +56,7 @@ def test_resampling_selection(benchmark):
     offsets, order = cpu.group_by_label(labels, k)
     take = np.minimum(np.diff(offsets), 15)
     benchmark(cpu.pick_members, offsets, order, scores, take)
-    benchmark.extra_info["points/s"] = n / benchmark.stats.stats.median
+    _rate(benchmark, "points/s", n)
 
 
 def test_hierarchical_sampling(benchmark):
@@ -62,10 +68,10 @@ def test_hierarchical_sampling(benchmark):
     )
     tree.members(0)  # the CSR is built once per tree, outside the timing
     benchmark(hierarchical_sampling, tree, 200_000, "closest", 1, 0)
-    benchmark.extra_info["points/s"] = n / benchmark.stats.stats.median
+    _rate(benchmark, "points/s", n)
 
 
 def test_kmeans_plusplus(benchmark):
     X = data(20_000, 64)
     benchmark.pedantic(init_centers, args=(X, 200, "k-means++", np.random.default_rng(0)), rounds=3)
-    benchmark.extra_info["points/s"] = len(X) / benchmark.stats.stats.median
+    _rate(benchmark, "points/s", len(X))
