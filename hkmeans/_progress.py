@@ -10,9 +10,11 @@ from tqdm import tqdm
 log = logging.getLogger("hkmeans")
 
 
-def bar(verbose, total, desc, leave=False, unit="it"):
-    """A progress bar on stderr, shown only when ``verbose``."""
-    return tqdm(total=total, desc=desc, leave=leave, unit=unit, disable=not verbose, file=sys.stderr, dynamic_ncols=True)
+def bar(verbose, total, desc, leave=False, unit="it", iterable=None):
+    """A progress bar on stderr (over ``iterable`` if given), shown only when ``verbose``."""
+    return tqdm(
+        iterable, total=total, desc=desc, leave=leave, unit=unit, disable=not verbose, file=sys.stderr, dynamic_ncols=True
+    )
 
 
 def report(verbose, message) -> None:
@@ -21,11 +23,6 @@ def report(verbose, message) -> None:
     log.info(message)
     if verbose and not log.handlers:
         tqdm.write(f"[hkmeans] {message}", file=sys.stderr)
-
-
-def tqdm_range(verbose, n, desc):
-    """``range(n)`` with a bar on stderr when ``verbose``."""
-    return tqdm(range(n), desc=desc, leave=False, disable=not verbose, file=sys.stderr, dynamic_ncols=True)
 
 
 class TqdmHandler(logging.Handler):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kernels import cpu
-from ._progress import bar, report, tqdm_range
+from ._progress import bar, report
 from ._rng import as_generator
 from .checkpoint import Checkpoints, run_step
 from .kmeans import assign, check_kmeans_params, kmeans, normalize_rows, reseed_empty, single_threaded_blas
@@ -230,7 +230,7 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
     def split(key):
         offsets, order = cpu.group_by_label(out["labels"], k)
         parts, n_iter = [], 0
-        for c in tqdm_range(params["verbose"], k, f"splitting {k}"):
+        for c in bar(params["verbose"], k, f"splitting {k}", iterable=range(k)):
             members = order[offsets[c] : offsets[c + 1]]
             if members.size == 0:
                 continue

@@ -38,6 +38,9 @@ class KMeansResult:
     n_iter: int
 
 
+_RESULT_FIELDS = ("centers", "labels", "sqdist", "inertia", "n_iter")
+
+
 @functools.cache
 def _blas_controller() -> ThreadpoolController:
     # scanning the loaded libraries takes milliseconds: done once, after loading the
@@ -51,16 +54,22 @@ def single_threaded_blas():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
+def _row_blocks(X):
+    """Slices of about 2**20 entries of ``X`` (8 MB as float64), whole rows each: host
+    loops over them need no temporary the size of ``X``."""
+    block = max(1, (1 << 20) // max(1, X.shape[1]))
+    return [slice(a, a + block) for a in range(0, X.shape[0], block)]
+
+
 def normalize_rows(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero), into ``out`` (by default a
-    new array), in blocks of rows: no temporary the size of ``X``."""
+    new array), in blocks of rows."""
     out = np.empty(X.shape, dtype=X.dtype) if out is None else out
-    block = max(1, (1 << 20) // max(1, X.shape[1]))
-    for a in range(0, X.shape[0], block):
-        x = X[a : a + block]
+    for rows in _row_blocks(X):
+        x = X[rows]
         norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
         norms[norms == 0] = 1.0
-        out[a : a + block] = x / norms[:, None]
+        out[rows] = x / norms[:, None]
     return out
 
 
@@ -317,17 +326,11 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None
 
 
 def _mean_variance(X) -> float:
-    """Mean of the features' variances, in float64 over blocks of rows (8 MB of
-    float64 each): no copy of ``X``, which may be a memory-mapped file."""
-    block = max(1, (1 << 20) // X.shape[1])
-    mean = np.zeros(X.shape[1])
-    for a in range(0, X.shape[0], block):
-        mean += X[a : a + block].sum(axis=0, dtype=np.float64)
-    mean /= X.shape[0]
-    ss = 0.0
-    for a in range(0, X.shape[0], block):
-        ss += float(np.sum((X[a : a + block] - mean) ** 2))
-    return ss / X.size
+    """Mean of the features' variances, in float64 over blocks of rows: no copy of
+    ``X``, which may be a memory-mapped file."""
+    blocks = _row_blocks(X)
+    mean = sum(X[rows].sum(axis=0, dtype=np.float64) for rows in blocks) / X.shape[0]
+    return sum(float(np.sum((X[rows] - mean) ** 2)) for rows in blocks) / X.size
 
 
 def kmeans(
@@ -368,7 +371,7 @@ def kmeans(
         set_rng_state(rng, saved["rng_state"])
         state = {name: saved[name] for name in ("order", "group_offsets", "centers", "labels", "n_iter")}
         if "best_centers" in saved:
-            best = KMeansResult(*(saved["best_" + f] for f in ("centers", "labels", "sqdist", "inertia", "n_iter")))
+            best = KMeansResult(*(saved["best_" + f] for f in _RESULT_FIELDS))
     with single_threaded_blas():
         for run in range(first_run, n_init):
             centers = None
@@ -384,7 +387,7 @@ def kmeans(
                     if checkpoints.partial_due():
                         arrays = dict(st, run=run, rng_state=after_init)
                         if best is not None:
-                            arrays.update({"best_" + f: getattr(best, f) for f in ("centers", "labels", "sqdist", "inertia", "n_iter")})
+                            arrays.update({"best_" + f: getattr(best, f) for f in _RESULT_FIELDS})
                         checkpoints.save(partial, arrays)
 
                 res = lloyd(X, centers, max_iter=max_iter, tol=tol_abs, spherical=spherical, state=state, on_iter=on_iter)

@@ -72,8 +72,8 @@ def assert_same_tree(a, b):
     np.testing.assert_array_equal(ta.distances, tb.distances)
 
 
-def fitted_like_the_api(run, X):
-    model = HierarchicalKMeans(**API).fit(X)
+def fitted_like_the_api(run, X, **params):
+    model = HierarchicalKMeans(**API, **params).fit(X)
     tree = ClusterTree.load(run / "tree.npz")
     for t, level in enumerate(model.levels_):
         np.testing.assert_array_equal(tree.labels[t], level.labels)
@@ -120,11 +120,7 @@ def test_other_dtypes_and_layouts_go_through_a_c_ordered_copy(tmp_path, layout):
 def test_fit_cosine_matches_the_python_api(data, tmp_path):
     X, path = data
     hkmeans("fit", path, "--out", tmp_path / "run", *FIT, "--metric", "cosine")
-    model = HierarchicalKMeans(**API, metric="cosine").fit(X)
-    tree = ClusterTree.load(tmp_path / "run" / "tree.npz")
-    for t, level in enumerate(model.levels_):
-        np.testing.assert_array_equal(tree.labels[t], level.labels)
-        np.testing.assert_array_equal(tree.centroids[t], level.centroids)
+    fitted_like_the_api(tmp_path / "run", X, metric="cosine")
 
 
 def test_fit_read_only_file_and_float64(tmp_path):

@@ -549,7 +549,7 @@ def _few_dots(X, Y, G):
 
 
 @njit(parallel=True, cache=True)
-def _trial_potentials_gemm(X, w, x_sq, closest, cand, chunk, dist, n_tasks):
+def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, dist, n_tasks):
     """:func:`_trial_potentials` for wide rows: per block of rows, the dot products
     with the candidates (:func:`_few_dots`), squared distances as
     ``|x|^2 + |y|^2 - 2 x.y``; ``dist[i, q]`` keeps them so that the chosen candidate
@@ -603,8 +603,9 @@ def kmeans_plusplus(X, w, first, rand, chunk, small_d, n_tasks):
     uniform draws of every later step, so the caller's generator alone decides; a
     candidate is drawn through per-block sums of ``w * d(x)^2`` in the rows' order.
     Rows of up to ``small_d`` features get exact distances in vectorised loops over
-    spatially ordered blocks, far blocks skipped; wider rows go through a GEMM per
-    block, one pass over ``X`` per step on ``n_tasks`` threads.
+    spatially ordered blocks, far blocks skipped; wider rows get dot products with the
+    candidates per block (:func:`_few_dots`), one pass over ``X`` per step on
+    ``n_tasks`` threads.
     """
     n, d = X.shape
     k = rand.shape[0] + 1
@@ -620,7 +621,7 @@ def kmeans_plusplus(X, w, first, rand, chunk, small_d, n_tasks):
         dist = np.empty((n, rand.shape[1]), dtype=np.float64)
         for c in range(1, k):
             cand = _draw(closest, w, block_sums, chunk, rand[c - 1])
-            pots = _trial_potentials_gemm(X, w, x_sq, closest, cand, chunk, dist, n_tasks)
+            pots = _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, dist, n_tasks)
             best = np.argmin(pots)
             idx[c] = cand[best]
             _take_trial(closest, w, dist, best, block_sums, chunk)

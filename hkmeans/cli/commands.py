@@ -114,7 +114,7 @@ def _fit(args, config, X, dtype, source):
     return run
 
 
-def _sample(tree, config, out):
+def _sample(tree, config, out, verbosity):
     n_max = tree.n_samples * config["multiplier"]
     if config["target_size"] > n_max:
         warnings.warn(
@@ -125,7 +125,8 @@ def _sample(tree, config, out):
     sampler = hierarchical_sampling if config["method"] == "hierarchical" else flat_sampling
     idx = sampler(tree, config["target_size"], strategy=config["strategy"], multiplier=config["multiplier"], random_state=config["seed"])
     save_npy(out, idx)
-    log.info("wrote %d indices to %s", len(idx), out)
+    if verbosity >= 0:
+        print(f"{len(idx)} indices written to {out}", file=sys.stderr)
     return idx
 
 
@@ -141,9 +142,7 @@ def curate(args) -> None:
     out = args.output or os.path.join(args.out, "indices.npy")
     _check_output(out, exempt=args.out)
     run = _fit(args, config, *prepared)
-    idx = _sample(RunDir.tree(run.path), config, out)
-    if args.verbosity >= 0:
-        print(f"{len(idx)} indices written to {out}", file=sys.stderr)
+    _sample(RunDir.tree(run.path), config, out, args.verbosity)
 
 
 def sample(args) -> None:
@@ -152,9 +151,7 @@ def sample(args) -> None:
     tree = RunDir.tree(args.run_dir)
     out = args.output or os.path.join(args.run_dir, "indices.npy")
     _check_output(out)
-    idx = _sample(tree, config, out)
-    if args.verbosity >= 0:
-        print(f"{len(idx)} indices written to {out}", file=sys.stderr)
+    _sample(tree, config, out, args.verbosity)
 
 
 def _check_output(out, exempt=None):

@@ -65,10 +65,11 @@ def _versions():
 class RunDir(Checkpoints):
     """A run directory, made or reopened for one input and one set of fit parameters."""
 
-    def __init__(self, path, manifest, checkpoint_interval=60.0):
+    def __init__(self, path, manifest, checkpoint_interval=60.0, lock=None):
         self.path = os.fspath(path)
         self.manifest = manifest
         self.checkpoint_interval = checkpoint_interval
+        self._lock = lock  # held (open) as long as this object lives
         self._last_save = time.monotonic()
 
     # opening
@@ -120,8 +121,7 @@ class RunDir(Checkpoints):
             manifest = cls.read_manifest(path)  # as the last process to hold the lock left it
             _remove_temporaries(path)  # left by a process killed while writing
             manifest["input"].update(path=source["path"], stat=source["stat"])
-            run = cls(path, manifest, config["checkpoint_interval"])
-            run._lock = lock
+            run = cls(path, manifest, config["checkpoint_interval"], lock)
             save_text(os.path.join(path, "config.toml"), to_toml(config))  # this run's flags
             return run
         if not exists:
@@ -145,8 +145,7 @@ class RunDir(Checkpoints):
             "steps": [],
             "status": "running",
         }
-        run = cls(path, manifest, config["checkpoint_interval"])
-        run._lock = lock
+        run = cls(path, manifest, config["checkpoint_interval"], lock)
         run.write_manifest()  # first: a directory with a manifest is a run directory
         save_text(os.path.join(path, "config.toml"), to_toml(config))
         return run
@@ -160,15 +159,18 @@ class RunDir(Checkpoints):
     def _file(self, key, kind=""):
         return os.path.join(self.path, "steps", *key.split("/")) + kind + ".npz"
 
+    def _partial(self, key):
+        """The file of a running k-means' state (key ``STEP/partial``), or None."""
+        step, _, last = key.rpartition("/")
+        return self._file(step, ".partial") if last == "partial" else None
+
     def load(self, key):
-        if key.endswith("/partial"):
-            file = self._file(key[: -len("/partial")], ".partial")
-            if not os.path.isfile(file):
+        partial = self._partial(key)
+        if partial is not None or key not in self.manifest["steps"]:
+            if partial is None or not os.path.isfile(partial):
                 return None
-            with np.load(file) as f:
+            with np.load(partial) as f:
                 return dict(f)
-        if key not in self.manifest["steps"]:
-            return None
         with np.load(self._file(key)) as f:
             out = dict(f)
         if os.path.isfile(self._file(key, ".labels")):
@@ -177,23 +179,22 @@ class RunDir(Checkpoints):
         return out
 
     def save(self, key, arrays):
-        if key.endswith("/partial"):
-            file = self._file(key[: -len("/partial")], ".partial")
-            os.makedirs(os.path.dirname(file), exist_ok=True)
-            save_npz(file, **arrays)
-            self._last_save = time.monotonic()
-            log.info("saved the state of %s after %d Lloyd iterations", key[: -len("/partial")], int(arrays["n_iter"]))
+        partial = self._partial(key)
+        file = partial or self._file(key)
+        os.makedirs(os.path.dirname(file), exist_ok=True)
+        self._last_save = time.monotonic()
+        if partial is not None:
+            save_npz(partial, **arrays)
+            log.info("saved the state of %s after %d Lloyd iterations", key.rpartition("/")[0], int(arrays["n_iter"]))
             return
-        os.makedirs(os.path.dirname(self._file(key)), exist_ok=True)
         large = {name: arrays[name] for name in ("labels", "sqdist") if name in arrays}
         small = {name: a for name, a in arrays.items() if name not in large}
         if large:
             save_npz(self._file(key, ".labels"), **large)
-        save_npz(self._file(key), **small)
+        save_npz(file, **small)
         previous = self._previous(key)
         self.manifest["steps"].append(key)
         self.write_manifest()
-        self._last_save = time.monotonic()
         log.info("step %s done", key)
         # what only this step needed: the previous step's labels (within a level)
         if previous is not None and os.path.isfile(self._file(previous, ".labels")):
@@ -205,10 +206,9 @@ class RunDir(Checkpoints):
         return earlier[-1] if earlier else None
 
     def discard(self, key):
-        if key.endswith("/partial"):
-            file = self._file(key[: -len("/partial")], ".partial")
-            if os.path.isfile(file):
-                os.unlink(file)
+        partial = self._partial(key)
+        if partial is not None and os.path.isfile(partial):
+            os.unlink(partial)
 
     def partial_due(self):
         return time.monotonic() - self._last_save >= self.checkpoint_interval
