@@ -549,11 +549,15 @@ def _few_dots(X, Y, G):
 
 
 @njit(parallel=True, cache=True)
-def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, dist, n_tasks):
+def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, moves, n_moves, n_tasks):
     """:func:`_trial_potentials` for wide rows: per block of rows, the dot products
     with the candidates (:func:`_few_dots`), squared distances as
-    ``|x|^2 + |y|^2 - 2 x.y``; ``dist[i, q]`` keeps them so that the chosen candidate
-    needs no second pass over ``X``."""
+    ``|x|^2 + |y|^2 - 2 x.y``. ``partial[b, q]`` gets block ``b``'s potential with
+    candidate ``q`` added; the rows a candidate would move are listed per block
+    (``moves``: row in block times ``t`` plus ``q``, and the new distance; ``n_moves``
+    per block) so that taking a candidate needs no second pass over ``X``. Only moves
+    are written: after the first steps they are rare, and a pass reads little more
+    than ``X`` itself."""
     n, d = X.shape
     t = cand.shape[0]
     Y = np.empty((t, d), dtype=X.dtype)
@@ -561,22 +565,32 @@ def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, dist, n_tasks):
     for q in range(t):
         y_sq[q] = x_sq[cand[q]]
         Y[q] = X[cand[q]]
-    n_blocks = (n + chunk - 1) // chunk
-    partial = np.zeros((n_blocks, t), dtype=np.float64)
+    n_blocks = partial.shape[0]
     n_tasks = max(1, min(n_tasks, n_blocks))
     for task in prange(n_tasks):
         G = np.empty((chunk, t), dtype=X.dtype)
+        acc = np.empty(t, dtype=np.float64)
         lo, hi = _task_range(task, n_tasks, n_blocks)
         for b in range(lo, hi):
             a = b * chunk
             e = min(a + chunk, n)
             _few_dots(X[a:e], Y, G)
+            acc[:] = 0.0
+            m = a * t  # block b's share of ``moves``: chunk * t entries
             for i in range(e - a):
                 ci = closest[a + i]
+                wi = w[a + i]
                 for q in range(t):
                     d2 = max(x_sq[a + i] + y_sq[q] - 2.0 * G[i, q], 0.0)
-                    dist[a + i, q] = d2
-                    partial[b, q] += w[a + i] * min(ci, d2)
+                    if d2 < ci:
+                        moves[m, 0] = i * t + q
+                        moves[m, 1] = d2
+                        m += 1
+                        acc[q] += wi * d2
+                    else:
+                        acc[q] += wi * ci
+            partial[b] = acc
+            n_moves[b] = m - a * t
     pots = np.zeros(t, dtype=np.float64)
     for b in range(n_blocks):  # fixed order: independent of the thread count
         pots += partial[b]
@@ -584,14 +598,17 @@ def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, dist, n_tasks):
 
 
 @njit(parallel=True, cache=True)
-def _take_trial(closest, w, dist, q, block_sums, chunk):
-    n = closest.shape[0]
+def _take_trial(closest, partial, moves, n_moves, q, block_sums, chunk):
+    """Candidate ``q`` becomes a centre: its listed moves are applied and the block
+    sums are its partial potentials (the same sums, in the same order)."""
+    t = partial.shape[1]
     for b in prange(block_sums.shape[0]):
-        s = 0.0
-        for i in range(b * chunk, min((b + 1) * chunk, n)):
-            closest[i] = min(closest[i], dist[i, q])
-            s += w[i] * closest[i]
-        block_sums[b] = s
+        block_sums[b] = partial[b, q]
+        m = b * chunk * t
+        for j in range(m, m + n_moves[b]):
+            code = np.int64(moves[j, 0])
+            if code % t == q:
+                closest[b * chunk + code // t] = moves[j, 1]
 
 
 @njit(cache=True)
@@ -618,13 +635,17 @@ def kmeans_plusplus(X, w, first, rand, chunk, small_d, n_tasks):
         x_sq = np.empty(n, dtype=np.float64)
         for i in range(n):
             x_sq[i] = _row_sq(X[i])
-        dist = np.empty((n, rand.shape[1]), dtype=np.float64)
+        t = rand.shape[1]
+        n_blocks = block_sums.shape[0]
+        partial = np.empty((n_blocks, t), dtype=np.float64)
+        moves = np.empty((n_blocks * chunk * t, 2), dtype=np.float64)
+        n_moves = np.empty(n_blocks, dtype=np.int64)
         for c in range(1, k):
             cand = _draw(closest, w, block_sums, chunk, rand[c - 1])
-            pots = _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, dist, n_tasks)
+            pots = _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, moves, n_moves, n_tasks)
             best = np.argmin(pots)
             idx[c] = cand[best]
-            _take_trial(closest, w, dist, best, block_sums, chunk)
+            _take_trial(closest, partial, moves, n_moves, best, block_sums, chunk)
         return idx
     perm = _spatial_order(X, chunk)
     Xp = np.empty((n, d), dtype=X.dtype)
