@@ -53,6 +53,42 @@ def test_assign_picks_a_nearest_centre(n, d, k, seed, dtype):
     np.testing.assert_allclose(sqdist, D[np.arange(n), labels], rtol=1e-10, atol=1e-12)
 
 
+@given(
+    n=st.integers(1, 400),
+    d=st.sampled_from([2, 5, _config.SMALL_D + 8]),
+    k=st.integers(16, 120),
+    grid=st.booleans(),
+    step=st.sampled_from([0.0, 0.01, 0.3]),
+    seed=st.integers(0, 2**32 - 1),
+    dtype=st.sampled_from(DTYPES),
+)
+def test_bounded_search_matches_full_search_and_keeps_valid_bounds(n, d, k, grid, step, seed, dtype):
+    """Two searches with bounds, the centres moved in between: the labels are those of a
+    full search, and every bound stays below the distance it bounds. Grid data make
+    ties (equidistant centres, duplicate rows) common."""
+    from hkmeans.kmeans import _group_centres, search
+
+    rng = np.random.default_rng(seed)
+    draw = (lambda size: rng.integers(-3, 4, size)) if grid else (lambda size: rng.normal(size=size))
+    X = draw((n, d)).astype(dtype)
+    C = draw((k, d)).astype(dtype)
+    order, offsets = _group_centres(C)
+    C = C[order]
+    labels = np.zeros(n, dtype=np.int64)
+    sqdist = np.empty(n)
+    lower = np.zeros((n, len(offsets) - 1), dtype=np.float32)
+    search(X, C, labels, sqdist, lower, offsets)
+    moved = (C + step * rng.normal(size=C.shape)).astype(dtype)
+    moves = np.sqrt(((moved.astype(np.float64) - C) ** 2).sum(1))
+    cpu.loosen_bounds(lower, np.array([moves[a:e].max() for a, e in zip(offsets[:-1], offsets[1:])]))
+    search(X, moved, labels, sqdist, lower, offsets)
+    np.testing.assert_array_equal(labels, assign(X, moved)[0])
+    D = np.sqrt(naive.sqdist_matrix(X, moved))
+    D[np.arange(n), labels] = np.inf
+    for g, (a, e) in enumerate(zip(offsets[:-1], offsets[1:])):
+        assert np.all(lower[:, g] <= D[:, a:e].min(1))
+
+
 @pytest.mark.parametrize("d", [3, 64])
 def test_assign_same_result_with_one_or_two_threads(d):
     X, C = _data(1, 5000, d, 300, np.float32)
