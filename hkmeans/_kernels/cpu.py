@@ -247,12 +247,13 @@ def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, group_off
     for j in range(k):
         for f in range(d):
             CT[f, j] = scale * C[j, f]
-    CTg = np.empty(d * k if bounded else 0, dtype=X.dtype)
+    by_group = bounded and n_groups > 1
+    CTg = np.empty(d * k if by_group else 0, dtype=X.dtype)
     group_of = np.empty(k, dtype=np.int64)
     for g in range(n_groups):
         a, e = group_offsets[g], group_offsets[g + 1]
         group_of[a:e] = g
-        if bounded:
+        if by_group:
             CTg[d * a : d * e].reshape((d, e - a))[:] = CT[:, a:e]
     n_blocks = (n + chunk - 1) // chunk
     for task in prange(n_tasks):
