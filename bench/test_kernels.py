@@ -9,7 +9,7 @@ import pytest
 
 from hkmeans import ClusterTree, hierarchical_sampling
 from hkmeans._kernels import cpu
-from hkmeans.kmeans import assign, init_centers, single_threaded_blas
+from hkmeans.kmeans import assign, init_centers, lloyd, single_threaded_blas
 
 
 def data(n, d, dtype=np.float32, seed=0):
@@ -34,6 +34,18 @@ def test_assign(benchmark, n, d, k):
     C = X[:k].copy()
     benchmark(assign, X, C)
     _rate(benchmark, "GFLOP/s", 2 * n * k * d, 1e9)
+
+
+@pytest.mark.parametrize("bounds", [False, True])
+def test_lloyd(benchmark, bounds):
+    """10 Lloyd iterations on a 50-Gaussian mixture (labels keep changing), with and
+    without the bounds that skip centroids; rate in searched points per second."""
+    rng = np.random.default_rng(4)
+    means = rng.normal(size=(50, 128))
+    X = (means[rng.integers(0, 50, 50_000)] + rng.normal(size=(50_000, 128))).astype(np.float32)
+    C0 = X[rng.choice(len(X), 1000, replace=False)].copy()
+    res = benchmark.pedantic(lloyd, args=(X, C0), kwargs=dict(max_iter=10, tol=0.0, bounds=bounds), rounds=3)
+    _rate(benchmark, "points/s", len(X) * (res.n_iter + 1))
 
 
 def test_centroid_update(benchmark):
