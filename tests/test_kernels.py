@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from hkmeans import _config
 from hkmeans._kernels import cpu
-from hkmeans.kmeans import assign
+from hkmeans.kmeans import _group_centres, assign, search
 
 from . import naive
 
@@ -66,8 +66,6 @@ def test_bounded_search_matches_full_search_and_keeps_valid_bounds(n, d, k, grid
     """Two searches with bounds, the centres moved in between: the labels are those of a
     full search, and every bound stays below the distance it bounds. Grid data make
     ties (equidistant centres, duplicate rows) common."""
-    from hkmeans.kmeans import _group_centres, search
-
     rng = np.random.default_rng(seed)
     draw = (lambda size: rng.integers(-3, 4, size)) if grid else (lambda size: rng.normal(size=size))
     X = draw((n, d)).astype(dtype)

@@ -73,6 +73,13 @@ def _group_minima(row, best, group_offsets, out):
         out[g] = np.inf if e - a == 0 or (e - a == 1 and a == best) else np.float64(_min(row[a:e]))
 
 
+@njit(cache=True, inline="always")
+def _lower_bound(value, shift):
+    """A stored bound from a searched squared-distance ``value``: ``shift`` adds what the
+    search left out (``|x|^2`` for the GEMM) less its rounding bound; float32, rounded down."""
+    return np.sqrt(max(value + shift, 0.0)) * _SHRINK
+
+
 @njit(cache=True, fastmath=True)
 def _sqdist(x, c):
     s = 0.0
@@ -132,7 +139,7 @@ def _search_full(X, C, CT, c_sq, c_max, gemm, rel_err, rows, x_sq, m, inplace, x
             _group_minima(g, j, group_offsets, gmin)
             shift = (x_sq[r] if gemm else 0.0) - rel_err * (x_sq[r] + c_max)
             for q in range(gmin.shape[0]):
-                lower[i, q] = np.sqrt(max(gmin[q] + shift, 0.0)) * _SHRINK
+                lower[i, q] = _lower_bound(gmin[q], shift)
         labels[i] = j
         sqdist[i] = _sqdist(X[i], C[j])
 
@@ -189,11 +196,11 @@ def _search_groups(X, C, CTg, c_sq, c_max, gemm, rel_err, prow, pxs, ps, need, m
         i, xs = prow[r], pxs[r]
         old = labels[i]
         g_old = group_of[old]
-        shift = xs if gemm else 0.0
+        left_out = xs if gemm else 0.0
         err = rel_err * (xs + c_max)
         v, p, runner_up = best[r, 0], np.int64(best[r, 1]), best[r, 2]
         if not need[r, g_old]:  # the current centroid, in no searched group: exact
-            vo = ps[r] - shift
+            vo = ps[r] - left_out
             if vo < v:
                 v, p, runner_up = vo, old, v
             else:
@@ -208,7 +215,7 @@ def _search_groups(X, C, CTg, c_sq, c_max, gemm, rel_err, prow, pxs, ps, need, m
         for g in range(n_groups):
             if need[r, g]:
                 other = g_min[r, g, 1] if g_arg[r, g] == p else g_min[r, g, 0]
-                lower[i, g] = np.sqrt(max(other + shift - err, 0.0)) * _SHRINK
+                lower[i, g] = _lower_bound(other, left_out - err)
         if p != old and not need[r, g_old]:  # the old centroid joins its group's others
             lower[i, g_old] = min(lower[i, g_old], np.sqrt(ps[r]) * _SHRINK)
     return m
@@ -667,13 +674,13 @@ def _few_dots(X, Y, G):
 
 
 @njit(parallel=True, cache=True)
-def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, moves, n_moves, n_tasks):
+def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code, move_dist, n_moves, n_tasks):
     """:func:`_trial_potentials` for wide rows: per block of rows, the dot products
     with the candidates (:func:`_few_dots`), squared distances as
     ``|x|^2 + |y|^2 - 2 x.y``. ``partial[b, q]`` gets block ``b``'s potential with
     candidate ``q`` added; the rows a candidate would move are listed per block
-    (``moves``: row in block times ``t`` plus ``q``, and the new distance; ``n_moves``
-    per block) so that taking a candidate needs no second pass over ``X``. Only moves
+    (``move_code``: row in block times ``t`` plus ``q``; ``move_dist``: the new
+    distance; ``n_moves`` per block) so that taking a candidate needs no second pass over ``X``. Only moves
     are written: after the first steps they are rare, and a pass reads little more
     than ``X`` itself."""
     n, d = X.shape
@@ -694,15 +701,15 @@ def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, moves, n_m
             e = min(a + chunk, n)
             _few_dots(X[a:e], Y, G)
             acc[:] = 0.0
-            m = a * t  # block b's share of ``moves``: chunk * t entries
+            m = a * t  # block b's share of the move lists: chunk * t entries
             for i in range(e - a):
                 ci = closest[a + i]
                 wi = w[a + i]
                 for q in range(t):
                     d2 = max(x_sq[a + i] + y_sq[q] - 2.0 * G[i, q], 0.0)
                     if d2 < ci:
-                        moves[m, 0] = i * t + q
-                        moves[m, 1] = d2
+                        move_code[m] = i * t + q
+                        move_dist[m] = d2
                         m += 1
                         acc[q] += wi * d2
                     else:
@@ -716,7 +723,7 @@ def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, moves, n_m
 
 
 @njit(parallel=True, cache=True)
-def _take_trial(closest, partial, moves, n_moves, q, block_sums, chunk):
+def _take_trial(closest, partial, move_code, move_dist, n_moves, q, block_sums, chunk):
     """Candidate ``q`` becomes a centre: its listed moves are applied and the block
     sums are its partial potentials (the same sums, in the same order)."""
     t = partial.shape[1]
@@ -724,9 +731,9 @@ def _take_trial(closest, partial, moves, n_moves, q, block_sums, chunk):
         block_sums[b] = partial[b, q]
         m = b * chunk * t
         for j in range(m, m + n_moves[b]):
-            code = np.int64(moves[j, 0])
+            code = move_code[j]
             if code % t == q:
-                closest[b * chunk + code // t] = moves[j, 1]
+                closest[b * chunk + code // t] = move_dist[j]
 
 
 @njit(cache=True)
@@ -756,14 +763,15 @@ def kmeans_plusplus(X, w, first, rand, chunk, small_d, n_tasks):
         t = rand.shape[1]
         n_blocks = block_sums.shape[0]
         partial = np.empty((n_blocks, t), dtype=np.float64)
-        moves = np.empty((n_blocks * chunk * t, 2), dtype=np.float64)
+        move_code = np.empty(n_blocks * chunk * t, dtype=np.int32)
+        move_dist = np.empty(n_blocks * chunk * t, dtype=np.float64)
         n_moves = np.empty(n_blocks, dtype=np.int64)
         for c in range(1, k):
             cand = _draw(closest, w, block_sums, chunk, rand[c - 1])
-            pots = _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, moves, n_moves, n_tasks)
+            pots = _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code, move_dist, n_moves, n_tasks)
             best = np.argmin(pots)
             idx[c] = cand[best]
-            _take_trial(closest, partial, moves, n_moves, best, block_sums, chunk)
+            _take_trial(closest, partial, move_code, move_dist, n_moves, best, block_sums, chunk)
         return idx
     perm = _spatial_order(X, chunk)
     Xp = np.empty((n, d), dtype=X.dtype)
