@@ -185,7 +185,7 @@ def test_weighted_kmeans_plusplus_is_seeding_with_repeated_rows(small_d):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m, t", [(1, 1), (7, 3), (8, 8), (257, 9)])
+@pytest.mark.parametrize("m, t", [(1, 1), (3, 2), (7, 3), (5, 6), (4, 7), (8, 8), (257, 9)])
 def test_few_dots_is_the_matrix_product(dtype, m, t):
     rng = np.random.default_rng(m * t)
     X, Y = rng.normal(size=(m, 37)).astype(dtype), rng.normal(size=(t, 37)).astype(dtype)

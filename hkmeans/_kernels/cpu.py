@@ -650,27 +650,32 @@ def _dot_product(x, y):
 
 @njit(cache=True, fastmath=True)
 def _few_dots(X, Y, G):
-    """``G = X @ Y.T`` for few rows of ``Y`` (the k-means++ candidates), two rows by
-    two candidates at a time: with so few columns this beats a BLAS GEMM."""
+    """``G = X @ Y.T`` for few rows of ``Y`` (the k-means++ candidates): each row of
+    ``X`` against four candidates at a time (then two, then one), so that a row is
+    read once per four candidates; with so few columns this beats a BLAS GEMM."""
     m, d = X.shape
     t = Y.shape[0]
-    m2, t2 = m - m % 2, t - t % 2
-    for i in range(0, m2, 2):
-        for q in range(0, t2, 2):
-            s00 = s01 = s10 = s11 = X.dtype.type(0)
+    t4 = t - t % 4
+    t2 = t - t % 2
+    for i in range(m):
+        for q in range(0, t4, 4):
+            s0 = s1 = s2 = s3 = X.dtype.type(0)
             for f in range(d):
-                x0, x1, y0, y1 = X[i, f], X[i + 1, f], Y[q, f], Y[q + 1, f]
-                s00 += x0 * y0
-                s01 += x0 * y1
-                s10 += x1 * y0
-                s11 += x1 * y1
-            G[i, q], G[i, q + 1], G[i + 1, q], G[i + 1, q + 1] = s00, s01, s10, s11
-        for q in range(t2, t):
-            G[i, q] = _dot_product(X[i], Y[q])
-            G[i + 1, q] = _dot_product(X[i + 1], Y[q])
-    for i in range(m2, m):
-        for q in range(t):
-            G[i, q] = _dot_product(X[i], Y[q])
+                v = X[i, f]
+                s0 += v * Y[q, f]
+                s1 += v * Y[q + 1, f]
+                s2 += v * Y[q + 2, f]
+                s3 += v * Y[q + 3, f]
+            G[i, q], G[i, q + 1], G[i, q + 2], G[i, q + 3] = s0, s1, s2, s3
+        if t2 > t4:
+            s0 = s1 = X.dtype.type(0)
+            for f in range(d):
+                v = X[i, f]
+                s0 += v * Y[t4, f]
+                s1 += v * Y[t4 + 1, f]
+            G[i, t4], G[i, t4 + 1] = s0, s1
+        if t > t2:
+            G[i, t2] = _dot_product(X[i], Y[t2])
 
 
 @njit(parallel=True, cache=True)
@@ -705,15 +710,19 @@ def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code,
             for i in range(e - a):
                 ci = closest[a + i]
                 wi = w[a + i]
-                for q in range(t):
-                    d2 = max(x_sq[a + i] + y_sq[q] - 2.0 * G[i, q], 0.0)
-                    if d2 < ci:
-                        move_code[m] = i * t + q
-                        move_dist[m] = d2
-                        m += 1
-                        acc[q] += wi * d2
-                    else:
-                        acc[q] += wi * ci
+                xi = x_sq[a + i]
+                moved = False
+                for q in range(t):  # branch-free
+                    d2 = max(xi + y_sq[q] - 2.0 * G[i, q], 0.0)
+                    acc[q] += wi * min(d2, ci)
+                    moved |= d2 < ci
+                if moved:  # rare after the first steps
+                    for q in range(t):
+                        d2 = max(xi + y_sq[q] - 2.0 * G[i, q], 0.0)
+                        if d2 < ci:
+                            move_code[m] = i * t + q
+                            move_dist[m] = d2
+                            m += 1
             partial[b] = acc
             n_moves[b] = m - a * t
     pots = np.zeros(t, dtype=np.float64)
