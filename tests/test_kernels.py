@@ -162,11 +162,13 @@ def test_water_fill_is_max_min_fair(caps, frac, seed):
 
 @pytest.mark.parametrize("d", [2, 30])
 @pytest.mark.parametrize("small_d", [0, _config.SMALL_D])
-def test_kmeans_plusplus_matches_reference(d, small_d):
-    # both paths: exact distances in loops (d <= small_d), or by GEMM
+@pytest.mark.parametrize("dtype, n_trials", [(np.float64, 5), (np.float32, 5), (np.float32, 10)])
+def test_kmeans_plusplus_matches_reference(d, small_d, dtype, n_trials):
+    # both paths: exact distances in loops (d <= small_d), or by dot products with
+    # the candidates (four, two and one at a time)
     rng = np.random.default_rng(3)
-    X = rng.normal(size=(700, d))
-    rand = rng.random((24, 5))
+    X = rng.normal(size=(700, d)).astype(dtype)
+    rand = rng.random((24, n_trials))
     got = cpu.kmeans_plusplus(X, np.ones(len(X)), 11, rand, _config.SEEDING_ROWS, small_d, 2)
     np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 11, rand))
 
