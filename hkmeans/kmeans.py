@@ -10,7 +10,7 @@ import functools
 import importlib
 import numbers
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numba
 import numpy as np
@@ -38,7 +38,7 @@ class KMeansResult:
     n_iter: int
 
 
-_RESULT_FIELDS = ("centers", "labels", "sqdist", "inertia", "n_iter")
+_RESULT_FIELDS = tuple(f.name for f in fields(KMeansResult))
 
 
 @functools.cache
