@@ -28,7 +28,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import hkmeans
 import hkmeans.hierarchy
 import hkmeans.kmeans
-from hkmeans.kmeans import assign, single_threaded_blas
+from hkmeans._threads import single_threaded_blas
+from hkmeans.kmeans import assign
 
 
 def mixture(n, d, seed=0, dtype=np.float32):

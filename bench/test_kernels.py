@@ -9,7 +9,8 @@ import pytest
 
 from hkmeans import ClusterTree, hierarchical_sampling
 from hkmeans._kernels import cpu
-from hkmeans.kmeans import assign, init_centers, lloyd, single_threaded_blas
+from hkmeans._threads import single_threaded_blas
+from hkmeans.kmeans import assign, init_centers, lloyd
 
 
 def data(n, d, dtype=np.float32, seed=0):

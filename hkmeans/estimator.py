@@ -8,7 +8,8 @@ from sklearn.metrics import euclidean_distances
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .hierarchy import hierarchical_kmeans, tree_from_levels
-from .kmeans import assign, check_kmeans_params, kmeans, normalize_rows, single_threaded_blas
+from ._threads import single_threaded_blas
+from .kmeans import assign, check_kmeans_params, kmeans, normalize_rows
 from .sampling import flat_sampling, hierarchical_sampling
 
 _DTYPES = [np.float64, np.float32]

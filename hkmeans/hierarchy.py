@@ -19,7 +19,8 @@ from ._kernels import cpu
 from ._progress import bar, report
 from ._rng import as_generator
 from .checkpoint import Checkpoints, run_step
-from .kmeans import assign, check_kmeans_params, kmeans, normalize_rows, reseed_empty, single_threaded_blas
+from ._threads import single_threaded_blas
+from .kmeans import assign, check_kmeans_params, kmeans, normalize_rows, reseed_empty
 from .tree import ClusterTree
 
 RESAMPLE_STRATEGIES = ("closest", "random")

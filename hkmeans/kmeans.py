@@ -6,8 +6,6 @@ Host code over :mod:`hkmeans._kernels.cpu`. Inputs here are already validated:
 
 from __future__ import annotations
 
-import functools
-import importlib
 import numbers
 import warnings
 from dataclasses import dataclass, fields
@@ -15,11 +13,11 @@ from dataclasses import dataclass, fields
 import numba
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import ThreadpoolController
 
 from . import _config
 from ._progress import bar
 from ._rng import as_generator
+from ._threads import single_threaded_blas
 from .checkpoint import Checkpoints, rng_state, set_rng_state
 from ._kernels import cpu
 
@@ -39,19 +37,6 @@ class KMeansResult:
 
 
 _RESULT_FIELDS = tuple(f.name for f in fields(KMeansResult))
-
-
-@functools.cache
-def _blas_controller() -> ThreadpoolController:
-    # scanning the loaded libraries takes milliseconds: done once, after loading the
-    # BLAS that Numba's np.dot calls (SciPy's), so that it is among those limited
-    importlib.import_module("scipy.linalg.cython_blas")
-    return ThreadpoolController()
-
-
-def single_threaded_blas():
-    """Context in which BLAS runs on one thread: the kernels parallelise over rows."""
-    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def _row_blocks(X):

@@ -6,8 +6,15 @@ blocks whose boundaries depend only on the input, and every reduction is summed 
 fixed order.
 """
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+
+def njit(**options):
+    """``numba.njit`` that releases the GIL: split levels call kernels from several
+    threads at once."""
+    return numba.njit(nogil=True, **options)
 
 
 # bounds are kept in float32: scaled by this before they are stored, they stay below
