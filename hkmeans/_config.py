@@ -20,3 +20,9 @@ SEEDING_ROWS = 256
 #: Lloyd's bounds: at most this many groups of centres, each row keeping one lower
 #: bound per group (memory: 4 bytes x rows x groups).
 BOUND_GROUPS = 16
+
+#: Split levels run their clusters' k-means side by side, one per thread, when a
+#: cluster's points x n_splits x features averages at least this; below it, each run
+#: is too short for its kernels to outweigh its Python, which holds the GIL, and the
+#: runs go one after another, each on all threads.
+SPLIT_SIDE_BY_SIDE_WORK = 1 << 18

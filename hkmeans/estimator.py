@@ -173,8 +173,9 @@ class HierarchicalKMeans(_CentroidClusterer):
     n_splits : int or sequence of int, default=1
         For very large ``n_clusters``: a level runs a k-means with
         ``n_clusters / n_splits`` clusters and splits each by its own k-means into
-        ``n_splits`` (empty sub-clusters dropped). Not combinable with resampling at the
-        same level.
+        ``n_splits`` (empty sub-clusters dropped), side by side on the threads when
+        the clusters are large enough. Not combinable with resampling at the same
+        level.
     init : {"k-means++", "k-means||", "random"}, default="k-means++"
     n_init : int, default=1
         Runs per k-means (best inertia kept).

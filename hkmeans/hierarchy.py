@@ -13,13 +13,15 @@ import numbers
 import time
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
+from . import _config
 from ._kernels import cpu
 from ._progress import bar, report
 from ._rng import as_generator
 from .checkpoint import Checkpoints, run_step
-from ._threads import single_threaded_blas
+from ._threads import map_side_by_side, single_threaded_blas
 from .kmeans import assign, check_kmeans_params, kmeans, normalize_rows, reseed_empty
 from .tree import ClusterTree
 
@@ -111,8 +113,10 @@ def hierarchical_kmeans(
     the level's average cluster size; ``sample_size <= 1`` or ``n_resamples == 0`` skips
     resampling at that level. ``n_splits`` (an int or one per level) reaches large
     ``n_clusters`` by a k-means with ``n_clusters / n_splits`` clusters, each then split
-    by its own k-means into ``n_splits``; empty sub-clusters are dropped, so such a level
-    may end with fewer clusters. ``verbose`` shows progress bars (levels, resampling
+    by its own k-means into ``n_splits`` (side by side on the threads when they are
+    large enough; each with a random stream of its own, so the result does not depend
+    on the thread count); empty sub-clusters are dropped, so such a level may end with
+    fewer clusters. ``verbose`` shows progress bars (levels, resampling
     steps, Lloyd iterations) and a line per level on stderr. With ``checkpoints``, each
     k-means run and the reassignment after it is a step kept there, and a rerun with the
     same arguments continues after the last kept step, with the same result. Returns
@@ -230,17 +234,24 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
 
     def split(key):
         offsets, order = cpu.group_by_label(out["labels"], k)
-        parts, n_iter = [], 0
-        for c in bar(params["verbose"], k, f"splitting {k}", iterable=range(k)):
+        # one seed per cluster, drawn up front: each sub-k-means has its own stream,
+        # so the result does not depend on which thread runs which cluster when
+        seeds = step.rng.integers(np.iinfo(np.int64).max, size=k)
+        sizes = np.diff(offsets)
+        clusters = np.flatnonzero(sizes)
+
+        def split_one(c):
             members = order[offsets[c] : offsets[c + 1]]
-            if members.size == 0:
-                continue
-            sub = step.kmeans(np.ascontiguousarray(Y[members]), min(n_splits, members.size), sub_params)
-            parts.append(sub.centers)
-            n_iter += sub.n_iter
-        centers = np.concatenate(parts)
+            sub_k = min(n_splits, members.size)
+            return kmeans(np.ascontiguousarray(Y[members]), sub_k, random_state=int(seeds[c]), **sub_params)
+
+        workers = split_workers(Y.shape, len(clusters), n_splits)
+        with bar(params["verbose"], len(clusters), f"splitting {k}") as split_bar:
+            subs = map_side_by_side(split_one, clusters, workers, costs=sizes[clusters], done=split_bar.update)
+        centers = np.concatenate([sub.centers for sub in subs])
         with single_threaded_blas():
             labels, sqdist = assign(Y, centers)
+        n_iter = sum(sub.n_iter for sub in subs)
         used = np.bincount(labels, minlength=len(centers)) > 0
         if not used.all():
             remap = np.cumsum(used) - 1
@@ -249,6 +260,14 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
 
     out2 = step(split)
     return Level(out2["centers"], out2["labels"], out2["sqdist"], int(out["n_iter"]) + int(out2["n_iter"]))
+
+
+def split_workers(shape, n_clusters, n_splits) -> int:
+    """Threads on which a split level of data of ``shape`` runs its ``n_clusters``
+    clusters' k-means side by side: one per thread when a run's kernels outweigh its
+    Python (which holds the GIL), else 1 (one run after another, each on all threads)."""
+    work = shape[0] / max(1, n_clusters) * n_splits * shape[1]
+    return min(numba.get_num_threads(), n_clusters) if work >= _config.SPLIT_SIDE_BY_SIDE_WORK else 1
 
 
 def tree_from_levels(levels: list[Level]) -> ClusterTree:

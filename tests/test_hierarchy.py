@@ -152,6 +152,58 @@ def test_splitting_beats_one_coarse_kmeans():
     assert split.sqdist.sum() < coarse.sqdist.sum() / 3
 
 
+def _split_runs(monkeypatch, threads, side_by_side):
+    """Level 0 of a split fit, and the Numba thread count each cluster's run saw."""
+    from hkmeans import _config, hierarchy
+
+    monkeypatch.setattr(_config, "SPLIT_SIDE_BY_SIDE_WORK", 0 if side_by_side else float("inf"))
+    seen, kmeans = [], hierarchy.kmeans
+
+    def spy(Y, k, **kw):
+        if isinstance(kw["random_state"], int):  # a cluster's run, not the level's first
+            seen.append(numba.get_num_threads())
+        return kmeans(Y, k, **kw)
+
+    monkeypatch.setattr(hierarchy, "kmeans", spy)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        level = hierarchical_kmeans(mixture(n=4000, d=8, dtype=np.float32), 60, n_resamples=0, n_splits=6, random_state=0)[0]
+    finally:
+        numba.set_num_threads(before)
+    return level, set(seen)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
+def test_split_clusters_side_by_side_give_the_same_level(monkeypatch):
+    one_by_one, inner = _split_runs(monkeypatch, 1, side_by_side=False)
+    all_threads, inner_all = _split_runs(monkeypatch, 2, side_by_side=False)
+    side_by_side, inner_side = _split_runs(monkeypatch, 2, side_by_side=True)
+    assert inner == {1} and inner_all == {2} and inner_side == {1}  # the modes ran as named
+    for other in (all_threads, side_by_side):
+        np.testing.assert_array_equal(one_by_one.centroids, other.centroids)
+        np.testing.assert_array_equal(one_by_one.labels, other.labels)
+        np.testing.assert_array_equal(one_by_one.sqdist, other.sqdist)
+        assert one_by_one.n_iter == other.n_iter
+
+
+def test_a_failing_cluster_run_fails_the_split_level(monkeypatch):
+    from hkmeans import _config, hierarchy
+
+    monkeypatch.setattr(_config, "SPLIT_SIDE_BY_SIDE_WORK", 0)
+    kmeans, runs = hierarchy.kmeans, []
+
+    def failing(Y, k, **kw):
+        runs.append(Y.shape[0])
+        if len(runs) == 4:  # the level's first k-means, then the third cluster's run
+            raise MemoryError("no room")
+        return kmeans(Y, k, **kw)
+
+    monkeypatch.setattr(hierarchy, "kmeans", failing)
+    with pytest.raises(MemoryError, match="no room"):
+        hierarchical_kmeans(mixture(n=3000, d=3), 60, n_resamples=0, n_splits=10, random_state=0)
+
+
 @pytest.mark.parametrize(
     "params, match",
     [
