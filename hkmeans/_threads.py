@@ -27,17 +27,34 @@ def single_threaded_blas():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
+@numba.njit(parallel=True, cache=True)
+def _first_launch(out):
+    for i in numba.prange(out.shape[0]):
+        out[i] = i
+
+
+def layer_takes_threads() -> bool:
+    """Whether Numba's threading layer takes parallel kernels from several threads at
+    once: "omp" and "tbb" do; "workqueue" aborts the process."""
+    try:
+        return numba.threading_layer() in ("omp", "tbb")
+    except ValueError:  # chosen at the first parallel launch
+        _first_launch(np.empty(1))
+        return numba.threading_layer() in ("omp", "tbb")
+
+
 def map_side_by_side(fn, items, workers, costs=None, done=None) -> list:
     """``[fn(x) for x in items]`` on ``workers`` threads side by side.
 
     Each call runs on ``threads // workers`` of Numba's threads, with BLAS held to one
     thread by this thread (the limit is process-wide), the costliest items first when
-    ``costs`` are given; with one worker, the calls run in this thread. ``done()`` is
+    ``costs`` are given; with one worker, or a threading layer that does not take
+    kernels from several threads, the calls run in this thread. ``done()`` is
     called here after each call. The first error is raised once the running calls
     end; the calls not yet started are dropped.
     """
     done = done if done is not None else (lambda: None)
-    if workers <= 1:
+    if workers <= 1 or not layer_takes_threads():
         results = []
         for x in items:
             results.append(fn(x))

@@ -7,7 +7,7 @@ import numba
 import pytest
 from threadpoolctl import threadpool_info
 
-from hkmeans._threads import map_side_by_side, single_threaded_blas
+from hkmeans._threads import layer_takes_threads, map_side_by_side, single_threaded_blas
 
 
 def blas_threads():
@@ -29,6 +29,8 @@ def test_results_in_item_order_whatever_runs_first():
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
 def test_calls_run_on_one_thread_each_with_blas_on_one_thread():
+    if not layer_takes_threads():
+        pytest.skip("Numba's threading layer runs kernels from one thread at a time")
     with single_threaded_blas():  # loads the BLAS the kernels call
         pass
     before = blas_threads()
@@ -61,3 +63,9 @@ def test_first_error_is_raised_and_later_calls_dropped():
     with pytest.raises(MemoryError, match="no room"):
         map_side_by_side(fn, list(range(50)), workers=2)
     assert len(ran) < 50
+
+
+def test_one_thread_when_the_layer_cannot_take_kernels_from_several(monkeypatch):
+    monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")
+    here = threading.get_ident()
+    assert map_side_by_side(lambda x: threading.get_ident(), [0, 1, 2], workers=2) == [here] * 3
