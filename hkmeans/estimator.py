@@ -174,8 +174,9 @@ class HierarchicalKMeans(_CentroidClusterer):
         For very large ``n_clusters``: a level runs a k-means with
         ``n_clusters / n_splits`` clusters and splits each by its own k-means into
         ``n_splits`` (empty sub-clusters dropped), side by side on the threads when
-        the clusters are large enough. Not combinable with resampling at the same
-        level.
+        the clusters are large enough; each point goes to the nearest sub-centroid
+        of its nearest top centroid, and so does :meth:`predict`. Not combinable with
+        resampling at the same level.
     init : {"k-means++", "k-means||", "random"}, default="k-means++"
     n_init : int, default=1
         Runs per k-means (best inertia kept).
@@ -248,14 +249,14 @@ class HierarchicalKMeans(_CentroidClusterer):
 
     def predict(self, X, level=None):
         """Cluster of each sample at ``level`` (default: the top; 0 is the finest),
-        found through the tree: nearest level-0 centroid, then its ancestors."""
+        found through the tree: nearest level-0 centroid (for a split level 0, the
+        nearest of its nearest parent's), then its ancestors."""
         return self._predict(self._validate_test_data(X), level)
 
     def _predict(self, X, level=None):
         top = len(self.levels_) - 1
         level = top if level is None else self.tree_._check_level(level)
-        with single_threaded_blas():
-            labels = assign(X, self.levels_[0].centroids)[0]
+        labels = self.levels_[0].assign(X)[0]
         for t in range(1, level + 1):
             labels = self.levels_[t].labels[labels]
         return labels

@@ -32,12 +32,43 @@ RESAMPLE_STRATEGIES = ("closest", "random")
 class Level:
     """One fitted level: its centroids; for each row of its input (the data at level 0,
     the previous level's centroids above), the cluster and squared distance; and the
-    Lloyd iterations its k-means runs took in all."""
+    Lloyd iterations its k-means runs took in all. A split level also keeps the
+    centroids it split (``parents``) and where each one's share of ``centroids``
+    starts and ends (``child_offsets``): its rows belong to the nearest of their
+    nearest parent's centroids."""
 
     centroids: np.ndarray
     labels: np.ndarray
     sqdist: np.ndarray
     n_iter: int
+    parents: np.ndarray | None = None
+    child_offsets: np.ndarray | None = None
+
+    def assign(self, X):
+        """Cluster and squared distance of each row of ``X`` as the level assigns its
+        own input: the nearest centroid, through the parents for a split level."""
+        if self.parents is None:
+            with single_threaded_blas():
+                return assign(X, self.centroids)
+        return routed_assign(X, self.parents, self.child_offsets, self.centroids)
+
+
+def routed_assign(X, parents, child_offsets, children):
+    """Each row's nearest of ``children[child_offsets[p] : child_offsets[p + 1]]``,
+    ``p`` its nearest parent: ``(labels into children, squared distances)``. Costs
+    one search over the parents and one over each parent's children, instead of one
+    over all children."""
+    with single_threaded_blas():
+        nearest = assign(X, parents)[0]
+        offsets, order = cpu.group_by_label(nearest, len(parents))
+        labels = np.empty(X.shape[0], dtype=np.int64)
+        sqdist = np.empty(X.shape[0], dtype=np.float64)
+        for p in np.flatnonzero(np.diff(offsets)):
+            rows = order[offsets[p] : offsets[p + 1]]
+            a, e = child_offsets[p], child_offsets[p + 1]
+            labels[rows], sqdist[rows] = assign(X[rows], children[a:e])
+            labels[rows] += a
+    return labels, sqdist
 
 
 def _per_level(value, n_levels, name, allow_none=False):
@@ -115,7 +146,8 @@ def hierarchical_kmeans(
     ``n_clusters`` by a k-means with ``n_clusters / n_splits`` clusters, each then split
     by its own k-means into ``n_splits`` (side by side on the threads when they are
     large enough; each with a random stream of its own, so the result does not depend
-    on the thread count); empty sub-clusters are dropped, so such a level may end with
+    on the thread count); each row goes to the nearest sub-centroid of its nearest top
+    centroid, and sub-clusters left empty are dropped, so such a level may end with
     fewer clusters. ``verbose`` shows progress bars (levels, resampling
     steps, Lloyd iterations) and a line per level on stderr. With ``checkpoints``, each
     k-means run and the reassignment after it is a step kept there, and a rerun with the
@@ -222,14 +254,21 @@ def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> 
 
 def _split_level(Y, k, n_splits, step, params) -> Level:
     """A k-means with ``k`` clusters, each split by its own k-means into ``n_splits``
-    (fewer if it has fewer points); the input is then reassigned to all sub-centroids,
-    so that labels agree with nearest-centroid prediction, and empty ones are dropped."""
+    (fewer if it has fewer points). Each row then goes to the nearest sub-centroid of
+    its nearest top centroid (as :meth:`Level.assign` does, so labels agree with
+    prediction); sub-centroids left empty are dropped, and top centroids left without
+    any."""
 
     def top(key):
         res = step.kmeans(Y, k, params, key)
-        return dict(labels=res.labels, n_iter=res.n_iter)
+        return dict(centers=res.centers, labels=res.labels, n_iter=res.n_iter)
 
     out = step(top)
+    if "centers" not in out:
+        raise ValueError(
+            f"{step.prefix}: the kept top k-means of this split level was written by an earlier "
+            "version of hkmeans, without its centroids; start the fit afresh."
+        )
     sub_params = dict(params, verbose=False)
 
     def split(key):
@@ -248,18 +287,30 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
         workers = split_workers(Y.shape, len(clusters), n_splits)
         with bar(params["verbose"], len(clusters), f"splitting {k}") as split_bar:
             subs = map_side_by_side(split_one, clusters, workers, costs=sizes[clusters], done=split_bar.update)
-        centers = np.concatenate([sub.centers for sub in subs])
-        with single_threaded_blas():
-            labels, sqdist = assign(Y, centers)
-        n_iter = sum(sub.n_iter for sub in subs)
-        used = np.bincount(labels, minlength=len(centers)) > 0
+        parents = out["centers"][clusters]
+        children = np.concatenate([sub.centers for sub in subs])
+        per_parent = np.array([len(sub.centers) for sub in subs])
+        labels, sqdist = routed_assign(Y, parents, np.concatenate([[0], np.cumsum(per_parent)]), children)
+        used = np.bincount(labels, minlength=len(children)) > 0
         if not used.all():
-            remap = np.cumsum(used) - 1
-            centers, labels = centers[used], remap[labels]
-        return dict(centers=centers, labels=labels, sqdist=sqdist, n_iter=n_iter)
+            per_parent = np.add.reduceat(used.astype(np.int64), np.cumsum(per_parent) - per_parent)
+            children, labels = children[used], (np.cumsum(used) - 1)[labels]
+            parents, per_parent = parents[per_parent > 0], per_parent[per_parent > 0]
+        return dict(
+            centers=children,
+            labels=labels,
+            sqdist=sqdist,
+            n_iter=sum(sub.n_iter for sub in subs),
+            parents=parents,
+            child_offsets=np.concatenate([[0], np.cumsum(per_parent)]),
+        )
 
     out2 = step(split)
-    return Level(out2["centers"], out2["labels"], out2["sqdist"], int(out["n_iter"]) + int(out2["n_iter"]))
+    n_iter = int(out["n_iter"]) + int(out2["n_iter"])
+    # split steps kept by earlier versions have no parents: their labels are the
+    # nearest of all centroids, which Level.assign then gives too
+    parents, child_offsets = out2.get("parents"), out2.get("child_offsets")
+    return Level(out2["centers"], out2["labels"], out2["sqdist"], n_iter, parents, child_offsets)
 
 
 def split_workers(shape, n_clusters, n_splits) -> int:

@@ -46,6 +46,11 @@ def same_levels(a, b):
         np.testing.assert_array_equal(x.labels, y.labels)
         np.testing.assert_array_equal(x.sqdist, y.sqdist)
         assert x.n_iter == y.n_iter
+        for name in ("parents", "child_offsets"):
+            u, v = getattr(x, name), getattr(y, name)
+            assert (u is None) == (v is None)
+            if u is not None:
+                np.testing.assert_array_equal(u, v)
 
 
 PARAMS = [

@@ -134,15 +134,34 @@ def test_sample_method_and_errors():
         HierarchicalKMeans().sample(10)
 
 
+def routed(X, level):
+    """Each row's nearest centroid among those of its nearest parent, in plain NumPy."""
+    parent = naive.assign(X, level.parents)[0]
+    labels, sqdist = np.empty(len(X), dtype=np.int64), np.empty(len(X))
+    for p in range(len(level.parents)):
+        rows = parent == p
+        a, e = level.child_offsets[p], level.child_offsets[p + 1]
+        labels[rows], sqdist[rows] = naive.assign(X[rows], level.centroids[a:e])
+        labels[rows] += a
+    return labels, sqdist
+
+
 def test_splitting_reaches_n_clusters_and_stays_consistent():
     X = mixture(n=3000, d=3)
     levels = hierarchical_kmeans(X, (60, 6), n_resamples=(0, 2), n_splits=(10, 1), random_state=0)
-    assert len(levels[0].centroids) <= 60 and len(levels[0].centroids) >= 55
-    labels, sqdist = naive.assign(X, levels[0].centroids)
-    np.testing.assert_array_equal(levels[0].labels, labels)
-    assert np.bincount(levels[0].labels).min() > 0  # empty sub-clusters were dropped
+    split = levels[0]
+    assert len(split.centroids) <= 60 and len(split.centroids) >= 55
+    assert split.child_offsets[0] == 0 and split.child_offsets[-1] == len(split.centroids)
+    assert np.all(np.diff(split.child_offsets) >= 1) and len(split.parents) == len(split.child_offsets) - 1
+    labels, sqdist = routed(X, split)
+    np.testing.assert_array_equal(split.labels, labels)
+    np.testing.assert_allclose(split.sqdist, sqdist, rtol=1e-12, atol=1e-12)
+    assert np.bincount(split.labels).min() > 0  # empty sub-clusters were dropped
+    assert levels[1].parents is None  # a level that resamples has none
     m = HierarchicalKMeans((60, 6), n_resamples=(0, 2), n_splits=(10, 1), random_state=0).fit(X)
     np.testing.assert_array_equal(m.labels_, m.predict(X))
+    new = mixture(n=600, d=3, seed=1) * 1.5
+    np.testing.assert_array_equal(m.predict(new, level=0), routed(new, m.levels_[0])[0])
     assert len(m.sample(300, random_state=0)) == 300
 
 
