@@ -121,3 +121,30 @@ def test_run_dir_checkpoints_with_file_backed_subsets_give_the_same_levels(tmp_p
     levels = hierarchical_kmeans(X, random_state=0, checkpoints=run, **params)
     same_levels(levels, hierarchical_kmeans(X, random_state=0, **params))
     assert subsets and all(isinstance(s, np.memmap) for s in subsets)
+
+
+def test_run_dir_resumes_a_split_level_with_its_parents(tmp_path, monkeypatch):
+    from hkmeans import hierarchy
+    from hkmeans.cli import rundir
+    from hkmeans.cli.config import effective
+
+    X = mixture(n=1500, d=3)
+    params = PARAMS[2]
+    straight = hierarchical_kmeans(X, random_state=0, **params)
+    config = effective(None, {"n_clusters": list(params["n_clusters"]), "checkpoint_interval": 0.0})
+    source = {"path": "x", "shape": list(X.shape), "dtype": X.dtype.str, "fingerprint": "f", "stat": {}}
+    save = rundir.RunDir.save
+
+    def stop_after_the_split(self, key, arrays):
+        save(self, key, arrays)
+        if key == "level0/step0001":
+            raise Stop
+
+    monkeypatch.setattr(rundir.RunDir, "save", stop_after_the_split)
+    with pytest.raises(Stop):
+        hierarchical_kmeans(X, random_state=0, checkpoints=rundir.RunDir.open(tmp_path / "run", config, source), **params)
+    monkeypatch.setattr(rundir.RunDir, "save", save)
+    monkeypatch.setattr(hierarchy, "map_side_by_side", lambda *a, **kw: pytest.fail("a kept split step ran again"))
+    resumed = hierarchical_kmeans(X, random_state=0, checkpoints=rundir.RunDir.open(tmp_path / "run", config, source), **params)
+    assert resumed[0].parents is not None
+    same_levels(resumed, straight)
