@@ -148,3 +148,14 @@ def test_run_dir_resumes_a_split_level_with_its_parents(tmp_path, monkeypatch):
     resumed = hierarchical_kmeans(X, random_state=0, checkpoints=rundir.RunDir.open(tmp_path / "run", config, source), **params)
     assert resumed[0].parents is not None
     same_levels(resumed, straight)
+
+
+def test_split_level_kept_without_its_top_centroids_is_refused_clearly():
+    X = mixture(n=1500, d=3)
+    store = MemoryCheckpoints(stop_at=1, partial_every_iteration=False)  # the top k-means, kept
+    with pytest.raises(Stop):
+        hierarchical_kmeans(X, random_state=0, checkpoints=store, **PARAMS[2])
+    del store.kept["level0/step0000"]["centers"]  # as earlier versions kept it
+    store.stop_at = None
+    with pytest.raises(ValueError, match="earlier version"):
+        hierarchical_kmeans(X, random_state=0, checkpoints=store, **PARAMS[2])
