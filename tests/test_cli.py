@@ -73,7 +73,7 @@ def assert_same_tree(a, b):
 
 
 def fitted_like_the_api(run, X, **params):
-    model = HierarchicalKMeans(**API, **params).fit(X)
+    model = HierarchicalKMeans(**{**API, **params}).fit(X)
     tree = ClusterTree.load(run / "tree.npz")
     for t, level in enumerate(model.levels_):
         np.testing.assert_array_equal(tree.labels[t], level.labels)
@@ -96,6 +96,17 @@ def test_fit_float32_matches_the_python_api(data, tmp_path):
     assert m["params"]["n_clusters"] == [60, 10] and m["versions"]["numpy"] == np.__version__
     assert (run / "config.toml").read_text().startswith("n_clusters = [60, 10]\n")
     assert len(m["steps"]) == 8  # per level: a first k-means and 3 resampling steps
+
+
+def test_fit_with_a_split_level_writes_its_parents(data, tmp_path):
+    X, path = data
+    run = tmp_path / "run"
+    hkmeans("fit", path, "--out", run, "--n-clusters", "60,10", "--n-resamples", "0,3", "--n-splits", "6,1")
+    model = fitted_like_the_api(run, X, n_resamples=(0, 3), n_splits=(6, 1), sample_size=None)
+    split = model.levels_[0]
+    np.testing.assert_array_equal(np.load(run / "centroids" / "level0-parents.npy"), split.parents)
+    np.testing.assert_array_equal(np.load(run / "centroids" / "level0-child-offsets.npy"), split.child_offsets)
+    assert not (run / "centroids" / "level1-parents.npy").exists()
 
 
 def test_fit_float16_reads_in_blocks_and_computes_in_float32(tmp_path):

@@ -11,6 +11,7 @@
     data.npy            the input cast to the compute dtype (while fitting, if needed)
     scratch-subset.npy  a resampling subset over 64 MB (while fitting)
     tree.npz            the ClusterTree;  centroids/level0.npy ...: per level
+                        (and, for a split level, level0-parents.npy, level0-child-offsets.npy)
 
 Files are written atomically and a step counts as done once the manifest lists it,
 so a run stopped at any moment resumes after its last finished step.
@@ -231,6 +232,9 @@ class RunDir(Checkpoints):
         os.makedirs(os.path.join(self.path, "centroids"), exist_ok=True)
         for t, level in enumerate(levels):
             save_npy(os.path.join(self.path, "centroids", f"level{t}.npy"), level.centroids)
+            if level.parents is not None:  # a split level: what routes new rows
+                save_npy(os.path.join(self.path, "centroids", f"level{t}-parents.npy"), level.parents)
+                save_npy(os.path.join(self.path, "centroids", f"level{t}-child-offsets.npy"), level.child_offsets)
         for name in os.listdir(self.path):
             if name.startswith("scratch-"):
                 os.unlink(os.path.join(self.path, name))
