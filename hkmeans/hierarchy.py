@@ -264,14 +264,14 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
         return dict(centers=res.centers, labels=res.labels, n_iter=res.n_iter)
 
     out = step(top)
-    if "centers" not in out:
-        raise ValueError(
-            f"{step.prefix}: the kept top k-means of this split level was written by an earlier "
-            "version of hkmeans, without its centroids; start the fit afresh."
-        )
     sub_params = dict(params, verbose=False)
 
     def split(key):
+        if "centers" not in out:
+            raise ValueError(
+                f"{step.prefix}: the kept top k-means of this split level was written by an "
+                "earlier version of hkmeans, without its centroids; start the fit afresh."
+            )
         offsets, order = cpu.group_by_label(out["labels"], k)
         # one seed per cluster, drawn up front: each sub-k-means has its own stream,
         # so the result does not depend on which thread runs which cluster when

@@ -6,7 +6,7 @@ import pytest
 
 from hkmeans import hierarchical_kmeans
 from hkmeans.checkpoint import Checkpoints, run_step
-from hkmeans.kmeans import kmeans
+from hkmeans.kmeans import assign, kmeans
 
 from .test_hierarchy import mixture
 
@@ -159,3 +159,16 @@ def test_split_level_kept_without_its_top_centroids_is_refused_clearly():
     store.stop_at = None
     with pytest.raises(ValueError, match="earlier version"):
         hierarchical_kmeans(X, random_state=0, checkpoints=store, **PARAMS[2])
+
+
+def test_split_level_kept_whole_by_an_earlier_version_still_loads():
+    X = mixture(n=1500, d=3)
+    store = MemoryCheckpoints(partial_every_iteration=False)
+    straight = hierarchical_kmeans(X, random_state=0, checkpoints=store, **PARAMS[2])
+    for name in ("parents", "child_offsets"):  # as earlier versions kept the split step
+        del store.kept["level0/step0001"][name]
+    del store.kept["level0/step0000"]["centers"]
+    levels = hierarchical_kmeans(X, random_state=0, checkpoints=store, **PARAMS[2])
+    assert levels[0].parents is None
+    np.testing.assert_array_equal(levels[0].labels, straight[0].labels)
+    np.testing.assert_array_equal(levels[0].assign(X)[0], assign(X, levels[0].centroids)[0])
