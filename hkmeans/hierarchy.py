@@ -289,20 +289,20 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
             subs = map_side_by_side(split_one, clusters, workers, costs=sizes[clusters], done=split_bar.update)
         parents = out["centers"][clusters]
         children = np.concatenate([sub.centers for sub in subs])
-        per_parent = np.array([len(sub.centers) for sub in subs])
-        labels, sqdist = routed_assign(Y, parents, np.concatenate([[0], np.cumsum(per_parent)]), children)
+        child_offsets = np.concatenate([[0], np.cumsum([len(sub.centers) for sub in subs])])
+        # the top k-means' labels are not reused for the routing: its last search ran
+        # over its centres in another order, which may round a near tie the other way
+        # than predict's search does
+        labels, sqdist = routed_assign(Y, parents, child_offsets, children)
         used = np.bincount(labels, minlength=len(children)) > 0
         if not used.all():
-            per_parent = np.add.reduceat(used.astype(np.int64), np.cumsum(per_parent) - per_parent)
+            per_parent = np.add.reduceat(used.astype(np.int64), child_offsets[:-1])
             children, labels = children[used], (np.cumsum(used) - 1)[labels]
-            parents, per_parent = parents[per_parent > 0], per_parent[per_parent > 0]
+            parents = parents[per_parent > 0]
+            child_offsets = np.concatenate([[0], np.cumsum(per_parent[per_parent > 0])])
+        n_iter = sum(sub.n_iter for sub in subs)
         return dict(
-            centers=children,
-            labels=labels,
-            sqdist=sqdist,
-            n_iter=sum(sub.n_iter for sub in subs),
-            parents=parents,
-            child_offsets=np.concatenate([[0], np.cumsum(per_parent)]),
+            centers=children, labels=labels, sqdist=sqdist, n_iter=n_iter, parents=parents, child_offsets=child_offsets
         )
 
     out2 = step(split)

@@ -692,9 +692,9 @@ def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code,
     ``|x|^2 + |y|^2 - 2 x.y``. ``partial[b, q]`` gets block ``b``'s potential with
     candidate ``q`` added; the rows a candidate would move are listed per block
     (``move_code``: row in block times ``t`` plus ``q``; ``move_dist``: the new
-    distance; ``n_moves`` per block) so that taking a candidate needs no second pass over ``X``. Only moves
-    are written: after the first steps they are rare, and a pass reads little more
-    than ``X`` itself."""
+    distance; ``n_moves`` per block) so that taking a candidate needs no second pass
+    over ``X``. Only moves are written: after the first steps they are rare, and a
+    pass reads little more than ``X`` itself."""
     n, d = X.shape
     t = cand.shape[0]
     Y = np.empty((t, d), dtype=X.dtype)
