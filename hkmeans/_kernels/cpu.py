@@ -582,6 +582,18 @@ def _add_center_boxed(Xp, wp, c, closest_p, psum, pmax, lo, hi, chunk, perm, clo
         pmax[b] = top
 
 
+@njit(cache=True)
+def _column_sums(partial):
+    """Sums of the columns of ``partial``, its rows added in order (the same sums
+    whatever the number of threads that filled it); elementwise, as
+    ``out += partial[b]`` would allocate a temporary per row."""
+    out = np.zeros(partial.shape[1], dtype=np.float64)
+    for b in range(partial.shape[0]):
+        for q in range(partial.shape[1]):
+            out[q] += partial[b, q]
+    return out
+
+
 @njit(cache=True, fastmath=True)
 def _trial_potentials(Xp, wp, closest_p, cands, psum, pmax, lo, hi, chunk):
     """Potential (sum of weighted min squared distances) if each row of ``cands`` were
@@ -628,10 +640,7 @@ def _trial_potentials(Xp, wp, closest_p, cands, psum, pmax, lo, hi, chunk):
                 v = xf[i] - cf
                 s += wl[i] * min(cl[i], dist[i] + v * v)
             partial[b, q] = s
-    pots = np.zeros(t, dtype=np.float64)
-    for b in range(n_blocks):  # fixed order: independent of the thread count
-        pots += partial[b]
-    return pots
+    return _column_sums(partial)
 
 
 @njit(cache=True)
@@ -732,10 +741,7 @@ def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code,
                             m += 1
             partial[b] = acc
             n_moves[b] = m - a * t
-    pots = np.zeros(t, dtype=np.float64)
-    for b in range(n_blocks):  # fixed order: independent of the thread count
-        pots += partial[b]
-    return pots
+    return _column_sums(partial)
 
 
 @njit(parallel=True, cache=True)
