@@ -4,10 +4,11 @@ import numba
 import numpy as np
 import pytest
 from hypothesis import given
+from numba import njit
 from hypothesis import strategies as st
 
 from hkmeans import _config
-from hkmeans._kernels import cpu
+from hkmeans._kernels import cpu, simd
 from hkmeans.kmeans import _group_centres, assign, search
 
 from . import naive
@@ -186,11 +187,84 @@ def test_weighted_kmeans_plusplus_is_seeding_with_repeated_rows(small_d):
     np.testing.assert_array_equal(got, rows[ref])
 
 
+def _padded_t(Y):
+    width = -(-len(Y) // simd.LANES) * simd.LANES
+    Yt = np.zeros((Y.shape[1], width), dtype=Y.dtype)
+    Yt[:, : len(Y)] = Y.T
+    return Yt
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m, t", [(1, 1), (3, 2), (7, 3), (5, 6), (4, 7), (8, 8), (257, 9)])
-def test_few_dots_is_the_matrix_product(dtype, m, t):
+@pytest.mark.parametrize("m, t", [(1, 1), (3, 2), (7, 3), (5, 8), (8, 8), (9, 9), (257, 17)])
+def test_candidate_dots_is_the_matrix_product(dtype, m, t):
     rng = np.random.default_rng(m * t)
-    X, Y = rng.normal(size=(m, 37)).astype(dtype), rng.normal(size=(t, 37)).astype(dtype)
-    G = np.full((m, t), np.nan, dtype=dtype)
-    cpu._few_dots(X, Y, G)
-    np.testing.assert_allclose(G, X.astype(np.float64) @ Y.T.astype(np.float64), rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
+    X, Y = rng.normal(size=(m + 2, 37)).astype(dtype), rng.normal(size=(t, 37)).astype(dtype)
+    Yt = _padded_t(Y)
+    G = np.full((m, Yt.shape[1]), np.nan)
+    cpu._candidate_dots(X, 1, m + 1, Yt, G)  # rows 1..m only
+    exact = X[1 : m + 1].astype(np.float64) @ Y.T.astype(np.float64)
+    # runs of FEATURE_BLOCK products summed in the data's precision, then in float64
+    tol = simd.FEATURE_BLOCK * np.finfo(dtype).eps * (np.abs(X[1 : m + 1]).astype(np.float64) @ np.abs(Y.T).astype(np.float64))
+    assert np.all(np.abs(G[:, :t] - exact) <= tol)
+    np.testing.assert_array_equal(G[:, t:], 0.0)  # the padding
+
+
+def test_candidate_dots_stay_accurate_far_from_the_origin():
+    # float32 rows far from the origin: the distances come from large dot products, so
+    # a long float32 sum would lose them; runs of 8 added in float64 keep the error
+    # within a few roundings of the result
+    rng = np.random.default_rng(8)
+    X = (rng.normal(size=(64, 512)) + 30).astype(np.float32)
+    Yt = _padded_t(X[:8])
+    G = np.empty((64, 8))
+    cpu._candidate_dots(X, 0, 64, Yt, G)
+    exact = X.astype(np.float64) @ X[:8].T.astype(np.float64)
+    assert np.abs(G / exact - 1).max() < 4 * np.finfo(np.float32).eps
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_candidate_dots_do_not_depend_on_the_tile(dtype):
+    # a row gives the same bits inside a tile of rows or alone, so block and thread
+    # boundaries cannot change a distance
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(21, 45)).astype(dtype), rng.normal(size=(11, 45)).astype(dtype)
+    Yt = _padded_t(Y)
+    whole = np.empty((21, Yt.shape[1]))
+    cpu._candidate_dots(X, 0, 21, Yt, whole)  # rows 0-15 in tiles, 16-20 alone
+    for start in (3, 16, 20):
+        part = np.empty((21 - start, Yt.shape[1]))
+        cpu._candidate_dots(X, start, 21, Yt, part)
+        np.testing.assert_array_equal(part, whole[start:])
+
+
+@njit
+def _potentials_by_blocks(G, t, x_sq, closest, w, y_sq):
+    acc = np.zeros(G.shape[1])
+    moved = np.zeros(G.shape[0], dtype=np.bool_)
+    for col in range(0, G.shape[1], simd.LANES):
+        simd.potentials_block(G, col, G.shape[0], x_sq, closest, w, 0, y_sq, t, acc, moved)
+    return acc[:t], moved
+
+
+@pytest.mark.parametrize("t", [3, 8, 13])
+def test_potentials_block_is_the_scalar_loop(t):
+    # bit for bit: the same operations in the same order as plain float64 arithmetic
+    rng = np.random.default_rng(t)
+    m = 50
+    width = -(-t // simd.LANES) * simd.LANES
+    G = rng.normal(size=(m, width)) * 3
+    x_sq, w = rng.random(m) * 10, rng.integers(1, 4, m).astype(np.float64)
+    y_sq = np.zeros(width)
+    y_sq[:t] = rng.random(t) * 10
+    closest = rng.random(m) * 20
+    closest[::7] = np.inf
+    acc, moved = _potentials_by_blocks(G, t, x_sq, closest, w, y_sq)
+    ref = np.zeros(t)
+    ref_moved = np.zeros(m, dtype=bool)
+    for i in range(m):
+        d2 = np.maximum(x_sq[i] + y_sq[:t] - 2.0 * G[i, :t], 0.0)
+        ref += w[i] * np.minimum(d2, closest[i])
+        ref_moved[i] = (d2 < closest[i]).any()
+    np.testing.assert_array_equal(acc, ref)
+    np.testing.assert_array_equal(moved, ref_moved)
+    assert 0 < ref_moved.sum() < m

@@ -10,6 +10,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from hkmeans._kernels import simd
+
 
 def njit(**options):
     """``numba.njit`` that releases the GIL: split levels call kernels from several
@@ -656,90 +658,65 @@ def _refresh_block_sums(closest, w, block_sums, touched, chunk):
         block_sums[b] = s
 
 
-@njit(cache=True, fastmath=True)
-def _dot_product(x, y):
-    s = x.dtype.type(0)
-    for f in range(x.shape[0]):
-        s += x[f] * y[f]
-    return s
-
-
-@njit(cache=True, fastmath=True)
-def _few_dots(X, Y, G):
-    """``G = X @ Y.T`` for few rows of ``Y`` (the k-means++ candidates): each row of
-    ``X`` against four candidates at a time (then two, then one), so that a row is
-    read once per four candidates; with so few columns this beats a BLAS GEMM."""
-    m, d = X.shape
-    t = Y.shape[0]
-    t4 = t - t % 4
-    t2 = t - t % 2
-    for i in range(m):
-        for q in range(0, t4, 4):
-            s0 = s1 = s2 = s3 = X.dtype.type(0)
-            for f in range(d):
-                v = X[i, f]
-                s0 += v * Y[q, f]
-                s1 += v * Y[q + 1, f]
-                s2 += v * Y[q + 2, f]
-                s3 += v * Y[q + 3, f]
-            G[i, q], G[i, q + 1], G[i, q + 2], G[i, q + 3] = s0, s1, s2, s3
-        if t2 > t4:
-            s0 = s1 = X.dtype.type(0)
-            for f in range(d):
-                v = X[i, f]
-                s0 += v * Y[t4, f]
-                s1 += v * Y[t4 + 1, f]
-            G[i, t4], G[i, t4 + 1] = s0, s1
-        if t > t2:
-            G[i, t2] = _dot_product(X[i], Y[t2])
+@njit(cache=True)
+def _candidate_dots(X, a, e, Yt, G):
+    """``G[:e - a] = X[a:e] @ Yt`` in float64, ``Yt`` the candidates feature-major and
+    zero-padded to whole vectors: tiles of rows by a vector of candidates
+    (:func:`simd.dots_tile`), each pair summed the same way whatever its tile."""
+    m = e - a
+    full = m - m % simd.TILE_ROWS
+    for col in range(0, Yt.shape[1], simd.LANES):
+        for i in range(0, full, simd.TILE_ROWS):
+            simd.dots_tile(X, a + i, Yt, col, G, i)
+        for i in range(full, m):
+            simd.dots_row(X, a + i, Yt, col, G, i)
 
 
 @njit(parallel=True, cache=True)
 def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code, move_dist, n_moves, n_tasks):
     """:func:`_trial_potentials` for wide rows: per block of rows, the dot products
-    with the candidates (:func:`_few_dots`), squared distances as
-    ``|x|^2 + |y|^2 - 2 x.y``. ``partial[b, q]`` gets block ``b``'s potential with
-    candidate ``q`` added; the rows a candidate would move are listed per block
-    (``move_code``: row in block times ``t`` plus ``q``; ``move_dist``: the new
-    distance; ``n_moves`` per block) so that taking a candidate needs no second pass
-    over ``X``. Only moves are written: after the first steps they are rare, and a
-    pass reads little more than ``X`` itself."""
+    with the candidates (:func:`_candidate_dots`), squared distances as
+    ``|x|^2 + |y|^2 - 2 x.y`` (:func:`simd.potentials_block`). ``partial[b, q]`` gets
+    block ``b``'s potential with candidate ``q`` added; the rows a candidate would move
+    are listed per block (``move_code``: row in block times ``t`` plus ``q``;
+    ``move_dist``: the new distance; ``n_moves`` per block) so that taking a candidate
+    needs no second pass over ``X``. Only moves are written: after the first steps
+    they are rare, and a pass reads little more than ``X`` itself."""
     n, d = X.shape
     t = cand.shape[0]
-    Y = np.empty((t, d), dtype=X.dtype)
-    y_sq = np.empty(t, dtype=np.float64)
+    width = (t + simd.LANES - 1) // simd.LANES * simd.LANES
+    Yt = np.zeros((d, width), dtype=X.dtype)
+    y_sq = np.zeros(width, dtype=np.float64)
     for q in range(t):
         y_sq[q] = x_sq[cand[q]]
-        Y[q] = X[cand[q]]
+        Yt[:, q] = X[cand[q]]
     n_blocks = partial.shape[0]
     n_tasks = max(1, min(n_tasks, n_blocks))
     for task in prange(n_tasks):
-        G = np.empty((chunk, t), dtype=X.dtype)
-        acc = np.empty(t, dtype=np.float64)
+        G = np.empty((chunk, width), dtype=np.float64)
+        acc = np.empty(width, dtype=np.float64)
+        moved = np.empty(chunk, dtype=np.bool_)
         lo, hi = _task_range(task, n_tasks, n_blocks)
         for b in range(lo, hi):
             a = b * chunk
             e = min(a + chunk, n)
-            _few_dots(X[a:e], Y, G)
+            _candidate_dots(X, a, e, Yt, G)
             acc[:] = 0.0
+            moved[:] = False
+            for col in range(0, width, simd.LANES):
+                simd.potentials_block(G, col, e - a, x_sq, closest, w, a, y_sq, t, acc, moved)
             m = a * t  # block b's share of the move lists: chunk * t entries
             for i in range(e - a):
-                ci = closest[a + i]
-                wi = w[a + i]
-                xi = x_sq[a + i]
-                moved = False
-                for q in range(t):  # branch-free
-                    d2 = max(xi + y_sq[q] - 2.0 * G[i, q], 0.0)
-                    acc[q] += wi * min(d2, ci)
-                    moved |= d2 < ci
-                if moved:  # rare after the first steps
-                    for q in range(t):
+                if moved[i]:  # rare after the first steps
+                    ci = closest[a + i]
+                    xi = x_sq[a + i]
+                    for q in range(t):  # as potentials_block computes it
                         d2 = max(xi + y_sq[q] - 2.0 * G[i, q], 0.0)
                         if d2 < ci:
                             move_code[m] = i * t + q
                             move_dist[m] = d2
                             m += 1
-            partial[b] = acc
+            partial[b] = acc[:t]
             n_moves[b] = m - a * t
     return _column_sums(partial)
 
@@ -768,7 +745,7 @@ def kmeans_plusplus(X, w, first, rand, chunk, small_d, n_tasks):
     candidate is drawn through per-block sums of ``w * d(x)^2`` in the rows' order.
     Rows of up to ``small_d`` features get exact distances in vectorised loops over
     spatially ordered blocks, far blocks skipped; wider rows get dot products with the
-    candidates per block (:func:`_few_dots`), one pass over ``X`` per step on
+    candidates per block (:func:`_candidate_dots`), one pass over ``X`` per step on
     ``n_tasks`` threads.
     """
     n, d = X.shape
