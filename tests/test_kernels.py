@@ -163,10 +163,10 @@ def test_water_fill_is_max_min_fair(caps, frac, seed):
 
 @pytest.mark.parametrize("d", [2, 30])
 @pytest.mark.parametrize("small_d", [0, _config.SMALL_D])
-@pytest.mark.parametrize("dtype, n_trials", [(np.float64, 5), (np.float32, 5), (np.float32, 10)])
+@pytest.mark.parametrize("dtype, n_trials", [(np.float64, 5), (np.float32, 5), (np.float32, 10), (np.float32, 8), (np.float64, 16)])
 def test_kmeans_plusplus_matches_reference(d, small_d, dtype, n_trials):
     # both paths: exact distances in loops (d <= small_d), or by dot products with
-    # the candidates (four, two and one at a time)
+    # the candidates (as vector lanes for whole vectors of them, else row by row)
     rng = np.random.default_rng(3)
     X = rng.normal(size=(700, d)).astype(dtype)
     rand = rng.random((24, n_trials))
@@ -174,39 +174,38 @@ def test_kmeans_plusplus_matches_reference(d, small_d, dtype, n_trials):
     np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 11, rand))
 
 
-@pytest.mark.parametrize("small_d", [0, _config.SMALL_D])
-def test_weighted_kmeans_plusplus_is_seeding_with_repeated_rows(small_d):
+@pytest.mark.parametrize("small_d, n_trials", [(0, 4), (0, 8), (_config.SMALL_D, 4)])
+def test_weighted_kmeans_plusplus_is_seeding_with_repeated_rows(small_d, n_trials):
     # integer weights act as repeated rows: the potentials are the same sums
     rng = np.random.default_rng(4)
     X = rng.normal(size=(300, 3))
     w = rng.integers(1, 4, 300).astype(float)
-    rand = rng.random((15, 4))
+    rand = rng.random((15, n_trials))
     got = cpu.kmeans_plusplus(X, w, 7, rand, 256, small_d, 2)
     rows = np.repeat(np.arange(300), w.astype(int))
     ref = naive.kmeans_plusplus(X[rows], int(np.searchsorted(rows, 7)), rand)
     np.testing.assert_array_equal(got, rows[ref])
 
 
-def _padded_t(Y):
-    width = -(-len(Y) // simd.LANES) * simd.LANES
-    Yt = np.zeros((Y.shape[1], width), dtype=Y.dtype)
-    Yt[:, : len(Y)] = Y.T
-    return Yt
+def _dots(X, a, e, Y):
+    """``_candidate_dots`` of rows ``a:e`` with the candidates ``Y``, as the seeding
+    calls it."""
+    Yt = np.ascontiguousarray(Y.T if len(Y) % simd.LANES == 0 else Y[:0].T)
+    G = np.full((e - a, -(-len(Y) // simd.LANES) * simd.LANES), np.nan)
+    cpu._candidate_dots(X, a, e, Yt, Y, G)
+    return G[:, : len(Y)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m, t", [(1, 1), (3, 2), (7, 3), (5, 8), (8, 8), (9, 9), (257, 17)])
+@pytest.mark.parametrize("m, t", [(1, 1), (3, 2), (7, 3), (5, 8), (8, 8), (9, 9), (30, 16), (257, 17)])
 def test_candidate_dots_is_the_matrix_product(dtype, m, t):
     rng = np.random.default_rng(m * t)
     X, Y = rng.normal(size=(m + 2, 37)).astype(dtype), rng.normal(size=(t, 37)).astype(dtype)
-    Yt = _padded_t(Y)
-    G = np.full((m, Yt.shape[1]), np.nan)
-    cpu._candidate_dots(X, 1, m + 1, Yt, G)  # rows 1..m only
+    G = _dots(X, 1, m + 1, Y)  # rows 1..m only
     exact = X[1 : m + 1].astype(np.float64) @ Y.T.astype(np.float64)
     # runs of FEATURE_BLOCK products summed in the data's precision, then in float64
     tol = simd.FEATURE_BLOCK * np.finfo(dtype).eps * (np.abs(X[1 : m + 1]).astype(np.float64) @ np.abs(Y.T).astype(np.float64))
-    assert np.all(np.abs(G[:, :t] - exact) <= tol)
-    np.testing.assert_array_equal(G[:, t:], 0.0)  # the padding
+    assert np.all(np.abs(G - exact) <= tol)
 
 
 def test_candidate_dots_stay_accurate_far_from_the_origin():
@@ -215,9 +214,7 @@ def test_candidate_dots_stay_accurate_far_from_the_origin():
     # within a few roundings of the result
     rng = np.random.default_rng(8)
     X = (rng.normal(size=(64, 512)) + 30).astype(np.float32)
-    Yt = _padded_t(X[:8])
-    G = np.empty((64, 8))
-    cpu._candidate_dots(X, 0, 64, Yt, G)
+    G = _dots(X, 0, 64, X[:8])
     exact = X.astype(np.float64) @ X[:8].T.astype(np.float64)
     assert np.abs(G / exact - 1).max() < 4 * np.finfo(np.float32).eps
 
@@ -227,14 +224,10 @@ def test_candidate_dots_do_not_depend_on_the_tile(dtype):
     # a row gives the same bits inside a tile of rows or alone, so block and thread
     # boundaries cannot change a distance
     rng = np.random.default_rng(5)
-    X, Y = rng.normal(size=(21, 45)).astype(dtype), rng.normal(size=(11, 45)).astype(dtype)
-    Yt = _padded_t(Y)
-    whole = np.empty((21, Yt.shape[1]))
-    cpu._candidate_dots(X, 0, 21, Yt, whole)  # rows 0-15 in tiles, 16-20 alone
+    X, Y = rng.normal(size=(21, 45)).astype(dtype), rng.normal(size=(16, 45)).astype(dtype)
+    whole = _dots(X, 0, 21, Y)  # rows 0-15 in tiles, 16-20 alone
     for start in (3, 16, 20):
-        part = np.empty((21 - start, Yt.shape[1]))
-        cpu._candidate_dots(X, start, 21, Yt, part)
-        np.testing.assert_array_equal(part, whole[start:])
+        np.testing.assert_array_equal(_dots(X, start, 21, Y), whole[start:])
 
 
 @njit

@@ -658,11 +658,55 @@ def _refresh_block_sums(closest, w, block_sums, touched, chunk):
         block_sums[b] = s
 
 
+@njit(cache=True, fastmath=True)
+def _dot_product(x, y):
+    s = x.dtype.type(0)
+    for f in range(x.shape[0]):
+        s += x[f] * y[f]
+    return s
+
+
+@njit(cache=True, fastmath=True)
+def _row_dots(X, a, e, Y, G):
+    """``G[:e - a, :len(Y)] = X[a:e] @ Y.T``, summed in ``X``'s dtype: a row
+    against four candidates at a time (then two, then one), so that it is read once
+    per four; the reduction each sum ends in costs little for so few candidates."""
+    X = X[a:e]
+    m, d = X.shape
+    t = Y.shape[0]
+    t4 = t - t % 4
+    t2 = t - t % 2
+    for i in range(m):
+        for q in range(0, t4, 4):
+            s0 = s1 = s2 = s3 = X.dtype.type(0)
+            for f in range(d):
+                v = X[i, f]
+                s0 += v * Y[q, f]
+                s1 += v * Y[q + 1, f]
+                s2 += v * Y[q + 2, f]
+                s3 += v * Y[q + 3, f]
+            G[i, q], G[i, q + 1], G[i, q + 2], G[i, q + 3] = s0, s1, s2, s3
+        if t2 > t4:
+            s0 = s1 = X.dtype.type(0)
+            for f in range(d):
+                v = X[i, f]
+                s0 += v * Y[t4, f]
+                s1 += v * Y[t4 + 1, f]
+            G[i, t4], G[i, t4 + 1] = s0, s1
+        if t > t2:
+            G[i, t2] = _dot_product(X[i], Y[t2])
+
+
 @njit(cache=True)
-def _candidate_dots(X, a, e, Yt, G):
-    """``G[:e - a] = X[a:e] @ Yt`` in float64, ``Yt`` the candidates feature-major and
-    zero-padded to whole vectors: tiles of rows by a vector of candidates
-    (:func:`simd.dots_tile`), each pair summed the same way whatever its tile."""
+def _candidate_dots(X, a, e, Yt, Y, G):
+    """``G[:e - a, :len(Y)] = X[a:e] @ Y.T`` in float64. Whole vectors of candidates
+    (``Yt``, feature-major, holds them when there are no others) go by tiles of rows
+    (:func:`simd.dots_tile`), each pair summed the same way whatever its tile; other
+    counts go by :func:`_row_dots`: a vector with empty lanes costs as much as a full
+    one, and a second pass for the candidates left over costs more than it saves."""
+    if Yt.shape[1] == 0:
+        _row_dots(X, a, e, Y, G)
+        return
     m = e - a
     full = m - m % simd.TILE_ROWS
     for col in range(0, Yt.shape[1], simd.LANES):
@@ -685,22 +729,25 @@ def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code,
     n, d = X.shape
     t = cand.shape[0]
     width = (t + simd.LANES - 1) // simd.LANES * simd.LANES
-    Yt = np.zeros((d, width), dtype=X.dtype)
+    Y = np.empty((t, d), dtype=X.dtype)
+    Yt = np.empty((d, t if t % simd.LANES == 0 else 0), dtype=X.dtype)
     y_sq = np.zeros(width, dtype=np.float64)
     for q in range(t):
         y_sq[q] = x_sq[cand[q]]
-        Yt[:, q] = X[cand[q]]
+        Y[q] = X[cand[q]]
+        if q < Yt.shape[1]:
+            Yt[:, q] = Y[q]
     n_blocks = partial.shape[0]
     n_tasks = max(1, min(n_tasks, n_blocks))
     for task in prange(n_tasks):
-        G = np.empty((chunk, width), dtype=np.float64)
+        G = np.zeros((chunk, width), dtype=np.float64)  # lanes past t stay 0
         acc = np.empty(width, dtype=np.float64)
         moved = np.empty(chunk, dtype=np.bool_)
         lo, hi = _task_range(task, n_tasks, n_blocks)
         for b in range(lo, hi):
             a = b * chunk
             e = min(a + chunk, n)
-            _candidate_dots(X, a, e, Yt, G)
+            _candidate_dots(X, a, e, Yt, Y, G)
             acc[:] = 0.0
             moved[:] = False
             for col in range(0, width, simd.LANES):

@@ -89,22 +89,34 @@ def _dots(n_rows):
             slice_bytes = ir.Constant(_i64, n_rows * context.get_abi_sizeof(xty))
             totals = [cgutils.alloca_once_value(builder, ir.Constant(dty, None)) for _ in range(n_rows)]
             accs = [cgutils.alloca_once(builder, vty) for _ in range(n_rows)]
-            block = ir.Constant(_i64, FEATURE_BLOCK)
-            with cgutils.for_range_slice(builder, ir.Constant(_i64, 0), d, block, intp=_i64) as (start, _):
-                stop = builder.select(builder.icmp_signed("<", builder.add(start, block), d), builder.add(start, block), d)
-                for acc in accs:
-                    builder.store(ir.Constant(vty, None), acc)
-                with cgutils.for_range_slice(builder, start, stop, ir.Constant(_i64, 1), intp=_i64) as (f, _):
-                    builder.call(prefetch, [builder.gep(ahead, [builder.mul(f, slice_bytes)]), ir.Constant(_i32, 0), ir.Constant(_i32, 3), ir.Constant(_i32, 1)])
-                    y = builder.load(_vector_at(builder, yp, builder.add(builder.mul(f, ys), col_v), vty), align=1)
-                    for r in range(n_rows):
-                        x = builder.load(builder.gep(first, [builder.add(builder.mul(ir.Constant(_i64, r), xs), f)]))
-                        builder.store(builder.call(fmuladd, [_splat(builder, x, vty), y, builder.load(accs[r])]), accs[r])
+
+            def feature(f):
+                builder.call(prefetch, [builder.gep(ahead, [builder.mul(f, slice_bytes)]), ir.Constant(_i32, 0), ir.Constant(_i32, 3), ir.Constant(_i32, 1)])
+                y = builder.load(_vector_at(builder, yp, builder.add(builder.mul(f, ys), col_v), vty), align=1)
+                for r in range(n_rows):
+                    x = builder.load(builder.gep(first, [builder.add(builder.mul(ir.Constant(_i64, r), xs), f)]))
+                    builder.store(builder.call(fmuladd, [_splat(builder, x, vty), y, builder.load(accs[r])]), accs[r])
+
+            def add_up():
                 for acc, total in zip(accs, totals):
                     part = builder.load(acc)
                     if vty != dty:
                         part = builder.fpext(part, dty)
                     builder.store(builder.fadd(builder.load(total), part), total)
+                    builder.store(ir.Constant(vty, None), acc)
+
+            for acc in accs:
+                builder.store(ir.Constant(vty, None), acc)
+            block = ir.Constant(_i64, FEATURE_BLOCK)
+            n_full = builder.sdiv(d, block)
+            with cgutils.for_range(builder, n_full) as loop:  # whole runs, unrolled
+                start = builder.mul(loop.index, block)
+                for j in range(FEATURE_BLOCK):
+                    feature(builder.add(start, ir.Constant(_i64, j)))
+                add_up()
+            with cgutils.for_range_slice(builder, builder.mul(n_full, block), d, ir.Constant(_i64, 1), intp=_i64) as (f, _):
+                feature(f)
+            add_up()
             for r in range(n_rows):
                 offset = builder.add(builder.mul(builder.add(g_row_v, ir.Constant(_i64, r)), gs), col_v)
                 builder.store(builder.load(totals[r]), _vector_at(builder, gp, offset, dty), align=1)
