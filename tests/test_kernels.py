@@ -230,6 +230,24 @@ def test_candidate_dots_do_not_depend_on_the_tile(dtype):
         np.testing.assert_array_equal(_dots(X, start, 21, Y), whole[start:])
 
 
+@pytest.mark.parametrize(
+    "machine, name, features, pays",
+    [
+        ("x86_64", "generic", "", False),
+        ("x86_64", "x86-64", "", False),
+        ("x86_64", "haswell", "+avx2,+fma", True),
+        ("x86_64", "skylake-avx512", "", True),
+        ("x86_64", "nehalem", "+sse4.2", False),
+        ("arm64", None, None, False),
+    ],
+)
+def test_lanes_are_used_only_where_they_pay(monkeypatch, machine, name, features, pays):
+    monkeypatch.setattr(simd.platform, "machine", lambda: machine)
+    monkeypatch.setattr(simd.numba.config, "CPU_NAME", name)
+    monkeypatch.setattr(simd.numba.config, "CPU_FEATURES", features)
+    assert simd._lanes_pay() is pays
+
+
 @njit
 def _potentials_by_blocks(G, t, x_sq, closest, w, y_sq):
     acc = np.zeros(G.shape[1])

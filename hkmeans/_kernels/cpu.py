@@ -730,7 +730,7 @@ def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code,
     t = cand.shape[0]
     width = (t + simd.LANES - 1) // simd.LANES * simd.LANES
     Y = np.empty((t, d), dtype=X.dtype)
-    Yt = np.empty((d, t if t % simd.LANES == 0 else 0), dtype=X.dtype)
+    Yt = np.empty((d, t if simd.LANES_PAY and t % simd.LANES == 0 else 0), dtype=X.dtype)
     y_sq = np.zeros(width, dtype=np.float64)
     for q in range(t):
         y_sq[q] = x_sq[cand[q]]
