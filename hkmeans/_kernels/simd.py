@@ -95,6 +95,8 @@ def _dots(n_rows):
         arrays = (X, Yt, G)
         if not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" for a in arrays) or Yt.dtype != X.dtype or G.dtype != types.float64:
             return None
+        if not all(isinstance(v, types.Integer) for v in (row, col, g_row)):
+            return None
 
         def codegen(context, builder, signature, args):
             x_arr, row_v, yt_arr, col_v, g_arr, g_row_v = args
@@ -169,9 +171,11 @@ def potentials_block(typingctx, G, col, rows, x_sq, closest, w, start, y_sq, n_v
     ``x_sq``, ``closest``, ``w``, ``y_sq`` and ``acc`` are float64, ``moved`` bool, all
     C-contiguous. No bounds are checked."""
     floats = (G, x_sq, closest, w, y_sq, acc)
-    if not all(isinstance(a, types.Array) and a.layout == "C" and a.dtype == types.float64 for a in floats):
+    if not all(isinstance(a, types.Array) and a.ndim == (2 if a is G else 1) and a.layout == "C" and a.dtype == types.float64 for a in floats):
         return None
-    if G.ndim != 2 or not (isinstance(moved, types.Array) and moved.dtype == types.boolean and moved.layout == "C"):
+    if not (isinstance(moved, types.Array) and moved.ndim == 1 and moved.dtype == types.boolean and moved.layout == "C"):
+        return None
+    if not all(isinstance(v, types.Integer) for v in (col, rows, start, n_valid)):
         return None
     sig = types.void(G, col, rows, x_sq, closest, w, start, y_sq, n_valid, acc, moved)
 
