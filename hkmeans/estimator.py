@@ -275,8 +275,16 @@ class HierarchicalKMeans(_CentroidClusterer):
         method : {"hierarchical", "flat"}
             Balance over the whole tree, or over the level-0 clusters only.
         random_state : int, Generator, RandomState or None
+            None takes a stream derived from the estimator's ``random_state``: for an
+            int seed, ``SeedSequence(seed).spawn(1)[0]``, so the same seed gives the
+            same subset at every call and in every run; a Generator or RandomState is
+            used (and advanced) as is; None stays unseeded.
         """
         check_is_fitted(self)
+        if random_state is None:
+            random_state = self.random_state
+            if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+                random_state = np.random.default_rng(np.random.SeedSequence(int(random_state)).spawn(1)[0])
         if method == "hierarchical":
             return hierarchical_sampling(self.tree_, target_size, strategy, multiplier, random_state)
         if method == "flat":

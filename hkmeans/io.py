@@ -31,14 +31,32 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
+def umask() -> int:
+    """The process's file mode creation mask."""
+    try:
+        with open("/proc/self/status") as f:  # read without changing it
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; once the block has written it without
-    error, flush it to disk and rename it to ``path``; otherwise remove it."""
+    error, flush it to disk and rename it to ``path``; otherwise remove it. The file
+    gets the mode of a newly created one (``0o666`` less the umask)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=directory)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes it 0600
+    finally:
+        os.close(fd)
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)

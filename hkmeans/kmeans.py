@@ -38,6 +38,9 @@ class KMeansResult:
 
 _RESULT_FIELDS = tuple(f.name for f in fields(KMeansResult))
 
+#: What a Lloyd run saves to continue exactly where it was (see :func:`lloyd`).
+_STATE_FIELDS = ("order", "group_offsets", "centers", "labels", "n_iter", "lower")
+
 
 def _row_blocks(X):
     """Slices of about 2**20 entries of ``X`` (8 MB as float64), whole rows each: host
@@ -134,8 +137,8 @@ def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hier
         n_init = 1
     if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}.")
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
-        raise ValueError(f"tol must be a non-negative number, got {tol!r}.")
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not 0 <= tol < np.inf:
+        raise ValueError(f"tol must be a finite non-negative number, got {tol!r}.")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
     return init, int(n_init)
@@ -258,13 +261,14 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None
     With ``bounds``, the centres are put in groups of neighbours and each row keeps,
     per group, a lower bound on its distance to the group's other centres, lowered after
     each update by the group's largest move (Hamerly's bound, per group as in Yinyang
-    k-means); rows whose bounds prove their label skip the search. The labels are those
-    of the plain algorithm (``bounds=False``): a row is skipped only when the rounding
-    of the full search could not change its label.
+    k-means); rows whose bounds prove their label skip the search. Each row gets its
+    nearest centre up to the rounding of a search: where two centres are closer to a
+    row than that rounding, the bounded and the plain search (``bounds=False``) may
+    pick different ones.
 
     After each iteration that does not end the run, ``on_iter(state)`` gets a dict of
     arrays; passing it back as ``state`` continues the run where it was, with the same
-    result (the bounds restart from zero, which only costs one full search).
+    result: the state holds everything the next iteration reads, bounds included.
     """
     n = X.shape[0]
     if state is None:
@@ -276,9 +280,14 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None
     else:
         order, group_offsets, centers = state["order"], state["group_offsets"], state["centers"]
         labels_old, start = state["labels"], int(state["n_iter"])
-    labels = np.zeros(n, dtype=np.int64)
+    # the search reads the previous labels and bounds: both are part of the state
+    labels = np.zeros(n, dtype=np.int64) if state is None else state["labels"].copy()
     sqdist = np.empty(n, dtype=np.float64)
-    lower = np.zeros((n, len(group_offsets) - 1), dtype=np.float32) if bounds else None  # 0: search every row
+    lower = None
+    if bounds:
+        lower = np.zeros((n, len(group_offsets) - 1), dtype=np.float32)  # 0: search every row
+        if state is not None and "lower" in state:
+            lower[:] = state["lower"]
 
     def searched(centers):
         search(X, centers, labels, sqdist, lower, group_offsets if bounds else None)
@@ -302,7 +311,8 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None
         if float(np.sum(moves**2)) <= tol:
             break
         if on_iter is not None:
-            on_iter(dict(order=order, group_offsets=group_offsets, centers=centers, labels=labels_old, n_iter=n_iter))
+            st = dict(order=order, group_offsets=group_offsets, centers=centers, labels=labels_old, n_iter=n_iter)
+            on_iter(st if lower is None else dict(st, lower=lower))
     if not strict:
         labels_old, sqdist = searched(centers)
     restore = np.empty_like(order)
@@ -354,7 +364,7 @@ def kmeans(
     if saved is not None:
         first_run = int(saved["run"])
         set_rng_state(rng, saved["rng_state"])
-        state = {name: saved[name] for name in ("order", "group_offsets", "centers", "labels", "n_iter")}
+        state = {name: saved[name] for name in _STATE_FIELDS if name in saved}
         if "best_centers" in saved:
             best = KMeansResult(*(saved["best_" + f] for f in _RESULT_FIELDS))
     with single_threaded_blas():

@@ -18,6 +18,9 @@ from .tree import ClusterTree
 
 STRATEGIES = ("random", "closest", "furthest")
 
+#: Largest ``target_size`` and ``multiplier``: counts and capacities stay within int64.
+MAX_COUNT = 2**62
+
 
 def _check_tree(tree):
     if not isinstance(tree, ClusterTree):
@@ -26,10 +29,10 @@ def _check_tree(tree):
 
 def _check(tree, target_size, strategy, multiplier):
     _check_tree(tree)
-    if isinstance(target_size, bool) or not isinstance(target_size, numbers.Integral) or target_size < 0:
-        raise ValueError(f"target_size must be a non-negative integer, got {target_size!r}.")
-    if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Integral) or multiplier < 1:
-        raise ValueError(f"multiplier must be a positive integer, got {multiplier!r}.")
+    if isinstance(target_size, bool) or not isinstance(target_size, numbers.Integral) or not 0 <= target_size <= MAX_COUNT:
+        raise ValueError(f"target_size must be an integer from 0 to 2**62, got {target_size!r}.")
+    if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Integral) or not 1 <= multiplier <= MAX_COUNT:
+        raise ValueError(f"multiplier must be an integer from 1 to 2**62, got {multiplier!r}.")
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
     if strategy != "random" and tree.distances is None:
@@ -38,6 +41,14 @@ def _check(tree, target_size, strategy, multiplier):
             "and this tree has none: build it with distances=..., or use strategy='random'."
         )
     return min(int(target_size), tree.n_samples * int(multiplier)), int(multiplier)
+
+
+def _capacities(sizes, multiplier, target):
+    """``sizes * multiplier``, each capped at ``target`` (no cluster can take more),
+    computed so that it cannot overflow: ``target <= 2**62``."""
+    m = max(1, min(multiplier, target))
+    room = target // m  # a cluster of more points than this could take all of target
+    return np.where(sizes > room, target, np.minimum(sizes, room) * m)
 
 
 def hierarchical_sampling(
@@ -69,11 +80,11 @@ def hierarchical_sampling(
     target, multiplier = _check(tree, target_size, strategy, multiplier)
     rng = as_generator(random_state)
     top = tree.n_levels - 1
-    caps = tree.sizes(top) * multiplier
+    caps = _capacities(tree.sizes(top), multiplier, target)
     counts = cpu.water_fill(target, caps, rng.random(caps.size))
     for t in range(top, 0, -1):
         offsets, order = tree.members(t)
-        caps = tree.sizes(t - 1) * multiplier
+        caps = _capacities(tree.sizes(t - 1), multiplier, target)
         counts = cpu.split_counts(counts, offsets, order, caps, rng.random(caps.size))
     if strategy == "random":
         scores = rng.random(tree.n_samples)

@@ -7,6 +7,7 @@ Sizes are counted in data points. Knows nothing of how the clustering was made.
 from __future__ import annotations
 
 import os
+import zipfile
 from functools import cached_property
 
 import numpy as np
@@ -144,15 +145,25 @@ class ClusterTree:
 
     @classmethod
     def load(cls, path) -> "ClusterTree":
-        """Read a tree written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as f:
-            if "n_levels" not in f or int(f.get("format", -1)) != _FORMAT:
-                raise ValueError(f"{os.fspath(path)!r} is not a ClusterTree file.")
-            n_levels = int(f["n_levels"])
-            labels = [f[f"labels_{t}"] for t in range(n_levels)]
-            centroids = [f[f"centroids_{t}"] for t in range(n_levels)] if "centroids_0" in f else None
-            distances = f["distances"] if "distances" in f else None
-        return cls(labels, centroids=centroids, distances=distances)
+        """Read a tree written by :meth:`save`; a ``ValueError`` of one line if ``path``
+        is not such a file or is damaged."""
+        name = os.fspath(path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if not hasattr(f, "files") or "n_levels" not in f or int(f.get("format", -1)) != _FORMAT:
+                    raise ValueError("not a ClusterTree file")
+                n_levels = int(f["n_levels"])
+                labels = [f[f"labels_{t}"] for t in range(n_levels)]
+                centroids = [f[f"centroids_{t}"] for t in range(n_levels)] if "centroids_0" in f else None
+                distances = f["distances"] if "distances" in f else None
+                if any(key.startswith("labels_") and int(key[7:]) >= n_levels for key in f.files):
+                    raise ValueError(f"holds more levels than its n_levels ({n_levels})")
+            return cls(labels, centroids=centroids, distances=distances)
+        except FileNotFoundError:
+            raise ValueError(f"{name}: no such file.") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            reason = f"missing {e}" if isinstance(e, KeyError) else str(e).rstrip(".")
+            raise ValueError(f"{name}: not a readable ClusterTree file ({reason}).") from None
 
     def __repr__(self) -> str:
         return f"ClusterTree(n_samples={self.n_samples}, n_clusters={self.n_clusters})"

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from hkmeans import hierarchical_kmeans
+from hkmeans import hierarchy as hierarchy_module
+from hkmeans import kmeans as kmeans_module
 from hkmeans.checkpoint import Checkpoints, run_step
-from hkmeans.kmeans import assign, kmeans
+from hkmeans.kmeans import assign, kmeans, lloyd
 
 from .test_hierarchy import mixture
 
@@ -172,3 +174,70 @@ def test_split_level_kept_whole_by_an_earlier_version_still_loads():
     assert levels[0].parents is None
     np.testing.assert_array_equal(levels[0].labels, straight[0].labels)
     np.testing.assert_array_equal(levels[0].assign(X)[0], assign(X, levels[0].centroids)[0])
+
+
+def near_ties(n=4000, d=32, n_modes=16, seed=0):
+    """Long-tailed float32 data far from the origin: the rounding of a GEMM search
+    (relative to ``|x|^2``) is larger than the gap between many rows' two nearest
+    centres, so bounded and plain searches can round such rows differently."""
+    rng = np.random.default_rng(seed)
+    modes = rng.normal(size=(n_modes, d)) * 3
+    X = modes[rng.zipf(1.5, n) % n_modes] + rng.standard_t(3, size=(n, d))
+    return (X + 100.0).astype(np.float32)
+
+
+def test_near_ties_data_has_rows_the_search_rounds_off_their_nearest():
+    X = near_ties()
+    C = X[np.random.default_rng(0).choice(len(X), 64, replace=False)]
+    labels = assign(X, C)[0]
+    exact = ((X.astype(np.float64)[:, None, :] - C.astype(np.float64)[None]) ** 2).sum(-1)
+    assert np.any(exact[np.arange(len(X)), labels] > exact.min(axis=1))
+
+
+def test_lloyd_resumed_from_any_iteration_is_exact_on_near_ties():
+    X = near_ties()
+    centers = X[np.random.default_rng(0).choice(len(X), 64, replace=False)]
+    states = []
+    straight = lloyd(X, centers, max_iter=25, tol=0.0, on_iter=lambda s: states.append({k: np.copy(v) for k, v in s.items()}))
+    assert len(states) >= 10
+    for state in states:
+        resumed = lloyd(X, None, max_iter=25, tol=0.0, state=state)
+        np.testing.assert_array_equal(resumed.labels, straight.labels)
+        np.testing.assert_array_equal(resumed.centers, straight.centers)
+        assert resumed.n_iter == straight.n_iter
+
+
+PHASES = {  # module, function: a call of it is the inside of that phase
+    "seeding": (kmeans_module, "init_centers"),
+    "Lloyd": (kmeans_module, "search"),
+    "resampling": (hierarchy_module.cpu, "pick_members"),
+    "reassignment": (hierarchy_module, "reseed_empty"),
+}
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_stopped_inside_every_phase_then_resumed_gives_the_same_levels(phase, monkeypatch):
+    X = near_ties(n=3000)
+    params = dict(n_clusters=(48, 8), n_resamples=2, sample_size=(20, 2), max_iter=15)
+    straight = hierarchical_kmeans(X, random_state=0, **params)
+    module, name = PHASES[phase]
+    original = getattr(module, name)
+    calls, stop_at = [], None
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == stop_at:
+            raise Stop
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    hierarchical_kmeans(X, random_state=0, checkpoints=MemoryCheckpoints(), **params)
+    n_calls = len(calls)
+    assert n_calls >= 3
+    for stop_at in sorted({1, 2, n_calls // 3, n_calls // 2, n_calls - 1}):
+        calls.clear()
+        store = MemoryCheckpoints()
+        with pytest.raises(Stop):
+            hierarchical_kmeans(X, random_state=0, checkpoints=store, **params)
+        stop_at = None
+        same_levels(hierarchical_kmeans(X, random_state=0, checkpoints=store, **params), straight)

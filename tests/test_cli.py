@@ -368,10 +368,14 @@ def test_run_dir_that_cannot_be_made(data, tmp_path):
     [
         ("n_clusters = [60, 10]\nn_cluster = 5\n", "unknown key 'n_cluster'"),
         ('n_clusters = [60, 10]\nmax_iter = "many"\n', "max_iter must be a positive integer, got 'many'"),
-        ("n_clusters = [60, 10]\nn_resamples = true\n", "n_resamples must be an integer or one per level"),
+        ("n_clusters = [60, 10]\nn_resamples = true\n", "n_resamples must be a non-negative integer or one per level"),
+        ("n_clusters = [60, 10]\ntol = inf\n", "tol must be a finite non-negative number, got inf"),
+        ("n_clusters = [60, 10]\ncheckpoint_interval = -1\n", "checkpoint_interval must be a finite non-negative"),
+        ("n_clusters = [60, 10]\ncheckpoint_interval = nan\n", "checkpoint_interval must be a finite non-negative"),
+        ("n_clusters = [60, 10]\nseed = -1\n", "seed must be a non-negative integer, got -1"),
         ('n_clusters = [60, 10]\nresample_strategy = "far"\n', "resample_strategy must be one of 'closest', 'random'"),
         ("n_clusters = [60, 10\n", "not valid TOML"),
-        ("n_clusters = [60, 10]\nn_resamples = -1\n", "n_resamples entries must be non-negative"),
+        ("n_clusters = [60, 10]\nn_resamples = -1\n", "n_resamples must be a non-negative integer or one per level, got -1"),
     ],
 )
 def test_bad_config(data, tmp_path, text, message):
@@ -390,8 +394,13 @@ def test_bad_flags_and_missing_parameters(data, tmp_path):
     assert_error(hkmeans("curate", path, "--out", tmp_path / "r", *FIT, "--target-size", -5, check=False), "target_size must be")
     assert_error(
         hkmeans("curate", path, "--out", tmp_path / "r", *FIT, "--target-size", 5, "--multiplier", 0, check=False),
-        "multiplier must be a positive integer",
+        "multiplier must be an integer from 1",
     )
+    for big in (2**63 - 1, 2**62 + 1, 99999999999999999999):
+        proc = hkmeans("curate", path, "--out", tmp_path / "r", *FIT, "--target-size", 5, "--multiplier", big, check=False)
+        assert_error(proc, "--multiplier: multiplier must be an integer from 1 to 4611686018427387904")
+    assert_error(hkmeans("fit", path, "--out", tmp_path / "r", *FIT, "--seed", -1, check=False),
+                 "--seed: seed must be a non-negative integer, got -1")
     assert_error(hkmeans("sample", tmp_path / "r", "--target-size", 5, check=False), "not an hkmeans run directory")
     assert_error(hkmeans(check=False), "required: COMMAND")
     assert not (tmp_path / "r").exists()
@@ -439,3 +448,165 @@ def test_a_run_dir_in_use_is_refused(tmp_path):
         proc.kill()
         proc.wait()
     assert_nothing_broken(tmp_path / "run", killed=True)
+
+
+def test_help_gives_defaults_a_line_per_option_and_examples():
+    for command in ("fit", "sample", "curate"):
+        text = hkmeans(command, "--help").stdout
+        options = re.findall(r"^  (-[-\w, ]+?)(?:\s[A-Z{]|\n|\s\s)", text, re.M)
+        assert len(options) > 5
+        blocks = re.split(r"\n  (?=-)", text.split("options:")[1].split("examples:")[0])
+        assert all(len(b.split()) > 2 for b in blocks[1:]), blocks  # every option described
+        assert "examples:" in text and text.count(f"hkmeans {command} ") >= 2
+    text = hkmeans("curate", "--help").stdout
+    assert "(default: 10)" in text and "(default: k-means++)" in text and "(default: 60.0)" in text
+    assert re.search(r"--n-clusters.*\n.*required", text) and re.search(r"--target-size N\s+points to pick \(required", text)
+
+
+# run directories and outputs: nothing of the user's is ever lost
+
+
+def test_overwrite_touches_only_a_run_directory_and_only_what_hkmeans_wrote(data, tmp_path):
+    X, path = data
+    foreign = tmp_path / "v"
+    foreign.mkdir()
+    (foreign / "manifest.json").write_text('{"app": "x"}')
+    (foreign / "notes.txt").write_text("keep")
+    np.save(foreign / "emb.npy", X)
+    for extra in ([], ["--overwrite"]):
+        proc = hkmeans("curate", foreign / "emb.npy", "--out", foreign, *FIT, "--target-size", 5, *extra, check=False)
+        assert_error(proc, "not an hkmeans run directory", "not written by hkmeans")
+        assert sorted(p.name for p in foreign.iterdir()) == ["emb.npy", "manifest.json", "notes.txt"]
+    run = tmp_path / "run"
+    hkmeans("curate", path, "--out", run, *FIT, "--target-size", 5)
+    assert manifest(run)["tool"] == "hkmeans"
+    np.save(run / "emb.npy", X)  # the user's files, put in the run directory afterwards
+    (run / "notes.txt").write_text("keep")
+    hkmeans("curate", run / "emb.npy", "--out", run, *FIT[:-1], "2", "--target-size", 5, "--overwrite")
+    assert (run / "notes.txt").read_text() == "keep"
+    np.testing.assert_array_equal(np.load(run / "emb.npy"), X)
+    assert manifest(run)["params"]["n_resamples"] == [2, 2]
+    # an input named as a file hkmeans writes in the run directory is refused
+    np.save(run / "data.npy", X)
+    proc = hkmeans("fit", run / "data.npy", "--out", run, *FIT, "--overwrite", check=False)
+    assert_error(proc, "inside the run directory under a name hkmeans writes there")
+    np.testing.assert_array_equal(np.load(run / "data.npy"), X)
+
+
+def test_output_never_replaces_the_input_a_run_file_or_a_non_regular_file(data, tmp_path):
+    X, path = data
+    run = tmp_path / "run"
+    hkmeans("curate", path, "--out", run, *FIT, "--target-size", 5)
+    os.symlink(tmp_path / "target.npy", tmp_path / "link.npy")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    cases = [
+        (path, "is the input embeddings file"),
+        (run / "tree.npz", "a file of an hkmeans run directory"),
+        (run / "manifest.json", "a file of an hkmeans run directory"),
+        (run / "steps" / "x.npy", "a file of an hkmeans run directory"),
+        (tmp_path / "link.npy", "is a symbolic link"),
+        (tmp_path / "fifo", "not a regular file"),
+        (tmp_path / "dir", "not a regular file"),
+        ("/dev/null", "not a regular file"),
+    ]
+    before = {p: p.read_bytes() for p in (path, run / "tree.npz", run / "manifest.json")}
+    for out, message in cases:
+        assert_error(hkmeans("sample", run, "--target-size", 5, "-o", out, check=False), message)
+    assert_error(hkmeans("curate", path, "--out", run, *FIT, "--target-size", 5, "-o", path, check=False),
+                 "is the input embeddings file")
+    new_run = tmp_path / "new"
+    assert_error(hkmeans("curate", path, "--out", new_run, *FIT, "--target-size", 5, "-o", new_run / "tree.npz",
+                         check=False), "a file of an hkmeans run directory")
+    assert not new_run.exists()
+    assert all(p.read_bytes() == b for p, b in before.items())
+    assert not (tmp_path / "target.npy").exists() and os.path.islink(tmp_path / "link.npy")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
+def test_output_files_follow_the_umask(data, tmp_path):
+    _, path = data
+    run = tmp_path / "run"
+
+    def umask(mask):
+        return lambda: os.umask(mask)
+
+    hkmeans("curate", path, "--out", run, *FIT, "--target-size", 5, preexec_fn=umask(0o022))
+    for name in ("indices.npy", "tree.npz", "manifest.json", "config.toml", "centroids/level0.npy"):
+        assert (run / name).stat().st_mode & 0o777 == 0o644, name
+    hkmeans("sample", run, "--target-size", 5, "-o", tmp_path / "s.npy", preexec_fn=umask(0o077))
+    assert (tmp_path / "s.npy").stat().st_mode & 0o777 == 0o600
+
+
+def test_huge_multipliers_and_targets_give_the_right_indices(data, tmp_path):
+    _, path = data
+    run = tmp_path / "run"
+    hkmeans("fit", path, "--out", run, *FIT)
+    for multiplier in (2**62, 4611686018427387904 // 3):
+        hkmeans("sample", run, "--target-size", 50, "--multiplier", multiplier, "-o", tmp_path / "s.npy")
+        idx = np.load(tmp_path / "s.npy")
+        assert len(idx) == 50 and idx.min() >= 0 and idx.max() < 3000
+    proc = hkmeans("sample", run, "--target-size", 2**62, "--multiplier", 1, "-o", tmp_path / "s.npy", check=False)
+    assert proc.returncode == 0 and "writing all 3000" in proc.stderr
+    assert np.array_equal(np.load(tmp_path / "s.npy"), np.arange(3000))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda run: (run / "manifest.json").write_text("[1, 2]"), "not written by hkmeans"),
+        (lambda run: (run / "manifest.json").write_text('{"tool": "hkmeans", "format": 1}'), "damaged (missing or malformed: input"),
+        (lambda run: (run / "tree.npz").write_bytes((run / "tree.npz").read_bytes()[:100]), "not a readable ClusterTree file"),
+        (lambda run: _set_n_levels(run / "tree.npz", 5), "not a readable ClusterTree file (missing 'labels_2"),
+        (lambda run: _set_n_levels(run / "tree.npz", 1), "holds more levels than its n_levels"),
+    ],
+    ids=["list", "keys", "truncated", "more levels", "fewer levels"],
+)
+def test_a_damaged_run_directory_is_one_line_and_exit_2(data, tmp_path, damage, message):
+    _, path = data
+    run = tmp_path / "run"
+    hkmeans("fit", path, "--out", run, *FIT)
+    damage(run)
+    assert_error(hkmeans("sample", run, "--target-size", 5, check=False), message)
+    assert not (run / "indices.npy").exists()
+
+
+def _set_n_levels(file, n_levels):
+    with np.load(file) as f:
+        arrays = dict(f)
+    arrays["n_levels"] = np.array(n_levels)
+    np.savez(file, **arrays)
+
+
+def test_a_damaged_step_file_is_one_line_and_exit_2(data, tmp_path):
+    _, path = data
+    run = tmp_path / "run"
+    hkmeans("fit", path, "--out", run, *FIT[:-1], "1", "-q")
+    m = manifest(run)
+    m["status"] = "running"
+    (run / "manifest.json").write_text(json.dumps(m))
+    step = run / "steps" / "level1" / "step0001.npz"
+    step.write_bytes(step.read_bytes()[:50])
+    assert_error(hkmeans("fit", path, "--out", run, *FIT[:-1], "1", check=False), "step0001.npz: damaged")
+
+
+def test_import_falls_back_to_a_temporary_kernel_cache(tmp_path):
+    """With neither the package folder nor the home folder writable (here: made
+    impossible by files where the folders would go, as root writes anywhere)."""
+    import shutil
+
+    import hkmeans
+
+    copy = tmp_path / "site" / "hkmeans"
+    shutil.copytree(os.path.dirname(hkmeans.__file__), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in (copy, copy / "_kernels", copy / "cli"):
+        (folder / "__pycache__").write_text("")
+    (tmp_path / "home").write_text("")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "home" / "cache"), TMPDIR=str(tmp_path),
+               PYTHONPATH=str(tmp_path / "site"), PYTHONDONTWRITEBYTECODE="1")
+    code = "import hkmeans, numba; print(numba.config.CACHE_DIR); hkmeans.ClusterTree([[0, 1, 1]]).sizes(0)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().startswith(str(tmp_path / "hkmeans-numba-cache-"))
+    assert "compiled kernels are cached in" in proc.stderr

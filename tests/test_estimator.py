@@ -85,3 +85,15 @@ def test_hierarchical_fewer_distinct_points_than_clusters_warns():
     X = np.repeat(np.eye(3), 10, axis=0)
     with pytest.warns(ConvergenceWarning):
         HierarchicalKMeans(5, random_state=0).fit(X)
+
+
+def test_sample_follows_the_estimators_random_state():
+    X = np.random.default_rng(0).normal(size=(400, 3))
+    a = HierarchicalKMeans((20, 5), n_resamples=1, random_state=7).fit(X)
+    b = HierarchicalKMeans((20, 5), n_resamples=1, random_state=7).fit(X)
+    np.testing.assert_array_equal(a.sample(50), b.sample(50))
+    np.testing.assert_array_equal(a.sample(50), a.sample(50))  # every call, not only the first
+    assert not np.array_equal(a.sample(50), a.sample(50, random_state=1))
+    rng = np.random.default_rng(3)
+    c = HierarchicalKMeans((20, 5), n_resamples=1, random_state=rng).fit(X)
+    assert not np.array_equal(c.sample(50), c.sample(50))  # a Generator is advanced

@@ -117,3 +117,24 @@ def test_bad_arguments(args, error, match):
 def test_not_a_tree():
     with pytest.raises(TypeError, match="ClusterTree"):
         hierarchical_sampling(np.zeros(3), 1)
+
+
+@given(trees(), targets, st.integers(0, 3), st.sampled_from(["random", "closest"]), st.integers(0, 99))
+def test_huge_multipliers_sample_as_an_unbounded_multiplier_would(tree, target, shift, strategy, seed):
+    """Above the target, the multiplier no longer changes anything: 2**62 and friends
+    give what ``multiplier = target`` gives, with no int64 overflow on the way."""
+    expected = hierarchical_sampling(tree, target, strategy, max(1, target), random_state=seed)
+    for multiplier in (2**62 - shift, 2**61 + shift, 3 * 2**60):
+        for sampler in (hierarchical_sampling, lambda *a, **k: flat_sampling(a[0], a[1], 0, *a[2:], **k)):
+            idx = sampler(tree, target, strategy, multiplier, random_state=seed)
+            if sampler is hierarchical_sampling:
+                np.testing.assert_array_equal(idx, expected)
+            assert len(idx) == target and (target == 0 or 0 <= idx.min() and idx.max() < tree.n_samples)
+
+
+@pytest.mark.parametrize("name, value", [("target_size", 2**62 + 1), ("multiplier", 2**63 - 1), ("multiplier", 10**20)])
+def test_counts_beyond_2_62_are_refused_in_one_line(name, value):
+    tree = ClusterTree([np.array([0, 0, 1])])
+    kwargs = {"target_size": 2, "multiplier": 1, name: value}
+    with pytest.raises(ValueError, match=f"^{name} must be an integer from"):
+        hierarchical_sampling(tree, kwargs["target_size"], multiplier=kwargs["multiplier"])

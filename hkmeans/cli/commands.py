@@ -14,7 +14,7 @@ from ..io import convert, file_stat, open_embeddings, save_npy, scan
 from ..kmeans import check_kmeans_params
 from ..sampling import flat_sampling, hierarchical_sampling
 from . import config as cfg
-from .rundir import RunDir, RunDirError
+from .rundir import RunDir, RunDirError, owned
 
 SCRATCH = "data.npy"
 
@@ -31,18 +31,18 @@ def _compute_dtype(X, name):
 
 
 def _check_sampling(config):
-    if config["target_size"] is None:
+    if config["target_size"] is None:  # the other keys were checked as they were read
         raise cfg.ConfigError("target_size is required: give --target-size or set it in the config file.")
-    if config["target_size"] < 0:
-        raise cfg.ConfigError(f"target_size must be a non-negative integer, got {config['target_size']}.")
-    if config["multiplier"] < 1:
-        raise cfg.ConfigError(f"multiplier must be a positive integer, got {config['multiplier']}.")
 
 
 def _prepare_fit(args, config):
     """Every check of a fit, before anything is written: returns ``(X, dtype, source)``."""
     if config["n_clusters"] is None:
         raise cfg.ConfigError("n_clusters is required: give --n-clusters or set it in the config file.")
+    if owned(args.embeddings, args.out):
+        raise cfg.ConfigError(
+            f"{args.embeddings}: inside the run directory under a name hkmeans writes there; move it or choose another --out."
+        )
     X = open_embeddings(args.embeddings)
     dtype = _compute_dtype(X, config["dtype"])
     check_hierarchy_params(
@@ -140,7 +140,7 @@ def curate(args) -> None:
     _check_sampling(config)
     prepared = _prepare_fit(args, config)
     out = args.output or os.path.join(args.out, "indices.npy")
-    _check_output(out, exempt=args.out)
+    _check_output(out, args.embeddings, args.out)
     run = _fit(args, config, *prepared)
     _sample(RunDir.tree(run.path), config, out, args.verbosity)
 
@@ -150,17 +150,25 @@ def sample(args) -> None:
     _check_sampling(config)
     tree = RunDir.tree(args.run_dir)
     out = args.output or os.path.join(args.run_dir, "indices.npy")
-    _check_output(out)
+    _check_output(out, RunDir.read_manifest(args.run_dir)["input"]["path"], args.run_dir)
     _sample(tree, config, out, args.verbosity)
 
 
-def _check_output(out, exempt=None):
-    """Refuse an output file whose folder is missing (unless it is the run directory,
-    made later) before any work."""
+def _check_output(out, input_path, run_dir):
+    """Refuse, before any work, an output path that would destroy something: the input
+    embeddings, a file of a run directory, or anything but a regular file (a link, a
+    folder, a FIFO, a device); and one whose folder is missing (unless it is
+    ``run_dir``, made later)."""
+    if os.path.islink(out):
+        raise cfg.ConfigError(f"{out}: is a symbolic link; give the path of a regular file to write the indices to.")
+    if os.path.exists(out) and not os.path.isfile(out):
+        raise cfg.ConfigError(f"{out}: exists and is not a regular file; give another -o.")
+    if os.path.exists(out) and os.path.exists(input_path) and os.path.samefile(out, input_path):
+        raise cfg.ConfigError(f"{out}: is the input embeddings file; give another -o.")
+    if owned(out, run_dir):
+        raise cfg.ConfigError(f"{out}: a file of an hkmeans run directory, which it would corrupt; give another -o.")
     folder = os.path.dirname(os.path.abspath(out))
-    if exempt is not None and folder == os.path.abspath(exempt):
-        return
-    if not os.path.isdir(folder):
+    if folder != os.path.abspath(run_dir) and not os.path.isdir(folder):
         raise cfg.ConfigError(f"{out}: its folder {folder} does not exist.")
 
 

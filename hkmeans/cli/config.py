@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import tomllib
+from dataclasses import dataclass
+from typing import Callable
 
 from ..hierarchy import RESAMPLE_STRATEGIES
 from ..kmeans import INITS, METRICS
-from ..sampling import STRATEGIES
+from ..sampling import MAX_COUNT, STRATEGIES
 
 DTYPES = ("auto", "float32", "float64")
 METHODS = ("hierarchical", "flat")
@@ -17,45 +20,69 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message says which key and why."""
 
 
-def _int(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+def _int(v, low=None, high=None):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and (low is None or v >= low) and (high is None or v <= high)
 
 
-def _ints(v):
-    return _int(v) or (isinstance(v, list) and len(v) > 0 and all(_int(x) for x in v))
+def _ints(low):
+    """One integer ``>= low``, or a non-empty list of them (one per level)."""
+    return lambda v: _int(v, low) or (isinstance(v, list) and len(v) > 0 and all(_int(x, low) for x in v))
 
 
-def _number(v):
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+def number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 
-def _choice(options):
-    return (lambda v: v in options), "one of " + ", ".join(map(repr, options))
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its check, what it must be (for errors), its default
+    (None: not set), its help line, and the flag's metavar or choices."""
+
+    check: Callable
+    what: str
+    default: object
+    help: str
+    metavar: str | None = None
+    choices: tuple | None = None
 
 
-# key: (check, what it must be, default); None default: not set
+def _choice_key(options, default, help):
+    return Key(lambda v: v in options, "one of " + ", ".join(map(repr, options)), default, help, choices=options)
+
+
+# one table: the checks of the config file and the flags, the defaults, --help, docs/cli.md
 FIT_KEYS = {
-    "n_clusters": (_ints, "a positive integer or a list of them, finest level first", None),
-    "n_resamples": (_ints, "an integer or one per level", 10),
-    "sample_size": (_ints, "an integer or one per level (leave out for half the mean cluster size)", None),
-    "resample_strategy": (*_choice(RESAMPLE_STRATEGIES), "closest"),
-    "n_splits": (_ints, "an integer or one per level", 1),
-    "init": (*_choice(INITS), "k-means++"),
-    "n_init": (_int, "a positive integer", 1),
-    "max_iter": (_int, "a positive integer", 50),
-    "tol": (_number, "a non-negative number", 0.0),
-    "metric": (*_choice(METRICS), "euclidean"),
-    "dtype": (*_choice(DTYPES), "auto"),
-    "seed": (_int, "an integer", 0),
+    "n_clusters": Key(_ints(1), "a positive integer or a list of them, finest level first", None,
+                      "clusters per level, finest first (required, here or in --config)", "K[,K...]"),
+    "n_resamples": Key(_ints(0), "a non-negative integer or one per level", 10,
+                       "resampling steps per level", "R[,R...]"),
+    "sample_size": Key(_ints(0), "a non-negative integer or one per level", None,
+                       "points per cluster in a resampling step (default: half the level's mean cluster size)",
+                       "S[,S...]"),
+    "resample_strategy": _choice_key(RESAMPLE_STRATEGIES, "closest", "which points a resampling step takes"),
+    "n_splits": Key(_ints(1), "a positive integer or one per level", 1,
+                    "split a level's clusters in this many by a k-means each (a divisor of its n_clusters)",
+                    "S[,S...]"),
+    "init": _choice_key(INITS, "k-means++", "seeding of each k-means"),
+    "n_init": Key(lambda v: _int(v, 1), "a positive integer", 1, "runs per k-means, the best kept", "N"),
+    "max_iter": Key(lambda v: _int(v, 1), "a positive integer", 50, "Lloyd iterations per k-means at most", "N"),
+    "tol": Key(number, "a finite non-negative number", 0.0,
+               "stop a k-means when its squared centre shift falls to this, relative to the data's variance", "TOL"),
+    "metric": _choice_key(METRICS, "euclidean", "cosine: spherical k-means on unit rows"),
+    "dtype": _choice_key(DTYPES, "auto", "compute dtype (auto: float64 input stays float64, others float32)"),
+    "seed": Key(lambda v: _int(v, 0), "a non-negative integer", 0, "seed of every random choice", "SEED"),
 }
 SAMPLE_KEYS = {
-    "target_size": (_int, "a non-negative integer", None),
-    "strategy": (*_choice(STRATEGIES), "random"),
-    "multiplier": (_int, "a positive integer", 1),
-    "method": (*_choice(METHODS), "hierarchical"),
+    "target_size": Key(lambda v: _int(v, 0, MAX_COUNT), f"an integer from 0 to {MAX_COUNT}", None,
+                       "points to pick (required, here or in --config)", "N"),
+    "strategy": _choice_key(STRATEGIES, "random", "how a finest-level cluster picks its points"),
+    "multiplier": Key(lambda v: _int(v, 1, MAX_COUNT), f"an integer from 1 to {MAX_COUNT}", 1,
+                      "most times one point may be picked", "M"),
+    "method": _choice_key(METHODS, "hierarchical", "balance over the whole tree, or the finest level only"),
 }
 RUN_KEYS = {
-    "checkpoint_interval": (_number, "a number of seconds", 60.0),
+    "checkpoint_interval": Key(number, "a finite non-negative number of seconds", 60.0,
+                               "seconds between saved states of a running k-means", "SECONDS"),
 }
 KEYS = {**FIT_KEYS, **SAMPLE_KEYS, **RUN_KEYS}
 
@@ -64,10 +91,10 @@ def check(key, value, source):
     """``value`` if it suits ``key``; :class:`ConfigError` otherwise."""
     if key not in KEYS:
         raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(KEYS)}.")
-    ok, what, _ = KEYS[key]
-    if not ok(value):
-        raise ConfigError(f"{source}: {key} must be {what}, got {value!r}.")
-    return float(value) if KEYS[key][0] is _number else value
+    spec = KEYS[key]
+    if not spec.check(value):
+        raise ConfigError(f"{source}: {key} must be {spec.what}, got {value!r}.")
+    return float(value) if spec.check is number else value
 
 
 def read(path) -> dict:
@@ -87,7 +114,7 @@ def read(path) -> dict:
 def effective(path, flags: dict) -> dict:
     """Defaults, overridden by the config file at ``path`` (if any), overridden by the
     flags that were given (those not None)."""
-    config = {key: default for key, (_, _, default) in KEYS.items()}
+    config = {key: spec.default for key, spec in KEYS.items()}
     if path is not None:
         config.update(read(path))
     config.update({key: check(key, value, "--" + key.replace("_", "-")) for key, value in flags.items() if value is not None})

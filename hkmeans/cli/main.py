@@ -16,6 +16,7 @@ from .. import __version__
 from .._progress import TqdmHandler, log
 from ..io import InputError
 from . import commands
+from . import config as cfg
 from .config import ConfigError
 from .rundir import RunDirError
 
@@ -36,74 +37,94 @@ def _ints(text):
     return values[0] if len(values) == 1 else values
 
 
+def _flag(p, key, spec):
+    """The flag of config key ``key``: its type, choices and help (with the default)
+    all from the one table in :mod:`.config`."""
+    if spec.choices is not None:
+        kind = dict(choices=spec.choices)
+    elif key in cfg.PER_LEVEL:
+        kind = dict(type=_ints)
+    else:
+        kind = dict(type=float if spec.check is cfg.number else int)
+    default = "" if spec.default is None else f" (default: {spec.default})"
+    p.add_argument("--" + key.replace("_", "-"), dest=key, metavar=spec.metavar, help=spec.help + default, **kind)
+
+
 def _fit_options(p):
-    p.add_argument("--n-clusters", dest="n_clusters", type=_ints, metavar="K[,K...]", help="clusters per level, finest first")
-    p.add_argument("--sample-size", dest="sample_size", type=_ints, metavar="S[,S...]", help="points per cluster per resampling")
-    p.add_argument("--n-resamples", dest="n_resamples", type=_ints, metavar="R[,R...]")
-    p.add_argument("--resample-strategy", dest="resample_strategy", choices=("closest", "random"))
-    p.add_argument("--n-splits", dest="n_splits", type=_ints, metavar="S[,S...]")
-    p.add_argument("--init", choices=("k-means++", "k-means||", "random"))
-    p.add_argument("--n-init", dest="n_init", type=int)
-    p.add_argument("--max-iter", dest="max_iter", type=int)
-    p.add_argument("--tol", type=float)
-    p.add_argument("--metric", choices=("euclidean", "cosine"))
-    p.add_argument("--dtype", choices=("auto", "float32", "float64"), help="compute dtype (auto: float64 input stays float64, others float32)")
-    p.add_argument("--checkpoint-interval", dest="checkpoint_interval", type=float, metavar="SECONDS",
-                   help="how often a long k-means run saves its state (default 60)")
-    p.add_argument("--overwrite", action="store_true", help="start over in a RUN_DIR that holds another run")
+    for key, spec in {**cfg.FIT_KEYS, **cfg.RUN_KEYS}.items():
+        if key != "seed":
+            _flag(p, key, spec)
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a RUN_DIR that holds another run (deletes only what hkmeans wrote there)")
 
 
-def _sample_options(p, required=False):
-    p.add_argument("--target-size", dest="target_size", type=int, metavar="N", required=required)
-    p.add_argument("--strategy", choices=("random", "closest", "furthest"))
-    p.add_argument("--multiplier", type=int)
-    p.add_argument("--method", choices=("hierarchical", "flat"))
+def _sample_options(p):
+    for key, spec in cfg.SAMPLE_KEYS.items():
+        _flag(p, key, spec)
     p.add_argument("-o", "--output", metavar="FILE", help="indices file (default: RUN_DIR/indices.npy)")
 
 
 def _common(p):
     p.add_argument("--config", metavar="FILE", help="TOML file of parameters; flags override it")
-    p.add_argument("--seed", type=int)
+    _flag(p, "seed", cfg.KEYS["seed"])
     g = p.add_mutually_exclusive_group()
     g.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, help="errors and warnings only")
     g.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, help="timestamped log lines")
     p.set_defaults(verbosity=0)
 
 
+EXAMPLES = {
+    "fit": ["hkmeans fit emb.npy --out run/ --n-clusters 10000,1000,100",
+            "hkmeans fit emb.npy --out run/ --config curation.toml --seed 1"],
+    "sample": ["hkmeans sample run/ --target-size 200000 -o subset.npy",
+               "hkmeans sample run/ --target-size 50000 --strategy closest --multiplier 2"],
+    "curate": ["hkmeans curate emb.npy --out run/ --n-clusters 10000,1000,100 --target-size 1000000",
+               "hkmeans curate emb.npy --out run/ --config curation.toml -o subset.npy"],
+    "demo": ["hkmeans demo", "hkmeans demo --out plots/ --seed 3"],
+    "info": ["hkmeans info run/", "hkmeans info run/ | grep status"],
+}
+
+
+def _subcommand(sub, name, help, run):
+    epilog = "examples:\n" + "\n".join("  " + line for line in EXAMPLES[name])
+    p = sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(run=run)
+    return p
+
+
 def parser() -> argparse.ArgumentParser:
-    top = _Parser(prog="hkmeans", description="Automatic data curation by hierarchical k-means.")
+    top = _Parser(prog="hkmeans", description="Automatic data curation by hierarchical k-means.",
+                  epilog="examples:\n  hkmeans demo\n  " + EXAMPLES["curate"][0],
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--version", action="version", version=f"hkmeans {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("fit", help="hierarchical k-means of an embeddings .npy into RUN_DIR")
-    p.add_argument("embeddings", metavar="EMBEDDINGS.npy")
-    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p = _subcommand(sub, "fit", "hierarchical k-means of an embeddings .npy into RUN_DIR", commands.fit)
+    p.add_argument("embeddings", metavar="EMBEDDINGS.npy", help="a 2-D float or integer .npy file (memory-mapped)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (required; made if missing)")
     _fit_options(p)
     _common(p)
-    p.set_defaults(run=commands.fit)
 
-    p = sub.add_parser("sample", help="indices of a balanced subset from a fitted RUN_DIR")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p = _subcommand(sub, "sample", "indices of a balanced subset from a fitted RUN_DIR", commands.sample)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of a finished fit")
     _sample_options(p)
     _common(p)
-    p.set_defaults(run=commands.sample)
 
-    p = sub.add_parser("curate", help="fit, then sample")
-    p.add_argument("embeddings", metavar="EMBEDDINGS.npy")
-    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p = _subcommand(sub, "curate", "fit, then sample", commands.curate)
+    p.add_argument("embeddings", metavar="EMBEDDINGS.npy", help="a 2-D float or integer .npy file (memory-mapped)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (required; made if missing)")
     _fit_options(p)
     _sample_options(p)
     _common(p)
-    p.set_defaults(run=commands.curate)
 
-    p = sub.add_parser("demo", help="the paper's ring example, with a plot")
+    p = _subcommand(sub, "demo", "the paper's ring example, with a plot", commands.demo)
     p.add_argument("--out", default="hkmeans-demo", metavar="DIR", help="where the PNG goes (default: hkmeans-demo)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=commands.demo, verbosity=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the fit (default: 0)")
+    p.set_defaults(verbosity=0)
 
-    p = sub.add_parser("info", help="levels, clusters and parameters of a RUN_DIR")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.set_defaults(run=commands.info, verbosity=0)
+    p = _subcommand(sub, "info", "levels, clusters and parameters of a RUN_DIR", commands.info)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
+    p.set_defaults(verbosity=0)
     return top
 
 

@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from importlib import metadata
 
 try:
@@ -43,8 +44,16 @@ from ..tree import ClusterTree
 from .config import fit_params, to_toml
 
 FORMAT = 1
+TOOL = "hkmeans"  # the manifest's marker: only hkmeans writes it
 MANIFEST = "manifest.json"
 LOCK = ".lock"
+#: What hkmeans writes at the top of a run directory: all that ``--overwrite`` deletes.
+OWNED_FILES = (MANIFEST, LOCK, "config.toml", "tree.npz", "data.npy", "indices.npy")
+OWNED_DIRS = ("steps", "centroids")
+OWNED_PREFIXES = ("scratch-", ".tmp-")
+#: The manifest's keys and their types: a manifest without them is damaged.
+_MANIFEST_KEYS = {"format": int, "input": dict, "params": dict, "steps": list, "status": str, "versions": dict}
+_INPUT_KEYS = {"path": str, "shape": list, "dtype": str, "fingerprint": str}
 SCRATCH_BYTES = 64 << 20  # intermediate arrays above this go to files in RUN_DIR
 DEPENDENCIES = ("numpy", "numba", "scipy", "scikit-learn", "threadpoolctl", "tqdm")
 
@@ -77,7 +86,8 @@ class RunDir(Checkpoints):
 
     @staticmethod
     def read_manifest(path) -> dict:
-        """The manifest of an existing run directory; :class:`RunDirError` otherwise."""
+        """The manifest of an existing run directory; :class:`RunDirError` if ``path``
+        is not one (no manifest, or one hkmeans did not write) or it is damaged."""
         file = os.path.join(path, MANIFEST)
         if not os.path.isfile(file):
             raise RunDirError(f"{path}: not an hkmeans run directory (no {MANIFEST}); run 'hkmeans fit' first.")
@@ -86,8 +96,18 @@ class RunDir(Checkpoints):
                 manifest = json.load(f)
         except (OSError, ValueError) as e:
             raise RunDirError(f"{file}: cannot be read ({e}).") from None
+        if not is_run_manifest(manifest):
+            raise RunDirError(f"{path}: not an hkmeans run directory (its {MANIFEST} was not written by hkmeans).")
         if manifest.get("format") != FORMAT:
-            raise RunDirError(f"{file}: written by an incompatible version of hkmeans.")
+            raise RunDirError(
+                f"{file}: run directory format {manifest.get('format')!r}, this hkmeans reads format {FORMAT}; "
+                "use the hkmeans version that wrote it, or another --out."
+            )
+        bad = [key for key, kind in _MANIFEST_KEYS.items() if not isinstance(manifest.get(key), kind)]
+        if isinstance(manifest.get("input"), dict):
+            bad += [f"input.{key}" for key, kind in _INPUT_KEYS.items() if not isinstance(manifest["input"].get(key), kind)]
+        if bad:
+            raise RunDirError(f"{file}: damaged (missing or malformed: {', '.join(bad)}); use --overwrite to start over.")
         return manifest
 
     @classmethod
@@ -103,8 +123,8 @@ class RunDir(Checkpoints):
         exists = os.path.isdir(path) and bool(set(os.listdir(path)) - {LOCK})
         if exists and not os.path.isfile(os.path.join(path, MANIFEST)):
             raise RunDirError(f"{path}: not empty and not an hkmeans run directory; choose another --out.")
+        manifest = cls.read_manifest(path) if exists else None  # refuses what hkmeans did not write
         if exists and not overwrite:
-            manifest = cls.read_manifest(path)
             if manifest["input"]["fingerprint"] != source["fingerprint"]:
                 raise RunDirError(
                     f"{path}: holds a run on other input ({manifest['input']['path']}, shape "
@@ -132,11 +152,10 @@ class RunDir(Checkpoints):
                 raise RunDirError(f"{path}: cannot create the run directory ({e.strerror}).") from None
         _check_writable(path)
         lock = _lock(path)
-        if exists:  # overwrite: only what a run directory holds, after the checks above
-            for name in set(os.listdir(path)) - {LOCK}:
-                full = os.path.join(path, name)
-                shutil.rmtree(full) if os.path.isdir(full) else os.unlink(full)
+        if exists:  # overwrite: only what hkmeans wrote, after the checks above
+            _remove_owned(path, keep=source["path"])
         manifest = {
+            "tool": TOOL,
             "format": FORMAT,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "versions": _versions(),
@@ -170,13 +189,10 @@ class RunDir(Checkpoints):
         if partial is not None or key not in self.manifest["steps"]:
             if partial is None or not os.path.isfile(partial):
                 return None
-            with np.load(partial) as f:
-                return dict(f)
-        with np.load(self._file(key)) as f:
-            out = dict(f)
+            return _read_npz(partial)
+        out = _read_npz(self._file(key))
         if os.path.isfile(self._file(key, ".labels")):
-            with np.load(self._file(key, ".labels")) as f:
-                out.update(f)
+            out.update(_read_npz(self._file(key, ".labels")))
         return out
 
     def save(self, key, arrays):
@@ -249,7 +265,65 @@ class RunDir(Checkpoints):
         manifest = RunDir.read_manifest(path)
         if manifest.get("status") != "done":
             raise RunDirError(f"{path}: the fit has not finished; rerun 'hkmeans fit' with the same arguments to resume it.")
-        return ClusterTree.load(os.path.join(path, "tree.npz"))
+        try:
+            return ClusterTree.load(os.path.join(path, "tree.npz"))
+        except (OSError, ValueError) as e:
+            raise RunDirError(f"{e} Rerun 'hkmeans fit' with --overwrite to fit it again.") from None
+
+
+def is_run_manifest(manifest) -> bool:
+    """Whether ``manifest`` (parsed JSON) was written by hkmeans: it carries the
+    marker, or (written before the marker) hkmeans' own version among its versions."""
+    if not isinstance(manifest, dict):
+        return False
+    versions = manifest.get("versions")
+    return manifest.get("tool") == TOOL or (
+        "tool" not in manifest and isinstance(versions, dict) and "hkmeans" in versions
+    )
+
+
+def owned(path, run_dir=None) -> bool:
+    """Whether ``path`` names a file or folder that hkmeans keeps in a run directory
+    (``tree.npz``, ``steps/...``; not ``indices.npy``, an output): writing it from
+    outside would corrupt the run. The run directory is ``run_dir`` (which need not
+    exist yet) or any folder above ``path`` holding a run's manifest."""
+    path = os.path.abspath(path)
+    folder, name = os.path.split(path)
+    while folder != os.path.dirname(folder):
+        if (run_dir is not None and folder == os.path.abspath(run_dir)) or _holds_run(folder):
+            return (name in OWNED_FILES and name != "indices.npy") or name in OWNED_DIRS or name.startswith(OWNED_PREFIXES)
+        folder, name = os.path.split(folder)
+    return False
+
+
+def _holds_run(folder) -> bool:
+    try:
+        with open(os.path.join(folder, MANIFEST)) as f:
+            return is_run_manifest(json.load(f))
+    except (OSError, ValueError):
+        return False
+
+
+def _remove_owned(path, keep):
+    """Delete what hkmeans writes in the run directory ``path`` (never ``keep``, the
+    input, nor anything else)."""
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        if name == LOCK or (os.path.exists(keep) and os.path.exists(full) and os.path.samefile(full, keep)):
+            continue
+        if name in OWNED_DIRS and os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        elif name in OWNED_FILES or name in OWNED_DIRS or name.startswith(OWNED_PREFIXES):
+            os.unlink(full)
+
+
+def _read_npz(file) -> dict:
+    """The arrays of a step file; :class:`RunDirError` if it is damaged."""
+    try:
+        with np.load(file, allow_pickle=False) as f:
+            return dict(f)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise RunDirError(f"{file}: damaged ({e}); use --overwrite to start over.") from None
 
 
 def _lock(path):
