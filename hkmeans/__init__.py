@@ -2,7 +2,7 @@
 
 from .estimator import HierarchicalKMeans, KMeans
 from .hierarchy import Level, hierarchical_kmeans
-from .kmeans import kmeans_plusplus
+from .seeding import kmeans_plusplus
 from .sampling import flat_sampling, hierarchical_sampling
 from .tree import ClusterTree
 

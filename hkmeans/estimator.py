@@ -7,9 +7,9 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Cluster
 from sklearn.metrics import euclidean_distances
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .backends.cpu import CPUBackend, normalize_rows
 from .hierarchy import hierarchical_kmeans, tree_from_levels
-from ._threads import single_threaded_blas
-from .kmeans import assign, check_kmeans_params, kmeans, normalize_rows
+from .kmeans import check_kmeans_params, kmeans
 from .sampling import flat_sampling, hierarchical_sampling
 
 _DTYPES = [np.float64, np.float32]
@@ -144,8 +144,7 @@ class KMeans(_CentroidClusterer):
         return self
 
     def _predict(self, X):
-        with single_threaded_blas():
-            return assign(X, self.cluster_centers_)[0]
+        return CPUBackend(X).assign(self.cluster_centers_)[0]
 
 
 class HierarchicalKMeans(_CentroidClusterer):

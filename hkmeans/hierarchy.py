@@ -17,12 +17,13 @@ import numba
 import numpy as np
 
 from . import _config
-from ._kernels import cpu
 from ._progress import bar, report
 from ._rng import as_generator
+from ._threads import map_side_by_side
+from .backends import resolve
+from .backends.cpu import CPUBackend, group_by_label
 from .checkpoint import Checkpoints, run_step
-from ._threads import map_side_by_side, single_threaded_blas
-from .kmeans import assign, check_kmeans_params, kmeans, normalize_rows, reseed_empty
+from .kmeans import check_kmeans_params, kmeans, reseed_empty
 from .tree import ClusterTree
 
 RESAMPLE_STRATEGIES = ("closest", "random")
@@ -45,30 +46,13 @@ class Level:
     child_offsets: np.ndarray | None = None
 
     def assign(self, X):
-        """Cluster and squared distance of each row of ``X`` as the level assigns its
-        own input: the nearest centroid, through the parents for a split level."""
+        """Cluster and squared distance of each row of ``X`` (an array or a backend) as
+        the level assigns its own input: the nearest centroid, through the parents for
+        a split level."""
+        data = resolve(X)
         if self.parents is None:
-            with single_threaded_blas():
-                return assign(X, self.centroids)
-        return routed_assign(X, self.parents, self.child_offsets, self.centroids)
-
-
-def routed_assign(X, parents, child_offsets, children):
-    """Each row's nearest of ``children[child_offsets[p] : child_offsets[p + 1]]``,
-    ``p`` its nearest parent: ``(labels into children, squared distances)``. Costs
-    one search over the parents and one over each parent's children, instead of one
-    over all children."""
-    with single_threaded_blas():
-        nearest = assign(X, parents)[0]
-        offsets, order = cpu.group_by_label(nearest, len(parents))
-        labels = np.empty(X.shape[0], dtype=np.int64)
-        sqdist = np.empty(X.shape[0], dtype=np.float64)
-        for p in np.flatnonzero(np.diff(offsets)):
-            rows = order[offsets[p] : offsets[p + 1]]
-            a, e = child_offsets[p], child_offsets[p + 1]
-            labels[rows], sqdist[rows] = assign(X[rows], children[a:e])
-            labels[rows] += a
-    return labels, sqdist
+            return data.assign(self.centroids)
+        return data.routed_assign(self.parents, self.child_offsets, self.centroids)
 
 
 def _per_level(value, n_levels, name, allow_none=False):
@@ -161,11 +145,12 @@ def hierarchical_kmeans(
     rng = as_generator(random_state)
     checkpoints = checkpoints if checkpoints is not None else Checkpoints()
     params = dict(init=init, n_init=n_init, max_iter=max_iter, tol=tol, metric=metric, verbose=verbose)
+    data = resolve(X)
     if metric == "cosine":  # once, for every level and step
-        X = normalize_rows(X, out=checkpoints.empty("normalized", X.shape, X.dtype))
+        data = data.normalized(out=checkpoints.empty("normalized", data.shape, data.dtype))
         params["normalized"] = True
     levels: list[Level] = []
-    Y = X
+    Y = data  # level 0 on the data's backend; the levels above, on their input's centroids in memory
     with bar(verbose, len(ks), "levels", leave=True, unit="level") as levels_bar:
         for t, k in enumerate(ks):
             start = time.perf_counter()
@@ -190,7 +175,7 @@ def hierarchical_kmeans(
                 f"level {t}: {Y.shape[0]} -> {len(level.centroids)} clusters, {how}, "
                 f"{time.perf_counter() - start:.2f} s",
             )
-            Y = level.centroids
+            Y = CPUBackend(level.centroids)
     return levels
 
 
@@ -229,18 +214,15 @@ def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> 
             prev = out
 
             def resample(key):
-                offsets, order = cpu.group_by_label(prev["labels"], k)
-                take = np.minimum(np.diff(offsets), sample_size)
+                take = np.minimum(np.bincount(prev["labels"], minlength=k), sample_size)
                 if int(take.sum()) < k:  # only with duplicate points: nothing left to resample
                     return None
                 scores = prev["sqdist"] if strategy == "closest" else step.rng.random(Y.shape[0])
-                rows = cpu.pick_members(offsets, order, scores, take)
-                subset = step.checkpoints.empty("subset", (len(rows), Y.shape[1]), Y.dtype)
-                np.take(Y, rows, axis=0, out=subset, mode="clip")  # "raise" would buffer all of out
+                rows = Y.select(prev["labels"], k, take, scores)
+                subset = Y.take(rows, out=step.checkpoints.empty("subset", (len(rows), Y.shape[1]), Y.dtype))
                 res = step.kmeans(subset, k, params, key)
-                with single_threaded_blas():
-                    labels, sqdist = assign(Y, res.centers)
-                    centers, labels, sqdist = reseed_empty(Y, res.centers, labels, sqdist)
+                labels, sqdist = Y.assign(res.centers)
+                centers, labels, sqdist = reseed_empty(Y, res.centers, labels, sqdist)
                 return dict(centers=centers, labels=labels, sqdist=sqdist, n_iter=res.n_iter)
 
             out = step(resample)
@@ -272,7 +254,7 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
                 f"{step.prefix}: the kept top k-means of this split level was written by an "
                 "earlier version of hkmeans, without its centroids; start the fit afresh."
             )
-        offsets, order = cpu.group_by_label(out["labels"], k)
+        offsets, order = group_by_label(out["labels"], k)
         # one seed per cluster, drawn up front: each sub-k-means has its own stream,
         # so the result does not depend on which thread runs which cluster when
         seeds = step.rng.integers(np.iinfo(np.int64).max, size=k)
@@ -282,7 +264,7 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
         def split_one(c):
             members = order[offsets[c] : offsets[c + 1]]
             sub_k = min(n_splits, members.size)
-            return kmeans(np.ascontiguousarray(Y[members]), sub_k, random_state=int(seeds[c]), **sub_params)
+            return kmeans(np.ascontiguousarray(Y.take(members)), sub_k, random_state=int(seeds[c]), **sub_params)
 
         workers = split_workers(Y.shape, len(clusters), n_splits)
         with bar(params["verbose"], len(clusters), f"splitting {k}") as split_bar:
@@ -293,7 +275,7 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
         # the top k-means' labels are not reused for the routing: its last search ran
         # over its centres in another order, which may round a near tie the other way
         # than predict's search does
-        labels, sqdist = routed_assign(Y, parents, child_offsets, children)
+        labels, sqdist = Y.routed_assign(parents, child_offsets, children)
         used = np.bincount(labels, minlength=len(children)) > 0
         if not used.all():
             per_parent = np.add.reduceat(used.astype(np.int64), child_offsets[:-1])

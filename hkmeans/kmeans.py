@@ -1,7 +1,8 @@
-"""One flat k-means: seeding, the Lloyd loop, empty clusters.
+"""One flat k-means: the Lloyd loop, n_init, empty clusters, resume.
 
-Host code over :mod:`hkmeans._kernels.cpu`. Inputs here are already validated:
-2-D, C-contiguous, float32 or float64, finite.
+Host code over a backend (:mod:`hkmeans.backends`), which holds the rows and the
+per-row state of a run. Inputs here are already validated: 2-D, C-contiguous, float32
+or float64, finite.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import numbers
 import warnings
 from dataclasses import dataclass, fields
 
-import numba
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
@@ -18,8 +18,10 @@ from . import _config
 from ._progress import bar
 from ._rng import as_generator
 from ._threads import single_threaded_blas
+from .backends import resolve
+from .backends.cpu import CPUBackend, LloydStep, normalize_rows
 from .checkpoint import Checkpoints, rng_state, set_rng_state
-from ._kernels import cpu
+from .seeding import init_centers
 
 INITS = ("k-means++", "k-means||", "random")
 METRICS = ("euclidean", "cosine")
@@ -42,62 +44,10 @@ _RESULT_FIELDS = tuple(f.name for f in fields(KMeansResult))
 _STATE_FIELDS = ("order", "group_offsets", "centers", "labels", "n_iter", "lower")
 
 
-def _row_blocks(X):
-    """Slices of about 2**20 entries of ``X`` (8 MB as float64), whole rows each: host
-    loops over them need no temporary the size of ``X``."""
-    block = max(1, (1 << 20) // max(1, X.shape[1]))
-    return [slice(a, a + block) for a in range(0, X.shape[0], block)]
-
-
-def normalize_rows(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), into ``out`` (by default a
-    new array), in blocks of rows."""
-    out = np.empty(X.shape, dtype=X.dtype) if out is None else out
-    for rows in _row_blocks(X):
-        x = X[rows]
-        norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
-        norms[norms == 0] = 1.0
-        out[rows] = x / norms[:, None]
-    return out
-
-
-def _rel_err(X):
-    """Relative bound on the rounding of a full nearest-centroid search (see
-    :func:`hkmeans._kernels.cpu.assign`), with a factor 2 to spare."""
-    return 2.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
-
-
-def _chunk_rows(k, itemsize):
-    """Rows per block of the assignment: as many as keep a block's distances to the
-    ``k`` centres within ``CHUNK_BYTES``, between ``CHUNK_ROWS`` and ``CHUNK_ROWS_MAX``."""
-    fit = _config.CHUNK_BYTES // max(1, k * itemsize)
-    return int(min(_config.CHUNK_ROWS_MAX, max(_config.CHUNK_ROWS, fit)))
-
-
-def search(X, centers, labels, sqdist, lower=None, group_offsets=None):
-    """Nearest centres, in place. With ``lower`` (per-row, per-group bounds kept between
-    calls; centres grouped as ``group_offsets`` says), rows whose bounds prove their
-    ``labels`` keep them; without, every row is searched."""
-    chunk = _chunk_rows(centers.shape[0], X.dtype.itemsize)
-    n_tasks = max(1, min(numba.get_num_threads(), -(-X.shape[0] // chunk)))
-    gemm = X.shape[1] > _config.SMALL_D
-    bounded = lower is not None
-    if not bounded:
-        lower = np.zeros((0, 1), dtype=np.float32)
-        group_offsets = np.array([0, centers.shape[0]])
-    cpu.assign(
-        X, centers, chunk, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, group_offsets, bounded
-    )
-
-
-def assign(X: np.ndarray, centers: np.ndarray):
-    """Nearest centre of each row: ``(labels int64, squared distances float64)``."""
-    X = np.ascontiguousarray(X)
-    centers = np.ascontiguousarray(centers, dtype=X.dtype)
-    labels = np.zeros(X.shape[0], dtype=np.int64)
-    sqdist = np.empty(X.shape[0], dtype=np.float64)
-    search(X, centers, labels, sqdist)
-    return labels, sqdist
+def assign(X, centers: np.ndarray):
+    """Nearest centre of each row of ``X`` (an array or a backend): ``(labels int64,
+    squared distances float64)``."""
+    return resolve(X if not isinstance(X, np.ndarray) else np.ascontiguousarray(X)).assign(centers)
 
 
 def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hierarchical=False):
@@ -144,98 +94,35 @@ def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hier
     return init, int(n_init)
 
 
-def _seed_greedy(X, n_clusters, rng, n_local_trials=None, weights=None):
-    """Rows chosen by greedy (weighted) k-means++."""
-    n = X.shape[0]
-    if n_local_trials is None:
-        n_local_trials = 2 + int(np.log(n_clusters))
-    if weights is None:
-        weights = np.ones(n)
-        first = int(rng.integers(n))
-    else:
-        first = int(rng.choice(n, p=weights / weights.sum()))
-    rand = rng.random((n_clusters - 1, n_local_trials))
-    chunk = _config.SEEDING_ROWS
-    return cpu.kmeans_plusplus(X, weights, first, rand, chunk, _config.SMALL_D, numba.get_num_threads())
-
-
-def _seed_parallel(X, n_clusters, rng, n_rounds=5, oversampling=2.0):
-    """Rows chosen by k-means|| (Bahmani et al., 2012).
-
-    ``n_rounds`` times, every row joins the candidates with probability
-    ``oversampling * n_clusters * d(x)^2 / potential``; the candidates, weighted by the
-    rows nearest to them, are then reduced to ``n_clusters`` by greedy k-means++.
-    """
-    n = X.shape[0]
-    chosen = [np.array([rng.integers(n)])]
-    closest = assign(X, X[chosen[0]])[1]
-    for _ in range(n_rounds):
-        pot = closest.sum()
-        if pot == 0:
-            break
-        picked = np.flatnonzero(rng.random(n) < oversampling * n_clusters * closest / pot)
-        if picked.size:
-            chosen.append(picked)
-            closest = np.minimum(closest, assign(X, X[picked])[1])
-    cand = np.unique(np.concatenate(chosen))
-    if cand.size < n_clusters:  # too few: top up with random other rows
-        others = np.setdiff1d(np.arange(n), cand)
-        cand = np.sort(np.concatenate([cand, rng.choice(others, n_clusters - cand.size, replace=False)]))
-    C = np.ascontiguousarray(X[cand])
-    weights = np.bincount(assign(X, C)[0], minlength=cand.size).astype(np.float64)
-    return cand[_seed_greedy(C, n_clusters, rng, weights=weights)]
-
-
-def init_centers(X, n_clusters, init, rng, n_local_trials=None):
-    """Initial centres and their rows: "k-means++" (greedy, as scikit-learn's),
-    "k-means||" (scalable k-means++), "random" (distinct rows) or an array."""
-    if isinstance(init, str):
-        if init == "random":
-            idx = np.sort(rng.choice(X.shape[0], n_clusters, replace=False))
-        elif init == "k-means||":
-            idx = _seed_parallel(X, n_clusters, rng)
-        else:
-            idx = _seed_greedy(X, n_clusters, rng, n_local_trials)
-        return X[idx].copy(), idx
-    return np.array(init, dtype=X.dtype, order="C"), None
-
-
-def _farthest(sqdist, m):
-    """The ``m`` rows farthest from their centres (first rows first on ties)."""
-    return np.argsort(-sqdist, kind="stable")[:m]
-
-
-def _update(X, labels, sqdist, centers, spherical):
-    """New centres as cluster means; an empty cluster takes the point farthest from
-    its centre (as scikit-learn does), which leaves its old cluster."""
-    k = centers.shape[0]
-    offsets, order = cpu.group_by_label(labels, k)
-    sums = cpu.cluster_sums(X, offsets, order)
-    counts = np.diff(offsets)
+def _update(step, farthest, spherical, dtype):
+    """New centres as cluster means from a pass's sums and counts; an empty cluster
+    takes the point farthest from its centre (as scikit-learn does), which leaves its
+    old cluster. ``farthest(m)`` gives the ``m`` farthest rows and their labels."""
+    sums, counts = step.sums, step.counts
     empty = np.flatnonzero(counts == 0)
     if empty.size:
-        for c, i in zip(empty, _farthest(sqdist, empty.size)):
-            old = labels[i]
+        rows, labels = farthest(empty.size)
+        for c, x, old in zip(empty, rows, labels):
             if counts[old] > 1:
-                sums[old] -= X[i]
+                sums[old] -= x
                 counts[old] -= 1
-            sums[c] = X[i]
+            sums[c] = x
             counts[c] = 1
     new = sums / np.maximum(counts, 1)[:, None]
     if spherical:
         new = normalize_rows(new)
-    return new.astype(X.dtype)
+    return new.astype(dtype)
 
 
-def reseed_empty(X, centers, labels, sqdist):
+def reseed_empty(data, centers, labels, sqdist):
     """Move each empty cluster's centre to one of the points farthest from their
     centres, then reassign; returns ``(centers, labels, sqdist)``."""
     empty = np.flatnonzero(np.bincount(labels, minlength=centers.shape[0]) == 0)
     if empty.size == 0:
         return centers, labels, sqdist
     centers = centers.copy()
-    centers[empty] = X[_farthest(sqdist, empty.size)]
-    return (centers, *assign(X, centers))
+    centers[empty] = data.take(np.argsort(-sqdist, kind="stable")[: empty.size])
+    return (centers, *data.assign(centers))
 
 
 def _group_centres(centers):
@@ -245,11 +132,18 @@ def _group_centres(centers):
     n_groups = min(_config.BOUND_GROUPS, k // 8)
     if n_groups < 2:
         return np.arange(k), np.array([0, k])
+    data = CPUBackend(centers)
     seeds = centers[np.linspace(0, k - 1, n_groups).astype(np.int64)].copy()
     for _ in range(5):
-        groups, sqdist = assign(centers, seeds)
-        seeds = _update(centers, groups, sqdist, seeds, False)
-    groups = assign(centers, seeds)[0]
+        groups, sqdist = data.assign(seeds)
+        sums, counts = data.cluster_sums(groups, n_groups)
+
+        def farthest(m, groups=groups, sqdist=sqdist):
+            idx = np.argsort(-sqdist, kind="stable")[:m]
+            return centers[idx], groups[idx]
+
+        seeds = _update(LloydStep(sums, counts, 0.0, None), farthest, False, centers.dtype)
+    groups = data.assign(seeds)[0]
     order = np.argsort(groups, kind="stable")
     return order, np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=n_groups))])
 
@@ -270,62 +164,39 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None
     arrays; passing it back as ``state`` continues the run where it was, with the same
     result: the state holds everything the next iteration reads, bounds included.
     """
-    n = X.shape[0]
+    data = resolve(X)
     if state is None:
         # grouped centres are contiguous (in both modes, so that ties resolve alike);
         # the order is undone at the end
         order, group_offsets = _group_centres(centers)
         centers = centers[order]
-        labels_old, start = None, 0
+        start = 0
     else:
         order, group_offsets, centers = state["order"], state["group_offsets"], state["centers"]
-        labels_old, start = state["labels"], int(state["n_iter"])
-    # the search reads the previous labels and bounds: both are part of the state
-    labels = np.zeros(n, dtype=np.int64) if state is None else state["labels"].copy()
-    sqdist = np.empty(n, dtype=np.float64)
-    lower = None
-    if bounds:
-        lower = np.zeros((n, len(group_offsets) - 1), dtype=np.float32)  # 0: search every row
-        if state is not None and "lower" in state:
-            lower[:] = state["lower"]
-
-    def searched(centers):
-        search(X, centers, labels, sqdist, lower, group_offsets if bounds else None)
-        return labels.copy(), sqdist
-
+        start = int(state["n_iter"])
+    run = data.lloyd_run(group_offsets, bounds, state)
     n_iter = start
     strict = False
     for n_iter in range(start + 1, max_iter + 1):
-        new_labels, sqdist = searched(centers)
-        if labels_old is not None and np.array_equal(new_labels, labels_old):
+        step = run.step(centers)
+        if step.changed == 0:
             strict = True  # centres already are these labels' means
             n_iter -= 1
             break
-        new = _update(X, new_labels, sqdist, centers, spherical)
+        new = _update(step, run.farthest, spherical, data.dtype)
         moves = np.sqrt(np.sum((new.astype(np.float64) - centers) ** 2, axis=1))
-        if bounds:  # no centre of a group came closer than the group's largest move
-            largest = np.array([moves[a:e].max(initial=0.0) for a, e in zip(group_offsets[:-1], group_offsets[1:])])
-            cpu.loosen_bounds(lower, largest)
+        # no centre of a group came closer than the group's largest move
+        run.loosen(np.array([moves[a:e].max(initial=0.0) for a, e in zip(group_offsets[:-1], group_offsets[1:])]))
         centers = new
-        labels_old = new_labels
         if float(np.sum(moves**2)) <= tol:
             break
         if on_iter is not None:
-            st = dict(order=order, group_offsets=group_offsets, centers=centers, labels=labels_old, n_iter=n_iter)
-            on_iter(st if lower is None else dict(st, lower=lower))
+            on_iter(dict(run.state(), order=order, group_offsets=group_offsets, centers=centers, n_iter=n_iter))
     if not strict:
-        labels_old, sqdist = searched(centers)
+        run.search(centers)
     restore = np.empty_like(order)
     restore[order] = np.arange(len(order))
-    return KMeansResult(centers[restore], order[labels_old], sqdist, float(np.sum(sqdist)), max(n_iter, 1))
-
-
-def _mean_variance(X) -> float:
-    """Mean of the features' variances, in float64 over blocks of rows: no copy of
-    ``X``, which may be a memory-mapped file."""
-    blocks = _row_blocks(X)
-    mean = sum(X[rows].sum(axis=0, dtype=np.float64) for rows in blocks) / X.shape[0]
-    return sum(float(np.sum((X[rows] - mean) ** 2)) for rows in blocks) / X.size
+    return KMeansResult(centers[restore], order[run.labels], run.sqdist, float(np.sum(run.sqdist)), max(n_iter, 1))
 
 
 def kmeans(
@@ -353,10 +224,11 @@ def kmeans(
     says that the rows of ``X`` already have unit norm (no copy is made).
     """
     rng = as_generator(random_state)
+    data = resolve(X)
     spherical = metric == "cosine"
     if spherical and not normalized:
-        X = normalize_rows(X)
-    tol_abs = _mean_variance(X) * tol if tol > 0 else 0.0
+        data = data.normalized()
+    tol_abs = data.mean_variance() * tol if tol > 0 else 0.0
     checkpoints = checkpoints if key is not None and checkpoints is not None else Checkpoints()
     partial = f"{key}/partial"
     best, first_run, state = None, 0, None
@@ -371,7 +243,7 @@ def kmeans(
         for run in range(first_run, n_init):
             centers = None
             if state is None:
-                centers, _ = init_centers(X, n_clusters, init, rng)
+                centers, _ = init_centers(data, n_clusters, init, rng)
                 if spherical:
                     centers = normalize_rows(centers)
             after_init = rng_state(rng)
@@ -385,7 +257,7 @@ def kmeans(
                             arrays.update({"best_" + f: getattr(best, f) for f in _RESULT_FIELDS})
                         checkpoints.save(partial, arrays)
 
-                res = lloyd(X, centers, max_iter=max_iter, tol=tol_abs, spherical=spherical, state=state, on_iter=on_iter)
+                res = lloyd(data, centers, max_iter=max_iter, tol=tol_abs, spherical=spherical, state=state, on_iter=on_iter)
                 pbar.update(res.n_iter - pbar.n)
             state = None
             if best is None or res.inertia < best.inertia:
@@ -401,32 +273,3 @@ def kmeans(
             stacklevel=3,
         )
     return best
-
-
-def kmeans_plusplus(X, n_clusters, *, random_state=None, n_local_trials=None):
-    """Greedy k-means++ seeding, like :func:`sklearn.cluster.kmeans_plusplus`.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-    n_clusters : int
-    random_state : int, Generator, RandomState or None
-    n_local_trials : int or None
-        Candidates tried per centre; None means ``2 + int(log(n_clusters))``.
-
-    Returns
-    -------
-    centers : ndarray of shape (n_clusters, n_features)
-    indices : ndarray of shape (n_clusters,)
-        Row of ``X`` each centre was taken from.
-    """
-    from sklearn.utils import check_array
-
-    X = check_array(X, dtype=[np.float64, np.float32], order="C")
-    check_kmeans_params(X, n_clusters, "k-means++", 1, 1, 0.0, "euclidean")
-    if n_local_trials is not None and (
-        not isinstance(n_local_trials, (int, np.integer)) or n_local_trials < 1
-    ):
-        raise ValueError(f"n_local_trials must be a positive integer, got {n_local_trials!r}.")
-    with single_threaded_blas():
-        return init_centers(X, n_clusters, "k-means++", as_generator(random_state), n_local_trials)

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from ._kernels import cpu
+from .backends import cpu
 from ._rng import as_generator
 from .tree import ClusterTree
 

@@ -12,7 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ._kernels.cpu import group_by_label
+from .backends.cpu import group_by_label
 from .io import save_npz
 
 _FORMAT = 1

@@ -6,7 +6,8 @@ import pytest
 
 from hkmeans import hierarchical_kmeans
 from hkmeans import hierarchy as hierarchy_module
-from hkmeans import kmeans as kmeans_module
+from hkmeans import seeding as seeding_module
+from hkmeans.backends import cpu as cpu_backend
 from hkmeans.checkpoint import Checkpoints, run_step
 from hkmeans.kmeans import assign, kmeans, lloyd
 
@@ -208,9 +209,9 @@ def test_lloyd_resumed_from_any_iteration_is_exact_on_near_ties():
 
 
 PHASES = {  # module, function: a call of it is the inside of that phase
-    "seeding": (kmeans_module, "init_centers"),
-    "Lloyd": (kmeans_module, "search"),
-    "resampling": (hierarchy_module.cpu, "pick_members"),
+    "seeding": (seeding_module, "_seed_greedy"),
+    "Lloyd": (cpu_backend.LloydRun, "step"),
+    "resampling": (cpu_backend.CPUBackend, "select"),
     "reassignment": (hierarchy_module, "reseed_empty"),
 }
 

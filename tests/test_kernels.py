@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from hkmeans import _config
 from hkmeans._kernels import cpu, simd
-from hkmeans.kmeans import _group_centres, assign, search
+from hkmeans.backends.cpu import search
+from hkmeans.kmeans import _group_centres, assign
 
 from . import naive
 

@@ -198,7 +198,7 @@ def test_bounds_give_the_labels_of_plain_lloyd(dtype, d):
 
 @pytest.mark.parametrize("shape", [(1, 3), (5000, 7), (300, 5000)])
 def test_mean_variance_in_blocks(shape):
-    from hkmeans.kmeans import _mean_variance
+    from hkmeans.backends.cpu import CPUBackend
 
     X = (np.random.default_rng(1).normal(size=shape) * 3 + 10).astype(np.float32)
-    np.testing.assert_allclose(_mean_variance(X), np.mean(np.var(X.astype(np.float64), axis=0)), rtol=1e-10)
+    np.testing.assert_allclose(CPUBackend(X).mean_variance(), np.mean(np.var(X.astype(np.float64), axis=0)), rtol=1e-10)

@@ -1,0 +1,222 @@
+"""The in-process backend: rows of a NumPy array or memory map, on this machine's cores.
+
+Everything CPU-specific lives here: BLAS held to one thread while the kernels
+parallelise over rows, block sizes, the rounding bound of a search and the Lloyd
+bounds. The module-level functions are the per-row operations on in-memory arrays
+(labels, scores) that the tree and the sampling use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .. import _config
+from .._kernels import cpu as kernels
+from .._threads import single_threaded_blas
+
+group_by_label = kernels.group_by_label
+pick_members = kernels.pick_members
+water_fill = kernels.water_fill
+split_counts = kernels.split_counts
+
+
+def row_blocks(X):
+    """Slices of about 2**20 entries of ``X`` (8 MB as float64), whole rows each: host
+    loops over them need no temporary the size of ``X``."""
+    block = max(1, (1 << 20) // max(1, X.shape[1]))
+    return [slice(a, a + block) for a in range(0, X.shape[0], block)]
+
+
+def normalize_rows(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), into ``out`` (by default a
+    new array), in blocks of rows."""
+    out = np.empty(X.shape, dtype=X.dtype) if out is None else out
+    for rows in row_blocks(X):
+        x = X[rows]
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+        norms[norms == 0] = 1.0
+        out[rows] = x / norms[:, None]
+    return out
+
+
+def _rel_err(X):
+    """Relative bound on the rounding of a full nearest-centroid search (see
+    :func:`hkmeans._kernels.cpu.assign`), with a factor 2 to spare."""
+    return 2.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
+
+
+def _chunk_rows(k, itemsize):
+    """Rows per block of the assignment: as many as keep a block's distances to the
+    ``k`` centres within ``CHUNK_BYTES``, between ``CHUNK_ROWS`` and ``CHUNK_ROWS_MAX``."""
+    fit = _config.CHUNK_BYTES // max(1, k * itemsize)
+    return int(min(_config.CHUNK_ROWS_MAX, max(_config.CHUNK_ROWS, fit)))
+
+
+def search(X, centers, labels, sqdist, lower=None, group_offsets=None):
+    """Nearest centres, in place. With ``lower`` (per-row, per-group bounds kept between
+    calls; centres grouped as ``group_offsets`` says), rows whose bounds prove their
+    ``labels`` keep them; without, every row is searched."""
+    chunk = _chunk_rows(centers.shape[0], X.dtype.itemsize)
+    n_tasks = max(1, min(numba.get_num_threads(), -(-X.shape[0] // chunk)))
+    gemm = X.shape[1] > _config.SMALL_D
+    bounded = lower is not None
+    if not bounded:
+        lower = np.zeros((0, 1), dtype=np.float32)
+        group_offsets = np.array([0, centers.shape[0]])
+    kernels.assign(X, centers, chunk, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, group_offsets, bounded)
+
+
+@dataclass
+class LloydStep:
+    """What one Lloyd pass returns: per-cluster float64 sums of the rows and counts,
+    the inertia of the search, and how many rows changed cluster (None on a run's
+    first pass, which has no labels before it)."""
+
+    sums: np.ndarray
+    counts: np.ndarray
+    inertia: float
+    changed: int | None
+
+
+class CPUBackend:
+    """Rows of a 2-D, C-ordered, finite float32 or float64 array (a memory map too).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    """
+
+    name = "cpu"
+
+    def __init__(self, X: np.ndarray):
+        self.X = X
+
+    @property
+    def shape(self):
+        return self.X.shape
+
+    @property
+    def dtype(self):
+        return self.X.dtype
+
+    def take(self, rows, out=None) -> np.ndarray:
+        """Rows ``rows`` of the data, into ``out`` if given."""
+        if out is None:
+            return self.X[rows]
+        np.take(self.X, rows, axis=0, out=out, mode="clip")  # "raise" would buffer all of out
+        return out
+
+    def assign(self, centers):
+        """Nearest centre of each row: ``(labels int64, squared distances float64)``."""
+        centers = np.ascontiguousarray(centers, dtype=self.X.dtype)
+        labels = np.zeros(self.X.shape[0], dtype=np.int64)
+        sqdist = np.empty(self.X.shape[0], dtype=np.float64)
+        with single_threaded_blas():
+            search(self.X, centers, labels, sqdist)
+        return labels, sqdist
+
+    def routed_assign(self, parents, child_offsets, children):
+        """Each row's nearest of ``children[child_offsets[p] : child_offsets[p + 1]]``,
+        ``p`` its nearest parent: ``(labels into children, squared distances)``. Costs
+        one search over the parents and one over each parent's children, instead of
+        one over all children."""
+        with single_threaded_blas():
+            nearest = self.assign(parents)[0]
+            offsets, order = group_by_label(nearest, len(parents))
+            labels = np.empty(self.X.shape[0], dtype=np.int64)
+            sqdist = np.empty(self.X.shape[0], dtype=np.float64)
+            for p in np.flatnonzero(np.diff(offsets)):
+                rows = order[offsets[p] : offsets[p + 1]]
+                a, e = child_offsets[p], child_offsets[p + 1]
+                labels[rows], sqdist[rows] = CPUBackend(self.X[rows]).assign(children[a:e])
+                labels[rows] += a
+        return labels, sqdist
+
+    def cluster_sums(self, labels, k):
+        """Per-cluster float64 sums of the rows (members summed in index order) and
+        counts."""
+        offsets, order = group_by_label(labels, k)
+        return kernels.cluster_sums(self.X, offsets, order), np.diff(offsets)
+
+    def lloyd_run(self, group_offsets, bounds=True, state=None) -> "LloydRun":
+        """The per-row state of a Lloyd run over centres grouped as ``group_offsets``
+        (see :func:`hkmeans.kmeans.lloyd`), new or as ``state`` left it."""
+        return LloydRun(self, group_offsets, bounds, state)
+
+    def kmeans_plusplus(self, first, rand, weights):
+        """Rows chosen by greedy (weighted) k-means++ from row ``first``, with the
+        uniform draws ``rand`` (one row per later centre)."""
+        with single_threaded_blas():
+            return kernels.kmeans_plusplus(
+                self.X, weights, first, rand, _config.SEEDING_ROWS, _config.SMALL_D, numba.get_num_threads()
+            )
+
+    def select(self, labels, k, take, scores):
+        """``take[c]`` rows of each cluster ``c`` (clusters as ``labels`` says), those
+        with the smallest ``scores``, concatenated in cluster order."""
+        offsets, order = group_by_label(labels, k)
+        return pick_members(offsets, order, scores, take)
+
+    def mean_variance(self) -> float:
+        """Mean of the features' variances, in float64 over blocks of rows: no copy of
+        the data, which may be a memory-mapped file."""
+        X = self.X
+        blocks = row_blocks(X)
+        mean = sum(X[rows].sum(axis=0, dtype=np.float64) for rows in blocks) / X.shape[0]
+        return sum(float(np.sum((X[rows] - mean) ** 2)) for rows in blocks) / X.size
+
+    def normalized(self, out=None) -> "CPUBackend":
+        """A backend over the rows scaled to unit norm, written to ``out`` if given."""
+        return CPUBackend(normalize_rows(self.X, out))
+
+
+class LloydRun:
+    """Labels, squared distances and per-group bounds of one Lloyd run, kept between
+    its passes."""
+
+    def __init__(self, backend: CPUBackend, group_offsets, bounds, state=None):
+        n = backend.shape[0]
+        self.backend = backend
+        self.group_offsets = group_offsets
+        # the search reads the previous labels and bounds: both are part of the state
+        self.labels = np.zeros(n, dtype=np.int64) if state is None else state["labels"].copy()
+        self.sqdist = np.empty(n, dtype=np.float64)
+        self.lower = None
+        if bounds:
+            self.lower = np.zeros((n, len(group_offsets) - 1), dtype=np.float32)  # 0: search every row
+            if state is not None and "lower" in state:
+                self.lower[:] = state["lower"]
+        self._first = state is None
+
+    def search(self, centers) -> None:
+        """Nearest centres of every row, skipping what the bounds rule out."""
+        with single_threaded_blas():
+            search(self.backend.X, centers, self.labels, self.sqdist, self.lower,
+                   None if self.lower is None else self.group_offsets)
+
+    def step(self, centers) -> LloydStep:
+        """One pass: the search, then the clusters' sums and counts."""
+        before = None if self._first else self.labels.copy()
+        self.search(centers)
+        self._first = False
+        changed = None if before is None else int(np.count_nonzero(before != self.labels))
+        sums, counts = self.backend.cluster_sums(self.labels, centers.shape[0])
+        return LloydStep(sums, counts, float(np.sum(self.sqdist)), changed)
+
+    def loosen(self, moves) -> None:
+        """Lower the bounds after the centres of each group moved by at most ``moves``."""
+        if self.lower is not None:
+            kernels.loosen_bounds(self.lower, moves)
+
+    def farthest(self, m):
+        """The ``m`` rows farthest from their centres (first rows first on ties): their
+        data and their labels."""
+        idx = np.argsort(-self.sqdist, kind="stable")[:m]
+        return self.backend.take(idx), self.labels[idx]
+
+    def state(self) -> dict:
+        """What the next pass reads: the labels and the bounds."""
+        return {"labels": self.labels} if self.lower is None else {"labels": self.labels, "lower": self.lower}
