@@ -188,6 +188,8 @@ class HierarchicalKMeans(_CentroidClusterer):
     verbose : bool, default=False
         Progress bars (levels, resampling steps, Lloyd iterations) and one line per
         level on stderr.
+    device : {"cpu"}, default="cpu"
+        Where the kernels run.
 
     Attributes
     ----------
@@ -220,6 +222,7 @@ class HierarchicalKMeans(_CentroidClusterer):
         metric="euclidean",
         random_state=None,
         verbose=False,
+        device="cpu",
     ):
         self.n_clusters = n_clusters
         self.n_resamples = n_resamples
@@ -233,6 +236,7 @@ class HierarchicalKMeans(_CentroidClusterer):
         self.metric = metric
         self.random_state = random_state
         self.verbose = verbose
+        self.device = device
 
     def fit(self, X, y=None):
         """Fit the hierarchy on ``X`` (array-like of shape (n_samples, n_features))."""

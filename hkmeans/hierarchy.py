@@ -9,7 +9,6 @@ the new centroids.
 
 from __future__ import annotations
 
-import numbers
 import time
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ import numba
 import numpy as np
 
 from . import _config
+from ._params import RESAMPLE_STRATEGIES, check, per_level
 from ._progress import bar, report
 from ._rng import as_generator
 from ._threads import map_side_by_side
@@ -26,7 +26,6 @@ from .checkpoint import Checkpoints, run_step
 from .kmeans import check_kmeans_params, kmeans, reseed_empty
 from .tree import ClusterTree
 
-RESAMPLE_STRATEGIES = ("closest", "random")
 
 
 @dataclass(frozen=True)
@@ -55,28 +54,13 @@ class Level:
         return data.routed_assign(self.parents, self.child_offsets, self.centroids)
 
 
-def _per_level(value, n_levels, name, allow_none=False):
-    values = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value] * n_levels
-    if len(values) != n_levels:
-        raise ValueError(f"{name} has {len(values)} entries but n_clusters has {n_levels} levels.")
-    for v in values:
-        if v is None and allow_none:
-            continue
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
-            raise ValueError(f"{name} entries must be non-negative integers{' or None' if allow_none else ''}, got {v!r}.")
-    return [None if v is None else int(v) for v in values]
-
-
 def check_hierarchy_params(n_samples, n_clusters, n_resamples, sample_size, resample_strategy, n_splits=1):
     """Validate per-level parameters against the data size; returns per-level lists
     ``(n_clusters, n_resamples, sample_size, n_splits)``."""
     ks = list(n_clusters) if isinstance(n_clusters, (list, tuple, np.ndarray)) else [n_clusters]
     if not ks:
         raise ValueError("n_clusters must hold at least one level.")
-    for k in ks:
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"n_clusters entries must be positive integers, got {k!r}.")
-    ks = [int(k) for k in ks]
+    ks = per_level("n_clusters", ks, len(ks))
     if n_samples < ks[0]:
         raise ValueError(f"n_samples={n_samples} should be >= n_clusters={ks[0]} (level 0).")
     for t in range(1, len(ks)):
@@ -85,11 +69,10 @@ def check_hierarchy_params(n_samples, n_clusters, n_resamples, sample_size, resa
                 f"level {t} asks for n_clusters={ks[t]} but level {t - 1} has only "
                 f"{ks[t - 1]} centroids to cluster; n_clusters must not increase."
             )
-    resamples = _per_level(n_resamples, len(ks), "n_resamples")
-    sizes = _per_level(sample_size, len(ks), "sample_size", allow_none=True)
-    if resample_strategy not in RESAMPLE_STRATEGIES:
-        raise ValueError(f"resample_strategy must be one of {RESAMPLE_STRATEGIES}, got {resample_strategy!r}.")
-    splits = _per_level(n_splits, len(ks), "n_splits")
+    resamples = per_level("n_resamples", n_resamples, len(ks))
+    sizes = per_level("sample_size", sample_size, len(ks))
+    check("resample_strategy", resample_strategy)
+    splits = per_level("n_splits", n_splits, len(ks))
     for t, (k, s) in enumerate(zip(ks, splits)):
         if s < 1 or k % s:
             raise ValueError(
@@ -119,6 +102,7 @@ def hierarchical_kmeans(
     metric="euclidean",
     random_state=None,
     verbose=False,
+    device="cpu",
     checkpoints: Checkpoints | None = None,
 ) -> list[Level]:
     """Fit the levels of a hierarchical k-means on validated data ``X``.
@@ -135,8 +119,10 @@ def hierarchical_kmeans(
     fewer clusters. ``verbose`` shows progress bars (levels, resampling
     steps, Lloyd iterations) and a line per level on stderr. With ``checkpoints``, each
     k-means run and the reassignment after it is a step kept there, and a rerun with the
-    same arguments continues after the last kept step, with the same result. Returns
-    one :class:`Level` per level.
+    same arguments continues after the last kept step, with the same result.
+    ``device`` says where level 0 runs (the levels above run in memory). Returns one
+    :class:`Level` per level. The parameters' defaults and constraints are those of
+    :data:`hkmeans._params.FIT_PARAMS`.
     """
     ks, resamples, sizes, splits = check_hierarchy_params(
         X.shape[0], n_clusters, n_resamples, sample_size, resample_strategy, n_splits
@@ -145,7 +131,8 @@ def hierarchical_kmeans(
     rng = as_generator(random_state)
     checkpoints = checkpoints if checkpoints is not None else Checkpoints()
     params = dict(init=init, n_init=n_init, max_iter=max_iter, tol=tol, metric=metric, verbose=verbose)
-    data = resolve(X)
+    check("device", device)
+    data = resolve(X, device)
     if metric == "cosine":  # once, for every level and step
         data = data.normalized(out=checkpoints.empty("normalized", data.shape, data.dtype))
         params["normalized"] = True

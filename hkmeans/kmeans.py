@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _config
+from ._params import INITS, METRICS, check
 from ._progress import bar
 from ._rng import as_generator
 from ._threads import single_threaded_blas
@@ -23,8 +24,6 @@ from .backends.cpu import CPUBackend, LloydStep, normalize_rows
 from .checkpoint import Checkpoints, rng_state, set_rng_state
 from .seeding import init_centers
 
-INITS = ("k-means++", "k-means||", "random")
-METRICS = ("euclidean", "cosine")
 
 
 @dataclass
@@ -85,12 +84,9 @@ def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hier
             stacklevel=3,
         )
         n_init = 1
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}.")
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not 0 <= tol < np.inf:
-        raise ValueError(f"tol must be a finite non-negative number, got {tol!r}.")
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
+    check("max_iter", max_iter)
+    check("tol", tol)
+    check("metric", metric)
     return init, int(n_init)
 
 

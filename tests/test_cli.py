@@ -610,3 +610,17 @@ def test_import_falls_back_to_a_temporary_kernel_cache(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith(str(tmp_path / "hkmeans-numba-cache-"))
     assert "compiled kernels are cached in" in proc.stderr
+
+
+def test_docs_list_every_key_with_its_default():
+    import pathlib
+    import tomllib
+
+    from hkmeans.cli.config import KEYS
+
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    example = tomllib.loads(text.split("```toml\n")[1].split("```")[0])
+    assert set(example) == set(KEYS)
+    for key, spec in KEYS.items():
+        if spec.default is not None:
+            assert example[key] == spec.default, key

@@ -97,3 +97,21 @@ def test_sample_follows_the_estimators_random_state():
     rng = np.random.default_rng(3)
     c = HierarchicalKMeans((20, 5), n_resamples=1, random_state=rng).fit(X)
     assert not np.array_equal(c.sample(50), c.sample(50))  # a Generator is advanced
+
+
+def test_defaults_come_from_the_one_table_of_parameters():
+    import inspect
+
+    from hkmeans import hierarchical_kmeans
+    from hkmeans._params import FIT_PARAMS
+    from hkmeans.cli.config import FIT_KEYS
+
+    estimator = inspect.signature(HierarchicalKMeans).parameters
+    engine = inspect.signature(hierarchical_kmeans).parameters
+    for name, param in FIT_PARAMS.items():
+        assert estimator[name].default == param.default, name
+        if name != "n_clusters":  # required by the engine
+            assert engine[name].default == param.default, name
+        if name in FIT_KEYS and name != "n_clusters":  # required on the command line
+            assert FIT_KEYS[name].default == param.default, name
+    assert set(estimator) == set(FIT_PARAMS) | {"random_state", "verbose"}

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import tomllib
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import replace
 
-from ..hierarchy import RESAMPLE_STRATEGIES
-from ..kmeans import INITS, METRICS
+from .._params import FIT_PARAMS, Param, choice, is_finite_non_negative, is_int
 from ..sampling import MAX_COUNT, STRATEGIES
 
 DTYPES = ("auto", "float32", "float64")
@@ -20,69 +16,26 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message says which key and why."""
 
 
-def _int(v, low=None, high=None):
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and (low is None or v >= low) and (high is None or v <= high)
-
-
-def _ints(low):
-    """One integer ``>= low``, or a non-empty list of them (one per level)."""
-    return lambda v: _int(v, low) or (isinstance(v, list) and len(v) > 0 and all(_int(x, low) for x in v))
-
-
-def number(v):
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-
-
-@dataclass(frozen=True)
-class Key:
-    """One configuration key: its check, what it must be (for errors), its default
-    (None: not set), its help line, and the flag's metavar or choices."""
-
-    check: Callable
-    what: str
-    default: object
-    help: str
-    metavar: str | None = None
-    choices: tuple | None = None
-
-
-def _choice_key(options, default, help):
-    return Key(lambda v: v in options, "one of " + ", ".join(map(repr, options)), default, help, choices=options)
-
-
-# one table: the checks of the config file and the flags, the defaults, --help, docs/cli.md
+# the fit parameters' table, less the device (in-process only, for now), with
+# n_clusters required; then the keys of the command line alone
 FIT_KEYS = {
-    "n_clusters": Key(_ints(1), "a positive integer or a list of them, finest level first", None,
-                      "clusters per level, finest first (required, here or in --config)", "K[,K...]"),
-    "n_resamples": Key(_ints(0), "a non-negative integer or one per level", 10,
-                       "resampling steps per level", "R[,R...]"),
-    "sample_size": Key(_ints(0), "a non-negative integer or one per level", None,
-                       "points per cluster in a resampling step (default: half the level's mean cluster size)",
-                       "S[,S...]"),
-    "resample_strategy": _choice_key(RESAMPLE_STRATEGIES, "closest", "which points a resampling step takes"),
-    "n_splits": Key(_ints(1), "a positive integer or one per level", 1,
-                    "split a level's clusters in this many by a k-means each (a divisor of its n_clusters)",
-                    "S[,S...]"),
-    "init": _choice_key(INITS, "k-means++", "seeding of each k-means"),
-    "n_init": Key(lambda v: _int(v, 1), "a positive integer", 1, "runs per k-means, the best kept", "N"),
-    "max_iter": Key(lambda v: _int(v, 1), "a positive integer", 50, "Lloyd iterations per k-means at most", "N"),
-    "tol": Key(number, "a finite non-negative number", 0.0,
-               "stop a k-means when its squared centre shift falls to this, relative to the data's variance", "TOL"),
-    "metric": _choice_key(METRICS, "euclidean", "cosine: spherical k-means on unit rows"),
-    "dtype": _choice_key(DTYPES, "auto", "compute dtype (auto: float64 input stays float64, others float32)"),
-    "seed": Key(lambda v: _int(v, 0), "a non-negative integer", 0, "seed of every random choice", "SEED"),
+    **{key: param for key, param in FIT_PARAMS.items() if key != "device"},
+    "n_clusters": replace(FIT_PARAMS["n_clusters"], default=None,
+                          help=FIT_PARAMS["n_clusters"].help + " (required, here or in --config)"),
+    "dtype": choice(DTYPES, "auto", "compute dtype (auto: float64 input stays float64, others float32)"),
+    "seed": Param(0, lambda v: is_int(v, 0), "a non-negative integer", "seed of every random choice", metavar="SEED"),
 }
 SAMPLE_KEYS = {
-    "target_size": Key(lambda v: _int(v, 0, MAX_COUNT), f"an integer from 0 to {MAX_COUNT}", None,
-                       "points to pick (required, here or in --config)", "N"),
-    "strategy": _choice_key(STRATEGIES, "random", "how a finest-level cluster picks its points"),
-    "multiplier": Key(lambda v: _int(v, 1, MAX_COUNT), f"an integer from 1 to {MAX_COUNT}", 1,
-                      "most times one point may be picked", "M"),
-    "method": _choice_key(METHODS, "hierarchical", "balance over the whole tree, or the finest level only"),
+    "target_size": Param(None, lambda v: is_int(v, 0, MAX_COUNT), f"an integer from 0 to {MAX_COUNT}",
+                         "points to pick (required, here or in --config)", metavar="N"),
+    "strategy": choice(STRATEGIES, "random", "how a finest-level cluster picks its points"),
+    "multiplier": Param(1, lambda v: is_int(v, 1, MAX_COUNT), f"an integer from 1 to {MAX_COUNT}",
+                        "most times one point may be picked", metavar="M"),
+    "method": choice(METHODS, "hierarchical", "balance over the whole tree, or the finest level only"),
 }
 RUN_KEYS = {
-    "checkpoint_interval": Key(number, "a finite non-negative number of seconds", 60.0,
-                               "seconds between saved states of a running k-means", "SECONDS"),
+    "checkpoint_interval": Param(60.0, is_finite_non_negative, "a finite non-negative number of seconds",
+                                 "seconds between saved states of a running k-means", metavar="SECONDS"),
 }
 KEYS = {**FIT_KEYS, **SAMPLE_KEYS, **RUN_KEYS}
 
@@ -92,9 +45,9 @@ def check(key, value, source):
     if key not in KEYS:
         raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(KEYS)}.")
     spec = KEYS[key]
-    if not spec.check(value):
-        raise ConfigError(f"{source}: {key} must be {spec.what}, got {value!r}.")
-    return float(value) if spec.check is number else value
+    if not spec.accepts(value):
+        raise ConfigError(f"{source}: {key} must be {spec.requirement}, got {value!r}.")
+    return float(value) if is_float(spec) else value
 
 
 def read(path) -> dict:
@@ -121,7 +74,12 @@ def effective(path, flags: dict) -> dict:
     return config
 
 
-PER_LEVEL = ("n_clusters", "n_resamples", "sample_size", "n_splits")
+PER_LEVEL = tuple(key for key, param in FIT_KEYS.items() if param.per_level)
+
+
+def is_float(param) -> bool:
+    """Whether the key's values are numbers rather than integers or choices."""
+    return param.entry is is_finite_non_negative
 
 
 def fit_params(config) -> dict:

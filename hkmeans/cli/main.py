@@ -45,7 +45,7 @@ def _flag(p, key, spec):
     elif key in cfg.PER_LEVEL:
         kind = dict(type=_ints)
     else:
-        kind = dict(type=float if spec.check is cfg.number else int)
+        kind = dict(type=float if cfg.is_float(spec) else int)
     default = "" if spec.default is None else f" (default: {spec.default})"
     p.add_argument("--" + key.replace("_", "-"), dest=key, metavar=spec.metavar, help=spec.help + default, **kind)
 
