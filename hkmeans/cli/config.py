@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import tomllib
@@ -29,6 +30,10 @@ def _ints(low):
     return lambda v: _int(v, low) or (isinstance(v, list) and len(v) > 0 and all(_int(x, low) for x in v))
 
 
+def _text(v):
+    return isinstance(v, str) and v != ""
+
+
 def number(v):
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
@@ -36,7 +41,8 @@ def number(v):
 @dataclass(frozen=True)
 class Key:
     """One configuration key: its check, what it must be (for errors), its default
-    (None: not set), its help line, and the flag's metavar or choices."""
+    (None: not set), its help line, the flag's metavar or choices, and how the flag's
+    text is parsed (None: as an integer, or a float for numbers)."""
 
     check: Callable
     what: str
@@ -44,6 +50,7 @@ class Key:
     help: str
     metavar: str | None = None
     choices: tuple | None = None
+    parse: Callable | None = None
 
 
 def _choice_key(options, default, help):
@@ -80,11 +87,19 @@ SAMPLE_KEYS = {
                       "most times one point may be picked", "M"),
     "method": _choice_key(METHODS, "hierarchical", "balance over the whole tree, or the finest level only"),
 }
+# what is read: not fit parameters (the input's fingerprint tells inputs apart)
+INPUT_KEYS = {
+    "column": Key(_text, "a column name", None,
+                  "Parquet input: the column of embeddings (default: the only list-typed column)", "NAME", parse=str),
+    "subset_indices": Key(_text, "a file name", None,
+                          "a .npy of sorted, distinct row numbers: fit on those rows only "
+                          "(indices written are rows of the whole input)", "FILE", parse=str),
+}
 RUN_KEYS = {
     "checkpoint_interval": Key(number, "a finite non-negative number of seconds", 60.0,
                                "seconds between saved states of a running k-means", "SECONDS"),
 }
-KEYS = {**FIT_KEYS, **SAMPLE_KEYS, **RUN_KEYS}
+KEYS = {**FIT_KEYS, **SAMPLE_KEYS, **INPUT_KEYS, **RUN_KEYS}
 
 
 def check(key, value, source):
@@ -140,13 +155,14 @@ def fit_params(config) -> dict:
 
 def to_toml(config) -> str:
     """``config`` as TOML (its values are ints, floats, strings or lists of ints); keys
-    that are not set are left out."""
+    that are not set are left out. Strings are written as JSON strings, which TOML
+    reads alike (a path may hold quotes or backslashes)."""
 
     def value(v):
         if isinstance(v, list):
             return "[" + ", ".join(map(str, v)) + "]"
         if isinstance(v, str):
-            return '"' + v + '"'
+            return json.dumps(v, ensure_ascii=False)
         return repr(v)
 
     return "".join(f"{key} = {value(v)}\n" for key, v in config.items() if v is not None)
