@@ -33,7 +33,8 @@ def is_finite_non_negative(v) -> bool:
 class Param:
     """One parameter: its default, the check of one value (one level's, for a
     per-level parameter) and what that check asks for in words, a help line, and the
-    command line's metavar or choices."""
+    command line's metavar or choices and how its flag's text is read (None: as an
+    integer, or a float for numbers)."""
 
     default: object
     entry: Callable
@@ -42,6 +43,7 @@ class Param:
     per_level: bool = False
     metavar: str | None = None
     choices: tuple | None = None
+    parse: Callable | None = None
 
     def accepts(self, value) -> bool:
         """Whether ``value`` suits: for a per-level parameter, one entry or a non-empty

@@ -1,8 +1,8 @@
-"""Embeddings files in, result files out.
+"""Passes over an input pool (check, fingerprint, copy) and result files out.
 
-Inputs are ``.npy`` files, memory-mapped and read in blocks of rows, never loaded
-whole. Every file written goes first to a temporary name in its folder, is flushed to
-disk, then renamed: a crash never leaves a partial file under the final name.
+Inputs are pools of embeddings (:mod:`hkmeans.readers`), read chunk by chunk, never
+loaded whole. Every file written goes first to a temporary name in its folder, is
+flushed to disk, then renamed: a crash never leaves a partial file under the final name.
 """
 
 from __future__ import annotations
@@ -95,34 +95,8 @@ def save_json(path, obj) -> None:
     save_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def open_embeddings(path) -> np.ndarray:
-    """Memory-map a 2-D numeric ``.npy`` file read-only; :class:`InputError` if it
-    is missing, unreadable or not such an array."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file.")
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, not a .npy file.")
-    try:
-        X = np.load(path, mmap_mode="r", allow_pickle=False)
-    except PermissionError:
-        raise InputError(f"{path}: not readable (permission denied).") from None
-    except (ValueError, OSError, EOFError) as e:
-        raise InputError(f"{path}: not a readable .npy array ({e}).") from None
-    if not isinstance(X, np.ndarray):  # an .npz archive
-        X.close()
-        raise InputError(f"{path}: an .npz archive; save the embeddings as one array with numpy.save.")
-    if X.dtype.kind not in "fiu":
-        raise InputError(f"{path}: dtype {X.dtype} is not numeric; expected float or integer embeddings.")
-    if X.ndim != 2:
-        raise InputError(f"{path}: array of shape {X.shape}; expected 2-D (n_samples, n_features).")
-    if 0 in X.shape:
-        raise InputError(f"{path}: empty array of shape {X.shape}.")
-    return X
-
-
 def block_rows(X) -> int:
-    """Rows per block when reading ``X``."""
+    """Rows per block of :data:`BLOCK_BYTES` when reading ``X`` (an array or a pool)."""
     return max(1, BLOCK_BYTES // max(1, X.shape[1] * X.dtype.itemsize))
 
 
@@ -144,22 +118,24 @@ def _bad_rows(block, dtype):
         return ~np.isfinite(block.astype(dtype)).all(axis=1)
 
 
-def scan(X, dtype) -> str:
-    """Check in blocks, on all cores, that every row of ``X`` is finite once cast to
-    ``dtype``; returns a fingerprint (BLAKE2b over shape, dtype and the SHA-1 of each
-    block) or raises :class:`InputError` saying how many rows are not and the first."""
-    step = block_rows(X)
-    starts = range(0, X.shape[0], step)
+def scan(pool, dtype) -> str:
+    """Check chunk by chunk, on all cores, that every row of ``pool`` (a
+    :class:`~hkmeans.readers.Pool`) is finite once cast to ``dtype``; returns a
+    fingerprint (BLAKE2b over shape, dtype, the pool's salt and the SHA-1 of each
+    chunk) or raises :class:`InputError` saying how many rows are not and the first."""
 
-    def one(a):
-        block = np.ascontiguousarray(X[a : a + step])
+    def one(bounds):
+        a, b = bounds
+        block = pool.read(a, b)
         bad = _bad_rows(block, dtype)
         first = a + int(np.argmax(bad)) if bad.any() else -1
         return hashlib.sha1(block.data).digest(), int(bad.sum()), first
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        results = list(pool.map(one, starts))
-    digest = hashlib.blake2b(repr((X.shape, X.dtype.str)).encode(), digest_size=16)
+    chunks = pool.chunks.tolist()
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as threads:
+        results = list(threads.map(one, zip(chunks[:-1], chunks[1:])))
+    digest = hashlib.blake2b(repr((tuple(pool.shape), pool.dtype.str)).encode(), digest_size=16)
+    digest.update(pool.salt)
     n_bad, first = 0, -1
     for block_digest, bad, block_first in results:
         digest.update(block_digest)
@@ -181,14 +157,18 @@ def file_stat(path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
 
 
-def convert(X, path, dtype) -> np.ndarray:
-    """Write ``X`` cast to ``dtype`` to the ``.npy`` file ``path`` block by block
+def same_file(a, b) -> bool:
+    """Whether the paths ``a`` and ``b`` both exist and name the same file."""
+    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+
+
+def convert(pool, path, dtype) -> np.ndarray:
+    """Write ``pool`` cast to ``dtype`` to the ``.npy`` file ``path`` chunk by chunk
     (atomically) and return it memory-mapped."""
     with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=X.shape)
-        step = block_rows(X)
-        for a in range(0, X.shape[0], step):
-            out[a : a + step] = X[a : a + step]
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(pool.shape))
+        for a, block in pool.iter_chunks():
+            out[a : a + len(block)] = block
         out.flush()
         del out
     return np.load(path, mmap_mode="r+")

@@ -8,12 +8,17 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from hkmeans import ClusterTree, HierarchicalKMeans, hierarchical_sampling
+from hkmeans.cli.main import main
 from hkmeans.datasets import RING_SIZES
+
+from .sources import BAD_SOURCES, bad_source, write_parquet, write_source
 
 FIT = ["--n-clusters", "60,10", "--sample-size", "8,2", "--n-resamples", "3"]
 API = dict(n_clusters=(60, 10), sample_size=(8, 2), n_resamples=3, max_iter=50, random_state=0)
@@ -126,6 +131,43 @@ def test_other_dtypes_and_layouts_go_through_a_c_ordered_copy(tmp_path, layout):
     hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT)
     fitted_like_the_api(tmp_path / "run", X.astype(np.float32))
     assert not (tmp_path / "run" / "data.npy").exists()
+
+
+@pytest.mark.parametrize("kind", ["shards glob", "parquet", "zarr"])
+def test_shards_parquet_and_zarr_fit_like_one_npy(tmp_path, kind):
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("zarr")
+    X16 = blobs(dtype=np.float16)
+    column = []
+    if kind == "parquet":  # beside another list column: named with --column
+        source = tmp_path / "x.parquet"
+        write_parquet(source, X16, 700, tags=[[1, 2]] * len(X16))
+        column = ["--column", "emb"]
+    else:
+        source, _ = write_source(kind, X16, tmp_path, sizes=(700, 1100))
+    run = tmp_path / "run"
+    hkmeans("fit", source, *column, "--out", run, *FIT)
+    fitted_like_the_api(run, X16.astype(np.float32))
+    assert manifest(run)["input"]["shape"] == [3000, 8] and manifest(run)["input"]["dtype"] == "<f2"
+    assert not (run / "data.npy").exists()
+
+
+def test_subset_indices_fit_on_those_rows_and_sample_rows_of_the_pool(data, tmp_path):
+    X, path = data
+    rows = np.flatnonzero(np.random.default_rng(1).random(len(X)) < 0.7)
+    np.save(tmp_path / "rows.npy", rows)
+    run = tmp_path / "run"
+    hkmeans("curate", path, "--subset-indices", tmp_path / "rows.npy", "--out", run, *FIT, "--target-size", 300)
+    fitted_like_the_api(run, X[rows])
+    picked = hierarchical_sampling(ClusterTree.load(run / "tree.npz"), 300, random_state=0)
+    np.testing.assert_array_equal(np.load(run / "indices.npy"), rows[picked])
+    assert manifest(run)["input"]["subset_indices"]["path"] == str(tmp_path / "rows.npy")
+    err = hkmeans("fit", path, "--subset-indices", tmp_path / "rows.npy", "--out", run, *FIT, "-v").stderr
+    assert "not read again" in err and "fit is already done" in err
+    np.save(tmp_path / "rows.npy", rows[1:])  # other rows of the same pool: another input
+    proc = hkmeans("fit", path, "--subset-indices", tmp_path / "rows.npy", "--out", run, *FIT, check=False)
+    assert_error(proc, "other input")
+    assert_error(hkmeans("sample", run, "--target-size", 5, check=False), "rows.npy: the subset indices changed")
 
 
 def test_fit_cosine_matches_the_python_api(data, tmp_path):
@@ -330,6 +372,45 @@ def bad_file(tmp_path, kind):
 def test_bad_input(tmp_path, kind, message):
     proc = hkmeans("fit", bad_file(tmp_path, kind), "--out", tmp_path / "run", *FIT, check=False)
     assert_error(proc, message)
+    assert not (tmp_path / "run").exists()
+
+
+def run_main(*args):
+    """``hkmeans ARGS`` in this process (the same ``main`` as the command, without
+    the start-up of a subprocess); returns its exit status and stderr."""
+    err = __import__("io").StringIO()
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        mp.setattr(sys, "stderr", err)
+        status = main(list(map(str, args)))
+    return SimpleNamespace(returncode=status, stderr=err.getvalue())
+
+
+@pytest.mark.parametrize("case", BAD_SOURCES)
+def test_bad_sources(tmp_path, case):
+    pytest.importorskip("pyarrow")
+    source, column = bad_source(tmp_path, case)
+    flags = [] if column is None else ["--column", column]
+    assert_error(run_main("fit", source, *flags, "--out", tmp_path / "run", "--n-clusters", 3), BAD_SOURCES[case])
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [([5, 3000], "out of range for a pool of 3000 rows"), ([5, 4], "not sorted"), ([5, 5], "listed twice")],
+)
+def test_bad_subset_indices(data, tmp_path, rows, message):
+    _, path = data
+    np.save(tmp_path / "rows.npy", np.array(rows))
+    proc = run_main("fit", path, "--subset-indices", tmp_path / "rows.npy", "--out", tmp_path / "run", *FIT)
+    assert_error(proc, f"rows.npy: ", message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_row_of_mixed_length_in_parquet_is_found_before_anything_is_written(tmp_path):
+    pytest.importorskip("pyarrow")
+    source, _ = bad_source(tmp_path, "mixed lengths")
+    assert_error(hkmeans("curate", source, "--out", tmp_path / "run", "--n-clusters", 3, "--target-size", 5, check=False),
+                 BAD_SOURCES["mixed lengths"])
     assert not (tmp_path / "run").exists()
 
 

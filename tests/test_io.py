@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hkmeans import io
+from hkmeans.readers import open_pool
 
 
 def naive_bad_rows(X, dtype):
@@ -38,19 +39,19 @@ def test_scan_counts_bad_rows_like_numpy(n, d, stored, dtype, bad, fortran, seed
         mp.setattr(io, "BLOCK_BYTES", 7 * d * np.dtype(stored).itemsize)  # 7-row blocks
         if expected.size:
             with pytest.raises(io.InputError, match=rf"^{expected.size} row\(s\) .* the first is row {expected[0]}\."):
-                io.scan(X, dtype)
+                io.scan(open_pool(X), dtype)
         else:
-            assert len(io.scan(X, dtype)) == 32
+            assert len(io.scan(open_pool(X), dtype)) == 32
 
 
 def test_fingerprint_follows_the_bytes():
     X = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)
-    first = io.scan(X, np.float32)
-    assert io.scan(X.copy(), np.float32) == first
+    first = io.scan(open_pool(X), np.float32)
+    assert io.scan(open_pool(X.copy()), np.float32) == first
     Y = X.copy()
     Y[57, 1] = np.nextafter(Y[57, 1], np.inf, dtype=np.float32)
-    assert io.scan(Y, np.float32) != first
-    assert io.scan(X.reshape(50, 6), np.float32) != first  # shape counts
+    assert io.scan(open_pool(Y), np.float32) != first
+    assert io.scan(open_pool(X.reshape(50, 6)), np.float32) != first  # shape counts
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):
@@ -68,6 +69,6 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path):
 def test_convert_writes_a_c_ordered_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(io, "BLOCK_BYTES", 64)
     X = np.asfortranarray(np.arange(60, dtype=np.float16).reshape(20, 3))
-    out = io.convert(X, tmp_path / "c.npy", np.float32)
+    out = io.convert(open_pool(X), tmp_path / "c.npy", np.float32)
     assert out.dtype == np.float32 and out.flags.c_contiguous and out.flags.writeable
     np.testing.assert_array_equal(out, X.astype(np.float32))

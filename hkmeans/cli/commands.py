@@ -10,11 +10,12 @@ import numpy as np
 
 from .._progress import log
 from ..hierarchy import check_hierarchy_params, hierarchical_kmeans, tree_from_levels
-from ..io import convert, file_stat, open_embeddings, save_npy, scan
+from ..io import convert, same_file, save_npy, scan
 from ..kmeans import check_kmeans_params
+from ..readers import open_pool, subset_rows
 from ..sampling import flat_sampling, hierarchical_sampling
 from . import config as cfg
-from .rundir import RunDir, RunDirError, owned
+from .rundir import RunDir, RunDirError, input_files, owned
 
 SCRATCH = "data.npy"
 
@@ -24,10 +25,10 @@ def _config(args, keys):
     return cfg.effective(args.config, flags)
 
 
-def _compute_dtype(X, name):
+def _compute_dtype(stored, name):
     if name != "auto":
         return np.dtype(name)
-    return X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+    return stored if stored in (np.float32, np.float64) else np.dtype(np.float32)
 
 
 def _check_sampling(config):
@@ -36,60 +37,56 @@ def _check_sampling(config):
 
 
 def _prepare_fit(args, config):
-    """Every check of a fit, before anything is written: returns ``(X, dtype, source)``."""
+    """Every check of a fit, before anything is written: returns ``(pool, dtype, source)``."""
     if config["n_clusters"] is None:
         raise cfg.ConfigError("n_clusters is required: give --n-clusters or set it in the config file.")
-    if owned(args.embeddings, args.out):
-        raise cfg.ConfigError(
-            f"{args.embeddings}: inside the run directory under a name hkmeans writes there; move it or choose another --out."
-        )
-    X = open_embeddings(args.embeddings)
-    dtype = _compute_dtype(X, config["dtype"])
+    pool = open_pool(args.embeddings, column=config["column"], subset_indices=config["subset_indices"])
+    for path in [args.embeddings, *pool.files]:
+        if owned(path, args.out):
+            raise cfg.ConfigError(
+                f"{path}: inside the run directory under a name hkmeans writes there; move it or choose another --out."
+            )
+    dtype = _compute_dtype(pool.dtype, config["dtype"])
     check_hierarchy_params(
-        X.shape[0], config["n_clusters"], config["n_resamples"], config["sample_size"],
+        pool.shape[0], config["n_clusters"], config["n_resamples"], config["sample_size"],
         config["resample_strategy"], config["n_splits"],
     )
-    check_kmeans_params(X, 1, config["init"], config["n_init"], config["max_iter"], config["tol"], config["metric"], True)
-    stat = file_stat(args.embeddings)
-    fingerprint = None if args.overwrite else _known_fingerprint(args.out, X, stat)
+    check_kmeans_params(pool, 1, config["init"], config["n_init"], config["max_iter"], config["tol"], config["metric"], True)
+    source = {**pool.describe(), "shape": list(pool.shape), "dtype": pool.dtype.str}
+    fingerprint = None if args.overwrite else _known_fingerprint(args.out, source)
     if fingerprint is None:
-        log.info("checking %s: %d x %d %s", args.embeddings, *X.shape, X.dtype)
-        fingerprint = scan(X, dtype)
-    source = {
-        "path": os.path.abspath(args.embeddings),
-        "shape": list(X.shape),
-        "dtype": X.dtype.str,
-        "fingerprint": fingerprint,
-        "stat": stat,
-    }
-    return X, dtype, source
+        log.info("checking %s: %d x %d %s", args.embeddings, *pool.shape, pool.dtype)
+        fingerprint = scan(pool, dtype)
+    return pool, dtype, {**source, "fingerprint": fingerprint}
 
 
-def _known_fingerprint(run_dir, X, stat):
-    """The fingerprint a run directory holds for this very file (same size, time and
-    inode: checked when the run began), so that a resume need not read it all again."""
+def _known_fingerprint(run_dir, source):
+    """The fingerprint a run directory holds for this very input (the same files, of
+    the same sizes, times and inodes: checked when the run began), so that a resume
+    need not read it all again."""
     try:
         known = RunDir.read_manifest(run_dir)["input"]
     except (RunDirError, KeyError, TypeError):
         return None
-    if known.get("stat") == stat and known.get("shape") == list(X.shape) and known.get("dtype") == X.dtype.str:
+    if all(known.get(key) == value for key, value in source.items() if key != "path"):
         log.info("input unchanged since the run began (size, time, inode): not read again")
         return known.get("fingerprint")
     return None
 
 
-def _fit(args, config, X, dtype, source):
+def _fit(args, config, pool, dtype, source):
     run = RunDir.open(args.out, config, source, overwrite=args.overwrite)
     if run.manifest["status"] == "done":
         log.info("%s: the fit is already done", args.out)
         return run
     scratch = os.path.join(run.path, SCRATCH)
-    if X.dtype != dtype or not X.flags.c_contiguous:  # the kernels read C-ordered float32/64
+    X = pool.mapped()
+    if X is None or X.dtype != dtype or not X.flags.c_contiguous:  # the kernels read C-ordered float32/64
         if os.path.isfile(scratch):  # complete: written atomically
             X = np.load(scratch, mmap_mode="r+")
         else:
-            log.info("copying the input as C-ordered %s, block by block, into %s", dtype, scratch)
-            X = convert(X, scratch, dtype)
+            log.info("copying the input as C-ordered %s, chunk by chunk, into %s", dtype, scratch)
+            X = convert(pool, scratch, dtype)
     levels = hierarchical_kmeans(
         X,
         config["n_clusters"],
@@ -114,7 +111,8 @@ def _fit(args, config, X, dtype, source):
     return run
 
 
-def _sample(tree, config, out, verbosity):
+def _sample(tree, config, out, verbosity, source):
+    rows = _subset(source)
     n_max = tree.n_samples * config["multiplier"]
     if config["target_size"] > n_max:
         warnings.warn(
@@ -124,14 +122,14 @@ def _sample(tree, config, out, verbosity):
         )
     sampler = hierarchical_sampling if config["method"] == "hierarchical" else flat_sampling
     idx = sampler(tree, config["target_size"], strategy=config["strategy"], multiplier=config["multiplier"], random_state=config["seed"])
-    save_npy(out, idx)
+    save_npy(out, idx if rows is None else rows[idx])
     if verbosity >= 0:
         print(f"{len(idx)} indices written to {out}", file=sys.stderr)
     return idx
 
 
 def fit(args) -> None:
-    config = _config(args, cfg.FIT_KEYS.keys() | cfg.RUN_KEYS.keys())
+    config = _config(args, cfg.FIT_KEYS.keys() | cfg.INPUT_KEYS.keys() | cfg.RUN_KEYS.keys())
     _fit(args, config, *_prepare_fit(args, config))
 
 
@@ -139,31 +137,45 @@ def curate(args) -> None:
     config = _config(args, cfg.KEYS.keys())
     _check_sampling(config)
     prepared = _prepare_fit(args, config)
+    source = prepared[2]
     out = args.output or os.path.join(args.out, "indices.npy")
-    _check_output(out, args.embeddings, args.out)
+    _check_output(out, input_files(source), args.out)
     run = _fit(args, config, *prepared)
-    _sample(RunDir.tree(run.path), config, out, args.verbosity)
+    _sample(RunDir.tree(run.path), config, out, args.verbosity, source)
 
 
 def sample(args) -> None:
     config = _config(args, cfg.SAMPLE_KEYS.keys() | {"seed"})
     _check_sampling(config)
     tree = RunDir.tree(args.run_dir)
+    source = RunDir.read_manifest(args.run_dir)["input"]
     out = args.output or os.path.join(args.run_dir, "indices.npy")
-    _check_output(out, RunDir.read_manifest(args.run_dir)["input"]["path"], args.run_dir)
-    _sample(tree, config, out, args.verbosity)
+    _check_output(out, input_files(source), args.run_dir)
+    _sample(tree, config, out, args.verbosity, source)
 
 
-def _check_output(out, input_path, run_dir):
-    """Refuse, before any work, an output path that would destroy something: the input
-    embeddings, a file of a run directory, or anything but a regular file (a link, a
-    folder, a FIFO, a device); and one whose folder is missing (unless it is
-    ``run_dir``, made later)."""
+def _subset(source):
+    """The rows of the whole input a fit on a subset was on (checked against the
+    digest recorded then), or None: indices are written as rows of the whole input."""
+    record = source.get("subset_indices")
+    if record is None:
+        return None
+    rows, digest = subset_rows(record["path"])
+    if digest != record["digest"]:
+        raise RunDirError(f"{record['path']}: the subset indices changed since the fit; restore them to map the indices.")
+    return rows
+
+
+def _check_output(out, inputs, run_dir):
+    """Refuse, before any work, an output path that would destroy something: a file
+    of the input (``inputs``), a file of a run directory, or anything but a regular
+    file (a link, a folder, a FIFO, a device); and one whose folder is missing
+    (unless it is ``run_dir``, made later)."""
     if os.path.islink(out):
         raise cfg.ConfigError(f"{out}: is a symbolic link; give the path of a regular file to write the indices to.")
     if os.path.exists(out) and not os.path.isfile(out):
         raise cfg.ConfigError(f"{out}: exists and is not a regular file; give another -o.")
-    if os.path.exists(out) and os.path.exists(input_path) and os.path.samefile(out, input_path):
+    if any(same_file(out, path) for path in inputs):
         raise cfg.ConfigError(f"{out}: is the input embeddings file; give another -o.")
     if owned(out, run_dir):
         raise cfg.ConfigError(f"{out}: a file of an hkmeans run directory, which it would corrupt; give another -o.")
@@ -177,7 +189,8 @@ def info(args) -> None:
     src = manifest["input"]
     print(f"run directory  {os.path.abspath(args.run_dir)}")
     print(f"status         {manifest['status']} ({len(manifest['steps'])} steps done)")
-    print(f"input          {src['path']}: {src['shape'][0]} x {src['shape'][1]} {np.dtype(src['dtype']).name}")
+    subset = f" (the rows listed in {src['subset_indices']['path']})" if "subset_indices" in src else ""
+    print(f"input          {src['path']}: {src['shape'][0]} x {src['shape'][1]} {np.dtype(src['dtype']).name}{subset}")
     print(f"hkmeans        {manifest['versions'].get('hkmeans')}")
     print("parameters     " + ", ".join(f"{k}={v}" for k, v in manifest["params"].items() if v is not None))
     if manifest["status"] != "done":

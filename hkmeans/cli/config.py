@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import replace
 
@@ -14,6 +15,10 @@ METHODS = ("hierarchical", "flat")
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message says which key and why."""
+
+
+def _text(v):
+    return isinstance(v, str) and v != ""
 
 
 # the fit parameters' table, less the device (in-process only, for now), with
@@ -33,11 +38,20 @@ SAMPLE_KEYS = {
                         "most times one point may be picked", metavar="M"),
     "method": choice(METHODS, "hierarchical", "balance over the whole tree, or the finest level only"),
 }
+# what is read: not fit parameters (the input's fingerprint tells inputs apart)
+INPUT_KEYS = {
+    "column": Param(None, _text, "a column name",
+                    "Parquet input: the column of embeddings (default: the only list-typed column)",
+                    metavar="NAME", parse=str),
+    "subset_indices": Param(None, _text, "a file name",
+                            "a .npy of sorted, distinct row numbers: fit on those rows only "
+                            "(indices written are rows of the whole input)", metavar="FILE", parse=str),
+}
 RUN_KEYS = {
     "checkpoint_interval": Param(60.0, is_finite_non_negative, "a finite non-negative number of seconds",
                                  "seconds between saved states of a running k-means", metavar="SECONDS"),
 }
-KEYS = {**FIT_KEYS, **SAMPLE_KEYS, **RUN_KEYS}
+KEYS = {**FIT_KEYS, **SAMPLE_KEYS, **INPUT_KEYS, **RUN_KEYS}
 
 
 def check(key, value, source):
@@ -98,13 +112,14 @@ def fit_params(config) -> dict:
 
 def to_toml(config) -> str:
     """``config`` as TOML (its values are ints, floats, strings or lists of ints); keys
-    that are not set are left out."""
+    that are not set are left out. Strings are written as JSON strings, which TOML
+    reads alike (a path may hold quotes or backslashes)."""
 
     def value(v):
         if isinstance(v, list):
             return "[" + ", ".join(map(str, v)) + "]"
         if isinstance(v, str):
-            return '"' + v + '"'
+            return json.dumps(v, ensure_ascii=False)
         return repr(v)
 
     return "".join(f"{key} = {value(v)}\n" for key, v in config.items() if v is not None)

@@ -45,17 +45,23 @@ def _flag(p, key, spec):
     elif key in cfg.PER_LEVEL:
         kind = dict(type=_ints)
     else:
-        kind = dict(type=float if cfg.is_float(spec) else int)
+        kind = dict(type=spec.parse or (float if cfg.is_float(spec) else int))
     default = "" if spec.default is None else f" (default: {spec.default})"
     p.add_argument("--" + key.replace("_", "-"), dest=key, metavar=spec.metavar, help=spec.help + default, **kind)
 
 
 def _fit_options(p):
-    for key, spec in {**cfg.FIT_KEYS, **cfg.RUN_KEYS}.items():
+    for key, spec in {**cfg.FIT_KEYS, **cfg.INPUT_KEYS, **cfg.RUN_KEYS}.items():
         if key != "seed":
             _flag(p, key, spec)
     p.add_argument("--overwrite", action="store_true",
                    help="start over in a RUN_DIR that holds another run (deletes only what hkmeans wrote there)")
+
+
+def _input(p):
+    p.add_argument("embeddings", metavar="EMBEDDINGS",
+                   help="a 2-D float or integer .npy file (memory-mapped); a directory or glob of .npy shards "
+                        "or of Parquet files; a Parquet file; or a zarr array's directory")
 
 
 def _sample_options(p):
@@ -75,7 +81,9 @@ def _common(p):
 
 EXAMPLES = {
     "fit": ["hkmeans fit emb.npy --out run/ --n-clusters 10000,1000,100",
-            "hkmeans fit emb.npy --out run/ --config curation.toml --seed 1"],
+            "hkmeans fit emb.npy --out run/ --config curation.toml --seed 1",
+            "hkmeans fit 'shards/*.npy' --out run/ --n-clusters 1000,100 --subset-indices dedup.npy",
+            "hkmeans fit pool.parquet --column emb --out run/ --n-clusters 1000,100"],
     "sample": ["hkmeans sample run/ --target-size 200000 -o subset.npy",
                "hkmeans sample run/ --target-size 50000 --strategy closest --multiplier 2"],
     "curate": ["hkmeans curate emb.npy --out run/ --n-clusters 10000,1000,100 --target-size 1000000",
@@ -99,8 +107,8 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"hkmeans {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    p = _subcommand(sub, "fit", "hierarchical k-means of an embeddings .npy into RUN_DIR", commands.fit)
-    p.add_argument("embeddings", metavar="EMBEDDINGS.npy", help="a 2-D float or integer .npy file (memory-mapped)")
+    p = _subcommand(sub, "fit", "hierarchical k-means of embeddings into RUN_DIR", commands.fit)
+    _input(p)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (required; made if missing)")
     _fit_options(p)
     _common(p)
@@ -111,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = _subcommand(sub, "curate", "fit, then sample", commands.curate)
-    p.add_argument("embeddings", metavar="EMBEDDINGS.npy", help="a 2-D float or integer .npy file (memory-mapped)")
+    _input(p)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (required; made if missing)")
     _fit_options(p)
     _sample_options(p)

@@ -2,7 +2,7 @@
 
 ::
 
-    manifest.json       parameters, versions, input (path, shape, dtype, fingerprint),
+    manifest.json       parameters, versions, input (path(s), shape, dtype, fingerprint),
                         finished steps, status
     config.toml         the effective configuration
     steps/level0/step0000.npz          centroids, Lloyd iterations, generator state
@@ -39,7 +39,7 @@ import numpy as np
 from .. import __version__
 from .._progress import log
 from ..checkpoint import Checkpoints
-from ..io import save_json, save_npy, save_npz, save_text
+from ..io import same_file, save_json, save_npy, save_npz, save_text
 from ..tree import ClusterTree
 from .config import fit_params, to_toml
 
@@ -113,7 +113,8 @@ class RunDir(Checkpoints):
     @classmethod
     def open(cls, path, config, source: dict, overwrite=False) -> "RunDir":
         """Make the run directory ``path`` or reopen it to resume. ``source`` describes
-        the input (path, shape, dtype, fingerprint). Refused, before anything is
+        the input (shape, dtype, fingerprint and what
+        :meth:`hkmeans.readers.Pool.describe` records). Refused, before anything is
         written, if it holds a run of other parameters or another input (unless
         ``overwrite``) or cannot be written."""
         path = os.fspath(path)
@@ -141,7 +142,7 @@ class RunDir(Checkpoints):
             lock = _lock(path)
             manifest = cls.read_manifest(path)  # as the last process to hold the lock left it
             _remove_temporaries(path)  # left by a process killed while writing
-            manifest["input"].update(path=source["path"], stat=source["stat"])
+            manifest["input"].update(source)  # the same bytes; paths and times as found now
             run = cls(path, manifest, config["checkpoint_interval"], lock)
             save_text(os.path.join(path, "config.toml"), to_toml(config))  # this run's flags
             return run
@@ -153,7 +154,7 @@ class RunDir(Checkpoints):
         _check_writable(path)
         lock = _lock(path)
         if exists:  # overwrite: only what hkmeans wrote, after the checks above
-            _remove_owned(path, keep=source["path"])
+            _remove_owned(path, keep=input_files(source))
         manifest = {
             "tool": TOOL,
             "format": FORMAT,
@@ -304,12 +305,19 @@ def _holds_run(folder) -> bool:
         return False
 
 
+def input_files(record) -> list:
+    """The paths of the files an input record of a manifest names: the input, its
+    files (shards, Parquet files) and its subset indices."""
+    paths = [record["path"], *(f["path"] for f in record.get("files", []))]
+    return paths + ([record["subset_indices"]["path"]] if "subset_indices" in record else [])
+
+
 def _remove_owned(path, keep):
-    """Delete what hkmeans writes in the run directory ``path`` (never ``keep``, the
-    input, nor anything else)."""
+    """Delete what hkmeans writes in the run directory ``path`` (never a path of
+    ``keep``, the input's files, nor anything else)."""
     for name in os.listdir(path):
         full = os.path.join(path, name)
-        if name == LOCK or (os.path.exists(keep) and os.path.exists(full) and os.path.samefile(full, keep)):
+        if name == LOCK or any(same_file(full, k) for k in keep):
             continue
         if name in OWNED_DIRS and os.path.isdir(full) and not os.path.islink(full):
             shutil.rmtree(full)
