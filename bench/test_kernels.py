@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hkmeans import ClusterTree, hierarchical_sampling
-from hkmeans._kernels import cpu
+from hkmeans._kernels.cpu import groups, select
 from hkmeans._threads import single_threaded_blas
 from hkmeans.kmeans import assign, init_centers, lloyd
 
@@ -54,8 +54,8 @@ def test_centroid_update(benchmark):
     labels = np.random.default_rng(1).integers(0, 1000, len(X))
 
     def update():
-        offsets, order = cpu.group_by_label(labels, 1000)
-        return cpu.cluster_sums(X, offsets, order)
+        offsets, order = groups.group_by_label(labels, 1000)
+        return groups.cluster_sums(X, offsets, order)
 
     benchmark(update)
     _rate(benchmark, "points/s", len(X))
@@ -66,9 +66,9 @@ def test_resampling_selection(benchmark):
     rng = np.random.default_rng(2)
     labels = rng.integers(0, k, n)
     scores = rng.random(n)
-    offsets, order = cpu.group_by_label(labels, k)
+    offsets, order = groups.group_by_label(labels, k)
     take = np.minimum(np.diff(offsets), 15)
-    benchmark(cpu.pick_members, offsets, order, scores, take)
+    benchmark(select.pick_members, offsets, order, scores, take)
     _rate(benchmark, "points/s", n)
 
 

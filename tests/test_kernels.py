@@ -8,7 +8,8 @@ from numba import njit
 from hypothesis import strategies as st
 
 from hkmeans import _config
-from hkmeans._kernels import cpu, simd
+from hkmeans._kernels.cpu import assign as assign_kernels
+from hkmeans._kernels.cpu import groups, seeding, select, simd
 from hkmeans.backends.cpu import search
 from hkmeans.kmeans import _group_centres, assign
 
@@ -80,7 +81,7 @@ def test_bounded_search_matches_full_search_and_keeps_valid_bounds(n, d, k, grid
     search(X, C, labels, sqdist, lower, offsets)
     moved = (C + step * rng.normal(size=C.shape)).astype(dtype)
     moves = np.sqrt(((moved.astype(np.float64) - C) ** 2).sum(1))
-    cpu.loosen_bounds(lower, np.array([moves[a:e].max() for a, e in zip(offsets[:-1], offsets[1:])]))
+    assign_kernels.loosen_bounds(lower, np.array([moves[a:e].max() for a, e in zip(offsets[:-1], offsets[1:])]))
     search(X, moved, labels, sqdist, lower, offsets)
     np.testing.assert_array_equal(labels, assign(X, moved)[0])
     D = np.sqrt(naive.sqdist_matrix(X, moved))
@@ -107,7 +108,7 @@ def test_assign_same_result_with_one_or_two_threads(d):
 @given(n=st.integers(1, 500), k=st.integers(1, 30), seed=st.integers(0, 2**32 - 1))
 def test_group_by_label_is_a_stable_counting_sort(n, k, seed):
     labels = np.random.default_rng(seed).integers(0, k, n)
-    offsets, order = cpu.group_by_label(labels, k)
+    offsets, order = groups.group_by_label(labels, k)
     np.testing.assert_array_equal(order, np.argsort(labels, kind="stable"))
     np.testing.assert_array_equal(np.diff(offsets), np.bincount(labels, minlength=k))
 
@@ -117,8 +118,8 @@ def test_cluster_sums_match_reference(dtype):
     rng = np.random.default_rng(2)
     X = rng.normal(size=(2000, 9)).astype(dtype)
     labels = rng.integers(0, 40, 2000)
-    offsets, order = cpu.group_by_label(labels, 40)
-    sums = cpu.cluster_sums(X, offsets, order)
+    offsets, order = groups.group_by_label(labels, 40)
+    sums = groups.cluster_sums(X, offsets, order)
     ref, counts = naive.cluster_sums(X, labels, 40)
     assert sums.dtype == np.float64
     np.testing.assert_allclose(sums, ref, rtol=1e-12, atol=1e-12)
@@ -137,8 +138,8 @@ def test_pick_members_matches_reference(n, k, seed, max_take):
     scores = rng.random(n)
     sizes = np.bincount(labels, minlength=k)
     n_take = np.where(sizes > 0, rng.integers(0, max_take + 1, k), 0).astype(np.int64)
-    offsets, order = cpu.group_by_label(labels, k)
-    got = cpu.pick_members(offsets, order, scores, n_take)
+    offsets, order = groups.group_by_label(labels, k)
+    got = select.pick_members(offsets, order, scores, n_take)
     np.testing.assert_array_equal(got, naive.pick_members(labels, k, scores, n_take))
 
 
@@ -150,7 +151,7 @@ def test_pick_members_matches_reference(n, k, seed, max_take):
 def test_water_fill_is_max_min_fair(caps, frac, seed):
     caps = np.array(caps, dtype=np.int64)
     target = int(frac * caps.sum())
-    counts = cpu.water_fill(target, caps, np.random.default_rng(seed).random(caps.size))
+    counts = select.water_fill(target, caps, np.random.default_rng(seed).random(caps.size))
     assert counts.sum() == target
     assert np.all((counts >= 0) & (counts <= caps))
     uncapped = counts < caps
@@ -171,7 +172,7 @@ def test_kmeans_plusplus_matches_reference(d, small_d, dtype, n_trials):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(700, d)).astype(dtype)
     rand = rng.random((24, n_trials))
-    got = cpu.kmeans_plusplus(X, np.ones(len(X)), 11, rand, _config.SEEDING_ROWS, small_d, 2)
+    got = seeding.kmeans_plusplus(X, np.ones(len(X)), 11, rand, _config.SEEDING_ROWS, small_d, 2)
     np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 11, rand))
 
 
@@ -182,7 +183,7 @@ def test_weighted_kmeans_plusplus_is_seeding_with_repeated_rows(small_d, n_trial
     X = rng.normal(size=(300, 3))
     w = rng.integers(1, 4, 300).astype(float)
     rand = rng.random((15, n_trials))
-    got = cpu.kmeans_plusplus(X, w, 7, rand, 256, small_d, 2)
+    got = seeding.kmeans_plusplus(X, w, 7, rand, 256, small_d, 2)
     rows = np.repeat(np.arange(300), w.astype(int))
     ref = naive.kmeans_plusplus(X[rows], int(np.searchsorted(rows, 7)), rand)
     np.testing.assert_array_equal(got, rows[ref])
@@ -193,7 +194,7 @@ def _dots(X, a, e, Y):
     calls it."""
     Yt = np.ascontiguousarray(Y.T if len(Y) % simd.LANES == 0 else Y[:0].T)
     G = np.full((e - a, -(-len(Y) // simd.LANES) * simd.LANES), np.nan)
-    cpu._candidate_dots(X, a, e, Yt, Y, G)
+    seeding._candidate_dots(X, a, e, Yt, Y, G)
     return G[:, : len(Y)]
 
 

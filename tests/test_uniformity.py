@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hkmeans import HierarchicalKMeans
-from hkmeans._kernels.cpu import water_fill
+from hkmeans._kernels.cpu.select import water_fill
 
 
 def normalised_entropy(counts):

@@ -1,4 +1,4 @@
-"""Compiled kernels. ``cpu`` holds the Numba CPU versions.
+"""Compiled kernels. ``cpu`` holds the Numba CPU versions, one module per job.
 
 Numba caches compiled kernels beside their source (``__pycache__``) or in the user's
 cache folder. Where neither can be written (a read-only install and no writable home),

@@ -14,13 +14,14 @@ import numba
 import numpy as np
 
 from .. import _config
-from .._kernels import cpu as kernels
+from .._kernels.cpu import assign as assign_kernels
+from .._kernels.cpu import groups, seeding, select
 from .._threads import single_threaded_blas
 
-group_by_label = kernels.group_by_label
-pick_members = kernels.pick_members
-water_fill = kernels.water_fill
-split_counts = kernels.split_counts
+group_by_label = groups.group_by_label
+pick_members = select.pick_members
+water_fill = select.water_fill
+split_counts = select.split_counts
 
 
 def row_blocks(X):
@@ -44,7 +45,7 @@ def normalize_rows(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 def _rel_err(X):
     """Relative bound on the rounding of a full nearest-centroid search (see
-    :func:`hkmeans._kernels.cpu.assign`), with a factor 2 to spare."""
+    :func:`hkmeans._kernels.cpu.assign.assign`), with a factor 2 to spare."""
     return 2.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
 
 
@@ -66,7 +67,7 @@ def search(X, centers, labels, sqdist, lower=None, group_offsets=None):
     if not bounded:
         lower = np.zeros((0, 1), dtype=np.float32)
         group_offsets = np.array([0, centers.shape[0]])
-    kernels.assign(X, centers, chunk, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, group_offsets, bounded)
+    assign_kernels.assign(X, centers, chunk, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, group_offsets, bounded)
 
 
 @dataclass
@@ -139,7 +140,7 @@ class CPUBackend:
         """Per-cluster float64 sums of the rows (members summed in index order) and
         counts."""
         offsets, order = group_by_label(labels, k)
-        return kernels.cluster_sums(self.X, offsets, order), np.diff(offsets)
+        return groups.cluster_sums(self.X, offsets, order), np.diff(offsets)
 
     def lloyd_run(self, group_offsets, bounds=True, state=None) -> "LloydRun":
         """The per-row state of a Lloyd run over centres grouped as ``group_offsets``
@@ -150,7 +151,7 @@ class CPUBackend:
         """Rows chosen by greedy (weighted) k-means++ from row ``first``, with the
         uniform draws ``rand`` (one row per later centre)."""
         with single_threaded_blas():
-            return kernels.kmeans_plusplus(
+            return seeding.kmeans_plusplus(
                 self.X, weights, first, rand, _config.SEEDING_ROWS, _config.SMALL_D, numba.get_num_threads()
             )
 
@@ -209,7 +210,7 @@ class LloydRun:
     def loosen(self, moves) -> None:
         """Lower the bounds after the centres of each group moved by at most ``moves``."""
         if self.lower is not None:
-            kernels.loosen_bounds(self.lower, moves)
+            assign_kernels.loosen_bounds(self.lower, moves)
 
     def farthest(self, m):
         """The ``m`` rows farthest from their centres (first rows first on ties): their

@@ -1,0 +1,79 @@
+"""Helpers the CPU kernels share: the GIL-free ``njit``, task ranges, minima and
+squared distances."""
+
+import numba
+import numpy as np
+
+
+def njit(**options):
+    """``numba.njit`` that releases the GIL: split levels call kernels from several
+    threads at once."""
+    return numba.njit(nogil=True, **options)
+
+
+@njit(cache=True, inline="always")
+def _task_range(task, n_tasks, n_blocks):
+    per = (n_blocks + n_tasks - 1) // n_tasks
+    return task * per, min((task + 1) * per, n_blocks)
+
+
+@njit(cache=True, fastmath=True)
+def _min(row):
+    """Smallest entry of ``row``, over eight independent accumulators: a form the
+    compiler turns into vector instructions."""
+    k = row.shape[0]
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = row[0]
+    kk = k - k % 8
+    for j in range(0, kk, 8):
+        m0 = min(m0, row[j])
+        m1 = min(m1, row[j + 1])
+        m2 = min(m2, row[j + 2])
+        m3 = min(m3, row[j + 3])
+        m4 = min(m4, row[j + 4])
+        m5 = min(m5, row[j + 5])
+        m6 = min(m6, row[j + 6])
+        m7 = min(m7, row[j + 7])
+    best = min(min(min(m0, m1), min(m2, m3)), min(min(m4, m5), min(m6, m7)))
+    for j in range(kk, k):
+        best = min(best, row[j])
+    return best
+
+
+@njit(cache=True)
+def _argmin(row):
+    """Index of the smallest entry of ``row``, the first one on ties."""
+    best = _min(row)
+    for j in range(row.shape[0]):
+        if row[j] == best:
+            return j
+    return 0
+
+
+@njit(cache=True, fastmath=True)
+def _sqdist(x, c):
+    s = 0.0
+    for f in range(x.shape[0]):
+        t = np.float64(x[f]) - np.float64(c[f])
+        s += t * t
+    return s
+
+
+@njit(cache=True)
+def _sq_norms(C):
+    # serial on purpose: inside a parallel function numba would split this
+    # reduction across threads, and the rounding would depend on their number
+    out = np.empty(C.shape[0], dtype=C.dtype)
+    for j in range(C.shape[0]):
+        s = C.dtype.type(0)
+        for f in range(C.shape[1]):
+            s += C[j, f] * C[j, f]
+        out[j] = s
+    return out
+
+
+@njit(cache=True)
+def _row_sq(x):
+    s = 0.0
+    for f in range(x.shape[0]):
+        s += np.float64(x[f]) * np.float64(x[f])
+    return s

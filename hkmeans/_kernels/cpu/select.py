@@ -1,0 +1,80 @@
+"""Per-cluster selection of members and balanced splitting of counts (water-filling)."""
+
+import numpy as np
+from numba import prange
+
+from ._common import njit
+
+
+@njit(parallel=True, cache=True)
+def pick_members(offsets, order, scores, n_take):
+    """Take ``n_take[c]`` members from each cluster ``c``, concatenated in cluster order.
+
+    A cluster of ``m`` members gives ``n_take[c] // m`` copies of all of them, then the
+    ``n_take[c] % m`` members with the smallest ``scores`` (ties: lower position in
+    ``order`` first). A cluster asked for members must have some.
+    """
+    k = n_take.shape[0]
+    out_off = np.zeros(k + 1, dtype=np.int64)
+    for c in range(k):
+        out_off[c + 1] = out_off[c] + n_take[c]
+    out = np.empty(out_off[k], dtype=np.int64)
+    for c in prange(k):
+        need = n_take[c]
+        if need == 0:
+            continue
+        members = order[offsets[c] : offsets[c + 1]]
+        m = members.shape[0]
+        pos = out_off[c]
+        for _ in range(need // m):
+            out[pos : pos + m] = members
+            pos += m
+        r = need % m
+        if r > 0:
+            best = np.argsort(scores[members], kind="mergesort")[:r]
+            out[pos : pos + r] = members[best]
+    return out
+
+
+@njit(cache=True)
+def water_fill(target, caps, keys):
+    """Split ``target`` among bins of capacities ``caps`` as evenly as possible.
+
+    Bins that cannot take an even share are filled to capacity; the others get equal
+    shares, and the integer remainder goes one each to the uncapped bins with the
+    smallest ``keys``. Requires ``target <= caps.sum()``.
+    """
+    m = caps.shape[0]
+    counts = np.zeros(m, dtype=np.int64)
+    by_cap = np.argsort(caps, kind="mergesort")
+    remaining = target
+    j = 0
+    while j < m:
+        c = caps[by_cap[j]]
+        if c * (m - j) > remaining:
+            break
+        counts[by_cap[j]] = c
+        remaining -= c
+        j += 1
+    if j < m:
+        rest = by_cap[j:]
+        fair = remaining // (m - j)
+        for b in rest:
+            counts[b] = fair
+        extra = remaining - fair * (m - j)
+        lucky = np.argsort(keys[rest], kind="mergesort")[:extra]
+        for b in rest[lucky]:
+            counts[b] += 1
+    return counts
+
+
+@njit(parallel=True, cache=True)
+def split_counts(parent_counts, offsets, order, caps, keys):
+    """Water-fill each parent's count over its children (CSR ``offsets``/``order``)."""
+    out = np.zeros(caps.shape[0], dtype=np.int64)
+    for p in prange(parent_counts.shape[0]):
+        children = order[offsets[p] : offsets[p + 1]]
+        if children.shape[0] == 0:
+            continue
+        out[children] = water_fill(parent_counts[p], caps[children], keys[children])
+    return out
