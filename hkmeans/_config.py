@@ -26,3 +26,13 @@ BOUND_GROUPS = 16
 #: is too short for its kernels to outweigh its Python, which holds the GIL, and the
 #: runs go one after another, each on all threads.
 SPLIT_SIDE_BY_SIDE_WORK = 1 << 18
+
+#: Passes of fewer operations than this (rows x centroids x features for a search,
+#: rows x features for sums) run on one thread: waking the others costs more, and on
+#: a shared machine a woken thread may wait for a core while the pass waits for it.
+PARALLEL_WORK = 1 << 20
+
+#: Use fewer threads than cores while other processes keep cores busy (see
+#: :func:`hkmeans._threads.available_threads`), checked at most this often.
+ADAPT_TO_LOAD = True
+LOAD_CHECK_SECONDS = 0.25

@@ -1,15 +1,118 @@
-"""Threads: BLAS held to one thread while the kernels parallelise over rows, and
-calls run side by side on Numba's threads."""
+"""Threads: how many the kernels use, BLAS held to one thread while the kernels
+parallelise over rows, one thread for passes too small to share, and calls run side by
+side on Numba's threads."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import math
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numba
 import numpy as np
 from threadpoolctl import ThreadpoolController
+
+from . import _config
+
+CGROUP_FILES = ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+
+
+def cgroup_cpus(files=CGROUP_FILES) -> int | None:
+    """The CPUs a cgroup quota allows this process (its quota over its period, rounded
+    up), or None where no quota is set or none can be read."""
+    for path in files:
+        try:
+            with open(path) as f:
+                fields = f.read().split()
+            if path.endswith("cfs_quota_us"):
+                with open(os.path.join(os.path.dirname(path), "cpu.cfs_period_us")) as f:
+                    fields += f.read().split()
+        except (OSError, ValueError):
+            continue
+        if len(fields) >= 2 and fields[0] not in ("max", "-1"):
+            try:
+                quota, period = float(fields[0]), float(fields[1])
+            except ValueError:
+                continue
+            if quota > 0 and period > 0:
+                return max(1, math.ceil(quota / period))
+    return None
+
+
+@functools.cache
+def usable_cpus() -> int:
+    """The CPUs this process may use: its affinity mask (``taskset``), capped by a
+    cgroup quota (containers, batch schedulers)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    quota = cgroup_cpus()
+    return max(1, min(n, quota) if quota else n)
+
+
+def runnable_elsewhere(proc="/proc") -> int | None:
+    """Threads runnable on this machine now outside this process: the running count of
+    ``/proc/loadavg`` less this process's own running threads (its idle kernel threads
+    may be spinning). None where it cannot be read."""
+    try:
+        with open(os.path.join(proc, "loadavg")) as f:
+            running = int(f.read().split()[3].split("/")[0])
+        own = 0
+        tasks = os.path.join(proc, "self", "task")
+        for tid in os.listdir(tasks):
+            try:
+                with open(os.path.join(tasks, tid, "stat")) as f:
+                    stat = f.read()
+            except OSError:  # the thread ended meanwhile
+                continue
+            own += stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "R"
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - own)
+
+
+_available = {"threads": None, "at": -1.0}
+
+
+def available_threads() -> int:
+    """Threads the kernels should use now: :func:`usable_cpus`, less the threads that
+    other processes keep runnable when this process may use the whole machine (a
+    thread that shares a core stalls every parallel pass it takes part in, while its
+    siblings wait for it). Results do not depend on it: the kernels give the same
+    result on any number of threads. Read again at most every
+    ``_config.LOAD_CHECK_SECONDS``."""
+    now = time.monotonic()
+    if _available["threads"] is None or now - _available["at"] > _config.LOAD_CHECK_SECONDS:
+        n = usable_cpus()
+        if _config.ADAPT_TO_LOAD and n == (os.cpu_count() or n):  # restricted: the share is given
+            others = runnable_elsewhere()
+            n = max(1, n - others) if others is not None else n
+        _available.update(threads=n, at=now)
+    return _available["threads"]
+
+
+@contextlib.contextmanager
+def kernel_threads(work: float | None = None):
+    """Context in which Numba's kernels run on the threads they should: at most
+    :func:`available_threads` (Numba's own default follows the affinity mask only),
+    and one when a pass of about ``work`` operations is below
+    ``_config.PARALLEL_WORK``, too small to pay for waking other threads. The
+    caller's setting is restored afterwards."""
+    before = numba.get_num_threads()
+    n = 1 if work is not None and work < _config.PARALLEL_WORK else min(before, available_threads())
+    if n == before:
+        yield
+        return
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 @functools.cache
@@ -62,7 +165,7 @@ def map_side_by_side(fn, items, workers, costs=None, done=None) -> list:
         return results
     order = range(len(items)) if costs is None else np.argsort(-np.asarray(costs), kind="stable")
     results = [None] * len(items)
-    inner = max(1, numba.get_num_threads() // workers)
+    inner = max(1, min(numba.get_num_threads(), available_threads()) // workers)
     with single_threaded_blas(), ThreadPoolExecutor(workers, initializer=numba.set_num_threads, initargs=(inner,)) as pool:
         futures = {pool.submit(fn, items[i]): i for i in order}
         try:

@@ -19,7 +19,7 @@ from . import _config
 from ._params import RESAMPLE_STRATEGIES, check, per_level
 from ._progress import bar, report
 from ._rng import as_generator
-from ._threads import map_side_by_side
+from ._threads import available_threads, map_side_by_side
 from .backends import resolve
 from .backends.cpu import CPUBackend, group_by_label
 from .checkpoint import Checkpoints, run_step
@@ -287,7 +287,8 @@ def split_workers(shape, n_clusters, n_splits) -> int:
     clusters' k-means side by side: one per thread when a run's kernels outweigh its
     Python (which holds the GIL), else 1 (one run after another, each on all threads)."""
     work = shape[0] / max(1, n_clusters) * n_splits * shape[1]
-    return min(numba.get_num_threads(), n_clusters) if work >= _config.SPLIT_SIDE_BY_SIDE_WORK else 1
+    threads = min(numba.get_num_threads(), available_threads())
+    return min(threads, n_clusters) if work >= _config.SPLIT_SIDE_BY_SIDE_WORK else 1
 
 
 def tree_from_levels(levels: list[Level]) -> ClusterTree:

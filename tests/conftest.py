@@ -29,3 +29,13 @@ def warm_kernels():
             m = HierarchicalKMeans((6, 3), n_resamples=1, random_state=0).fit(X)
             m.sample(20, strategy="closest")
             m.sample(20)
+
+
+@pytest.fixture(autouse=True)
+def threads_as_set(monkeypatch):
+    """Kernels on the threads a test sets, whatever else the machine runs (the load
+    adaptation is tested on its own in test_threads.py)."""
+    from hkmeans import _config, _threads
+
+    monkeypatch.setattr(_config, "ADAPT_TO_LOAD", False)
+    monkeypatch.setitem(_threads._available, "threads", None)

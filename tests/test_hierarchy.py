@@ -70,7 +70,11 @@ def test_cosine_hierarchy_stays_on_the_sphere():
         np.testing.assert_allclose(np.linalg.norm(lv.centroids, axis=1), 1, rtol=1e-6)
 
 
-def test_same_result_whatever_the_thread_count():
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
+def test_same_result_whatever_the_thread_count(monkeypatch):
+    from hkmeans import _config
+
+    monkeypatch.setattr(_config, "PARALLEL_WORK", 0)  # every pass on every thread
     X = mixture(n=5000, d=24, dtype=np.float32)
     before = numba.get_num_threads()
     try:

@@ -1,5 +1,6 @@
 """Calls side by side on Numba's threads, and BLAS held to one thread meanwhile."""
 
+import os
 import threading
 import time
 
@@ -69,3 +70,100 @@ def test_one_thread_when_the_layer_cannot_take_kernels_from_several(monkeypatch)
     monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")
     here = threading.get_ident()
     assert map_side_by_side(lambda x: threading.get_ident(), [0, 1, 2], workers=2) == [here] * 3
+
+
+def test_cgroup_quota_rounds_up_and_no_quota_is_none(tmp_path):
+    from hkmeans._threads import cgroup_cpus
+
+    v2 = tmp_path / "cpu.max"
+    v2.write_text("150000 100000\n")
+    assert cgroup_cpus([str(v2)]) == 2
+    v2.write_text("max 100000\n")
+    assert cgroup_cpus([str(v2)]) is None
+    v1 = tmp_path / "v1"
+    v1.mkdir()
+    (v1 / "cpu.cfs_quota_us").write_text("300000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpus([str(tmp_path / "absent"), str(v1 / "cpu.cfs_quota_us")]) == 3
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpus([str(v1 / "cpu.cfs_quota_us")]) is None
+    v2.write_text("garbage")
+    assert cgroup_cpus([str(v2)]) is None
+
+
+def test_runnable_elsewhere_leaves_out_this_process_threads(tmp_path):
+    from hkmeans._threads import runnable_elsewhere
+
+    (tmp_path / "loadavg").write_text("1.50 1.20 0.90 5/210 4242\n")
+    for tid, state in [("10", "R"), ("11", "S"), ("12", "R")]:
+        task = tmp_path / "self" / "task" / tid
+        task.mkdir(parents=True)
+        # a thread name may hold spaces and parentheses: the state follows the last ')'
+        task.joinpath("stat").write_text(f"{tid} (numba (x) R) {state} 1 2 3\n")
+    assert runnable_elsewhere(str(tmp_path)) == 3
+    (tmp_path / "loadavg").write_text("1.5\n")
+    assert runnable_elsewhere(str(tmp_path)) is None
+
+
+def test_busy_processes_are_seen_and_take_threads_away(monkeypatch):
+    import subprocess
+    import sys
+
+    from hkmeans import _config, _threads
+
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        seen = []
+        for _ in range(20):
+            seen.append(_threads.runnable_elsewhere())
+            time.sleep(0.02)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert max(seen) >= 2, seen
+    monkeypatch.setattr(_config, "ADAPT_TO_LOAD", True)
+    monkeypatch.setattr(_threads, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(_threads, "runnable_elsewhere", lambda: 3)
+    monkeypatch.setitem(_threads._available, "threads", None)
+    assert _threads.available_threads() == 1
+    monkeypatch.setattr(_threads, "runnable_elsewhere", lambda: 0)
+    monkeypatch.setitem(_threads._available, "threads", None)
+    assert _threads.available_threads() == 4
+    # a process restricted to some cores (taskset, a quota) is given its share: no adaptation
+    monkeypatch.setattr(_threads, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(_threads, "runnable_elsewhere", lambda: 3)
+    monkeypatch.setitem(_threads._available, "threads", None)
+    assert _threads.available_threads() == 2
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
+def test_small_passes_run_on_one_thread_and_the_setting_is_restored():
+    from hkmeans import _config
+    from hkmeans._threads import kernel_threads
+
+    before = numba.get_num_threads()
+    with kernel_threads(_config.PARALLEL_WORK - 1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    with kernel_threads(_config.PARALLEL_WORK):
+        assert numba.get_num_threads() == min(before, 2)
+    assert numba.get_num_threads() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux's CPU affinity")
+def test_one_cpu_under_taskset_means_one_thread():
+    import subprocess
+    import sys
+
+    code = (
+        "import numba; from hkmeans._threads import kernel_threads\n"
+        "with kernel_threads(): print(numba.get_num_threads())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),
+    )
+    assert out.stdout.split() == ["1"]

@@ -16,12 +16,22 @@ import numpy as np
 from .. import _config
 from .._kernels.cpu import assign as assign_kernels
 from .._kernels.cpu import groups, seeding, select
-from .._threads import single_threaded_blas
+from .._threads import kernel_threads, single_threaded_blas
 
 group_by_label = groups.group_by_label
-pick_members = select.pick_members
 water_fill = select.water_fill
-split_counts = select.split_counts
+
+
+def pick_members(offsets, order, scores, n_take):
+    """:func:`hkmeans._kernels.cpu.select.pick_members` on the threads its size calls for."""
+    with kernel_threads(len(order)):
+        return select.pick_members(offsets, order, scores, n_take)
+
+
+def split_counts(parent_counts, offsets, order, caps, keys):
+    """:func:`hkmeans._kernels.cpu.select.split_counts` on the threads its size calls for."""
+    with kernel_threads(len(caps)):
+        return select.split_counts(parent_counts, offsets, order, caps, keys)
 
 
 def row_blocks(X):
@@ -61,13 +71,15 @@ def search(X, centers, labels, sqdist, lower=None, group_offsets=None):
     calls; centres grouped as ``group_offsets`` says), rows whose bounds prove their
     ``labels`` keep them; without, every row is searched."""
     chunk = _chunk_rows(centers.shape[0], X.dtype.itemsize)
-    n_tasks = max(1, min(numba.get_num_threads(), -(-X.shape[0] // chunk)))
     gemm = X.shape[1] > _config.SMALL_D
     bounded = lower is not None
     if not bounded:
         lower = np.zeros((0, 1), dtype=np.float32)
         group_offsets = np.array([0, centers.shape[0]])
-    assign_kernels.assign(X, centers, chunk, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, group_offsets, bounded)
+    with kernel_threads(X.shape[0] * centers.shape[0] * X.shape[1]):
+        n_tasks = max(1, min(numba.get_num_threads(), -(-X.shape[0] // chunk)))
+        assign_kernels.assign(X, centers, chunk, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, group_offsets,
+                              bounded)
 
 
 @dataclass
@@ -140,7 +152,8 @@ class CPUBackend:
         """Per-cluster float64 sums of the rows (members summed in index order) and
         counts."""
         offsets, order = group_by_label(labels, k)
-        return groups.cluster_sums(self.X, offsets, order), np.diff(offsets)
+        with kernel_threads(self.X.size):
+            return groups.cluster_sums(self.X, offsets, order), np.diff(offsets)
 
     def lloyd_run(self, group_offsets, bounds=True, state=None) -> "LloydRun":
         """The per-row state of a Lloyd run over centres grouped as ``group_offsets``
@@ -150,7 +163,7 @@ class CPUBackend:
     def kmeans_plusplus(self, first, rand, weights):
         """Rows chosen by greedy (weighted) k-means++ from row ``first``, with the
         uniform draws ``rand`` (one row per later centre)."""
-        with single_threaded_blas():
+        with single_threaded_blas(), kernel_threads():
             return seeding.kmeans_plusplus(
                 self.X, weights, first, rand, _config.SEEDING_ROWS, _config.SMALL_D, numba.get_num_threads()
             )
@@ -210,7 +223,8 @@ class LloydRun:
     def loosen(self, moves) -> None:
         """Lower the bounds after the centres of each group moved by at most ``moves``."""
         if self.lower is not None:
-            assign_kernels.loosen_bounds(self.lower, moves)
+            with kernel_threads(self.lower.size):
+                assign_kernels.loosen_bounds(self.lower, moves)
 
     def farthest(self, m):
         """The ``m`` rows farthest from their centres (first rows first on ties): their
