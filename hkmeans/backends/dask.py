@@ -85,14 +85,16 @@ def using(client):
 
 def pick_client(client=None):
     """The :class:`distributed.Client` the tasks run on: ``client`` if given, else
-    the one of an enclosing :func:`using`, else the active one (Dask's convention),
-    else none if a local scheduler is configured
-    (``dask.config.set(scheduler=...)``) or distributed is not installed, else an
+    the one of an enclosing :func:`using`, else none if a local scheduler is
+    configured (``dask.config.set(scheduler="threads")``, say) or distributed is not
+    installed, else the active one (Dask's convention), else an
     embedded :class:`distributed.LocalCluster` of worker processes started once per
     process, sized by :func:`cluster_layout` with Numba and BLAS threads set per worker."""
     client = client if client is not None else _CURRENT.get()
     if client is not None:
         return client
+    if dask.config.get("scheduler", None) not in (None, "dask.distributed"):
+        return None
     try:
         from distributed import default_client
     except ImportError:
@@ -100,10 +102,7 @@ def pick_client(client=None):
     try:
         return default_client()
     except ValueError:
-        pass
-    if dask.config.get("scheduler", None) is not None:
-        return None
-    return _embedded_client()
+        return _embedded_client()
 
 
 def compute(*collections, client=None):
@@ -169,7 +168,7 @@ def _lloyd_block(x, prev, centers, group_offsets, bounds, moves, with_sums, bloc
         for m in moves:
             run.loosen(m)
         step = run.step(centers) if with_sums else (run.search(centers) or None)
-    summary = None if step is None else (step.sums, step.counts, step.changed)
+    summary = None if step is None else (step.sums, step.counts, step.changed, [step.inertia])
     return _one(dict(start=start, labels=run.labels, sqdist=run.sqdist, lower=run.lower,
                      inertia=float(np.sum(run.sqdist)), summary=summary))
 
@@ -304,7 +303,7 @@ def _lloyd_leaf(block):
 def _lloyd_sum(parts):
     sums, counts = _add([p[0] for p in parts]), _add([p[1] for p in parts])
     changed = None if any(p[2] is None for p in parts) else sum(p[2] for p in parts)
-    return sums, counts, changed
+    return sums, counts, changed, [v for p in parts for v in p[3]]  # inertia per chunk, in chunk order
 
 
 def lookup(table: np.ndarray, labels):
@@ -456,7 +455,7 @@ class DaskBackend:
 
     def cluster_sums(self, labels, k):
         """Per-cluster float64 sums of the rows and counts (chunk sums added in a fixed tree)."""
-        sums, n, _ = self._compute(_tree(_blocks([self.X, labels], _sums_block, k), _lloyd_leaf, _lloyd_sum))[0]
+        sums, n, _, _ = self._compute(_tree(_blocks([self.X, labels], _sums_block, k), _lloyd_leaf, _lloyd_sum))[0]
         return sums, n
 
     def lloyd_run(self, group_offsets, bounds=True, state=None) -> "DaskLloydRun":
@@ -534,7 +533,7 @@ class DaskBackend:
 def _sums_block(x, labels, k):
     with _KERNELS:
         sums, n = CPUBackend(np.ascontiguousarray(x)).cluster_sums(labels.ravel(), k)
-    return _one(dict(summary=(sums, n, None)))
+    return _one(dict(summary=(sums, n, None, [])))
 
 
 class DaskLloydRun:
@@ -562,8 +561,8 @@ class DaskLloydRun:
         self._moves = []
 
     def _reduce(self) -> LloydStep:
-        sums, counts, changed = self.backend._compute(_tree(self.blocks, _lloyd_leaf, _lloyd_sum))[0]
-        return LloydStep(sums, counts, self._inertia(), changed)
+        sums, counts, changed, inertia = self.backend._compute(_tree(self.blocks, _lloyd_leaf, _lloyd_sum))[0]
+        return LloydStep(sums, counts, float(sum(inertia)), changed)
 
     def _inertia(self) -> float:
         return float(sum(_gather(self.blocks.map_blocks(_inertia_of, dtype=object, meta=np.empty(0, object)),
