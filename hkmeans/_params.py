@@ -13,6 +13,7 @@ INITS = ("k-means++", "k-means||", "random")
 METRICS = ("euclidean", "cosine")
 RESAMPLE_STRATEGIES = ("closest", "random")
 DEVICES = ("cpu",)
+BACKENDS = ("auto", "cpu", "dask")
 
 
 def is_int(v, low=None, high=None) -> bool:
@@ -83,6 +84,8 @@ FIT_PARAMS = {
                  metavar="TOL"),
     "metric": choice(METRICS, "euclidean", "cosine: spherical k-means on unit rows"),
     "device": choice(DEVICES, "cpu", "where the kernels run"),
+    "backend": choice(BACKENDS, "auto", "how level 0 runs: in this process (cpu), over the chunks of a dask "
+                      "array (dask), or auto: dask for a dask array, cpu otherwise"),
 }
 
 

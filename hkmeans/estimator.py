@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.metrics import euclidean_distances
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .backends import dask_module, is_dask, lookup, resolve
 from .backends.cpu import CPUBackend, normalize_rows
 from .hierarchy import hierarchical_kmeans, tree_from_levels
 from .kmeans import check_kmeans_params, kmeans
@@ -19,24 +22,54 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
     """What both estimators share: prediction input, ``transform`` and ``score``."""
 
     def _validate_fit_data(self, X):
+        """``X`` checked; a dask array is checked by shape and dtype only (its rows are
+        checked for NaN and infinity chunk by chunk in the first pass)."""
+        if is_dask(X):
+            if self.backend == "cpu":
+                resolve(X, backend="cpu")  # the one-line error
+            X = dask_module().as_rows(X)
+            self.n_features_in_ = X.shape[1]
+            return X
         return validate_data(self, X, dtype=_DTYPES, order="C")
 
     def _validate_test_data(self, X):
         check_is_fitted(self)
+        if is_dask(X):
+            X = dask_module().as_rows(X)
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+            return self._on_metric(X.astype(self.cluster_centers_.dtype))
         X = validate_data(self, X, dtype=_DTYPES, order="C", reset=False)
         return self._on_metric(np.ascontiguousarray(X, dtype=self.cluster_centers_.dtype))
 
     def _on_metric(self, X):
         """Rows as the metric compares them: unit rows for "cosine"."""
-        return normalize_rows(X) if self.metric == "cosine" else X
+        if self.metric != "cosine":
+            return X
+        return X.map_blocks(normalize_rows, dtype=X.dtype) if is_dask(X) else normalize_rows(X)
+
+    def _data(self, X):
+        """The backend over validated rows ``X`` for prediction: lazy for a dask array."""
+        return dask_module().DaskBackend(X, self.client, persist=False) if is_dask(X) else CPUBackend(X)
+
+    def _scheduler(self):
+        """Context in which Dask work runs on ``client`` (if given)."""
+        return dask_module().using(self.client) if self.client is not None else contextlib.nullcontext()
 
     def _inertia(self, X, labels):
+        if is_dask(labels):
+            return dask_module().DaskBackend(X, self.client).inertia(self.cluster_centers_, labels)
         diff = X - self.cluster_centers_[labels]
         return float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
 
     def predict(self, X):
-        """Index of the closest cluster centre (top level) for each sample."""
-        return self._predict(self._validate_test_data(X))
+        """Index of the closest cluster centre (top level) for each sample (for a
+        dask array, a lazy dask array)."""
+        with self._scheduler():
+            return self._predict(self._validate_test_data(X))
 
     def transform(self, X):
         """Euclidean distance of each sample to each (top-level) cluster centre.
@@ -48,14 +81,19 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
         Returns
         -------
         ndarray of shape (n_samples, n_clusters)
+            For a dask array, a lazy dask array.
         """
-        return euclidean_distances(self._validate_test_data(X), self.cluster_centers_)
+        X = self._validate_test_data(X)
+        if is_dask(X):
+            return self._data(X).distances(self.cluster_centers_)
+        return euclidean_distances(X, self.cluster_centers_)
 
     def score(self, X, y=None):
         """Opposite of the sum of squared distances of samples to the centre of the
         cluster :meth:`predict` gives them (higher is better)."""
-        X = self._validate_test_data(X)
-        return -self._inertia(X, self._predict(X))
+        with self._scheduler():
+            X = self._validate_test_data(X)
+            return -self._inertia(X, self._predict(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -85,11 +123,15 @@ class KMeans(_CentroidClusterer):
     metric : {"euclidean", "cosine"}, default="euclidean"
         "cosine" runs spherical k-means: rows and centres are L2-normalised.
     random_state : int, Generator, RandomState or None
+    backend : {"auto", "cpu", "dask"}, default="auto"
+        See :class:`HierarchicalKMeans`.
+    client : distributed.Client or None, default=None
+        See :class:`HierarchicalKMeans`.
 
     Attributes
     ----------
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
-    labels_ : ndarray of shape (n_samples,)
+    labels_ : ndarray or dask array of shape (n_samples,)
     inertia_ : float
         Sum of squared distances of samples to their closest centre.
     n_iter_ : int
@@ -111,6 +153,8 @@ class KMeans(_CentroidClusterer):
         tol=1e-4,
         metric="euclidean",
         random_state=None,
+        backend="auto",
+        client=None,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -119,15 +163,22 @@ class KMeans(_CentroidClusterer):
         self.tol = tol
         self.metric = metric
         self.random_state = random_state
+        self.backend = backend
+        self.client = client
 
     def fit(self, X, y=None):
-        """Compute k-means clustering of ``X`` (array-like of shape (n_samples, n_features))."""
+        """Compute k-means clustering of ``X`` (array-like or dask array of shape
+        (n_samples, n_features))."""
+        with self._scheduler():
+            return self._fit(X)
+
+    def _fit(self, X):
         X = self._validate_fit_data(X)
         init, n_init = check_kmeans_params(
             X, self.n_clusters, self.init, self.n_init, self.max_iter, self.tol, self.metric
         )
         res = kmeans(
-            X,
+            resolve(X, client=self.client, backend=self.backend),
             self.n_clusters,
             init=init,
             n_init=n_init,
@@ -144,7 +195,7 @@ class KMeans(_CentroidClusterer):
         return self
 
     def _predict(self, X):
-        return CPUBackend(X).assign(self.cluster_centers_)[0]
+        return self._data(X).assign(self.cluster_centers_)[0]
 
 
 class HierarchicalKMeans(_CentroidClusterer):
@@ -190,13 +241,23 @@ class HierarchicalKMeans(_CentroidClusterer):
         level on stderr.
     device : {"cpu"}, default="cpu"
         Where the kernels run.
+    backend : {"auto", "cpu", "dask"}, default="auto"
+        How level 0 runs: in this process, or over the chunks of a dask array on a
+        Dask cluster (an in-memory array is then wrapped in chunks); "auto" is
+        "dask" for a dask array. On Dask, "k-means++" seeds by k-means|| (no pass per
+        centre); see ``docs/scaling.md`` for how results compare.
+    client : distributed.Client or None, default=None
+        The cluster for the dask backend; None takes the active Client, else a local
+        scheduler if one is configured, else starts a ``LocalCluster`` of worker
+        processes sized to the machine.
 
     Attributes
     ----------
     cluster_centers_ : ndarray of shape (n_clusters[-1], n_features)
         Top-level centroids.
-    labels_ : ndarray of shape (n_samples,)
-        Top-level cluster of each sample, through the tree.
+    labels_ : ndarray or dask array of shape (n_samples,)
+        Top-level cluster of each sample, through the tree (a dask array, not
+        computed, for a fit on the dask backend).
     levels_ : list of Level
         Per level: ``centroids``, ``labels`` and ``sqdist`` of that level's input.
     tree_ : ClusterTree
@@ -223,6 +284,8 @@ class HierarchicalKMeans(_CentroidClusterer):
         random_state=None,
         verbose=False,
         device="cpu",
+        backend="auto",
+        client=None,
     ):
         self.n_clusters = n_clusters
         self.n_resamples = n_resamples
@@ -237,9 +300,16 @@ class HierarchicalKMeans(_CentroidClusterer):
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.backend = backend
+        self.client = client
 
     def fit(self, X, y=None):
-        """Fit the hierarchy on ``X`` (array-like of shape (n_samples, n_features))."""
+        """Fit the hierarchy on ``X`` (array-like or dask array of shape
+        (n_samples, n_features))."""
+        with self._scheduler():
+            return self._fit(X)
+
+    def _fit(self, X):
         X = self._validate_fit_data(X)
         self.levels_ = hierarchical_kmeans(X, **self.get_params())  # parameters map one to one
         self.tree_ = tree_from_levels(self.levels_)
@@ -253,15 +323,17 @@ class HierarchicalKMeans(_CentroidClusterer):
     def predict(self, X, level=None):
         """Cluster of each sample at ``level`` (default: the top; 0 is the finest),
         found through the tree: nearest level-0 centroid (for a split level 0, the
-        nearest of its nearest parent's), then its ancestors."""
-        return self._predict(self._validate_test_data(X), level)
+        nearest of its nearest parent's), then its ancestors. For a dask array, a
+        lazy dask array."""
+        with self._scheduler():
+            return self._predict(self._validate_test_data(X), level)
 
     def _predict(self, X, level=None):
         top = len(self.levels_) - 1
         level = top if level is None else self.tree_._check_level(level)
-        labels = self.levels_[0].assign(X)[0]
+        labels = self.levels_[0].assign(self._data(X))[0]
         for t in range(1, level + 1):
-            labels = self.levels_[t].labels[labels]
+            labels = lookup(self.levels_[t].labels, labels)
         return labels
 
     def sample(self, target_size, strategy="random", multiplier=1, method="hierarchical", random_state=None):
@@ -284,6 +356,10 @@ class HierarchicalKMeans(_CentroidClusterer):
             used (and advanced) as is; None stays unseeded.
         """
         check_is_fitted(self)
+        with self._scheduler():
+            return self._sample(target_size, strategy, multiplier, method, random_state)
+
+    def _sample(self, target_size, strategy, multiplier, method, random_state):
         if random_state is None:
             random_state = self.random_state
             if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):

@@ -103,6 +103,8 @@ def hierarchical_kmeans(
     random_state=None,
     verbose=False,
     device="cpu",
+    backend="auto",
+    client=None,
     checkpoints: Checkpoints | None = None,
 ) -> list[Level]:
     """Fit the levels of a hierarchical k-means on validated data ``X``.
@@ -120,7 +122,10 @@ def hierarchical_kmeans(
     steps, Lloyd iterations) and a line per level on stderr. With ``checkpoints``, each
     k-means run and the reassignment after it is a step kept there, and a rerun with the
     same arguments continues after the last kept step, with the same result.
-    ``device`` says where level 0 runs (the levels above run in memory). Returns one
+    ``device`` says where level 0 runs (the levels above run in memory), ``backend``
+    how: in this process, or over the chunks of a dask array on ``client`` (see
+    :func:`hkmeans.backends.dask.pick_client`), whose levels' labels and distances
+    at level 0 are then persisted dask arrays. Returns one
     :class:`Level` per level. The parameters' defaults and constraints are those of
     :data:`hkmeans._params.FIT_PARAMS`.
     """
@@ -132,9 +137,15 @@ def hierarchical_kmeans(
     checkpoints = checkpoints if checkpoints is not None else Checkpoints()
     params = dict(init=init, n_init=n_init, max_iter=max_iter, tol=tol, metric=metric, verbose=verbose)
     check("device", device)
-    data = resolve(X, device)
+    check("backend", backend)
+    data = resolve(X, device, client, backend)
+    if data.name == "dask":
+        if splits[0] > 1:
+            raise ValueError("n_splits > 1 at level 0 is not supported on the dask backend; split a level above.")
+        if type(checkpoints) is not Checkpoints:
+            raise ValueError("checkpoints (a run directory) are not supported on the dask backend.")
     if metric == "cosine":  # once, for every level and step
-        data = data.normalized(out=checkpoints.empty("normalized", data.shape, data.dtype))
+        data = data.normalized(lambda shape, dtype: checkpoints.empty("normalized", shape, dtype))
         params["normalized"] = True
     levels: list[Level] = []
     Y = data  # level 0 on the data's backend; the levels above, on their input's centroids in memory
@@ -201,10 +212,10 @@ def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> 
             prev = out
 
             def resample(key):
-                take = np.minimum(np.bincount(prev["labels"], minlength=k), sample_size)
+                take = np.minimum(Y.counts(prev["labels"], k), sample_size)
                 if int(take.sum()) < k:  # only with duplicate points: nothing left to resample
                     return None
-                scores = prev["sqdist"] if strategy == "closest" else step.rng.random(Y.shape[0])
+                scores = prev["sqdist"] if strategy == "closest" else Y.random_scores(step.rng)
                 rows = Y.select(prev["labels"], k, take, scores)
                 subset = Y.take(rows, out=step.checkpoints.empty("subset", (len(rows), Y.shape[1]), Y.dtype))
                 res = step.kmeans(subset, k, params, key)

@@ -113,11 +113,11 @@ def _update(step, farthest, spherical, dtype):
 def reseed_empty(data, centers, labels, sqdist):
     """Move each empty cluster's centre to one of the points farthest from their
     centres, then reassign; returns ``(centers, labels, sqdist)``."""
-    empty = np.flatnonzero(np.bincount(labels, minlength=centers.shape[0]) == 0)
+    empty = np.flatnonzero(data.counts(labels, centers.shape[0]) == 0)
     if empty.size == 0:
         return centers, labels, sqdist
     centers = centers.copy()
-    centers[empty] = data.take(np.argsort(-sqdist, kind="stable")[: empty.size])
+    centers[empty] = data.take(data.farthest_rows(sqdist, empty.size))
     return (centers, *data.assign(centers))
 
 
@@ -192,7 +192,8 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None
         run.search(centers)
     restore = np.empty_like(order)
     restore[order] = np.arange(len(order))
-    return KMeansResult(centers[restore], order[run.labels], run.sqdist, float(np.sum(run.sqdist)), max(n_iter, 1))
+    labels, sqdist, inertia = run.finish(order)
+    return KMeansResult(centers[restore], labels, sqdist, inertia, max(n_iter, 1))
 
 
 def kmeans(
@@ -260,7 +261,7 @@ def kmeans(
                 best = res
     checkpoints.discard(partial)
     best = KMeansResult(best.centers, best.labels, best.sqdist, float(best.inertia), int(best.n_iter))
-    n_distinct = np.count_nonzero(np.bincount(best.labels, minlength=n_clusters))
+    n_distinct = np.count_nonzero(data.counts(best.labels, n_clusters))
     if n_distinct < n_clusters:
         warnings.warn(
             f"Number of distinct clusters ({n_distinct}) found smaller than "

@@ -76,6 +76,13 @@ def hierarchical_sampling(
     -------
     indices : ndarray of int64, sorted
         Indices into the data points; a point appears at most ``multiplier`` times.
+
+    Notes
+    -----
+    On a tree over dask arrays (a fit on the dask backend) the counts per cluster are
+    made on the workers, the targets here (O(clusters)), and each chunk then picks its
+    rows by per-row keys against per-cluster thresholds; random keys come from
+    per-chunk streams, so the subset differs from the in-process one for "random".
     """
     target, multiplier = _check(tree, target_size, strategy, multiplier)
     rng = as_generator(random_state)
@@ -86,6 +93,14 @@ def hierarchical_sampling(
         offsets, order = tree.members(t)
         caps = _capacities(tree.sizes(t - 1), multiplier, target)
         counts = cpu.split_counts(counts, offsets, order, caps, rng.random(caps.size))
+    if tree.lazy:  # per-chunk streams and selection, on the workers
+        from .backends import dask
+
+        if strategy == "random":
+            scores = dask.random_scores(rng, tree.labels[0])
+        else:
+            scores = tree.distances if strategy == "closest" else -tree.distances
+        return dask.select(tree.labels[0], tree.n_clusters[0], counts, scores, sizes=tree.sizes(0), sort=True)
     if strategy == "random":
         scores = rng.random(tree.n_samples)
     else:

@@ -39,31 +39,31 @@ def _seed_parallel(data, n_clusters, rng, n_rounds=5, oversampling=2.0):
     chosen = [np.array([rng.integers(n)])]
     closest = data.assign(data.take(chosen[0]))[1]
     for _ in range(n_rounds):
-        pot = closest.sum()
+        pot = data.total(closest)
         if pot == 0:
             break
-        picked = np.flatnonzero(rng.random(n) < oversampling * n_clusters * closest / pot)
+        picked = data.oversample(closest, oversampling * n_clusters, pot, rng)
         if picked.size:
             chosen.append(picked)
             closest = np.minimum(closest, data.assign(data.take(picked))[1])
     cand = np.unique(np.concatenate(chosen))
     if cand.size < n_clusters:  # too few: top up with random other rows
-        others = np.setdiff1d(np.arange(n), cand)
-        cand = np.sort(np.concatenate([cand, rng.choice(others, n_clusters - cand.size, replace=False)]))
+        cand = np.sort(np.concatenate([cand, data.other_rows(cand, n_clusters - cand.size, rng)]))
     C = CPUBackend(np.ascontiguousarray(data.take(cand)))
-    weights = np.bincount(data.assign(C.X)[0], minlength=cand.size).astype(np.float64)
+    weights = data.counts(data.assign(C.X)[0], cand.size).astype(np.float64)
     return cand[_seed_greedy(C, n_clusters, rng, weights=weights)]
 
 
 def init_centers(data, n_clusters, init, rng, n_local_trials=None):
     """Initial centres and their rows: "k-means++" (greedy, as scikit-learn's),
     "k-means||" (scalable k-means++), "random" (distinct rows) or an array.
-    ``data`` is a backend or an array."""
+    ``data`` is a backend or an array. On a backend that does not seed greedily (one
+    pass per centre is too many on a cluster), "k-means++" is k-means||."""
     data = resolve(data)
     if isinstance(init, str):
         if init == "random":
             idx = np.sort(rng.choice(data.shape[0], n_clusters, replace=False))
-        elif init == "k-means||":
+        elif init == "k-means||" or not data.greedy_seeding:
             idx = _seed_parallel(data, n_clusters, rng)
         else:
             idx = _seed_greedy(data, n_clusters, rng, n_local_trials)

@@ -12,6 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
+from .backends import is_dask, lookup
 from .backends.cpu import group_by_label
 from .io import save_npz
 
@@ -19,6 +20,10 @@ _FORMAT = 1
 
 
 def _as_labels(a, name):
+    if is_dask(a):  # checked where it is computed, chunk by chunk
+        if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"{name} must be a 1-D integer array, got shape {a.shape} and dtype {a.dtype}.")
+        return a.astype(np.int64)
     a = np.asarray(a)
     if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
         raise ValueError(f"{name} must be a 1-D integer array, got shape {a.shape} and dtype {a.dtype}.")
@@ -41,6 +46,11 @@ class ClusterTree:
     distances : 1-D array or None
         Each data point's distance to its level-0 centroid; needed by the
         ``closest`` and ``furthest`` sampling strategies.
+
+    ``labels[0]`` and ``distances`` may be dask arrays (a fit on the dask backend):
+    they then stay where they are, unchecked beyond shape and dtype, and the tree's
+    per-point operations run chunk by chunk (:meth:`members` of level 0 is not
+    available; :meth:`save` gathers them).
 
     Attributes
     ----------
@@ -77,7 +87,7 @@ class ClusterTree:
                 k = centroids[t].shape[0]
             else:
                 k = int(labels[t].max()) + 1
-            if labels[t].max() >= k:
+            if not is_dask(labels[t]) and labels[t].max() >= k:
                 raise ValueError(
                     f"labels[{t}] refers to cluster {labels[t].max()} but level {t} has "
                     f"{k} clusters (the length of labels[{t + 1}] or of centroids[{t}])."
@@ -85,7 +95,13 @@ class ClusterTree:
             if centroids is not None and centroids[t].shape[0] != k:
                 raise ValueError(f"centroids[{t}] has {centroids[t].shape[0]} rows; level {t} has {k} clusters.")
             n_clusters.append(k)
-        if distances is not None:
+        if is_dask(distances):
+            if distances.shape != labels[0].shape:
+                raise ValueError(
+                    f"distances must have one entry per data point ({labels[0].size}), got shape {distances.shape}."
+                )
+            distances = distances.astype(np.float64)
+        elif distances is not None:
             distances = np.ascontiguousarray(distances, dtype=np.float64)
             if distances.shape != labels[0].shape:
                 raise ValueError(
@@ -109,7 +125,12 @@ class ClusterTree:
         """CSR ``(offsets, order)`` of level ``level``: the members of cluster ``c`` are
         ``order[offsets[c]:offsets[c + 1]]``, data points at level 0, clusters of the
         level below otherwise."""
-        return self._members[self._check_level(level)]
+        level = self._check_level(level)
+        if level == 0 and self.lazy:
+            raise ValueError("the level-0 members of a tree over a dask array stay on the workers.")
+        if level not in self._members:
+            self._members[level] = group_by_label(self.labels[level], self.n_clusters[level])
+        return self._members[level]
 
     def sizes(self, level: int) -> np.ndarray:
         """Number of data points in each cluster of ``level``."""
@@ -119,7 +140,7 @@ class ClusterTree:
         """The cluster of ``level`` that each data point belongs to."""
         lab = self.labels[0]
         for t in range(1, self._check_level(level) + 1):
-            lab = self.labels[t][lab]
+            lab = lookup(self.labels[t], lab)
         return lab
 
     def flatten(self, level: int) -> "ClusterTree":
@@ -136,11 +157,11 @@ class ClusterTree:
         is ever left at ``path``). The name is used exactly as given."""
         arrays = {"format": np.array(_FORMAT), "n_levels": np.array(self.n_levels)}
         for t in range(self.n_levels):
-            arrays[f"labels_{t}"] = self.labels[t]
+            arrays[f"labels_{t}"] = np.asarray(self.labels[t])
             if self.centroids is not None:
                 arrays[f"centroids_{t}"] = self.centroids[t]
         if self.distances is not None:
-            arrays["distances"] = self.distances
+            arrays["distances"] = np.asarray(self.distances)
         save_npz(path, **arrays)
 
     @classmethod
@@ -173,13 +194,23 @@ class ClusterTree:
             raise ValueError(f"level must be an integer in [0, {self.n_levels - 1}], got {level!r}.")
         return int(level)
 
+    @property
+    def lazy(self) -> bool:
+        """Whether the level-0 labels are a dask array."""
+        return is_dask(self.labels[0])
+
     @cached_property
     def _members(self):
-        return [group_by_label(self.labels[t], self.n_clusters[t]) for t in range(self.n_levels)]
+        return {}
 
     @cached_property
     def _sizes(self):
-        sizes = [np.bincount(self.labels[0], minlength=self.n_clusters[0]).astype(np.int64)]
+        if self.lazy:
+            from .backends.dask import counts
+
+            sizes = [counts(self.labels[0], self.n_clusters[0]).astype(np.int64)]
+        else:
+            sizes = [np.bincount(self.labels[0], minlength=self.n_clusters[0]).astype(np.int64)]
         for t in range(1, self.n_levels):
             sizes.append(
                 np.bincount(self.labels[t], weights=sizes[-1], minlength=self.n_clusters[t]).astype(np.int64)

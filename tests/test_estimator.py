@@ -114,4 +114,4 @@ def test_defaults_come_from_the_one_table_of_parameters():
             assert engine[name].default == param.default, name
         if name in FIT_KEYS and name != "n_clusters":  # required on the command line
             assert FIT_KEYS[name].default == param.default, name
-    assert set(estimator) == set(FIT_PARAMS) | {"random_state", "verbose"}
+    assert set(estimator) == set(FIT_PARAMS) | {"random_state", "verbose", "client"}

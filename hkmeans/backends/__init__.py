@@ -21,8 +21,20 @@ scikit-learn's: one ``lloyd_iter`` call per pass). A backend has:
     Greedy k-means++ seeding, one pass per centre.
 ``select(labels, k, take, scores)``
     ``take[c]`` rows of each cluster ``c``, those with the smallest ``scores``.
-``mean_variance()``, ``normalized(out)``
+``counts(labels, k)``, ``total(values)``
+    Rows per cluster; the sum of a per-row array.
+``random_scores(rng)``, ``oversample(weights, factor, total, rng)``, ``other_rows(exclude, m, rng)``
+    One uniform draw per row; k-means||'s independent draws; a few random rows.
+``farthest_rows(sqdist, m)``
+    The ``m`` rows of largest ``sqdist``.
+``mean_variance()``, ``normalized(alloc)``
     The mean feature variance; the rows scaled to unit norm.
+``greedy_seeding``
+    Whether k-means++ may take one pass per centre (else it is k-means||).
+
+Per-row arrays (labels, distances, scores) are whatever the backend keeps them as:
+NumPy arrays in process, persisted dask arrays on a cluster; the engine hands them
+back to the backend and never builds one itself.
 
 Levels above the first and resampling subsets are small (k x sample_size rows): they
 run in memory on :class:`~hkmeans.backends.cpu.CPUBackend` whatever backend level 0 uses.
@@ -30,19 +42,48 @@ run in memory on :class:`~hkmeans.backends.cpu.CPUBackend` whatever backend leve
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
+from .._params import BACKENDS, DEVICES
 from .cpu import CPUBackend
 
-DEVICES = ("cpu",)
+
+def is_dask(a) -> bool:
+    """Whether ``a`` is a dask array (without importing dask)."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(a, da.Array)
 
 
-def resolve(X, device: str = "cpu"):
-    """The backend for data ``X`` on ``device``: ``X`` itself if it already is one,
-    else a :class:`CPUBackend` over the array (validated: 2-D, C-ordered float32 or
-    float64, finite)."""
+def dask_module():
+    """:mod:`hkmeans.backends.dask`; an ImportError of one line without dask."""
+    try:
+        from . import dask
+    except ImportError as e:
+        raise ImportError(f'The dask backend needs dask and distributed ({e}): pip install "hkmeans[dask]"') from None
+    return dask
+
+
+def resolve(X, device: str = "cpu", client=None, backend: str = "auto"):
+    """The backend for data ``X`` on ``device``: ``X`` itself if it already is one; a
+    :class:`~hkmeans.backends.dask.DaskBackend` (on ``client``, see
+    :func:`hkmeans.backends.dask.pick_client`) for a dask array or when ``backend``
+    is "dask"; else a :class:`CPUBackend` over the array (validated: 2-D, C-ordered
+    float32 or float64, finite)."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}.")
-    if isinstance(X, CPUBackend):
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    if hasattr(X, "lloyd_run"):
         return X
+    if backend == "dask" or (backend == "auto" and is_dask(X)):
+        return dask_module().DaskBackend(X, client)
+    if is_dask(X):
+        raise ValueError('backend="cpu" takes an in-memory array, got a dask array: use backend="dask" or "auto".')
     return CPUBackend(X if isinstance(X, np.ndarray) else np.asarray(X))
+
+
+def lookup(table: np.ndarray, labels):
+    """``table[labels]``: for dask ``labels``, lazily, chunk by chunk."""
+    return dask_module().lookup(table, labels) if is_dask(labels) else table[labels]

@@ -103,6 +103,8 @@ class CPUBackend:
     """
 
     name = "cpu"
+    #: k-means++ runs greedily here, one pass per centre (see :mod:`hkmeans.seeding`)
+    greedy_seeding = True
 
     def __init__(self, X: np.ndarray):
         self.X = X
@@ -174,6 +176,31 @@ class CPUBackend:
         offsets, order = group_by_label(labels, k)
         return pick_members(offsets, order, scores, take)
 
+    def counts(self, labels, k) -> np.ndarray:
+        """Rows per cluster, ``labels`` in ``[0, k)``."""
+        return np.bincount(labels, minlength=k)
+
+    def total(self, values) -> float:
+        """The sum of a per-row array."""
+        return values.sum()
+
+    def random_scores(self, rng) -> np.ndarray:
+        """One uniform draw in [0, 1) per row, from ``rng``."""
+        return rng.random(self.X.shape[0])
+
+    def farthest_rows(self, sqdist, m) -> np.ndarray:
+        """The ``m`` rows of largest ``sqdist`` (first rows first on ties)."""
+        return np.argsort(-sqdist, kind="stable")[:m]
+
+    def oversample(self, weights, factor, total, rng) -> np.ndarray:
+        """Rows drawn independently, each with probability ``factor * weights / total``
+        (k-means||'s draw), in increasing order."""
+        return np.flatnonzero(rng.random(self.X.shape[0]) < factor * weights / total)
+
+    def other_rows(self, exclude, m, rng) -> np.ndarray:
+        """``m`` distinct random rows not in ``exclude`` (sorted, distinct)."""
+        return rng.choice(np.setdiff1d(np.arange(self.X.shape[0]), exclude), m, replace=False)
+
     def mean_variance(self) -> float:
         """Mean of the features' variances, in float64 over blocks of rows: no copy of
         the data, which may be a memory-mapped file."""
@@ -182,9 +209,10 @@ class CPUBackend:
         mean = sum(X[rows].sum(axis=0, dtype=np.float64) for rows in blocks) / X.shape[0]
         return sum(float(np.sum((X[rows] - mean) ** 2)) for rows in blocks) / X.size
 
-    def normalized(self, out=None) -> "CPUBackend":
-        """A backend over the rows scaled to unit norm, written to ``out`` if given."""
-        return CPUBackend(normalize_rows(self.X, out))
+    def normalized(self, alloc=None) -> "CPUBackend":
+        """A backend over the rows scaled to unit norm, written to the array
+        ``alloc(shape, dtype)`` gives if given."""
+        return CPUBackend(normalize_rows(self.X, None if alloc is None else alloc(self.X.shape, self.X.dtype)))
 
 
 class LloydRun:
@@ -231,6 +259,11 @@ class LloydRun:
         data and their labels."""
         idx = np.argsort(-self.sqdist, kind="stable")[:m]
         return self.backend.take(idx), self.labels[idx]
+
+    def finish(self, order):
+        """Labels through ``order`` (centre ``j`` of the run is ``order[j]``), squared
+        distances and inertia of the last search."""
+        return order[self.labels], self.sqdist, float(np.sum(self.sqdist))
 
     def state(self) -> dict:
         """What the next pass reads: the labels and the bounds."""

@@ -21,10 +21,10 @@ def _text(v):
     return isinstance(v, str) and v != ""
 
 
-# the fit parameters' table, less the device (in-process only, for now), with
-# n_clusters required; then the keys of the command line alone
+# the fit parameters' table, less the device and the backend (in-process only, for
+# now), with n_clusters required; then the keys of the command line alone
 FIT_KEYS = {
-    **{key: param for key, param in FIT_PARAMS.items() if key != "device"},
+    **{key: param for key, param in FIT_PARAMS.items() if key not in ("device", "backend")},
     "n_clusters": replace(FIT_PARAMS["n_clusters"], default=None,
                           help=FIT_PARAMS["n_clusters"].help + " (required, here or in --config)"),
     "dtype": choice(DTYPES, "auto", "compute dtype (auto: float64 input stays float64, others float32)"),

@@ -1,0 +1,614 @@
+"""The Dask backend: rows of a dask array chunked by rows, on a Dask cluster.
+
+Every pass maps the in-process backend (:mod:`hkmeans.backends.cpu`) over the chunks.
+What a pass returns to the engine is reduced chunk by chunk in a fixed order: a tree
+of ``SPLIT_EVERY`` consecutive chunks at a time for float64 sums and counts, chunk
+order on the client for the small ones (inertia, rows changed, farthest rows), so
+results depend on the chunking but not on the workers, their threads or the order in
+which tasks finish. Random draws come from one stream per chunk,
+``SeedSequence(seed, spawn_key=(chunk,))``, ``seed`` drawn from the caller's generator.
+
+Per-row state (labels, distances, Lloyd bounds) stays on the workers as persisted
+dask arrays; the client holds O(k x d) per pass, plus the rows it gathers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import contextvars
+import functools
+import os
+import threading
+
+import dask
+import dask.array as da
+import numpy as np
+
+from .cpu import CPUBackend, LloydStep, normalize_rows
+
+#: Chunks combined per task of a reduction tree.
+SPLIT_EVERY = 8
+
+# One chunk's kernels at a time in a process: each runs on all of its Numba threads,
+# and Numba's default threading layer aborts when two threads launch kernels at once.
+_KERNELS = threading.Lock()
+
+
+# ---------------------------------------------------------------------------
+# where the tasks run
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cluster_layout(cores: int) -> tuple[int, int]:
+    """``(workers, threads per worker)`` of the embedded cluster on ``cores`` cores:
+    workers x threads <= cores, about 4 threads each."""
+    threads = min(cores, 4)
+    return max(1, cores // threads), threads
+
+
+@functools.cache
+def _embedded_client():
+    from distributed import Client, LocalCluster
+
+    workers, threads = cluster_layout(_cores())
+    env = {name: str(threads) for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env)
+    client = Client(cluster, set_as_default=False)
+
+    def close():
+        client.close()
+        cluster.close()
+
+    atexit.register(close)
+    return client
+
+
+_CURRENT = contextvars.ContextVar("hkmeans_client", default=None)
+
+
+@contextlib.contextmanager
+def using(client):
+    """Context in which :func:`pick_client` picks ``client`` (None: no change)."""
+    token = _CURRENT.set(client)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def pick_client(client=None):
+    """The :class:`distributed.Client` the tasks run on: ``client`` if given, else
+    the one of an enclosing :func:`using`, else none if a local scheduler is
+    configured (``dask.config.set(scheduler="threads")``, say) or distributed is not
+    installed, else the active one (Dask's convention), else an
+    embedded :class:`distributed.LocalCluster` of worker processes started once per
+    process, sized by :func:`cluster_layout` with Numba and BLAS threads set per worker."""
+    client = client if client is not None else _CURRENT.get()
+    if client is not None:
+        return client
+    if dask.config.get("scheduler", None) not in (None, "dask.distributed"):
+        return None
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return _embedded_client()
+
+
+def compute(*collections, client=None):
+    """The values of ``collections``, computed on :func:`pick_client`'s scheduler."""
+    c = pick_client(client)
+    if c is None:
+        return dask.compute(*collections)
+    return tuple(c.compute(list(collections), sync=True))
+
+
+def persist(*collections, client=None):
+    """``collections`` persisted (kept on the workers) on :func:`pick_client`'s scheduler."""
+    c = pick_client(client)
+    out = dask.persist(*collections) if c is None else c.persist(list(collections))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------
+# per-chunk tasks: module-level functions, so that they pickle by reference
+
+
+def _one(obj) -> np.ndarray:
+    """``obj`` as a one-element object array: a chunk's result as one block."""
+    out = np.empty(1, dtype=object)
+    out[0] = obj
+    return out
+
+
+def _start(block_info) -> int:
+    """First row of the chunk of argument 0."""
+    return int(block_info[0]["array-location"][0][0])
+
+
+def _chunk_index(block_info) -> int:
+    return int(block_info[0]["chunk-location"][0])
+
+
+def _finite(x, start):
+    if not np.all(np.isfinite(x)):
+        bad = start + int(np.flatnonzero(~np.all(np.isfinite(x), axis=1))[0])
+        raise ValueError(f"X contains NaN or infinity (row {bad} first): drop or fix those rows.")
+
+
+def _assign_block(x, centers, routing, block_info=None):
+    start = _start(block_info)
+    _finite(x, start)
+    with _KERNELS:
+        data = CPUBackend(np.ascontiguousarray(x))
+        labels, sqdist = data.assign(centers) if routing is None else data.routed_assign(centers, *routing)
+    return _one((labels, sqdist))
+
+
+def _lloyd_block(x, prev, centers, group_offsets, bounds, moves, with_sums, block_info=None):
+    start = _start(block_info)
+    st = None if prev is None else prev.ravel()[0]
+    if st is None:
+        _finite(x, start)
+        state = None
+    else:
+        state = {"labels": st["labels"]} if st["lower"] is None else {"labels": st["labels"], "lower": st["lower"]}
+    with _KERNELS:
+        run = CPUBackend(np.ascontiguousarray(x)).lloyd_run(group_offsets, bounds, state)
+        for m in moves:
+            run.loosen(m)
+        step = run.step(centers) if with_sums else (run.search(centers) or None)
+    summary = None if step is None else (step.sums, step.counts, step.changed, [step.inertia])
+    return _one(dict(start=start, labels=run.labels, sqdist=run.sqdist, lower=run.lower,
+                     inertia=float(np.sum(run.sqdist)), summary=summary))
+
+
+def _field(block, name, table=None):
+    a = block[0][name]
+    return a if table is None else table[a]
+
+
+def _pair(block, i):
+    return block[0][i]
+
+
+def _lookup_block(labels, table):
+    return table[labels]
+
+
+def _random_block(like, seed, block_info=None):
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_chunk_index(block_info),)))
+    return rng.random(like.shape[0])
+
+
+def _oversample_block(weights, seed, factor, total, block_info=None):
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_chunk_index(block_info),)))
+    return _one(_start(block_info) + np.flatnonzero(rng.random(weights.shape[0]) < factor * weights / total))
+
+
+def _count_block(labels, k):
+    return _one(np.bincount(labels, minlength=k))
+
+
+def _sum_block(values):
+    return _one(float(np.sum(values)))
+
+
+def _moments_block(x, mean):
+    if mean is None:
+        return _one((x.sum(axis=0, dtype=np.float64), x.shape[0]))
+    return _one(float(np.sum((x - mean) ** 2)))
+
+
+def _farthest_block(sqdist, m, block_info=None):
+    idx = np.argsort(-sqdist, kind="stable")[:m]
+    return _one((sqdist[idx], _start(block_info) + idx))
+
+
+def _smallest(labels, scores, rows, r):
+    """The ``r[c]`` entries of each cluster ``c`` with the smallest ``(score, row)``,
+    in cluster order, then by ``(score, row)``."""
+    o = np.lexsort((rows, scores, labels))
+    lab = labels[o]
+    rank = np.arange(lab.shape[0]) - np.searchsorted(lab, lab, side="left")
+    keep = o[rank < r[lab]]
+    return labels[keep], scores[keep], rows[keep]
+
+
+def _smallest_block(labels, scores, r, block_info=None):
+    rows = _start(block_info) + np.arange(labels.shape[0], dtype=np.int64)
+    return _one(_smallest(labels, scores, rows, r))
+
+
+def _merge_smallest(parts, r):
+    return _smallest(*(np.concatenate(a) for a in zip(*parts)), r)
+
+
+def _picked_block(labels, scores, copies, r, last_score, last_row, block_info=None):
+    """Each row ``copies[label]`` times, once more if it is among its cluster's ``r``
+    smallest ``(score, row)``: those up to ``(last_score, last_row)``."""
+    rows = _start(block_info) + np.arange(labels.shape[0], dtype=np.int64)
+    s, t = last_score[labels], last_row[labels]
+    chosen = (r[labels] > 0) & ((scores < s) | ((scores == s) & (rows <= t)))
+    return _one(np.repeat(rows, copies[labels] + chosen))
+
+
+def _inertia_block(x, labels, centers):
+    diff = x - centers[labels.ravel()]
+    return _one(float(np.einsum("ij,ij->", diff, diff, dtype=np.float64)))
+
+
+def _distances_block(x, centers):
+    from sklearn.metrics import euclidean_distances
+
+    return euclidean_distances(x, centers)
+
+
+# ---------------------------------------------------------------------------
+# reductions in a fixed order
+
+
+def _blocks(arrays, fn, *args):
+    """``fn`` over the chunks of ``arrays`` (aligned block by block), one object per chunk."""
+    n = arrays[0].numblocks[0]
+    drop = ()
+    if arrays[0].ndim == 2:  # 1-D arrays as columns: blocks align by row chunk, not by broadcasting
+        arrays = [arrays[0], *(a[:, None] for a in arrays[1:])]
+        drop = (1,)
+    return da.map_blocks(fn, *arrays, *args, chunks=((1,) * n,), drop_axis=drop, dtype=object,
+                         meta=np.empty(0, dtype=object))
+
+
+def _gather(blocks, client=None) -> list:
+    """The chunks' objects of ``blocks``, gathered, in chunk order."""
+    return list(compute(blocks, client=client)[0])
+
+
+def _per_row(blocks, fn, rows, dtype, *args):
+    """A per-row array (chunks ``rows``) drawn from each chunk's object by ``fn``."""
+    return blocks.map_blocks(fn, *args, chunks=(rows,), dtype=dtype, meta=np.empty(0, dtype=dtype))
+
+
+def _tree(blocks, leaf, combine, *args):
+    """``combine`` of the chunks' ``leaf`` values, ``SPLIT_EVERY`` consecutive ones at a
+    time, in chunk order: a Delayed."""
+    parts = [dask.delayed(leaf)(b) for b in blocks.to_delayed().ravel()]
+    while len(parts) > 1:
+        parts = [dask.delayed(combine)(parts[i : i + SPLIT_EVERY], *args) for i in range(0, len(parts), SPLIT_EVERY)]
+    return dask.delayed(combine)(parts, *args) if parts else None
+
+
+def _first(block):
+    return block[0]
+
+
+def _add(parts):
+    return functools.reduce(lambda a, b: a + b, parts)
+
+
+def _lloyd_leaf(block):
+    return block[0]["summary"]
+
+
+def _lloyd_sum(parts):
+    sums, counts = _add([p[0] for p in parts]), _add([p[1] for p in parts])
+    changed = None if any(p[2] is None for p in parts) else sum(p[2] for p in parts)
+    return sums, counts, changed, [v for p in parts for v in p[3]]  # inertia per chunk, in chunk order
+
+
+def lookup(table: np.ndarray, labels):
+    """``table[labels]`` for dask ``labels``, chunk by chunk."""
+    return labels.map_blocks(_lookup_block, dask.delayed(table), dtype=table.dtype, meta=np.empty(0, table.dtype))
+
+
+def random_scores(rng, like):
+    """One uniform draw per row of the 1-D dask array ``like``, from per-chunk streams
+    seeded by one draw from ``rng``."""
+    seed = int(rng.integers(2**63))
+    return like.map_blocks(_random_block, seed, dtype=np.float64, meta=np.empty(0, np.float64))
+
+
+def counts(labels, k, client=None) -> np.ndarray:
+    """Rows per cluster of dask ``labels``."""
+    return compute(_tree(_blocks([labels], _count_block, k), _first, _add), client=client)[0]
+
+
+def select(labels, k, take, scores, sizes=None, client=None, sort=False) -> np.ndarray:
+    """``take[c]`` rows of each cluster ``c`` (dask ``labels`` and ``scores``):
+    ``take[c] // m`` copies of its ``m`` rows, then the ``take[c] % m`` with the
+    smallest ``(score, row)``. In cluster order, each by ``(score, row)`` (as the
+    in-process :meth:`~hkmeans.backends.cpu.CPUBackend.select`), or sorted with
+    ``sort``. Costs a pass for the ``sizes`` if not given, one for the smallest rows of
+    each cluster (a tree of merges), and, when some cluster gives whole copies, one
+    that picks the rows per chunk against per-cluster thresholds."""
+    take = np.asarray(take, dtype=np.int64)
+    sizes = counts(labels, k, client) if sizes is None else np.asarray(sizes, dtype=np.int64)
+    if np.any((take > 0) & (sizes == 0)):
+        raise ValueError("select asks for rows of an empty cluster.")
+    copies = np.where(sizes > 0, take // np.maximum(sizes, 1), 0)
+    r = take - copies * sizes
+    r_ = dask.delayed(r)
+    leaves = _blocks([labels, scores], _smallest_block, r_)
+    lab, score, rows = compute(_tree(leaves, _first, _merge_smallest, r_), client=client)[0]
+    if not copies.any():
+        return np.sort(rows) if sort else rows
+    last = np.flatnonzero(np.diff(np.append(lab, -1)))  # each cluster's last pick
+    last_score = np.full(k, -np.inf)
+    last_row = np.full(k, -1, dtype=np.int64)
+    last_score[lab[last]], last_row[lab[last]] = score[last], rows[last]
+    picked = _blocks([labels, scores], _picked_block, *map(dask.delayed, (copies, r, last_score, last_row)))
+    out = np.concatenate(_gather(picked, client))  # chunk order: sorted
+    if not sort:  # cluster order, as the in-process select
+        out = out[np.argsort(lookup_np(labels, out, client), kind="stable")]
+    return out
+
+
+def lookup_np(labels, rows, client=None):
+    """``labels[rows]`` of a dask array, gathered."""
+    return compute(labels[np.sort(np.unique(rows))], client=client)[0][np.searchsorted(np.unique(rows), rows)]
+
+
+# ---------------------------------------------------------------------------
+# the backend
+
+
+def as_rows(X):
+    """``X`` (a dask array, or an array to wrap) as a 2-D float32/float64 dask array
+    chunked by rows only; a ValueError or TypeError of one line if it cannot be."""
+    if not isinstance(X, da.Array):
+        X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-D array of shape (n_samples, n_features), got shape {X.shape}.")
+    if not isinstance(X, da.Array):
+        X = da.from_array(X, chunks=(max(1, (1 << 22) // max(1, X.shape[1] * X.itemsize)), -1))
+    if any(np.isnan(c) for c in X.shape) or any(np.isnan(c).any() for c in map(np.array, X.chunks)):
+        raise ValueError("X has unknown chunk sizes: call X.compute_chunk_sizes() first.")
+    if X.dtype.kind not in "fiub":
+        raise TypeError(f"X must hold numbers, got dtype {X.dtype}.")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64 if X.dtype.itemsize >= 8 and X.dtype.kind != "f" else np.float32)
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+class DaskBackend:
+    """Rows of a dask array, chunked by rows; the chunks' passes run on a Dask cluster.
+
+    Parameters
+    ----------
+    X : dask array or array-like of shape (n_samples, n_features)
+        Columns are rechunked to one chunk once; an in-memory array is wrapped in
+        chunks of about 4 MB.
+    client : distributed.Client or None
+        See :func:`pick_client`.
+    persist : bool, default=True
+        Keep per-row results on the workers (for the engine's repeated passes); with
+        False they stay lazy (prediction).
+    """
+
+    name = "dask"
+    #: one pass per centre would be one round trip per centre: k-means++ is k-means||
+    greedy_seeding = False
+
+    def __init__(self, X, client=None, persist=True):
+        wrapped = not isinstance(X, da.Array)
+        self.X = as_rows(X)
+        self.client = client
+        self._persist = persist
+        if wrapped and persist:  # in memory anyway: shipped once, not with every pass
+            (self.X,) = self._keep(self.X)
+
+    @property
+    def shape(self):
+        return self.X.shape
+
+    @property
+    def dtype(self):
+        return self.X.dtype
+
+    @property
+    def rows(self):
+        """The row chunks."""
+        return self.X.chunks[0]
+
+    def _compute(self, *collections):
+        return compute(*collections, client=self.client)
+
+    def _keep(self, *arrays):
+        return persist(*arrays, client=self.client) if self._persist else arrays
+
+    def take(self, rows, out=None) -> np.ndarray:
+        """Rows ``rows`` of the data (a small set), gathered, into ``out`` if given."""
+        rows = np.asarray(rows, dtype=np.int64)
+        unique, inverse = np.unique(rows, return_inverse=True)
+        got = self._compute(self.X[unique])[0][inverse.reshape(-1)]
+        if out is None:
+            return got
+        out[...] = got
+        return out
+
+    def _assign(self, centers, routing=None):
+        blocks = _blocks([self.X], _assign_block, dask.delayed(centers), routing)
+        labels = _per_row(blocks, _pair, self.rows, np.int64, 0)
+        sqdist = _per_row(blocks, _pair, self.rows, np.float64, 1)
+        return self._keep(labels, sqdist)
+
+    def assign(self, centers):
+        """Nearest centre of each row: dask arrays ``(labels int64, squared distances
+        float64)``, persisted unless the backend is lazy."""
+        return self._assign(np.ascontiguousarray(centers, dtype=self.dtype))
+
+    def routed_assign(self, parents, child_offsets, children):
+        """As :meth:`CPUBackend.routed_assign`, chunk by chunk."""
+        return self._assign(np.ascontiguousarray(parents), (np.asarray(child_offsets), np.ascontiguousarray(children)))
+
+    def cluster_sums(self, labels, k):
+        """Per-cluster float64 sums of the rows and counts (chunk sums added in a fixed tree)."""
+        sums, n, _, _ = self._compute(_tree(_blocks([self.X, labels], _sums_block, k), _lloyd_leaf, _lloyd_sum))[0]
+        return sums, n
+
+    def lloyd_run(self, group_offsets, bounds=True, state=None) -> "DaskLloydRun":
+        """The per-row state of a Lloyd run, kept on the workers."""
+        if state is not None:
+            raise ValueError("a Lloyd run on the dask backend cannot resume from a saved state.")
+        return DaskLloydRun(self, group_offsets, bounds)
+
+    def kmeans_plusplus(self, first, rand, weights):
+        raise NotImplementedError("greedy k-means++ takes one pass per centre; the dask backend seeds by k-means||.")
+
+    def select(self, labels, k, take, scores):
+        """``take[c]`` rows of each cluster ``c``, those with the smallest ``scores``
+        (ties: the first rows), in cluster order: see :func:`select`."""
+        return select(labels, k, take, scores, client=self.client)
+
+    def counts(self, labels, k) -> np.ndarray:
+        return counts(labels, k, self.client)
+
+    def total(self, values) -> float:
+        """The sum of a per-row array, chunk sums added in chunk order."""
+        return float(sum(_gather(_blocks([values], _sum_block), self.client)))
+
+    def random_scores(self, rng):
+        """One uniform draw per row, from per-chunk streams (see :func:`random_scores`)."""
+        like = da.zeros(self.shape[0], chunks=(self.rows,), dtype=np.int8)
+        return self._keep(random_scores(rng, like))[0]
+
+    def farthest_rows(self, sqdist, m) -> np.ndarray:
+        """The ``m`` rows of largest ``sqdist`` (first rows first on ties)."""
+        parts = _gather(_blocks([sqdist], _farthest_block, m), self.client)
+        d = np.concatenate([p[0] for p in parts])
+        rows = np.concatenate([p[1] for p in parts])
+        return rows[np.argsort(-d, kind="stable")[:m]]
+
+    def oversample(self, weights, factor, total, rng) -> np.ndarray:
+        """k-means||'s draw, from per-chunk streams seeded by one draw from ``rng``."""
+        seed = int(rng.integers(2**63))
+        return np.concatenate(_gather(_blocks([weights], _oversample_block, seed, factor, total), self.client))
+
+    def other_rows(self, exclude, m, rng) -> np.ndarray:
+        """``m`` distinct random rows not in ``exclude``, drawn without an n-long array."""
+        n = self.shape[0]
+        if n - np.unique(exclude).size < m:
+            raise ValueError(f"only {n - np.unique(exclude).size} rows left to draw {m} from.")
+        got = np.unique(exclude)
+        while True:
+            more = np.setdiff1d(rng.integers(n, size=2 * m + 16), got)
+            got = np.union1d(got, more)
+            if got.size >= np.unique(exclude).size + m:
+                return np.setdiff1d(got, exclude)[:m]
+
+    def mean_variance(self) -> float:
+        """Mean of the features' variances, in float64, chunk sums in chunk order."""
+        parts = _gather(_blocks([self.X], _moments_block, None), self.client)
+        mean = sum(p[0] for p in parts) / self.shape[0]
+        parts = _gather(_blocks([self.X], _moments_block, dask.delayed(mean)), self.client)
+        return sum(parts) / (self.shape[0] * self.shape[1])
+
+    def normalized(self, alloc=None) -> "DaskBackend":
+        """A backend over the rows scaled to unit norm (recomputed per pass; ``alloc``
+        is not used: nothing is written on the client)."""
+        return DaskBackend(self.X.map_blocks(normalize_rows, dtype=self.dtype), self.client, self._persist)
+
+    def inertia(self, centers, labels) -> float:
+        """Sum of squared distances of the rows to ``centers[labels]``."""
+        return float(sum(_gather(_blocks([self.X, labels], _inertia_block, dask.delayed(centers)), self.client)))
+
+    def distances(self, centers):
+        """Euclidean distances of each row to each centre, a lazy dask array."""
+        return self.X.map_blocks(_distances_block, dask.delayed(centers), chunks=(self.rows, (centers.shape[0],)),
+                                 dtype=np.float64, meta=np.empty((0, 0), np.float64))
+
+
+def _sums_block(x, labels, k):
+    with _KERNELS:
+        sums, n = CPUBackend(np.ascontiguousarray(x)).cluster_sums(labels.ravel(), k)
+    return _one(dict(summary=(sums, n, None, [])))
+
+
+class DaskLloydRun:
+    """Labels, squared distances and per-group bounds of one Lloyd run, one object per
+    chunk persisted on the workers. Each pass is a pure task per chunk (the previous
+    state in, a new one out), so a lost chunk is recomputed from its lineage."""
+
+    def __init__(self, backend: DaskBackend, group_offsets, bounds):
+        self.backend = backend
+        self.group_offsets = np.asarray(group_offsets)
+        self.bounds = bounds
+        self.blocks = None
+        self._moves = []
+
+    def _pass(self, centers, with_sums):
+        b = self.backend
+        centers = dask.delayed(np.ascontiguousarray(centers, dtype=b.dtype))
+        prev = [] if self.blocks is None else [self.blocks]
+        fn = _lloyd_block if prev else _lloyd_block_first
+        self.blocks = persist(
+            _blocks([b.X, *prev], fn, centers, dask.delayed(self.group_offsets), self.bounds,
+                    dask.delayed(self._moves), with_sums),
+            client=b.client,
+        )[0]
+        self._moves = []
+
+    def _reduce(self) -> LloydStep:
+        sums, counts, changed, inertia = self.backend._compute(_tree(self.blocks, _lloyd_leaf, _lloyd_sum))[0]
+        return LloydStep(sums, counts, float(sum(inertia)), changed)
+
+    def _inertia(self) -> float:
+        return float(sum(_gather(self.blocks.map_blocks(_inertia_of, dtype=object, meta=np.empty(0, object)),
+                                 self.backend.client)))
+
+    def search(self, centers) -> None:
+        """Nearest centres of every row, skipping what the bounds rule out."""
+        self._pass(centers, False)
+
+    def step(self, centers) -> LloydStep:
+        """One pass: the search, then the clusters' sums and counts."""
+        self._pass(centers, True)
+        return self._reduce()
+
+    def loosen(self, moves) -> None:
+        """Lower the bounds (in the next pass) after the centres moved by ``moves``."""
+        if self.bounds:
+            self._moves.append(np.asarray(moves))
+
+    def farthest(self, m):
+        """The ``m`` rows farthest from their centres (first rows first on ties): their
+        data and their labels."""
+        sqdist = _per_row(self.blocks, _field, self.backend.rows, np.float64, "sqdist")
+        labels = _per_row(self.blocks, _field, self.backend.rows, np.int64, "labels")
+        rows = self.backend.farthest_rows(sqdist, m)
+        return self.backend.take(rows), lookup_np(labels, rows, self.backend.client)
+
+    def finish(self, order):
+        """Labels through ``order`` and squared distances (persisted dask arrays) and
+        the inertia of the last search."""
+        b = self.backend
+        labels = _per_row(self.blocks, _field, b.rows, np.int64, "labels", dask.delayed(order))
+        sqdist = _per_row(self.blocks, _field, b.rows, np.float64, "sqdist")
+        inertia = self._inertia()
+        labels, sqdist = persist(labels, sqdist, client=b.client)
+        self.blocks = None
+        return labels, sqdist, inertia
+
+    def state(self) -> dict:
+        """The per-chunk state, as the chunks' objects (not gathered)."""
+        return {"blocks": self.blocks}
+
+
+def _lloyd_block_first(x, centers, group_offsets, bounds, moves, with_sums, block_info=None):
+    return _lloyd_block(x, None, centers, group_offsets, bounds, moves, with_sums, block_info=block_info)
+
+
+def _inertia_of(block):
+    return _one(block[0]["inertia"])

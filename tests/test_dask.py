@@ -1,0 +1,241 @@
+"""The dask backend, on a LocalCluster of two worker processes on loopback.
+
+What holds (see docs/scaling.md): for one chunking, a fixed seed gives the same tree
+and the same samples on any number of workers, on the local synchronous scheduler,
+and after a worker is killed mid-fit. Against the in-process backend, with the same
+draws (``init="random"``, ``resample_strategy="closest"``, ``strategy="closest"``),
+labels and samples are equal on well-separated data and centroids agree to float32
+rounding; with other seeding or random strategies the streams differ (per-chunk on
+Dask), so results differ as two seeds do.
+"""
+
+import os
+import signal
+import sys
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+import dask  # noqa: E402
+import dask.array as da  # noqa: E402
+
+from hkmeans import HierarchicalKMeans, KMeans  # noqa: E402
+from hkmeans.backends import dask as dask_backend  # noqa: E402
+from hkmeans.backends.cpu import CPUBackend  # noqa: E402
+
+N, D, CHUNK = 2000, 8, 500
+PARAMS = dict(n_clusters=(12, 4), n_resamples=2, sample_size=10, max_iter=20, random_state=0)
+
+
+def blobs(n, d, seed):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, d)) + 8 * rng.integers(0, 6, size=(n, 1))).astype(np.float32)
+
+
+X = blobs(N, D, 1)
+
+
+def cluster(n_workers):
+    return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                    dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def client():
+    with cluster(2) as c, distributed.Client(c) as cl:
+        yield cl
+
+
+def fingerprint(m):
+    """Every level's labels and centroids, and three samples, gathered."""
+    labels = [dask_backend.compute(lv.labels, client=m.client)[0] if isinstance(lv.labels, da.Array) else lv.labels
+              for lv in m.levels_]
+    out = labels + [lv.centroids for lv in m.levels_]
+    out += [m.sample(150, random_state=1), m.sample(150, strategy="closest", multiplier=2),
+            m.sample(150, strategy="furthest", method="flat")]
+    return out
+
+
+def assert_same(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture(scope="module")
+def reference(client):
+    """The fit on the two-worker cluster, and its fingerprint."""
+    m = HierarchicalKMeans(**PARAMS).fit(da.from_array(X, chunks=(CHUNK, D)))
+    return m, fingerprint(m)
+
+
+def test_same_seed_same_result_on_one_and_two_workers_and_locally(client, reference):
+    _, ref = reference
+    with cluster(1) as c, distributed.Client(c, set_as_default=False) as one:
+        m = HierarchicalKMeans(**PARAMS, client=one).fit(da.from_array(X, chunks=(CHUNK, D)))
+        assert len(one.scheduler_info()["workers"]) == 1
+        assert_same(fingerprint(m), ref)
+    with dask.config.set(scheduler="synchronous"):
+        m = HierarchicalKMeans(**PARAMS).fit(da.from_array(X, chunks=(CHUNK, D)))
+        assert_same(fingerprint(m), ref)
+
+
+def test_a_fit_is_a_tree_of_dask_arrays_and_samples_keep_their_invariants(reference):
+    m, (lab0, lab1, c0, c1, s_random, s_closest, s_flat) = reference
+    assert isinstance(m.levels_[0].labels, da.Array) and isinstance(m.labels_, da.Array)
+    assert isinstance(m.tree_.distances, da.Array)
+    assert c0.shape == (12, D) and c1.shape == (4, D)
+    for s, multiplier in ((s_random, 1), (s_closest, 2), (s_flat, 1)):
+        assert s.dtype == np.int64 and len(s) == 150 and np.all(np.diff(s) >= 0)
+        assert np.bincount(s, minlength=N).max() <= multiplier
+    # per-cluster counts are the water-filled targets of the in-process sampler
+    tree = m.tree_
+    from hkmeans import ClusterTree, hierarchical_sampling
+
+    local = ClusterTree([np.asarray(tree.labels[0]), tree.labels[1]], centroids=tree.centroids,
+                        distances=np.asarray(tree.distances))
+    for kwargs in (dict(random_state=1), dict(strategy="closest", multiplier=2, random_state=5)):
+        got = hierarchical_sampling(tree, 150, **kwargs)
+        want = hierarchical_sampling(local, 150, **kwargs)
+        np.testing.assert_array_equal(np.bincount(lab0[got], minlength=12), np.bincount(lab0[want], minlength=12))
+        if "strategy" in kwargs:  # distances rank the rows alike: the same rows
+            np.testing.assert_array_equal(got, want)
+
+
+def test_labels_predict_transform_are_dask_arrays_equal_to_in_memory_prediction(reference):
+    m, (lab0, *_) = reference
+    Xd = da.from_array(X, chunks=(300, D))
+    p, t, p0 = m.predict(Xd), m.transform(Xd), m.predict(Xd, level=0)
+    assert all(isinstance(a, da.Array) for a in (m.labels_, p, t, p0))
+    want = m.levels_[1].labels[CPUBackend(X).assign(m.levels_[0].centroids)[0]]
+    np.testing.assert_array_equal(p.compute(), want)
+    np.testing.assert_array_equal(m.labels_.compute(), want)
+    np.testing.assert_array_equal(p0.compute(), lab0)
+    np.testing.assert_allclose(t.compute(), np.sqrt(((X[:, None, :] - m.cluster_centers_[None]) ** 2).sum(-1)),
+                               rtol=1e-4, atol=1e-3)
+    assert m.score(Xd) == pytest.approx(m.score(X), rel=1e-6)
+
+
+def test_agrees_with_the_in_process_backend_on_the_same_draws(client):
+    params = dict(PARAMS, init="random")
+    md = HierarchicalKMeans(**params).fit(da.from_array(X, chunks=(CHUNK, D)))
+    mc = HierarchicalKMeans(**params).fit(X)
+    for a, b in zip(md.levels_, mc.levels_):
+        np.testing.assert_array_equal(np.asarray(a.labels), b.labels)
+        np.testing.assert_allclose(a.centroids, b.centroids, rtol=1e-5, atol=1e-5)
+    kwargs = dict(strategy="closest", multiplier=2, random_state=3)
+    np.testing.assert_array_equal(md.sample(300, **kwargs), mc.sample(300, **kwargs))
+    # the flat estimator too, and backend="dask" on an in-memory array
+    kd = KMeans(5, init="random", n_init=1, random_state=0, backend="dask").fit(X)
+    kc = KMeans(5, init="random", n_init=1, random_state=0).fit(X)
+    assert isinstance(kd.labels_, da.Array)
+    np.testing.assert_array_equal(kd.labels_.compute(), kc.labels_)
+    np.testing.assert_allclose(kd.cluster_centers_, kc.cluster_centers_, rtol=1e-5, atol=1e-5)
+
+
+def test_a_worker_killed_mid_fit_leaves_the_result_unchanged(client, reference):
+    _, ref = reference
+    pids = client.run(os.getpid)
+    victim = sorted(pids)[0]
+    fitting, killed = threading.Event(), []
+
+    def kill():
+        fitting.wait()
+        time.sleep(1.0)
+        if fitting.is_set():  # still fitting: mid-fit
+            try:
+                client.run(lambda: os.kill(os.getpid(), signal.SIGKILL), workers=[victim])
+            except Exception:
+                pass  # the worker died before answering
+            killed.append(True)
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    fitting.set()
+    m = HierarchicalKMeans(**dict(PARAMS, max_iter=40)).fit(da.from_array(X, chunks=(CHUNK, D)))
+    fitting.clear()
+    thread.join()
+    assert killed, "the fit ended before the worker was killed: lengthen the fit"
+    client.wait_for_workers(2, timeout=60)
+    assert pids[victim] not in client.run(os.getpid).values()  # a new process replaced it
+    assert_same(fingerprint(m), fingerprint(HierarchicalKMeans(**dict(PARAMS, max_iter=40)).fit(
+        da.from_array(X, chunks=(CHUNK, D)))))
+
+
+def test_the_client_never_holds_an_n_long_array(client, monkeypatch):
+    """Everything gathered is checked: no array with a dimension of n / 4 or more, and
+    no implicit computation of a dask array (``np.asarray``, ``bool``, ``float``)."""
+    n = 4000
+    Xd = da.from_array(blobs(n, D, 2), chunks=(500, D))
+    gathered = []
+    real = dask_backend.compute
+
+    def watched(*collections, client=None):
+        out = real(*collections, client=client)
+        gathered.append(out)
+        return out
+
+    def walk(obj):
+        if isinstance(obj, np.ndarray):
+            if obj.dtype == object:
+                for o in obj.ravel():
+                    yield from walk(o)
+            else:
+                yield obj
+        elif isinstance(obj, (list, tuple)):
+            for o in obj:
+                yield from walk(o)
+        elif isinstance(obj, dict):
+            for o in obj.values():
+                yield from walk(o)
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a dask array was computed implicitly on the client")
+
+    monkeypatch.setattr(dask_backend, "compute", watched)
+    for name in ("__array__", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(da.Array, name, refuse)
+    m = HierarchicalKMeans(**dict(PARAMS, sample_size=5)).fit(Xd)
+    m.sample(300, random_state=0)
+    m.sample(300, strategy="closest", multiplier=3)
+    biggest = max(max(a.shape, default=0) for out in gathered for a in walk(out))
+    assert gathered and biggest < n // 4
+
+
+def test_bad_input_gives_one_line_errors_before_work(client):
+    bad = X.copy()
+    bad[1234, 3] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinity \(row 1234 first\)"):
+        HierarchicalKMeans(**PARAMS).fit(da.from_array(bad, chunks=(CHUNK, D)))
+    with pytest.raises(ValueError, match="2-D array"):
+        HierarchicalKMeans(**PARAMS).fit(da.from_array(X[:, 0], chunks=CHUNK))
+    with pytest.raises(ValueError, match='backend="cpu" takes an in-memory array'):
+        HierarchicalKMeans(**PARAMS, backend="cpu").fit(da.from_array(X, chunks=(CHUNK, D)))
+    with pytest.raises(ValueError, match="n_splits > 1 at level 0"):
+        HierarchicalKMeans((12, 4), n_resamples=0, n_splits=(4, 1)).fit(da.from_array(X, chunks=(CHUNK, D)))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        HierarchicalKMeans(**PARAMS, backend="spark").fit(X)
+
+
+def test_without_dask_a_one_line_import_error():
+    code = ("import sys; sys.modules['dask'] = None; import numpy as np; from hkmeans import HierarchicalKMeans; "
+            "HierarchicalKMeans(4, backend='dask').fit(np.random.rand(40, 2))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode != 0 and last.startswith("ImportError:") and 'pip install "hkmeans[dask]"' in last
+
+
+def test_import_hkmeans_does_not_import_dask():
+    code = "import sys, hkmeans; hkmeans.HierarchicalKMeans(4).fit([[0.0], [1.0], [2.0], [3.0]]); " \
+           "assert 'dask' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_embedded_cluster_layout_never_oversubscribes():
+    for cores in (1, 2, 3, 4, 8, 16, 64):
+        workers, threads = dask_backend.cluster_layout(cores)
+        assert workers >= 1 and threads >= 1 and workers * threads <= cores
