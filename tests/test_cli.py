@@ -1,4 +1,5 @@
-"""The ``hkmeans`` command, run as a subprocess on generated ``.npy`` files."""
+"""The ``hkmeans`` command on generated ``.npy`` files: in this process, and as a
+process of its own where a test needs one (kills, environment, start-up)."""
 
 import json
 import re
@@ -25,11 +26,39 @@ API = dict(n_clusters=(60, 10), sample_size=(8, 2), n_resamples=3, max_iter=50, 
 
 
 def hkmeans(*args, check=True, **kwargs):
-    """Run ``python -m hkmeans ARGS``; returns the CompletedProcess."""
-    proc = subprocess.run([sys.executable, "-m", "hkmeans", *map(str, args)], capture_output=True, text=True, **kwargs)
+    """Run ``hkmeans ARGS`` in this process (``main`` with its output captured), or as
+    ``python -m hkmeans ARGS`` when ``kwargs`` (``env``, ``cwd``) ask for a process of
+    its own; returns what a CompletedProcess has: ``returncode``, ``stdout``, ``stderr``."""
+    argv = [str(a) for a in args]
+    if kwargs:
+        proc = subprocess.run([sys.executable, "-m", "hkmeans", *argv], capture_output=True, text=True, **kwargs)
+    else:
+        proc = run_in_process(argv)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
     return proc
+
+
+def run_in_process(argv):
+    """``main(argv)`` as the console script runs it, its output captured and the
+    process-wide settings it changes (warnings display, log handlers) restored."""
+    import contextlib
+    import io
+    import logging
+
+    out, err = io.StringIO(), io.StringIO()
+    log = logging.getLogger("hkmeans")
+    handlers, level, show = list(log.handlers), log.level, warnings.showwarning
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            try:
+                code = main(argv)
+            except SystemExit as e:  # argparse: --help, bad flags
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    finally:
+        log.handlers[:], warnings.showwarning = handlers, show
+        log.setLevel(level)
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def blobs(n=3000, d=8, seed=0, dtype=np.float32):
