@@ -30,8 +30,9 @@ from .cpu import CPUBackend, LloydStep, normalize_rows
 #: Chunks combined per task of a reduction tree.
 SPLIT_EVERY = 8
 
-# One chunk's kernels at a time in a process: each runs on all of its Numba threads,
-# and Numba's default threading layer aborts when two threads launch kernels at once.
+# One chunk's kernels at a time in a process: each runs on all of the worker's Numba
+# threads (more chunks at once would oversubscribe the cores), and Numba's "workqueue"
+# threading layer aborts when two threads launch kernels at once.
 _KERNELS = threading.Lock()
 
 
