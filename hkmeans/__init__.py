@@ -1,5 +1,6 @@
 """hkmeans: automatic data curation by hierarchical k-means with resampling."""
 
+from .advise import advise
 from .estimator import HierarchicalKMeans, KMeans
 from .hierarchy import Level, hierarchical_kmeans
 from .seeding import kmeans_plusplus
@@ -13,6 +14,7 @@ __all__ = [
     "HierarchicalKMeans",
     "KMeans",
     "Level",
+    "advise",
     "flat_sampling",
     "hierarchical_kmeans",
     "hierarchical_sampling",

@@ -1,0 +1,104 @@
+"""Parameters for a curation run from the pool size and the target size, after the
+rules of thumb of Vo et al. (2024): a few levels, each with 3-10 times fewer clusters
+than the one below, and resampling steps that take about half of a level's mean
+cluster size from each cluster."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+
+#: Mean points per level-0 cluster aimed at: the paper's pool had 74 (743M points,
+#: 10M clusters), its ring example 30.
+POINTS_PER_CLUSTER = 64
+#: Fewer clusters per level than the one below by about this factor (the paper: 3 to 20).
+LEVEL_RATIO = 5
+#: Most levels proposed, and the fewest clusters a top level is given.
+MAX_LEVELS = 4
+MIN_TOP_CLUSTERS = 10
+
+
+@dataclass(frozen=True)
+class Advice:
+    """Proposed :class:`~hkmeans.HierarchicalKMeans` parameters and why.
+
+    Attributes
+    ----------
+    params : dict
+        ``n_clusters``, ``sample_size`` and ``n_resamples``, one entry per level,
+        ready for ``HierarchicalKMeans(**advice.params)``.
+    reasons : list of str
+        One line per choice.
+    """
+
+    params: dict
+    reasons: list = field(default_factory=list)
+
+    def __str__(self) -> str:
+        rows = [f"{name} = {', '.join(map(str, value))}" for name, value in self.params.items()]
+        return "\n".join(rows + [""] + [f"- {r}" for r in self.reasons])
+
+
+def _positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def advise(n_samples: int, target_size: int, n_resamples: int = 10) -> Advice:
+    """Levels, clusters per level and sample sizes for curating ``target_size`` of
+    ``n_samples`` points.
+
+    Level 0 gets about :data:`POINTS_PER_CLUSTER` points per cluster, and no more
+    clusters than the target (then every level-0 cluster can give a point); each
+    level above has :data:`LEVEL_RATIO` times fewer clusters, up to
+    :data:`MAX_LEVELS` levels and down to :data:`MIN_TOP_CLUSTERS`; each level's
+    resampling takes half its mean cluster size (at least 2) from each cluster.
+
+    Parameters
+    ----------
+    n_samples : int
+        Points in the pool.
+    target_size : int
+        Points wanted.
+    n_resamples : int, default=10
+        Resampling steps per level (the paper's choice).
+
+    Returns
+    -------
+    Advice
+    """
+    n = _positive("n_samples", n_samples)
+    target = _positive("target_size", target_size)
+    n_resamples = int(n_resamples) if isinstance(n_resamples, numbers.Integral) and n_resamples >= 0 else None
+    if n_resamples is None:
+        raise ValueError("n_resamples must be a non-negative integer.")
+    if n < 2:
+        raise ValueError(f"n_samples={n}: a pool of fewer than 2 points has nothing to curate.")
+    reasons = []
+    k0 = max(2, min(n // POINTS_PER_CLUSTER, target, n))
+    if k0 == target and n // POINTS_PER_CLUSTER > target:
+        reasons.append(f"level 0: {k0} clusters, as many as the target, so every level-0 cluster can give a "
+                       f"point (about {n // k0} points each)")
+    else:
+        reasons.append(f"level 0: {k0} clusters of about {n // k0} points each "
+                       f"(aim: {POINTS_PER_CLUSTER}; the paper's pool had 74)")
+    ks = [k0]
+    while len(ks) < MAX_LEVELS and ks[-1] // LEVEL_RATIO >= MIN_TOP_CLUSTERS:
+        ks.append(ks[-1] // LEVEL_RATIO)
+    if len(ks) > 1:
+        reasons.append(f"levels 1-{len(ks) - 1}: {LEVEL_RATIO}x fewer clusters each (the paper: 3-20x), "
+                       f"stopping at {MAX_LEVELS} levels or {MIN_TOP_CLUSTERS} top clusters")
+    else:
+        reasons.append(f"one level: {k0} clusters leave too few for a level above ({MIN_TOP_CLUSTERS} at least)")
+    inputs = [n] + ks[:-1]
+    sizes = [max(2, round(m / k / 2)) for m, k in zip(inputs, ks)]
+    reasons.append("sample_size: half of each level's mean cluster size, at least 2 "
+                   f"({', '.join(f'{m // k} -> {s}' for m, k, s in zip(inputs, ks, sizes))})")
+    reasons.append(f"n_resamples: {n_resamples} per level, as in the paper")
+    if target > n:
+        reasons.append(f"the target ({target}) is above the pool ({n}): sampling needs multiplier >= "
+                       f"{math.ceil(target / n)}")
+    params = dict(n_clusters=ks, sample_size=sizes, n_resamples=[n_resamples] * len(ks))
+    return Advice(params, reasons)

@@ -1,0 +1,48 @@
+"""The parameter advisor: its proposals are valid fits and follow the rules of thumb."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hkmeans import HierarchicalKMeans
+from hkmeans.advise import LEVEL_RATIO, MAX_LEVELS, advise
+from hkmeans.hierarchy import check_hierarchy_params
+
+
+@given(n=st.integers(2, 10**10), target=st.integers(1, 10**10))
+def test_proposals_are_valid_parameters_and_follow_the_rules(n, target):
+    a = advise(n, target)
+    ks, sizes = a.params["n_clusters"], a.params["sample_size"]
+    check_hierarchy_params(n, ks, a.params["n_resamples"], sizes, "closest")  # raises if not valid
+    assert 1 <= len(ks) <= MAX_LEVELS
+    assert ks[0] <= max(2, target) and ks[0] <= n
+    assert all(lo == hi // LEVEL_RATIO for hi, lo in zip(ks, ks[1:]))
+    means = [m / k for m, k in zip([n] + ks[:-1], ks)]
+    assert all(s == max(2, round(m / 2)) for s, m in zip(sizes, means))
+    assert len(a.reasons) >= 3 and str(a).startswith("n_clusters = ")
+
+
+def test_a_small_pool_fits_with_the_advice():
+    X = np.random.default_rng(0).normal(size=(3000, 4)).astype(np.float32)
+    a = advise(len(X), 500)
+    m = HierarchicalKMeans(**a.params, max_iter=10, random_state=0).fit(X)
+    assert [len(lv.centroids) for lv in m.levels_] == a.params["n_clusters"]
+    assert len(m.sample(500)) == 500
+
+
+def test_the_paper_pool_gets_a_few_levels_of_millions_to_tens_of_thousands():
+    a = advise(743_000_000, 142_000_000)
+    assert a.params["n_clusters"][0] > 10**6 and len(a.params["n_clusters"]) == MAX_LEVELS
+    assert a.params["sample_size"][0] == round(743_000_000 / a.params["n_clusters"][0] / 2)
+
+
+@pytest.mark.parametrize("args, match", [
+    ((0, 10), "n_samples must be a positive integer"),
+    ((10, 0), "target_size must be a positive integer"),
+    ((1, 1), "fewer than 2 points"),
+    ((10, True), "target_size must be a positive integer"),
+])
+def test_bad_sizes_are_one_line_errors(args, match):
+    with pytest.raises(ValueError, match=match):
+        advise(*args)
