@@ -1,4 +1,4 @@
-"""The ``hkmeans`` command line: fit, sample, curate, demo, info."""
+"""The ``hkmeans`` command line: fit, sample, curate, info, report, advise, demo."""
 
 from .main import main
 

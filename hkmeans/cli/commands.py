@@ -10,7 +10,7 @@ import numpy as np
 
 from .._progress import log
 from ..hierarchy import check_hierarchy_params, hierarchical_kmeans, tree_from_levels
-from ..io import convert, same_file, save_npy, scan
+from ..io import convert, same_file, save_npy, save_text, scan
 from ..kmeans import check_kmeans_params
 from ..readers import open_pool, subset_rows
 from ..sampling import flat_sampling, hierarchical_sampling
@@ -223,3 +223,76 @@ def demo(args) -> None:
     path = os.path.join(args.out, "rings.png")
     plot(result, path)
     print(f"plot: {path}")
+
+
+def _labels(path, column, n):
+    """One label per pool row from a ``.npy`` file or a Parquet column; a one-line
+    error if unreadable or of the wrong length."""
+    if path is None:
+        return None
+    try:
+        if path.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path, columns=[column or "label"])
+            labels = table.column(0).to_numpy(zero_copy_only=False)
+        else:
+            labels = np.load(path, allow_pickle=False)
+    except ImportError:
+        raise cfg.ConfigError('reading labels from Parquet needs pyarrow: pip install "hkmeans[parquet]"') from None
+    except (OSError, ValueError, KeyError) as e:
+        raise cfg.ConfigError(f"{path}: cannot read labels ({str(e).splitlines()[0] if str(e) else type(e).__name__}).")
+    if labels.ndim != 1 or len(labels) != n:
+        raise cfg.ConfigError(f"{path}: labels of shape {labels.shape} for a pool of {n} rows; "
+                              "give one label per row (a 1-D array or column).")
+    return labels
+
+
+def report(args) -> None:
+    from ..report import curation_report
+
+    manifest = RunDir.read_manifest(args.run_dir)
+    source = manifest["input"]
+    out = args.output or os.path.join(args.run_dir, "report.html")
+    _check_output(out, input_files(source), args.run_dir)
+    if manifest["status"] != "done":
+        raise RunDirError(f"{args.run_dir}: the fit is not finished; rerun it first.")
+    tree = RunDir.tree(args.run_dir)
+    indices = os.path.join(args.run_dir, "indices.npy")
+    if args.target_size is not None:
+        selected = hierarchical_sampling(tree, args.target_size, random_state=0)
+    elif os.path.isfile(indices):
+        selected = np.load(indices)
+        rows = _subset(source)
+        if rows is not None:  # written as rows of the whole input: back to rows of the fit
+            selected = np.searchsorted(rows, selected)
+    else:
+        raise cfg.ConfigError(f"{args.run_dir}: no indices.npy; give --target-size or run hkmeans sample first.")
+    labels = _labels(args.labels, args.column, tree.n_samples)
+    X = None
+    if "subset_indices" not in source:
+        try:
+            X = open_pool(source["path"], column=source.get("column")).mapped()
+        except Exception:  # the projection is left out: the input moved or is not a .npy file
+            X = None
+    info = {"run directory": os.path.abspath(args.run_dir), "input": f"{source['path']} "
+            f"({source['shape'][0]} x {source['shape'][1]})", "created": manifest.get("created", "?"),
+            "finished": manifest.get("finished", "?"), "curated points": len(selected)}
+    if X is None:
+        info["projection"] = "left out: the input is not a .npy file that can be read here"
+    save_text(out, curation_report(tree, selected, X, labels, manifest["params"], info))
+    log.info("report: %s", out)
+    print(out)
+
+
+def advise(args) -> None:
+    from ..advise import advise as propose
+
+    pool = open_pool(args.embeddings, column=args.column)
+    advice = propose(pool.shape[0], args.target_size)
+    print(f"# {pool.shape[0]} points, target {args.target_size}: a config file for hkmeans fit --config")
+    for name, value in advice.params.items():
+        print(f"{name} = {list(value)}")
+    print()
+    for line in advice.reasons:
+        print(f"# {line}")

@@ -90,6 +90,10 @@ EXAMPLES = {
                "hkmeans curate emb.npy --out run/ --config curation.toml -o subset.npy"],
     "demo": ["hkmeans demo", "hkmeans demo --out plots/ --seed 3"],
     "info": ["hkmeans info run/", "hkmeans info run/ | grep status"],
+    "report": ["hkmeans report run/ -o report.html",
+               "hkmeans report run/ --labels meta.parquet --column source -o report.html"],
+    "advise": ["hkmeans advise emb.npy --target-size 1000000",
+               "hkmeans advise emb.npy --target-size 200000 > curation.toml"],
 }
 
 
@@ -132,6 +136,21 @@ def parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "info", "levels, clusters and parameters of a RUN_DIR", commands.info)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
+    p.set_defaults(verbosity=0)
+
+    p = _subcommand(sub, "report", "an HTML report of what curation did in a fitted RUN_DIR", commands.report)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of a finished fit")
+    p.add_argument("--labels", metavar="FILE", help="one label per pool row: a .npy file or a Parquet file")
+    p.add_argument("--column", metavar="NAME", help="the labels' column of a Parquet file (default: label)")
+    p.add_argument("--target-size", type=int, metavar="N",
+                   help="report on a fresh sample of N points (default: the run's indices.npy)")
+    p.add_argument("-o", "--output", metavar="FILE", help="the HTML file (default: RUN_DIR/report.html)")
+    p.set_defaults(verbosity=0)
+
+    p = _subcommand(sub, "advise", "levels, clusters and sample sizes for a pool and a target size", commands.advise)
+    _input(p)
+    p.add_argument("--target-size", type=int, required=True, metavar="N", help="points wanted (required)")
+    p.add_argument("--column", metavar="NAME", help="the embedding column of a Parquet input")
     p.set_defaults(verbosity=0)
     return top
 

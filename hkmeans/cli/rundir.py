@@ -256,6 +256,7 @@ class RunDir(Checkpoints):
             if name.startswith("scratch-"):
                 os.unlink(os.path.join(self.path, name))
         self.manifest["status"] = "done"
+        self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.manifest["n_clusters"] = [int(len(level.centroids)) for level in levels]
         self.manifest["n_iter"] = [int(level.n_iter) for level in levels]
         self.write_manifest()
