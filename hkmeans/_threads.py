@@ -55,45 +55,56 @@ def usable_cpus() -> int:
     return max(1, min(n, quota) if quota else n)
 
 
-def runnable_elsewhere(proc="/proc") -> int | None:
-    """Threads runnable on this machine now outside this process: the running count of
-    ``/proc/loadavg`` less this process's own running threads (its idle kernel threads
-    may be spinning). None where it cannot be read."""
-    try:
-        with open(os.path.join(proc, "loadavg")) as f:
-            running = int(f.read().split()[3].split("/")[0])
-        own = 0
-        tasks = os.path.join(proc, "self", "task")
-        for tid in os.listdir(tasks):
-            try:
-                with open(os.path.join(tasks, tid, "stat")) as f:
-                    stat = f.read()
-            except OSError:  # the thread ended meanwhile
-                continue
-            own += stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "R"
-    except (OSError, ValueError, IndexError):
-        return None
-    return max(0, running - own)
+def cpu_sample(proc="/proc") -> tuple[float, float, float]:
+    """``(seconds, busy, own)``: a monotonic time, the CPU seconds the machine has spent
+    busy (user, nice, system and interrupts of ``/proc/stat``: niced processes too,
+    since with autogroup scheduling, the default on many Linux systems, a niced
+    process of another session takes its share whatever its nice value), and this
+    process's CPU seconds. An OSError or ValueError where ``/proc/stat`` cannot be
+    read."""
+    with open(os.path.join(proc, "stat")) as f:
+        fields = f.readline().split()
+    if fields[0] != "cpu" or len(fields) < 8:
+        raise ValueError(f"unexpected first line of {proc}/stat")
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    own = os.times()
+    return time.monotonic(), (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK"), own.user + own.system
 
 
-_available = {"threads": None, "at": -1.0}
+def busy_elsewhere(before, after) -> float:
+    """Cores that other processes kept busy between two :func:`cpu_sample` readings,
+    on average (this process's own time, spinning threads included, left out)."""
+    seconds = after[0] - before[0]
+    if seconds <= 0:
+        return 0.0
+    return max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / seconds)
+
+
+_available = {"threads": None, "sample": None}
 
 
 def available_threads() -> int:
-    """Threads the kernels should use now: :func:`usable_cpus`, less the threads that
-    other processes keep runnable when this process may use the whole machine (a
-    thread that shares a core stalls every parallel pass it takes part in, while its
-    siblings wait for it). Results do not depend on it: the kernels give the same
-    result on any number of threads. Read again at most every
-    ``_config.LOAD_CHECK_SECONDS``."""
-    now = time.monotonic()
-    if _available["threads"] is None or now - _available["at"] > _config.LOAD_CHECK_SECONDS:
-        n = usable_cpus()
-        if _config.ADAPT_TO_LOAD and n == (os.cpu_count() or n):  # restricted: the share is given
-            others = runnable_elsewhere()
-            n = max(1, n - others) if others is not None else n
-        _available.update(threads=n, at=now)
-    return _available["threads"]
+    """Threads the kernels should use now: :func:`usable_cpus`, less the cores that
+    other processes kept busy since the last look, when this process may use the
+    whole machine (a thread that shares a core stalls every parallel pass it takes
+    part in, while its siblings wait for it). Results do not depend on it: the kernels give the same
+    result on any number of threads. Looked at again at most every
+    ``_config.LOAD_CHECK_SECONDS``; the first look, with nothing to compare with,
+    takes every usable CPU."""
+    n = usable_cpus()
+    if not _config.ADAPT_TO_LOAD or n != (os.cpu_count() or n):  # restricted: the share is given
+        return n
+    last = _available["sample"]
+    if last is not None and time.monotonic() - last[0] <= _config.LOAD_CHECK_SECONDS:
+        return _available["threads"]
+    try:
+        now = cpu_sample()
+    except (OSError, ValueError):
+        return n
+    if last is not None:
+        n = max(1, n - int(round(busy_elsewhere(last, now))))
+    _available.update(threads=n, sample=now)
+    return n
 
 
 @contextlib.contextmanager

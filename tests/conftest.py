@@ -38,4 +38,4 @@ def threads_as_set(monkeypatch):
     from hkmeans import _config, _threads
 
     monkeypatch.setattr(_config, "ADAPT_TO_LOAD", False)
-    monkeypatch.setitem(_threads._available, "threads", None)
+    monkeypatch.setitem(_threads._available, "sample", None)

@@ -91,51 +91,66 @@ def test_cgroup_quota_rounds_up_and_no_quota_is_none(tmp_path):
     assert cgroup_cpus([str(v2)]) is None
 
 
-def test_runnable_elsewhere_leaves_out_this_process_threads(tmp_path):
-    from hkmeans._threads import runnable_elsewhere
+def test_busy_elsewhere_leaves_out_this_process_and_reads_proc_stat(tmp_path):
+    from hkmeans import _threads
 
-    (tmp_path / "loadavg").write_text("1.50 1.20 0.90 5/210 4242\n")
-    for tid, state in [("10", "R"), ("11", "S"), ("12", "R")]:
-        task = tmp_path / "self" / "task" / tid
-        task.mkdir(parents=True)
-        # a thread name may hold spaces and parentheses: the state follows the last ')'
-        task.joinpath("stat").write_text(f"{tid} (numba (x) R) {state} 1 2 3\n")
-    assert runnable_elsewhere(str(tmp_path)) == 3
-    (tmp_path / "loadavg").write_text("1.5\n")
-    assert runnable_elsewhere(str(tmp_path)) is None
+    # 3 s apart, the machine busy for 5 s more, of which this process 1.5 s: 3.5 / 3 cores elsewhere
+    assert _threads.busy_elsewhere((10.0, 100.0, 2.0), (13.0, 105.0, 3.5)) == pytest.approx(3.5 / 3)
+    assert _threads.busy_elsewhere((10.0, 100.0, 2.0), (13.0, 100.5, 3.5)) == 0.0
+    (tmp_path / "stat").write_text("cpu  100 900 50 1000 5 3 2 0 0 0\ncpu0 1 2 3\n")
+    _, busy, _ = _threads.cpu_sample(str(tmp_path))
+    assert busy == pytest.approx(1055 / os.sysconf("SC_CLK_TCK"))  # user, nice, system, irq, softirq
+    (tmp_path / "stat").write_text("intr 1 2 3\n")
+    with pytest.raises(ValueError):
+        _threads.cpu_sample(str(tmp_path))
 
 
-def test_busy_processes_are_seen_and_take_threads_away(monkeypatch):
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs Linux's /proc/stat")
+def test_busy_processes_are_seen_niced_or_not():
     import subprocess
     import sys
 
+    from hkmeans import _threads
+
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=(lambda n=n: os.nice(n)))
+            for n in (0, 19)]
+    try:
+        time.sleep(0.2)
+        before, used = _threads.cpu_sample(), sum(map(_cpu_seconds, (h.pid for h in hogs)))
+        time.sleep(0.6)
+        after, used = _threads.cpu_sample(), sum(map(_cpu_seconds, (h.pid for h in hogs))) - used
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    # what the two took (others may have taken more), to the clock tick
+    assert _threads.busy_elsewhere(before, after) >= (used - 0.03) / (after[0] - before[0]) > 0.2
+
+
+def test_threads_are_taken_away_while_others_keep_cores_busy(monkeypatch):
     from hkmeans import _config, _threads
 
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
-    try:
-        time.sleep(0.3)
-        seen = []
-        for _ in range(20):
-            seen.append(_threads.runnable_elsewhere())
-            time.sleep(0.02)
-    finally:
-        for p in busy:
-            p.kill()
-            p.wait()
-    assert max(seen) >= 2, seen
     monkeypatch.setattr(_config, "ADAPT_TO_LOAD", True)
     monkeypatch.setattr(_threads, "usable_cpus", lambda: 4)
     monkeypatch.setattr(_threads.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(_threads, "runnable_elsewhere", lambda: 3)
-    monkeypatch.setitem(_threads._available, "threads", None)
-    assert _threads.available_threads() == 1
-    monkeypatch.setattr(_threads, "runnable_elsewhere", lambda: 0)
-    monkeypatch.setitem(_threads._available, "threads", None)
-    assert _threads.available_threads() == 4
+    monkeypatch.setattr(_threads, "cpu_sample", lambda: (1.0, 3.0, 0.1))
+    monkeypatch.setattr(_threads.time, "monotonic", lambda: 1.0)
+    monkeypatch.setitem(_threads._available, "sample", None)
+    assert _threads.available_threads() == 4  # the first look: nothing to compare with
+    _threads._available["sample"] = (0.0, 0.0, 0.0)
+    assert _threads.available_threads() == 1  # 2.9 cores busy elsewhere over the last second
+    monkeypatch.setattr(_threads, "cpu_sample", lambda: (1.0, 0.6, 0.1))
+    _threads._available["sample"] = (0.0, 0.0, 0.0)
+    assert _threads.available_threads() == 4  # 0.5 of a core: not enough to give one up
     # a process restricted to some cores (taskset, a quota) is given its share: no adaptation
     monkeypatch.setattr(_threads, "usable_cpus", lambda: 2)
-    monkeypatch.setattr(_threads, "runnable_elsewhere", lambda: 3)
-    monkeypatch.setitem(_threads._available, "threads", None)
+    _threads._available["sample"] = (0.0, 0.0, 0.0)
     assert _threads.available_threads() == 2
 
 
