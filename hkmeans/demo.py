@@ -15,13 +15,15 @@ from .estimator import HierarchicalKMeans
 
 @dataclass
 class RingsResult:
-    """The rings, the curated and the random indices, counts per ring, fit + sample time."""
+    """The rings, the curated and the random indices, counts per ring, fit + sample
+    time, and the fitted model."""
 
     X: np.ndarray
     ring: np.ndarray
     curated: np.ndarray
     random: np.ndarray
     seconds: float
+    model: HierarchicalKMeans | None = None
 
     def counts(self, indices):
         return np.bincount(self.ring[indices], minlength=len(RING_SIZES))
@@ -36,7 +38,7 @@ def run_rings(seed: int = 0, target_size: int = 1000) -> RingsResult:
     idx = model.fit(X).sample(target_size, random_state=seed)
     seconds = time.perf_counter() - start
     rnd = np.sort(np.random.default_rng(seed).choice(len(X), target_size, replace=False))
-    return RingsResult(X, ring, idx, rnd, seconds)
+    return RingsResult(X, ring, idx, rnd, seconds, model)
 
 
 def load_kernels() -> float:
@@ -75,3 +77,16 @@ def plot(result: RingsResult, path) -> None:
     with atomic_path(os.fspath(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def report(result: RingsResult, path) -> None:
+    """The curation report of the ring example (labels: the rings) as an HTML file at
+    ``path``, written atomically. Needs matplotlib."""
+    from .io import save_text
+    from .report import curation_report
+
+    labels = np.array([f"ring of {n}" for n in RING_SIZES])[result.ring]
+    info = {"pool": f"{len(result.X)} points on {len(RING_SIZES)} rings", "curated points": len(result.curated),
+            "fit + sample (s)": f"{result.seconds:.2f}"}
+    params = {k: v for k, v in result.model.get_params().items() if k in ("n_clusters", "n_resamples", "sample_size")}
+    save_text(path, curation_report(result.model.tree_, result.curated, result.X, labels, params, info))

@@ -279,6 +279,9 @@ def test_demo_prints_counts_and_writes_a_png(tmp_path):
     assert int(small[1]) > 5 * int(small[2])  # the small ring, curated vs random
     png = (tmp_path / "demo" / "rings.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "demo" / "report.html").read_text()
+    figures = re.findall(r"<figure id='([^']+)'>", page)
+    assert figures == ["sizes-level-0", "sizes-level-1", "balance", "labels", "projection"]
 
 
 # resuming

@@ -207,7 +207,7 @@ def info(args) -> None:
 
 def demo(args) -> None:
     from ..datasets import RING_SIZES
-    from ..demo import load_kernels, plot, run_rings, table
+    from ..demo import load_kernels, plot, report, run_rings, table
 
     print(f"kernels ready in {load_kernels():.1f} s (compiled on the first run, then cached)")
     result = run_rings(seed=args.seed)
@@ -223,6 +223,9 @@ def demo(args) -> None:
     path = os.path.join(args.out, "rings.png")
     plot(result, path)
     print(f"plot: {path}")
+    path = os.path.join(args.out, "report.html")
+    report(result, path)
+    print(f"report: {path}")
 
 
 def _labels(path, column, n):

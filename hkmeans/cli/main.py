@@ -129,7 +129,7 @@ def parser() -> argparse.ArgumentParser:
     _sample_options(p)
     _common(p)
 
-    p = _subcommand(sub, "demo", "the paper's ring example, with a plot", commands.demo)
+    p = _subcommand(sub, "demo", "the paper's ring example, with a plot and a curation report", commands.demo)
     p.add_argument("--out", default="hkmeans-demo", metavar="DIR", help="where the PNG goes (default: hkmeans-demo)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the fit (default: 0)")
     p.set_defaults(verbosity=0)
