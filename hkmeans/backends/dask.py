@@ -518,6 +518,10 @@ class DaskBackend:
         parts = _gather(_blocks([self.X], _moments_block, dask.delayed(mean)), self.client)
         return sum(parts) / (self.shape[0] * self.shape[1])
 
+    def cluster_weights(self, labels, k) -> np.ndarray:
+        """Rows per cluster as float64 (the weights of an unweighted backend)."""
+        return self.counts(labels, k).astype(np.float64)
+
     def weighted(self, weights) -> "DaskBackend":
         """This backend: it takes no sample weights (a one-line error for any)."""
         if weights is not None:
