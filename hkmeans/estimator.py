@@ -3,23 +3,36 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.metrics import euclidean_distances
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .backends import dask_module, is_dask, lookup, resolve
-from .backends.cpu import CPUBackend, normalize_rows
+from .backends.cpu import normalize_rows, row_blocks
 from .hierarchy import hierarchical_kmeans, tree_from_levels
-from .kmeans import check_kmeans_params, kmeans
+from .kmeans import check_kmeans_params, check_sample_weight, kmeans
+from ._rng import as_generator
+from ._threads import single_threaded_blas
 from .sampling import flat_sampling, hierarchical_sampling
+from .seeding import init_centers
 
 _DTYPES = [np.float64, np.float32]
 
 
+def _row_sqdist(X, C):
+    diff = X - C
+    return np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
+
+
 class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """What both estimators share: prediction input, ``transform`` and ``score``."""
+
+    #: sparse matrices taken by fit and prediction (False: dense only)
+    _accept_sparse = False
 
     def _validate_fit_data(self, X):
         """``X`` checked; a dask array is checked by shape and dtype only (its rows are
@@ -30,7 +43,10 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
             X = dask_module().as_rows(X)
             self.n_features_in_ = X.shape[1]
             return X
-        return validate_data(self, X, dtype=_DTYPES, order="C")
+        X = validate_data(self, X, accept_sparse=self._accept_sparse, dtype=_DTYPES, order="C")
+        if sparse.issparse(X) and self.backend == "dask":
+            raise ValueError('backend="dask" takes a dense or dask array, got a sparse matrix: use backend="cpu".')
+        return X
 
     def _validate_test_data(self, X):
         check_is_fitted(self)
@@ -42,28 +58,39 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
                     f"{self.n_features_in_} features as input."
                 )
             return self._on_metric(X.astype(self.cluster_centers_.dtype))
-        X = validate_data(self, X, dtype=_DTYPES, order="C", reset=False)
+        X = validate_data(self, X, accept_sparse=self._accept_sparse, dtype=_DTYPES, order="C", reset=False)
+        if sparse.issparse(X):
+            return self._on_metric(X.astype(self.cluster_centers_.dtype))
         return self._on_metric(np.ascontiguousarray(X, dtype=self.cluster_centers_.dtype))
 
     def _on_metric(self, X):
         """Rows as the metric compares them: unit rows for "cosine"."""
         if self.metric != "cosine":
             return X
+        if sparse.issparse(X):
+            from sklearn.preprocessing import normalize
+
+            return normalize(X)
         return X.map_blocks(normalize_rows, dtype=X.dtype) if is_dask(X) else normalize_rows(X)
 
     def _data(self, X):
         """The backend over validated rows ``X`` for prediction: lazy for a dask array."""
-        return dask_module().DaskBackend(X, self.client, persist=False) if is_dask(X) else CPUBackend(X)
+        return dask_module().DaskBackend(X, self.client, persist=False) if is_dask(X) else resolve(X)
 
     def _scheduler(self):
         """Context in which Dask work runs on ``client`` (if given)."""
         return dask_module().using(self.client) if self.client is not None else contextlib.nullcontext()
 
-    def _inertia(self, X, labels):
+    def _inertia(self, X, labels, sample_weight=None):
+        """(Weighted) sum of squared distances of the rows of ``X`` to their centres
+        ``labels``."""
         if is_dask(labels):
             return dask_module().DaskBackend(X, self.client).inertia(self.cluster_centers_, labels)
-        diff = X - self.cluster_centers_[labels]
-        return float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+        if sparse.issparse(X):  # one densified block of rows at a time
+            sq = np.concatenate([_row_sqdist(X[r].toarray(), self.cluster_centers_[labels[r]]) for r in row_blocks(X)])
+        else:
+            sq = _row_sqdist(X, self.cluster_centers_[labels])
+        return float(np.sum(sq) if sample_weight is None else np.dot(sample_weight, sq))
 
     def predict(self, X):
         """Index of the closest cluster centre (top level) for each sample (for a
@@ -88,12 +115,15 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
             return self._data(X).distances(self.cluster_centers_)
         return euclidean_distances(X, self.cluster_centers_)
 
-    def score(self, X, y=None):
-        """Opposite of the sum of squared distances of samples to the centre of the
-        cluster :meth:`predict` gives them (higher is better)."""
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the (weighted) sum of squared distances of samples to the centre
+        of the cluster :meth:`predict` gives them (higher is better)."""
         with self._scheduler():
             X = self._validate_test_data(X)
-            return -self._inertia(X, self._predict(X))
+            sample_weight = check_sample_weight(sample_weight, X.shape[0])
+            if sample_weight is not None and is_dask(X):
+                raise ValueError("sample_weight is not supported for a dask array.")
+            return -self._inertia(X, self._predict(X), sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -102,27 +132,38 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
 
 
 class KMeans(_CentroidClusterer):
-    """K-means clustering on Numba kernels, a drop-in for :class:`sklearn.cluster.KMeans`
-    on dense data.
+    """K-means clustering on Numba kernels, a drop-in for :class:`sklearn.cluster.KMeans`.
+
+    Takes scikit-learn's parameters and ``fit(X, y, sample_weight)``; see
+    ``docs/index.md`` for what of scikit-learn's KMeans is supported.
 
     Parameters
     ----------
     n_clusters : int, default=8
-    init : {"k-means++", "k-means||", "random"} or array of shape (n_clusters, n_features)
+    init : {"k-means++", "k-means||", "random"}, callable or array of shape (n_clusters, n_features)
         "k-means++" is scikit-learn's greedy variant (``2 + int(ln k)`` trials per centre),
         one pass over the data per centre; "k-means||" (Bahmani et al., 2012) samples
         candidates in 5 passes and reduces them by weighted k-means++, for large
-        ``n_clusters``; "random" picks distinct rows.
+        ``n_clusters``; "random" picks distinct rows (in proportion to their weights).
+        A callable ``init(X, n_clusters, random_state)`` returns the centres.
     n_init : "auto" or int, default="auto"
         Runs with different seeds, the lowest inertia kept; "auto" is 10 for "random"
-        and 1 otherwise.
+        or a callable and 1 otherwise.
     max_iter : int, default=300
     tol : float, default=1e-4
         Stop when the squared shift of all centres falls to ``tol`` times the mean
         feature variance, or when no label changes.
+    verbose : int, default=0
+        Print scikit-learn's lines: initialisation, inertia per iteration, convergence.
+    random_state : int, Generator, RandomState or None
+    copy_x : bool, default=True
+        Accepted for scikit-learn's signature: ``X`` is never modified, whatever its value.
+    algorithm : {"lloyd", "elkan"}, default="lloyd"
+        Both run the same Lloyd iterations with per-group distance bounds (Yinyang
+        k-means), which skip most distance computations as Elkan's bounds do; the
+        result does not depend on the choice.
     metric : {"euclidean", "cosine"}, default="euclidean"
         "cosine" runs spherical k-means: rows and centres are L2-normalised.
-    random_state : int, Generator, RandomState or None
     backend : {"auto", "cpu", "dask"}, default="auto"
         See :class:`HierarchicalKMeans`.
     client : distributed.Client or None, default=None
@@ -133,15 +174,19 @@ class KMeans(_CentroidClusterer):
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
     labels_ : ndarray or dask array of shape (n_samples,)
     inertia_ : float
-        Sum of squared distances of samples to their closest centre.
+        Sum of squared distances of samples to their closest centre, weighted by
+        ``sample_weight``.
     n_iter_ : int
     n_features_in_ : int
 
     Notes
     -----
-    An empty cluster is re-seeded with the point farthest from its centre, which leaves
-    its old cluster, as scikit-learn does.
+    An empty cluster (of weight 0) is re-seeded with the point farthest from its
+    centre, which leaves its old cluster, as scikit-learn does. Sparse CSR input is
+    densified one block of rows at a time inside each pass, never as a whole.
     """
+
+    _accept_sparse = "csr"
 
     def __init__(
         self,
@@ -151,8 +196,11 @@ class KMeans(_CentroidClusterer):
         n_init="auto",
         max_iter=300,
         tol=1e-4,
-        metric="euclidean",
+        verbose=0,
         random_state=None,
+        copy_x=True,
+        algorithm="lloyd",
+        metric="euclidean",
         backend="auto",
         client=None,
     ):
@@ -161,24 +209,47 @@ class KMeans(_CentroidClusterer):
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
-        self.metric = metric
+        self.verbose = verbose
         self.random_state = random_state
+        self.copy_x = copy_x
+        self.algorithm = algorithm
+        self.metric = metric
         self.backend = backend
         self.client = client
 
-    def fit(self, X, y=None):
-        """Compute k-means clustering of ``X`` (array-like or dask array of shape
-        (n_samples, n_features))."""
-        with self._scheduler():
-            return self._fit(X)
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute k-means clustering.
 
-    def _fit(self, X):
+        Parameters
+        ----------
+        X : array-like, sparse CSR matrix or dask array of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,) or None
+            Non-negative weights: the seeding draws, the centroid means and the inertia
+            are weighted (an integer weight counts as that many copies of its row).
+            Not on the dask backend.
+        """
+        with self._scheduler():
+            return self._fit(X, sample_weight)
+
+    def _fit(self, X, sample_weight):
         X = self._validate_fit_data(X)
         init, n_init = check_kmeans_params(
             X, self.n_clusters, self.init, self.n_init, self.max_iter, self.tol, self.metric
         )
+        if self.algorithm not in ("lloyd", "elkan"):
+            raise ValueError(f"algorithm must be 'lloyd' or 'elkan', got {self.algorithm!r}.")
+        if self.algorithm == "elkan" and self.n_clusters == 1:
+            warnings.warn(
+                "algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' instead.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
+        data = resolve(X, client=self.client, backend=self.backend).weighted(sample_weight)
+        self._n_init = n_init
         res = kmeans(
-            resolve(X, client=self.client, backend=self.backend),
+            data,
             self.n_clusters,
             init=init,
             n_init=n_init,
@@ -186,6 +257,7 @@ class KMeans(_CentroidClusterer):
             tol=self.tol,
             metric=self.metric,
             random_state=self.random_state,
+            log=print if self.verbose else None,
         )
         self.cluster_centers_ = res.centers
         self.labels_ = res.labels
@@ -196,6 +268,20 @@ class KMeans(_CentroidClusterer):
 
     def _predict(self, X):
         return self._data(X).assign(self.cluster_centers_)[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    def _init_centroids(self, X, x_squared_norms, init, random_state, sample_weight, init_size=None,
+                        n_centroids=None):
+        """Initial centres as scikit-learn's private method of that name returns them
+        (``x_squared_norms`` and ``init_size`` are not used)."""
+        k = self.n_clusters if n_centroids is None else n_centroids
+        data = resolve(X).weighted(check_sample_weight(sample_weight, X.shape[0]))
+        with single_threaded_blas():
+            return init_centers(data, k, init, as_generator(random_state))[0]
 
 
 class HierarchicalKMeans(_CentroidClusterer):
@@ -303,19 +389,31 @@ class HierarchicalKMeans(_CentroidClusterer):
         self.backend = backend
         self.client = client
 
-    def fit(self, X, y=None):
-        """Fit the hierarchy on ``X`` (array-like or dask array of shape
-        (n_samples, n_features))."""
-        with self._scheduler():
-            return self._fit(X)
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit the hierarchy.
 
-    def _fit(self, X):
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,) or None
+            Non-negative weights of the rows, for level 0: its seeding, centroid means
+            and inertia, and its resampling k-means (the rows a step takes keep their
+            weights). ``tree_.weights(level)`` gives each cluster's weight;
+            :meth:`sample` still counts points. Not on the dask backend.
+        """
+        with self._scheduler():
+            return self._fit(X, sample_weight)
+
+    def _fit(self, X, sample_weight):
         X = self._validate_fit_data(X)
-        self.levels_ = hierarchical_kmeans(X, **self.get_params())  # parameters map one to one
-        self.tree_ = tree_from_levels(self.levels_)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
+        # parameters map one to one
+        self.levels_ = hierarchical_kmeans(X, sample_weight=sample_weight, **self.get_params())
+        self.tree_ = tree_from_levels(self.levels_, sample_weight)
         self.cluster_centers_ = self.levels_[-1].centroids
         self.labels_ = self.tree_.point_labels(self.tree_.n_levels - 1)
-        self.inertia_ = self._inertia(self._on_metric(X), self.labels_)
+        self.inertia_ = self._inertia(self._on_metric(X), self.labels_, sample_weight)
         self.n_iter_ = sum(lv.n_iter for lv in self.levels_)
         self._n_features_out = self.cluster_centers_.shape[0]
         return self

@@ -23,7 +23,7 @@ from ._threads import available_threads, map_side_by_side
 from .backends import resolve
 from .backends.cpu import CPUBackend, group_by_label
 from .checkpoint import Checkpoints, run_step
-from .kmeans import check_kmeans_params, kmeans, reseed_empty
+from .kmeans import check_kmeans_params, check_sample_weight, kmeans, reseed_empty
 from .tree import ClusterTree
 
 
@@ -106,6 +106,7 @@ def hierarchical_kmeans(
     backend="auto",
     client=None,
     checkpoints: Checkpoints | None = None,
+    sample_weight=None,
 ) -> list[Level]:
     """Fit the levels of a hierarchical k-means on validated data ``X``.
 
@@ -127,18 +128,23 @@ def hierarchical_kmeans(
     :func:`hkmeans.backends.dask.pick_client`), whose levels' labels and distances
     at level 0 are then persisted dask arrays. Returns one
     :class:`Level` per level. The parameters' defaults and constraints are those of
-    :data:`hkmeans._params.FIT_PARAMS`.
+    :data:`hkmeans._params.FIT_PARAMS`. ``sample_weight`` (one non-negative weight per
+    row, not on the dask backend) weights level 0: its seeding, Lloyd means and
+    inertia, and each resampling k-means, whose rows keep their weights; which rows a
+    resampling step takes does not depend on the weights, and the levels above
+    cluster centroids unweighted.
     """
     ks, resamples, sizes, splits = check_hierarchy_params(
         X.shape[0], n_clusters, n_resamples, sample_size, resample_strategy, n_splits
     )
     init, n_init = check_kmeans_params(X, ks[0], init, n_init, max_iter, tol, metric, hierarchical=True)
+    sample_weight = check_sample_weight(sample_weight, X.shape[0])
     rng = as_generator(random_state)
     checkpoints = checkpoints if checkpoints is not None else Checkpoints()
     params = dict(init=init, n_init=n_init, max_iter=max_iter, tol=tol, metric=metric, verbose=verbose)
     check("device", device)
     check("backend", backend)
-    data = resolve(X, device, client, backend)
+    data = resolve(X, device, client, backend).weighted(sample_weight)
     if data.name == "dask":
         if splits[0] > 1:
             raise ValueError("n_splits > 1 at level 0 is not supported on the dask backend; split a level above.")
@@ -191,9 +197,10 @@ class _Steps:
         self.count += 1
         return run_step(self.checkpoints, key, self.rng, lambda: compute(key))
 
-    def kmeans(self, Y, k, params, key=None):
+    def kmeans(self, Y, k, params, key=None, sample_weight=None):
         """A k-means of ``Y`` whose runs may save partial states under ``key``."""
-        return kmeans(Y, k, random_state=self.rng, checkpoints=self.checkpoints, key=key, **params)
+        return kmeans(Y, k, random_state=self.rng, checkpoints=self.checkpoints, key=key,
+                      sample_weight=sample_weight, **params)
 
 
 def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> Level:
@@ -218,7 +225,7 @@ def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> 
                 scores = prev["sqdist"] if strategy == "closest" else Y.random_scores(step.rng)
                 rows = Y.select(prev["labels"], k, take, scores)
                 subset = Y.take(rows, out=step.checkpoints.empty("subset", (len(rows), Y.shape[1]), Y.dtype))
-                res = step.kmeans(subset, k, params, key)
+                res = step.kmeans(subset, k, params, key, None if Y.weights is None else Y.weights[rows])
                 labels, sqdist = Y.assign(res.centers)
                 centers, labels, sqdist = reseed_empty(Y, res.centers, labels, sqdist)
                 return dict(centers=centers, labels=labels, sqdist=sqdist, n_iter=res.n_iter)
@@ -262,7 +269,9 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
         def split_one(c):
             members = order[offsets[c] : offsets[c + 1]]
             sub_k = min(n_splits, members.size)
-            return kmeans(np.ascontiguousarray(Y.take(members)), sub_k, random_state=int(seeds[c]), **sub_params)
+            w = None if Y.weights is None else Y.weights[members]
+            return kmeans(np.ascontiguousarray(Y.take(members)), sub_k, random_state=int(seeds[c]), sample_weight=w,
+                          **sub_params)
 
         workers = split_workers(Y.shape, len(clusters), n_splits)
         with bar(params["verbose"], len(clusters), f"splitting {k}") as split_bar:
@@ -302,10 +311,12 @@ def split_workers(shape, n_clusters, n_splits) -> int:
     return min(threads, n_clusters) if work >= _config.SPLIT_SIDE_BY_SIDE_WORK else 1
 
 
-def tree_from_levels(levels: list[Level]) -> ClusterTree:
-    """The :class:`ClusterTree` of fitted levels, with level-0 distances."""
+def tree_from_levels(levels: list[Level], sample_weight=None) -> ClusterTree:
+    """The :class:`ClusterTree` of fitted levels, with level-0 distances and the data
+    points' ``sample_weight`` (if any)."""
     return ClusterTree(
         [lv.labels for lv in levels],
         centroids=[lv.centroids for lv in levels],
         distances=np.sqrt(levels[0].sqdist),
+        sample_weight=sample_weight,
     )

@@ -49,11 +49,31 @@ def assign(X, centers: np.ndarray):
     return resolve(X if not isinstance(X, np.ndarray) else np.ascontiguousarray(X)).assign(centers)
 
 
+def check_init_array(init, n_clusters, n_features, dtype):
+    """An array ``init`` as C-contiguous centres of ``dtype``; a ``ValueError`` worded
+    as scikit-learn's unless of shape ``(n_clusters, n_features)`` and finite."""
+    init = np.array(init, dtype=dtype, order="C")
+    if init.ndim != 2 or init.shape[0] != n_clusters:
+        raise ValueError(
+            f"The shape of the initial centers {init.shape} does not match the number of clusters {n_clusters}."
+        )
+    if init.shape[1] != n_features:
+        raise ValueError(
+            f"The shape of the initial centers {init.shape} does not match the number of features "
+            f"of the data {n_features}."
+        )
+    if not np.all(np.isfinite(init)):
+        raise ValueError("init array contains NaN or infinity.")
+    return init
+
+
 def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hierarchical=False):
     """Validate k-means parameters against validated data ``X`` before any work.
 
     Returns ``(init, n_init)`` with ``n_init="auto"`` resolved as in scikit-learn
-    (10 runs for "random", 1 otherwise) and an array ``init`` as a C-contiguous array.
+    (10 runs for "random" or a callable, 1 otherwise) and an array ``init`` as a
+    C-contiguous array. A callable ``init(X, n_clusters, random_state)`` is checked
+    where it is called (:func:`hkmeans.seeding.init_centers`).
     """
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, numbers.Integral) or n_clusters < 1:
         raise ValueError(f"n_clusters must be a positive integer, got {n_clusters!r}.")
@@ -61,23 +81,16 @@ def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hier
         raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
     if isinstance(init, str):
         if init not in INITS:
-            raise ValueError(f"init must be one of {INITS} or an array, got {init!r}.")
+            raise ValueError(f"init must be one of {INITS}, a callable or an array, got {init!r}.")
     elif hierarchical:
         raise ValueError(f"init must be one of {INITS} for a hierarchical fit, got {type(init).__name__}.")
-    else:
-        init = np.array(init, dtype=X.dtype, order="C")
-        if init.shape != (n_clusters, X.shape[1]):
-            raise ValueError(
-                f"init array has shape {init.shape}; expected (n_clusters, n_features) = "
-                f"({n_clusters}, {X.shape[1]})."
-            )
-        if not np.all(np.isfinite(init)):
-            raise ValueError("init array contains NaN or infinity.")
+    elif not callable(init):
+        init = check_init_array(init, n_clusters, X.shape[1], X.dtype)
     if isinstance(n_init, str) and n_init == "auto":
-        n_init = 10 if isinstance(init, str) and init == "random" else 1
+        n_init = 10 if callable(init) or (isinstance(init, str) and init == "random") else 1
     elif isinstance(n_init, bool) or not isinstance(n_init, numbers.Integral) or n_init < 1:
         raise ValueError(f"n_init must be 'auto' or a positive integer, got {n_init!r}.")
-    if not isinstance(init, str) and n_init != 1:
+    if isinstance(init, np.ndarray) and n_init != 1:
         warnings.warn(
             f"Explicit initial center position passed: performing only one init instead of n_init={n_init}.",
             RuntimeWarning,
@@ -90,21 +103,45 @@ def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hier
     return init, int(n_init)
 
 
+def check_sample_weight(sample_weight, n_samples):
+    """``sample_weight`` as float64 weights of ``n_samples`` rows (a scalar: the same
+    for all; None stays None); a ``ValueError`` unless finite, non-negative and not all
+    zero."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 0:
+        w = np.full(n_samples, float(w))
+    if w.ndim != 1:
+        raise ValueError(f"Sample weights must be 1D array or scalar, got an array of shape {w.shape}.")
+    if w.shape != (n_samples,):
+        raise ValueError(f"sample_weight.shape == {w.shape}, expected {(n_samples,)}!")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if np.any(w < 0):
+        raise ValueError("Negative values in data passed to sample_weight; weights must be >= 0.")
+    if not np.any(w > 0):
+        raise ValueError("sample_weight is all zero; at least one weight must be positive.")
+    return np.ascontiguousarray(w)
+
+
 def _update(step, farthest, spherical, dtype):
-    """New centres as cluster means from a pass's sums and counts; an empty cluster
-    takes the point farthest from its centre (as scikit-learn does), which leaves its
-    old cluster. ``farthest(m)`` gives the ``m`` farthest rows and their labels."""
+    """New centres as (weighted) cluster means from a pass's sums and counts (or
+    weights); an empty cluster (of weight 0) takes the point farthest from its centre
+    (as scikit-learn does), which leaves its old cluster. ``farthest(m)`` gives the
+    ``m`` farthest rows, their labels and their weights."""
     sums, counts = step.sums, step.counts
     empty = np.flatnonzero(counts == 0)
     if empty.size:
-        rows, labels = farthest(empty.size)
-        for c, x, old in zip(empty, rows, labels):
-            if counts[old] > 1:
-                sums[old] -= x
-                counts[old] -= 1
-            sums[c] = x
-            counts[c] = 1
-    new = sums / np.maximum(counts, 1)[:, None]
+        counts = counts.astype(np.float64)
+        rows, labels, weights = farthest(empty.size)
+        for c, x, old, w in zip(empty, rows, labels, weights):
+            if counts[old] > w:
+                sums[old] -= w * x
+                counts[old] -= w
+            sums[c] = w * x
+            counts[c] = w
+    new = sums / np.where(counts > 0, counts, 1)[:, None]
     if spherical:
         new = normalize_rows(new)
     return new.astype(dtype)
@@ -136,7 +173,7 @@ def _group_centres(centers):
 
         def farthest(m, groups=groups, sqdist=sqdist):
             idx = np.argsort(-sqdist, kind="stable")[:m]
-            return centers[idx], groups[idx]
+            return centers[idx], groups[idx], np.ones(m)
 
         seeds = _update(LloydStep(sums, counts, 0.0, None), farthest, False, centers.dtype)
     groups = data.assign(seeds)[0]
@@ -144,7 +181,8 @@ def _group_centres(centers):
     return order, np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=n_groups))])
 
 
-def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None, on_iter=None) -> KMeansResult:
+def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None, on_iter=None,
+          log=None) -> KMeansResult:
     """Lloyd iterations from ``centers`` until labels stop changing, the squared centre
     shift falls to ``tol`` (absolute), or ``max_iter``; labels then match ``centers``.
 
@@ -159,6 +197,8 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None
     After each iteration that does not end the run, ``on_iter(state)`` gets a dict of
     arrays; passing it back as ``state`` continues the run where it was, with the same
     result: the state holds everything the next iteration reads, bounds included.
+    ``log(line)``, if given, gets scikit-learn's verbose lines (inertia per iteration,
+    how the run converged).
     """
     data = resolve(X)
     if state is None:
@@ -175,16 +215,22 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None
     strict = False
     for n_iter in range(start + 1, max_iter + 1):
         step = run.step(centers)
+        if log is not None:
+            log(f"Iteration {n_iter - 1}, inertia {step.inertia}.")
         if step.changed == 0:
-            strict = True  # centres already are these labels' means
-            n_iter -= 1
+            strict = True  # centres already are these labels' means (the pass counts, as in scikit-learn)
+            if log is not None:
+                log(f"Converged at iteration {n_iter - 1}: strict convergence.")
             break
         new = _update(step, run.farthest, spherical, data.dtype)
         moves = np.sqrt(np.sum((new.astype(np.float64) - centers) ** 2, axis=1))
         # no centre of a group came closer than the group's largest move
         run.loosen(np.array([moves[a:e].max(initial=0.0) for a, e in zip(group_offsets[:-1], group_offsets[1:])]))
         centers = new
-        if float(np.sum(moves**2)) <= tol:
+        shift = float(np.sum(moves**2))
+        if shift <= tol:
+            if log is not None:
+                log(f"Converged at iteration {n_iter - 1}: center shift {shift} within tolerance {tol}.")
             break
         if on_iter is not None:
             on_iter(dict(run.state(), order=order, group_offsets=group_offsets, centers=centers, n_iter=n_iter))
@@ -210,6 +256,8 @@ def kmeans(
     checkpoints: Checkpoints | None = None,
     key: str | None = None,
     normalized=False,
+    sample_weight=None,
+    log=None,
 ) -> KMeansResult:
     """Best of ``n_init`` k-means runs (lowest inertia) on validated data.
 
@@ -219,9 +267,14 @@ def kmeans(
     With ``checkpoints`` and a ``key``, the runs save their state under ``key/partial``
     when ``checkpoints.partial_due()`` and continue from a saved state. ``normalized``
     says that the rows of ``X`` already have unit norm (no copy is made).
+    ``sample_weight`` (validated, see :func:`check_sample_weight`) weights the seeding,
+    the means and the inertia; ``tol`` stays relative to the unweighted variance, as in
+    scikit-learn. ``log`` gets scikit-learn's verbose lines.
     """
     rng = as_generator(random_state)
     data = resolve(X)
+    if sample_weight is not None:
+        data = data.weighted(sample_weight)
     spherical = metric == "cosine"
     if spherical and not normalized:
         data = data.normalized()
@@ -243,6 +296,8 @@ def kmeans(
                 centers, _ = init_centers(data, n_clusters, init, rng)
                 if spherical:
                     centers = normalize_rows(centers)
+                if log is not None:
+                    log("Initialization complete")
             after_init = rng_state(rng)
             with bar(verbose, max_iter, f"k-means {n_clusters}" + (f" run {run + 1}/{n_init}" if n_init > 1 else "")) as pbar:
 
@@ -254,7 +309,8 @@ def kmeans(
                             arrays.update({"best_" + f: getattr(best, f) for f in _RESULT_FIELDS})
                         checkpoints.save(partial, arrays)
 
-                res = lloyd(data, centers, max_iter=max_iter, tol=tol_abs, spherical=spherical, state=state, on_iter=on_iter)
+                res = lloyd(data, centers, max_iter=max_iter, tol=tol_abs, spherical=spherical, state=state,
+                            on_iter=on_iter, log=log)
                 pbar.update(res.n_iter - pbar.n)
             state = None
             if best is None or res.inertia < best.inertia:

@@ -14,8 +14,16 @@ from .backends import resolve
 from .backends.cpu import CPUBackend
 
 
+def seeding_weights(data):
+    """The weights seeding draws by: the backend's sample weights, or None for none or
+    weights all equal (which then seed as no weights do)."""
+    w = data.weights
+    return None if w is None or np.all(w == w[0]) else w
+
+
 def _seed_greedy(data, n_clusters, rng, n_local_trials=None, weights=None):
-    """Rows chosen by greedy (weighted) k-means++."""
+    """Rows chosen by greedy (weighted) k-means++; the first with probability
+    proportional to its weight."""
     n = data.shape[0]
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
@@ -36,13 +44,15 @@ def _seed_parallel(data, n_clusters, rng, n_rounds=5, oversampling=2.0):
     rows nearest to them, are then reduced to ``n_clusters`` by greedy k-means++.
     """
     n = data.shape[0]
-    chosen = [np.array([rng.integers(n)])]
+    w = seeding_weights(data)
+    chosen = [np.array([rng.integers(n) if w is None else rng.choice(n, p=w / w.sum())])]
     closest = data.assign(data.take(chosen[0]))[1]
     for _ in range(n_rounds):
-        pot = data.total(closest)
+        potentials = closest if w is None else w * closest
+        pot = data.total(potentials)
         if pot == 0:
             break
-        picked = data.oversample(closest, oversampling * n_clusters, pot, rng)
+        picked = data.oversample(potentials, oversampling * n_clusters, pot, rng)
         if picked.size:
             chosen.append(picked)
             closest = np.minimum(closest, data.assign(data.take(picked))[1])
@@ -50,34 +60,51 @@ def _seed_parallel(data, n_clusters, rng, n_rounds=5, oversampling=2.0):
     if cand.size < n_clusters:  # too few: top up with random other rows
         cand = np.sort(np.concatenate([cand, data.other_rows(cand, n_clusters - cand.size, rng)]))
     C = CPUBackend(np.ascontiguousarray(data.take(cand)))
-    weights = data.counts(data.assign(C.X)[0], cand.size).astype(np.float64)
+    weights = data.cluster_weights(data.assign(C.X)[0], cand.size)
     return cand[_seed_greedy(C, n_clusters, rng, weights=weights)]
 
 
 def init_centers(data, n_clusters, init, rng, n_local_trials=None):
     """Initial centres and their rows: "k-means++" (greedy, as scikit-learn's),
-    "k-means||" (scalable k-means++), "random" (distinct rows) or an array.
-    ``data`` is a backend or an array. On a backend that does not seed greedily (one
-    pass per centre is too many on a cluster), "k-means++" is k-means||."""
+    "k-means||" (scalable k-means++), "random" (distinct rows), a callable
+    ``init(X, n_clusters, random_state)`` (given a RandomState drawn from ``rng``;
+    no rows) or an array. ``data`` is a backend or an array; its sample weights, if
+    any, weight the draws. On a backend that does not seed greedily (one pass per
+    centre is too many on a cluster), "k-means++" is k-means||."""
+    from .kmeans import check_init_array
+
     data = resolve(data)
     if isinstance(init, str):
         if init == "random":
-            idx = np.sort(rng.choice(data.shape[0], n_clusters, replace=False))
+            w = seeding_weights(data)
+            p = None if w is None else w / w.sum()
+            idx = np.sort(rng.choice(data.shape[0], n_clusters, replace=False, p=p))
         elif init == "k-means||" or not data.greedy_seeding:
             idx = _seed_parallel(data, n_clusters, rng)
         else:
-            idx = _seed_greedy(data, n_clusters, rng, n_local_trials)
+            idx = _seed_greedy(data, n_clusters, rng, n_local_trials, seeding_weights(data))
         return np.array(data.take(idx), order="C"), idx
+    if callable(init):
+        random_state = np.random.RandomState(int(rng.integers(2**31)))
+        init = init(data.X, n_clusters, random_state=random_state)
+        return check_init_array(init, n_clusters, data.shape[1], data.dtype), None
     return np.array(init, dtype=data.dtype, order="C"), None
 
 
-def kmeans_plusplus(X, n_clusters, *, random_state=None, n_local_trials=None):
-    """Greedy k-means++ seeding, like :func:`sklearn.cluster.kmeans_plusplus`.
+def kmeans_plusplus(X, n_clusters, *, x_squared_norms=None, sample_weight=None, random_state=None,
+                    n_local_trials=None):
+    """Greedy k-means++ seeding, as :func:`sklearn.cluster.kmeans_plusplus`.
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
+    X : array-like or sparse CSR matrix of shape (n_samples, n_features)
     n_clusters : int
+    x_squared_norms : array-like of shape (n_samples,) or None
+        Accepted for scikit-learn's signature and checked for its length; the kernels
+        compute the norms they need themselves.
+    sample_weight : array-like of shape (n_samples,) or None
+        Rows are drawn with probability proportional to weight times squared distance;
+        a row of weight 0 is never drawn.
     random_state : int, Generator, RandomState or None
     n_local_trials : int or None
         Candidates tried per centre; None means ``2 + int(log(n_clusters))``.
@@ -90,13 +117,20 @@ def kmeans_plusplus(X, n_clusters, *, random_state=None, n_local_trials=None):
     """
     from sklearn.utils import check_array
 
-    from .kmeans import check_kmeans_params
+    from .kmeans import check_kmeans_params, check_sample_weight
 
-    X = check_array(X, dtype=[np.float64, np.float32], order="C")
+    X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C")
     check_kmeans_params(X, n_clusters, "k-means++", 1, 1, 0.0, "euclidean")
+    if x_squared_norms is not None and len(x_squared_norms) != X.shape[0]:
+        raise ValueError(
+            f"The length of x_squared_norms {len(x_squared_norms)} should be equal to the length of "
+            f"n_samples {X.shape[0]}."
+        )
+    weights = check_sample_weight(sample_weight, X.shape[0])
     if n_local_trials is not None and (
         not isinstance(n_local_trials, (int, np.integer)) or n_local_trials < 1
     ):
         raise ValueError(f"n_local_trials must be a positive integer, got {n_local_trials!r}.")
     with single_threaded_blas():
-        return init_centers(X, n_clusters, "k-means++", as_generator(random_state), n_local_trials)
+        return init_centers(resolve(X).weighted(weights), n_clusters, "k-means++", as_generator(random_state),
+                            n_local_trials)

@@ -46,6 +46,9 @@ class ClusterTree:
     distances : 1-D array or None
         Each data point's distance to its level-0 centroid; needed by the
         ``closest`` and ``furthest`` sampling strategies.
+    sample_weight : 1-D array or None
+        Each data point's weight in the fit, for :meth:`weights`; sizes and sampling
+        count points whatever the weights.
 
     ``labels[0]`` and ``distances`` may be dask arrays (a fit on the dask backend):
     they then stay where they are, unchecked beyond shape and dtype, and the tree's
@@ -59,7 +62,7 @@ class ClusterTree:
         Clusters per level (some may be empty).
     """
 
-    def __init__(self, labels, centroids=None, distances=None):
+    def __init__(self, labels, centroids=None, distances=None, sample_weight=None):
         if isinstance(labels, np.ndarray) and labels.ndim == 1:
             labels = [labels]
         labels = [_as_labels(a, f"labels[{t}]") for t, a in enumerate(labels)]
@@ -109,6 +112,14 @@ class ClusterTree:
                 )
             if not np.all(np.isfinite(distances)) or np.any(distances < 0):
                 raise ValueError("distances must be finite and non-negative.")
+        if sample_weight is not None:
+            sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
+            if sample_weight.shape != labels[0].shape:
+                raise ValueError(
+                    f"sample_weight must have one entry per data point ({labels[0].size}), "
+                    f"got shape {sample_weight.shape}."
+                )
+        self.sample_weight = sample_weight
         self.labels = tuple(labels)
         self.centroids = None if centroids is None else tuple(centroids)
         self.distances = distances
@@ -136,6 +147,17 @@ class ClusterTree:
         """Number of data points in each cluster of ``level``."""
         return self._sizes[self._check_level(level)]
 
+    def weights(self, level: int) -> np.ndarray:
+        """Total sample weight of each cluster of ``level`` (float64; without weights,
+        its number of data points)."""
+        level = self._check_level(level)
+        if self.sample_weight is None:
+            return self.sizes(level).astype(np.float64)
+        w = np.bincount(self.labels[0], weights=self.sample_weight, minlength=self.n_clusters[0])
+        for t in range(1, level + 1):
+            w = np.bincount(self.labels[t], weights=w, minlength=self.n_clusters[t])
+        return w
+
     def point_labels(self, level: int) -> np.ndarray:
         """The cluster of ``level`` that each data point belongs to."""
         lab = self.labels[0]
@@ -150,6 +172,7 @@ class ClusterTree:
             [self.point_labels(level)],
             centroids=None if self.centroids is None else [self.centroids[level]],
             distances=self.distances if level == 0 else None,
+            sample_weight=self.sample_weight,
         )
 
     def save(self, path) -> None:
@@ -162,6 +185,8 @@ class ClusterTree:
                 arrays[f"centroids_{t}"] = self.centroids[t]
         if self.distances is not None:
             arrays["distances"] = np.asarray(self.distances)
+        if self.sample_weight is not None:
+            arrays["sample_weight"] = self.sample_weight
         save_npz(path, **arrays)
 
     @classmethod
@@ -177,9 +202,10 @@ class ClusterTree:
                 labels = [f[f"labels_{t}"] for t in range(n_levels)]
                 centroids = [f[f"centroids_{t}"] for t in range(n_levels)] if "centroids_0" in f else None
                 distances = f["distances"] if "distances" in f else None
+                sample_weight = f["sample_weight"] if "sample_weight" in f else None
                 if any(key.startswith("labels_") and int(key[7:]) >= n_levels for key in f.files):
                     raise ValueError(f"holds more levels than its n_levels ({n_levels})")
-            return cls(labels, centroids=centroids, distances=distances)
+            return cls(labels, centroids=centroids, distances=distances, sample_weight=sample_weight)
         except FileNotFoundError:
             raise ValueError(f"{name}: no such file.") from None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:

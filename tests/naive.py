@@ -32,6 +32,22 @@ def lloyd(X, C, n_iter):
     return C, assign(X, C)[0]
 
 
+def weighted_lloyd(X, w, C, n_iter):
+    """Textbook weighted Lloyd iterations: centres are weighted means (no cluster may
+    end up with zero weight); returns centres, labels and weighted inertia."""
+    C = C.astype(np.float64)
+    X64 = X.astype(np.float64)
+    for _ in range(n_iter):
+        labels, _ = assign(X, C)
+        sums = np.zeros_like(C)
+        np.add.at(sums, labels, w[:, None] * X64)
+        weight = np.bincount(labels, weights=w, minlength=len(C))
+        assert weight.min() > 0
+        C = sums / weight[:, None]
+    labels, sqdist = assign(X, C)
+    return C, labels, float(np.dot(w, sqdist))
+
+
 def kmeans_plusplus(X, first, rand):
     """Greedy k-means++ with the given draws (global cumulative sum, as scikit-learn)."""
     X = X.astype(np.float64)

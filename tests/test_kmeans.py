@@ -139,7 +139,7 @@ def test_kmeans_plusplus_potential_close_to_scikit_learn():
         (dict(n_clusters=0), "n_clusters"),
         (dict(n_clusters=2.5), "n_clusters"),
         (dict(init="kmeans"), "init"),
-        (dict(init=np.zeros((2, 2))), "init array has shape"),
+        (dict(init=np.zeros((2, 2))), "shape of the initial centers"),
         (dict(n_init=0), "n_init"),
         (dict(max_iter=0), "max_iter"),
         (dict(tol=-1.0), "tol"),

@@ -45,9 +45,11 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from scipy import sparse
 
 from .._params import BACKENDS, DEVICES
 from .cpu import CPUBackend
+from .csr import SparseBackend
 
 
 def is_dask(a) -> bool:
@@ -70,7 +72,8 @@ def resolve(X, device: str = "cpu", client=None, backend: str = "auto"):
     :class:`~hkmeans.backends.dask.DaskBackend` (on ``client``, see
     :func:`hkmeans.backends.dask.pick_client`) for a dask array or when ``backend``
     is "dask"; else a :class:`CPUBackend` over the array (validated: 2-D, C-ordered
-    float32 or float64, finite)."""
+    float32 or float64, finite), or a :class:`~hkmeans.backends.csr.SparseBackend`
+    over a sparse CSR matrix."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}.")
     if backend not in BACKENDS:
@@ -81,6 +84,8 @@ def resolve(X, device: str = "cpu", client=None, backend: str = "auto"):
         return dask_module().DaskBackend(X, client)
     if is_dask(X):
         raise ValueError('backend="cpu" takes an in-memory array, got a dask array: use backend="dask" or "auto".')
+    if sparse.issparse(X):
+        return SparseBackend(X)
     return CPUBackend(X if isinstance(X, np.ndarray) else np.asarray(X))
 
 

@@ -94,20 +94,41 @@ class LloydStep:
     changed: int | None
 
 
+def weighted_total(values, weights) -> float:
+    """``sum(weights * values)``; the plain sum without weights."""
+    return float(np.sum(values)) if weights is None else float(np.dot(weights, values))
+
+
 class CPUBackend:
     """Rows of a 2-D, C-ordered, finite float32 or float64 array (a memory map too).
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
+    weights : ndarray of shape (n_samples,) or None
+        Non-negative float64 sample weights: they weight the Lloyd sums, counts and
+        inertia; None weighs every row 1.
     """
 
     name = "cpu"
     #: k-means++ runs greedily here, one pass per centre (see :mod:`hkmeans.seeding`)
     greedy_seeding = True
 
-    def __init__(self, X: np.ndarray):
+    def __init__(self, X: np.ndarray, weights: np.ndarray | None = None):
         self.X = X
+        self.weights = weights
+
+    def weighted(self, weights) -> "CPUBackend":
+        """The same rows with sample ``weights`` (None: unweighted)."""
+        return type(self)(self.X, weights)
+
+    def cluster_weights(self, labels, k) -> np.ndarray:
+        """Weight of each cluster (rows per cluster without weights), float64."""
+        return np.bincount(labels, weights=self.weights, minlength=k).astype(np.float64)
+
+    def search(self, centers, labels, sqdist, lower=None, group_offsets=None) -> None:
+        """:func:`search` over the rows, in place."""
+        search(self.X, centers, labels, sqdist, lower, group_offsets)
 
     @property
     def shape(self):
@@ -130,7 +151,7 @@ class CPUBackend:
         labels = np.zeros(self.X.shape[0], dtype=np.int64)
         sqdist = np.empty(self.X.shape[0], dtype=np.float64)
         with single_threaded_blas():
-            search(self.X, centers, labels, sqdist)
+            self.search(centers, labels, sqdist)
         return labels, sqdist
 
     def routed_assign(self, parents, child_offsets, children):
@@ -146,16 +167,18 @@ class CPUBackend:
             for p in np.flatnonzero(np.diff(offsets)):
                 rows = order[offsets[p] : offsets[p + 1]]
                 a, e = child_offsets[p], child_offsets[p + 1]
-                labels[rows], sqdist[rows] = CPUBackend(self.X[rows]).assign(children[a:e])
+                labels[rows], sqdist[rows] = type(self)(self.X[rows]).assign(children[a:e])
                 labels[rows] += a
         return labels, sqdist
 
     def cluster_sums(self, labels, k):
         """Per-cluster float64 sums of the rows (members summed in index order) and
-        counts."""
+        counts; with weights, weighted sums and the clusters' weights."""
         offsets, order = group_by_label(labels, k)
         with kernel_threads(self.X.size):
-            return groups.cluster_sums(self.X, offsets, order), np.diff(offsets)
+            if self.weights is None:
+                return groups.cluster_sums(self.X, offsets, order), np.diff(offsets)
+            return groups.weighted_cluster_sums(self.X, self.weights, offsets, order), self.cluster_weights(labels, k)
 
     def lloyd_run(self, group_offsets, bounds=True, state=None) -> "LloydRun":
         """The per-row state of a Lloyd run over centres grouped as ``group_offsets``
@@ -212,7 +235,7 @@ class CPUBackend:
     def normalized(self, alloc=None) -> "CPUBackend":
         """A backend over the rows scaled to unit norm, written to the array
         ``alloc(shape, dtype)`` gives if given."""
-        return CPUBackend(normalize_rows(self.X, None if alloc is None else alloc(self.X.shape, self.X.dtype)))
+        return CPUBackend(normalize_rows(self.X, None if alloc is None else alloc(self.X.shape, self.X.dtype)), self.weights)
 
 
 class LloydRun:
@@ -236,8 +259,8 @@ class LloydRun:
     def search(self, centers) -> None:
         """Nearest centres of every row, skipping what the bounds rule out."""
         with single_threaded_blas():
-            search(self.backend.X, centers, self.labels, self.sqdist, self.lower,
-                   None if self.lower is None else self.group_offsets)
+            self.backend.search(centers, self.labels, self.sqdist, self.lower,
+                                None if self.lower is None else self.group_offsets)
 
     def step(self, centers) -> LloydStep:
         """One pass: the search, then the clusters' sums and counts."""
@@ -246,7 +269,7 @@ class LloydRun:
         self._first = False
         changed = None if before is None else int(np.count_nonzero(before != self.labels))
         sums, counts = self.backend.cluster_sums(self.labels, centers.shape[0])
-        return LloydStep(sums, counts, float(np.sum(self.sqdist)), changed)
+        return LloydStep(sums, counts, weighted_total(self.sqdist, self.backend.weights), changed)
 
     def loosen(self, moves) -> None:
         """Lower the bounds after the centres of each group moved by at most ``moves``."""
@@ -256,14 +279,15 @@ class LloydRun:
 
     def farthest(self, m):
         """The ``m`` rows farthest from their centres (first rows first on ties): their
-        data and their labels."""
+        data, labels and weights."""
         idx = np.argsort(-self.sqdist, kind="stable")[:m]
-        return self.backend.take(idx), self.labels[idx]
+        w = np.ones(len(idx)) if self.backend.weights is None else self.backend.weights[idx]
+        return self.backend.take(idx), self.labels[idx], w
 
     def finish(self, order):
         """Labels through ``order`` (centre ``j`` of the run is ``order[j]``), squared
         distances and inertia of the last search."""
-        return order[self.labels], self.sqdist, float(np.sum(self.sqdist))
+        return order[self.labels], self.sqdist, weighted_total(self.sqdist, self.backend.weights)
 
     def state(self) -> dict:
         """What the next pass reads: the labels and the bounds."""

@@ -401,6 +401,8 @@ class DaskBackend:
     name = "dask"
     #: one pass per centre would be one round trip per centre: k-means++ is k-means||
     greedy_seeding = False
+    #: sample weights are not supported on this backend (see :meth:`weighted`)
+    weights = None
 
     def __init__(self, X, client=None, persist=True):
         wrapped = not isinstance(X, da.Array)
@@ -516,6 +518,16 @@ class DaskBackend:
         parts = _gather(_blocks([self.X], _moments_block, dask.delayed(mean)), self.client)
         return sum(parts) / (self.shape[0] * self.shape[1])
 
+    def cluster_weights(self, labels, k) -> np.ndarray:
+        """Rows per cluster as float64 (the weights of an unweighted backend)."""
+        return self.counts(labels, k).astype(np.float64)
+
+    def weighted(self, weights) -> "DaskBackend":
+        """This backend: it takes no sample weights (a one-line error for any)."""
+        if weights is not None:
+            raise ValueError("sample_weight is not supported on the dask backend; fit in memory (backend='cpu').")
+        return self
+
     def normalized(self, alloc=None) -> "DaskBackend":
         """A backend over the rows scaled to unit norm (recomputed per pass; ``alloc``
         is not used: nothing is written on the client)."""
@@ -585,11 +597,11 @@ class DaskLloydRun:
 
     def farthest(self, m):
         """The ``m`` rows farthest from their centres (first rows first on ties): their
-        data and their labels."""
+        data, labels and weights (1: this backend takes no weights)."""
         sqdist = _per_row(self.blocks, _field, self.backend.rows, np.float64, "sqdist")
         labels = _per_row(self.blocks, _field, self.backend.rows, np.int64, "labels")
         rows = self.backend.farthest_rows(sqdist, m)
-        return self.backend.take(rows), lookup_np(labels, rows, self.backend.client)
+        return self.backend.take(rows), lookup_np(labels, rows, self.backend.client), np.ones(len(rows))
 
     def finish(self, order):
         """Labels through ``order`` and squared distances (persisted dask arrays) and

@@ -1,4 +1,4 @@
-"""Grouping rows by label (CSR) and per-cluster float64 sums."""
+"""Grouping rows by label (CSR) and per-cluster float64 sums, plain or weighted."""
 
 import numpy as np
 from numba import prange
@@ -38,4 +38,19 @@ def cluster_sums(X, offsets, order):
             i = order[p]
             for f in range(d):
                 sums[c, f] += X[i, f]
+    return sums
+
+
+@njit(parallel=True, cache=True)
+def weighted_cluster_sums(X, w, offsets, order):
+    """Per-cluster sums of ``w[i] * X[i]`` in float64, members summed in index order."""
+    k = offsets.shape[0] - 1
+    d = X.shape[1]
+    sums = np.zeros((k, d), dtype=np.float64)
+    for c in prange(k):
+        for p in range(offsets[c], offsets[c + 1]):
+            i = order[p]
+            wi = w[i]
+            for f in range(d):
+                sums[c, f] += wi * X[i, f]
     return sums

@@ -1,0 +1,117 @@
+"""Sample weights: weighted k-means against the NumPy reference, integer weights as
+repeated rows, and weights through the hierarchy and its tree."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from hkmeans import HierarchicalKMeans, KMeans, kmeans_plusplus
+
+from . import naive
+
+
+def blobs(n=400, d=6, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=5, size=(5, d))
+    return (centres[rng.integers(0, 5, n)] + rng.normal(size=(n, d))).astype(dtype)
+
+
+@pytest.mark.parametrize("d", [3, 40])  # direct distances and the GEMM path
+def test_weighted_lloyd_matches_the_reference(d):
+    X = blobs(d=d, dtype=np.float64)
+    w = np.random.default_rng(1).uniform(0.1, 3.0, len(X))
+    init = X[:5].copy()
+    km = KMeans(5, init=init, n_init=1, max_iter=6, tol=0).fit(X, sample_weight=w)
+    C, labels, inertia = naive.weighted_lloyd(X, w, init, km.n_iter_)
+    np.testing.assert_allclose(km.cluster_centers_, C, rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(km.labels_, labels)
+    assert km.inertia_ == pytest.approx(inertia, rel=1e-10)
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_integer_weights_equal_repeated_rows_exactly(sparse):
+    # float32 rows summed in float64: w * x and x + ... + x round alike
+    X = blobs(seed=2)
+    w = np.random.default_rng(3).integers(0, 4, len(X))
+    init = X[w > 0][:5].copy()
+    wrap = sp.csr_matrix if sparse else np.asarray
+    weighted = KMeans(5, init=init, n_init=1, tol=0).fit(wrap(X), sample_weight=w)
+    repeated = KMeans(5, init=init, n_init=1, tol=0).fit(wrap(np.repeat(X, w, axis=0)))
+    np.testing.assert_array_equal(weighted.cluster_centers_, repeated.cluster_centers_)
+    np.testing.assert_array_equal(np.repeat(weighted.labels_, w), repeated.labels_)
+    assert weighted.inertia_ == repeated.inertia_
+    assert weighted.n_iter_ == repeated.n_iter_
+
+
+def test_sparse_fit_equals_dense_fit():
+    X = blobs(seed=4, dtype=np.float64)
+    X[np.abs(X) < 1.0] = 0.0
+    w = np.random.default_rng(5).uniform(0.5, 2.0, len(X))
+    dense = KMeans(5, random_state=0, n_init=2).fit(X, sample_weight=w)
+    csr = KMeans(5, random_state=0, n_init=2).fit(sp.csr_matrix(X), sample_weight=w)
+    np.testing.assert_array_equal(dense.labels_, csr.labels_)
+    np.testing.assert_allclose(dense.cluster_centers_, csr.cluster_centers_, rtol=1e-12)
+    assert dense.inertia_ == pytest.approx(csr.inertia_, rel=1e-12)
+    np.testing.assert_array_equal(csr.predict(sp.csr_matrix(X)), csr.labels_)
+
+
+def test_uniform_weights_give_the_unweighted_fit():
+    X = blobs(seed=6, dtype=np.float64)
+    plain = KMeans(5, random_state=0).fit(X)
+    scaled = KMeans(5, random_state=0).fit(X, sample_weight=np.full(len(X), 4.0))
+    np.testing.assert_array_equal(plain.labels_, scaled.labels_)
+    assert scaled.inertia_ == pytest.approx(4 * plain.inertia_, rel=1e-12)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "k-means||", "random"])
+def test_zero_weight_rows_are_never_seeds(init):
+    X = blobs(seed=7, dtype=np.float64)
+    w = np.ones(len(X))
+    w[::2] = 0
+    from hkmeans.backends import resolve
+    from hkmeans.seeding import init_centers
+
+    _, rows = init_centers(resolve(X).weighted(w), 10, init, np.random.default_rng(0))
+    assert np.all(rows % 2 == 1)
+    centres, rows = kmeans_plusplus(X, 10, sample_weight=w, random_state=0)
+    assert np.all(rows % 2 == 1)
+    np.testing.assert_array_equal(centres, X[rows])
+
+
+@pytest.mark.parametrize(
+    "weights, match",
+    [
+        (np.ones(3), r"sample_weight.shape == \(3,\), expected \(400,\)"),
+        (-np.ones(400), "Negative"),
+        (np.zeros(400), "zero"),
+        (np.full(400, np.nan), "NaN"),
+    ],
+)
+def test_bad_weights_are_refused(weights, match):
+    for est in (KMeans(5), HierarchicalKMeans((6, 2), n_resamples=1)):
+        with pytest.raises(ValueError, match=match):
+            est.fit(blobs(), sample_weight=weights)
+
+
+def test_hierarchy_records_cluster_weights_and_samples_points(tmp_path):
+    X = blobs(seed=8)
+    w = np.random.default_rng(9).integers(1, 5, len(X)).astype(float)
+    m = HierarchicalKMeans((12, 3), n_resamples=2, random_state=0).fit(X, sample_weight=w)
+    for t in range(2):
+        per_cluster = np.bincount(m.tree_.point_labels(t), weights=w, minlength=m.tree_.n_clusters[t])
+        np.testing.assert_allclose(m.tree_.weights(t), per_cluster)
+    assert m.tree_.weights(1).sum() == pytest.approx(w.sum())
+    assert len(m.sample(100)) == 100  # a count of points, not of weight
+    diff = X - m.cluster_centers_[m.labels_]
+    assert m.inertia_ == pytest.approx(float(np.dot(w, np.einsum("ij,ij->i", diff, diff))), rel=1e-6)
+    m.tree_.save(tmp_path / "t.npz")
+    from hkmeans import ClusterTree
+
+    np.testing.assert_array_equal(ClusterTree.load(tmp_path / "t.npz").weights(0), m.tree_.weights(0))
+
+
+def test_dask_backend_refuses_weights():
+    da = pytest.importorskip("dask.array")
+    X = da.from_array(blobs(), chunks=100)
+    with pytest.raises(ValueError, match="sample_weight is not supported on the dask backend"):
+        KMeans(5, n_init=1).fit(X, sample_weight=np.ones(400))
