@@ -7,6 +7,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Cluster
 from sklearn.metrics import euclidean_distances
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._params import FIT_PARAMS, check
 from .backends.cpu import CPUBackend, normalize_rows
 from .hierarchy import hierarchical_kmeans, tree_from_levels
 from .kmeans import check_kmeans_params, kmeans
@@ -85,6 +86,8 @@ class KMeans(_CentroidClusterer):
     metric : {"euclidean", "cosine"}, default="euclidean"
         "cosine" runs spherical k-means: rows and centres are L2-normalised.
     random_state : int, Generator, RandomState or None
+    device : {"cpu", "cuda"}, default="cpu"
+        Where the fit's kernels run; "cuda" needs numba-cuda and an NVIDIA GPU.
 
     Attributes
     ----------
@@ -111,6 +114,7 @@ class KMeans(_CentroidClusterer):
         tol=1e-4,
         metric="euclidean",
         random_state=None,
+        device=FIT_PARAMS["device"].default,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -119,6 +123,7 @@ class KMeans(_CentroidClusterer):
         self.tol = tol
         self.metric = metric
         self.random_state = random_state
+        self.device = device
 
     def fit(self, X, y=None):
         """Compute k-means clustering of ``X`` (array-like of shape (n_samples, n_features))."""
@@ -126,6 +131,7 @@ class KMeans(_CentroidClusterer):
         init, n_init = check_kmeans_params(
             X, self.n_clusters, self.init, self.n_init, self.max_iter, self.tol, self.metric
         )
+        check("device", self.device)
         res = kmeans(
             X,
             self.n_clusters,
@@ -135,6 +141,7 @@ class KMeans(_CentroidClusterer):
             tol=self.tol,
             metric=self.metric,
             random_state=self.random_state,
+            device=self.device,
         )
         self.cluster_centers_ = res.centers
         self.labels_ = res.labels
@@ -188,8 +195,8 @@ class HierarchicalKMeans(_CentroidClusterer):
     verbose : bool, default=False
         Progress bars (levels, resampling steps, Lloyd iterations) and one line per
         level on stderr.
-    device : {"cpu"}, default="cpu"
-        Where the kernels run.
+    device : {"cpu", "cuda"}, default="cpu"
+        Where the kernels run; "cuda" needs numba-cuda and an NVIDIA GPU.
 
     Attributes
     ----------
@@ -222,7 +229,7 @@ class HierarchicalKMeans(_CentroidClusterer):
         metric="euclidean",
         random_state=None,
         verbose=False,
-        device="cpu",
+        device=FIT_PARAMS["device"].default,
     ):
         self.n_clusters = n_clusters
         self.n_resamples = n_resamples

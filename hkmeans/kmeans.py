@@ -209,6 +209,7 @@ def kmeans(
     checkpoints: Checkpoints | None = None,
     key: str | None = None,
     normalized=False,
+    device="cpu",
 ) -> KMeansResult:
     """Best of ``n_init`` k-means runs (lowest inertia) on validated data.
 
@@ -217,10 +218,11 @@ def kmeans(
     feature variance, as in scikit-learn. ``verbose`` shows a bar of Lloyd iterations.
     With ``checkpoints`` and a ``key``, the runs save their state under ``key/partial``
     when ``checkpoints.partial_due()`` and continue from a saved state. ``normalized``
-    says that the rows of ``X`` already have unit norm (no copy is made).
+    says that the rows of ``X`` already have unit norm (no copy is made). ``device``
+    says where an array ``X`` is searched ("cpu" or "cuda"; a backend stays where it is).
     """
     rng = as_generator(random_state)
-    data = resolve(X)
+    data = resolve(X, device)
     spherical = metric == "cosine"
     if spherical and not normalized:
         data = data.normalized()

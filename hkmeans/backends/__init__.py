@@ -24,25 +24,27 @@ scikit-learn's: one ``lloyd_iter`` call per pass). A backend has:
 ``mean_variance()``, ``normalized(out)``
     The mean feature variance; the rows scaled to unit norm.
 
-Levels above the first and resampling subsets are small (k x sample_size rows): they
-run in memory on :class:`~hkmeans.backends.cpu.CPUBackend` whatever backend level 0 uses.
+:class:`~hkmeans.backends.cpu.CPUBackend` runs on this machine's cores;
+:class:`~hkmeans.backends.cuda.CUDABackend` on an NVIDIA GPU (numba-cuda, imported only
+when one is made).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .._params import DEVICES
 from .cpu import CPUBackend
-
-DEVICES = ("cpu",)
+from .cuda import CUDABackend
 
 
 def resolve(X, device: str = "cpu"):
     """The backend for data ``X`` on ``device``: ``X`` itself if it already is one,
-    else a :class:`CPUBackend` over the array (validated: 2-D, C-ordered float32 or
-    float64, finite)."""
+    else a :class:`CPUBackend` or :class:`CUDABackend` over the array (validated: 2-D,
+    C-ordered float32 or float64, finite)."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}.")
-    if isinstance(X, CPUBackend):
+    if isinstance(X, (CPUBackend, CUDABackend)):
         return X
-    return CPUBackend(X if isinstance(X, np.ndarray) else np.asarray(X))
+    X = X if isinstance(X, np.ndarray) else np.asarray(X)
+    return CUDABackend(X) if device == "cuda" else CPUBackend(X)
