@@ -29,3 +29,15 @@ def warm_kernels():
             m = HierarchicalKMeans((6, 3), n_resamples=1, random_state=0).fit(X)
             m.sample(20, strategy="closest")
             m.sample(20)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cudasim`` need numba imported with the CUDA simulator on
+    (``NUMBA_ENABLE_CUDASIM=1``): in any other process they are deselected, and
+    ``tests/test_cuda.py`` runs them in a process of their own."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return
+    deselected = [item for item in items if "cudasim" in item.keywords]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if "cudasim" not in item.keywords]

@@ -83,8 +83,8 @@ class CUDABackend:
         Most bytes the data may take on the device (default: half its free memory);
         larger data are streamed.
     block_rows : int, optional
-        Rows per streamed block (default: what ``device_bytes`` holds); rounded down to
-        a multiple of ``threads``.
+        Rows per block of a pass (default: all rows when they fit, else what
+        ``device_bytes`` holds); rounded down to a multiple of ``threads``.
     threads : int, optional
         Threads per CUDA block, a power of two (also the rows per block of the
         seeding); default :data:`THREADS`.
@@ -113,8 +113,7 @@ class CUDABackend:
         if device_bytes is None:
             device_bytes = DEVICE_SHARE * self.k.cuda.current_context().get_memory_info().free
         self.resident = X.nbytes <= device_bytes
-        rows = max(n, 1) if self.resident else int(device_bytes // row_bytes)
-        rows = min(rows, block_rows) if block_rows else rows
+        rows = block_rows or (max(n, 1) if self.resident else int(device_bytes // row_bytes))
         self.block_rows = max(threads, rows // threads * threads)
         self._dX = self.k.cuda.to_device(X) if self.resident else None
 
