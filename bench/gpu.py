@@ -42,10 +42,10 @@ class PeakMemory:
 
     def __enter__(self):
         self.base = self._used()
-        ctx = self.cuda.current_context()
+        device = self.cuda.get_current_device().id
 
         def sample():
-            with ctx:  # the sampler thread needs the context current
+            with self.cuda.gpus[device]:  # the sampler thread needs the device's context
                 while not self._stop.wait(0.02):
                     self.peak = max(self.peak, self._used() - self.base)
 
