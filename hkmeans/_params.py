@@ -12,7 +12,7 @@ from typing import Callable
 INITS = ("k-means++", "k-means||", "random")
 METRICS = ("euclidean", "cosine")
 RESAMPLE_STRATEGIES = ("closest", "random")
-DEVICES = ("cpu",)
+DEVICES = ("cpu", "cuda")
 BACKENDS = ("auto", "cpu", "dask")
 
 

@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .backends import dask_module, is_dask, lookup, resolve
 from .backends.cpu import normalize_rows, row_blocks
+from ._params import FIT_PARAMS, check
 from .hierarchy import hierarchical_kmeans, tree_from_levels
 from .kmeans import check_kmeans_params, check_sample_weight, kmeans
 from ._rng import as_generator
@@ -168,6 +169,8 @@ class KMeans(_CentroidClusterer):
         See :class:`HierarchicalKMeans`.
     client : distributed.Client or None, default=None
         See :class:`HierarchicalKMeans`.
+    device : {"cpu", "cuda"}, default="cpu"
+        Where the fit's kernels run; "cuda" needs numba-cuda and an NVIDIA GPU.
 
     Attributes
     ----------
@@ -203,6 +206,7 @@ class KMeans(_CentroidClusterer):
         metric="euclidean",
         backend="auto",
         client=None,
+        device=FIT_PARAMS["device"].default,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -216,6 +220,7 @@ class KMeans(_CentroidClusterer):
         self.metric = metric
         self.backend = backend
         self.client = client
+        self.device = device
 
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering.
@@ -237,6 +242,7 @@ class KMeans(_CentroidClusterer):
         init, n_init = check_kmeans_params(
             X, self.n_clusters, self.init, self.n_init, self.max_iter, self.tol, self.metric
         )
+        check("device", self.device)
         if self.algorithm not in ("lloyd", "elkan"):
             raise ValueError(f"algorithm must be 'lloyd' or 'elkan', got {self.algorithm!r}.")
         if self.algorithm == "elkan" and self.n_clusters == 1:
@@ -246,7 +252,7 @@ class KMeans(_CentroidClusterer):
                 stacklevel=3,
             )
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        data = resolve(X, client=self.client, backend=self.backend).weighted(sample_weight)
+        data = resolve(X, self.device, client=self.client, backend=self.backend).weighted(sample_weight)
         self._n_init = n_init
         res = kmeans(
             data,
@@ -258,6 +264,7 @@ class KMeans(_CentroidClusterer):
             metric=self.metric,
             random_state=self.random_state,
             log=print if self.verbose else None,
+            device=self.device,
         )
         self.cluster_centers_ = res.centers
         self.labels_ = res.labels
@@ -325,8 +332,8 @@ class HierarchicalKMeans(_CentroidClusterer):
     verbose : bool, default=False
         Progress bars (levels, resampling steps, Lloyd iterations) and one line per
         level on stderr.
-    device : {"cpu"}, default="cpu"
-        Where the kernels run.
+    device : {"cpu", "cuda"}, default="cpu"
+        Where the kernels run; "cuda" needs numba-cuda and an NVIDIA GPU.
     backend : {"auto", "cpu", "dask"}, default="auto"
         How level 0 runs: in this process, or over the chunks of a dask array on a
         Dask cluster (an in-memory array is then wrapped in chunks); "auto" is
@@ -369,7 +376,7 @@ class HierarchicalKMeans(_CentroidClusterer):
         metric="euclidean",
         random_state=None,
         verbose=False,
-        device="cpu",
+        device=FIT_PARAMS["device"].default,
         backend="auto",
         client=None,
     ):

@@ -21,7 +21,7 @@ from ._progress import bar, report
 from ._rng import as_generator
 from ._threads import available_threads, map_side_by_side
 from .backends import resolve
-from .backends.cpu import CPUBackend, group_by_label
+from .backends.cpu import group_by_label
 from .checkpoint import Checkpoints, run_step
 from .kmeans import check_kmeans_params, check_sample_weight, kmeans, reseed_empty
 from .tree import ClusterTree
@@ -123,7 +123,8 @@ def hierarchical_kmeans(
     steps, Lloyd iterations) and a line per level on stderr. With ``checkpoints``, each
     k-means run and the reassignment after it is a step kept there, and a rerun with the
     same arguments continues after the last kept step, with the same result.
-    ``device`` says where level 0 runs (the levels above run in memory), ``backend``
+    ``device`` says where the k-means runs and reassignments run (the many small
+    k-means of a split level run on the CPU, side by side), ``backend``
     how: in this process, or over the chunks of a dask array on ``client`` (see
     :func:`hkmeans.backends.dask.pick_client`), whose levels' labels and distances
     at level 0 are then persisted dask arrays. Returns one
@@ -141,7 +142,7 @@ def hierarchical_kmeans(
     sample_weight = check_sample_weight(sample_weight, X.shape[0])
     rng = as_generator(random_state)
     checkpoints = checkpoints if checkpoints is not None else Checkpoints()
-    params = dict(init=init, n_init=n_init, max_iter=max_iter, tol=tol, metric=metric, verbose=verbose)
+    params = dict(init=init, n_init=n_init, max_iter=max_iter, tol=tol, metric=metric, verbose=verbose, device=device)
     check("device", device)
     check("backend", backend)
     data = resolve(X, device, client, backend).weighted(sample_weight)
@@ -154,7 +155,7 @@ def hierarchical_kmeans(
         data = data.normalized(lambda shape, dtype: checkpoints.empty("normalized", shape, dtype))
         params["normalized"] = True
     levels: list[Level] = []
-    Y = data  # level 0 on the data's backend; the levels above, on their input's centroids in memory
+    Y = data  # level 0 on the data's backend; the levels above on their input's centroids, on the same device
     with bar(verbose, len(ks), "levels", leave=True, unit="level") as levels_bar:
         for t, k in enumerate(ks):
             start = time.perf_counter()
@@ -179,7 +180,7 @@ def hierarchical_kmeans(
                 f"level {t}: {Y.shape[0]} -> {len(level.centroids)} clusters, {how}, "
                 f"{time.perf_counter() - start:.2f} s",
             )
-            Y = CPUBackend(level.centroids)
+            Y = resolve(level.centroids, device)
     return levels
 
 
@@ -251,7 +252,7 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
         return dict(centers=res.centers, labels=res.labels, n_iter=res.n_iter)
 
     out = step(top)
-    sub_params = dict(params, verbose=False)
+    sub_params = dict(params, verbose=False, device="cpu")
 
     def split(key):
         if "centers" not in out:

@@ -258,6 +258,7 @@ def kmeans(
     normalized=False,
     sample_weight=None,
     log=None,
+    device="cpu",
 ) -> KMeansResult:
     """Best of ``n_init`` k-means runs (lowest inertia) on validated data.
 
@@ -269,10 +270,11 @@ def kmeans(
     says that the rows of ``X`` already have unit norm (no copy is made).
     ``sample_weight`` (validated, see :func:`check_sample_weight`) weights the seeding,
     the means and the inertia; ``tol`` stays relative to the unweighted variance, as in
-    scikit-learn. ``log`` gets scikit-learn's verbose lines.
+    scikit-learn. ``log`` gets scikit-learn's verbose lines. ``device`` says where an
+    array ``X`` is searched ("cpu" or "cuda"; a backend stays where it is).
     """
     rng = as_generator(random_state)
-    data = resolve(X)
+    data = resolve(X, device)
     if sample_weight is not None:
         data = data.weighted(sample_weight)
     spherical = metric == "cosine"

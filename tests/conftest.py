@@ -39,3 +39,15 @@ def threads_as_set(monkeypatch):
 
     monkeypatch.setattr(_config, "ADAPT_TO_LOAD", False)
     monkeypatch.setitem(_threads._available, "sample", None)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cudasim`` need numba imported with the CUDA simulator on
+    (``NUMBA_ENABLE_CUDASIM=1``): in any other process they are deselected, and
+    ``tests/test_cuda.py`` runs them in a process of their own."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return
+    deselected = [item for item in items if "cudasim" in item.keywords]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if "cudasim" not in item.keywords]

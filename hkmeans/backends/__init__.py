@@ -36,8 +36,9 @@ Per-row arrays (labels, distances, scores) are whatever the backend keeps them a
 NumPy arrays in process, persisted dask arrays on a cluster; the engine hands them
 back to the backend and never builds one itself.
 
-Levels above the first and resampling subsets are small (k x sample_size rows): they
-run in memory on :class:`~hkmeans.backends.cpu.CPUBackend` whatever backend level 0 uses.
+:class:`~hkmeans.backends.cpu.CPUBackend` runs on this machine's cores;
+:class:`~hkmeans.backends.cuda.CUDABackend` on an NVIDIA GPU (numba-cuda, imported only
+when one is made).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from scipy import sparse
 from .._params import BACKENDS, DEVICES
 from .cpu import CPUBackend
 from .csr import SparseBackend
+from .cuda import CUDABackend
 
 
 def is_dask(a) -> bool:
@@ -71,9 +73,10 @@ def resolve(X, device: str = "cpu", client=None, backend: str = "auto"):
     """The backend for data ``X`` on ``device``: ``X`` itself if it already is one; a
     :class:`~hkmeans.backends.dask.DaskBackend` (on ``client``, see
     :func:`hkmeans.backends.dask.pick_client`) for a dask array or when ``backend``
-    is "dask"; else a :class:`CPUBackend` over the array (validated: 2-D, C-ordered
-    float32 or float64, finite), or a :class:`~hkmeans.backends.csr.SparseBackend`
-    over a sparse CSR matrix."""
+    is "dask"; a :class:`~hkmeans.backends.csr.SparseBackend` over a sparse CSR
+    matrix; else a :class:`CPUBackend`, or for ``device="cuda"`` a
+    :class:`~hkmeans.backends.cuda.CUDABackend`, over the array (validated: 2-D,
+    C-ordered float32 or float64, finite)."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}.")
     if backend not in BACKENDS:
@@ -81,12 +84,17 @@ def resolve(X, device: str = "cpu", client=None, backend: str = "auto"):
     if hasattr(X, "lloyd_run"):
         return X
     if backend == "dask" or (backend == "auto" and is_dask(X)):
+        if device != "cpu":
+            raise ValueError(f'device={device!r} with the dask backend is not supported yet; use device="cpu".')
         return dask_module().DaskBackend(X, client)
     if is_dask(X):
         raise ValueError('backend="cpu" takes an in-memory array, got a dask array: use backend="dask" or "auto".')
     if sparse.issparse(X):
+        if device != "cpu":
+            raise ValueError(f'device={device!r} takes dense input; sparse matrices run on device="cpu".')
         return SparseBackend(X)
-    return CPUBackend(X if isinstance(X, np.ndarray) else np.asarray(X))
+    X = X if isinstance(X, np.ndarray) else np.asarray(X)
+    return CUDABackend(X) if device == "cuda" else CPUBackend(X)
 
 
 def lookup(table: np.ndarray, labels):

@@ -99,7 +99,42 @@ def weighted_total(values, weights) -> float:
     return float(np.sum(values)) if weights is None else float(np.dot(weights, values))
 
 
-class CPUBackend:
+class HostRows:
+    """The per-row operations on labels, distances and scores held in this process's
+    memory (NumPy arrays), shared by the in-process backends whatever device holds
+    the rows. Needs ``shape`` and ``weights``."""
+
+    def cluster_weights(self, labels, k) -> np.ndarray:
+        """Weight of each cluster (rows per cluster without weights), float64."""
+        return np.bincount(labels, weights=self.weights, minlength=k).astype(np.float64)
+
+    def counts(self, labels, k) -> np.ndarray:
+        """Rows per cluster, ``labels`` in ``[0, k)``."""
+        return np.bincount(labels, minlength=k)
+
+    def total(self, values) -> float:
+        """The sum of a per-row array."""
+        return values.sum()
+
+    def random_scores(self, rng) -> np.ndarray:
+        """One uniform draw in [0, 1) per row, from ``rng``."""
+        return rng.random(self.shape[0])
+
+    def farthest_rows(self, sqdist, m) -> np.ndarray:
+        """The ``m`` rows of largest ``sqdist`` (first rows first on ties)."""
+        return np.argsort(-sqdist, kind="stable")[:m]
+
+    def oversample(self, weights, factor, total, rng) -> np.ndarray:
+        """Rows drawn independently, each with probability ``factor * weights / total``
+        (k-means||'s draw), in increasing order."""
+        return np.flatnonzero(rng.random(self.shape[0]) < factor * weights / total)
+
+    def other_rows(self, exclude, m, rng) -> np.ndarray:
+        """``m`` distinct random rows not in ``exclude`` (sorted, distinct)."""
+        return rng.choice(np.setdiff1d(np.arange(self.shape[0]), exclude), m, replace=False)
+
+
+class CPUBackend(HostRows):
     """Rows of a 2-D, C-ordered, finite float32 or float64 array (a memory map too).
 
     Parameters
@@ -121,10 +156,6 @@ class CPUBackend:
     def weighted(self, weights) -> "CPUBackend":
         """The same rows with sample ``weights`` (None: unweighted)."""
         return type(self)(self.X, weights)
-
-    def cluster_weights(self, labels, k) -> np.ndarray:
-        """Weight of each cluster (rows per cluster without weights), float64."""
-        return np.bincount(labels, weights=self.weights, minlength=k).astype(np.float64)
 
     def search(self, centers, labels, sqdist, lower=None, group_offsets=None) -> None:
         """:func:`search` over the rows, in place."""
@@ -198,31 +229,6 @@ class CPUBackend:
         with the smallest ``scores``, concatenated in cluster order."""
         offsets, order = group_by_label(labels, k)
         return pick_members(offsets, order, scores, take)
-
-    def counts(self, labels, k) -> np.ndarray:
-        """Rows per cluster, ``labels`` in ``[0, k)``."""
-        return np.bincount(labels, minlength=k)
-
-    def total(self, values) -> float:
-        """The sum of a per-row array."""
-        return values.sum()
-
-    def random_scores(self, rng) -> np.ndarray:
-        """One uniform draw in [0, 1) per row, from ``rng``."""
-        return rng.random(self.X.shape[0])
-
-    def farthest_rows(self, sqdist, m) -> np.ndarray:
-        """The ``m`` rows of largest ``sqdist`` (first rows first on ties)."""
-        return np.argsort(-sqdist, kind="stable")[:m]
-
-    def oversample(self, weights, factor, total, rng) -> np.ndarray:
-        """Rows drawn independently, each with probability ``factor * weights / total``
-        (k-means||'s draw), in increasing order."""
-        return np.flatnonzero(rng.random(self.X.shape[0]) < factor * weights / total)
-
-    def other_rows(self, exclude, m, rng) -> np.ndarray:
-        """``m`` distinct random rows not in ``exclude`` (sorted, distinct)."""
-        return rng.choice(np.setdiff1d(np.arange(self.X.shape[0]), exclude), m, replace=False)
 
     def mean_variance(self) -> float:
         """Mean of the features' variances, in float64 over blocks of rows: no copy of

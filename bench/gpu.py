@@ -1,0 +1,187 @@
+"""The CUDA backend on one GPU, in one run (about 5 minutes on an H100/H200):
+
+1. assignment throughput (n x d rows against k centres) against a cuBLAS SGEMM of
+   the same shapes (CuPy, else torch);
+2. one Lloyd iteration against faiss-gpu (if importable) and against the paper's
+   PyTorch k-means code path (distances by matmul, argmin, index_add; torch on the GPU);
+3. the paper's large example end to end: 100k x 256, n_clusters (5000, 1000),
+   10 resamples;
+4. peak device memory of each part.
+
+    python bench/gpu.py [--n 1000000] [--d 256] [--k 5000]
+
+Exits with a one-line message where numba-cuda or a GPU is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import threading
+import time
+
+import numpy as np
+
+
+def fail(message):
+    print(f"bench/gpu.py: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+class PeakMemory:
+    """Device memory in use at most while the block runs (sampled every 20 ms, above
+    what was in use on entry)."""
+
+    def __init__(self, cuda):
+        self.cuda, self.peak, self._stop = cuda, 0, threading.Event()
+
+    def _used(self):
+        info = self.cuda.current_context().get_memory_info()
+        return info.total - info.free
+
+    def __enter__(self):
+        self.base = self._used()
+        device = self.cuda.get_current_device().id
+
+        def sample():
+            with self.cuda.gpus[device]:  # the sampler thread needs the device's context
+                while not self._stop.wait(0.02):
+                    self.peak = max(self.peak, self._used() - self.base)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._used() - self.base)
+
+    def __str__(self):
+        return f"peak device memory {self.peak / 2**20:.0f} MiB"
+
+
+def timed(fn, sync, repeat=3):
+    """Best wall time of ``repeat`` calls, after one warm-up call."""
+    fn()
+    sync()
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def sgemm(X, C):
+    """``(name, f)``: ``f()`` multiplies the device copies of ``X`` and ``C.T`` by cuBLAS."""
+    if importlib.util.find_spec("cupy"):
+        import cupy
+
+        a, b = cupy.asarray(X), cupy.asarray(C)
+        return "CuPy", lambda: a @ b.T
+    if importlib.util.find_spec("torch"):
+        import torch
+
+        a, b = torch.from_numpy(X).cuda(), torch.from_numpy(C).cuda()
+        return "torch", lambda: a @ b.T
+    return None, None
+
+
+def torch_lloyd_iteration():
+    """One iteration of the paper's PyTorch k-means (matmul distances, argmin,
+    index_add of the sums), or None without torch."""
+    if not importlib.util.find_spec("torch"):
+        return None
+    import torch
+
+    def iteration(X, C):
+        dist = (X * X).sum(1, keepdim=True) - 2 * X @ C.T + (C * C).sum(1)
+        labels = dist.argmin(1)
+        sums = torch.zeros_like(C, dtype=torch.float64).index_add_(0, labels, X.double())
+        counts = torch.bincount(labels, minlength=C.shape[0]).clamp_(min=1)
+        return (sums / counts[:, None]).float()
+
+    return iteration
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--d", type=int, default=256)
+    parser.add_argument("--k", type=int, default=5000)
+    args = parser.parse_args()
+
+    from hkmeans.backends.cuda import check_available
+
+    try:
+        check_available()
+    except RuntimeError as err:
+        fail(f"no GPU run: {err}")
+    from hkmeans import HierarchicalKMeans
+    from hkmeans.backends.cuda import CUDABackend
+    from hkmeans._kernels.cuda._common import cuda
+
+    sync = cuda.synchronize
+    print(f"device: {cuda.get_current_device().name}")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(args.n, args.d)).astype(np.float32)
+    C = X[rng.choice(args.n, args.k, replace=False)]
+    flops = 2.0 * args.n * args.k * args.d
+
+    print(f"\n1. assignment, {args.n} x {args.d} against {args.k} centres")
+    name, gemm = sgemm(X, C)
+    t_gemm = timed(gemm, sync) if gemm else None
+    if gemm:
+        print(f"   cuBLAS SGEMM ({name}): {t_gemm * 1e3:8.1f} ms  {flops / t_gemm / 1e12:6.1f} TFLOP/s")
+    for label, option in (("GEMM + fused argmin", "auto"), ("tiled Numba kernel", None)):
+        if option == "auto" and not importlib.util.find_spec("cupy"):
+            continue
+        data = CUDABackend(X, gemm=option)
+        labels, sqdist = data._empty(args.n, np.int64), data._empty(args.n, np.float64)
+        with PeakMemory(cuda) as mem:
+            t = timed(lambda: data._search(C, labels, sqdist), sync)
+        share = f", {t_gemm / t:5.0%} of the SGEMM" if gemm else ""
+        print(f"   hkmeans {label}: {t * 1e3:8.1f} ms  {flops / t / 1e12:6.1f} TFLOP/s{share}; {mem}")
+        del data, labels, sqdist
+
+    print(f"\n2. one Lloyd iteration, {args.n} x {args.d}, k = {args.k}")
+    data = CUDABackend(X)
+    run = data.lloyd_run(np.array([0, args.k]), bounds=False)
+    with PeakMemory(cuda) as mem:
+        t = timed(lambda: run.step(C), sync)
+    print(f"   hkmeans (sums, counts, inertia back to the host): {t * 1e3:8.1f} ms; {mem}")
+    del data, run
+    iteration = torch_lloyd_iteration()
+    if iteration is not None:
+        import torch
+
+        Xt, Ct = torch.from_numpy(X).cuda(), torch.from_numpy(C).cuda()
+        t = timed(lambda: iteration(Xt, Ct), torch.cuda.synchronize)
+        print(f"   paper's PyTorch loop (matmul, argmin, index_add): {t * 1e3:8.1f} ms; torch peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+        del Xt, Ct
+    else:
+        print("   paper's PyTorch loop: torch is not installed")
+    try:
+        import faiss
+
+        km = faiss.Kmeans(args.d, args.k, niter=5, gpu=True, seed=0, max_points_per_centroid=args.n)
+        start = time.perf_counter()
+        km.train(X, init_centroids=C)
+        print(f"   faiss-gpu: {(time.perf_counter() - start) / 5 * 1e3:8.1f} ms per iteration (5 iterations, set-up included)")
+    except Exception as err:  # faiss missing, or built without GPU support
+        print(f"   faiss-gpu: not available ({type(err).__name__}: {err})")
+
+    print("\n3. the paper's large example: 100k x 256, n_clusters (5000, 1000), 10 resamples")
+    Y = rng.normal(size=(100_000, 256)).astype(np.float32)
+    with PeakMemory(cuda) as mem:
+        start = time.perf_counter()
+        model = HierarchicalKMeans((5000, 1000), n_resamples=10, random_state=0, device="cuda").fit(Y)
+        sync()
+    print(f"   fit: {time.perf_counter() - start:.1f} s, {model.n_iter_} Lloyd iterations; {mem}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""The CUDA kernels and backend, in Numba's CUDA simulator, against the plain-NumPy
+references in ``naive.py`` and the CPU backend.
+
+The simulator must be switched on before numba is first imported, so the tests marked
+``cudasim`` run in a process of their own that :func:`test_cuda_simulator_suite`
+starts (with ``NUMBA_ENABLE_CUDASIM=1``); the rest of the suite keeps numba's CPU
+target. Inputs and thread blocks are tiny: the simulator runs every thread in Python.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hkmeans import HierarchicalKMeans, KMeans
+from hkmeans.backends import cuda as cuda_backend
+from hkmeans.backends.cpu import CPUBackend, group_by_label
+
+from . import naive
+
+IN_SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+HAS_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
+cudasim = pytest.mark.cudasim
+DTYPES = [np.float32, np.float64]
+
+
+def test_cuda_simulator_suite():
+    """Runs the ``cudasim`` tests of this file in a process with the simulator on."""
+    if IN_SIMULATOR:
+        pytest.skip("already in the simulator process")
+    if not HAS_NUMBA_CUDA:
+        pytest.skip("numba-cuda is not installed (pip install 'hkmeans[cuda]'): the CUDA tests did not run")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cudasim", str(Path(__file__))]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], proc.stdout[-3000:]
+
+
+def test_missing_numba_cuda_is_one_clear_error(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba_cuda" else real(name, *a))
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    for est in (HierarchicalKMeans(4, device="cuda"), KMeans(4, device="cuda")):
+        with pytest.raises(RuntimeError, match=r"numba-cuda.*pip install 'hkmeans\[cuda\]'"):
+            est.fit(X)
+
+
+def test_unknown_device_is_rejected():
+    with pytest.raises(ValueError, match="device must be one of"):
+        KMeans(2, device="tpu").fit(np.zeros((4, 2)))
+
+
+def test_importing_hkmeans_does_not_import_the_cuda_target():
+    code = "import sys, hkmeans, hkmeans.backends; print(any(m.startswith(('numba.cuda', 'numba_cuda.numba')) for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+# --- in the simulator ---------------------------------------------------------------
+
+
+@pytest.fixture
+def small_launch(monkeypatch):
+    """Blocks of 8 threads, tiles of 4 centres x 4 features, chunks of 8 rows: small
+    enough that every test crosses block, tile and chunk edges."""
+    monkeypatch.setattr(cuda_backend, "THREADS", 8)
+    monkeypatch.setattr(cuda_backend, "TILE_K", 4)
+    monkeypatch.setattr(cuda_backend, "TILE_D", 4)
+    monkeypatch.setattr(cuda_backend, "GROUP_ROWS", 8)
+
+
+def _host_gemm(A, B, out):
+    """The GEMM path's ``out = A @ B.T`` on the host: a stand-in for cuBLAS."""
+    out.copy_to_device(A.copy_to_host() @ B.copy_to_host().T)
+
+
+def _backend(X, **kw):
+    return cuda_backend.CUDABackend(X, gemm=kw.pop("gemm", None), **kw)
+
+
+def _data(seed, n, d, k, dtype):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)).astype(dtype), rng.normal(size=(k, d)).astype(dtype)
+
+
+@cudasim
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gemm", [None, _host_gemm], ids=["tiled", "gemm"])
+@pytest.mark.parametrize("d", [3, 9])
+def test_assign_matches_reference_and_cpu(small_launch, dtype, gemm, d):
+    X, C = _data(d, 37, d, 11, dtype)  # 37 rows, 11 centres: partial blocks and tiles
+    labels, sqdist = _backend(X, gemm=gemm).assign(C)
+    ref_labels, ref_sqdist = naive.assign(X, C)
+    assert labels.dtype == np.int64 and sqdist.dtype == np.float64
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_array_equal(labels, CPUBackend(X).assign(C)[0])
+    np.testing.assert_allclose(sqdist, ref_sqdist, rtol=1e-12)
+
+
+@cudasim
+def test_group_is_the_cpu_counting_sort(small_launch):
+    labels = np.random.default_rng(1).integers(0, 6, 45)
+    labels[labels == 4] = 5  # an empty cluster
+    b = _backend(np.zeros((45, 1)))
+    offsets, order, counts = b._group(b.k.cuda.to_device(labels), 6)
+    ref_offsets, ref_order = group_by_label(labels, 6)
+    np.testing.assert_array_equal(offsets.copy_to_host(), ref_offsets)
+    np.testing.assert_array_equal(order.copy_to_host(), ref_order)
+    np.testing.assert_array_equal(counts, np.diff(ref_offsets))
+
+
+@cudasim
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cluster_sums_equal_the_cpu_bit_for_bit(small_launch, dtype):
+    X, _ = _data(2, 50, 5, 1, dtype)
+    labels = np.random.default_rng(2).integers(0, 7, 50)
+    sums, counts = _backend(X).cluster_sums(labels, 7)
+    ref_sums, ref_counts = CPUBackend(X).cluster_sums(labels, 7)
+    np.testing.assert_array_equal(sums, ref_sums)  # members added in the same order
+    np.testing.assert_array_equal(counts, ref_counts)
+    np.testing.assert_allclose(sums, naive.cluster_sums(X, labels, 7)[0], rtol=1e-12, atol=1e-12)
+
+
+@cudasim
+def test_pick_members_matches_reference(small_launch):
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 5, 40)
+    scores = rng.integers(0, 4, 40).astype(np.float64)  # many ties
+    counts = np.bincount(labels, minlength=5)
+    take = np.minimum(counts, 3)
+    take[labels[0]] = 2 * counts[labels[0]] + 1  # whole copies, then the smallest
+    take[labels[1]] = 0
+    got = _backend(np.zeros((40, 1))).select(labels, 5, take, scores)
+    np.testing.assert_array_equal(got, naive.pick_members(labels, 5, scores, take))
+    np.testing.assert_array_equal(got, CPUBackend(np.zeros((40, 1))).select(labels, 5, take, scores))
+
+
+@cudasim
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kmeans_plusplus_matches_reference(small_launch, dtype):
+    X, _ = _data(4, 45, 3, 1, dtype)
+    rand = np.random.default_rng(4).random((6, 3))
+    got = _backend(X).kmeans_plusplus(5, rand, np.ones(45))
+    np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 5, rand))
+    np.testing.assert_array_equal(got, CPUBackend(X).kmeans_plusplus(5, rand, np.ones(45)))
+
+
+@cudasim
+def test_weighted_kmeans_plusplus_is_seeding_with_repeated_rows(small_launch):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(30, 2))
+    w = rng.integers(1, 4, 30).astype(float)
+    rand = rng.random((5, 3))
+    rows = np.repeat(np.arange(30), w.astype(int))
+    ref = naive.kmeans_plusplus(X[rows], int(np.searchsorted(rows, 7)), rand)
+    np.testing.assert_array_equal(_backend(X).kmeans_plusplus(7, rand, w), rows[ref])
+
+
+@cudasim
+def test_streamed_blocks_give_the_resident_results(small_launch):
+    """A device budget of a few rows: the data stay on the host and go up in blocks of
+    16 rows each pass; the results are those of the resident copy."""
+    X, C = _data(6, 45, 3, 5, np.float32)
+    resident, streamed = _backend(X), _backend(X, device_bytes=64, block_rows=16)
+    assert resident.resident and not streamed.resident and streamed.block_rows == 16
+    labels, sqdist = streamed.assign(C)
+    np.testing.assert_array_equal(labels, resident.assign(C)[0])
+    sums, counts = streamed.cluster_sums(labels, 5)
+    ref_sums, ref_counts = resident.cluster_sums(labels, 5)
+    np.testing.assert_allclose(sums, ref_sums, rtol=1e-12)
+    np.testing.assert_array_equal(counts, ref_counts)
+    rand = np.random.default_rng(6).random((4, 3))
+    np.testing.assert_array_equal(streamed.kmeans_plusplus(3, rand, np.ones(45)), resident.kmeans_plusplus(3, rand, np.ones(45)))
+
+
+@cudasim
+def test_routed_assign_matches_cpu(small_launch):
+    X, _ = _data(7, 40, 3, 1, np.float64)
+    parents = np.array([[-1.0, 0, 0], [1.0, 0, 0]])
+    children = np.random.default_rng(7).normal(size=(5, 3))
+    child_offsets = np.array([0, 2, 5])
+    got = _backend(X).routed_assign(parents, child_offsets, children)
+    ref = CPUBackend(X).routed_assign(parents, child_offsets, children)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-12)
+
+
+@cudasim
+def test_lloyd_steps_match_the_cpu_and_keep_state_on_the_device(small_launch):
+    X, C = _data(8, 40, 3, 4, np.float64)
+    runs = [b.lloyd_run(np.array([0, 4]), bounds=False) for b in (_backend(X), CPUBackend(X))]
+    for first in (True, False):
+        got, ref = (run.step(C) for run in runs)
+        np.testing.assert_array_equal(got.sums, ref.sums)
+        np.testing.assert_array_equal(got.counts, ref.counts)
+        assert got.inertia == pytest.approx(ref.inertia, rel=1e-12)
+        assert got.changed == ref.changed and (got.changed is None) == first
+        C = ref.sums / ref.counts[:, None]
+    state = runs[0].state()
+    assert not isinstance(state["labels"], np.ndarray)  # read from the device only when used
+    np.testing.assert_array_equal(np.asarray(state["labels"]), runs[1].labels)
+
+
+def _blobs(seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-20, 20, size=(6, 3))
+    return (centres[rng.integers(0, 6, 90)] + rng.normal(scale=0.3, size=(90, 3))).astype(np.float32)
+
+
+@cudasim
+def test_hierarchical_fit_on_cuda_equals_the_cpu_fit_and_repeats(small_launch):
+    X = _blobs()
+    params = dict(n_clusters=(6, 2), n_resamples=1, max_iter=10, random_state=0)
+    cpu = HierarchicalKMeans(**params).fit(X)
+    fits = [HierarchicalKMeans(**params, device="cuda").fit(X) for _ in range(2)]
+    for lv_cpu, lv_gpu in zip(cpu.levels_, fits[0].levels_):
+        np.testing.assert_array_equal(lv_gpu.labels, lv_cpu.labels)
+        np.testing.assert_allclose(lv_gpu.centroids, lv_cpu.centroids, rtol=1e-5)
+    for lv_a, lv_b in zip(fits[0].levels_, fits[1].levels_):  # the same seed, the same result
+        np.testing.assert_array_equal(lv_a.centroids, lv_b.centroids)
+        np.testing.assert_array_equal(lv_a.sqdist, lv_b.sqdist)
+
+
+@cudasim
+def test_kmeans_on_cuda_equals_the_cpu_fit(small_launch):
+    X = _blobs(1)
+    cpu = KMeans(6, random_state=0).fit(X)
+    gpu = KMeans(6, random_state=0, device="cuda").fit(X)
+    np.testing.assert_array_equal(gpu.labels_, cpu.labels_)
+    assert gpu.inertia_ == pytest.approx(cpu.inertia_, rel=1e-5)
+
+
+@cudasim
+def test_no_visible_gpu_is_one_clear_error(monkeypatch):
+    from hkmeans._kernels.cuda._common import cuda
+
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="no CUDA GPU is visible"):
+        HierarchicalKMeans(4, device="cuda").fit(_blobs())
