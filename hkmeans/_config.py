@@ -36,3 +36,8 @@ PARALLEL_WORK = 1 << 20
 #: :func:`hkmeans._threads.available_threads`), checked at most this often.
 ADAPT_TO_LOAD = True
 LOAD_CHECK_SECONDS = 0.25
+
+#: Rows per chunk of an input read lazily for the dask backend: about this many bytes
+#: in the compute dtype. Fixed for given shapes (not taken from the files' layout), so
+#: that one input gives the same chunking, hence the same result, in any layout.
+DASK_CHUNK_BYTES = 64 << 20

@@ -149,8 +149,6 @@ def hierarchical_kmeans(
     if data.name == "dask":
         if splits[0] > 1:
             raise ValueError("n_splits > 1 at level 0 is not supported on the dask backend; split a level above.")
-        if type(checkpoints) is not Checkpoints:
-            raise ValueError("checkpoints (a run directory) are not supported on the dask backend.")
     if metric == "cosine":  # once, for every level and step
         data = data.normalized(lambda shape, dtype: checkpoints.empty("normalized", shape, dtype))
         params["normalized"] = True

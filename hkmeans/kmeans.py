@@ -266,7 +266,8 @@ def kmeans(
     k-means); ``sqdist`` is then ``2 - 2 cos``. ``tol`` is relative to the mean
     feature variance, as in scikit-learn. ``verbose`` shows a bar of Lloyd iterations.
     With ``checkpoints`` and a ``key``, the runs save their state under ``key/partial``
-    when ``checkpoints.partial_due()`` and continue from a saved state. ``normalized``
+    when ``checkpoints.partial_due()`` and continue from a saved state (on a backend
+    whose runs are resumable; on others a stopped run starts over). ``normalized``
     says that the rows of ``X`` already have unit norm (no copy is made).
     ``sample_weight`` (validated, see :func:`check_sample_weight`) weights the seeding,
     the means and the inertia; ``tol`` stays relative to the unweighted variance, as in
@@ -281,7 +282,8 @@ def kmeans(
     if spherical and not normalized:
         data = data.normalized()
     tol_abs = data.mean_variance() * tol if tol > 0 else 0.0
-    checkpoints = checkpoints if key is not None and checkpoints is not None else Checkpoints()
+    resumable = key is not None and checkpoints is not None and data.resumable_runs
+    checkpoints = checkpoints if resumable else Checkpoints()
     partial = f"{key}/partial"
     best, first_run, state = None, 0, None
     saved = checkpoints.load(partial)

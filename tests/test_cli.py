@@ -295,15 +295,20 @@ def _wait_for(predicate, proc, timeout=120):
         time.sleep(0.005)
 
 
-@pytest.mark.parametrize("where", ["between steps", "inside a k-means run"])
+@pytest.mark.parametrize("where", ["between steps", "inside a k-means run", "between steps on dask"])
 def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
+    on_dask = where.endswith("on dask")
+    if on_dask:
+        pytest.importorskip("distributed")
     X = blobs(n=40_000, d=32, seed=1)
     path = tmp_path / "x.npy"
     np.save(path, X)
     args = ["fit", path, "--n-clusters", "300,30", "--n-resamples", "6", "--checkpoint-interval", "0", "-q"]
+    args += ["--workers", "2"] if on_dask else []
     hkmeans(*args, "--out", tmp_path / "straight")
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "hkmeans", *map(str, args), "--out", str(run)])
+    # its own session: the local cluster's worker processes are taken down with it
+    proc = subprocess.Popen([sys.executable, "-m", "hkmeans", *map(str, args), "--out", str(run)], start_new_session=True)
 
     def level0_steps():
         try:
@@ -317,6 +322,11 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
         _wait_for(lambda: len(level0_steps()) >= 1 and any(run.glob("steps/level0/*.partial.npz")), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    if on_dask:
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert manifest(run)["params"]["backend"] == "dask"
+        assert list(run.glob("steps/level0/step*.chunks/labels-*.npy"))  # written per chunk, not in one file
+        assert not list(run.glob("steps/level0/*.labels.npz"))
     assert manifest(run)["status"] == "running" and len(level0_steps()) < 7  # stopped inside level 0
     assert_nothing_broken(run, killed=True)
     assert_error(hkmeans("sample", run, "--target-size", 10, check=False), "the fit has not finished")
@@ -326,6 +336,37 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
     assert manifest(run)["status"] == "done"
     assert_same_tree(run, tmp_path / "straight")
     assert not list(run.glob("steps/**/*.partial.npz"))
+
+
+def test_dask_fit_reads_shards_as_one_npy_and_is_another_run_than_in_process(tmp_path):
+    pytest.importorskip("distributed")
+    X = blobs(n=6000, d=8, seed=2)
+    np.save(tmp_path / "x.npy", X)
+    (tmp_path / "shards").mkdir()
+    for i, (a, b) in enumerate([(0, 1000), (1000, 4500), (4500, 6000)]):
+        np.save(tmp_path / "shards" / f"s{i}.npy", X[a:b])
+    for name, source in (("one", "x.npy"), ("shards", "shards")):
+        hkmeans("curate", tmp_path / source, "--out", tmp_path / f"run-{name}", *FIT, "--workers", "2", "--target-size", 500, "-q")
+    one, shards = tmp_path / "run-one", tmp_path / "run-shards"
+    assert_same_tree(one, shards)
+    np.testing.assert_array_equal(np.load(one / "indices.npy"), np.load(shards / "indices.npy"))
+    tree = ClusterTree.load(one / "tree.npz")
+    assert tree.n_samples == 6000 and tree.n_clusters == (60, 10)
+    # the run directory is tied to the backend: resuming it in process is refused
+    assert_error(hkmeans("fit", tmp_path / "x.npy", "--out", one, *FIT, check=False), "backend='dask' there")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "not both"),
+    (["--workers", "0"], "workers must be a positive integer"),
+    (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler"),
+    (["--workers", "2", "--n-splits", "2,1", "--n-resamples", "0"], "n_splits > 1 at level 0"),
+])
+def test_bad_dask_flags_are_one_line_before_anything_is_written(data, tmp_path, flags, message):
+    pytest.importorskip("distributed")
+    _, path = data
+    assert_error(hkmeans("fit", path, "--out", tmp_path / "run", *FIT, *flags, check=False), message)
+    assert not (tmp_path / "run").exists()
 
 
 def test_rerun_of_a_finished_fit_does_nothing_and_other_parameters_are_refused(data, tmp_path):

@@ -239,3 +239,24 @@ def test_embedded_cluster_layout_never_oversubscribes():
     for cores in (1, 2, 3, 4, 8, 16, 64):
         workers, threads = dask_backend.cluster_layout(cores)
         assert workers >= 1 and threads >= 1 and workers * threads <= cores
+
+
+def test_pool_array_reads_shards_on_the_workers_and_store_load_round_trip(client, tmp_path):
+    from hkmeans.backends import dask_io
+
+    (tmp_path / "shards").mkdir()
+    for i, (a, b) in enumerate([(0, 700), (700, 1500), (1500, N)]):
+        np.save(tmp_path / "shards" / f"s{i}.npy", X[a:b].astype(np.float16))
+    A = dask_io.pool_array(tmp_path / "shards", np.float32, rows=CHUNK)
+    assert A.chunks[0] == (CHUNK,) * (N // CHUNK) and A.dtype == np.float32
+    np.testing.assert_array_equal(dask_backend.compute(A, client=client)[0], X.astype(np.float16).astype(np.float32))
+    labels = da.from_array(np.arange(N) % 7, chunks=CHUNK)
+    folder = tmp_path / "step.chunks"
+    dask_io.store(folder, client=client, labels=labels)
+    assert len(list(folder.glob("labels-*.npy"))) == N // CHUNK
+    back = dask_io.load(folder, client=client)["labels"]
+    assert back.chunks == labels.chunks
+    np.testing.assert_array_equal(dask_backend.compute(back, client=client)[0], np.arange(N) % 7)
+    next(iter(sorted(folder.glob("labels-*.npy"))[1:2])).unlink()  # a chunk lost
+    with pytest.raises(ValueError, match="do not cover its rows"):
+        dask_io.load(folder, client=client)

@@ -31,6 +31,9 @@ scikit-learn's: one ``lloyd_iter`` call per pass). A backend has:
     The mean feature variance; the rows scaled to unit norm.
 ``greedy_seeding``
     Whether k-means++ may take one pass per centre (else it is k-means||).
+``resumable_runs``
+    Whether a Lloyd run's state can be saved midway and resumed from (else a run
+    stopped midway starts over; finished steps are kept either way).
 
 Per-row arrays (labels, distances, scores) are whatever the backend keeps them as:
 NumPy arrays in process, persisted dask arrays on a cluster; the engine hands them

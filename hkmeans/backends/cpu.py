@@ -148,6 +148,8 @@ class CPUBackend(HostRows):
     name = "cpu"
     #: k-means++ runs greedily here, one pass per centre (see :mod:`hkmeans.seeding`)
     greedy_seeding = True
+    #: a Lloyd run's state can be saved and resumed from
+    resumable_runs = True
 
     def __init__(self, X: np.ndarray, weights: np.ndarray | None = None):
         self.X = X

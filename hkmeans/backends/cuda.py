@@ -101,6 +101,8 @@ class CUDABackend(HostRows):
     greedy_seeding = True
     #: sample weights are not supported on this backend yet (see :meth:`weighted`)
     weights = None
+    #: a Lloyd run's state (its labels) can be saved and read back
+    resumable_runs = True
 
     def __init__(self, X, *, device_bytes=None, block_rows=None, threads=None, tile_k=None, tile_d=None, gemm="auto"):
         check_available()

@@ -54,11 +54,19 @@ def cluster_layout(cores: int) -> tuple[int, int]:
     return max(1, cores // threads), threads
 
 
-@functools.cache
-def _embedded_client():
+def local_client(workers=None, cores=None):
+    """A :class:`distributed.Client` on a new :class:`distributed.LocalCluster` of
+    ``workers`` worker processes (None: :func:`cluster_layout`'s number) on ``cores``
+    cores (None: those this process may use), one task at a time per worker, with
+    Numba and BLAS threads set per worker so that workers x threads <= cores. Closed
+    when the process exits."""
     from distributed import Client, LocalCluster
 
-    workers, threads = cluster_layout(_cores())
+    cores = _cores() if cores is None else cores
+    if workers is None:
+        workers, threads = cluster_layout(cores)
+    else:
+        threads = max(1, cores // workers)
     env = {name: str(threads) for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env)
     client = Client(cluster, set_as_default=False)
@@ -69,6 +77,23 @@ def _embedded_client():
 
     atexit.register(close)
     return client
+
+
+def connect(address, timeout=10):
+    """A :class:`distributed.Client` of the scheduler at ``address``; a ValueError of
+    one line if it cannot be reached within ``timeout`` seconds."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"cannot reach the Dask scheduler at {address!r} ({reason}).") from None
+
+
+@functools.cache
+def _embedded_client():
+    return local_client()
 
 
 _CURRENT = contextvars.ContextVar("hkmeans_client", default=None)
@@ -403,6 +428,8 @@ class DaskBackend:
     greedy_seeding = False
     #: sample weights are not supported on this backend (see :meth:`weighted`)
     weights = None
+    #: a run's per-row state stays on the workers: a run stopped midway starts over
+    resumable_runs = False
 
     def __init__(self, X, client=None, persist=True):
         wrapped = not isinstance(X, da.Array)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import warnings
@@ -9,6 +10,7 @@ import warnings
 import numpy as np
 
 from .._progress import log
+from ..backends import dask_module
 from ..hierarchy import check_hierarchy_params, hierarchical_kmeans, tree_from_levels
 from ..io import convert, same_file, save_npy, save_text, scan
 from ..kmeans import check_kmeans_params
@@ -37,9 +39,12 @@ def _check_sampling(config):
 
 
 def _prepare_fit(args, config):
-    """Every check of a fit, before anything is written: returns ``(pool, dtype, source)``."""
+    """Every check of a fit, before anything is written: returns ``(pool, dtype,
+    source, client)``, ``client`` the Dask client level 0 runs on (or None)."""
     if config["n_clusters"] is None:
         raise cfg.ConfigError("n_clusters is required: give --n-clusters or set it in the config file.")
+    if config["scheduler"] is not None and config["workers"] is not None:
+        raise cfg.ConfigError("give --scheduler (an existing cluster) or --workers (a local one), not both.")
     pool = open_pool(args.embeddings, column=config["column"], subset_indices=config["subset_indices"])
     for path in [args.embeddings, *pool.files]:
         if owned(path, args.out):
@@ -47,17 +52,31 @@ def _prepare_fit(args, config):
                 f"{path}: inside the run directory under a name hkmeans writes there; move it or choose another --out."
             )
     dtype = _compute_dtype(pool.dtype, config["dtype"])
-    check_hierarchy_params(
+    splits = check_hierarchy_params(
         pool.shape[0], config["n_clusters"], config["n_resamples"], config["sample_size"],
         config["resample_strategy"], config["n_splits"],
-    )
+    )[3]
     check_kmeans_params(pool, 1, config["init"], config["n_init"], config["max_iter"], config["tol"], config["metric"], True)
+    if cfg.on_dask(config) and splits[0] > 1:
+        raise cfg.ConfigError("n_splits > 1 at level 0 does not run on Dask; split a level above, or drop "
+                              "--scheduler/--workers.")
     source = {**pool.describe(), "shape": list(pool.shape), "dtype": pool.dtype.str}
     fingerprint = None if args.overwrite else _known_fingerprint(args.out, source)
     if fingerprint is None:
         log.info("checking %s: %d x %d %s", args.embeddings, *pool.shape, pool.dtype)
         fingerprint = scan(pool, dtype)
-    return pool, dtype, {**source, "fingerprint": fingerprint}
+    return pool, dtype, {**source, "fingerprint": fingerprint}, _client(config)
+
+
+def _client(config):
+    """The Dask client of ``--scheduler`` or ``--workers``, or None."""
+    if not cfg.on_dask(config):
+        return None
+    dask = dask_module()
+    if config["scheduler"] is not None:
+        return dask.connect(config["scheduler"])
+    log.info("starting a local Dask cluster of %d workers", config["workers"])
+    return dask.local_client(config["workers"])
 
 
 def _known_fingerprint(run_dir, source):
@@ -74,10 +93,14 @@ def _known_fingerprint(run_dir, source):
     return None
 
 
-def _fit(args, config, pool, dtype, source):
+def _fit(args, config, pool, dtype, source, client):
     run = RunDir.open(args.out, config, source, overwrite=args.overwrite)
     if run.manifest["status"] == "done":
         log.info("%s: the fit is already done", args.out)
+        return run
+    if client is not None:
+        _fit_on_dask(args, config, pool, dtype, run, client)
+        log.info("%s: fit done", args.out)
         return run
     scratch = os.path.join(run.path, SCRATCH)
     X = pool.mapped()
@@ -87,7 +110,17 @@ def _fit(args, config, pool, dtype, source):
         else:
             log.info("copying the input as C-ordered %s, chunk by chunk, into %s", dtype, scratch)
             X = convert(pool, scratch, dtype)
-    levels = hierarchical_kmeans(
+    levels = _levels(X, args, config, run)
+    run.finish(levels, tree_from_levels(levels))
+    del X
+    if os.path.isfile(scratch):
+        os.unlink(scratch)
+    log.info("%s: fit done", args.out)
+    return run
+
+
+def _levels(X, args, config, run, **backend):
+    return hierarchical_kmeans(
         X,
         config["n_clusters"],
         n_resamples=config["n_resamples"],
@@ -102,13 +135,24 @@ def _fit(args, config, pool, dtype, source):
         random_state=config["seed"],
         verbose=args.verbosity > 0 or (args.verbosity == 0 and sys.stderr.isatty()),
         checkpoints=run,
+        **backend,
     )
+
+
+def _fit_on_dask(args, config, pool, dtype, run, client):
+    """Level 0 on Dask over the input read chunk by chunk by the workers; its steps'
+    labels and distances written per chunk into the run directory by the workers.
+    The tree file holds every row's labels and distance: they are gathered for it."""
+    dask = dask_module()
+    from ..backends.dask_io import pool_array
+
+    X = pool_array(args.embeddings, dtype, column=config["column"], subset_indices=config["subset_indices"],
+                   shape=pool.shape)
+    with dask.using(client):
+        levels = _levels(X, args, config, run, backend="dask", client=client)
+        labels, sqdist = dask.compute(levels[0].labels, levels[0].sqdist, client=client)
+    levels = [dataclasses.replace(levels[0], labels=labels, sqdist=sqdist), *levels[1:]]
     run.finish(levels, tree_from_levels(levels))
-    del X
-    if os.path.isfile(scratch):
-        os.unlink(scratch)
-    log.info("%s: fit done", args.out)
-    return run
 
 
 def _sample(tree, config, out, verbosity, source):

@@ -50,6 +50,13 @@ INPUT_KEYS = {
 RUN_KEYS = {
     "checkpoint_interval": Param(60.0, is_finite_non_negative, "a finite non-negative number of seconds",
                                  "seconds between saved states of a running k-means", metavar="SECONDS"),
+    "scheduler": Param(None, _text, "an address",
+                       "run level 0 on the Dask cluster of the scheduler at ADDRESS (e.g. tcp://host:8786), "
+                       "its workers reading the input chunk by chunk (they must see its files at the same paths)",
+                       metavar="ADDRESS", parse=str),
+    "workers": Param(None, lambda v: is_int(v, 1), "a positive integer",
+                     "run level 0 on a local Dask cluster of N worker processes, each with cores / N "
+                     "Numba and BLAS threads", metavar="N"),
 }
 KEYS = {**FIT_KEYS, **SAMPLE_KEYS, **INPUT_KEYS, **RUN_KEYS}
 
@@ -101,6 +108,8 @@ def fit_params(config) -> dict:
     per-level keys written out as one entry per level, so that ``n_resamples = 10``
     and ``n_resamples = [10, 10]`` name the same run."""
     params = {key: config[key] for key in FIT_KEYS}
+    if on_dask(config):  # chunked and seeded otherwise than in process: another run
+        params["backend"] = "dask"
     ks = params["n_clusters"]
     n_levels = len(ks) if isinstance(ks, list) else 1
     for key in PER_LEVEL:
@@ -108,6 +117,11 @@ def fit_params(config) -> dict:
         if value is not None and not isinstance(value, list):
             params[key] = [value] * n_levels
     return params
+
+
+def on_dask(config) -> bool:
+    """Whether level 0 runs on the dask backend (a scheduler or local workers given)."""
+    return config.get("scheduler") is not None or config.get("workers") is not None
 
 
 def to_toml(config) -> str:

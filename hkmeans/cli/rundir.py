@@ -7,6 +7,9 @@
     config.toml         the effective configuration
     steps/level0/step0000.npz          centroids, Lloyd iterations, generator state
     steps/level0/step0000.labels.npz   labels and squared distances (newest step only)
+    steps/level0/step0000.chunks/      the same on the dask backend: one .npy per chunk
+                                       (labels-START-STOP.npy, sqdist-...), written by
+                                       the workers
     steps/level0/step0001.partial.npz  a k-means run's state while it runs
     data.npy            the input cast to the compute dtype (while fitting, if needed)
     scratch-subset.npy  a resampling subset over 64 MB (while fitting)
@@ -38,6 +41,7 @@ import numpy as np
 
 from .. import __version__
 from .._progress import log
+from ..backends import is_dask
 from ..checkpoint import Checkpoints
 from ..io import same_file, save_json, save_npy, save_npz, save_text
 from ..tree import ClusterTree
@@ -133,9 +137,9 @@ class RunDir(Checkpoints):
                 )
             if manifest["params"] != params:
                 diff = ", ".join(
-                    f"{k}={manifest['params'].get(k)!r} there, {v!r} here"
-                    for k, v in params.items()
-                    if manifest["params"].get(k) != v
+                    f"{k}={manifest['params'].get(k)!r} there, {params.get(k)!r} here"
+                    for k in {**manifest["params"], **params}
+                    if manifest["params"].get(k) != params.get(k)
                 )
                 raise RunDirError(f"{path}: holds a run with other parameters ({diff}); use --overwrite to start over.")
             _check_writable(path)
@@ -180,6 +184,10 @@ class RunDir(Checkpoints):
     def _file(self, key, kind=""):
         return os.path.join(self.path, "steps", *key.split("/")) + kind + ".npz"
 
+    def _chunks(self, key):
+        """The folder of a step's per-row arrays on the dask backend."""
+        return os.path.join(self.path, "steps", *key.split("/")) + ".chunks"
+
     def _partial(self, key):
         """The file of a running k-means' state (key ``STEP/partial``), or None."""
         step, _, last = key.rpartition("/")
@@ -194,6 +202,11 @@ class RunDir(Checkpoints):
         out = _read_npz(self._file(key))
         if os.path.isfile(self._file(key, ".labels")):
             out.update(_read_npz(self._file(key, ".labels")))
+        elif os.path.isdir(self._chunks(key)):
+            try:
+                out.update(_dask_io().load(self._chunks(key)))
+            except (OSError, ValueError) as e:
+                raise RunDirError(f"{self._chunks(key)}: damaged ({e}); use --overwrite to start over.") from None
         return out
 
     def save(self, key, arrays):
@@ -207,7 +220,9 @@ class RunDir(Checkpoints):
             return
         large = {name: arrays[name] for name in ("labels", "sqdist") if name in arrays}
         small = {name: a for name, a in arrays.items() if name not in large}
-        if large:
+        if any(is_dask(a) for a in large.values()):  # from the workers, chunk by chunk
+            _dask_io().store(self._chunks(key), **large)
+        elif large:
             save_npz(self._file(key, ".labels"), **large)
         save_npz(file, **small)
         previous = self._previous(key)
@@ -217,6 +232,8 @@ class RunDir(Checkpoints):
         # what only this step needed: the previous step's labels (within a level)
         if previous is not None and os.path.isfile(self._file(previous, ".labels")):
             os.unlink(self._file(previous, ".labels"))
+        if previous is not None and os.path.isdir(self._chunks(previous)):
+            shutil.rmtree(self._chunks(previous))
 
     def _previous(self, key):
         prefix = key.rsplit("/", 1)[0] + "/"
@@ -324,6 +341,12 @@ def _remove_owned(path, keep):
             shutil.rmtree(full)
         elif name in OWNED_FILES or name in OWNED_DIRS or name.startswith(OWNED_PREFIXES):
             os.unlink(full)
+
+
+def _dask_io():
+    from ..backends import dask_io  # imports dask: only for a run on it
+
+    return dask_io
 
 
 def _read_npz(file) -> dict:
