@@ -35,6 +35,11 @@ def _as_labels(a, name):
 class ClusterTree:
     """A hierarchy of clusters over ``n_samples`` data points.
 
+    ``labels[0]`` and ``distances`` may be dask arrays (a fit on the dask backend):
+    they then stay where they are, unchecked beyond shape and dtype, and the tree's
+    per-point operations run chunk by chunk (:meth:`members` of level 0 is not
+    available; :meth:`save` gathers them).
+
     Parameters
     ----------
     labels : sequence of 1-D integer arrays, finest level first
@@ -46,11 +51,6 @@ class ClusterTree:
     distances : 1-D array or None
         Each data point's distance to its level-0 centroid; needed by the
         ``closest`` and ``furthest`` sampling strategies.
-
-    ``labels[0]`` and ``distances`` may be dask arrays (a fit on the dask backend):
-    they then stay where they are, unchecked beyond shape and dtype, and the tree's
-    per-point operations run chunk by chunk (:meth:`members` of level 0 is not
-    available; :meth:`save` gathers them).
 
     Attributes
     ----------
