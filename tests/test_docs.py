@@ -113,6 +113,18 @@ def test_example_runs(page, line, code, kind, arg, workdir, namespaces, request,
     exec(compile(code, f"{page.relative_to(ROOT)}:{line}", "exec"), ns)
 
 
+def test_figures_exist_and_are_small():
+    """Every image a page shows is committed and under 150 KB."""
+    images = set()
+    for page in (ROOT / "docs").rglob("*.md"):
+        for src in re.findall(r"!\[[^\]]*\]\(([^)\s]+)", page.read_text(encoding="utf-8")):
+            images.add((page.parent / src).resolve())
+    assert images, "no figures found on the site"
+    for image in images:
+        assert image.is_file(), image
+        assert image.stat().st_size < 150_000, f"{image.name}: {image.stat().st_size} bytes"
+
+
 def test_mkdocs_build_strict(tmp_path):
     """The site builds without a warning (broken links, docstrings griffe cannot parse)."""
     for module in ("mkdocs", "material", "mkdocstrings_handlers.python"):
