@@ -66,8 +66,17 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
         return float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
 
     def predict(self, X):
-        """Index of the closest cluster centre (top level) for each sample (for a
-        dask array, a lazy dask array)."""
+        """Index of the closest cluster centre (top level) for each sample.
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            For a dask array, a lazy dask array.
+        """
         with self._scheduler():
             return self._predict(self._validate_test_data(X))
 
@@ -90,7 +99,18 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
 
     def score(self, X, y=None):
         """Opposite of the sum of squared distances of samples to the centre of the
-        cluster :meth:`predict` gives them (higher is better)."""
+        cluster :meth:`predict` gives them (higher is better).
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+        y : None
+            Ignored; present for scikit-learn's API.
+
+        Returns
+        -------
+        float
+        """
         with self._scheduler():
             X = self._validate_test_data(X)
             return -self._inertia(X, self._predict(X))
@@ -167,8 +187,18 @@ class KMeans(_CentroidClusterer):
         self.client = client
 
     def fit(self, X, y=None):
-        """Compute k-means clustering of ``X`` (array-like or dask array of shape
-        (n_samples, n_features))."""
+        """Compute k-means clustering of ``X``.
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+        y : None
+            Ignored; present for scikit-learn's API.
+
+        Returns
+        -------
+        self : KMeans
+        """
         with self._scheduler():
             return self._fit(X)
 
@@ -304,8 +334,18 @@ class HierarchicalKMeans(_CentroidClusterer):
         self.client = client
 
     def fit(self, X, y=None):
-        """Fit the hierarchy on ``X`` (array-like or dask array of shape
-        (n_samples, n_features))."""
+        """Fit the hierarchy on ``X``.
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+        y : None
+            Ignored; present for scikit-learn's API.
+
+        Returns
+        -------
+        self : HierarchicalKMeans
+        """
         with self._scheduler():
             return self._fit(X)
 
@@ -321,10 +361,21 @@ class HierarchicalKMeans(_CentroidClusterer):
         return self
 
     def predict(self, X, level=None):
-        """Cluster of each sample at ``level`` (default: the top; 0 is the finest),
-        found through the tree: nearest level-0 centroid (for a split level 0, the
-        nearest of its nearest parent's), then its ancestors. For a dask array, a
-        lazy dask array."""
+        """Cluster of each sample at ``level``, found through the tree: the nearest
+        level-0 centroid (for a split level 0, the nearest of its nearest parent's),
+        then its ancestors.
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+        level : int or None, default=None
+            0 is the finest level; None is the top.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            For a dask array, a lazy dask array.
+        """
         with self._scheduler():
             return self._predict(self._validate_test_data(X), level)
 
@@ -343,17 +394,22 @@ class HierarchicalKMeans(_CentroidClusterer):
         ----------
         target_size : int
             Points wanted; at most ``n_samples * multiplier`` are returned.
-        strategy : {"random", "closest", "furthest"}
+        strategy : {"random", "closest", "furthest"}, default="random"
             How a level-0 cluster picks points beyond its whole copies.
-        multiplier : int
+        multiplier : int, default=1
             Most times one point may be picked.
-        method : {"hierarchical", "flat"}
+        method : {"hierarchical", "flat"}, default="hierarchical"
             Balance over the whole tree, or over the level-0 clusters only.
         random_state : int, Generator, RandomState or None
             None takes a stream derived from the estimator's ``random_state``: for an
             int seed, ``SeedSequence(seed).spawn(1)[0]``, so the same seed gives the
             same subset at every call and in every run; a Generator or RandomState is
             used (and advanced) as is; None stays unseeded.
+
+        Returns
+        -------
+        indices : ndarray of int64, sorted
+            Rows of the training data; a row appears at most ``multiplier`` times.
         """
         check_is_fitted(self)
         with self._scheduler():
