@@ -85,6 +85,22 @@ def dask_client():
         yield client
 
 
+def test_markers_are_read(tmp_path):
+    """A marker applies to the block right after it, and to no later one."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- skip: needs a cluster -->\n```python\nraise SystemExit\n```\n\n"
+        "Text.\n\n```python\nx = 1\n```\n\n"
+        "<!-- setup: import numpy as np -->\n\n```python\nnp.zeros(1)\n```\n"
+    )
+    got = [(code, kind, arg) for _, code, kind, arg in _blocks(page)]
+    assert got == [
+        ("raise SystemExit\n", "skip", "needs a cluster"),
+        ("x = 1\n", None, None),
+        ("np.zeros(1)\n", "setup", "import numpy as np"),
+    ]
+
+
 def test_blocks_are_found():
     """The collector sees the examples (a broken pattern would pass every page)."""
     pages = {page.name for page, *_ in BLOCKS}
@@ -142,3 +158,5 @@ def test_mkdocs_build_strict(tmp_path):
     assert done.returncode == 0, done.stderr[-4000:]
     assert (tmp_path / "site" / "api" / "estimators" / "index.html").is_file()
     assert "HierarchicalKMeans" in (tmp_path / "site" / "api" / "estimators" / "index.html").read_text()
+    for page in (tmp_path / "site" / "api").rglob("*.html"):  # docs/griffe_roles.py rewrote every role
+        assert not re.search(r":(func|class|meth|data|mod|attr):<code>", page.read_text()), page
