@@ -15,6 +15,12 @@ def make_rings(sizes=RING_SIZES, random_state=None):
 
     Radii are uniform in [0.7, 1.0] and angles uniform, around ``RING_CENTRES``.
 
+    Parameters
+    ----------
+    sizes : sequence of int, default=RING_SIZES
+        Points per ring: (20000, 200, 1000, 500, 8000), as in the paper.
+    random_state : int, Generator, RandomState or None
+
     Returns
     -------
     X : ndarray of shape (sum(sizes), 2)
@@ -35,6 +41,10 @@ def make_uniformity_mixture(random_state=None):
 
     N((-1, -1), 0.5^2) x 7000, N((1, -1), 0.5^2) x 1000, N((0, 1), 0.5^2) x 500 and
     Uniform([-3, 3]^2) x 500.
+
+    Parameters
+    ----------
+    random_state : int, Generator, RandomState or None
 
     Returns
     -------

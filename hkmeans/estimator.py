@@ -94,8 +94,17 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
         return float(np.sum(sq) if sample_weight is None else np.dot(sample_weight, sq))
 
     def predict(self, X):
-        """Index of the closest cluster centre (top level) for each sample (for a
-        dask array, a lazy dask array)."""
+        """Index of the closest cluster centre (top level) for each sample.
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            For a dask array, a lazy dask array.
+        """
         with self._scheduler():
             return self._predict(self._validate_test_data(X))
 
@@ -118,7 +127,20 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the (weighted) sum of squared distances of samples to the centre
-        of the cluster :meth:`predict` gives them (higher is better)."""
+        of the cluster :meth:`predict` gives them (higher is better).
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+        y : None
+            Ignored; present for scikit-learn's API.
+        sample_weight : array-like of shape (n_samples,) or None
+            Weights of the squared distances (not for a dask array).
+
+        Returns
+        -------
+        float
+        """
         with self._scheduler():
             X = self._validate_test_data(X)
             sample_weight = check_sample_weight(sample_weight, X.shape[0])
@@ -223,16 +245,21 @@ class KMeans(_CentroidClusterer):
         self.device = device
 
     def fit(self, X, y=None, sample_weight=None):
-        """Compute k-means clustering.
+        """Compute k-means clustering of ``X``.
 
         Parameters
         ----------
         X : array-like, sparse CSR matrix or dask array of shape (n_samples, n_features)
-        y : ignored
+        y : None
+            Ignored; present for scikit-learn's API.
         sample_weight : array-like of shape (n_samples,) or None
             Non-negative weights: the seeding draws, the centroid means and the inertia
             are weighted (an integer weight counts as that many copies of its row).
             Not on the dask backend.
+
+        Returns
+        -------
+        self : KMeans
         """
         with self._scheduler():
             return self._fit(X, sample_weight)
@@ -397,17 +424,22 @@ class HierarchicalKMeans(_CentroidClusterer):
         self.client = client
 
     def fit(self, X, y=None, sample_weight=None):
-        """Fit the hierarchy.
+        """Fit the hierarchy on ``X``.
 
         Parameters
         ----------
         X : array-like or dask array of shape (n_samples, n_features)
-        y : ignored
+        y : None
+            Ignored; present for scikit-learn's API.
         sample_weight : array-like of shape (n_samples,) or None
             Non-negative weights of the rows, for level 0: its seeding, centroid means
             and inertia, and its resampling k-means (the rows a step takes keep their
             weights). ``tree_.weights(level)`` gives each cluster's weight;
             :meth:`sample` still counts points. Not on the dask backend.
+
+        Returns
+        -------
+        self : HierarchicalKMeans
         """
         with self._scheduler():
             return self._fit(X, sample_weight)
@@ -426,10 +458,21 @@ class HierarchicalKMeans(_CentroidClusterer):
         return self
 
     def predict(self, X, level=None):
-        """Cluster of each sample at ``level`` (default: the top; 0 is the finest),
-        found through the tree: nearest level-0 centroid (for a split level 0, the
-        nearest of its nearest parent's), then its ancestors. For a dask array, a
-        lazy dask array."""
+        """Cluster of each sample at ``level``, found through the tree: the nearest
+        level-0 centroid (for a split level 0, the nearest of its nearest parent's),
+        then its ancestors.
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+        level : int or None, default=None
+            0 is the finest level; None is the top.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            For a dask array, a lazy dask array.
+        """
         with self._scheduler():
             return self._predict(self._validate_test_data(X), level)
 
@@ -448,17 +491,22 @@ class HierarchicalKMeans(_CentroidClusterer):
         ----------
         target_size : int
             Points wanted; at most ``n_samples * multiplier`` are returned.
-        strategy : {"random", "closest", "furthest"}
+        strategy : {"random", "closest", "furthest"}, default="random"
             How a level-0 cluster picks points beyond its whole copies.
-        multiplier : int
+        multiplier : int, default=1
             Most times one point may be picked.
-        method : {"hierarchical", "flat"}
+        method : {"hierarchical", "flat"}, default="hierarchical"
             Balance over the whole tree, or over the level-0 clusters only.
         random_state : int, Generator, RandomState or None
             None takes a stream derived from the estimator's ``random_state``: for an
             int seed, ``SeedSequence(seed).spawn(1)[0]``, so the same seed gives the
             same subset at every call and in every run; a Generator or RandomState is
             used (and advanced) as is; None stays unseeded.
+
+        Returns
+        -------
+        indices : ndarray of int64, sorted
+            Rows of the training data; a row appears at most ``multiplier`` times.
         """
         check_is_fitted(self)
         with self._scheduler():

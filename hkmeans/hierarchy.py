@@ -35,7 +35,23 @@ class Level:
     Lloyd iterations its k-means runs took in all. A split level also keeps the
     centroids it split (``parents``) and where each one's share of ``centroids``
     starts and ends (``child_offsets``): its rows belong to the nearest of their
-    nearest parent's centroids."""
+    nearest parent's centroids.
+
+    Attributes
+    ----------
+    centroids : ndarray of shape (n_clusters, n_features)
+    labels : ndarray or dask array of shape (n_rows,)
+        Cluster of each row of the level's input.
+    sqdist : ndarray or dask array of shape (n_rows,)
+        Squared distance of each row to its centroid.
+    n_iter : int
+        Lloyd iterations of the level's k-means runs, all together.
+    parents : ndarray of shape (n_parents, n_features) or None
+        For a split level, the centroids it split.
+    child_offsets : ndarray of shape (n_parents + 1,) or None
+        For a split level, parent ``p``'s centroids are
+        ``centroids[child_offsets[p]:child_offsets[p + 1]]``.
+    """
 
     centroids: np.ndarray
     labels: np.ndarray
@@ -45,9 +61,18 @@ class Level:
     child_offsets: np.ndarray | None = None
 
     def assign(self, X):
-        """Cluster and squared distance of each row of ``X`` (an array or a backend) as
-        the level assigns its own input: the nearest centroid, through the parents for
-        a split level."""
+        """Cluster and squared distance of each row of ``X`` as the level assigns its
+        own input: the nearest centroid, through the parents for a split level.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_rows, n_features), or a backend over such rows
+
+        Returns
+        -------
+        labels : ndarray of shape (n_rows,)
+        sqdist : ndarray of shape (n_rows,)
+        """
         data = resolve(X)
         if self.parents is None:
             return data.assign(self.centroids)
@@ -110,30 +135,53 @@ def hierarchical_kmeans(
 ) -> list[Level]:
     """Fit the levels of a hierarchical k-means on validated data ``X``.
 
-    ``n_clusters`` is an int or one entry per level, finest first; ``n_resamples`` and
-    ``sample_size`` an int or one entry per level. ``sample_size=None`` takes about half
-    the level's average cluster size; ``sample_size <= 1`` or ``n_resamples == 0`` skips
-    resampling at that level. ``n_splits`` (an int or one per level) reaches large
-    ``n_clusters`` by a k-means with ``n_clusters / n_splits`` clusters, each then split
-    by its own k-means into ``n_splits`` (side by side on the threads when they are
-    large enough; each with a random stream of its own, so the result does not depend
-    on the thread count); each row goes to the nearest sub-centroid of its nearest top
-    centroid, and sub-clusters left empty are dropped, so such a level may end with
-    fewer clusters. ``verbose`` shows progress bars (levels, resampling
-    steps, Lloyd iterations) and a line per level on stderr. With ``checkpoints``, each
-    k-means run and the reassignment after it is a step kept there, and a rerun with the
-    same arguments continues after the last kept step, with the same result.
-    ``device`` says where the k-means runs and reassignments run (the many small
-    k-means of a split level run on the CPU, side by side), ``backend``
-    how: in this process, or over the chunks of a dask array on ``client`` (see
-    :func:`hkmeans.backends.dask.pick_client`), whose levels' labels and distances
-    at level 0 are then persisted dask arrays. Returns one
-    :class:`Level` per level. The parameters' defaults and constraints are those of
-    :data:`hkmeans._params.FIT_PARAMS`. ``sample_weight`` (one non-negative weight per
-    row, not on the dask backend) weights level 0: its seeding, Lloyd means and
-    inertia, and each resampling k-means, whose rows keep their weights; which rows a
-    resampling step takes does not depend on the weights, and the levels above
-    cluster centroids unweighted.
+    The engine behind :class:`~hkmeans.HierarchicalKMeans`, whose parameters these
+    are, one to one (defaults and constraints: ``hkmeans._params.FIT_PARAMS``).
+
+    Parameters
+    ----------
+    X : ndarray, memory map or dask array of shape (n_samples, n_features)
+        Validated: 2-D, C-contiguous, float32 or float64, finite.
+    n_clusters : int or sequence of int
+        Clusters per level, finest first.
+    n_resamples, sample_size : int, sequence of int (or None for sample_size)
+        Per level; ``sample_size=None`` takes about half the level's average cluster
+        size; ``sample_size <= 1`` or ``n_resamples == 0`` skips resampling there.
+    resample_strategy : {"closest", "random"}, default="closest"
+    n_splits : int or sequence of int, default=1
+        Reaches large ``n_clusters`` by a k-means with ``n_clusters / n_splits``
+        clusters, each then split by its own k-means into ``n_splits`` (side by side
+        on the threads when they are large enough; each with a random stream of its
+        own, so the result does not depend on the thread count); each row goes to the
+        nearest sub-centroid of its nearest top centroid, and sub-clusters left empty
+        are dropped, so such a level may end with fewer clusters.
+    init, n_init, max_iter, tol, metric, random_state
+        As in :class:`~hkmeans.HierarchicalKMeans`.
+    verbose : bool, default=False
+        Progress bars (levels, resampling steps, Lloyd iterations) and a line per
+        level on stderr.
+    device : {"cpu", "cuda"}, default="cpu"
+        Where the k-means runs and reassignments run (the many small k-means of a
+        split level run on the CPU, side by side).
+    backend : {"auto", "cpu", "dask"}, default="auto"
+        In this process, or over the chunks of a dask array on ``client``; the
+        level-0 labels and distances are then persisted dask arrays.
+    client : distributed.Client or None, default=None
+        See ``hkmeans.backends.dask.pick_client``.
+    checkpoints : Checkpoints or None, default=None
+        Each k-means run and the reassignment after it is a step kept there; a rerun
+        with the same arguments continues after the last kept step, with the same
+        result.
+    sample_weight : ndarray of shape (n_samples,) or None, default=None
+        One non-negative weight per row (not on the dask backend), for level 0: its
+        seeding, Lloyd means and inertia, and each resampling k-means, whose rows keep
+        their weights; which rows a resampling step takes does not depend on the
+        weights, and the levels above cluster centroids unweighted.
+
+    Returns
+    -------
+    list of Level
+        One per level, finest first.
     """
     ks, resamples, sizes, splits = check_hierarchy_params(
         X.shape[0], n_clusters, n_resamples, sample_size, resample_strategy, n_splits

@@ -22,13 +22,35 @@ def _figure(width=6.4, height=4.0):
 
 def per_cluster(tree: ClusterTree, rows, level: int) -> np.ndarray:
     """How many of ``rows`` (indices of data points, repeats counted) fall in each
-    cluster of ``level``."""
+    cluster of ``level``.
+
+    Parameters
+    ----------
+    tree : ClusterTree
+        A fitted tree (``model.tree_``, or :meth:`ClusterTree.load`).
+    rows : array-like of int
+    level : int
+
+    Returns
+    -------
+    ndarray of shape (tree.n_clusters[level],)
+    """
     return np.bincount(tree.point_labels(level)[np.asarray(rows, dtype=np.int64)], minlength=tree.n_clusters[level])
 
 
 def normalized_entropy(counts) -> float:
     """Entropy of the distribution ``counts`` over its bins, divided by the log of the
-    number of bins: 1 for a perfectly even spread, 0 for all in one bin."""
+    number of bins: 1 for a perfectly even spread, 0 for all in one bin.
+
+    Parameters
+    ----------
+    counts : array-like of shape (n_bins,)
+
+    Returns
+    -------
+    float
+        0 for fewer than 2 bins or no counts.
+    """
     counts = np.asarray(counts, dtype=np.float64)
     if counts.size < 2 or counts.sum() == 0:
         return 0.0
@@ -38,7 +60,19 @@ def normalized_entropy(counts) -> float:
 
 def cluster_sizes(tree: ClusterTree, selected=None, level: int = 0):
     """Rank plot (log-log) of the cluster sizes of ``level`` in the pool and, given
-    ``selected`` (indices of the curated subset), in the curated subset."""
+    ``selected`` (indices of the curated subset), in the curated subset.
+
+    Parameters
+    ----------
+    tree : ClusterTree
+        A fitted tree (``model.tree_``, or :meth:`ClusterTree.load`).
+    selected : array-like of int or None, default=None
+    level : int, default=0
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     fig = _figure()
     ax = fig.add_subplot()
     pool = np.sort(tree.sizes(level))[::-1]
@@ -53,7 +87,23 @@ def cluster_sizes(tree: ClusterTree, selected=None, level: int = 0):
 
 def balance_curve(tree: ClusterTree, target_sizes, strategy="random", random_state=None):
     """Normalised entropy of the top-level clusters of a curated and of a uniformly
-    random subset, for each target size: ``(sizes, curated, random)``."""
+    random subset, for each target size.
+
+    Parameters
+    ----------
+    tree : ClusterTree
+        A fitted tree (``model.tree_``, or :meth:`ClusterTree.load`).
+    target_sizes : iterable of int
+        Sizes outside ``1..n_samples`` are left out.
+    strategy : {"random", "closest", "furthest"}, default="random"
+    random_state : int, Generator, RandomState or None
+
+    Returns
+    -------
+    sizes : list of int
+    curated, random : list of float
+        Normalised entropy (see :func:`normalized_entropy`) at each size.
+    """
     rng = as_generator(random_state)
     top = tree.n_levels - 1
     sizes = [int(s) for s in target_sizes if 0 < s <= tree.n_samples]
@@ -65,7 +115,17 @@ def balance_curve(tree: ClusterTree, target_sizes, strategy="random", random_sta
 
 def balance(tree: ClusterTree, target_sizes, strategy="random", random_state=None):
     """Normalised entropy over the top-level clusters against target size, curated and
-    uniformly random subsets (see :func:`balance_curve`)."""
+    uniformly random subsets.
+
+    Parameters
+    ----------
+    tree, target_sizes, strategy, random_state
+        As in :func:`balance_curve`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     sizes, curated, rand = balance_curve(tree, target_sizes, strategy, random_state)
     fig = _figure()
     ax = fig.add_subplot()
@@ -79,7 +139,20 @@ def balance(tree: ClusterTree, target_sizes, strategy="random", random_state=Non
 
 def label_shares(labels, selected, random_state=None, top: int = 15):
     """Share of each label (the ``top`` commonest in the pool, the rest as "other") in
-    the pool, the curated subset ``selected`` and a random subset of the same size."""
+    the pool, the curated subset ``selected`` and a random subset of the same size.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_samples,)
+        One label per pool point.
+    selected : array-like of int
+    random_state : int, Generator, RandomState or None
+    top : int, default=15
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     labels = np.asarray(labels)
     selected = np.asarray(selected, dtype=np.int64)
     rng = as_generator(random_state)
@@ -125,7 +198,22 @@ def projection(X, tree: ClusterTree, selected=None, n_points: int = 3000, method
     """2-D projection (PCA; UMAP with ``method="umap"``, or ``"auto"`` where
     umap-learn is installed) of up to ``n_points`` pool points, coloured by top-level
     cluster, the curated ones (in ``selected``) marked. ``X`` is the pool (an array or
-    memory map: only the drawn rows are read)."""
+    memory map: only the drawn rows are read).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    tree : ClusterTree
+        A fitted tree (``model.tree_``, or :meth:`ClusterTree.load`).
+    selected : array-like of int or None, default=None
+    n_points : int, default=3000
+    method : {"pca", "umap", "auto"}, default="pca"
+    random_state : int, Generator, RandomState or None
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     rng = as_generator(random_state)
     n = tree.n_samples
     rows = np.sort(rng.choice(n, min(n_points, n), replace=False))

@@ -22,14 +22,33 @@ def _png(fig) -> str:
 
 def target_sizes(n_samples: int, selected_size: int) -> list[int]:
     """Sizes at which balance is shown: powers of 10 up to the pool, with the curated
-    size among them."""
+    size among them.
+
+    Parameters
+    ----------
+    n_samples, selected_size : int
+
+    Returns
+    -------
+    list of int
+    """
     sizes = {int(10**e) for e in range(1, int(np.log10(max(10, n_samples))) + 1)} | {int(selected_size)}
     return sorted(s for s in sizes if 0 < s <= n_samples)
 
 
 def figures(tree: ClusterTree, selected, X=None, labels=None, random_state=0) -> dict:
     """The report's figures by id: ``sizes-level-T`` for each level, ``balance``,
-    ``labels`` (with ``labels``) and ``projection`` (with the pool ``X``)."""
+    ``labels`` (with ``labels``) and ``projection`` (with the pool ``X``).
+
+    Parameters
+    ----------
+    tree, selected, X, labels, random_state
+        As in :func:`curation_report`.
+
+    Returns
+    -------
+    dict of str to matplotlib.figure.Figure
+    """
     selected = np.asarray(selected, dtype=np.int64)
     out = {f"sizes-level-{t}": plot.cluster_sizes(tree, selected, t) for t in range(tree.n_levels)}
     out["balance"] = plot.balance(tree, target_sizes(tree.n_samples, selected.size), random_state=random_state)
@@ -41,7 +60,19 @@ def figures(tree: ClusterTree, selected, X=None, labels=None, random_state=0) ->
 
 
 def render(figs: dict, params: dict | None = None, info: dict | None = None, title="hkmeans curation report") -> str:
-    """The HTML page of ``figs`` (id -> Figure), with tables of ``params`` and ``info``."""
+    """The HTML page of ``figs``, with tables of ``params`` and ``info``.
+
+    Parameters
+    ----------
+    figs : dict of str to matplotlib.figure.Figure
+        Each becomes a ``<figure>`` with that id, its first axes' title as caption.
+    params, info : dict or None
+    title : str
+
+    Returns
+    -------
+    str
+    """
 
     def table(d):
         rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in d.items())
@@ -66,7 +97,23 @@ def render(figs: dict, params: dict | None = None, info: dict | None = None, tit
 def curation_report(tree: ClusterTree, selected, X=None, labels=None, params=None, info=None, random_state=0) -> str:
     """The report of curating ``selected`` (indices of data points) from the pool of
     ``tree``: HTML text. ``X`` (the pool, read only at the drawn rows) adds the
-    projection, ``labels`` (one per pool point) the label shares."""
+    projection, ``labels`` (one per pool point) the label shares.
+
+    Parameters
+    ----------
+    tree : ClusterTree
+    selected : array-like of int
+    X : array-like of shape (n_samples, n_features) or None, default=None
+    labels : array-like of shape (n_samples,) or None, default=None
+    params, info : dict or None, default=None
+        Tables of the run's parameters and facts.
+    random_state : int, Generator, RandomState or None, default=0
+
+    Returns
+    -------
+    str
+        A self-contained HTML page.
+    """
     if labels is not None and len(labels) != tree.n_samples:
         raise ValueError(f"labels has {len(labels)} entries but the pool has {tree.n_samples} points.")
     if X is not None and len(X) != tree.n_samples:

@@ -65,10 +65,10 @@ def hierarchical_sampling(
     tree : ClusterTree
     target_size : int
         Number of points wanted.
-    strategy : {"random", "closest", "furthest"}
+    strategy : {"random", "closest", "furthest"}, default="random"
         How a level-0 cluster picks the points beyond its whole copies: at random, or
         those nearest to (furthest from) its centroid.
-    multiplier : int
+    multiplier : int, default=1
         Most times one point may be picked.
     random_state : int, Generator, RandomState or None
 
@@ -121,8 +121,25 @@ def flat_sampling(
 
     The target is split among the clusters of ``level`` as in
     :func:`hierarchical_sampling`, then each cluster picks among all its data points.
-    ``closest`` and ``furthest`` need ``level=0`` (distances are to level-0 centroids).
-    See :func:`hierarchical_sampling` for the other parameters.
+
+    Parameters
+    ----------
+    tree : ClusterTree
+    target_size : int
+        Number of points wanted.
+    level : int, default=0
+        The level whose clusters are balanced.
+    strategy : {"random", "closest", "furthest"}, default="random"
+        As in :func:`hierarchical_sampling`; ``closest`` and ``furthest`` need
+        ``level=0`` (distances are to level-0 centroids).
+    multiplier : int, default=1
+        Most times one point may be picked.
+    random_state : int, Generator, RandomState or None
+
+    Returns
+    -------
+    indices : ndarray of int64, sorted
+        Indices into the data points; a point appears at most ``multiplier`` times.
     """
     _check_tree(tree)
     level = tree._check_level(level)

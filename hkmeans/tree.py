@@ -35,6 +35,11 @@ def _as_labels(a, name):
 class ClusterTree:
     """A hierarchy of clusters over ``n_samples`` data points.
 
+    ``labels[0]`` and ``distances`` may be dask arrays (a fit on the dask backend):
+    they then stay where they are, unchecked beyond shape and dtype, and the tree's
+    per-point operations run chunk by chunk (:meth:`members` of level 0 is not
+    available; :meth:`save` gathers them).
+
     Parameters
     ----------
     labels : sequence of 1-D integer arrays, finest level first
@@ -49,11 +54,6 @@ class ClusterTree:
     sample_weight : 1-D array or None
         Each data point's weight in the fit, for :meth:`weights`; sizes and sampling
         count points whatever the weights.
-
-    ``labels[0]`` and ``distances`` may be dask arrays (a fit on the dask backend):
-    they then stay where they are, unchecked beyond shape and dtype, and the tree's
-    per-point operations run chunk by chunk (:meth:`members` of level 0 is not
-    available; :meth:`save` gathers them).
 
     Attributes
     ----------
@@ -129,13 +129,33 @@ class ClusterTree:
 
     @classmethod
     def from_labels(cls, level_labels, centroids=None, distances=None) -> "ClusterTree":
-        """Build a tree from per-level labels (see the class docstring)."""
+        """Build a tree from per-level labels, as the constructor does.
+
+        Parameters
+        ----------
+        level_labels, centroids, distances
+            As in :class:`ClusterTree`.
+
+        Returns
+        -------
+        ClusterTree
+        """
         return cls(level_labels, centroids=centroids, distances=distances)
 
     def members(self, level: int):
-        """CSR ``(offsets, order)`` of level ``level``: the members of cluster ``c`` are
-        ``order[offsets[c]:offsets[c + 1]]``, data points at level 0, clusters of the
-        level below otherwise."""
+        """The members of each cluster of ``level``, in CSR form.
+
+        Parameters
+        ----------
+        level : int
+
+        Returns
+        -------
+        offsets : ndarray of shape (n_clusters[level] + 1,)
+        order : ndarray
+            The members of cluster ``c`` are ``order[offsets[c]:offsets[c + 1]]``:
+            data points at level 0, clusters of the level below otherwise.
+        """
         level = self._check_level(level)
         if level == 0 and self.lazy:
             raise ValueError("the level-0 members of a tree over a dask array stay on the workers.")
@@ -144,7 +164,16 @@ class ClusterTree:
         return self._members[level]
 
     def sizes(self, level: int) -> np.ndarray:
-        """Number of data points in each cluster of ``level``."""
+        """Number of data points in each cluster of ``level``.
+
+        Parameters
+        ----------
+        level : int
+
+        Returns
+        -------
+        ndarray of shape (n_clusters[level],)
+        """
         return self._sizes[self._check_level(level)]
 
     def weights(self, level: int) -> np.ndarray:
@@ -159,14 +188,32 @@ class ClusterTree:
         return w
 
     def point_labels(self, level: int) -> np.ndarray:
-        """The cluster of ``level`` that each data point belongs to."""
+        """The cluster of ``level`` that each data point belongs to.
+
+        Parameters
+        ----------
+        level : int
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
         lab = self.labels[0]
         for t in range(1, self._check_level(level) + 1):
             lab = lookup(self.labels[t], lab)
         return lab
 
     def flatten(self, level: int) -> "ClusterTree":
-        """A one-level tree whose clusters are those of ``level``, holding data points."""
+        """A one-level tree whose clusters are those of ``level``, holding data points.
+
+        Parameters
+        ----------
+        level : int
+
+        Returns
+        -------
+        ClusterTree
+        """
         level = self._check_level(level)
         return ClusterTree(
             [self.point_labels(level)],
@@ -177,7 +224,13 @@ class ClusterTree:
 
     def save(self, path) -> None:
         """Write the tree to ``path`` as one ``.npz`` file, atomically (no partial file
-        is ever left at ``path``). The name is used exactly as given."""
+        is ever left at ``path``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Used exactly as given (no ``.npz`` is appended).
+        """
         arrays = {"format": np.array(_FORMAT), "n_levels": np.array(self.n_levels)}
         for t in range(self.n_levels):
             arrays[f"labels_{t}"] = np.asarray(self.labels[t])
@@ -191,8 +244,21 @@ class ClusterTree:
 
     @classmethod
     def load(cls, path) -> "ClusterTree":
-        """Read a tree written by :meth:`save`; a ``ValueError`` of one line if ``path``
-        is not such a file or is damaged."""
+        """Read a tree written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        ClusterTree
+
+        Raises
+        ------
+        ValueError
+            One line, if ``path`` is missing, not such a file, or damaged.
+        """
         name = os.fspath(path)
         try:
             with np.load(path, allow_pickle=False) as f:
