@@ -778,3 +778,20 @@ def test_docs_list_every_key_with_its_default():
     for key, spec in KEYS.items():
         if spec.default is not None:
             assert example[key] == spec.default, key
+
+
+def test_device_cuda_without_a_gpu_is_one_line_before_anything_is_written(data, tmp_path):
+    from hkmeans.backends.cuda import check_available
+
+    try:
+        check_available()
+    except RuntimeError as e:
+        reason = str(e)
+    else:
+        pytest.skip("a GPU is visible: the fit would run")
+    _, path = data
+    proc = hkmeans("fit", path, "--out", tmp_path / "run", *FIT, "--device", "cuda", check=False)
+    assert proc.returncode == 2 and proc.stderr == f"hkmeans: error: --device: {reason}\n"
+    assert not (tmp_path / "run").exists()
+    proc = hkmeans("fit", path, "--out", tmp_path / "run", *FIT, "--device", "cuda", "--workers", 2, check=False)
+    assert proc.returncode == 2 and "--device cuda runs in this process" in proc.stderr

@@ -45,6 +45,15 @@ def _prepare_fit(args, config):
         raise cfg.ConfigError("n_clusters is required: give --n-clusters or set it in the config file.")
     if config["scheduler"] is not None and config["workers"] is not None:
         raise cfg.ConfigError("give --scheduler (an existing cluster) or --workers (a local one), not both.")
+    if config["device"] == "cuda":
+        if config["scheduler"] is not None or config["workers"] is not None:
+            raise cfg.ConfigError("--device cuda runs in this process; leave out --scheduler and --workers.")
+        from ..backends.cuda import check_available
+
+        try:
+            check_available()
+        except RuntimeError as e:
+            raise cfg.ConfigError(f"--device: {e}") from None
     pool = open_pool(args.embeddings, column=config["column"], subset_indices=config["subset_indices"])
     for path in [args.embeddings, *pool.files]:
         if owned(path, args.out):
@@ -134,6 +143,7 @@ def _levels(X, args, config, run, **backend):
         metric=config["metric"],
         random_state=config["seed"],
         verbose=args.verbosity > 0 or (args.verbosity == 0 and sys.stderr.isatty()),
+        device=config["device"],
         checkpoints=run,
         **backend,
     )

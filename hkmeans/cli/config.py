@@ -21,10 +21,10 @@ def _text(v):
     return isinstance(v, str) and v != ""
 
 
-# the fit parameters' table, less the device and the backend (in-process only, for
-# now), with n_clusters required; then the keys of the command line alone
+# the fit parameters' table, less the backend (--scheduler and --workers choose it),
+# with n_clusters required; then the keys of the command line alone
 FIT_KEYS = {
-    **{key: param for key, param in FIT_PARAMS.items() if key not in ("device", "backend")},
+    **{key: param for key, param in FIT_PARAMS.items() if key != "backend"},
     "n_clusters": replace(FIT_PARAMS["n_clusters"], default=None,
                           help=FIT_PARAMS["n_clusters"].help + " (required, here or in --config)"),
     "dtype": choice(DTYPES, "auto", "compute dtype (auto: float64 input stays float64, others float32)"),
@@ -108,6 +108,8 @@ def fit_params(config) -> dict:
     per-level keys written out as one entry per level, so that ``n_resamples = 10``
     and ``n_resamples = [10, 10]`` name the same run."""
     params = {key: config[key] for key in FIT_KEYS}
+    if params["device"] == "cpu":  # as runs made before the key existed recorded it
+        del params["device"]
     if on_dask(config):  # chunked and seeded otherwise than in process: another run
         params["backend"] = "dask"
     ks = params["n_clusters"]
