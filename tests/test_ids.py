@@ -24,7 +24,7 @@ def string_ids(n=N):
 
 
 def int_ids(n=N):
-    return np.random.default_rng(1).permutation(10**9)[:n].astype(np.int64)
+    return 10**12 + 3 * np.random.default_rng(1).permutation(n).astype(np.int64)
 
 
 def read(path):
