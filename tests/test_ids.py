@@ -251,7 +251,7 @@ def test_bad_id_column(tmp_path, case):
 def test_output_names_refused(pool):
     tmp, x = pool
     hkmeans("fit", x, "--out", tmp / "run", *FIT, "-q")
-    for args, expected in [(["--target-size", "10,10"], "given twice"), (["--target-size", 10, "-o", tmp / "s.parquet"], "end in .npy"),
+    for args, expected in [(["--target-size", "10,10"], "given twice"), (["--target-size", 10, "-o", tmp / "s.parquet"], "the Parquet file goes beside it"),
                            (["--target-size", 10, "-o", tmp / "run" / "ids.npy"], "would corrupt")]:
         proc = hkmeans("sample", tmp / "run", *args, check=False)
         assert proc.returncode == 2 and expected in proc.stderr, proc.stderr

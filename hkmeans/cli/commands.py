@@ -147,16 +147,20 @@ def _sizes(config):
 
 def _outputs(output, run_dir, sizes):
     """``(size, indices file, Parquet file)`` per target size: ``RUN_DIR/indices.npy``
-    and ``selected.parquet`` (``X.npy`` and ``X.parquet`` for ``-o X.npy``), with
-    ``-SIZE`` before the suffix when there are several sizes."""
+    and ``selected.parquet`` (``X.npy`` and ``X.parquet`` for ``-o X.npy``; ``X`` and
+    ``X.parquet`` for ``-o X``), with ``-SIZE`` before the suffix when there are
+    several sizes."""
+    suffix = ".npy"
     if output is None:
         npy, parquet = os.path.join(run_dir, "indices"), os.path.join(run_dir, "selected")
+    elif output.endswith(".parquet"):
+        raise cfg.ConfigError(f"{output}: -o names the indices file (X.npy); the Parquet file goes beside it (X.parquet).")
     else:
-        npy = parquet = output[: -len(".npy")] if output.endswith(".npy") else output
         if not output.endswith(".npy"):
-            raise cfg.ConfigError(f"{output}: the indices file's name must end in .npy (the Parquet file goes beside it).")
+            suffix = ""  # the name as given
+        npy = parquet = output[: len(output) - len(suffix)]
     tag = (lambda n: f"-{n}") if len(sizes) > 1 else (lambda n: "")
-    return [(n, f"{npy}{tag(n)}.npy", f"{parquet}{tag(n)}.parquet") for n in sizes]
+    return [(n, f"{npy}{tag(n)}{suffix}", f"{parquet}{tag(n)}.parquet") for n in sizes]
 
 
 def _check_outputs(outputs, source, run_dir):

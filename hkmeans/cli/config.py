@@ -47,8 +47,8 @@ FIT_KEYS = {
 }
 SAMPLE_KEYS = {
     "target_size": Param(None, _sizes, f"an integer from 0 to {MAX_COUNT}, or a list of them",
-                         "points to pick; several, comma-separated, sample once per size "
-                         "(required, here or in --config)", metavar="N", parse=_size_list),
+                         "points to pick (required, here or in --config); several, comma-separated, "
+                         "sample once per size", metavar="N", parse=_size_list),
     "strategy": choice(STRATEGIES, "random", "how a finest-level cluster picks its points"),
     "multiplier": Param(1, lambda v: is_int(v, 1, MAX_COUNT), f"an integer from 1 to {MAX_COUNT}",
                         "most times one point may be picked", metavar="M"),
