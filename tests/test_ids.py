@@ -71,6 +71,8 @@ def test_ids_file_round_trip(pool, kind):
     assert kept.dtype.kind == ("i" if kind.startswith("int") else "U")
     record = json.loads((tmp / "run" / "manifest.json").read_text())["ids"]
     assert record["n"] == N and record["from"] == str(path)
+    words = "integers" if kind.startswith("int") else "strings"
+    assert f"ids            {N} {words} from {path}" in hkmeans("info", tmp / "run").stdout
     check_selected(tmp / "run", tmp / "run" / "selected.parquet", tmp / "run" / "indices.npy", ids)
     assert max(read(tmp / "run" / "selected.parquet")["times"]) == 2  # 700 of 3000 balanced: some twice
 

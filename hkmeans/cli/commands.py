@@ -256,6 +256,9 @@ def info(args) -> None:
     print(f"status         {manifest['status']} ({len(manifest['steps'])} steps done)")
     subset = f" (the rows listed in {src['subset_indices']['path']})" if "subset_indices" in src else ""
     print(f"input          {src['path']}: {src['shape'][0]} x {src['shape'][1]} {np.dtype(src['dtype']).name}{subset}")
+    if "ids" in manifest:
+        kind = "strings" if np.dtype(manifest["ids"]["dtype"]).kind == "U" else "integers"
+        print(f"ids            {manifest['ids']['n']} {kind} from {manifest['ids']['from']}")
     print(f"hkmeans        {manifest['versions'].get('hkmeans')}")
     print("parameters     " + ", ".join(f"{k}={v}" for k, v in manifest["params"].items() if v is not None))
     if manifest["status"] != "done":
