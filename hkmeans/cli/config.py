@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import tomllib
 from dataclasses import replace
@@ -32,7 +33,7 @@ def _size_list(text):
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
-        raise ValueError(f"expected integers separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
     return values[0] if len(values) == 1 else values
 
 
