@@ -20,6 +20,7 @@ from ._rng import as_generator
 from ._threads import single_threaded_blas
 from .sampling import flat_sampling, hierarchical_sampling
 from .seeding import init_centers
+from .tables import assignments, cluster_table
 
 _DTYPES = [np.float64, np.float32]
 
@@ -522,3 +523,34 @@ class HierarchicalKMeans(_CentroidClusterer):
         if method == "flat":
             return flat_sampling(self.tree_, target_size, 0, strategy, multiplier, random_state)
         raise ValueError(f"method must be 'hierarchical' or 'flat', got {method!r}.")
+
+    def assignments(self, ids=None) -> np.ndarray:
+        """Each training sample's cluster at every level and its distance to its
+        level-0 centroid.
+
+        Parameters
+        ----------
+        ids : 1-D array of n_samples integers or strings, optional
+            Adds an ``id`` column.
+
+        Returns
+        -------
+        numpy.ndarray
+            A structured array, one row per sample: ``id`` (if given), ``row``,
+            ``cluster_level0`` ... ``cluster_level{T}``, ``distance``. A structured
+            array needs neither pandas nor pyarrow, keeps each column one typed
+            array, and ``pandas.DataFrame(result)`` or ``pyarrow.Table.from_pandas``
+            take it as it is (see :mod:`hkmeans.tables`).
+        """
+        check_is_fitted(self)
+        if ids is not None and len(ids) != self.tree_.n_samples:
+            raise ValueError(f"ids must hold one id per training sample ({self.tree_.n_samples}), got {len(ids)}.")
+        return assignments(self.tree_, ids)
+
+    def cluster_table(self, selected=None) -> np.ndarray:
+        """Every cluster of every level: ``level``, ``cluster``, ``parent`` (-1 at the
+        top), ``size`` (samples), ``selected`` (samples of ``selected``, a result of
+        :meth:`sample`, in it; 0 without one) and ``mean_distance`` (of its samples to
+        their level-0 centroid), as a NumPy structured array (see :meth:`assignments`)."""
+        check_is_fitted(self)
+        return cluster_table(self.tree_, selected)

@@ -172,3 +172,24 @@ def convert(pool, path, dtype) -> np.ndarray:
         out.flush()
         del out
     return np.load(path, mmap_mode="r+")
+
+
+def save_parquet(path, blocks) -> None:
+    """NumPy structured arrays (``blocks``, an iterable of arrays of one dtype) to the
+    Parquet file ``path``, one row group each, atomically; needs pyarrow."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        writer = None
+        try:
+            for block in blocks:
+                table = pa.table({name: block[name] for name in block.dtype.names})
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise ValueError("no table to write")

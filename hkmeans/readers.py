@@ -352,6 +352,33 @@ class ParquetPool(_PartsPool):
     def describe(self):
         return {**_files_record(self.source, self.files), "column": self.column}
 
+    def has_column(self, name) -> bool:
+        """Whether the first file has a column ``name``."""
+        return name in self._meta[0].schema.to_arrow_schema().names
+
+    def read_column(self, name) -> np.ndarray:
+        """Column ``name`` of every file, in order, one value per row, row group by
+        row group; :class:`InputError` if a file lacks it or it holds nulls or lists."""
+        pq = importlib.import_module("pyarrow.parquet")
+        parts = []
+        for f, path in enumerate(self.files):
+            schema = self._meta[f].schema.to_arrow_schema()
+            if name not in schema.names:
+                raise InputError(f"{path}: no column {name!r}; columns: {', '.join(schema.names)}.")
+            kind = schema.field(name).type
+            if self._pa.types.is_nested(kind):
+                raise InputError(f"{path}: column {name!r} is {kind}, not one value per row.")
+            pf = pq.ParquetFile(path, metadata=self._meta[f])
+            for g in range(self._meta[f].num_row_groups):
+                try:
+                    values = pf.read_row_group(g, columns=[name]).column(0)
+                except (self._pa.ArrowException, OSError) as e:
+                    raise InputError(f"{path}: row group {g} cannot be read ({_first_line(e)}).") from None
+                if values.null_count:
+                    raise InputError(f"{path}: column {name!r} holds nulls in row group {g}; every row needs a value.")
+                parts.append(values.to_numpy())
+        return np.concatenate(parts) if parts else np.empty(0)
+
 
 def _to_numpy(lists, width, path, first_row):
     """A pyarrow list array of ``width`` numbers per row (the first row's length if
@@ -434,7 +461,7 @@ class SubsetPool(Pool):
     chunks follow the base's, so each read touches one base chunk at a time."""
 
     def __init__(self, base, indices):
-        self._base = base
+        self.base = base  # the whole input
         self._idx, digest = subset_rows(indices, base.shape[0])
         self.shape = (len(self._idx), base.shape[1])
         self.dtype = base.dtype
@@ -447,15 +474,15 @@ class SubsetPool(Pool):
 
     def _read(self, start, stop):
         rows = self._idx[start:stop]
-        cuts = np.searchsorted(rows, self._base.chunks[1:-1])
+        cuts = np.searchsorted(rows, self.base.chunks[1:-1])
         pieces = []
         for group in np.split(rows, cuts):
             if group.size:
                 lo = int(group[0])
-                pieces.append(self._base.read(lo, int(group[-1]) + 1)[group - lo])
+                pieces.append(self.base.read(lo, int(group[-1]) + 1)[group - lo])
         if not pieces:
             return np.empty((0, self.shape[1]), self.dtype)
         return np.concatenate(pieces)
 
     def describe(self):
-        return {**self._base.describe(), "subset_indices": self._record}
+        return {**self.base.describe(), "subset_indices": self._record}

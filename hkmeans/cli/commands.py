@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import sys
 import warnings
@@ -12,14 +13,18 @@ import numpy as np
 from .._progress import log
 from ..backends import dask_module
 from ..hierarchy import check_hierarchy_params, hierarchical_kmeans, tree_from_levels
-from ..io import convert, same_file, save_npy, save_text, scan
+from ..ids import check_ids, column_ids, digest, load_ids
+from ..io import convert, same_file, save_npy, save_parquet, save_text, scan
 from ..kmeans import check_kmeans_params
-from ..readers import open_pool, subset_rows
+from ..readers import SubsetPool, open_pool, subset_rows
 from ..sampling import flat_sampling, hierarchical_sampling
+from ..tables import assignments, cluster_table, selected_table
 from . import config as cfg
 from .rundir import RunDir, RunDirError, input_files, owned
 
 SCRATCH = "data.npy"
+EXPORT_ROWS = 1 << 20  # rows per row group of assignments.parquet
+PARQUET_HINT = 'install pyarrow (pip install "hkmeans[parquet]")'
 
 
 def _config(args, keys):
@@ -40,7 +45,8 @@ def _check_sampling(config):
 
 def _prepare_fit(args, config):
     """Every check of a fit, before anything is written: returns ``(pool, dtype,
-    source, client)``, ``client`` the Dask client level 0 runs on (or None)."""
+    source, ids, client)``: ``ids`` being ``(array, record)`` or None, ``client`` the
+    Dask client level 0 runs on (or None)."""
     if config["n_clusters"] is None:
         raise cfg.ConfigError("n_clusters is required: give --n-clusters or set it in the config file.")
     if config["scheduler"] is not None and config["workers"] is not None:
@@ -60,6 +66,7 @@ def _prepare_fit(args, config):
             raise cfg.ConfigError(
                 f"{path}: inside the run directory under a name hkmeans writes there; move it or choose another --out."
             )
+    ids = _read_ids(pool, config)
     dtype = _compute_dtype(pool.dtype, config["dtype"])
     splits = check_hierarchy_params(
         pool.shape[0], config["n_clusters"], config["n_resamples"], config["sample_size"],
@@ -74,7 +81,27 @@ def _prepare_fit(args, config):
     if fingerprint is None:
         log.info("checking %s: %d x %d %s", args.embeddings, *pool.shape, pool.dtype)
         fingerprint = scan(pool, dtype)
-    return pool, dtype, {**source, "fingerprint": fingerprint}, _client(config)
+    return pool, dtype, {**source, "fingerprint": fingerprint}, ids, _client(config)
+
+
+def _read_ids(pool, config):
+    """The ids of the input's rows (``--ids FILE``, or the Parquet column
+    ``--id-column``, or ``id``), checked against the whole input (a subset's too), with
+    the manifest's record of them; None when there are none."""
+    if config["ids"] is not None and config["id_column"] is not None:
+        raise cfg.ConfigError("give the ids either as a file (--ids) or as a Parquet column (--id-column), not both.")
+    whole = pool.base if isinstance(pool, SubsetPool) else pool
+    if config["ids"] is not None:
+        name, raw = config["ids"], load_ids(config["ids"])
+    else:
+        raw = column_ids(whole, config["id_column"])
+        if raw is None:
+            return None
+        name = f"{whole.source}: column {config['id_column'] or 'id'}"
+    ids = check_ids(raw, whole.shape[0], name)
+    record = {"from": os.path.abspath(name) if config["ids"] is not None else name,
+              "n": int(len(ids)), "dtype": ids.dtype.str, "digest": digest(ids)}
+    return ids, record
 
 
 def _client(config):
@@ -102,8 +129,10 @@ def _known_fingerprint(run_dir, source):
     return None
 
 
-def _fit(args, config, pool, dtype, source, client):
+def _fit(args, config, pool, dtype, source, ids=None, client=None):
     run = RunDir.open(args.out, config, source, overwrite=args.overwrite)
+    if ids is not None:
+        run.set_ids(*ids)
     if run.manifest["status"] == "done":
         log.info("%s: the fit is already done", args.out)
         return run
@@ -165,21 +194,57 @@ def _fit_on_dask(args, config, pool, dtype, run, client):
     run.finish(levels, tree_from_levels(levels))
 
 
-def _sample(tree, config, out, verbosity, source):
+def _sizes(config):
+    sizes = config["target_size"]
+    return sizes if isinstance(sizes, list) else [sizes]
+
+
+def _outputs(output, run_dir, sizes):
+    """``(size, indices file, Parquet file)`` per target size: ``RUN_DIR/indices.npy``
+    and ``selected.parquet`` (``X.npy`` and ``X.parquet`` for ``-o X.npy``; ``X`` and
+    ``X.parquet`` for ``-o X``), with ``-SIZE`` before the suffix when there are
+    several sizes."""
+    suffix = ".npy"
+    if output is None:
+        npy, parquet = os.path.join(run_dir, "indices"), os.path.join(run_dir, "selected")
+    elif output.endswith(".parquet"):
+        raise cfg.ConfigError(f"{output}: -o names the indices file (X.npy); the Parquet file goes beside it (X.parquet).")
+    else:
+        if not output.endswith(".npy"):
+            suffix = ""  # the name as given
+        npy = parquet = output[: len(output) - len(suffix)]
+    tag = (lambda n: f"-{n}") if len(sizes) > 1 else (lambda n: "")
+    return [(n, f"{npy}{tag(n)}{suffix}", f"{parquet}{tag(n)}.parquet") for n in sizes]
+
+
+def _check_outputs(outputs, source, run_dir):
+    if len({n for n, _, _ in outputs}) != len(outputs):
+        raise cfg.ConfigError("--target-size: a size is given twice; give each once.")
+    for _, npy, parquet in outputs:
+        _check_output(npy, input_files(source), run_dir)
+        _check_output(parquet, input_files(source), run_dir)
+
+
+def _sample(tree, config, outputs, verbosity, source, ids=None):
     rows = _subset(source)
-    n_max = tree.n_samples * config["multiplier"]
-    if config["target_size"] > n_max:
-        warnings.warn(
-            f"target size {config['target_size']} is above pool size x multiplier "
-            f"({tree.n_samples} x {config['multiplier']}); writing all {n_max}.",
-            UserWarning,
-        )
+    tables = importlib.util.find_spec("pyarrow") is not None
+    if not tables:
+        warnings.warn(f"indices only, no selected.parquet: {PARQUET_HINT} to get the Parquet file too.", UserWarning)
     sampler = hierarchical_sampling if config["method"] == "hierarchical" else flat_sampling
-    idx = sampler(tree, config["target_size"], strategy=config["strategy"], multiplier=config["multiplier"], random_state=config["seed"])
-    save_npy(out, idx if rows is None else rows[idx])
-    if verbosity >= 0:
-        print(f"{len(idx)} indices written to {out}", file=sys.stderr)
-    return idx
+    for size, npy, parquet in outputs:
+        n_max = tree.n_samples * config["multiplier"]
+        if size > n_max:
+            warnings.warn(
+                f"target size {size} is above pool size x multiplier "
+                f"({tree.n_samples} x {config['multiplier']}); writing all {n_max}.",
+                UserWarning,
+            )
+        idx = sampler(tree, size, strategy=config["strategy"], multiplier=config["multiplier"], random_state=config["seed"])
+        save_npy(npy, idx if rows is None else rows[idx])
+        if tables:
+            save_parquet(parquet, [selected_table(tree, idx, ids, rows)])
+        if verbosity >= 0:
+            print(f"{len(idx)} indices written to {npy}" + (f", their rows to {parquet}" if tables else ""), file=sys.stderr)
 
 
 def fit(args) -> None:
@@ -190,12 +255,12 @@ def fit(args) -> None:
 def curate(args) -> None:
     config = _config(args, cfg.KEYS.keys())
     _check_sampling(config)
+    outputs = _outputs(args.output, args.out, _sizes(config))
     prepared = _prepare_fit(args, config)
     source = prepared[2]
-    out = args.output or os.path.join(args.out, "indices.npy")
-    _check_output(out, input_files(source), args.out)
+    _check_outputs(outputs, source, args.out)
     run = _fit(args, config, *prepared)
-    _sample(RunDir.tree(run.path), config, out, args.verbosity, source)
+    _sample(RunDir.tree(run.path), config, outputs, args.verbosity, source, RunDir.ids(run.path))
 
 
 def sample(args) -> None:
@@ -203,9 +268,9 @@ def sample(args) -> None:
     _check_sampling(config)
     tree = RunDir.tree(args.run_dir)
     source = RunDir.read_manifest(args.run_dir)["input"]
-    out = args.output or os.path.join(args.run_dir, "indices.npy")
-    _check_output(out, input_files(source), args.run_dir)
-    _sample(tree, config, out, args.verbosity, source)
+    outputs = _outputs(args.output, args.run_dir, _sizes(config))
+    _check_outputs(outputs, source, args.run_dir)
+    _sample(tree, config, outputs, args.verbosity, source, RunDir.ids(args.run_dir))
 
 
 def _subset(source):
@@ -245,6 +310,9 @@ def info(args) -> None:
     print(f"status         {manifest['status']} ({len(manifest['steps'])} steps done)")
     subset = f" (the rows listed in {src['subset_indices']['path']})" if "subset_indices" in src else ""
     print(f"input          {src['path']}: {src['shape'][0]} x {src['shape'][1]} {np.dtype(src['dtype']).name}{subset}")
+    if "ids" in manifest:
+        kind = "strings" if np.dtype(manifest["ids"]["dtype"]).kind == "U" else "integers"
+        print(f"ids            {manifest['ids']['n']} {kind} from {manifest['ids']['from']}")
     print(f"hkmeans        {manifest['versions'].get('hkmeans')}")
     print("parameters     " + ", ".join(f"{k}={v}" for k, v in manifest["params"].items() if v is not None))
     if manifest["status"] != "done":
@@ -315,16 +383,12 @@ def report(args) -> None:
     if manifest["status"] != "done":
         raise RunDirError(f"{args.run_dir}: the fit is not finished; rerun it first.")
     tree = RunDir.tree(args.run_dir)
-    indices = os.path.join(args.run_dir, "indices.npy")
     if args.target_size is not None:
         selected = hierarchical_sampling(tree, args.target_size, random_state=0)
-    elif os.path.isfile(indices):
-        selected = np.load(indices)
-        rows = _subset(source)
-        if rows is not None:  # written as rows of the whole input: back to rows of the fit
-            selected = np.searchsorted(rows, selected)
     else:
-        raise cfg.ConfigError(f"{args.run_dir}: no indices.npy; give --target-size or run hkmeans sample first.")
+        selected = _run_indices(args.run_dir, source)
+        if selected is None:
+            raise cfg.ConfigError(f"{args.run_dir}: no indices.npy; give --target-size or run hkmeans sample first.")
     labels = _labels(args.labels, args.column, tree.n_samples)
     X = None
     if "subset_indices" not in source:
@@ -340,6 +404,38 @@ def report(args) -> None:
     save_text(out, curation_report(tree, selected, X, labels, manifest["params"], info))
     log.info("report: %s", out)
     print(out)
+
+
+def _run_indices(run_dir, source):
+    """``RUN_DIR/indices.npy`` as positions in the tree (it holds rows of the whole
+    input), or None if there is none."""
+    indices = os.path.join(run_dir, "indices.npy")
+    if not os.path.isfile(indices):
+        return None
+    selected = np.load(indices)
+    rows = _subset(source)
+    return selected if rows is None else np.searchsorted(rows, selected)
+
+
+def export(args) -> None:
+    manifest = RunDir.read_manifest(args.run_dir)
+    source = manifest["input"]
+    if importlib.util.find_spec("pyarrow") is None:
+        raise cfg.ConfigError(f"export writes Parquet files: {PARQUET_HINT}.")
+    tree = RunDir.tree(args.run_dir)
+    folder = args.out or args.run_dir
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise cfg.ConfigError(f"{folder}: exists and is not a directory; give another --out.")
+    paths = [os.path.join(folder, name) for name in ("assignments.parquet", "clusters.parquet")]
+    for path in paths:
+        _check_output(path, input_files(source), folder)
+    ids, rows, selected = RunDir.ids(args.run_dir), _subset(source), _run_indices(args.run_dir, source)
+    os.makedirs(folder, exist_ok=True)
+    blocks = (assignments(tree, ids, rows, a, a + EXPORT_ROWS) for a in range(0, tree.n_samples, EXPORT_ROWS))
+    save_parquet(paths[0], blocks)
+    save_parquet(paths[1], [cluster_table(tree, selected)])
+    for path in paths:
+        print(path)
 
 
 def advise(args) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import tomllib
 from dataclasses import replace
@@ -21,6 +22,21 @@ def _text(v):
     return isinstance(v, str) and v != ""
 
 
+def _sizes(v):
+    """One target size, or a non-empty list of them."""
+    ok = lambda x: is_int(x, 0, MAX_COUNT)  # noqa: E731
+    return ok(v) or (isinstance(v, list) and len(v) > 0 and all(map(ok, v)))
+
+
+def _size_list(text):
+    """``"100,500"`` as ``[100, 500]``, one number as an int."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
 # the fit parameters' table, less the backend (--scheduler and --workers choose it),
 # with n_clusters required; then the keys of the command line alone
 FIT_KEYS = {
@@ -31,8 +47,9 @@ FIT_KEYS = {
     "seed": Param(0, lambda v: is_int(v, 0), "a non-negative integer", "seed of every random choice", metavar="SEED"),
 }
 SAMPLE_KEYS = {
-    "target_size": Param(None, lambda v: is_int(v, 0, MAX_COUNT), f"an integer from 0 to {MAX_COUNT}",
-                         "points to pick (required, here or in --config)", metavar="N"),
+    "target_size": Param(None, _sizes, f"an integer from 0 to {MAX_COUNT}, or a list of them",
+                         "points to pick (required, here or in --config); several, comma-separated, "
+                         "sample once per size", metavar="N", parse=_size_list),
     "strategy": choice(STRATEGIES, "random", "how a finest-level cluster picks its points"),
     "multiplier": Param(1, lambda v: is_int(v, 1, MAX_COUNT), f"an integer from 1 to {MAX_COUNT}",
                         "most times one point may be picked", metavar="M"),
@@ -46,6 +63,11 @@ INPUT_KEYS = {
     "subset_indices": Param(None, _text, "a file name",
                             "a .npy of sorted, distinct row numbers: fit on those rows only "
                             "(indices written are rows of the whole input)", metavar="FILE", parse=str),
+    "ids": Param(None, _text, "a file name",
+                 "one id per row of the input: a .npy of integers or strings, or a .txt/.csv of one per line",
+                 metavar="FILE", parse=str),
+    "id_column": Param(None, _text, "a column name",
+                       "Parquet input: the column of ids (default: id, when there is one)", metavar="NAME", parse=str),
 }
 RUN_KEYS = {
     "checkpoint_interval": Param(60.0, is_finite_non_negative, "a finite non-negative number of seconds",

@@ -67,7 +67,9 @@ def _input(p):
 def _sample_options(p):
     for key, spec in cfg.SAMPLE_KEYS.items():
         _flag(p, key, spec)
-    p.add_argument("-o", "--output", metavar="FILE", help="indices file (default: RUN_DIR/indices.npy)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="indices file, X.npy; the selected rows go beside it to X.parquet "
+                        "(default: RUN_DIR/indices.npy and RUN_DIR/selected.parquet)")
 
 
 def _common(p):
@@ -85,11 +87,13 @@ EXAMPLES = {
             "hkmeans fit 'shards/*.npy' --out run/ --n-clusters 1000,100 --subset-indices dedup.npy",
             "hkmeans fit pool.parquet --column emb --out run/ --n-clusters 1000,100"],
     "sample": ["hkmeans sample run/ --target-size 200000 -o subset.npy",
+               "hkmeans sample run/ --target-size 100000,500000,1000000",
                "hkmeans sample run/ --target-size 50000 --strategy closest --multiplier 2"],
     "curate": ["hkmeans curate emb.npy --out run/ --n-clusters 10000,1000,100 --target-size 1000000",
                "hkmeans curate emb.npy --out run/ --config curation.toml -o subset.npy"],
     "demo": ["hkmeans demo", "hkmeans demo --out plots/ --seed 3"],
     "info": ["hkmeans info run/", "hkmeans info run/ | grep status"],
+    "export": ["hkmeans export run/", "hkmeans export run/ --out tables/"],
     "report": ["hkmeans report run/ -o report.html",
                "hkmeans report run/ --labels meta.parquet --column source -o report.html"],
     "advise": ["hkmeans advise emb.npy --target-size 1000000",
@@ -136,6 +140,12 @@ def parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "info", "levels, clusters and parameters of a RUN_DIR", commands.info)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
+    p.set_defaults(verbosity=0)
+
+    p = _subcommand(sub, "export", "every row's clusters and every cluster as Parquet tables", commands.export)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of a finished fit")
+    p.add_argument("--out", metavar="DIR",
+                   help="where assignments.parquet and clusters.parquet go (default: RUN_DIR; made if missing)")
     p.set_defaults(verbosity=0)
 
     p = _subcommand(sub, "report", "an HTML report of what curation did in a fitted RUN_DIR", commands.report)

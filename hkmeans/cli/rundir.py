@@ -15,6 +15,9 @@
     scratch-subset.npy  a resampling subset over 64 MB (while fitting)
     tree.npz            the ClusterTree;  centroids/level0.npy ...: per level
                         (and, for a split level, level0-parents.npy, level0-child-offsets.npy)
+    ids.npy             one id per row of the input (when ids were given)
+    indices.npy, selected.parquet, indices-N.npy, selected-N.parquet,
+    assignments.parquet, clusters.parquet        outputs of sample, curate and export
 
 Files are written atomically and a step counts as done once the manifest lists it,
 so a run stopped at any moment resumes after its last finished step.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -52,9 +56,13 @@ TOOL = "hkmeans"  # the manifest's marker: only hkmeans writes it
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 #: What hkmeans writes at the top of a run directory: all that ``--overwrite`` deletes.
-OWNED_FILES = (MANIFEST, LOCK, "config.toml", "tree.npz", "data.npy", "indices.npy")
+OWNED_FILES = (MANIFEST, LOCK, "config.toml", "tree.npz", "data.npy", "ids.npy")
 OWNED_DIRS = ("steps", "centroids")
 OWNED_PREFIXES = ("scratch-", ".tmp-")
+#: Outputs hkmeans writes into a run directory by default: ``-o`` may replace them,
+#: ``--overwrite`` deletes them (they belong to the run it replaces).
+OUTPUTS = re.compile(r"(indices(-\d+)?\.npy|selected(-\d+)?\.parquet|assignments\.parquet|clusters\.parquet)\Z")
+IDS = "ids.npy"
 #: The manifest's keys and their types: a manifest without them is damaged.
 _MANIFEST_KEYS = {"format": int, "input": dict, "params": dict, "steps": list, "status": str, "versions": dict}
 _INPUT_KEYS = {"path": str, "shape": list, "dtype": str, "fingerprint": str}
@@ -278,6 +286,24 @@ class RunDir(Checkpoints):
         self.manifest["n_iter"] = [int(level.n_iter) for level in levels]
         self.write_manifest()
 
+    def set_ids(self, ids, record: dict) -> None:
+        """Keep ``ids`` (checked: one per row of the input) as ``ids.npy`` and what
+        they came from in the manifest, so that later commands need not read them again."""
+        save_npy(os.path.join(self.path, IDS), ids)
+        self.manifest["ids"] = record
+        self.write_manifest()
+
+    @staticmethod
+    def ids(path):
+        """The ids kept with the run at ``path``, or None."""
+        file = os.path.join(path, IDS)
+        if not os.path.isfile(file):
+            return None
+        try:
+            return np.load(file, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise RunDirError(f"{file}: damaged ({e}); rerun 'hkmeans fit' with the ids to write it again.") from None
+
     @staticmethod
     def tree(path) -> ClusterTree:
         """The tree of a finished run; :class:`RunDirError` if the run is not done."""
@@ -303,14 +329,14 @@ def is_run_manifest(manifest) -> bool:
 
 def owned(path, run_dir=None) -> bool:
     """Whether ``path`` names a file or folder that hkmeans keeps in a run directory
-    (``tree.npz``, ``steps/...``; not ``indices.npy``, an output): writing it from
+    (``tree.npz``, ``steps/...``; not ``indices.npy`` and the other outputs): writing it from
     outside would corrupt the run. The run directory is ``run_dir`` (which need not
     exist yet) or any folder above ``path`` holding a run's manifest."""
     path = os.path.abspath(path)
     folder, name = os.path.split(path)
     while folder != os.path.dirname(folder):
         if (run_dir is not None and folder == os.path.abspath(run_dir)) or _holds_run(folder):
-            return (name in OWNED_FILES and name != "indices.npy") or name in OWNED_DIRS or name.startswith(OWNED_PREFIXES)
+            return name in OWNED_FILES or name in OWNED_DIRS or name.startswith(OWNED_PREFIXES)
         folder, name = os.path.split(folder)
     return False
 
@@ -339,7 +365,7 @@ def _remove_owned(path, keep):
             continue
         if name in OWNED_DIRS and os.path.isdir(full) and not os.path.islink(full):
             shutil.rmtree(full)
-        elif name in OWNED_FILES or name in OWNED_DIRS or name.startswith(OWNED_PREFIXES):
+        elif name in OWNED_FILES or name in OWNED_DIRS or name.startswith(OWNED_PREFIXES) or OUTPUTS.match(name):
             os.unlink(full)
 
 
