@@ -96,9 +96,36 @@ def advise(n_samples: int, target_size: int, n_resamples: int = 10) -> Advice:
     sizes = [max(2, round(m / k / 2)) for m, k in zip(inputs, ks)]
     reasons.append("sample_size: half of each level's mean cluster size, at least 2 "
                    f"({', '.join(f'{m // k} -> {s}' for m, k, s in zip(inputs, ks, sizes))})")
-    reasons.append(f"n_resamples: {n_resamples} per level, as in the paper")
+    resamples = [n_resamples if s < m / k else 0 for m, k, s in zip(inputs, ks, sizes)]
+    reasons.append(f"n_resamples: {n_resamples} per level, as in the paper"
+                   + ("; 0 where clusters are too small to take a sample from" if 0 in resamples and n_resamples else ""))
     if target > n:
         reasons.append(f"the target ({target}) is above the pool ({n}): sampling needs multiplier >= "
                        f"{math.ceil(target / n)}")
-    params = dict(n_clusters=ks, sample_size=sizes, n_resamples=[n_resamples] * len(ks))
+    params = dict(n_clusters=ks, sample_size=sizes, n_resamples=resamples)
     return Advice(params, reasons)
+
+
+class ParameterWarning(UserWarning):
+    """A fit's parameters are far from the rules of thumb (see :func:`far_off`)."""
+
+
+def far_off(n_samples: int, n_clusters, n_resamples, sample_size) -> list[str]:
+    """What in a hierarchy's per-level parameters is far from the rules of thumb, one
+    line each (empty when nothing is): level-0 clusters of fewer than 2 points on
+    average, a level with less than 1.5 times fewer clusters than the one below (it
+    barely merges), and a resampling step that takes at least a level's mean cluster
+    size from each cluster (it takes whole clusters: resampling has no effect)."""
+    out = []
+    inputs = [n_samples] + list(n_clusters[:-1])
+    if n_samples < 2 * n_clusters[0]:
+        out.append(f"level 0 has {n_clusters[0]} clusters for {n_samples} points: fewer than 2 points per "
+                   "cluster on average")
+    for t, (m, k) in enumerate(zip(inputs, n_clusters)):
+        if t > 0 and m < 1.5 * k:
+            out.append(f"level {t} has {k} clusters for the {m} of level {t - 1}: it barely merges them "
+                       "(3-10x fewer per level works well)")
+        if n_resamples[t] > 0 and sample_size[t] is not None and sample_size[t] > 1 and sample_size[t] >= m / k:
+            out.append(f"sample_size={sample_size[t]} at level {t} is at least its mean cluster size "
+                       f"({m / k:.1f}): resampling takes whole clusters (about half of it works well)")
+    return out

@@ -10,12 +10,14 @@ the new centroids.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from . import _config
+from .advise import ParameterWarning, far_off
 from ._params import RESAMPLE_STRATEGIES, check, per_level
 from ._progress import bar, report
 from ._rng import as_generator
@@ -186,6 +188,8 @@ def hierarchical_kmeans(
     ks, resamples, sizes, splits = check_hierarchy_params(
         X.shape[0], n_clusters, n_resamples, sample_size, resample_strategy, n_splits
     )
+    for line in far_off(X.shape[0], ks, resamples, sizes):
+        warnings.warn(line + "; hkmeans.advise() proposes parameters.", ParameterWarning, stacklevel=3)
     init, n_init = check_kmeans_params(X, ks[0], init, n_init, max_iter, tol, metric, hierarchical=True)
     sample_weight = check_sample_weight(sample_weight, X.shape[0])
     rng = as_generator(random_state)

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hkmeans import HierarchicalKMeans
-from hkmeans.advise import LEVEL_RATIO, MAX_LEVELS, advise
+from hkmeans.advise import LEVEL_RATIO, MAX_LEVELS, ParameterWarning, advise, far_off
 from hkmeans.hierarchy import check_hierarchy_params
 
 
@@ -15,6 +15,8 @@ def test_proposals_are_valid_parameters_and_follow_the_rules(n, target):
     a = advise(n, target)
     ks, sizes = a.params["n_clusters"], a.params["sample_size"]
     check_hierarchy_params(n, ks, a.params["n_resamples"], sizes, "closest")  # raises if not valid
+    if n >= 4:
+        assert far_off(n, ks, a.params["n_resamples"], sizes) == []
     assert 1 <= len(ks) <= MAX_LEVELS
     assert ks[0] <= max(2, target) and ks[0] <= n
     assert all(lo == hi // LEVEL_RATIO for hi, lo in zip(ks, ks[1:]))
@@ -46,3 +48,13 @@ def test_the_paper_pool_gets_a_few_levels_of_millions_to_tens_of_thousands():
 def test_bad_sizes_are_one_line_errors(args, match):
     with pytest.raises(ValueError, match=match):
         advise(*args)
+
+
+def test_far_off_choices_are_named_and_warned_about_in_fit():
+    assert far_off(100, [80], [10], [None])[0].startswith("level 0 has 80 clusters for 100 points")
+    assert "level 1 has 40 clusters for the 50 of level 0" in far_off(1000, [50, 40], [0, 0], [None, None])[0]
+    assert "sample_size=30 at level 0 is at least its mean cluster size (20.0)" in far_off(1000, [50], [3], [30])[0]
+    assert far_off(1000, [50], [0], [30]) == []  # no resampling: the size does not matter
+    X = np.random.default_rng(0).normal(size=(400, 3))
+    with pytest.warns(ParameterWarning, match="barely merges them"):
+        HierarchicalKMeans((20, 18), n_resamples=0, max_iter=5, random_state=0).fit(X)
