@@ -102,7 +102,15 @@ def weighted_total(values, weights) -> float:
 class HostRows:
     """The per-row operations on labels, distances and scores held in this process's
     memory (NumPy arrays), shared by the in-process backends whatever device holds
-    the rows. Needs ``shape`` and ``weights``."""
+    the rows. Needs ``X`` (the rows, in host memory) and ``weights``."""
+
+    @property
+    def shape(self):
+        return self.X.shape
+
+    @property
+    def dtype(self):
+        return self.X.dtype
 
     def cluster_weights(self, labels, k) -> np.ndarray:
         """Weight of each cluster (rows per cluster without weights), float64."""
@@ -162,14 +170,6 @@ class CPUBackend(HostRows):
     def search(self, centers, labels, sqdist, lower=None, group_offsets=None) -> None:
         """:func:`search` over the rows, in place."""
         search(self.X, centers, labels, sqdist, lower, group_offsets)
-
-    @property
-    def shape(self):
-        return self.X.shape
-
-    @property
-    def dtype(self):
-        return self.X.dtype
 
     def take(self, rows, out=None) -> np.ndarray:
         """Rows ``rows`` of the data, into ``out`` if given."""

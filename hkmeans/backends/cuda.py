@@ -123,14 +123,6 @@ class CUDABackend(HostRows):
         self.block_rows = max(threads, rows // threads * threads)
         self._dX = self.k.cuda.to_device(X) if self.resident else None
 
-    @property
-    def shape(self):
-        return self.X.shape
-
-    @property
-    def dtype(self):
-        return self.X.dtype
-
     def _grid(self, n):
         return self.k.common.blocks(n, self.threads), self.threads
 

@@ -18,13 +18,13 @@ import atexit
 import contextlib
 import contextvars
 import functools
-import os
 import threading
 
 import dask
 import dask.array as da
 import numpy as np
 
+from .._threads import usable_cpus
 from .cpu import CPUBackend, LloydStep, normalize_rows
 
 #: Chunks combined per task of a reduction tree.
@@ -38,13 +38,6 @@ _KERNELS = threading.Lock()
 
 # ---------------------------------------------------------------------------
 # where the tasks run
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def cluster_layout(cores: int) -> tuple[int, int]:
@@ -62,7 +55,7 @@ def local_client(workers=None, cores=None):
     when the process exits."""
     from distributed import Client, LocalCluster
 
-    cores = _cores() if cores is None else cores
+    cores = usable_cpus() if cores is None else cores
     if workers is None:
         workers, threads = cluster_layout(cores)
     else:
