@@ -77,7 +77,7 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
 
     def _data(self, X):
         """The backend over validated rows ``X`` for prediction: lazy for a dask array."""
-        return dask_module().DaskBackend(X, self.client, persist=False) if is_dask(X) else resolve(X)
+        return dask_module().DaskBackend(X, self.client, persist=False, device=self.device) if is_dask(X) else resolve(X)
 
     def _scheduler(self):
         """Context in which Dask work runs on ``client`` (if given)."""

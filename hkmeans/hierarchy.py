@@ -206,6 +206,7 @@ def hierarchical_kmeans(
         params["normalized"] = True
     levels: list[Level] = []
     Y = data  # level 0 on the data's backend; the levels above on their input's centroids, on the same device
+    above = "cpu" if data.name == "dask" else device  # (on a cluster, the client's: its cores; they are small)
     with bar(verbose, len(ks), "levels", leave=True, unit="level") as levels_bar:
         for t, k in enumerate(ks):
             start = time.perf_counter()
@@ -230,7 +231,7 @@ def hierarchical_kmeans(
                 f"level {t}: {Y.shape[0]} -> {len(level.centroids)} clusters, {how}, "
                 f"{time.perf_counter() - start:.2f} s",
             )
-            Y = resolve(level.centroids, device)
+            Y = resolve(level.centroids, above)
     return levels
 
 

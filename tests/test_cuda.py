@@ -243,3 +243,50 @@ def test_no_visible_gpu_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="no CUDA GPU is visible"):
         HierarchicalKMeans(4, device="cuda").fit(_blobs())
+
+
+@cudasim
+def test_dask_chunks_on_cuda_equal_the_dask_cpu_fit_and_stay_on_the_device(small_launch):
+    """Level 0 on Dask with each chunk's kernels on the GPU (the local synchronous
+    scheduler here; one GPU per worker on a cluster) gives the fit on the workers' cores."""
+    dask = pytest.importorskip("dask")
+    import dask.array as da
+
+    from hkmeans.backends import dask as dask_backend
+
+    X = da.from_array(_blobs(2), chunks=(30, 3))  # three chunks
+    params = dict(n_clusters=(6, 2), n_resamples=1, max_iter=10, init="random", random_state=0, backend="dask")
+    with dask.config.set(scheduler="synchronous"):
+        cpu = HierarchicalKMeans(**params).fit(X)
+        dask_backend._ON_DEVICE.clear()
+        gpu = HierarchicalKMeans(**params, device="cuda").fit(X)
+        assert {key[1] for key in dask_backend._ON_DEVICE} == {0, 1, 2}  # each chunk copied once, kept
+        for lv_cpu, lv_gpu in zip(cpu.levels_, gpu.levels_):
+            np.testing.assert_array_equal(np.asarray(lv_gpu.labels), np.asarray(lv_cpu.labels))
+            np.testing.assert_allclose(lv_gpu.centroids, lv_cpu.centroids, rtol=1e-5)
+        np.testing.assert_array_equal(gpu.sample(40, random_state=1), cpu.sample(40, random_state=1))
+        np.testing.assert_array_equal(gpu.predict(X).compute(), cpu.predict(X).compute())
+
+
+@cudasim
+def test_dask_workers_each_run_cuda_kernels(small_launch):
+    """Two worker processes (each in the simulator, as a GPU each): the result is the
+    one-process result."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+    import dask.array as da
+
+    X = da.from_array(_blobs(3), chunks=(30, 3))
+    params = dict(n_clusters=(6, 2), n_resamples=1, max_iter=5, init="random", random_state=0, backend="dask",
+                  device="cuda")
+    with dask.config.set(scheduler="synchronous"):
+        alone = HierarchicalKMeans(**params).fit(X)
+    env = {"NUMBA_ENABLE_CUDASIM": "1", "NUMBA_NUM_THREADS": "1"}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, env=env) as c, distributed.Client(c) as client:
+        # the workers run the kernels with the launch sizes of this test
+        client.run(lambda: [setattr(cuda_backend, k, v) for k, v in dict(THREADS=8, TILE_K=4, TILE_D=4, GROUP_ROWS=8).items()])
+        m = HierarchicalKMeans(**params, client=client).fit(X)
+        for lv_a, lv_m in zip(alone.levels_, m.levels_):
+            np.testing.assert_array_equal(lv_m.centroids, lv_a.centroids)
+            np.testing.assert_array_equal(np.asarray(client.compute(lv_m.labels, sync=True)), np.asarray(lv_a.labels))

@@ -221,6 +221,17 @@ def test_bad_input_gives_one_line_errors_before_work(client):
         HierarchicalKMeans(**PARAMS, backend="spark").fit(X)
 
 
+def test_device_cuda_on_workers_without_a_gpu_is_one_line_before_work(client):
+    errors = client.run(dask_backend._cuda_error)
+    if not any(errors.values()):
+        pytest.skip("every worker sees a GPU (or the simulator): the fit would run")
+    before = set(client.who_has())
+    with pytest.raises(RuntimeError, match=r"^worker tcp://127\.0\.0\.1:\d+: device='cuda' ") as info:
+        HierarchicalKMeans(**PARAMS, device="cuda").fit(da.from_array(X, chunks=(CHUNK, D)))
+    assert "\n" not in str(info.value)
+    assert set(client.who_has()) <= before  # no task ran
+
+
 def test_without_dask_a_one_line_import_error():
     code = ("import sys; sys.modules['dask'] = None; import numpy as np; from hkmeans import HierarchicalKMeans; "
             "HierarchicalKMeans(4, backend='dask').fit(np.random.rand(40, 2))")

@@ -87,9 +87,7 @@ def resolve(X, device: str = "cpu", client=None, backend: str = "auto"):
     if hasattr(X, "lloyd_run"):
         return X
     if backend == "dask" or (backend == "auto" and is_dask(X)):
-        if device != "cpu":
-            raise ValueError(f'device={device!r} with the dask backend is not supported yet; use device="cpu".')
-        return dask_module().DaskBackend(X, client)
+        return dask_module().DaskBackend(X, client, device=device)
     if is_dask(X):
         raise ValueError('backend="cpu" takes an in-memory array, got a dask array: use backend="dask" or "auto".')
     if sparse.issparse(X):

@@ -10,14 +10,21 @@ which tasks finish. Random draws come from one stream per chunk,
 
 Per-row state (labels, distances, Lloyd bounds) stays on the workers as persisted
 dask arrays; the client holds O(k x d) per pass, plus the rows it gathers.
+
+With ``device="cuda"`` each chunk's kernels run on its worker's GPU
+(:class:`~hkmeans.backends.cuda.CUDABackend`, one GPU per worker as
+``dask_cuda.LocalCUDACluster`` starts them); a worker keeps the chunks it has copied to
+its device, up to half the device's memory, for the next passes.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import contextvars
 import functools
+import importlib.util
 import threading
 
 import dask
@@ -45,6 +52,46 @@ def cluster_layout(cores: int) -> tuple[int, int]:
     workers x threads <= cores, about 4 threads each."""
     threads = min(cores, 4)
     return max(1, cores // threads), threads
+
+
+def local_cuda_client(workers=None):
+    """A :class:`distributed.Client` on a new ``dask_cuda.LocalCUDACluster``: one
+    worker per visible GPU (``workers`` of them if given). A one-line ImportError
+    without dask-cuda. Closed when the process exits."""
+    if importlib.util.find_spec("dask_cuda") is None:
+        raise ImportError('device="cuda" on Dask starts one worker per GPU with dask-cuda: pip install "hkmeans[dask-cuda]", or use an existing cluster.')
+    from dask_cuda import LocalCUDACluster
+    from distributed import Client
+
+    cluster = LocalCUDACluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+    client = Client(cluster, set_as_default=False)
+    atexit.register(lambda: (client.close(), cluster.close()))
+    return client
+
+
+def check_workers(client, device) -> None:
+    """For ``device="cuda"``: a one-line RuntimeError unless every worker of
+    ``client`` (this process if None) has numba-cuda and sees a GPU."""
+    if device != "cuda":
+        return
+    from .cuda import check_available
+
+    if client is None:
+        check_available()
+        return
+    for worker, error in client.run(_cuda_error).items():
+        if error is not None:
+            raise RuntimeError(f"worker {worker}: {error}")
+
+
+def _cuda_error():
+    from .cuda import check_available
+
+    try:
+        check_available()
+    except RuntimeError as e:
+        return str(e)
+    return None
 
 
 def local_client(workers=None, cores=None):
@@ -85,8 +132,8 @@ def connect(address, timeout=10):
 
 
 @functools.cache
-def _embedded_client():
-    return local_client()
+def _embedded_client(device="cpu"):
+    return local_cuda_client() if device == "cuda" else local_client()
 
 
 _CURRENT = contextvars.ContextVar("hkmeans_client", default=None)
@@ -102,13 +149,15 @@ def using(client):
         _CURRENT.reset(token)
 
 
-def pick_client(client=None):
+def pick_client(client=None, device="cpu"):
     """The :class:`distributed.Client` the tasks run on: ``client`` if given, else
     the one of an enclosing :func:`using`, else none if a local scheduler is
     configured (``dask.config.set(scheduler="threads")``, say) or distributed is not
     installed, else the active one (Dask's convention), else an
-    embedded :class:`distributed.LocalCluster` of worker processes started once per
-    process, sized by :func:`cluster_layout` with Numba and BLAS threads set per worker."""
+    embedded cluster started once per process: for ``device="cpu"`` a
+    :class:`distributed.LocalCluster` of worker processes sized by
+    :func:`cluster_layout` with Numba and BLAS threads set per worker, for "cuda"
+    :func:`local_cuda_client`'s."""
     client = client if client is not None else _CURRENT.get()
     if client is not None:
         return client
@@ -121,7 +170,7 @@ def pick_client(client=None):
     try:
         return default_client()
     except ValueError:
-        return _embedded_client()
+        return _embedded_client(device)
 
 
 def compute(*collections, client=None):
@@ -165,16 +214,40 @@ def _finite(x, start):
         raise ValueError(f"X contains NaN or infinity (row {bad} first): drop or fix those rows.")
 
 
-def _assign_block(x, centers, routing, block_info=None):
+# Chunks a worker holds on its GPU, by (array name, chunk): kept for the next passes
+# while they take at most half the device's memory (the oldest dropped first).
+_ON_DEVICE: collections.OrderedDict = collections.OrderedDict()
+
+
+def _chunk_backend(x, device, key):
+    """The in-process backend of one chunk on ``device``; on "cuda", the chunk's
+    device copy from an earlier pass when this worker still holds it."""
+    if device == "cpu":
+        return CPUBackend(np.ascontiguousarray(x))
+    from . import cuda
+
+    if key in _ON_DEVICE:
+        _ON_DEVICE.move_to_end(key)
+        return _ON_DEVICE[key]
+    data = cuda.CUDABackend(np.ascontiguousarray(x))
+    if data.resident:
+        _ON_DEVICE[key] = data
+        budget = cuda.DEVICE_SHARE * data.k.cuda.current_context().get_memory_info().total
+        while len(_ON_DEVICE) > 1 and sum(b.X.nbytes for b in _ON_DEVICE.values()) > budget:
+            _ON_DEVICE.popitem(last=False)
+    return data
+
+
+def _assign_block(x, centers, routing, device, name, block_info=None):
     start = _start(block_info)
     _finite(x, start)
     with _KERNELS:
-        data = CPUBackend(np.ascontiguousarray(x))
+        data = _chunk_backend(x, device, (name, _chunk_index(block_info)))
         labels, sqdist = data.assign(centers) if routing is None else data.routed_assign(centers, *routing)
     return _one((labels, sqdist))
 
 
-def _lloyd_block(x, prev, centers, group_offsets, bounds, moves, with_sums, block_info=None):
+def _lloyd_block(x, prev, centers, group_offsets, bounds, moves, with_sums, device, name, block_info=None):
     start = _start(block_info)
     st = None if prev is None else prev.ravel()[0]
     if st is None:
@@ -183,13 +256,15 @@ def _lloyd_block(x, prev, centers, group_offsets, bounds, moves, with_sums, bloc
     else:
         state = {"labels": st["labels"]} if st["lower"] is None else {"labels": st["labels"], "lower": st["lower"]}
     with _KERNELS:
-        run = CPUBackend(np.ascontiguousarray(x)).lloyd_run(group_offsets, bounds, state)
+        data = _chunk_backend(x, device, (name, _chunk_index(block_info)))
+        run = data.lloyd_run(group_offsets, bounds, state)
         for m in moves:
             run.loosen(m)
         step = run.step(centers) if with_sums else (run.search(centers) or None)
+        labels, sqdist = np.asarray(run.labels), np.asarray(run.sqdist)
     summary = None if step is None else (step.sums, step.counts, step.changed, [step.inertia])
-    return _one(dict(start=start, labels=run.labels, sqdist=run.sqdist, lower=run.lower,
-                     inertia=float(np.sum(run.sqdist)), summary=summary))
+    return _one(dict(start=start, labels=labels, sqdist=sqdist, lower=getattr(run, "lower", None),
+                     inertia=float(np.sum(sqdist)), summary=summary))
 
 
 def _field(block, name, table=None):
@@ -414,6 +489,9 @@ class DaskBackend:
     persist : bool, default=True
         Keep per-row results on the workers (for the engine's repeated passes); with
         False they stay lazy (prediction).
+    device : {"cpu", "cuda"}, default="cpu"
+        Where each chunk's kernels run: the worker's cores, or its GPU (every worker
+        must see one; the embedded cluster is then :func:`local_cuda_client`'s).
     """
 
     name = "dask"
@@ -424,10 +502,14 @@ class DaskBackend:
     #: a run's per-row state stays on the workers: a run stopped midway starts over
     resumable_runs = False
 
-    def __init__(self, X, client=None, persist=True):
+    def __init__(self, X, client=None, persist=True, device="cpu"):
         wrapped = not isinstance(X, da.Array)
         self.X = as_rows(X)
+        if device == "cuda" and client is None:
+            client = pick_client(None, device)
+        check_workers(client, device)
         self.client = client
+        self.device = device
         self._persist = persist
         if wrapped and persist:  # in memory anyway: shipped once, not with every pass
             (self.X,) = self._keep(self.X)
@@ -462,7 +544,7 @@ class DaskBackend:
         return out
 
     def _assign(self, centers, routing=None):
-        blocks = _blocks([self.X], _assign_block, dask.delayed(centers), routing)
+        blocks = _blocks([self.X], _assign_block, dask.delayed(centers), routing, self.device, self.X.name)
         labels = _per_row(blocks, _pair, self.rows, np.int64, 0)
         sqdist = _per_row(blocks, _pair, self.rows, np.float64, 1)
         return self._keep(labels, sqdist)
@@ -478,7 +560,8 @@ class DaskBackend:
 
     def cluster_sums(self, labels, k):
         """Per-cluster float64 sums of the rows and counts (chunk sums added in a fixed tree)."""
-        sums, n, _, _ = self._compute(_tree(_blocks([self.X, labels], _sums_block, k), _lloyd_leaf, _lloyd_sum))[0]
+        blocks = _blocks([self.X, labels], _sums_block, k, self.device, self.X.name)
+        sums, n, _, _ = self._compute(_tree(blocks, _lloyd_leaf, _lloyd_sum))[0]
         return sums, n
 
     def lloyd_run(self, group_offsets, bounds=True, state=None) -> "DaskLloydRun":
@@ -551,7 +634,7 @@ class DaskBackend:
     def normalized(self, alloc=None) -> "DaskBackend":
         """A backend over the rows scaled to unit norm (recomputed per pass; ``alloc``
         is not used: nothing is written on the client)."""
-        return DaskBackend(self.X.map_blocks(normalize_rows, dtype=self.dtype), self.client, self._persist)
+        return DaskBackend(self.X.map_blocks(normalize_rows, dtype=self.dtype), self.client, self._persist, self.device)
 
     def inertia(self, centers, labels) -> float:
         """Sum of squared distances of the rows to ``centers[labels]``."""
@@ -563,9 +646,9 @@ class DaskBackend:
                                  dtype=np.float64, meta=np.empty((0, 0), np.float64))
 
 
-def _sums_block(x, labels, k):
+def _sums_block(x, labels, k, device, name, block_info=None):
     with _KERNELS:
-        sums, n = CPUBackend(np.ascontiguousarray(x)).cluster_sums(labels.ravel(), k)
+        sums, n = _chunk_backend(x, device, (name, _chunk_index(block_info))).cluster_sums(labels.ravel(), k)
     return _one(dict(summary=(sums, n, None, [])))
 
 
@@ -588,7 +671,7 @@ class DaskLloydRun:
         fn = _lloyd_block if prev else _lloyd_block_first
         self.blocks = persist(
             _blocks([b.X, *prev], fn, centers, dask.delayed(self.group_offsets), self.bounds,
-                    dask.delayed(self._moves), with_sums),
+                    dask.delayed(self._moves), with_sums, b.device, b.X.name),
             client=b.client,
         )[0]
         self._moves = []
@@ -639,8 +722,8 @@ class DaskLloydRun:
         return {"blocks": self.blocks}
 
 
-def _lloyd_block_first(x, centers, group_offsets, bounds, moves, with_sums, block_info=None):
-    return _lloyd_block(x, None, centers, group_offsets, bounds, moves, with_sums, block_info=block_info)
+def _lloyd_block_first(x, centers, group_offsets, bounds, moves, with_sums, device, name, block_info=None):
+    return _lloyd_block(x, None, centers, group_offsets, bounds, moves, with_sums, device, name, block_info=block_info)
 
 
 def _inertia_of(block):

@@ -51,9 +51,7 @@ def _prepare_fit(args, config):
         raise cfg.ConfigError("n_clusters is required: give --n-clusters or set it in the config file.")
     if config["scheduler"] is not None and config["workers"] is not None:
         raise cfg.ConfigError("give --scheduler (an existing cluster) or --workers (a local one), not both.")
-    if config["device"] == "cuda":
-        if config["scheduler"] is not None or config["workers"] is not None:
-            raise cfg.ConfigError("--device cuda runs in this process; leave out --scheduler and --workers.")
+    if config["device"] == "cuda" and not cfg.on_dask(config):  # on Dask, the workers are checked
         from ..backends.cuda import check_available
 
         try:
@@ -84,6 +82,25 @@ def _prepare_fit(args, config):
     return pool, dtype, {**source, "fingerprint": fingerprint}, ids, _client(config)
 
 
+def _client(config):
+    """The Dask client of ``--scheduler`` or ``--workers`` (workers with a GPU each
+    for ``--device cuda``), or None."""
+    if not cfg.on_dask(config):
+        return None
+    dask = dask_module()
+    cuda = config["device"] == "cuda"
+    try:
+        if config["scheduler"] is not None:
+            client = dask.connect(config["scheduler"])
+        else:
+            log.info("starting a local Dask cluster of %d workers", config["workers"])
+            client = dask.local_cuda_client(config["workers"]) if cuda else dask.local_client(config["workers"])
+        dask.check_workers(client, config["device"])
+    except (ImportError, RuntimeError) as e:
+        raise cfg.ConfigError(f"--device: {e}") from None
+    return client
+
+
 def _read_ids(pool, config):
     """The ids of the input's rows (``--ids FILE``, or the Parquet column
     ``--id-column``, or ``id``), checked against the whole input (a subset's too), with
@@ -102,17 +119,6 @@ def _read_ids(pool, config):
     record = {"from": os.path.abspath(name) if config["ids"] is not None else name,
               "n": int(len(ids)), "dtype": ids.dtype.str, "digest": digest(ids)}
     return ids, record
-
-
-def _client(config):
-    """The Dask client of ``--scheduler`` or ``--workers``, or None."""
-    if not cfg.on_dask(config):
-        return None
-    dask = dask_module()
-    if config["scheduler"] is not None:
-        return dask.connect(config["scheduler"])
-    log.info("starting a local Dask cluster of %d workers", config["workers"])
-    return dask.local_client(config["workers"])
 
 
 def _known_fingerprint(run_dir, source):
