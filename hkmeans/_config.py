@@ -41,3 +41,8 @@ LOAD_CHECK_SECONDS = 0.25
 #: in the compute dtype. Fixed for given shapes (not taken from the files' layout), so
 #: that one input gives the same chunking, hence the same result, in any layout.
 DASK_CHUNK_BYTES = 64 << 20
+
+#: Largest resampling subset (in bytes of rows) the dask backend gathers on the client
+#: to cluster in memory; a larger one stays on the workers, a dask array of its own,
+#: so the client's memory does not grow with the pool.
+DASK_CLIENT_SUBSET_BYTES = 64 << 20

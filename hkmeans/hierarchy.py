@@ -275,9 +275,9 @@ def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> 
                 if int(take.sum()) < k:  # only with duplicate points: nothing left to resample
                     return None
                 scores = prev["sqdist"] if strategy == "closest" else Y.random_scores(step.rng)
-                rows = Y.select(prev["labels"], k, take, scores)
-                subset = Y.take(rows, out=step.checkpoints.empty("subset", (len(rows), Y.shape[1]), Y.dtype))
-                res = step.kmeans(subset, k, params, key, None if Y.weights is None else Y.weights[rows])
+                subset, weights = Y.resampling_subset(prev["labels"], k, take, scores,
+                                                      lambda shape, dtype: step.checkpoints.empty("subset", shape, dtype))
+                res = step.kmeans(subset, k, params, key, weights)
                 labels, sqdist = Y.assign(res.centers)
                 centers, labels, sqdist = reseed_empty(Y, res.centers, labels, sqdist)
                 return dict(centers=centers, labels=labels, sqdist=sqdist, n_iter=res.n_iter)

@@ -166,9 +166,46 @@ def test_a_worker_killed_mid_fit_leaves_the_result_unchanged(client, reference):
         da.from_array(X, chunks=(CHUNK, D)))))
 
 
-def test_the_client_never_holds_an_n_long_array(client, monkeypatch):
+def test_a_resampling_subset_on_the_workers_holds_the_selected_rows(client):
+    rng = np.random.default_rng(4)
+    n, k = 1700, 9
+    labels = da.from_array(rng.integers(0, k, n), chunks=300)
+    scores = da.from_array(rng.integers(0, 50, n).astype(np.float64), chunks=300)  # ties: broken by row
+    Xd = da.from_array(X[:n], chunks=(300, D))
+    sizes = np.bincount(labels.compute(), minlength=k)
+    take = np.minimum(sizes, 60)
+    take[:3] = sizes[:3] * 2 + 5  # whole copies and then some
+    rows = dask_backend.select(labels, k, take, scores, sort=True)
+    got = dask_backend.subset(Xd, labels, k, take, scores)
+    assert got.chunks[0] == tuple(m for m in got.chunks[0] if m > 0)
+    np.testing.assert_array_equal(got.compute(), X[rows])
+
+
+def test_large_resampling_subsets_stay_on_the_workers_same_result_anywhere(client, monkeypatch):
+    from hkmeans import _config
+
+    monkeypatch.setattr(_config, "DASK_CLIENT_SUBSET_BYTES", 0)
+    params = dict(PARAMS, sample_size=None)
+    m = HierarchicalKMeans(**params).fit(da.from_array(X, chunks=(CHUNK, D)))
+    with dask.config.set(scheduler="synchronous"):
+        local = HierarchicalKMeans(**params).fit(da.from_array(X, chunks=(CHUNK, D)))
+    assert_same(fingerprint(m), fingerprint(local))
+    # a clustering at least about as good as with the subsets clustered on the client
+    monkeypatch.setattr(_config, "DASK_CLIENT_SUBSET_BYTES", 1 << 40)
+    gathered = HierarchicalKMeans(**params).fit(da.from_array(X, chunks=(CHUNK, D)))
+    assert -m.score(X) <= 1.05 * -gathered.score(X)
+
+
+@pytest.mark.parametrize("on_workers", [False, True], ids=["small subsets", "subsets on the workers"])
+def test_the_client_never_holds_an_n_long_array(client, monkeypatch, on_workers):
     """Everything gathered is checked: no array with a dimension of n / 4 or more, and
-    no implicit computation of a dask array (``np.asarray``, ``bool``, ``float``)."""
+    no implicit computation of a dask array (``np.asarray``, ``bool``, ``float``); with
+    the resampling subsets kept on the workers, even at the default ``sample_size``
+    (subsets of n / 2 rows)."""
+    from hkmeans import _config
+
+    if on_workers:
+        monkeypatch.setattr(_config, "DASK_CLIENT_SUBSET_BYTES", 0)
     n = 4000
     Xd = da.from_array(blobs(n, D, 2), chunks=(500, D))
     gathered = []
@@ -199,7 +236,7 @@ def test_the_client_never_holds_an_n_long_array(client, monkeypatch):
     monkeypatch.setattr(dask_backend, "compute", watched)
     for name in ("__array__", "__bool__", "__float__", "__int__"):
         monkeypatch.setattr(da.Array, name, refuse)
-    m = HierarchicalKMeans(**dict(PARAMS, sample_size=5)).fit(Xd)
+    m = HierarchicalKMeans(**dict(PARAMS, sample_size=None if on_workers else 5)).fit(Xd)
     m.sample(300, random_state=0)
     m.sample(300, strategy="closest", multiplier=3)
     biggest = max(max(a.shape, default=0) for out in gathered for a in walk(out))

@@ -141,6 +141,13 @@ class HostRows:
         """``m`` distinct random rows not in ``exclude`` (sorted, distinct)."""
         return rng.choice(np.setdiff1d(np.arange(self.shape[0]), exclude), m, replace=False)
 
+    def resampling_subset(self, labels, k, take, scores, alloc=None):
+        """The rows :meth:`select` picks, as data to cluster on their own: an array
+        (written to ``alloc(shape, dtype)`` if given), and their weights (None without)."""
+        rows = self.select(labels, k, take, scores)
+        out = None if alloc is None else alloc((len(rows), self.shape[1]), self.dtype)
+        return self.take(rows, out=out), None if self.weights is None else self.weights[rows]
+
 
 class CPUBackend(HostRows):
     """Rows of a 2-D, C-ordered, finite float32 or float64 array (a memory map too).

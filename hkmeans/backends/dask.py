@@ -31,6 +31,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from .. import _config
 from .._threads import usable_cpus
 from .cpu import CPUBackend, LloydStep, normalize_rows
 
@@ -328,13 +329,39 @@ def _merge_smallest(parts, r):
     return _smallest(*(np.concatenate(a) for a in zip(*parts)), r)
 
 
-def _picked_block(labels, scores, copies, r, last_score, last_row, block_info=None):
-    """Each row ``copies[label]`` times, once more if it is among its cluster's ``r``
-    smallest ``(score, row)``: those up to ``(last_score, last_row)``."""
-    rows = _start(block_info) + np.arange(labels.shape[0], dtype=np.int64)
+def _repeats(labels, scores, start, copies, r, last_score, last_row):
+    """How many times each row of a chunk (first row ``start``) is picked:
+    ``copies[label]``, once more if it is among its cluster's ``r`` smallest
+    ``(score, row)``, those up to ``(last_score, last_row)``."""
+    rows = start + np.arange(labels.shape[0], dtype=np.int64)
     s, t = last_score[labels], last_row[labels]
     chosen = (r[labels] > 0) & ((scores < s) | ((scores == s) & (rows <= t)))
-    return _one(np.repeat(rows, copies[labels] + chosen))
+    return rows, copies[labels] + chosen
+
+
+def _picked_block(labels, scores, *picks, block_info=None):
+    rows, times = _repeats(labels, scores, _start(block_info), *picks)
+    return _one(np.repeat(rows, times))
+
+
+def _picked_count_block(labels, scores, *picks, block_info=None):
+    return _one(int(_repeats(labels, scores, _start(block_info), *picks)[1].sum()))
+
+
+def _subset_chunk(x, labels, scores, start, *picks):
+    return np.repeat(x, _repeats(labels, scores, start, *picks)[1], axis=0)
+
+
+def _last_picks(picked, k):
+    """Per cluster, the ``(score, row)`` of the last of its picks in ``picked``
+    (``(labels, scores, rows)`` by cluster, then ``(score, row)``); ``(-inf, -1)``
+    for a cluster without any."""
+    lab, score, rows = picked
+    last = np.flatnonzero(np.diff(np.append(lab, -1)))
+    last_score = np.full(k, -np.inf)
+    last_row = np.full(k, -1, dtype=np.int64)
+    last_score[lab[last]], last_row[lab[last]] = score[last], rows[last]
+    return last_score, last_row
 
 
 def _inertia_block(x, labels, centers):
@@ -425,6 +452,22 @@ def select(labels, k, take, scores, sizes=None, client=None, sort=False) -> np.n
     ``sort``. Costs a pass for the ``sizes`` if not given, one for the smallest rows of
     each cluster (a tree of merges), and, when some cluster gives whole copies, one
     that picks the rows per chunk against per-cluster thresholds."""
+    copies, r, smallest = _smallest_of(labels, k, take, scores, sizes, client)
+    lab, score, rows = compute(smallest, client=client)[0]
+    if not copies.any():
+        return np.sort(rows) if sort else rows
+    picks = (copies, r, *_last_picks((lab, score, rows), k))
+    picked = _blocks([labels, scores], _picked_block, *map(dask.delayed, picks))
+    out = np.concatenate(_gather(picked, client))  # chunk order: sorted
+    if not sort:  # cluster order, as the in-process select
+        out = out[np.argsort(lookup_np(labels, out, client), kind="stable")]
+    return out
+
+
+def _smallest_of(labels, k, take, scores, sizes, client):
+    """``(copies, r, smallest)`` of a selection of ``take[c]`` rows per cluster:
+    whole copies of every row and ``r[c]`` more, the ``r[c]`` smallest ``(score, row)``
+    of each cluster (a Delayed: ``(labels, scores, rows)`` merged in a tree)."""
     take = np.asarray(take, dtype=np.int64)
     sizes = counts(labels, k, client) if sizes is None else np.asarray(sizes, dtype=np.int64)
     if np.any((take > 0) & (sizes == 0)):
@@ -433,18 +476,23 @@ def select(labels, k, take, scores, sizes=None, client=None, sort=False) -> np.n
     r = take - copies * sizes
     r_ = dask.delayed(r)
     leaves = _blocks([labels, scores], _smallest_block, r_)
-    lab, score, rows = compute(_tree(leaves, _first, _merge_smallest, r_), client=client)[0]
-    if not copies.any():
-        return np.sort(rows) if sort else rows
-    last = np.flatnonzero(np.diff(np.append(lab, -1)))  # each cluster's last pick
-    last_score = np.full(k, -np.inf)
-    last_row = np.full(k, -1, dtype=np.int64)
-    last_score[lab[last]], last_row[lab[last]] = score[last], rows[last]
-    picked = _blocks([labels, scores], _picked_block, *map(dask.delayed, (copies, r, last_score, last_row)))
-    out = np.concatenate(_gather(picked, client))  # chunk order: sorted
-    if not sort:  # cluster order, as the in-process select
-        out = out[np.argsort(lookup_np(labels, out, client), kind="stable")]
-    return out
+    return copies, r, _tree(leaves, _first, _merge_smallest, r_)
+
+
+def subset(X, labels, k, take, scores, client=None):
+    """The rows :func:`select` picks, as a persisted dask array in row order, built
+    on the workers: the per-cluster thresholds are found by a task (the client gets
+    O(k) numbers), then each chunk keeps its picked rows."""
+    copies, r, smallest = _smallest_of(labels, k, take, scores, None, client)
+    picks = (copies, r, *compute(dask.delayed(_last_picks)(smallest, k), client=client)[0])
+    picks_ = [dask.delayed(p) for p in picks]
+    sizes = _gather(_blocks([labels, scores], _picked_count_block, *picks_), client)
+    starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
+    blocks = zip(X.to_delayed().ravel(), labels.to_delayed().ravel(), scores.to_delayed().ravel())
+    parts = [da.from_delayed(dask.delayed(_subset_chunk)(x, lab, sc, int(starts[i]), *picks_),
+                             shape=(m, X.shape[1]), dtype=X.dtype)
+             for i, ((x, lab, sc), m) in enumerate(zip(blocks, sizes)) if m > 0]
+    return persist(da.concatenate(parts, axis=0), client=client)[0]
 
 
 def lookup_np(labels, rows, client=None):
@@ -580,6 +628,16 @@ class DaskBackend:
 
     def counts(self, labels, k) -> np.ndarray:
         return counts(labels, k, self.client)
+
+    def resampling_subset(self, labels, k, take, scores, alloc=None):
+        """The rows :meth:`select` picks, as data to cluster on their own, and None (no
+        weights): gathered into an array on the client up to
+        ``DASK_CLIENT_SUBSET_BYTES``, else a backend over a dask array of them kept on
+        the workers (see :func:`subset`); ``alloc`` is not used."""
+        if int(np.sum(take)) * self.shape[1] * self.dtype.itemsize <= _config.DASK_CLIENT_SUBSET_BYTES:
+            return self.take(self.select(labels, k, take, scores)), None
+        rows = subset(self.X, labels, k, take, scores, self.client)
+        return DaskBackend(rows, self.client, self._persist, self.device), None
 
     def total(self, values) -> float:
         """The sum of a per-row array, chunk sums added in chunk order."""
