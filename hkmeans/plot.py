@@ -58,15 +58,36 @@ def normalized_entropy(counts) -> float:
     return float(-(p * np.log(p)).sum() / np.log(counts.size))
 
 
+def named_subsets(selected) -> dict:
+    """``selected`` as curated subsets by name: ``{}`` for None, a mapping as it is,
+    one array of indices as ``{"curated": indices}``.
+
+    Parameters
+    ----------
+    selected : array-like of int, mapping of str to array-like of int, or None
+
+    Returns
+    -------
+    dict of str to ndarray of int64
+    """
+    if selected is None:
+        return {}
+    if not hasattr(selected, "items"):
+        selected = {"curated": selected}
+    return {str(name): np.asarray(rows, dtype=np.int64) for name, rows in selected.items()}
+
+
 def cluster_sizes(tree: ClusterTree, selected=None, level: int = 0):
     """Rank plot (log-log) of the cluster sizes of ``level`` in the pool and, given
-    ``selected`` (indices of the curated subset), in the curated subset.
+    ``selected`` (indices of the curated subset, or several subsets by name), in each
+    curated subset.
 
     Parameters
     ----------
     tree : ClusterTree
         A fitted tree (``model.tree_``, or :meth:`ClusterTree.load`).
-    selected : array-like of int or None, default=None
+    selected : array-like of int, mapping of str to array-like of int, or None, default=None
+        One line per subset, labelled with its name (see :func:`named_subsets`).
     level : int, default=0
 
     Returns
@@ -77,9 +98,9 @@ def cluster_sizes(tree: ClusterTree, selected=None, level: int = 0):
     ax = fig.add_subplot()
     pool = np.sort(tree.sizes(level))[::-1]
     ax.loglog(np.arange(1, pool.size + 1), np.maximum(pool, 0.5), label="pool")
-    if selected is not None:
-        cur = np.sort(per_cluster(tree, selected, level))[::-1]
-        ax.loglog(np.arange(1, cur.size + 1), np.maximum(cur, 0.5), label="curated")
+    for name, rows in named_subsets(selected).items():
+        cur = np.sort(per_cluster(tree, rows, level))[::-1]
+        ax.loglog(np.arange(1, cur.size + 1), np.maximum(cur, 0.5), label=name)
     ax.set(xlabel="cluster rank", ylabel="points", title=f"cluster sizes, level {level}")
     ax.legend()
     return fig
@@ -113,14 +134,17 @@ def balance_curve(tree: ClusterTree, target_sizes, strategy="random", random_sta
     return sizes, curated, rand
 
 
-def balance(tree: ClusterTree, target_sizes, strategy="random", random_state=None):
+def balance(tree: ClusterTree, target_sizes, strategy="random", random_state=None, selected=None):
     """Normalised entropy over the top-level clusters against target size, curated and
-    uniformly random subsets.
+    uniformly random subsets; given ``selected``, that of each of these subsets too,
+    marked at its size.
 
     Parameters
     ----------
     tree, target_sizes, strategy, random_state
         As in :func:`balance_curve`.
+    selected : array-like of int, mapping of str to array-like of int, or None, default=None
+        Curated subsets (see :func:`named_subsets`), e.g. those a run wrote.
 
     Returns
     -------
@@ -131,13 +155,19 @@ def balance(tree: ClusterTree, target_sizes, strategy="random", random_state=Non
     ax = fig.add_subplot()
     ax.semilogx(sizes, curated, "o-", label="curated")
     ax.semilogx(sizes, rand, "s--", label="random")
+    subsets = [rows for rows in named_subsets(selected).values() if rows.size]
+    if subsets:
+        top = tree.n_levels - 1
+        ax.semilogx([rows.size for rows in subsets],
+                    [normalized_entropy(per_cluster(tree, rows, top)) for rows in subsets],
+                    "*", color="black", markersize=11, label="selected subset" + ("s" if len(subsets) > 1 else ""))
     ax.set(xlabel="target size", ylabel="normalised entropy", ylim=(0, 1.02),
            title=f"balance over the {tree.n_clusters[-1]} top-level clusters")
     ax.legend()
     return fig
 
 
-def label_shares(labels, selected, random_state=None, top: int = 15):
+def label_shares(labels, selected, random_state=None, top: int = 15, name: str = "curated"):
     """Share of each label (the ``top`` commonest in the pool, the rest as "other") in
     the pool, the curated subset ``selected`` and a random subset of the same size.
 
@@ -148,6 +178,8 @@ def label_shares(labels, selected, random_state=None, top: int = 15):
     selected : array-like of int
     random_state : int, Generator, RandomState or None
     top : int, default=15
+    name : str, default="curated"
+        The legend's name of ``selected``.
 
     Returns
     -------
@@ -172,8 +204,8 @@ def label_shares(labels, selected, random_state=None, top: int = 15):
     fig = _figure(max(6.4, 0.45 * len(names) + 2))
     ax = fig.add_subplot()
     x = np.arange(len(names))
-    for i, (name, rows) in enumerate([("pool", np.arange(labels.size)), ("curated", selected), ("random", random_rows)]):
-        ax.bar(x + (i - 1) * 0.27, shares(rows), width=0.27, label=name)
+    for i, (bars, rows) in enumerate([("pool", np.arange(labels.size)), (name, selected), ("random", random_rows)]):
+        ax.bar(x + (i - 1) * 0.27, shares(rows), width=0.27, label=bars)
     ax.set_xticks(x, names, rotation=45, ha="right")
     ax.set(ylabel="share", title="labels in the pool, the curated and a random subset")
     ax.legend()
@@ -194,7 +226,8 @@ def _project(Y, method, random_state):
     return Yc @ vt[:2].T, "PCA"
 
 
-def projection(X, tree: ClusterTree, selected=None, n_points: int = 3000, method="pca", random_state=None):
+def projection(X, tree: ClusterTree, selected=None, n_points: int = 3000, method="pca", random_state=None,
+               name: str = "curated"):
     """2-D projection (PCA; UMAP with ``method="umap"``, or ``"auto"`` where
     umap-learn is installed) of up to ``n_points`` pool points, coloured by top-level
     cluster, the curated ones (in ``selected``) marked. ``X`` is the pool (an array or
@@ -209,6 +242,8 @@ def projection(X, tree: ClusterTree, selected=None, n_points: int = 3000, method
     n_points : int, default=3000
     method : {"pca", "umap", "auto"}, default="pca"
     random_state : int, Generator, RandomState or None
+    name : str, default="curated"
+        The legend's name of ``selected``.
 
     Returns
     -------
@@ -228,7 +263,7 @@ def projection(X, tree: ClusterTree, selected=None, n_points: int = 3000, method
     if selected is not None:
         mark = np.isin(rows, np.asarray(selected))
         ax.scatter(P[mark, 0], P[mark, 1], s=14, facecolors="none", edgecolors="black", linewidths=0.6,
-                   label=f"curated ({int(mark.sum())} of these)")
+                   label=f"{name} ({int(mark.sum())} of these)")
         ax.legend(loc="best")
     ax.set(title=f"{how} of {len(rows)} pool points, by top-level cluster", xticks=[], yticks=[])
     return fig

@@ -11,6 +11,7 @@ import io
 import numpy as np
 
 from . import plot
+from ._rng import as_generator
 from .tree import ClusterTree
 
 
@@ -20,20 +21,51 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def target_sizes(n_samples: int, selected_size: int) -> list[int]:
+def target_sizes(n_samples: int, selected_sizes) -> list[int]:
     """Sizes at which balance is shown: powers of 10 up to the pool, with the curated
-    size among them.
+    sizes among them.
 
     Parameters
     ----------
-    n_samples, selected_size : int
+    n_samples : int
+    selected_sizes : int or iterable of int
 
     Returns
     -------
     list of int
     """
-    sizes = {int(10**e) for e in range(1, int(np.log10(max(10, n_samples))) + 1)} | {int(selected_size)}
+    sizes = {int(10**e) for e in range(1, int(np.log10(max(10, n_samples))) + 1)}
+    sizes |= {int(s) for s in np.atleast_1d(selected_sizes)}
     return sorted(s for s in sizes if 0 < s <= n_samples)
+
+
+def subset_rows(tree: ClusterTree, selected, random_state=0) -> list[dict]:
+    """One row per curated subset: its points (repeats counted), distinct points, the
+    top-level clusters it reaches and its balance over them (normalised entropy),
+    beside that of a uniformly random subset of the same size.
+
+    Parameters
+    ----------
+    tree : ClusterTree
+    selected : array-like of int or mapping of str to array-like of int
+        See :func:`hkmeans.plot.named_subsets`.
+    random_state : int, Generator, RandomState or None, default=0
+
+    Returns
+    -------
+    list of dict
+    """
+    rng = as_generator(random_state)
+    top = tree.n_levels - 1
+    rows = []
+    for name, subset in plot.named_subsets(selected).items():
+        counts = plot.per_cluster(tree, subset, top)
+        random = rng.choice(tree.n_samples, min(subset.size, tree.n_samples), replace=False)
+        rows.append({"subset": name, "points": subset.size, "distinct points": np.unique(subset).size,
+                     f"top-level clusters reached (of {counts.size})": int(np.count_nonzero(counts)),
+                     "balance, curated": f"{plot.normalized_entropy(counts):.3f}",
+                     "balance, random": f"{plot.normalized_entropy(plot.per_cluster(tree, random, top)):.3f}"})
+    return rows
 
 
 def figures(tree: ClusterTree, selected, X=None, labels=None, random_state=0) -> dict:
@@ -49,18 +81,22 @@ def figures(tree: ClusterTree, selected, X=None, labels=None, random_state=0) ->
     -------
     dict of str to matplotlib.figure.Figure
     """
-    selected = np.asarray(selected, dtype=np.int64)
-    out = {f"sizes-level-{t}": plot.cluster_sizes(tree, selected, t) for t in range(tree.n_levels)}
-    out["balance"] = plot.balance(tree, target_sizes(tree.n_samples, selected.size), random_state=random_state)
+    subsets = plot.named_subsets(selected)
+    sizes = [rows.size for rows in subsets.values()]
+    out = {f"sizes-level-{t}": plot.cluster_sizes(tree, subsets, t) for t in range(tree.n_levels)}
+    out["balance"] = plot.balance(tree, target_sizes(tree.n_samples, sizes), random_state=random_state,
+                                  selected=subsets)
+    name = max(subsets, key=lambda n: subsets[n].size)  # the first of the largest
     if labels is not None:
-        out["labels"] = plot.label_shares(labels, selected, random_state=random_state)
+        out["labels"] = plot.label_shares(labels, subsets[name], random_state=random_state, name=name)
     if X is not None:
-        out["projection"] = plot.projection(X, tree, selected, random_state=random_state)
+        out["projection"] = plot.projection(X, tree, subsets[name], random_state=random_state, name=name)
     return out
 
 
-def render(figs: dict, params: dict | None = None, info: dict | None = None, title="hkmeans curation report") -> str:
-    """The HTML page of ``figs``, with tables of ``params`` and ``info``.
+def render(figs: dict, params: dict | None = None, info: dict | None = None, title="hkmeans curation report",
+           subsets: list | None = None) -> str:
+    """The HTML page of ``figs``, with tables of ``params``, ``info`` and ``subsets``.
 
     Parameters
     ----------
@@ -68,6 +104,8 @@ def render(figs: dict, params: dict | None = None, info: dict | None = None, tit
         Each becomes a ``<figure>`` with that id, its first axes' title as caption.
     params, info : dict or None
     title : str
+    subsets : list of dict or None, default=None
+        Rows of a table with a column per key (:func:`subset_rows`), ``id='subsets'``.
 
     Returns
     -------
@@ -85,6 +123,12 @@ def render(figs: dict, params: dict | None = None, info: dict | None = None, tit
         parts += ["<h2>Run</h2>", table(info)]
     if params:
         parts += ["<h2>Parameters</h2>", table(params)]
+    if subsets:
+        head = "".join(f"<th>{html.escape(str(k))}</th>" for k in subsets[0])
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row.values()) + "</tr>"
+                       for row in subsets)
+        parts += ["<h2>Curated subsets</h2>", f"<table id='subsets'><tr>{head}</tr>{body}</table>",
+                  "<p>Balance: normalised entropy over the top-level clusters, 1 for an even spread.</p>"]
     parts.append("<h2>Figures</h2>")
     for fid, fig in figs.items():
         caption = fig.axes[0].get_title() if fig.axes else fid
@@ -95,14 +139,18 @@ def render(figs: dict, params: dict | None = None, info: dict | None = None, tit
 
 
 def curation_report(tree: ClusterTree, selected, X=None, labels=None, params=None, info=None, random_state=0) -> str:
-    """The report of curating ``selected`` (indices of data points) from the pool of
-    ``tree``: HTML text. ``X`` (the pool, read only at the drawn rows) adds the
-    projection, ``labels`` (one per pool point) the label shares.
+    """The report of curating ``selected`` (indices of data points, or several subsets
+    by name) from the pool of ``tree``: HTML text. ``X`` (the pool, read only at the
+    drawn rows) adds the projection, ``labels`` (one per pool point) the label shares.
 
     Parameters
     ----------
     tree : ClusterTree
-    selected : array-like of int
+    selected : array-like of int or mapping of str to array-like of int
+        One curated subset, or several by name (e.g. the files of a run directory, one
+        per target size): each is a line of the cluster-size figures, a star of the
+        balance figure and a row of the table of subsets; the label shares and the
+        projection show the largest.
     X : array-like of shape (n_samples, n_features) or None, default=None
     labels : array-like of shape (n_samples,) or None, default=None
     params, info : dict or None, default=None
@@ -118,4 +166,7 @@ def curation_report(tree: ClusterTree, selected, X=None, labels=None, params=Non
         raise ValueError(f"labels has {len(labels)} entries but the pool has {tree.n_samples} points.")
     if X is not None and len(X) != tree.n_samples:
         raise ValueError(f"X has {len(X)} rows but the pool has {tree.n_samples} points.")
-    return render(figures(tree, selected, X, labels, random_state), params, info)
+    if not plot.named_subsets(selected):
+        raise ValueError("selected holds no subset.")
+    figs = figures(tree, selected, X, labels, random_state)
+    return render(figs, params, info, subsets=subset_rows(tree, selected, random_state))

@@ -1,11 +1,18 @@
-"""The documentation: every fenced ``python`` block of README.md and docs/ runs, the
-figures exist and stay small, and ``mkdocs build --strict`` is clean.
+"""The documentation: every fenced ``python`` and shell (``bash``, ``sh``, ``shell``,
+``console``) block of README.md and docs/ runs, the figures exist and stay small, and
+``mkdocs build --strict`` is clean.
 
-Blocks run in order, page by page, in one namespace per page, in a temporary folder
-holding small versions of the files the examples name (``embeddings.npy``,
-``pool.zarr``, ``shards/``). A block preceded by ``<!-- skip: reason -->`` is skipped
-with that reason, and so is one importing a package that is not installed (a cluster's
-or a GPU's); ``<!-- setup: code -->`` runs ``code`` (not shown on the page) first.
+Blocks run in order, page by page, each page in a folder of its own holding small
+versions of the files the examples name (``embeddings.npy``, 3000 x 16; ``labels.npy``;
+``shards/``; ``pool.zarr``; ``pool.parquet``, with ``id`` and ``emb`` columns): its
+python blocks in one namespace, its shell blocks with ``bash`` (``set -euo pipefail``)
+and ``python`` and ``hkmeans`` running this interpreter, so that a later block may use
+what an earlier one wrote. A block preceded by ``<!-- skip: reason -->`` is skipped with
+that reason; so is a python block importing a package that is not installed (a
+cluster's or a GPU's) and a shell block calling a command that is not on the PATH
+(``sbatch``, ``nvidia-smi``). ``<!-- setup: code -->`` runs ``code``, in the block's
+language and not shown on the page, first. How blocks are found and run:
+``tests/doc_examples.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,42 +28,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .doc_examples import Block, blocks, command_folder, commands, run_python, run_shell, skip_reason, where
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").rglob("*.md"))
-FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
-MARKER = re.compile(r"<!--\s*(skip|setup):\s*((?:(?!-->).)*?)\s*-->\s*\Z", re.S)
-IMPORT = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_][\w]*)", re.M)
-
-
-def _blocks(page: Path):
-    """``(line, code, marker, argument)`` for each ```python block of ``page``."""
-    text = page.read_text(encoding="utf-8")
-    out = []
-    for m in FENCE.finditer(text):
-        before = MARKER.search(text[: m.start()])
-        kind, arg = (before.group(1), before.group(2)) if before else (None, None)
-        out.append((text.count("\n", 0, m.start()) + 1, m.group(1), kind, arg))
-    return out
-
-
-BLOCKS = [(page, *block) for page in PAGES for block in _blocks(page)]
-
-
-def _missing_module(code: str):
-    for name in IMPORT.findall(code):
-        if importlib.util.find_spec(name) is None:
-            return name
-    return None
+BLOCKS = [block for page in PAGES for block in blocks(page)]
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def example_files(tmp_path_factory):
     """A folder with the files the examples read."""
-    path = tmp_path_factory.mktemp("docs")
+    path = tmp_path_factory.mktemp("example-files")
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(40, 16)).astype(np.float32)
-    X = centres[rng.integers(40, size=3000)] + 0.2 * rng.normal(size=(3000, 16)).astype(np.float32)
+    concept = rng.integers(40, size=3000)
+    X = centres[concept] + 0.2 * rng.normal(size=(3000, 16)).astype(np.float32)
     np.save(path / "embeddings.npy", X)
+    np.save(path / "labels.npy", np.array([f"concept-{c}" for c in concept]))
     (path / "shards").mkdir()
     for i in range(3):
         np.save(path / "shards" / f"part-{i}.npy", X[i * 500 : (i + 1) * 500])
@@ -63,7 +52,37 @@ def workdir(tmp_path_factory):
         import dask.array as da
 
         da.from_array(X[:2000], chunks=(500, 16)).to_zarr(str(path / "pool.zarr"))
+    if importlib.util.find_spec("pyarrow"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        emb = pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1])
+        ids = pa.array([f"img/{i:05d}.jpg" for i in range(len(X))])
+        pq.write_table(pa.table({"id": ids, "emb": emb}), path / "pool.parquet", row_group_size=1000)
     return path
+
+
+@pytest.fixture(scope="module")
+def page_folder(example_files):
+    """The folder of a page: a copy of the example files, made on first use."""
+    folders = {}
+
+    def folder(page: Path) -> Path:
+        if page not in folders:
+            folders[page] = example_files.parent / f"page-{len(folders)}-{page.stem}"
+            shutil.copytree(example_files, folders[page])
+        return folders[page]
+
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shell_env(tmp_path_factory):
+    """The environment of the shell blocks: ``python`` and ``hkmeans`` of this
+    interpreter first on the PATH, then its own folder of commands (``mkdocs``, ...)."""
+    bin_dir = command_folder(tmp_path_factory.mktemp("bin"))
+    path = os.pathsep.join([str(bin_dir), os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    return dict(os.environ, PATH=path, MPLBACKEND="Agg")
 
 
 @pytest.fixture(scope="module")
@@ -86,47 +105,99 @@ def dask_client():
 
 
 def test_markers_are_read(tmp_path):
-    """A marker applies to the block right after it, and to no later one."""
+    """A marker applies to the block right after it, and to no later one; a console
+    block's commands are its ``$`` lines, on their lines of the page."""
     page = tmp_path / "page.md"
     page.write_text(
         "<!-- skip: needs a cluster -->\n```python\nraise SystemExit\n```\n\n"
         "Text.\n\n```python\nx = 1\n```\n\n"
         "<!-- setup: import numpy as np -->\n\n```python\nnp.zeros(1)\n```\n"
+        "<!-- setup: export N=3 -->\n```bash\necho $N\n```\n"
+        "```console\n$ hkmeans info run/ \\\n    | head -1\nrun directory ...\n```\n"
     )
-    got = [(code, kind, arg) for _, code, kind, arg in _blocks(page)]
+    got = [(b.line, b.language, b.code, b.marker, b.argument) for b in blocks(page)]
     assert got == [
-        ("raise SystemExit\n", "skip", "needs a cluster"),
-        ("x = 1\n", None, None),
-        ("np.zeros(1)\n", "setup", "import numpy as np"),
+        (2, "python", "raise SystemExit\n", "skip", "needs a cluster"),
+        (8, "python", "x = 1\n", None, None),
+        (14, "python", "np.zeros(1)\n", "setup", "import numpy as np"),
+        (18, "shell", "echo $N\n", "setup", "export N=3"),
+        (21, "shell", "hkmeans info run/ \\\n    | head -1\n\n", None, None),
     ]
 
 
 def test_blocks_are_found():
     """The collector sees the examples (a broken pattern would pass every page)."""
-    pages = {page.name for page, *_ in BLOCKS}
-    assert {"README.md", "getting-started.md", "levels.md", "sampling.md", "metric.md"} <= pages
-    assert len(BLOCKS) >= 10
+    python = {b.page.name for b in BLOCKS if b.language == "python"}
+    shell = {b.page.name for b in BLOCKS if b.language == "shell"}
+    assert {"README.md", "getting-started.md", "levels.md", "sampling.md", "metric.md"} <= python
+    assert {"README.md", "cli.md", "getting-started.md", "scaling.md", "testing.md"} <= shell
+    assert sum(b.language == "shell" for b in BLOCKS) >= 12
 
 
-@pytest.mark.parametrize(
-    "page, line, code, kind, arg",
-    BLOCKS,
-    ids=[f"{p.relative_to(ROOT)}:{line}" for p, line, *_ in BLOCKS],
-)
-def test_example_runs(page, line, code, kind, arg, workdir, namespaces, request, monkeypatch):
-    if kind == "skip":
-        pytest.skip(arg)
-    missing = _missing_module(code)
-    if missing:
-        pytest.skip(f"needs {missing}, not installed")
-    if "dask" in code:
+def test_commands_of_a_shell_block():
+    code = (
+        "HYPOTHESIS_PROFILE=thorough python -m pytest x.py   # a comment\n"
+        "hkmeans curate a.npy \\\n    --out run/ > log.txt 2>&1 && sbatch job.sh | tee out\n"
+        "for f in *.npy; do echo $f; done\n"
+        "python -c \"import numpy; print(1)\"\n"
+        "if true; then nvidia-smi; fi\n"
+    )
+    assert commands(code) == ["python", "hkmeans", "sbatch", "tee", "python", "nvidia-smi"]
+
+
+def test_a_shell_block_calling_a_missing_command_is_skipped(tmp_path, shell_env):
+    block = Block(tmp_path / "page.md", 3, "shell", "hkmeans info run/\nsbatch curate.slurm\n")
+    assert skip_reason(block, shell_env["PATH"]) == "needs the command sbatch, not on the PATH"
+    assert skip_reason(Block(tmp_path / "page.md", 3, "shell", "hkmeans --version\n"), shell_env["PATH"]) is None
+
+
+@pytest.mark.parametrize("command, exit_status", [
+    ("false", 1),
+    ("false | cat", 1),  # pipefail
+    ("echo $UNSET_VARIABLE", 1),  # nounset
+    ("hkmeans info no-such-run/", 2),
+])
+def test_a_failing_shell_block_fails_with_its_page_line_and_output(tmp_path, shell_env, command, exit_status):
+    """The test of a broken example fails, naming the page, the failing command's line
+    and what the block printed before it; nothing after it runs."""
+    page = tmp_path / "page.md"
+    page.write_text(f"# A page\n\n```bash\necho first output\n{command}\necho never\n```\n")
+    (block,) = blocks(page)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        run_shell(block, tmp_path, shell_env, tmp_path)
+    message = str(failed.value)
+    assert message.startswith(f"page.md:3: the shell example failed (exit {exit_status})")
+    assert "first output" in message
+    assert f"page.md:5: exit {exit_status}: " in message or "page.md: line 5: UNSET_VARIABLE: unbound" in message
+    assert "never" not in message.replace("echo never", "")
+    if command.startswith("hkmeans"):
+        assert "hkmeans: error: " in message
+
+
+def test_shell_blocks_of_a_page_run_in_order_in_its_folder(tmp_path, shell_env):
+    page = tmp_path / "page.md"
+    page.write_text("```bash\nhkmeans --version > version.txt\n```\n\n<!-- setup: N=2 -->\n"
+                    "```sh\ntest \"$(cat version.txt)\" = \"hkmeans $(python -c 'import hkmeans; print(hkmeans.__version__)')\"\n"
+                    "test $N = 2\n```\n")
+    for block in blocks(page):
+        run_shell(block, tmp_path, shell_env, tmp_path)
+    assert (tmp_path / "version.txt").read_text().startswith("hkmeans ")
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[where(b, ROOT) for b in BLOCKS])
+def test_example_runs(block, page_folder, shell_env, namespaces, request, monkeypatch):
+    reason = skip_reason(block, shell_env["PATH"])
+    if reason:
+        pytest.skip(f"{where(block, ROOT)}: {reason}")
+    folder = page_folder(block.page)
+    if block.language == "shell":
+        run_shell(block, folder, shell_env, ROOT)
+        return
+    if "dask" in block.code:
         request.getfixturevalue("dask_client")
-    monkeypatch.chdir(workdir)
+    monkeypatch.chdir(folder)
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    ns = namespaces.setdefault(page, {"__name__": "__docs__"})
-    if kind == "setup":
-        exec(compile(arg, f"{page.name}:{line} (setup)", "exec"), ns)
-    exec(compile(code, f"{page.relative_to(ROOT)}:{line}", "exec"), ns)
+    run_python(block, namespaces.setdefault(block.page, {"__name__": "__docs__"}), ROOT)
 
 
 def test_figures_exist_and_are_small():

@@ -14,11 +14,13 @@ from .test_cli import hkmeans  # noqa: E402
 
 
 class Page(HTMLParser):
-    """Figure ids, their images' sources and table headers of a report."""
+    """Figure ids, their images' sources, table headers and the rows of the table of
+    curated subsets (column name to text) of a report."""
 
     def __init__(self):
         super().__init__()
-        self.figures, self.images, self.headers, self._in_th = [], [], [], False
+        self.figures, self.images, self.headers, self.subsets = [], [], [], []
+        self._cell, self._in_subsets, self._columns, self._row = None, False, [], []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -26,12 +28,26 @@ class Page(HTMLParser):
             self.figures.append(attrs["id"])
         elif tag == "img":
             self.images.append(attrs["src"])
-        self._in_th = tag == "th"
+        elif tag == "table":
+            self._in_subsets = attrs.get("id") == "subsets"
+        elif tag == "tr":
+            self._row = []
+        self._cell = tag if tag in ("th", "td") else None
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._in_subsets and self._row:
+            self.subsets.append(dict(zip(self._columns, self._row)))
+        elif tag == "table":
+            self._in_subsets = False
 
     def handle_data(self, data):
-        if self._in_th:
+        if self._cell == "th":
             self.headers.append(data)
-            self._in_th = False
+            if self._in_subsets:
+                self._columns.append(data)
+        elif self._cell == "td" and self._in_subsets:
+            self._row.append(data)
+        self._cell = None
 
 
 def parse(text):
@@ -78,6 +94,9 @@ def test_the_report_holds_every_figure_with_and_without_labels(fitted):
     assert full.figures == ["sizes-level-0", "sizes-level-1", "balance", "labels", "projection"]
     assert all(src.startswith("data:image/png;base64,") and len(src) > 1000 for src in full.images)
     assert "curated points" in full.headers and "n_clusters" in without.headers
+    assert [(row["subset"], row["points"]) for row in full.subsets] == [("curated", "300")]
+    with pytest.raises(ValueError, match="selected holds no subset"):
+        curation_report(m.tree_, {})
     with pytest.raises(ValueError, match="labels has 3 entries but the pool has 4000 points"):
         curation_report(m.tree_, selected, labels=[1, 2, 3])
 
@@ -88,6 +107,13 @@ def test_plot_functions_return_figures_with_what_they_show(fitted):
     fig = plot.cluster_sizes(m.tree_, selected, level=1)
     lines = fig.axes[0].get_lines()
     assert len(lines) == 2 and lines[0].get_ydata().sum() == len(X) and lines[1].get_ydata().sum() == 300
+    several = {"a": m.sample(100), "b": selected}
+    lines = plot.cluster_sizes(m.tree_, several, level=0).axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["pool", "a", "b"]
+    assert [line.get_ydata().sum() for line in lines[1:]] == [100, 300]
+    stars = plot.balance(m.tree_, [10, 100], random_state=0, selected=several).axes[0].get_lines()[-1]
+    assert stars.get_label() == "selected subsets" and list(stars.get_xdata()) == [100, 300]
+    assert all(0.9 < e < 1 + 1e-9 for e in stars.get_ydata())  # these blobs: about even
     assert len(plot.label_shares(blob, selected).axes[0].patches) == 3 * 5
     assert "PCA of 3000 pool points" in plot.projection(X, m.tree_, selected).axes[0].get_title()
 
@@ -112,3 +138,30 @@ def test_command_line_report_and_advise(tmp_path):
     assert not (tmp_path / "run" / "report.html").exists()
     bad = hkmeans("report", tmp_path / "run", "-o", tmp_path / "x.npy", check=False)
     assert bad.returncode == 2 and "is the input embeddings file" in bad.stderr
+
+
+def test_command_line_report_shows_every_target_size_of_the_run(tmp_path):
+    """``sample --target-size 100,300`` writes a subset per size; the report shows each
+    (a row of the subsets table, a line per cluster-size figure, a star of the balance
+    figure), and ``indices.npy`` first once there is one."""
+    X, blob = unbalanced(seed=2)
+    np.save(tmp_path / "x.npy", X)
+    hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", "--n-clusters", "40,5", "--n-resamples", 2, "-q")
+    hkmeans("sample", tmp_path / "run", "--target-size", "300,100", "-q")
+    hkmeans("report", tmp_path / "run", "-o", tmp_path / "r.html")
+    page = parse((tmp_path / "r.html").read_text())
+    assert [row["subset"] for row in page.subsets] == ["indices-100.npy", "indices-300.npy"]
+    assert [row["points"] for row in page.subsets] == ["100", "300"]
+    for row in page.subsets:
+        assert float(row["balance, curated"]) > float(row["balance, random"]), row
+        assert row["top-level clusters reached (of 5)"] == "5"
+    assert page.figures == ["sizes-level-0", "sizes-level-1", "balance", "projection"]
+
+    hkmeans("sample", tmp_path / "run", "--target-size", 200, "--strategy", "closest", "-q")
+    hkmeans("report", tmp_path / "run", "-o", tmp_path / "r.html")
+    page = parse((tmp_path / "r.html").read_text())
+    assert [row["subset"] for row in page.subsets] == ["indices.npy", "indices-100.npy", "indices-300.npy"]
+    assert page.subsets[0]["points"] == "200"
+
+    hkmeans("report", tmp_path / "run", "--target-size", 50, "-o", tmp_path / "r.html")
+    assert [row["points"] for row in parse((tmp_path / "r.html").read_text()).subsets] == ["50"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import re
 import sys
 import warnings
 
@@ -24,6 +25,7 @@ from .rundir import RunDir, RunDirError, input_files, owned
 
 SCRATCH = "data.npy"
 EXPORT_ROWS = 1 << 20  # rows per row group of assignments.parquet
+INDICES = re.compile(r"indices(?:-(\d+))?\.npy")  # RUN_DIR's curated subsets, one per target size
 PARQUET_HINT = 'install pyarrow (pip install "hkmeans[parquet]")'
 
 
@@ -390,11 +392,12 @@ def report(args) -> None:
         raise RunDirError(f"{args.run_dir}: the fit is not finished; rerun it first.")
     tree = RunDir.tree(args.run_dir)
     if args.target_size is not None:
-        selected = hierarchical_sampling(tree, args.target_size, random_state=0)
+        selected = {f"a fresh sample of {args.target_size}": hierarchical_sampling(tree, args.target_size, random_state=0)}
     else:
-        selected = _run_indices(args.run_dir, source)
-        if selected is None:
-            raise cfg.ConfigError(f"{args.run_dir}: no indices.npy; give --target-size or run hkmeans sample first.")
+        selected = _run_subsets(args.run_dir, source)
+        if not selected:
+            raise cfg.ConfigError(f"{args.run_dir}: no indices.npy nor indices-N.npy; give --target-size or run "
+                                  "hkmeans sample first.")
     labels = _labels(args.labels, args.column, tree.n_samples)
     X = None
     if "subset_indices" not in source:
@@ -404,7 +407,7 @@ def report(args) -> None:
             X = None
     info = {"run directory": os.path.abspath(args.run_dir), "input": f"{source['path']} "
             f"({source['shape'][0]} x {source['shape'][1]})", "created": manifest.get("created", "?"),
-            "finished": manifest.get("finished", "?"), "curated points": len(selected)}
+            "finished": manifest.get("finished", "?")}
     if X is None:
         info["projection"] = "left out: the input is not a .npy file that can be read here"
     save_text(out, curation_report(tree, selected, X, labels, manifest["params"], info))
@@ -412,14 +415,25 @@ def report(args) -> None:
     print(out)
 
 
+def _run_subsets(run_dir, source):
+    """The curated subsets a run directory holds, by file name: ``indices.npy``, then
+    ``indices-N.npy`` by N (one per target size), each as positions in the tree."""
+    names = [name for name in os.listdir(run_dir) if INDICES.fullmatch(name)]
+    names.sort(key=lambda name: (name != "indices.npy", int(INDICES.fullmatch(name).group(1) or 0)))
+    rows = _subset(source) if names else None
+    return {name: _positions(os.path.join(run_dir, name), rows) for name in names}
+
+
 def _run_indices(run_dir, source):
-    """``RUN_DIR/indices.npy`` as positions in the tree (it holds rows of the whole
-    input), or None if there is none."""
-    indices = os.path.join(run_dir, "indices.npy")
-    if not os.path.isfile(indices):
-        return None
-    selected = np.load(indices)
-    rows = _subset(source)
+    """``RUN_DIR/indices.npy`` as positions in the tree, or None if there is none."""
+    path = os.path.join(run_dir, "indices.npy")
+    return _positions(path, _subset(source)) if os.path.isfile(path) else None
+
+
+def _positions(path, rows):
+    """The indices file ``path`` (rows of the whole input) as positions in the tree of
+    a fit on ``rows`` (None: on the whole input)."""
+    selected = np.load(path)
     return selected if rows is None else np.searchsorted(rows, selected)
 
 

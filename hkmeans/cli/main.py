@@ -153,7 +153,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="FILE", help="one label per pool row: a .npy file or a Parquet file")
     p.add_argument("--column", metavar="NAME", help="the labels' column of a Parquet file (default: label)")
     p.add_argument("--target-size", type=int, metavar="N",
-                   help="report on a fresh sample of N points (default: the run's indices.npy)")
+                   help="report on a fresh sample of N points (default: the run's indices.npy and indices-N.npy)")
     p.add_argument("-o", "--output", metavar="FILE", help="the HTML file (default: RUN_DIR/report.html)")
     p.set_defaults(verbosity=0)
 
