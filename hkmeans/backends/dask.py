@@ -23,6 +23,7 @@ import atexit
 import collections
 import contextlib
 import contextvars
+import copy
 import functools
 import importlib.util
 import threading
@@ -570,6 +571,13 @@ class DaskBackend:
     def dtype(self):
         return self.X.dtype
 
+    def _over(self, X) -> "DaskBackend":
+        """This backend over rows ``X`` derived from its own (valid as they are, on
+        workers already checked)."""
+        out = copy.copy(self)
+        out.X = X
+        return out
+
     @property
     def rows(self):
         """The row chunks."""
@@ -637,7 +645,7 @@ class DaskBackend:
         if int(np.sum(take)) * self.shape[1] * self.dtype.itemsize <= _config.DASK_CLIENT_SUBSET_BYTES:
             return self.take(self.select(labels, k, take, scores)), None
         rows = subset(self.X, labels, k, take, scores, self.client)
-        return DaskBackend(rows, self.client, self._persist, self.device), None
+        return self._over(rows), None
 
     def total(self, values) -> float:
         """The sum of a per-row array, chunk sums added in chunk order."""
@@ -692,7 +700,7 @@ class DaskBackend:
     def normalized(self, alloc=None) -> "DaskBackend":
         """A backend over the rows scaled to unit norm (recomputed per pass; ``alloc``
         is not used: nothing is written on the client)."""
-        return DaskBackend(self.X.map_blocks(normalize_rows, dtype=self.dtype), self.client, self._persist, self.device)
+        return self._over(self.X.map_blocks(normalize_rows, dtype=self.dtype))
 
     def inertia(self, centers, labels) -> float:
         """Sum of squared distances of the rows to ``centers[labels]``."""
