@@ -46,3 +46,8 @@ DASK_CHUNK_BYTES = 64 << 20
 #: to cluster in memory; a larger one stays on the workers, a dask array of its own,
 #: so the client's memory does not grow with the pool.
 DASK_CLIENT_SUBSET_BYTES = 64 << 20
+
+#: Of ``n_init`` runs, a later one replaces the best so far only if its inertia is
+#: lower by more than this fraction: below it, the difference is rounding, which the
+#: order of the rows (or weights in place of repeated rows) may flip.
+N_INIT_RTOL = 1e-9

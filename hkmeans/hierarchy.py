@@ -176,9 +176,12 @@ def hierarchical_kmeans(
         result.
     sample_weight : ndarray of shape (n_samples,) or None, default=None
         One non-negative weight per row (not on the dask backend), for level 0: its
-        seeding, Lloyd means and inertia, and each resampling k-means, whose rows keep
-        their weights; which rows a resampling step takes does not depend on the
-        weights, and the levels above cluster centroids unweighted.
+        seeding, Lloyd means and inertia, and each resampling step: ``sample_size`` is
+        an amount of weight per cluster (its default, half a cluster's average weight),
+        taken from the rows of smallest score, the last one with only the weight still
+        missing, and the resampling k-means weights its rows by what was taken. Integer
+        weights give the fit of the rows repeated that many times. The levels above
+        cluster centroids unweighted.
 
     Returns
     -------
@@ -220,7 +223,7 @@ def hierarchical_kmeans(
                 level = _split_level(Y, k // splits[t], splits[t], step, params)
                 how = f"split in {splits[t]}"
             else:
-                s = sizes[t] if sizes[t] is not None else int(round(Y.shape[0] / k / 2))
+                s = sizes[t] if sizes[t] is not None else int(round(_total_weight(Y) / k / 2))
                 n_res = resamples[t] if s > 1 else 0
                 level = _resampled_level(Y, k, n_res, s, resample_strategy, step, params)
                 how = f"{n_res} resamples of {s} per cluster"
@@ -271,12 +274,16 @@ def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> 
             prev = out
 
             def resample(key):
-                take = np.minimum(Y.counts(prev["labels"], k), sample_size)
-                if int(take.sum()) < k:  # only with duplicate points: nothing left to resample
+                # with weights, an amount of weight per cluster (as its rows' repeated copies would be)
+                sizes = Y.counts(prev["labels"], k) if Y.weights is None else Y.cluster_weights(prev["labels"], k)
+                take = np.minimum(sizes, sample_size)
+                if take.sum() < k:  # only with duplicate points: nothing left to resample
                     return None
-                scores = prev["sqdist"] if strategy == "closest" else Y.random_scores(step.rng)
+                scores = Y.closeness(prev["sqdist"]) if strategy == "closest" else Y.random_scores(step.rng)
                 subset, weights = Y.resampling_subset(prev["labels"], k, take, scores,
                                                       lambda shape, dtype: step.checkpoints.empty("subset", shape, dtype))
+                if subset.shape[0] < k:  # weighted: fewer rows than clusters
+                    return None
                 res = step.kmeans(subset, k, params, key, weights)
                 labels, sqdist = Y.assign(res.centers)
                 centers, labels, sqdist = reseed_empty(Y, res.centers, labels, sqdist)
@@ -352,6 +359,11 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
     # nearest of all centroids, which Level.assign then gives too
     parents, child_offsets = out2.get("parents"), out2.get("child_offsets")
     return Level(out2["centers"], out2["labels"], out2["sqdist"], n_iter, parents, child_offsets)
+
+
+def _total_weight(Y) -> float:
+    """The rows of ``Y``, or their total weight."""
+    return Y.shape[0] if Y.weights is None else float(np.sum(Y.weights))
 
 
 def split_workers(shape, n_clusters, n_splits) -> int:

@@ -148,9 +148,10 @@ def _update(step, farthest, spherical, dtype):
 
 
 def reseed_empty(data, centers, labels, sqdist):
-    """Move each empty cluster's centre to one of the points farthest from their
-    centres, then reassign; returns ``(centers, labels, sqdist)``."""
-    empty = np.flatnonzero(data.counts(labels, centers.shape[0]) == 0)
+    """Move each empty cluster's centre (of weight 0, with weights) to one of the
+    points farthest from their centres, then reassign; returns ``(centers, labels,
+    sqdist)``."""
+    empty = np.flatnonzero(data.cluster_weights(labels, centers.shape[0]) == 0)
     if empty.size == 0:
         return centers, labels, sqdist
     centers = centers.copy()
@@ -270,9 +271,10 @@ def kmeans(
     whose runs are resumable; on others a stopped run starts over). ``normalized``
     says that the rows of ``X`` already have unit norm (no copy is made).
     ``sample_weight`` (validated, see :func:`check_sample_weight`) weights the seeding,
-    the means and the inertia; ``tol`` stays relative to the unweighted variance, as in
-    scikit-learn. ``log`` gets scikit-learn's verbose lines. ``device`` says where an
-    array ``X`` is searched ("cpu" or "cuda"; a backend stays where it is).
+    the means, the inertia and the variance ``tol`` is relative to (scikit-learn's is
+    unweighted; weighted, it is as for the rows repeated). ``log`` gets scikit-learn's
+    verbose lines. ``device`` says where an array ``X`` is searched ("cpu" or "cuda";
+    a backend stays where it is).
     """
     rng = as_generator(random_state)
     data = resolve(X, device)
@@ -317,11 +319,13 @@ def kmeans(
                             on_iter=on_iter, log=log)
                 pbar.update(res.n_iter - pbar.n)
             state = None
-            if best is None or res.inertia < best.inertia:
+            # lower by more than rounding: the same runs on the same rows in another order
+            # (or weighted in place of repeated) keep the same best run
+            if best is None or res.inertia < best.inertia * (1 - _config.N_INIT_RTOL):
                 best = res
     checkpoints.discard(partial)
     best = KMeansResult(best.centers, best.labels, best.sqdist, float(best.inertia), int(best.n_iter))
-    n_distinct = np.count_nonzero(data.counts(best.labels, n_clusters))
+    n_distinct = np.count_nonzero(data.cluster_weights(best.labels, n_clusters))
     if n_distinct < n_clusters:
         warnings.warn(
             f"Number of distinct clusters ({n_distinct}) found smaller than "

@@ -21,19 +21,34 @@ def seeding_weights(data):
     return None if w is None or np.all(w == w[0]) else w
 
 
+def content_draw(order, values, u, weights) -> int:
+    """The row drawn by ``u`` in [0, 1) with probability proportional to ``values``:
+    the first, in ``order``, whose cumulative value passes ``u`` times the total (the
+    last of positive value if rounding leaves it unpassed); with every value 0, the
+    first of positive ``weights``. As the kernels' draws
+    (:func:`hkmeans._kernels.cpu.seeding._draw`), over one block."""
+    cum = np.cumsum(values[order])
+    if not cum[-1] > 0:
+        return int(order[np.argmax(weights[order] > 0)])
+    j = np.searchsorted(cum, u * cum[-1], side="right")
+    return int(order[j if j < len(cum) else np.searchsorted(cum, cum[-1])])
+
+
 def _seed_greedy(data, n_clusters, rng, n_local_trials=None, weights=None):
     """Rows chosen by greedy (weighted) k-means++; the first with probability
-    proportional to its weight."""
+    proportional to its weight. Every draw goes through the rows in the order of
+    their contents (:meth:`~hkmeans.backends.cpu.HostRows.draw_order`): the same rows
+    in another order, or a row of weight ``w`` in place of ``w`` copies of it, seed
+    alike."""
     n = data.shape[0]
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
     if weights is None:
         weights = np.ones(n)
-        first = int(rng.integers(n))
-    else:
-        first = int(rng.choice(n, p=weights / weights.sum()))
+    order = data.draw_order()
+    first = content_draw(order, weights, rng.random(), weights)
     rand = rng.random((n_clusters - 1, n_local_trials))
-    return data.kmeans_plusplus(first, rand, weights)
+    return data.kmeans_plusplus(order, first, rand, weights)
 
 
 def _seed_parallel(data, n_clusters, rng, n_rounds=5, oversampling=2.0):

@@ -48,16 +48,19 @@ def weighted_lloyd(X, w, C, n_iter):
     return C, labels, float(np.dot(w, sqdist))
 
 
-def kmeans_plusplus(X, first, rand):
-    """Greedy k-means++ with the given draws (global cumulative sum, as scikit-learn)."""
+def kmeans_plusplus(X, first, rand, order=None):
+    """Greedy k-means++ with the given draws: global cumulative sums over the rows in
+    ``order`` (their own by default), the first row whose sum passes the target."""
     X = X.astype(np.float64)
+    order = np.arange(len(X)) if order is None else order
     idx = [first]
     closest = ((X - X[first]) ** 2).sum(1)
     for u in rand:
-        cum = np.cumsum(closest)
-        cand = np.minimum(np.searchsorted(cum, u * cum[-1]), len(X) - 1)
+        cum = np.cumsum(closest[order])
+        cand = order[np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), len(X) - 1)]
         pots = [np.minimum(closest, ((X - X[c]) ** 2).sum(1)).sum() for c in cand]
-        best = cand[int(np.argmin(pots))]
+        low = min(pots) * (1 + 1e-9)  # near-ties: the first drawn
+        best = cand[next(q for q, p in enumerate(pots) if p <= low)]
         idx.append(best)
         closest = np.minimum(closest, ((X - X[best]) ** 2).sum(1))
     return np.array(idx)

@@ -146,9 +146,10 @@ def test_pick_members_matches_reference(small_launch):
 def test_kmeans_plusplus_matches_reference(small_launch, dtype):
     X, _ = _data(4, 45, 3, 1, dtype)
     rand = np.random.default_rng(4).random((6, 3))
-    got = _backend(X).kmeans_plusplus(5, rand, np.ones(45))
-    np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 5, rand))
-    np.testing.assert_array_equal(got, CPUBackend(X).kmeans_plusplus(5, rand, np.ones(45)))
+    order = np.random.default_rng(5).permutation(45)
+    got = _backend(X).kmeans_plusplus(order, 5, rand, np.ones(45))
+    np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 5, rand, order))
+    np.testing.assert_array_equal(got, CPUBackend(X).kmeans_plusplus(order, 5, rand, np.ones(45)))
 
 
 @cudasim
@@ -157,9 +158,11 @@ def test_weighted_kmeans_plusplus_is_seeding_with_repeated_rows(small_launch):
     X = rng.normal(size=(30, 2))
     w = rng.integers(1, 4, 30).astype(float)
     rand = rng.random((5, 3))
+    order = rng.permutation(30)
     rows = np.repeat(np.arange(30), w.astype(int))
-    ref = naive.kmeans_plusplus(X[rows], int(np.searchsorted(rows, 7)), rand)
-    np.testing.assert_array_equal(_backend(X).kmeans_plusplus(7, rand, w), rows[ref])
+    rep_order = np.argsort(np.argsort(order)[rows], kind="stable")
+    ref = naive.kmeans_plusplus(X[rows], int(np.searchsorted(rows, 7)), rand, rep_order)
+    np.testing.assert_array_equal(_backend(X).kmeans_plusplus(order, 7, rand, w), rows[ref])
 
 
 @cudasim
@@ -176,7 +179,9 @@ def test_streamed_blocks_give_the_resident_results(small_launch):
     np.testing.assert_allclose(sums, ref_sums, rtol=1e-12)
     np.testing.assert_array_equal(counts, ref_counts)
     rand = np.random.default_rng(6).random((4, 3))
-    np.testing.assert_array_equal(streamed.kmeans_plusplus(3, rand, np.ones(45)), resident.kmeans_plusplus(3, rand, np.ones(45)))
+    order = np.arange(45)[::-1].copy()
+    np.testing.assert_array_equal(streamed.kmeans_plusplus(order, 3, rand, np.ones(45)),
+                                  resident.kmeans_plusplus(order, 3, rand, np.ones(45)))
 
 
 @cudasim

@@ -11,19 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from hkmeans import HierarchicalKMeans, KMeans
 
-# As for scikit-learn's own KMeans: with the same seed, the weighted rows and the
-# repeated rows (in another order) are seeded differently, so the fits differ.
-_SEEDING = "k-means++ draws rows in data order: repeated rows in another order seed differently."
-EXPECTED_FAILURES: dict = {
-    "check_sample_weight_equivalence_on_dense_data": _SEEDING,
-    "check_sample_weight_equivalence_on_sparse_data": _SEEDING,
-}
-
-
-@parametrize_with_checks(
-    [HierarchicalKMeans(), KMeans()],
-    expected_failed_checks=lambda est: EXPECTED_FAILURES,
-)
+@parametrize_with_checks([HierarchicalKMeans(), KMeans()])
 def test_scikit_learn_compatible(estimator, check):
     check(estimator)
 

@@ -144,6 +144,33 @@ def test_pick_members_matches_reference(n, k, seed, max_take):
 
 
 @given(
+    n=st.integers(1, 300),
+    k=st.integers(1, 20),
+    seed=st.integers(0, 2**32 - 1),
+    max_take=st.integers(0, 50),
+)
+def test_pick_weight_takes_what_repeated_rows_would_give(n, k, seed, max_take):
+    # integer weights: the rows (with the weight taken of each) are the repeated rows'
+    # picks; weight 0 is never taken; fractional weights: each cluster gives its need
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, n)
+    scores = rng.random(n)
+    w = rng.integers(0, 4, n).astype(float)
+    weight = np.bincount(labels, weights=w, minlength=k)
+    need = np.minimum(weight, rng.integers(0, max_take + 1, k))
+    offsets, order = groups.group_by_label(labels, k)
+    rows, taken = select.pick_weight(offsets, order, scores, w, need)
+    assert np.all(taken > 0) and np.all(taken <= w[rows])
+    copies = np.repeat(np.arange(n), w.astype(int))
+    ref = copies[naive.pick_members(labels[copies], k, scores[copies], need.astype(np.int64))]
+    np.testing.assert_array_equal(np.sort(np.repeat(rows, taken.astype(int))), np.sort(ref))
+    frac = rng.uniform(0.1, 2.0, n)
+    need = np.minimum(np.bincount(labels, weights=frac, minlength=k), rng.uniform(0, max_take, k))
+    rows, taken = select.pick_weight(offsets, order, scores, frac, need)
+    np.testing.assert_allclose(np.bincount(labels[rows], weights=taken, minlength=k), need, atol=1e-9)
+
+
+@given(
     caps=st.lists(st.integers(0, 40), min_size=1, max_size=30),
     frac=st.floats(0, 1),
     seed=st.integers(0, 2**32 - 1),
@@ -172,8 +199,9 @@ def test_kmeans_plusplus_matches_reference(d, small_d, dtype, n_trials):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(700, d)).astype(dtype)
     rand = rng.random((24, n_trials))
-    got = seeding.kmeans_plusplus(X, np.ones(len(X)), 11, rand, _config.SEEDING_ROWS, small_d, 2)
-    np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 11, rand))
+    order = rng.permutation(len(X))  # the draws go through the rows in this order
+    got = seeding.kmeans_plusplus(X, np.ones(len(X)), order, 11, rand, _config.SEEDING_ROWS, small_d, 2)
+    np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 11, rand, order))
 
 
 @pytest.mark.parametrize("small_d, n_trials", [(0, 4), (0, 8), (_config.SMALL_D, 4)])
@@ -183,9 +211,12 @@ def test_weighted_kmeans_plusplus_is_seeding_with_repeated_rows(small_d, n_trial
     X = rng.normal(size=(300, 3))
     w = rng.integers(1, 4, 300).astype(float)
     rand = rng.random((15, n_trials))
-    got = seeding.kmeans_plusplus(X, w, 7, rand, 256, small_d, 2)
+    order = rng.permutation(300)
+    got = seeding.kmeans_plusplus(X, w, order, 7, rand, 256, small_d, 2)
     rows = np.repeat(np.arange(300), w.astype(int))
-    ref = naive.kmeans_plusplus(X[rows], int(np.searchsorted(rows, 7)), rand)
+    # the repeated rows in the same order: each row's copies where the row was
+    rep_order = np.argsort(np.argsort(order)[rows], kind="stable")
+    ref = naive.kmeans_plusplus(X[rows], int(np.searchsorted(rows, 7)), rand, rep_order)
     np.testing.assert_array_equal(got, rows[ref])
 
 

@@ -1,9 +1,13 @@
 """Sample weights: weighted k-means against the NumPy reference, integer weights as
 repeated rows, and weights through the hierarchy and its tree."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hkmeans import HierarchicalKMeans, KMeans, kmeans_plusplus
 
@@ -43,8 +47,9 @@ def test_integer_weights_equal_repeated_rows_exactly(sparse):
     assert weighted.n_iter_ == repeated.n_iter_
 
 
-def test_sparse_fit_equals_dense_fit():
-    X = blobs(seed=4, dtype=np.float64)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sparse_fit_equals_dense_fit(dtype):
+    X = blobs(seed=4, dtype=dtype)
     X[np.abs(X) < 1.0] = 0.0
     w = np.random.default_rng(5).uniform(0.5, 2.0, len(X))
     dense = KMeans(5, random_state=0, n_init=2).fit(X, sample_weight=w)
@@ -115,3 +120,30 @@ def test_dask_backend_refuses_weights():
     X = da.from_array(blobs(), chunks=100)
     with pytest.raises(ValueError, match="sample_weight is not supported on the dask backend"):
         KMeans(5, n_init=1).fit(X, sample_weight=np.ones(400))
+
+
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(10, 60), d=st.sampled_from([2, 3, 40]),
+       hierarchical=st.booleans())
+def test_weights_equal_repeated_rows_in_any_order(seed, n, d, hierarchical):
+    """scikit-learn's ``check_sample_weight_equivalence`` over many data sets: the rows
+    weighted and shuffled fit as the rows repeated in their order, seeding and
+    resampling included (duplicate rows and zero weights too)."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, d))
+    if seed % 3 == 0:  # duplicate rows, and still 8 distinct ones of positive weight:
+        X[n - n // 4 :] = X[: n // 4]  # with fewer distinct points than clusters, draws go by rounding
+    w = rng.integers(0, 5, n)
+    w[:8] = np.maximum(w[:8], 1)
+    shuffled = rng.permutation(n)
+
+    def make():
+        if hierarchical:
+            return HierarchicalKMeans((6, 2), n_resamples=3, random_state=int(seed % 1000))
+        return KMeans(6, n_init=2, random_state=int(seed % 1000))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few points per cluster, duplicates
+        repeated = make().fit(np.repeat(X, w, axis=0))
+        weighted = make().fit(X[shuffled], sample_weight=w[shuffled])
+    # squared: a distance of 0 against one of rounding, ~1e-8 once square-rooted
+    np.testing.assert_allclose(weighted.transform(X) ** 2, repeated.transform(X) ** 2, rtol=1e-7, atol=1e-12)

@@ -17,12 +17,15 @@ scikit-learn's: one ``lloyd_iter`` call per pass). A backend has:
     The per-row state of one Lloyd run (labels, distances, bounds), kept inside the
     backend; its ``step(centers)`` is one pass: search, then float64 sums, counts,
     inertia and rows changed.
-``kmeans_plusplus(first, rand, weights)``
-    Greedy k-means++ seeding, one pass per centre.
+``kmeans_plusplus(order, first, rand, weights)``, ``draw_order()``
+    Greedy k-means++ seeding, one pass per centre, its draws through the rows in
+    ``order``; the order of the rows by their contents alone.
 ``select(labels, k, take, scores)``
     ``take[c]`` rows of each cluster ``c``, those with the smallest ``scores``.
 ``counts(labels, k)``, ``total(values)``
     Rows per cluster; the sum of a per-row array.
+``closeness(sqdist)``
+    Scores by which the "closest" selection ranks rows.
 ``random_scores(rng)``, ``oversample(weights, factor, total, rng)``, ``other_rows(exclude, m, rng)``
     One uniform draw per row; k-means||'s independent draws; a few random rows.
 ``farthest_rows(sqdist, m)``

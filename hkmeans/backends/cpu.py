@@ -94,6 +94,28 @@ class LloydStep:
     changed: int | None
 
 
+def farthest_units(sqdist, weights, m, rank):
+    """The ``m`` units of weight farthest from their centres: rows by decreasing
+    ``sqdist``, ties by decreasing ``rank`` (a row's place in an
+    order of contents, see :meth:`HostRows.draw_order`); a row as many times as its
+    whole units of weight (a last part less than 1 a unit too; at least once), rows of
+    weight 0 never. Returns ``(rows, unit weights)``; without weights, ``m`` rows and
+    weights 1."""
+    rows = np.arange(len(sqdist)) if weights is None else np.flatnonzero(weights > 0)
+    rows = rows[np.lexsort((-rank[rows], -sqdist[rows]))[:m]]  # at least one unit each
+    if weights is None:
+        return rows, np.ones(len(rows))
+    units = np.maximum(np.ceil(weights[rows]), 1).astype(np.int64)
+    rows = np.repeat(rows, units)[:m]
+    first = np.concatenate([[True], rows[1:] != rows[:-1]])
+    # a row's whole units first, then what is left of its weight
+    k = np.arange(len(rows)) - np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0))
+    return rows, np.minimum(1.0, weights[rows] - k)
+
+
+_DRAW_DIRECTION_SEED = 20240524  # any fixed seed: the direction of :meth:`HostRows.draw_order`
+
+
 def weighted_total(values, weights) -> float:
     """``sum(weights * values)``; the plain sum without weights."""
     return float(np.sum(values)) if weights is None else float(np.dot(weights, values))
@@ -129,8 +151,53 @@ class HostRows:
         return rng.random(self.shape[0])
 
     def farthest_rows(self, sqdist, m) -> np.ndarray:
-        """The ``m`` rows of largest ``sqdist`` (first rows first on ties)."""
-        return np.argsort(-sqdist, kind="stable")[:m]
+        """The ``m`` rows of largest ``sqdist`` (ties: by contents, see
+        :func:`farthest_units`); with weights, a row counts as many times as it holds
+        whole units of weight (at least once), and rows of weight 0 not at all: as its
+        repeated copies would."""
+        return self.farthest_units(sqdist, m)[0]
+
+    def draw_order(self) -> np.ndarray:
+        """The rows sorted by their projection on a fixed direction (ties: first rows
+        first): an order given by the rows' contents alone, in which random draws and
+        ties do not depend on where a row sits (see
+        :func:`hkmeans.seeding.content_draw`). Computed once per backend."""
+        if getattr(self, "_draw_order", None) is None:
+            direction = np.random.default_rng(_DRAW_DIRECTION_SEED).standard_normal(self.shape[1])
+            key = np.empty(self.shape[0], dtype=np.float64)
+            norms = 0.0
+            for rows in row_blocks(self.X):
+                x = self.X[rows]
+                key[rows] = np.asarray(x @ direction).ravel()
+                norms += float(x.multiply(x).sum() if hasattr(x, "multiply") else np.einsum("ij,ij->", x, x, dtype=np.float64))
+            self._draw_order = np.argsort(key, kind="stable")
+            self._draw_rank = np.empty(self.shape[0], dtype=np.int64)
+            self._draw_rank[self._draw_order] = np.arange(self.shape[0])
+            self._rounding = 2.0**-30 * norms / max(1, self.shape[0])
+        return self._draw_order
+
+    def rounded(self, sqdist) -> np.ndarray:
+        """``sqdist`` as float32 rounds it, and 0 below ``2**-30`` times the rows' mean
+        squared norm: distances that differ by rounding alone (as those to the
+        centroids of a weighted row and of its copies do) compare equal."""
+        self.draw_order()
+        s = sqdist.astype(np.float32).astype(np.float64)
+        s[s < self._rounding] = 0.0
+        return s
+
+    def closeness(self, sqdist) -> np.ndarray:
+        """Scores that rank rows by :meth:`rounded` ``sqdist``, ties by their place in
+        :meth:`draw_order`: the "closest" selection then takes the same rows whatever
+        their order, and the same from a row of weight ``w`` as from its ``w`` copies."""
+        # float32 neighbours differ by 2**-23 relative at least: the rank stays below that
+        # (rows at distance 0 all sit at their centroid: the same point, tied by row)
+        self.draw_order()
+        return self.rounded(sqdist) * (1.0 + self._draw_rank * (2.0**-26 / self.shape[0]))
+
+    def farthest_units(self, sqdist, m):
+        """:func:`farthest_units` of these rows."""
+        self.draw_order()
+        return farthest_units(self.rounded(sqdist), self.weights, m, self._draw_rank)
 
     def oversample(self, weights, factor, total, rng) -> np.ndarray:
         """Rows drawn independently, each with probability ``factor * weights / total``
@@ -143,10 +210,19 @@ class HostRows:
 
     def resampling_subset(self, labels, k, take, scores, alloc=None):
         """The rows :meth:`select` picks, as data to cluster on their own: an array
-        (written to ``alloc(shape, dtype)`` if given), and their weights (None without)."""
-        rows = self.select(labels, k, take, scores)
+        (written to ``alloc(shape, dtype)`` if given), and their weights (None without).
+        With weights, ``take[c]`` is an amount of weight: the rows of smallest
+        ``scores`` up to it, the last one with only the weight still missing (as many of
+        a row's repeated copies as fit)."""
+        if self.weights is None:
+            rows, weights = self.select(labels, k, take, scores), None
+        else:
+            offsets, order = group_by_label(labels, k)
+            with kernel_threads(len(order)):
+                rows, weights = select.pick_weight(offsets, order, scores, self.weights,
+                                                   np.asarray(take, dtype=np.float64))
         out = None if alloc is None else alloc((len(rows), self.shape[1]), self.dtype)
-        return self.take(rows, out=out), None if self.weights is None else self.weights[rows]
+        return self.take(rows, out=out), weights
 
 
 class CPUBackend(HostRows):
@@ -225,12 +301,13 @@ class CPUBackend(HostRows):
         (see :func:`hkmeans.kmeans.lloyd`), new or as ``state`` left it."""
         return LloydRun(self, group_offsets, bounds, state)
 
-    def kmeans_plusplus(self, first, rand, weights):
+    def kmeans_plusplus(self, order, first, rand, weights):
         """Rows chosen by greedy (weighted) k-means++ from row ``first``, with the
-        uniform draws ``rand`` (one row per later centre)."""
+        uniform draws ``rand`` (one row per later centre) made through the rows in
+        ``order``."""
         with single_threaded_blas(), kernel_threads():
             return seeding.kmeans_plusplus(
-                self.X, weights, first, rand, _config.SEEDING_ROWS, _config.SMALL_D, numba.get_num_threads()
+                self.X, weights, order, first, rand, _config.SEEDING_ROWS, _config.SMALL_D, numba.get_num_threads()
             )
 
     def select(self, labels, k, take, scores):
@@ -240,12 +317,16 @@ class CPUBackend(HostRows):
         return pick_members(offsets, order, scores, take)
 
     def mean_variance(self) -> float:
-        """Mean of the features' variances, in float64 over blocks of rows: no copy of
-        the data, which may be a memory-mapped file."""
-        X = self.X
+        """Mean of the features' (weighted) variances, in float64 over blocks of rows:
+        no copy of the data, which may be a memory-mapped file."""
+        X, w = self.X, self.weights
         blocks = row_blocks(X)
-        mean = sum(X[rows].sum(axis=0, dtype=np.float64) for rows in blocks) / X.shape[0]
-        return sum(float(np.sum((X[rows] - mean) ** 2)) for rows in blocks) / X.size
+        if w is None:
+            mean = sum(X[rows].sum(axis=0, dtype=np.float64) for rows in blocks) / X.shape[0]
+            return sum(float(np.sum((X[rows] - mean) ** 2)) for rows in blocks) / X.size
+        total = float(w.sum())
+        mean = sum(w[rows] @ X[rows].astype(np.float64) for rows in blocks) / total
+        return sum(float(w[rows] @ np.sum((X[rows] - mean) ** 2, axis=1)) for rows in blocks) / (total * X.shape[1])
 
     def normalized(self, alloc=None) -> "CPUBackend":
         """A backend over the rows scaled to unit norm, written to the array
@@ -293,10 +374,9 @@ class LloydRun:
                 assign_kernels.loosen_bounds(self.lower, moves)
 
     def farthest(self, m):
-        """The ``m`` rows farthest from their centres (first rows first on ties): their
-        data, labels and weights."""
-        idx = np.argsort(-self.sqdist, kind="stable")[:m]
-        w = np.ones(len(idx)) if self.backend.weights is None else self.backend.weights[idx]
+        """The ``m`` units of weight farthest from their centres (see
+        :func:`farthest_units`): their rows' data, labels and weights."""
+        idx, w = self.backend.farthest_units(self.sqdist, m)
         return self.backend.take(idx), self.labels[idx], w
 
     def finish(self, order):

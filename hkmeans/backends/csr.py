@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.preprocessing import normalize
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
+from .._kernels.cpu.seeding import best_trial
 from .cpu import CPUBackend, row_blocks, search
 
 
@@ -59,27 +60,28 @@ class SparseBackend(CPUBackend):
         d2 = x_sq[:, None] + np.einsum("ij,ij->i", C, C)[None, :] - 2.0 * np.asarray(self.X @ C.T)
         return np.maximum(d2, 0.0)
 
-    def kmeans_plusplus(self, first, rand, weights):
+    def kmeans_plusplus(self, order, first, rand, weights):
         """Greedy k-means++ as :meth:`CPUBackend.kmeans_plusplus` draws it (a row in
-        proportion to ``weights * d(x)^2``, by cumulative sums), distances by sparse
-        products."""
+        proportion to ``weights * d(x)^2``, by cumulative sums over the rows in
+        ``order``), distances by sparse products."""
         X = self.X
-        n = X.shape[0]
+        from ..seeding import content_draw
+
         x_sq = np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
         idx = [int(first)]
         closest = self._sqdist_to(x_sq, idx)[:, 0]
         for u in rand:
-            cum = np.cumsum(weights * closest)
-            cand = np.minimum(np.searchsorted(cum, u * cum[-1]), n - 1)
+            cand = np.array([content_draw(order, weights * closest, v, weights) for v in u])
             D = np.minimum(closest[:, None], self._sqdist_to(x_sq, cand))
-            best = int(np.argmin(weights @ D))
+            best = best_trial(weights @ D)
             idx.append(int(cand[best]))
             closest = D[:, best]
         return np.array(idx, dtype=np.int64)
 
     def mean_variance(self) -> float:
-        """Mean of the features' variances."""
-        return float(np.mean(mean_variance_axis(self.X, axis=0)[1]))
+        """Mean of the features' (weighted) variances."""
+        w = None if self.weights is None else self.weights.astype(self.X.dtype)  # the dtype it requires
+        return float(np.mean(mean_variance_axis(self.X, axis=0, weights=w)[1]))
 
     def normalized(self, alloc=None) -> "SparseBackend":
         """A backend over the rows scaled to unit norm (a new sparse matrix; ``alloc``

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .._kernels.cpu.seeding import best_trial
 from .cpu import CPUBackend, HostRows, LloydStep, normalize_rows
 
 #: Share of the device's free memory the data may take before they are streamed.
@@ -230,20 +231,22 @@ class CUDABackend(HostRows):
         it searches without bounds."""
         return LloydRun(self, state)
 
-    def kmeans_plusplus(self, first, rand, weights):
+    def kmeans_plusplus(self, order, first, rand, weights):
         """Rows chosen by greedy (weighted) k-means++ from row ``first``, with the
-        uniform draws ``rand`` (one row per later centre): per centre, one pass for the
-        candidates' potentials and one to add the chosen one. Draws go by blocks of
-        ``threads`` rows."""
+        uniform draws ``rand`` (one row per later centre) made through the rows in
+        ``order``: per centre, one pass for the candidates' potentials, one to add the
+        chosen one and one for the draw's sums, by blocks of ``threads`` rows of
+        ``order``."""
         k, cuda = self.k.seeding, self.k.cuda
         n, t = self.X.shape[0], rand.shape[1]
         chunk = self.threads
         n_blocks = -(-n // chunk)
         closest = self._empty(n, np.float64, np.inf)
         w = cuda.to_device(np.ascontiguousarray(weights, dtype=np.float64))
+        order_d = cuda.to_device(np.ascontiguousarray(order, dtype=np.int64))
         block_sums = self._empty((n_blocks, 1), np.float64)
         rows = min(n, self.block_rows)
-        values, values_1 = self._empty((rows, t), np.float64), self._empty((rows, 1), np.float64)
+        values = self._empty((rows, t), np.float64)
         bcum = self._empty(n_blocks, np.float64)
         partial = self._empty((n_blocks, t), np.float64)
         pots = self._empty(t, np.float64)
@@ -252,16 +255,15 @@ class CUDABackend(HostRows):
         def add(row):
             c = cuda.to_device(np.ascontiguousarray(self.X[row : row + 1]))
             for a, Xb in self._blocks():
-                m = Xb.shape[0]
-                k.add_center[self._grid(m)](Xb, w, c, closest, values_1, a)
-                k.chunk_sums[self._grid(-(-m // chunk))](values_1, m, chunk, block_sums, a // chunk)
+                k.add_center[self._grid(Xb.shape[0])](Xb, c, closest, a)
+            k.draw_sums[self._grid(n_blocks)](order_d, closest, w, chunk, block_sums)
 
         idx = np.empty(rand.shape[0] + 1, dtype=np.int64)
         idx[0] = first
         add(first)
         for c in range(1, idx.size):
             k.cumulative[1, 1](block_sums, bcum)
-            k.draw[self._grid(t)](bcum, closest, w, chunk, cuda.to_device(rand[c - 1]), cand)
+            k.draw[self._grid(t)](bcum, order_d, closest, w, chunk, cuda.to_device(rand[c - 1]), cand)
             rows = cand.copy_to_host()
             cands = cuda.to_device(np.ascontiguousarray(self.X[rows]))
             for a, Xb in self._blocks():
@@ -269,7 +271,7 @@ class CUDABackend(HostRows):
                 k.trial_values[self._grid(m * t)](Xb, w, closest, cands, values, a)
                 k.chunk_sums[self._grid(-(-m // chunk) * t)](values, m, chunk, partial, a // chunk)
             k.column_sums[self._grid(t)](partial, pots)
-            idx[c] = rows[int(np.argmin(pots.copy_to_host()))]
+            idx[c] = rows[best_trial(pots.copy_to_host())]
             add(idx[c])
         return idx
 
@@ -368,10 +370,11 @@ class LloydRun:
         """Nothing to do: the search keeps no bounds."""
 
     def farthest(self, m):
-        """The ``m`` rows farthest from their centres (first rows first on ties): their
-        data, labels and weights (1: this backend takes no weights)."""
-        idx = np.argsort(-self.sqdist, kind="stable")[:m]
-        return self.backend.take(idx), self.labels[idx], np.ones(len(idx))
+        """The ``m`` rows farthest from their centres (as on the CPU, see
+        :func:`~hkmeans.backends.cpu.farthest_units`): their data, labels and weights
+        (1: this backend takes no weights)."""
+        idx, w = self.backend.farthest_units(self.sqdist, m)
+        return self.backend.take(idx), self.labels[idx], w
 
     def finish(self, order):
         """Labels through ``order`` (centre ``j`` of the run is ``order[j]``), squared

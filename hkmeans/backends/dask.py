@@ -626,7 +626,7 @@ class DaskBackend:
             raise ValueError("a Lloyd run on the dask backend cannot resume from a saved state.")
         return DaskLloydRun(self, group_offsets, bounds)
 
-    def kmeans_plusplus(self, first, rand, weights):
+    def kmeans_plusplus(self, order, first, rand, weights):
         raise NotImplementedError("greedy k-means++ takes one pass per centre; the dask backend seeds by k-means||.")
 
     def select(self, labels, k, take, scores):
@@ -636,6 +636,13 @@ class DaskBackend:
 
     def counts(self, labels, k) -> np.ndarray:
         return counts(labels, k, self.client)
+
+    def closeness(self, sqdist):
+        """``sqdist`` itself: the "closest" selection ranks rows by it, ties by row (the
+        in-process backends round it and break ties by content, see
+        :meth:`~hkmeans.backends.cpu.HostRows.closeness`; the two differ only on rows
+        whose distances agree to float32 rounding)."""
+        return sqdist
 
     def resampling_subset(self, labels, k, take, scores, alloc=None):
         """The rows :meth:`select` picks, as data to cluster on their own, and None (no

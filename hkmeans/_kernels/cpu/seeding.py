@@ -9,44 +9,107 @@ from ._common import _row_sq, _sqdist, _task_range, njit
 
 
 @njit(parallel=True, cache=True)
-def _add_center(X, w, c, closest, block_sums, chunk):
-    """``closest[i] = min(closest[i], ||X[i] - c||^2)``; ``block_sums[b]`` gets the sum
-    of ``w * closest`` over block ``b``."""
-    n = X.shape[0]
-    for b in prange(block_sums.shape[0]):
-        s = 0.0
-        for i in range(b * chunk, min((b + 1) * chunk, n)):
-            closest[i] = min(closest[i], _sqdist(X[i], c))
-            s += w[i] * closest[i]
-        block_sums[b] = s
+def _add_center(X, c, closest):
+    """``closest[i] = min(closest[i], ||X[i] - c||^2)``."""
+    for i in prange(X.shape[0]):
+        closest[i] = min(closest[i], _sqdist(X[i], c))
+
+
+@njit(parallel=True, cache=True)
+def _draw_values(order, closest, w):
+    """``w * closest`` of the rows in ``order``: what the draws add up, kept in that
+    order so that block sums read consecutive memory."""
+    vals = np.empty(order.shape[0], dtype=np.float64)
+    for j in prange(order.shape[0]):
+        vals[j] = w[order[j]] * closest[order[j]]
+    return vals
 
 
 @njit(cache=True)
-def _draw(closest, w, block_sums, chunk, u):
-    """Row drawn with probability proportional to ``w * closest``, for each ``u`` in [0, 1):
-    first the block, by the cumulative block sums, then the row inside it."""
-    bcum = np.cumsum(block_sums)
+def _block_sum(vals, chunk, b):
+    s = 0.0
+    for j in range(b * chunk, min((b + 1) * chunk, vals.shape[0])):
+        s += vals[j]
+    return s
+
+
+@njit(parallel=True, cache=True)
+def _all_block_sums(vals, draw_sums, chunk):
+    for b in prange(draw_sums.shape[0]):
+        draw_sums[b] = _block_sum(vals, chunk, b)
+
+
+@njit(cache=True)
+def _draw_sums(vals, draw_sums, touched, chunk, everything):
+    """``draw_sums[b]``: the sum of ``vals[b * chunk : (b + 1) * chunk]``, for the
+    blocks ``touched`` (all with ``everything``); on all threads when many are, else
+    on this one (a launch would cost more)."""
+    if everything or touched.sum() * 8 > draw_sums.shape[0]:
+        _all_block_sums(vals, draw_sums, chunk)
+        touched[:] = False
+        return
+    for b in range(draw_sums.shape[0]):
+        if touched[b]:
+            touched[b] = False
+            draw_sums[b] = _block_sum(vals, chunk, b)
+
+
+@njit(cache=True)
+def _draw(order, vals, w, draw_sums, chunk, u):
+    """Row drawn with probability proportional to its value, for each ``u`` in [0, 1):
+    the first row, in ``order``, whose cumulative value (``vals``, in that order)
+    passes ``u`` times the total (the last row of positive value if rounding leaves it
+    unpassed); first the block by the cumulative block sums, then the row inside it.
+    With every value 0 (no row left away from a centre), the first row of positive
+    weight ``w``. In an order given by the rows' contents, the draw does not depend on
+    the order of the rows."""
+    bcum = np.cumsum(draw_sums)
     out = np.empty(u.shape[0], dtype=np.int64)
+    n = order.shape[0]
+    nb = draw_sums.shape[0]
     for q in range(u.shape[0]):
+        if not bcum[-1] > 0:
+            j = 0
+            while j < n - 1 and not w[order[j]] > 0:
+                j += 1
+            out[q] = order[j]
+            continue
         target = u[q] * bcum[-1]
-        b = min(np.searchsorted(bcum, target), block_sums.shape[0] - 1)
+        b = np.searchsorted(bcum, target, side="right")
+        if b >= nb:
+            b = np.searchsorted(bcum, bcum[-1])  # the last block of positive sum
         acc = bcum[b - 1] if b > 0 else 0.0
-        end = min((b + 1) * chunk, closest.shape[0])
-        i = b * chunk
-        while i < end - 1:
-            acc += w[i] * closest[i]
-            if acc >= target:
-                break
-            i += 1
-        out[q] = i
+        pick = order[b * chunk]
+        for j in range(b * chunk, min((b + 1) * chunk, n)):
+            if vals[j] > 0:
+                pick = order[j]  # the last positive row, should rounding leave the target unpassed
+                acc += vals[j]
+                if acc > target:
+                    break
+        out[q] = pick
     return out
+
+
+#: Candidates whose potentials are within this fraction of the lowest are tied: the
+#: first drawn wins. Rounding alone, which the rows' order changes, then never decides.
+TRIAL_RTOL = 1e-9
+
+
+@njit(cache=True)
+def best_trial(pots):
+    """The first candidate whose potential is within ``TRIAL_RTOL`` of the lowest."""
+    low = pots.min() * (1.0 + TRIAL_RTOL)
+    for q in range(pots.shape[0]):
+        if pots[q] <= low:
+            return q
+    return 0
 
 
 # Few features: k-means++ runs over the rows in a spatial order (a k-d split into
 # blocks of ``chunk`` rows), and a block is left out of a step when its bounding box is
 # at least as far from the candidate as its farthest row is from that row's centre: no
 # row of it can get closer. The margin keeps rounding from ever skipping a row that
-# would move. Candidates are still drawn in the rows' own order. These steps run on
+# would move. Candidates are still drawn in the draw order. These steps run on
 # one thread: once far blocks are skipped, a step is too small to pay for a parallel launch.
 _BOX_MARGIN = 1.0 + 1e-9
 
@@ -111,10 +174,10 @@ def _block_boxes(X, chunk):
 
 
 @njit(cache=True)
-def _add_center_boxed(Xp, wp, c, closest_p, psum, pmax, lo, hi, chunk, perm, closest, touched):
+def _add_center_boxed(Xp, wp, c, closest_p, psum, pmax, lo, hi, chunk, perm, vals, pos, touched):
     """:func:`_add_center` over spatially ordered rows ``Xp = X[perm]``, skipping far
-    blocks; rows that get closer are copied to ``closest`` (the rows' own order) and
-    their own-order blocks flagged in ``touched``."""
+    blocks; rows that get closer update their draw values ``vals`` (at ``pos``: each
+    row's place in the draw order), whose blocks are flagged in ``touched``."""
     n = Xp.shape[0]
     for b in range(psum.shape[0]):
         if _box_sqdist(c, lo[b], hi[b]) > _BOX_MARGIN * pmax[b]:
@@ -125,8 +188,9 @@ def _add_center_boxed(Xp, wp, c, closest_p, psum, pmax, lo, hi, chunk, perm, clo
             d2 = _sqdist(Xp[i], c)
             if d2 < closest_p[i]:
                 closest_p[i] = d2
-                closest[perm[i]] = d2
-                touched[perm[i] // chunk] = True
+                j = pos[perm[i]]
+                vals[j] = wp[i] * d2
+                touched[j // chunk] = True
             s += wp[i] * closest_p[i]
             top = max(top, closest_p[i])
         psum[b] = s
@@ -192,19 +256,6 @@ def _trial_potentials(Xp, wp, closest_p, cands, psum, pmax, lo, hi, chunk):
                 s += wl[i] * min(cl[i], dist[i] + v * v)
             partial[b, q] = s
     return _column_sums(partial)
-
-
-@njit(cache=True)
-def _refresh_block_sums(closest, w, block_sums, touched, chunk):
-    n = closest.shape[0]
-    for b in range(block_sums.shape[0]):
-        if not touched[b]:
-            continue
-        touched[b] = False
-        s = 0.0
-        for i in range(b * chunk, min((b + 1) * chunk, n)):
-            s += w[i] * closest[i]
-        block_sums[b] = s
 
 
 @njit(cache=True, fastmath=True)
@@ -318,27 +369,30 @@ def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code,
 
 
 @njit(parallel=True, cache=True)
-def _take_trial(closest, partial, move_code, move_dist, n_moves, q, block_sums, chunk):
-    """Candidate ``q`` becomes a centre: its listed moves are applied and the block
-    sums are its partial potentials (the same sums, in the same order)."""
-    t = partial.shape[1]
-    for b in prange(block_sums.shape[0]):
-        block_sums[b] = partial[b, q]
+def _take_trial(closest, w, move_code, move_dist, n_moves, q, t, chunk, vals, pos, touched):
+    """Candidate ``q`` (of ``t``) becomes a centre: its listed moves are applied, to
+    ``closest`` and to the draw values ``vals`` (at ``pos``: each row's place in the
+    draw order), whose blocks are flagged in ``touched``."""
+    for b in prange(n_moves.shape[0]):
         m = b * chunk * t
         for j in range(m, m + n_moves[b]):
             code = move_code[j]
             if code % t == q:
-                closest[b * chunk + code // t] = move_dist[j]
+                r = b * chunk + code // t
+                closest[r] = move_dist[j]
+                vals[pos[r]] = w[r] * move_dist[j]
+                touched[pos[r] // chunk] = True  # only ever set: the threads' writes agree
 
 
 @njit(cache=True)
-def kmeans_plusplus(X, w, first, rand, chunk, small_d, n_tasks):
+def kmeans_plusplus(X, w, order, first, rand, chunk, small_d, n_tasks):
     """Greedy k-means++ seeding (as scikit-learn's) of rows weighted by ``w``: returns
     the chosen row indices.
 
     ``first`` is the first centre's row; ``rand`` (k - 1, n_local_trials) holds the
     uniform draws of every later step, so the caller's generator alone decides; a
-    candidate is drawn through per-block sums of ``w * d(x)^2`` in the rows' order.
+    candidate is drawn through per-block sums of ``w * d(x)^2`` over the rows taken in
+    ``order`` (see :func:`_draw`).
     Rows of up to ``small_d`` features get exact distances in vectorised loops over
     spatially ordered blocks, far blocks skipped; wider rows get dot products with the
     candidates per block (:func:`_candidate_dots`), one pass over ``X`` per step on
@@ -348,25 +402,32 @@ def kmeans_plusplus(X, w, first, rand, chunk, small_d, n_tasks):
     k = rand.shape[0] + 1
     idx = np.empty(k, dtype=np.int64)
     idx[0] = first
+    pos = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        pos[order[j]] = j
     closest = np.full(n, np.inf)
-    block_sums = np.empty((n + chunk - 1) // chunk, dtype=np.float64)
-    _add_center(X, w, X[first], closest, block_sums, chunk)
+    _add_center(X, X[first], closest)
+    n_blocks = (n + chunk - 1) // chunk
+    draw_sums = np.empty(n_blocks, dtype=np.float64)
+    touched = np.zeros(n_blocks, dtype=np.bool_)
+    vals = _draw_values(order, closest, w)
+    _draw_sums(vals, draw_sums, touched, chunk, True)
     if d > small_d:
         x_sq = np.empty(n, dtype=np.float64)
         for i in range(n):
             x_sq[i] = _row_sq(X[i])
         t = rand.shape[1]
-        n_blocks = block_sums.shape[0]
         partial = np.empty((n_blocks, t), dtype=np.float64)
         move_code = np.empty(n_blocks * chunk * t, dtype=np.int32)
         move_dist = np.empty(n_blocks * chunk * t, dtype=np.float64)
         n_moves = np.empty(n_blocks, dtype=np.int64)
         for c in range(1, k):
-            cand = _draw(closest, w, block_sums, chunk, rand[c - 1])
+            cand = _draw(order, vals, w, draw_sums, chunk, rand[c - 1])
             pots = _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code, move_dist, n_moves, n_tasks)
-            best = np.argmin(pots)
+            best = best_trial(pots)
             idx[c] = cand[best]
-            _take_trial(closest, partial, move_code, move_dist, n_moves, best, block_sums, chunk)
+            _take_trial(closest, w, move_code, move_dist, n_moves, best, t, chunk, vals, pos, touched)
+            _draw_sums(vals, draw_sums, touched, chunk, False)
         return idx
     perm = _spatial_order(X, chunk)
     Xp = np.empty((n, d), dtype=X.dtype)
@@ -375,21 +436,19 @@ def kmeans_plusplus(X, w, first, rand, chunk, small_d, n_tasks):
     wp = w[perm]
     closest_p = closest[perm]
     lo, hi = _block_boxes(Xp, chunk)
-    n_blocks = lo.shape[0]
     psum = np.zeros(n_blocks, dtype=np.float64)
     pmax = np.zeros(n_blocks, dtype=np.float64)
     for b in range(n_blocks):
         for i in range(b * chunk, min((b + 1) * chunk, n)):
             psum[b] += wp[i] * closest_p[i]
             pmax[b] = max(pmax[b], closest_p[i])
-    touched = np.zeros(n_blocks, dtype=np.bool_)
     cands = np.empty((rand.shape[1], d), dtype=np.float64)
     for c in range(1, k):
-        cand = _draw(closest, w, block_sums, chunk, rand[c - 1])
+        cand = _draw(order, vals, w, draw_sums, chunk, rand[c - 1])
         for q in range(cand.shape[0]):
             cands[q] = X[cand[q]]
         pots = _trial_potentials(Xp, wp, closest_p, cands, psum, pmax, lo, hi, chunk)
-        idx[c] = cand[np.argmin(pots)]
-        _add_center_boxed(Xp, wp, X[idx[c]], closest_p, psum, pmax, lo, hi, chunk, perm, closest, touched)
-        _refresh_block_sums(closest, w, block_sums, touched, chunk)
+        idx[c] = cand[best_trial(pots)]
+        _add_center_boxed(Xp, wp, X[idx[c]], closest_p, psum, pmax, lo, hi, chunk, perm, vals, pos, touched)
+        _draw_sums(vals, draw_sums, touched, chunk, False)
     return idx

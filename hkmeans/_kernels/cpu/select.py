@@ -36,6 +36,46 @@ def pick_members(offsets, order, scores, n_take):
     return out
 
 
+@njit(parallel=True, cache=True)
+def pick_weight(offsets, order, scores, weights, need):
+    """Take members of weight ``need[c]`` from each cluster ``c``, concatenated in
+    cluster order: those with the smallest ``scores`` (ties: lower position in
+    ``order`` first), rows of weight 0 left out, the last one taken with only the
+    weight still missing. Returns the rows and the weight taken of each. A cluster's
+    ``need`` must not exceed its weight.
+    """
+    k = need.shape[0]
+    n = order.shape[0]
+    ranked = np.empty(n, dtype=np.int64)
+    n_rows = np.zeros(k + 1, dtype=np.int64)
+    for c in prange(k):
+        a, e = offsets[c], offsets[c + 1]
+        if need[c] <= 0 or e == a:
+            continue
+        members = order[a:e]
+        ranked[a:e] = members[np.argsort(scores[members], kind="mergesort")]
+        acc = 0.0
+        j = a
+        while j < e and acc < need[c]:
+            acc += weights[ranked[j]]
+            j += 1
+        n_rows[c + 1] = j - a
+    out_off = np.cumsum(n_rows)
+    rows = np.empty(out_off[k], dtype=np.int64)
+    taken = np.empty(out_off[k], dtype=np.float64)
+    for c in prange(k):
+        acc = 0.0
+        p = out_off[c]
+        for j in range(offsets[c], offsets[c] + n_rows[c + 1]):
+            r = ranked[j]
+            rows[p] = r
+            taken[p] = min(weights[r], need[c] - acc)
+            acc += weights[r]
+            p += 1
+    keep = taken > 0
+    return rows[keep], taken[keep]
+
+
 @njit(cache=True)
 def water_fill(target, caps, keys):
     """Split ``target`` among bins of capacities ``caps`` as evenly as possible.
