@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _config
 from ._rng import as_generator
 from ._threads import single_threaded_blas
 from .backends import resolve
@@ -51,17 +52,20 @@ def _seed_greedy(data, n_clusters, rng, n_local_trials=None, weights=None):
     return data.kmeans_plusplus(order, first, rand, weights)
 
 
-def _seed_parallel(data, n_clusters, rng, n_rounds=5, oversampling=2.0):
+def _seed_parallel(data, n_clusters, rng, n_rounds=_config.KMEANS_PARALLEL_ROUNDS, oversampling=2.0):
     """Rows chosen by k-means|| (Bahmani et al., 2012).
 
     ``n_rounds`` times, every row joins the candidates with probability
     ``oversampling * n_clusters * d(x)^2 / potential``; the candidates, weighted by the
-    rows nearest to them, are then reduced to ``n_clusters`` by greedy k-means++.
+    rows nearest to them, are then reduced to ``n_clusters`` by greedy k-means++. Each
+    round's search for the new candidates also keeps each row's nearest candidate so
+    far, so that the weights need no search over all of them.
     """
     n = data.shape[0]
     w = seeding_weights(data)
     chosen = [np.array([rng.integers(n) if w is None else rng.choice(n, p=w / w.sum())])]
-    closest = data.assign(data.take(chosen[0]))[1]
+    nearest, closest = data.assign(data.take(chosen[0]))
+    n_chosen = 1
     for _ in range(n_rounds):
         potentials = closest if w is None else w * closest
         pot = data.total(potentials)
@@ -70,12 +74,17 @@ def _seed_parallel(data, n_clusters, rng, n_rounds=5, oversampling=2.0):
         picked = data.oversample(potentials, oversampling * n_clusters, pot, rng)
         if picked.size:
             chosen.append(picked)
-            closest = np.minimum(closest, data.assign(data.take(picked))[1])
-    cand = np.unique(np.concatenate(chosen))
-    if cand.size < n_clusters:  # too few: top up with random other rows
+            labels, sqdist = data.assign(data.take(picked))
+            closer = sqdist < closest  # ties keep the earlier candidate
+            nearest = np.where(closer, labels + n_chosen, nearest)
+            closest = np.minimum(closest, sqdist)
+            n_chosen += picked.size
+    cand = np.concatenate(chosen)  # distinct: a row already chosen is at distance 0, never drawn
+    weights = data.cluster_weights(nearest, cand.size)
+    if cand.size < n_clusters:  # too few: top up with random other rows (weighted anew)
         cand = np.sort(np.concatenate([cand, data.other_rows(cand, n_clusters - cand.size, rng)]))
+        weights = data.cluster_weights(data.assign(data.take(cand))[0], cand.size)
     C = CPUBackend(np.ascontiguousarray(data.take(cand)))
-    weights = data.cluster_weights(data.assign(C.X)[0], cand.size)
     return cand[_seed_greedy(C, n_clusters, rng, weights=weights)]
 
 

@@ -36,28 +36,41 @@ def _open(source, column, subset_indices):
     return open_pool(source, column=column, subset_indices=subset_indices)
 
 
-def _read(source, column, subset_indices, start, stop, dtype):
-    return _open(source, column, subset_indices).read(start, stop).astype(dtype, copy=False)
+class _PoolRows:
+    """The rows of a pool as an array-like that reads what it is sliced for: what
+    :func:`dask.array.from_array` wraps, so that a chunk's read is part of the task
+    that uses it (no read task of its own, whose 64 MB might land on another worker
+    than the per-row state the next task also needs)."""
+
+    ndim = 2
+
+    def __init__(self, source, column, subset_indices, shape, dtype):
+        self.source, self.column, self.subset_indices = source, column, subset_indices
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+    def __dask_tokenize__(self):
+        return (type(self).__name__, self.source, self.column, self.subset_indices, self.shape, self.dtype.str)
+
+    def __getitem__(self, key):
+        rows, cols = key
+        start, stop, _ = rows.indices(self.shape[0])
+        block = _open(self.source, self.column, self.subset_indices).read(start, stop).astype(self.dtype, copy=False)
+        return block[:, cols]
 
 
 def pool_array(source, dtype, column=None, subset_indices=None, shape=None, rows=None):
     """The pool :func:`hkmeans.readers.open_pool` opens from ``source`` (a path;
     ``column`` and ``subset_indices`` as there) as a dask array of ``dtype``, in row
-    chunks of ``rows`` (default :func:`chunk_rows`), each read by its task.
-    ``shape`` is the pool's (opened here if not given)."""
+    chunks of ``rows`` (default :func:`chunk_rows`), each read inside the task that
+    uses it. ``shape`` is the pool's (opened here if not given)."""
     source = os.path.abspath(os.fspath(source))
     subset = None if subset_indices is None else os.path.abspath(os.fspath(subset_indices))
     if shape is None:
         shape = _open(source, column, subset).shape
     n, d = map(int, shape)
     rows = chunk_rows(d, dtype) if rows is None else int(rows)
-    read = dask.delayed(_read, pure=True)
-    parts = [
-        da.from_delayed(read(source, column, subset, a, min(a + rows, n), np.dtype(dtype)),
-                        shape=(min(a + rows, n) - a, d), dtype=dtype)
-        for a in range(0, n, rows)
-    ]
-    return da.concatenate(parts, axis=0)
+    return da.from_array(_PoolRows(source, column, subset, (n, d), dtype), chunks=(rows, d), asarray=False,
+                         fancy=False, inline_array=True, meta=np.empty((0, d), dtype=dtype))
 
 
 # ---------------------------------------------------------------------------
