@@ -224,6 +224,13 @@ def hierarchical_kmeans(
                 how = f"split in {splits[t]}"
             else:
                 s = sizes[t] if sizes[t] is not None else int(round(_total_weight(Y) / k / 2))
+                if sizes[t] is None and resamples[t] > 0 and s <= 1 < round(Y.shape[0] / k / 2):
+                    warnings.warn(
+                        f"level {t}: the sample weights sum to {_total_weight(Y):.6g}, so the default sample_size "
+                        f"(half a cluster's weight, as for repeated rows) is {s} and resampling is skipped; "
+                        "scale the weights as counts of points (sample_size counts weight too).",
+                        ParameterWarning, stacklevel=3,
+                    )
                 n_res = resamples[t] if s > 1 else 0
                 level = _resampled_level(Y, k, n_res, s, resample_strategy, step, params)
                 how = f"{n_res} resamples of {s} per cluster"

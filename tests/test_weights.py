@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hkmeans import HierarchicalKMeans, KMeans, kmeans_plusplus
+from hkmeans.advise import ParameterWarning
 
 from . import naive
 
@@ -147,3 +148,14 @@ def test_weights_equal_repeated_rows_in_any_order(seed, n, d, hierarchical):
         weighted = make().fit(X[shuffled], sample_weight=w[shuffled])
     # squared: a distance of 0 against one of rounding, ~1e-8 once square-rooted
     np.testing.assert_allclose(weighted.transform(X) ** 2, repeated.transform(X) ** 2, rtol=1e-7, atol=1e-12)
+
+
+def test_weights_summing_to_one_warn_that_resampling_is_skipped():
+    # sample_size counts weight, as repeated rows would: weights that sum to 1 leave
+    # half a cluster's weight far below one point, so resampling cannot run
+    X = blobs(seed=10)
+    w = np.random.default_rng(11).uniform(0.5, 2.0, len(X))
+    with pytest.warns(ParameterWarning, match="resampling is skipped"):
+        m = HierarchicalKMeans((10, 2), n_resamples=2, random_state=0).fit(X, sample_weight=w / w.sum())
+    counts = HierarchicalKMeans((10, 2), n_resamples=2, random_state=0).fit(X, sample_weight=w)
+    assert m.levels_[0].n_iter < counts.levels_[0].n_iter  # no resampling k-means ran

@@ -161,38 +161,41 @@ class HostRows:
         """The rows sorted by their projection on a fixed direction (ties: first rows
         first): an order given by the rows' contents alone, in which random draws and
         ties do not depend on where a row sits (see
-        :func:`hkmeans.seeding.content_draw`). Computed once per backend."""
+        :func:`hkmeans.seeding.content_draw`). Computed once per backend, with each
+        row's place in it and its squared norm (for :meth:`rounded`)."""
         if getattr(self, "_draw_order", None) is None:
             direction = np.random.default_rng(_DRAW_DIRECTION_SEED).standard_normal(self.shape[1])
             key = np.empty(self.shape[0], dtype=np.float64)
-            norms = 0.0
+            self._norms = np.empty(self.shape[0], dtype=np.float32)
             for rows in row_blocks(self.X):
                 x = self.X[rows]
                 key[rows] = np.asarray(x @ direction).ravel()
-                norms += float(x.multiply(x).sum() if hasattr(x, "multiply") else np.einsum("ij,ij->", x, x, dtype=np.float64))
+                sq = x.multiply(x).sum(axis=1) if hasattr(x, "multiply") else np.einsum("ij,ij->i", x, x, dtype=np.float64)
+                self._norms[rows] = np.asarray(sq).ravel()
             self._draw_order = np.argsort(key, kind="stable")
             self._draw_rank = np.empty(self.shape[0], dtype=np.int64)
             self._draw_rank[self._draw_order] = np.arange(self.shape[0])
-            self._rounding = 2.0**-30 * norms / max(1, self.shape[0])
         return self._draw_order
 
     def rounded(self, sqdist) -> np.ndarray:
-        """``sqdist`` as float32 rounds it, and 0 below ``2**-30`` times the rows' mean
-        squared norm: distances that differ by rounding alone (as those to the
-        centroids of a weighted row and of its copies do) compare equal."""
+        """``sqdist`` as float32 rounds it, and 0 where it is within the rounding of a
+        search of the row's own squared norm (see :func:`_rel_err`): distances that
+        differ by rounding alone (as those to the centroids of a weighted row and of
+        its copies do) compare equal."""
         self.draw_order()
         s = sqdist.astype(np.float32).astype(np.float64)
-        s[s < self._rounding] = 0.0
+        s[s <= 2.0 * _rel_err(self.X) * self._norms] = 0.0
         return s
 
     def closeness(self, sqdist) -> np.ndarray:
         """Scores that rank rows by :meth:`rounded` ``sqdist``, ties by their place in
         :meth:`draw_order`: the "closest" selection then takes the same rows whatever
         their order, and the same from a row of weight ``w`` as from its ``w`` copies."""
-        # float32 neighbours differ by 2**-23 relative at least: the rank stays below that
-        # (rows at distance 0 all sit at their centroid: the same point, tied by row)
-        self.draw_order()
-        return self.rounded(sqdist) * (1.0 + self._draw_rank * (2.0**-26 / self.shape[0]))
+        s = self.rounded(sqdist)
+        rank = self._draw_rank.astype(np.float64)
+        # float32 neighbours differ by 2**-23 relative at least: the rank stays below
+        # that; rows at 0 get scores below any float32 but the rank's order
+        return np.where(s > 0, s * (1.0 + rank * (2.0**-26 / self.shape[0])), rank * 2.0**-1000)
 
     def farthest_units(self, sqdist, m):
         """:func:`farthest_units` of these rows."""

@@ -69,7 +69,8 @@ def pick_weight(offsets, order, scores, weights, need):
         for j in range(offsets[c], offsets[c] + n_rows[c + 1]):
             r = ranked[j]
             rows[p] = r
-            taken[p] = min(weights[r], need[c] - acc)
+            t = min(weights[r], need[c] - acc)
+            taken[p] = t if t > 1e-12 * need[c] else 0.0  # not a sliver left by rounding
             acc += weights[r]
             p += 1
     keep = taken > 0
