@@ -12,7 +12,7 @@ from . import _config
 from ._rng import as_generator
 from ._threads import single_threaded_blas
 from .backends import resolve
-from .backends.cpu import CPUBackend
+from .backends.cpu import CPUBackend, content_draw
 
 
 def seeding_weights(data):
@@ -20,19 +20,6 @@ def seeding_weights(data):
     weights all equal (which then seed as no weights do)."""
     w = data.weights
     return None if w is None or np.all(w == w[0]) else w
-
-
-def content_draw(order, values, u, weights) -> int:
-    """The row drawn by ``u`` in [0, 1) with probability proportional to ``values``:
-    the first, in ``order``, whose cumulative value passes ``u`` times the total (the
-    last of positive value if rounding leaves it unpassed); with every value 0, the
-    first of positive ``weights``. As the kernels' draws
-    (:func:`hkmeans._kernels.cpu.seeding._draw`), over one block."""
-    cum = np.cumsum(values[order])
-    if not cum[-1] > 0:
-        return int(order[np.argmax(weights[order] > 0)])
-    j = np.searchsorted(cum, u * cum[-1], side="right")
-    return int(order[j if j < len(cum) else np.searchsorted(cum, cum[-1])])
 
 
 def _seed_greedy(data, n_clusters, rng, n_local_trials=None, weights=None):
@@ -47,7 +34,7 @@ def _seed_greedy(data, n_clusters, rng, n_local_trials=None, weights=None):
     if weights is None:
         weights = np.ones(n)
     order = data.draw_order()
-    first = content_draw(order, weights, rng.random(), weights)
+    first = int(content_draw(order, weights, rng.random(), weights)[0])
     rand = rng.random((n_clusters - 1, n_local_trials))
     return data.kmeans_plusplus(order, first, rand, weights)
 
@@ -80,10 +67,10 @@ def _seed_parallel(data, n_clusters, rng, n_rounds=_config.KMEANS_PARALLEL_ROUND
             closest = np.minimum(closest, sqdist)
             n_chosen += picked.size
     cand = np.concatenate(chosen)  # distinct: a row already chosen is at distance 0, never drawn
-    weights = data.cluster_weights(nearest, cand.size)
     if cand.size < n_clusters:  # too few: top up with random other rows (weighted anew)
         cand = np.sort(np.concatenate([cand, data.other_rows(cand, n_clusters - cand.size, rng)]))
-        weights = data.cluster_weights(data.assign(data.take(cand))[0], cand.size)
+        nearest = data.assign(data.take(cand))[0]
+    weights = data.cluster_weights(nearest, cand.size)
     C = CPUBackend(np.ascontiguousarray(data.take(cand)))
     return cand[_seed_greedy(C, n_clusters, rng, weights=weights)]
 

@@ -113,6 +113,15 @@ def farthest_units(sqdist, weights, m, rank):
     return rows, np.minimum(1.0, weights[rows] - k)
 
 
+def content_draw(order, values, u, weights) -> np.ndarray:
+    """The rows drawn by each ``u`` in [0, 1) with probability proportional to
+    ``values``, as the seeding kernel draws them
+    (:func:`hkmeans._kernels.cpu.seeding._draw`), over one block: the first row, in
+    ``order``, whose cumulative value passes ``u`` times the total."""
+    vals = np.ascontiguousarray(values[order], dtype=np.float64)
+    return seeding._draw(order, vals, weights, np.array([vals.sum()]), max(1, len(order)), np.atleast_1d(u))
+
+
 _DRAW_DIRECTION_SEED = 20240524  # any fixed seed: the direction of :meth:`HostRows.draw_order`
 
 
@@ -161,7 +170,7 @@ class HostRows:
         """The rows sorted by their projection on a fixed direction (ties: first rows
         first): an order given by the rows' contents alone, in which random draws and
         ties do not depend on where a row sits (see
-        :func:`hkmeans.seeding.content_draw`). Computed once per backend, with each
+        :func:`content_draw`). Computed once per backend, with each
         row's place in it and its squared norm (for :meth:`rounded`)."""
         if getattr(self, "_draw_order", None) is None:
             direction = np.random.default_rng(_DRAW_DIRECTION_SEED).standard_normal(self.shape[1])

@@ -13,7 +13,7 @@ from sklearn.preprocessing import normalize
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
 from .._kernels.cpu.seeding import best_trial
-from .cpu import CPUBackend, row_blocks, search
+from .cpu import CPUBackend, content_draw, row_blocks, search
 
 
 class SparseBackend(CPUBackend):
@@ -65,13 +65,11 @@ class SparseBackend(CPUBackend):
         proportion to ``weights * d(x)^2``, by cumulative sums over the rows in
         ``order``), distances by sparse products."""
         X = self.X
-        from ..seeding import content_draw
-
         x_sq = np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
         idx = [int(first)]
         closest = self._sqdist_to(x_sq, idx)[:, 0]
         for u in rand:
-            cand = np.array([content_draw(order, weights * closest, v, weights) for v in u])
+            cand = content_draw(order, weights * closest, u, weights)
             D = np.minimum(closest[:, None], self._sqdist_to(x_sq, cand))
             best = best_trial(weights @ D)
             idx.append(int(cand[best]))
