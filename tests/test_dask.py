@@ -308,3 +308,85 @@ def test_pool_array_reads_shards_on_the_workers_and_store_load_round_trip(client
     next(iter(sorted(folder.glob("labels-*.npy"))[1:2])).unlink()  # a chunk lost
     with pytest.raises(ValueError, match="do not cover its rows"):
         dask_io.load(folder, client=client)
+
+
+def test_spill_writes_one_file_per_chunk_and_reads_any_slice_back(client, tmp_path):
+    import gc
+
+    from hkmeans.backends import dask_io
+
+    A = da.from_array(X, chunks=((300, 700, 0, 1000), D))
+    (back,) = dask_io.spill(tmp_path, A, client=client)
+    assert back.chunks == A.chunks
+    assert len(list(tmp_path.rglob("*.npy"))) == 4
+    for got in (back, back[250:1300], back[[5, 1999, 301, 5]], back.rechunk((650, D))[:, 2:5]):
+        want = X[250:1300] if got.shape[0] == 1050 else None
+        want = X[[5, 1999, 301, 5]] if got.shape[0] == 4 else want
+        want = X[:, 2:5] if got.shape[1] == 3 else (X if want is None else want)
+        np.testing.assert_array_equal(dask_backend.compute(got, client=client)[0], want)
+    del back, got
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []  # the folder goes with the last array reading it
+
+
+def test_scratch_folder_comes_from_dask_config_and_local_clusters(client, tmp_path):
+    with dask.config.set({"hkmeans.scratch": str(tmp_path)}):
+        assert dask_backend.scratch_folder(client) == str(tmp_path)
+    with dask.config.set({"hkmeans.scratch": False}):
+        assert dask_backend.scratch_folder(client) is None
+    assert dask_backend.scratch_folder(client) is None  # a cluster hkmeans did not start: worker memory
+    with dask.config.set(scheduler="synchronous"):
+        assert dask_backend.scratch_folder() is None
+
+
+def _array_bytes(obj) -> int:
+    """Bytes of the NumPy arrays in ``obj`` (through object arrays, lists, dicts)."""
+    if isinstance(obj, np.ndarray):
+        return sum(map(_array_bytes, obj.ravel())) if obj.dtype == object else obj.nbytes
+    if isinstance(obj, (list, tuple)):
+        return sum(map(_array_bytes, obj))
+    if isinstance(obj, dict):
+        return sum(map(_array_bytes, obj.values()))
+    return 0
+
+
+def _worker_bytes(client, collection) -> int:
+    """Bytes of the arrays the workers hold for the keys of ``collection``."""
+    keys = set(dask.core.flatten(collection.__dask_keys__()))
+
+    def held(dask_worker):
+        return sum(_array_bytes(dask_worker.data[k]) for k in keys if k in dask_worker.data)
+
+    return sum(client.run(held).values())
+
+
+def test_per_row_state_in_a_scratch_folder_not_in_worker_memory(client, reference, tmp_path):
+    """With a scratch folder, a Lloyd run's labels, distances and bounds and a level's
+    labels are files, one per chunk: the workers' memory holds O(k x d) per chunk,
+    not O(rows); the result is the same as with the state in their memory."""
+    import gc
+
+    _, ref = reference
+    Xd = da.from_array(X, chunks=(CHUNK, D))
+    held = {}
+    for where in (None, str(tmp_path)):
+        with dask.config.set({"hkmeans.scratch": where or False}):
+            data = dask_backend.DaskBackend(Xd, client)
+            run = data.lloyd_run(np.array([0, 12]), bounds=True)
+            run.step(X[:12])
+            run.step(X[12:24])
+            held[where] = _worker_bytes(client, run.blocks)
+            labels, _, _ = run.finish(np.arange(12))
+            distributed.wait(labels)
+            held[where, "labels"] = _worker_bytes(client, labels)
+    assert held[None] >= N * 16 and held[None, "labels"] >= N * 8  # in memory: every row's state
+    sums = Xd.numblocks[0] * 12 * (D + 2) * 8  # per chunk: float64 sums, counts, rows changed
+    assert held[str(tmp_path)] <= sums and held[str(tmp_path), "labels"] == 0  # in files: only the sums
+    assert len(list(tmp_path.glob("lloyd-*"))) == 0  # the passes' files, gone once finished
+    with dask.config.set({"hkmeans.scratch": str(tmp_path / "fit")}):
+        m = HierarchicalKMeans(**PARAMS).fit(Xd)
+        assert list((tmp_path / "fit").rglob("*.npy"))
+        assert_same(fingerprint(m), ref)
+    del m, labels, run, data
+    gc.collect()
+    assert not list(tmp_path.rglob("*.npy"))

@@ -8,8 +8,11 @@ results depend on the chunking but not on the workers, their threads or the orde
 which tasks finish. Random draws come from one stream per chunk,
 ``SeedSequence(seed, spawn_key=(chunk,))``, ``seed`` drawn from the caller's generator.
 
-Per-row state (labels, distances, Lloyd bounds) stays on the workers as persisted
-dask arrays; the client holds O(k x d) per pass, plus the rows it gathers.
+Per-row state (labels, distances, Lloyd bounds, resampling subsets) stays on the
+workers: in a scratch folder, one ``.npy`` per chunk read inside the task that uses it,
+when there is one (see :func:`scratch_folder`), so that a worker holds a few chunks at
+a time whatever n; else as persisted dask arrays in their memory. The client holds
+O(k x d) per pass, plus the rows it gathers.
 
 With ``device="cuda"`` each chunk's kernels run on its worker's GPU
 (:class:`~hkmeans.backends.cuda.CUDABackend`, one GPU per worker as
@@ -26,7 +29,11 @@ import contextvars
 import copy
 import functools
 import importlib.util
+import os
+import shutil
+import tempfile
 import threading
+import weakref
 
 import dask
 import dask.array as da
@@ -56,6 +63,35 @@ def cluster_layout(cores: int) -> tuple[int, int]:
     return max(1, cores // threads), threads
 
 
+# The scratch folders of the clusters hkmeans started (on this machine: every worker sees them).
+_LOCAL_SCRATCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _own_scratch(client):
+    """``client``, given a new folder for the per-row state of its fits (in Dask's
+    ``temporary-directory``, else the system's), removed at exit."""
+    folder = tempfile.mkdtemp(prefix="hkmeans-scratch-", dir=dask.config.get("temporary-directory", None))
+    _LOCAL_SCRATCH[client] = folder
+    atexit.register(shutil.rmtree, folder, True)
+    return client
+
+
+def scratch_folder(client=None):
+    """Where per-row state goes on ``client``'s cluster (see :func:`pick_client`): the
+    folder of Dask's config key ``hkmeans.scratch`` (``dask.config.set``, or
+    ``DASK_HKMEANS__SCRATCH`` in the environment) if set, for a folder that every
+    worker sees at the same path; None if that key is False (the workers' memory);
+    otherwise the temporary folder of a cluster hkmeans started on this machine, or
+    None for any other cluster."""
+    folder = dask.config.get("hkmeans.scratch", None)
+    if folder is False:
+        return None
+    if folder:
+        return os.path.abspath(os.fspath(folder))
+    c = pick_client(client)
+    return None if c is None else _LOCAL_SCRATCH.get(c)
+
+
 def local_cuda_client(workers=None):
     """A :class:`distributed.Client` on a new ``dask_cuda.LocalCUDACluster``: one
     worker per visible GPU (``workers`` of them if given). A one-line ImportError
@@ -68,7 +104,7 @@ def local_cuda_client(workers=None):
     cluster = LocalCUDACluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
     client = Client(cluster, set_as_default=False)
     atexit.register(lambda: (client.close(), cluster.close()))
-    return client
+    return _own_scratch(client)
 
 
 def check_workers(client, device) -> None:
@@ -100,8 +136,9 @@ def local_client(workers=None, cores=None):
     """A :class:`distributed.Client` on a new :class:`distributed.LocalCluster` of
     ``workers`` worker processes (None: :func:`cluster_layout`'s number) on ``cores``
     cores (None: those this process may use), one task at a time per worker, with
-    Numba and BLAS threads set per worker so that workers x threads <= cores. Closed
-    when the process exits."""
+    Numba and BLAS threads set per worker so that workers x threads <= cores, and a
+    temporary scratch folder (see :func:`scratch_folder`). Closed when the process
+    exits."""
     from distributed import Client, LocalCluster
 
     cores = usable_cpus() if cores is None else cores
@@ -118,7 +155,7 @@ def local_client(workers=None, cores=None):
         cluster.close()
 
     atexit.register(close)
-    return client
+    return _own_scratch(client)
 
 
 def connect(address, timeout=10):
@@ -249,14 +286,22 @@ def _assign_block(x, centers, routing, device, name, block_info=None):
     return _one((labels, sqdist))
 
 
-def _lloyd_block(x, prev, centers, group_offsets, bounds, moves, with_sums, device, name, block_info=None):
+def _value(a):
+    """A chunk's per-row array, read if it is the path of its file."""
+    return np.load(a) if isinstance(a, str) else a
+
+
+def _lloyd_block(x, prev, centers, group_offsets, bounds, moves, with_sums, device, name, folder,
+                 block_info=None):
     start = _start(block_info)
     st = None if prev is None else prev.ravel()[0]
     if st is None:
         _finite(x, start)
         state = None
     else:
-        state = {"labels": st["labels"]} if st["lower"] is None else {"labels": st["labels"], "lower": st["lower"]}
+        state = {"labels": _value(st["labels"])}
+        if st["lower"] is not None:
+            state["lower"] = _value(st["lower"])
     with _KERNELS:
         data = _chunk_backend(x, device, (name, _chunk_index(block_info)))
         run = data.lloyd_run(group_offsets, bounds, state)
@@ -265,12 +310,19 @@ def _lloyd_block(x, prev, centers, group_offsets, bounds, moves, with_sums, devi
         step = run.step(centers) if with_sums else (run.search(centers) or None)
         labels, sqdist = np.asarray(run.labels), np.asarray(run.sqdist)
     summary = None if step is None else (step.sums, step.counts, step.changed, [step.inertia])
-    return _one(dict(start=start, labels=labels, sqdist=sqdist, lower=getattr(run, "lower", None),
-                     inertia=float(np.sum(sqdist)), summary=summary))
+    rows = dict(labels=labels, sqdist=sqdist, lower=getattr(run, "lower", None))
+    if folder is not None:  # the state in files, the task's result small
+        from .dask_io import save_scratch
+
+        for key, a in rows.items():
+            if a is not None:
+                rows[key] = os.path.join(folder, f"{key}-{start:012d}.npy")
+                save_scratch(rows[key], a)
+    return _one(dict(start=start, **rows, inertia=float(np.sum(sqdist)), summary=summary))
 
 
 def _field(block, name, table=None):
-    a = block[0][name]
+    a = _value(block[0][name])
     return a if table is None else table[a]
 
 
@@ -481,9 +533,9 @@ def _smallest_of(labels, k, take, scores, sizes, client):
 
 
 def subset(X, labels, k, take, scores, client=None):
-    """The rows :func:`select` picks, as a persisted dask array in row order, built
-    on the workers: the per-cluster thresholds are found by a task (the client gets
-    O(k) numbers), then each chunk keeps its picked rows."""
+    """The rows :func:`select` picks, as a dask array in row order to be computed on
+    the workers: the per-cluster thresholds are found by a task (the client gets O(k)
+    numbers), then each chunk keeps its picked rows."""
     copies, r, smallest = _smallest_of(labels, k, take, scores, None, client)
     picks = (copies, r, *compute(dask.delayed(_last_picks)(smallest, k), client=client)[0])
     picks_ = [dask.delayed(p) for p in picks]
@@ -493,7 +545,7 @@ def subset(X, labels, k, take, scores, client=None):
     parts = [da.from_delayed(dask.delayed(_subset_chunk)(x, lab, sc, int(starts[i]), *picks_),
                              shape=(m, X.shape[1]), dtype=X.dtype)
              for i, ((x, lab, sc), m) in enumerate(zip(blocks, sizes)) if m > 0]
-    return persist(da.concatenate(parts, axis=0), client=client)[0]
+    return da.concatenate(parts, axis=0)
 
 
 def lookup_np(labels, rows, client=None):
@@ -536,8 +588,9 @@ class DaskBackend:
     client : distributed.Client or None
         See :func:`pick_client`.
     persist : bool, default=True
-        Keep per-row results on the workers (for the engine's repeated passes); with
-        False they stay lazy (prediction).
+        Keep per-row results on the workers (for the engine's repeated passes), in
+        :func:`scratch_folder` if there is one, else in their memory; with False they
+        stay lazy (prediction).
     device : {"cpu", "cuda"}, default="cpu"
         Where each chunk's kernels run: the worker's cores, or its GPU (every worker
         must see one; the embedded cluster is then :func:`local_cuda_client`'s).
@@ -560,8 +613,9 @@ class DaskBackend:
         self.client = client
         self.device = device
         self._persist = persist
+        self.scratch = scratch_folder(client) if persist else None
         if wrapped and persist:  # in memory anyway: shipped once, not with every pass
-            (self.X,) = self._keep(self.X)
+            (self.X,) = self._keep(self.X, memory=True)
 
     @property
     def shape(self):
@@ -586,8 +640,16 @@ class DaskBackend:
     def _compute(self, *collections):
         return compute(*collections, client=self.client)
 
-    def _keep(self, *arrays):
-        return persist(*arrays, client=self.client) if self._persist else arrays
+    def _keep(self, *arrays, memory=False):
+        """``arrays`` computed and kept on the workers (in their memory with ``memory``,
+        else see :func:`scratch_folder`), or as they are (lazy) if the backend is."""
+        if not self._persist:
+            return arrays
+        if self.scratch is not None and not memory:
+            from .dask_io import spill
+
+            return spill(self.scratch, *arrays, client=self.client)
+        return persist(*arrays, client=self.client)
 
     def take(self, rows, out=None) -> np.ndarray:
         """Rows ``rows`` of the data (a small set), gathered, into ``out`` if given."""
@@ -651,7 +713,7 @@ class DaskBackend:
         the workers (see :func:`subset`); ``alloc`` is not used."""
         if int(np.sum(take)) * self.shape[1] * self.dtype.itemsize <= _config.DASK_CLIENT_SUBSET_BYTES:
             return self.take(self.select(labels, k, take, scores)), None
-        rows = subset(self.X, labels, k, take, scores, self.client)
+        (rows,) = self._keep(subset(self.X, labels, k, take, scores, self.client))
         return self._over(rows), None
 
     def total(self, values) -> float:
@@ -736,21 +798,37 @@ class DaskLloydRun:
         self.bounds = bounds
         self.blocks = None
         self._moves = []
+        self._folders = []  # of the passes' state files, the newest last
+        if backend.scratch is not None:
+            weakref.finalize(self, _remove_all, self._folders)
 
     def _pass(self, centers, with_sums):
         b = self.backend
         centers = dask.delayed(np.ascontiguousarray(centers, dtype=b.dtype))
         prev = [] if self.blocks is None else [self.blocks]
         fn = _lloyd_block if prev else _lloyd_block_first
+        folder = None
+        if b.scratch is not None:
+            os.makedirs(b.scratch, exist_ok=True)
+            folder = tempfile.mkdtemp(prefix="lloyd-", dir=b.scratch)
+            self._folders.append(folder)
         self.blocks = persist(
             _blocks([b.X, *prev], fn, centers, dask.delayed(self.group_offsets), self.bounds,
-                    dask.delayed(self._moves), with_sums, b.device, b.X.name),
+                    dask.delayed(self._moves), with_sums, b.device, b.X.name, folder),
             client=b.client,
         )[0]
         self._moves = []
 
+    def _release(self, keep=1) -> None:
+        """Remove the state files of all passes but the ``keep`` newest (call once the
+        newest pass is computed: a pass recomputed later, after a worker is lost,
+        recomputes those it reads from the first)."""
+        while len(self._folders) > keep:
+            shutil.rmtree(self._folders.pop(0), ignore_errors=True)
+
     def _reduce(self) -> LloydStep:
         sums, counts, changed, inertia = self.backend._compute(_tree(self.blocks, _lloyd_leaf, _lloyd_sum))[0]
+        self._release()
         return LloydStep(sums, counts, float(sum(inertia)), changed)
 
     def _inertia(self) -> float:
@@ -780,14 +858,15 @@ class DaskLloydRun:
         return self.backend.take(rows), lookup_np(labels, rows, self.backend.client), np.ones(len(rows))
 
     def finish(self, order):
-        """Labels through ``order`` and squared distances (persisted dask arrays) and
+        """Labels through ``order`` and squared distances (dask arrays kept on the workers) and
         the inertia of the last search."""
         b = self.backend
         labels = _per_row(self.blocks, _field, b.rows, np.int64, "labels", dask.delayed(order))
         sqdist = _per_row(self.blocks, _field, b.rows, np.float64, "sqdist")
         inertia = self._inertia()
-        labels, sqdist = persist(labels, sqdist, client=b.client)
+        labels, sqdist = b._keep(labels, sqdist)
         self.blocks = None
+        self._release(0)
         return labels, sqdist, inertia
 
     def state(self) -> dict:
@@ -795,8 +874,14 @@ class DaskLloydRun:
         return {"blocks": self.blocks}
 
 
-def _lloyd_block_first(x, centers, group_offsets, bounds, moves, with_sums, device, name, block_info=None):
-    return _lloyd_block(x, None, centers, group_offsets, bounds, moves, with_sums, device, name, block_info=block_info)
+def _lloyd_block_first(x, centers, group_offsets, bounds, moves, with_sums, device, name, folder, block_info=None):
+    return _lloyd_block(x, None, centers, group_offsets, bounds, moves, with_sums, device, name, folder,
+                        block_info=block_info)
+
+
+def _remove_all(folders):
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _inertia_of(block):

@@ -4,8 +4,10 @@
 zarr) lazily: each task reopens the source on its worker and reads its rows, so the
 client never holds them. :func:`store` writes a per-row dask array as one ``.npy``
 per chunk into a folder, from the workers; :func:`load` reads such a folder back as
-a dask array. Workers must see the files at the same paths as the client (one
-machine, or a shared file system).
+a dask array. :func:`spill` does both in a scratch folder: per-row state kept on
+disk rather than in the workers' memory, each chunk read inside the task that uses
+it. Workers must see the files at the same paths as the client (one machine, or a
+shared file system).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import functools
 import os
 import re
 import shutil
+import tempfile
+import threading
+import weakref
 
 import dask
 import dask.array as da
@@ -79,10 +84,36 @@ def pool_array(source, dtype, column=None, subset_indices=None, shape=None, rows
 _NAME = re.compile(r"(?P<name>\w+)-(?P<start>\d{12})-(?P<stop>\d{12})\.npy")
 
 
-def _write(block, folder, name, block_info=None):
-    start, stop = block_info[0]["array-location"][0]
-    save_npy(os.path.join(folder, f"{name}-{start:012d}-{stop:012d}.npy"), block)
+def _chunk_file(folder, name, start, stop) -> str:
+    return os.path.join(folder, f"{name}-{start:012d}-{stop:012d}.npy")
+
+
+def _write(block, folder, name, durable=True, block_info=None):
+    path = _chunk_file(folder, name, *block_info[0]["array-location"][0])
+    (save_npy if durable else save_scratch)(path, block)
     return np.zeros(1, dtype=np.int8)
+
+
+def save_scratch(path, array) -> None:
+    """``np.save`` to ``path``, atomically but not flushed to disk: for files that a
+    rerun recomputes (the folder is made if missing)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(array), allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _writes(arrays, folder, durable):
+    """Tasks writing each dask array of ``arrays`` (a dict by name) as one file per chunk."""
+    return [a.map_blocks(_write, folder, name, durable, chunks=((1,) * a.numblocks[0],),
+                         drop_axis=list(range(1, a.ndim)), dtype=np.int8, meta=np.empty(0, np.int8))
+            for name, a in arrays.items()]
 
 
 def store(folder, client=None, **arrays) -> None:
@@ -92,9 +123,7 @@ def store(folder, client=None, **arrays) -> None:
     if os.path.isdir(folder):
         shutil.rmtree(folder)
     os.makedirs(folder)
-    writes = [a.map_blocks(_write, folder, name, chunks=((1,) * a.numblocks[0],), dtype=np.int8,
-                           meta=np.empty(0, np.int8)) for name, a in arrays.items()]
-    compute(*writes, client=client)
+    compute(*_writes(arrays, folder, True), client=client)
 
 
 def load(folder, client=None) -> dict:
@@ -115,3 +144,64 @@ def load(folder, client=None) -> dict:
                                     for a, b, path in parts])
     names = list(out)
     return dict(zip(names, persist(*out.values(), client=client)))
+
+
+# ---------------------------------------------------------------------------
+# per-row state in a scratch folder
+
+
+class _ChunkFiles:
+    """Arrays in one ``.npy`` per row chunk, as an array-like that reads the files of
+    the rows it is sliced for (what :func:`dask.array.from_array` wraps: a chunk's
+    read is part of the task that uses it). The client's object holds the folder's
+    owner; the copies sent to the workers do not."""
+
+    def __init__(self, paths, chunks, shape, dtype, owner=None):
+        self.paths = tuple(paths)
+        self.starts = np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
+        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
+        self._owner = owner
+
+    def __getstate__(self):
+        return {**self.__dict__, "_owner": None}
+
+    def __dask_tokenize__(self):
+        return (type(self).__name__, self.paths, self.shape, self.dtype.str)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        start, stop, _ = key[0].indices(self.shape[0])
+        first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        last = max(first + 1, int(np.searchsorted(self.starts, stop, side="left")))
+        parts = [np.load(self.paths[i]) for i in range(first, min(last, len(self.paths)))]
+        block = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        offset = int(self.starts[first])
+        return block[(slice(start - offset, stop - offset), *key[1:])]
+
+
+class _Owner:
+    """Removes ``folder`` when no array reads it any more (or at exit)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        weakref.finalize(self, shutil.rmtree, folder, True)
+
+
+def spill(scratch, *arrays, client=None) -> tuple:
+    """``arrays`` (dask arrays chunked by rows only) written by the workers into a new
+    folder in ``scratch``, one file per chunk, and read back lazily: dask arrays each
+    of whose tasks reads its chunk's file. The folder is removed once none of them is
+    referenced any more. What :meth:`~hkmeans.backends.dask.DaskBackend` keeps instead
+    of persisting in the workers' memory."""
+    os.makedirs(scratch, exist_ok=True)
+    owner = _Owner(tempfile.mkdtemp(prefix="rows-", dir=scratch))
+    named = {f"a{i}": a for i, a in enumerate(arrays)}
+    compute(*_writes(named, owner.folder, False), client=client)
+    out = []
+    for name, a in named.items():
+        starts = np.concatenate([[0], np.cumsum(a.chunks[0])])
+        paths = [_chunk_file(owner.folder, name, int(b), int(e)) for b, e in zip(starts, starts[1:])]
+        files = _ChunkFiles(paths, a.chunks[0], a.shape, a.dtype, owner)
+        out.append(da.from_array(files, chunks=a.chunks, asarray=False, fancy=False, inline_array=True,
+                                 meta=np.empty((0,) * a.ndim, dtype=a.dtype)))
+    return tuple(out)

@@ -21,7 +21,7 @@ from ..readers import SubsetPool, open_pool, subset_rows
 from ..sampling import flat_sampling, hierarchical_sampling
 from ..tables import assignments, cluster_table, selected_table
 from . import config as cfg
-from .rundir import RunDir, RunDirError, input_files, owned
+from .rundir import DASK_SCRATCH, RunDir, RunDirError, input_files, owned
 
 SCRATCH = "data.npy"
 EXPORT_ROWS = 1 << 20  # rows per row group of assignments.parquet
@@ -188,14 +188,20 @@ def _levels(X, args, config, run, **backend):
 
 def _fit_on_dask(args, config, pool, dtype, run, client):
     """Level 0 on Dask over the input read chunk by chunk by the workers; its steps'
-    labels and distances written per chunk into the run directory by the workers.
-    The tree file holds every row's labels and distance: they are gathered for it."""
+    labels and distances written per chunk into the run directory by the workers, and
+    its per-row state while it runs into ``RUN_DIR/scratch-dask`` (unless Dask's config
+    ``hkmeans.scratch`` says otherwise). The tree file holds every row's labels and
+    distance: they are gathered for it."""
+    from dask import config as dask_config
+
     dask = dask_module()
     from ..backends.dask_io import pool_array
 
     X = pool_array(args.embeddings, dtype, column=config["column"], subset_indices=config["subset_indices"],
                    shape=pool.shape)
-    with dask.using(client):
+    scratch = dask_config.get("hkmeans.scratch", None)
+    scratch = os.path.join(run.path, DASK_SCRATCH) if scratch is None else scratch
+    with dask.using(client), dask_config.set({"hkmeans.scratch": scratch}):
         levels = _levels(X, args, config, run, backend="dask", client=client)
         labels, sqdist = dask.compute(levels[0].labels, levels[0].sqdist, client=client)
     levels = [dataclasses.replace(levels[0], labels=labels, sqdist=sqdist), *levels[1:]]

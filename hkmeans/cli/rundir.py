@@ -13,6 +13,7 @@
     steps/level0/step0001.partial.npz  a k-means run's state while it runs
     data.npy            the input cast to the compute dtype (while fitting, if needed)
     scratch-subset.npy  a resampling subset over 64 MB (while fitting)
+    scratch-dask/       per-row state on the dask backend, one .npy per chunk (while fitting)
     tree.npz            the ClusterTree;  centroids/level0.npy ...: per level
                         (and, for a split level, level0-parents.npy, level0-child-offsets.npy)
     ids.npy             one id per row of the input (when ids were given)
@@ -57,7 +58,8 @@ MANIFEST = "manifest.json"
 LOCK = ".lock"
 #: What hkmeans writes at the top of a run directory: all that ``--overwrite`` deletes.
 OWNED_FILES = (MANIFEST, LOCK, "config.toml", "tree.npz", "data.npy", "ids.npy")
-OWNED_DIRS = ("steps", "centroids")
+DASK_SCRATCH = "scratch-dask"
+OWNED_DIRS = ("steps", "centroids", DASK_SCRATCH)
 OWNED_PREFIXES = ("scratch-", ".tmp-")
 #: Outputs hkmeans writes into a run directory by default: ``-o`` may replace them,
 #: ``--overwrite`` deletes them (they belong to the run it replaces).
@@ -278,7 +280,9 @@ class RunDir(Checkpoints):
                 save_npy(os.path.join(self.path, "centroids", f"level{t}-parents.npy"), level.parents)
                 save_npy(os.path.join(self.path, "centroids", f"level{t}-child-offsets.npy"), level.child_offsets)
         for name in os.listdir(self.path):
-            if name.startswith("scratch-"):
+            if name == DASK_SCRATCH:
+                shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
+            elif name.startswith("scratch-"):
                 os.unlink(os.path.join(self.path, name))
         self.manifest["status"] = "done"
         self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -399,6 +403,7 @@ def _lock(path):
 
 
 def _remove_temporaries(path):
+    shutil.rmtree(os.path.join(path, DASK_SCRATCH), ignore_errors=True)  # a killed process's state
     for root, _, files in os.walk(path):
         for name in files:
             if name.startswith(".tmp-"):
