@@ -46,10 +46,11 @@ def umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, fsync=True):
     """Yield a temporary path beside ``path``; once the block has written it without
-    error, flush it to disk and rename it to ``path``; otherwise remove it. The file
-    gets the mode of a newly created one (``0o666`` less the umask)."""
+    error, flush it to disk (unless not ``fsync``: a file a rerun recomputes) and
+    rename it to ``path``; otherwise remove it. The file gets the mode of a newly
+    created one (``0o666`` less the umask)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=directory)
@@ -59,22 +60,24 @@ def atomic_path(path):
         os.close(fd)
     try:
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
-        _fsync_dir(directory)
+        if fsync:
+            _fsync_dir(directory)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
 
 
-def save_npy(path, array) -> None:
-    """``np.save`` to exactly ``path``, atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+def save_npy(path, array, fsync=True) -> None:
+    """``np.save`` to exactly ``path``, atomically (see :func:`atomic_path`)."""
+    with atomic_path(path, fsync) as tmp, open(tmp, "wb") as f:
         np.save(f, np.asarray(array), allow_pickle=False)
 
 

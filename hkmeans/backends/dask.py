@@ -9,9 +9,9 @@ which tasks finish. Random draws come from one stream per chunk,
 ``SeedSequence(seed, spawn_key=(chunk,))``, ``seed`` drawn from the caller's generator.
 
 Per-row state (labels, distances, Lloyd bounds, resampling subsets) stays on the
-workers: in a scratch folder, one ``.npy`` per chunk read inside the task that uses it,
-when there is one (see :func:`scratch_folder`), so that a worker holds a few chunks at
-a time whatever n; else as persisted dask arrays in their memory. The client holds
+workers: in a scratch folder, one ``.npy`` per chunk read back chunk by chunk, when
+there is one (see :func:`scratch_folder`); else as persisted dask arrays in their
+memory. The client holds
 O(k x d) per pass, plus the rows it gathers.
 
 With ``device="cuda"`` each chunk's kernels run on its worker's GPU

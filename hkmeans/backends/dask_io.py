@@ -5,8 +5,7 @@ zarr) lazily: each task reopens the source on its worker and reads its rows, so 
 client never holds them. :func:`store` writes a per-row dask array as one ``.npy``
 per chunk into a folder, from the workers; :func:`load` reads such a folder back as
 a dask array. :func:`spill` does both in a scratch folder: per-row state kept on
-disk rather than in the workers' memory, each chunk read inside the task that uses
-it. Workers must see the files at the same paths as the client (one machine, or a
+disk rather than in the workers' memory, read back chunk by chunk. Workers must see the files at the same paths as the client (one machine, or a
 shared file system).
 """
 
@@ -17,7 +16,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import weakref
 
 import dask
@@ -43,9 +41,10 @@ def _open(source, column, subset_indices):
 
 class _PoolRows:
     """The rows of a pool as an array-like that reads what it is sliced for: what
-    :func:`dask.array.from_array` wraps, so that a chunk's read is part of the task
-    that uses it (no read task of its own, whose 64 MB might land on another worker
-    than the per-row state the next task also needs)."""
+    :func:`dask.array.from_array` wraps, so that a chunk's read can be fused into the
+    task that uses it rather than be a task whose 64 MB may land on another worker.
+    Dask fuses it into a ``map_blocks`` without ``Delayed`` arguments; with them (the
+    passes, which take the centroids so) the read stays a task of its own."""
 
     ndim = 2
 
@@ -98,15 +97,7 @@ def save_scratch(path, array) -> None:
     """``np.save`` to ``path``, atomically but not flushed to disk: for files that a
     rerun recomputes (the folder is made if missing)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    save_npy(path, array, fsync=False)
 
 
 def _writes(arrays, folder, durable):
@@ -152,8 +143,8 @@ def load(folder, client=None) -> dict:
 
 class _ChunkFiles:
     """Arrays in one ``.npy`` per row chunk, as an array-like that reads the files of
-    the rows it is sliced for (what :func:`dask.array.from_array` wraps: a chunk's
-    read is part of the task that uses it). The client's object holds the folder's
+    the rows it is sliced for (what :func:`dask.array.from_array` wraps, as
+    :class:`_PoolRows`). The client's object holds the folder's
     owner; the copies sent to the workers do not."""
 
     def __init__(self, paths, chunks, shape, dtype, owner=None):
