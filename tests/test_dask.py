@@ -390,3 +390,30 @@ def test_per_row_state_in_a_scratch_folder_not_in_worker_memory(client, referenc
     del m, labels, run, data
     gc.collect()
     assert not list(tmp_path.rglob("*.npy"))
+
+
+def test_the_passes_read_their_chunks_inside_their_own_tasks(client, reference, tmp_path, monkeypatch):
+    """Rows from shards and per-row state in files are read by the tasks that use
+    them: no task of a fit is a chunk's read on its own (a read the scheduler could
+    run ahead of the passes, one chunk more held per read); the result is the same."""
+    from hkmeans.backends import dask_io
+
+    names = set()
+
+    def recorded(source, chunks):
+        out = rows_array(source, chunks)
+        names.add(out.name)
+        return out
+
+    rows_array = dask_io.rows_array
+    monkeypatch.setattr(dask_io, "rows_array", recorded)
+    (tmp_path / "shards").mkdir()
+    for i, (a, b) in enumerate([(0, 700), (700, 1500), (1500, N)]):
+        np.save(tmp_path / "shards" / f"s{i}.npy", X[a:b])
+    with dask.config.set({"hkmeans.scratch": str(tmp_path / "scratch")}), distributed.get_task_stream(client) as ts:
+        m = HierarchicalKMeans(**PARAMS).fit(dask_io.pool_array(tmp_path / "shards", np.float32, rows=CHUNK))
+        m.sample(150, random_state=1), m.sample(150, strategy="closest", multiplier=2)
+    assert_same(fingerprint(m), reference[1])  # computing the labels is a read on its own: out of the stream
+    tasks = [t["key"] for t in ts.data]
+    assert not [k for k in tasks if isinstance(k, tuple) and k[0] in names]
+    assert len(names) > 3 and any("_reading" in str(k) for k in tasks)  # the passes read the files

@@ -38,6 +38,7 @@ import weakref
 import dask
 import dask.array as da
 import numpy as np
+from dask.utils import has_keyword
 
 from .. import _config
 from .._threads import usable_cpus
@@ -401,8 +402,9 @@ def _picked_count_block(labels, scores, *picks, block_info=None):
     return _one(int(_repeats(labels, scores, _start(block_info), *picks)[1].sum()))
 
 
-def _subset_chunk(x, labels, scores, start, *picks):
-    return np.repeat(x, _repeats(labels, scores, start, *picks)[1], axis=0)
+def _subset_block(x, labels, scores, *picks, block_info=None):
+    times = _repeats(labels.ravel(), scores.ravel(), _start(block_info), *picks)[1]
+    return _one(np.repeat(x, times, axis=0))
 
 
 def _last_picks(picked, k):
@@ -433,7 +435,18 @@ def _distances_block(x, centers):
 
 
 def _blocks(arrays, fn, *args):
-    """``fn`` over the chunks of ``arrays`` (aligned block by block), one object per chunk."""
+    """``fn`` over the chunks of ``arrays`` (aligned block by block), one object per
+    chunk. An array read from files (see :func:`~hkmeans.backends.dask_io.source_of`)
+    is read inside ``fn``'s task, not by a task of its own."""
+    from .dask_io import source_of
+
+    sources = [source_of(a) for a in arrays]
+    read = tuple(i for i, s in enumerate(sources) if s is not None)
+    if read:  # a stand-in of no bytes in its place, its source an argument
+        arrays = [da.zeros(a.shape[0], chunks=(a.chunks[0],), dtype=np.int8) if s is not None else a
+                  for a, s in zip(arrays, sources)]
+        args = (dask.delayed([sources[i] for i in read]), *args)
+        fn = functools.partial(_reading, fn, len(arrays), read)
     n = arrays[0].numblocks[0]
     drop = ()
     if arrays[0].ndim == 2:  # 1-D arrays as columns: blocks align by row chunk, not by broadcasting
@@ -441,6 +454,19 @@ def _blocks(arrays, fn, *args):
         drop = (1,)
     return da.map_blocks(fn, *arrays, *args, chunks=((1,) * n,), drop_axis=drop, dtype=object,
                          meta=np.empty(0, dtype=object))
+
+
+def _reading(fn, n, read, *values, block_info=None):
+    """``fn`` of ``values`` (``n`` chunks, then the sources of those at positions
+    ``read``, then the arguments), with those chunks read from their sources."""
+    from .dask_io import read_rows
+
+    values = list(values)
+    sources = values.pop(n)
+    start, stop = block_info[0]["array-location"][0]
+    for i, source in zip(read, sources):
+        values[i] = read_rows(source, start, stop)
+    return fn(*values, block_info=block_info) if has_keyword(fn, "block_info") else fn(*values)
 
 
 def _gather(blocks, client=None) -> list:
@@ -540,17 +566,40 @@ def subset(X, labels, k, take, scores, client=None):
     picks = (copies, r, *compute(dask.delayed(_last_picks)(smallest, k), client=client)[0])
     picks_ = [dask.delayed(p) for p in picks]
     sizes = _gather(_blocks([labels, scores], _picked_count_block, *picks_), client)
-    starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
-    blocks = zip(X.to_delayed().ravel(), labels.to_delayed().ravel(), scores.to_delayed().ravel())
-    parts = [da.from_delayed(dask.delayed(_subset_chunk)(x, lab, sc, int(starts[i]), *picks_),
-                             shape=(m, X.shape[1]), dtype=X.dtype)
-             for i, ((x, lab, sc), m) in enumerate(zip(blocks, sizes)) if m > 0]
-    return da.concatenate(parts, axis=0)
+    parts = _blocks([X, labels, scores], _subset_block, *picks_)
+    return parts.map_blocks(_first, chunks=(tuple(sizes), (X.shape[1],)), new_axis=1, dtype=X.dtype,
+                            meta=np.empty((0, X.shape[1]), dtype=X.dtype))
+
+
+def gather_rows(a, rows, client=None) -> np.ndarray:
+    """``a[rows]`` of a dask array for a small set of ``rows`` (sorted, unique),
+    gathered; an array read from files (see
+    :func:`~hkmeans.backends.dask_io.source_of`) is read by one task per chunk that
+    has some of them, which keeps just those."""
+    from .dask_io import source_of
+
+    source = source_of(a)
+    if source is None:
+        return compute(a[rows], client=client)[0]
+    starts = np.concatenate([[0], np.cumsum(a.chunks[0])]).astype(np.int64)
+    chunk = np.searchsorted(starts, rows, side="right") - 1
+    source = dask.delayed(source)
+    parts = [dask.delayed(_rows_of)(source, int(starts[c]), int(starts[c + 1]), rows[chunk == c] - starts[c])
+             for c in np.unique(chunk)]
+    got = compute(*parts, client=client)
+    return np.concatenate(got) if got else np.empty((0, *a.shape[1:]), dtype=a.dtype)
+
+
+def _rows_of(source, start, stop, rows):
+    from .dask_io import read_rows
+
+    return read_rows(source, start, stop)[rows]
 
 
 def lookup_np(labels, rows, client=None):
     """``labels[rows]`` of a dask array, gathered."""
-    return compute(labels[np.sort(np.unique(rows))], client=client)[0][np.searchsorted(np.unique(rows), rows)]
+    unique = np.unique(rows)
+    return gather_rows(labels, unique, client)[np.searchsorted(unique, rows)]
 
 
 # ---------------------------------------------------------------------------
@@ -655,7 +704,7 @@ class DaskBackend:
         """Rows ``rows`` of the data (a small set), gathered, into ``out`` if given."""
         rows = np.asarray(rows, dtype=np.int64)
         unique, inverse = np.unique(rows, return_inverse=True)
-        got = self._compute(self.X[unique])[0][inverse.reshape(-1)]
+        got = gather_rows(self.X, unique, self.client)[inverse.reshape(-1)]
         if out is None:
             return got
         out[...] = got
@@ -769,7 +818,9 @@ class DaskBackend:
     def normalized(self, alloc=None) -> "DaskBackend":
         """A backend over the rows scaled to unit norm (recomputed per pass; ``alloc``
         is not used: nothing is written on the client)."""
-        return self._over(self.X.map_blocks(normalize_rows, dtype=self.dtype))
+        from .dask_io import map_rows
+
+        return self._over(map_rows(self.X, normalize_rows))
 
     def inertia(self, centers, labels) -> float:
         """Sum of squared distances of the rows to ``centers[labels]``."""

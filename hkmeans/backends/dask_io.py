@@ -5,8 +5,12 @@ zarr) lazily: each task reopens the source on its worker and reads its rows, so 
 client never holds them. :func:`store` writes a per-row dask array as one ``.npy``
 per chunk into a folder, from the workers; :func:`load` reads such a folder back as
 a dask array. :func:`spill` does both in a scratch folder: per-row state kept on
-disk rather than in the workers' memory, read back chunk by chunk. Workers must see the files at the same paths as the client (one machine, or a
-shared file system).
+disk rather than in the workers' memory, read back chunk by chunk. Workers must see
+the files at the same paths as the client (one machine, or a shared file system).
+
+The arrays :func:`pool_array`, :func:`spill` and :func:`map_rows` make are read by
+the tasks that use them (see :func:`source_of`): a worker holds the chunks it is
+working on, not chunks read ahead of the tasks that need them.
 """
 
 from __future__ import annotations
@@ -32,6 +36,60 @@ def chunk_rows(n_features, dtype) -> int:
     return max(1, _config.DASK_CHUNK_BYTES // max(1, n_features * np.dtype(dtype).itemsize))
 
 
+# The array-like each array read by its tasks wraps, by the array's name.
+_SOURCES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def rows_array(source, chunks):
+    """A dask array over ``source`` (an array-like that reads the rows it is sliced
+    for) in row chunks ``chunks``, whose source :func:`source_of` finds."""
+    out = da.from_array(source, chunks=chunks, asarray=False, fancy=False, inline_array=True,
+                        meta=np.empty((0,) * len(source.shape), dtype=source.dtype))
+    _SOURCES[out.name] = source
+    return out
+
+
+def source_of(array):
+    """The array-like that ``array`` reads its rows from, if :func:`rows_array` made
+    it (else None): what :func:`hkmeans.backends.dask._blocks` hands to each task
+    with its rows, to read them inside the task. Dask fuses a chunk's read into the
+    task that uses it only when that task takes no other dependency (a ``Delayed``
+    argument, a second array); a read left as a task of its own is cheap, so the
+    scheduler runs reads ahead of the slow passes and a worker holds many chunks."""
+    return _SOURCES.get(array.name) if isinstance(array, da.Array) else None
+
+
+def read_rows(source, start, stop) -> np.ndarray:
+    """Rows ``start:stop`` of an array-like ``source``."""
+    return source[(slice(start, stop),) + (slice(None),) * (len(source.shape) - 1)]
+
+
+class _MappedRows:
+    """``fn`` of the rows of an array-like ``source``, as an array-like (``fn`` maps
+    each row on its own: normalisation, say)."""
+
+    def __init__(self, source, fn):
+        self.source, self.fn = source, fn
+        self.shape, self.dtype, self.ndim = source.shape, source.dtype, len(source.shape)
+
+    def __dask_tokenize__(self):
+        return (type(self).__name__, dask.base.tokenize(self.source), self.fn.__module__, self.fn.__qualname__)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        start, stop, _ = key[0].indices(self.shape[0])
+        return self.fn(read_rows(self.source, start, stop))[(slice(None), *key[1:])]
+
+
+def map_rows(array, fn):
+    """``fn`` (a function of rows, each on its own) over the row chunks of ``array``:
+    an array read by its tasks (see :func:`source_of`) if ``array`` is."""
+    source = source_of(array)
+    if source is None:
+        return array.map_blocks(fn, dtype=array.dtype)
+    return rows_array(_MappedRows(source, fn), array.chunks)
+
+
 @functools.lru_cache(maxsize=8)
 def _open(source, column, subset_indices):
     from ..readers import open_pool
@@ -40,11 +98,8 @@ def _open(source, column, subset_indices):
 
 
 class _PoolRows:
-    """The rows of a pool as an array-like that reads what it is sliced for: what
-    :func:`dask.array.from_array` wraps, so that a chunk's read can be fused into the
-    task that uses it rather than be a task whose 64 MB may land on another worker.
-    Dask fuses it into a ``map_blocks`` without ``Delayed`` arguments; with them (the
-    passes, which take the centroids so) the read stays a task of its own."""
+    """The rows of a pool as an array-like that reads what it is sliced for (the
+    source of :func:`pool_array`'s arrays, see :func:`rows_array`)."""
 
     ndim = 2
 
@@ -73,8 +128,7 @@ def pool_array(source, dtype, column=None, subset_indices=None, shape=None, rows
         shape = _open(source, column, subset).shape
     n, d = map(int, shape)
     rows = chunk_rows(d, dtype) if rows is None else int(rows)
-    return da.from_array(_PoolRows(source, column, subset, (n, d), dtype), chunks=(rows, d), asarray=False,
-                         fancy=False, inline_array=True, meta=np.empty((0, d), dtype=dtype))
+    return rows_array(_PoolRows(source, column, subset, (n, d), dtype), (rows, d))
 
 
 # ---------------------------------------------------------------------------
@@ -143,8 +197,8 @@ def load(folder, client=None) -> dict:
 
 class _ChunkFiles:
     """Arrays in one ``.npy`` per row chunk, as an array-like that reads the files of
-    the rows it is sliced for (what :func:`dask.array.from_array` wraps, as
-    :class:`_PoolRows`). The client's object holds the folder's
+    the rows it is sliced for (the source of :func:`spill`'s arrays, see
+    :func:`rows_array`). The client's object holds the folder's
     owner; the copies sent to the workers do not."""
 
     def __init__(self, paths, chunks, shape, dtype, owner=None):
@@ -193,6 +247,5 @@ def spill(scratch, *arrays, client=None) -> tuple:
         starts = np.concatenate([[0], np.cumsum(a.chunks[0])])
         paths = [_chunk_file(owner.folder, name, int(b), int(e)) for b, e in zip(starts, starts[1:])]
         files = _ChunkFiles(paths, a.chunks[0], a.shape, a.dtype, owner)
-        out.append(da.from_array(files, chunks=a.chunks, asarray=False, fancy=False, inline_array=True,
-                                 meta=np.empty((0,) * a.ndim, dtype=a.dtype)))
+        out.append(rows_array(files, a.chunks))
     return tuple(out)
