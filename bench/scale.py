@@ -10,6 +10,7 @@ and, at the end, the growth of time with n.
 
     python bench/scale.py                      # n = 1M, 4M, 16M
     python bench/scale.py --sizes 1e6,4e6 --workers 2
+    python bench/scale.py --sizes 1e6 --chunk-mb 16,64,256 --dask-only   # worker memory against chunk size
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def child(backend, folder, workers) -> dict:
+def child(backend, folder, workers, chunk_mb=None) -> dict:
     from hkmeans import HierarchicalKMeans
     from hkmeans.readers import open_pool
 
@@ -63,7 +64,7 @@ def child(backend, folder, workers) -> dict:
 
     client = local_client(workers)
     client.run(lambda: 0)  # the workers are up before the clock starts
-    X = pool_array(folder, np.float32)
+    X = pool_array(folder, np.float32, rows=chunk_mb and int(chunk_mb * 2**20) // (D * 4))
     start = time.perf_counter()
     HierarchicalKMeans(**FIT, backend="dask", client=client).fit(X)
     seconds = time.perf_counter() - start
@@ -72,8 +73,9 @@ def child(backend, folder, workers) -> dict:
                 chunk_mb=X.chunks[0][0] * D * 4 / 2**20)
 
 
-def measure(backend, folder, workers) -> dict:
+def measure(backend, folder, workers, chunk_mb=None) -> dict:
     cmd = [sys.executable, __file__, "--child", backend, "--data", folder, "--workers", str(workers)]
+    cmd += [] if chunk_mb is None else ["--chunk-mb", str(chunk_mb)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"{backend} fit failed: {out.stderr.strip().splitlines()[-1:]}")
@@ -84,30 +86,35 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="1e6,4e6,16e6", help="values of n, comma-separated (default: 1e6,4e6,16e6)")
     p.add_argument("--workers", type=int, default=2, help="Dask worker processes (default: 2)")
+    p.add_argument("--chunk-mb", help="Dask chunk sizes in MiB, comma-separated (default: DASK_CHUNK_BYTES, 64)")
+    p.add_argument("--dask-only", action="store_true", help="skip the in-process fit")
     p.add_argument("--child", choices=("cpu", "dask"), help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.data, args.workers)))
+        print(json.dumps(child(args.child, args.data, args.workers, args.chunk_mb and float(args.chunk_mb))))
         return
     sizes = [int(float(s)) for s in args.sizes.split(",")]
+    chunk_mbs = [None] if args.chunk_mb is None else [float(c) for c in args.chunk_mb.split(",")]
     print(f"{'n':>10} {'in-process s':>13} {'dask s':>8} {'ratio':>6} {'client MB (cpu)':>16} "
           f"{'client MB (dask)':>17} {'worker MB':>14} {'chunks':>7}")
     times = {}
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix="hkmeans-scale-") as folder:
             make_shards(folder, n)
-            cpu = measure("cpu", folder, args.workers)
-            dsk = measure("dask", folder, args.workers)
-        times[n] = (cpu["seconds"], dsk["seconds"])
-        workers = "/".join(f"{m:.0f}" for m in dsk["workers_mb"])
-        print(f"{n:>10} {cpu['seconds']:>13.1f} {dsk['seconds']:>8.1f} {dsk['seconds'] / cpu['seconds']:>6.2f} "
-              f"{cpu['client_mb']:>16.0f} {dsk['client_mb']:>17.0f} {workers:>14} "
-              f"{dsk['chunks']:>4} x {dsk['chunk_mb']:.0f} MB", flush=True)
+            cpu = None if args.dask_only else measure("cpu", folder, args.workers)
+            for chunk_mb in chunk_mbs:
+                dsk = measure("dask", folder, args.workers, chunk_mb)
+                times[n] = (cpu and cpu["seconds"], dsk["seconds"])
+                workers = "/".join(f"{m:.0f}" for m in dsk["workers_mb"])
+                cpu_s, ratio, cpu_mb = ("-", "-", "-") if cpu is None else (
+                    f"{cpu['seconds']:.1f}", f"{dsk['seconds'] / cpu['seconds']:.2f}", f"{cpu['client_mb']:.0f}")
+                print(f"{n:>10} {cpu_s:>13} {dsk['seconds']:>8.1f} {ratio:>6} {cpu_mb:>16} {dsk['client_mb']:>17.0f} "
+                      f"{workers:>14} {dsk['chunks']:>4} x {dsk['chunk_mb']:.0f} MB", flush=True)
     if len(sizes) > 1:
         lo, hi = min(sizes), max(sizes)
-        print(f"time growth {hi}/{lo} (n x{hi / lo:.0f}): in process x{times[hi][0] / times[lo][0]:.1f}, "
-              f"dask x{times[hi][1] / times[lo][1]:.1f}")
+        growth = "" if args.dask_only else f"in process x{times[hi][0] / times[lo][0]:.1f}, "
+        print(f"time growth {hi}/{lo} (n x{hi / lo:.0f}): {growth}dask x{times[hi][1] / times[lo][1]:.1f}")
 
 
 if __name__ == "__main__":

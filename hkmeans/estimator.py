@@ -73,7 +73,11 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
             from sklearn.preprocessing import normalize
 
             return normalize(X)
-        return X.map_blocks(normalize_rows, dtype=X.dtype) if is_dask(X) else normalize_rows(X)
+        if is_dask(X):
+            from .backends.dask_io import map_rows
+
+            return map_rows(X, normalize_rows)
+        return normalize_rows(X)
 
     def _data(self, X):
         """The backend over validated rows ``X`` for prediction: lazy for a dask array."""

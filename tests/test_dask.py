@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402
@@ -181,6 +183,31 @@ def test_a_resampling_subset_on_the_workers_holds_the_selected_rows(client):
     np.testing.assert_array_equal(got.compute(), X[rows])
 
 
+def test_a_subset_with_chunks_of_no_rows_spills_and_reads_back(client, tmp_path, monkeypatch):
+    """Chunks without a picked row are left out of the subset, in files as in memory,
+    and the subset's passes read what was picked."""
+    from hkmeans.backends.dask_io import source_of
+
+    n, k = 1700, 9
+    labels = np.arange(n) % 8
+    labels[1500:] = 8  # the last chunk: cluster 8 only, of which none is taken
+    take = np.bincount(labels, minlength=k) // 2
+    take[8] = 0
+    scores = np.random.default_rng(5).random(n)
+    Xd = da.from_array(X[:n], chunks=(300, D))
+    with dask.config.set({"hkmeans.scratch": str(tmp_path)}):
+        data = dask_backend.DaskBackend(Xd, client)
+        args = (da.from_array(labels, chunks=300), k, take, da.from_array(scores, chunks=300))
+        rows = dask_backend.select(*args, sort=True)
+        monkeypatch.setattr(dask_backend._config, "DASK_CLIENT_SUBSET_BYTES", 0)  # kept on the workers
+        sub, _ = data.resampling_subset(*args)
+    assert len(sub.rows) == 5 and all(m > 0 for m in sub.rows)
+    np.testing.assert_array_equal(dask_backend.compute(sub.X, client=client)[0], X[rows])
+    assert source_of(sub.X) is not None  # the subset's passes read its files inside their tasks
+    assert sub.mean_variance() == pytest.approx(float(np.mean(np.var(X[rows].astype(np.float64), axis=0))))
+    np.testing.assert_array_equal(sub.take([0, len(rows) - 1, 3]), X[rows[[0, -1, 3]]])
+
+
 def test_large_resampling_subsets_stay_on_the_workers_same_result_anywhere(client, monkeypatch):
     from hkmeans import _config
 
@@ -324,7 +351,14 @@ def test_spill_writes_one_file_per_chunk_and_reads_any_slice_back(client, tmp_pa
         want = X[[5, 1999, 301, 5]] if got.shape[0] == 4 else want
         want = X[:, 2:5] if got.shape[1] == 3 else (X if want is None else want)
         np.testing.assert_array_equal(dask_backend.compute(got, client=client)[0], want)
-    del back, got
+    from hkmeans.backends.cpu import normalize_rows
+
+    unit = dask_io.map_rows(back, normalize_rows)  # read and mapped by the tasks that use it
+    assert dask_io.source_of(unit) is not None and dask_io.source_of(back.persist()) is None
+    np.testing.assert_allclose(dask_backend.compute(unit, client=client)[0], normalize_rows(X), rtol=1e-6)
+    parts = dask_backend._gather(dask_backend._blocks([unit], dask_backend._moments_block, None), client)
+    np.testing.assert_allclose(sum(p[0] for p in parts), normalize_rows(X).sum(axis=0, dtype=np.float64), rtol=1e-6)
+    del back, got, unit
     gc.collect()
     assert list(tmp_path.iterdir()) == []  # the folder goes with the last array reading it
 
@@ -416,4 +450,30 @@ def test_the_passes_read_their_chunks_inside_their_own_tasks(client, reference, 
     assert_same(fingerprint(m), reference[1])  # computing the labels is a read on its own: out of the stream
     tasks = [t["key"] for t in ts.data]
     assert not [k for k in tasks if isinstance(k, tuple) and k[0] in names]
-    assert len(names) > 3 and any("_reading" in str(k) for k in tasks)  # the passes read the files
+    assert len(names) > 3 and any("_lloyd_block" in str(k) for k in tasks)  # the passes read the files
+
+
+@given(data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_thresholds_by_bins_are_those_of_the_whole_merge(data):
+    """The r-th smallest (score, row) of each cluster found round by round over bins of
+    the open ranges (with room for as few as one row, so that many rounds run; ties
+    in scores; uneven chunks) is the last pick of the exact merge of all rows."""
+    from unittest import mock
+
+    n = data.draw(st.integers(1, 300))
+    k = data.draw(st.integers(1, 5))
+    labels = np.array(data.draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)))
+    ties = data.draw(st.booleans())
+    values = st.integers(0, 3) if ties else st.floats(0, 1e3, allow_nan=False, width=32)
+    scores = np.array(data.draw(st.lists(values, min_size=n, max_size=n)), dtype=np.float64)
+    sizes = np.bincount(labels, minlength=k)
+    r = np.array([data.draw(st.integers(0, max(m - 1, 0))) for m in sizes])
+    chunks = data.draw(st.integers(1, 80))
+    want = dask_backend._last_picks(dask_backend._smallest(labels, scores, np.arange(n), r), k)
+    room = 24 * data.draw(st.integers(1, 40))  # rows of (label, score, row) the last merge may hold
+    with dask.config.set(scheduler="synchronous"), mock.patch.object(dask_backend._config, "DASK_CHUNK_BYTES", room):
+        got = dask_backend.thresholds(da.from_array(labels, chunks=chunks), da.from_array(scores, chunks=chunks),
+                                      k, r, sizes)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])

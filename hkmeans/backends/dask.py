@@ -38,7 +38,7 @@ import weakref
 import dask
 import dask.array as da
 import numpy as np
-from dask.utils import has_keyword
+from dask.utils import funcname, has_keyword
 
 from .. import _config
 from .._threads import usable_cpus
@@ -448,12 +448,13 @@ def _blocks(arrays, fn, *args):
         args = (dask.delayed([sources[i] for i in read]), *args)
         fn = functools.partial(_reading, fn, len(arrays), read)
     n = arrays[0].numblocks[0]
+    token = funcname(fn.args[0] if read else fn)
     drop = ()
     if arrays[0].ndim == 2:  # 1-D arrays as columns: blocks align by row chunk, not by broadcasting
         arrays = [arrays[0], *(a[:, None] for a in arrays[1:])]
         drop = (1,)
     return da.map_blocks(fn, *arrays, *args, chunks=((1,) * n,), drop_axis=drop, dtype=object,
-                         meta=np.empty(0, dtype=object))
+                         meta=np.empty(0, dtype=object), token=token)
 
 
 def _reading(fn, n, read, *values, block_info=None):
@@ -544,31 +545,109 @@ def select(labels, k, take, scores, sizes=None, client=None, sort=False) -> np.n
 
 
 def _smallest_of(labels, k, take, scores, sizes, client):
-    """``(copies, r, smallest)`` of a selection of ``take[c]`` rows per cluster:
-    whole copies of every row and ``r[c]`` more, the ``r[c]`` smallest ``(score, row)``
-    of each cluster (a Delayed: ``(labels, scores, rows)`` merged in a tree)."""
+    """``(copies, r, sizes)`` of a selection of ``take[c]`` rows per cluster: whole
+    copies of every row and ``r[c]`` more, from clusters of ``sizes`` rows (counted if
+    None); then the ``r[c]`` smallest ``(score, row)`` of each cluster (a Delayed:
+    ``(labels, scores, rows)`` merged in a tree)."""
+    copies, r, sizes = _copies(labels, k, take, sizes, client)
+    r_ = dask.delayed(r)
+    return copies, r, _tree(_blocks([labels, scores], _smallest_block, r_), _first, _merge_smallest, r_)
+
+
+def _copies(labels, k, take, sizes, client):
     take = np.asarray(take, dtype=np.int64)
     sizes = counts(labels, k, client) if sizes is None else np.asarray(sizes, dtype=np.int64)
     if np.any((take > 0) & (sizes == 0)):
         raise ValueError("select asks for rows of an empty cluster.")
     copies = np.where(sizes > 0, take // np.maximum(sizes, 1), 0)
-    r = take - copies * sizes
-    r_ = dask.delayed(r)
-    leaves = _blocks([labels, scores], _smallest_block, r_)
-    return copies, r, _tree(leaves, _first, _merge_smallest, r_)
+    return copies, take - copies * sizes, sizes
+
+
+#: Bins per cluster of each round of :func:`thresholds`.
+BINS = 16
+
+
+def thresholds(labels, scores, k, r, sizes, client=None):
+    """Per cluster ``c``, the ``(score, row)`` of the ``r[c]``-th smallest
+    ``(score, row)`` of its rows (``(-inf, -1)`` where ``r[c]`` is 0), as
+    :func:`_last_picks` of the ``r[c]`` smallest, without holding them all: each round
+    counts every cluster's rows in ``BINS`` bins of its range of scores still open
+    and keeps the bin of its ``r[c]``-th; once the open ranges hold at most a chunk's
+    bytes of ``(label, score, row)`` (or after 16 rounds: ties), their rows are
+    merged in a tree. Every task holds O(k x BINS) counts or one chunk."""
+    r = np.asarray(r, dtype=np.int64)
+    active = r > 0
+    lo, hi = compute(_tree(_blocks([labels, scores], _range_block, k), _first, _range_merge), client=client)[0]
+    lo = np.where(active, lo, np.inf)
+    hi = np.where(active, np.nextafter(hi, np.inf), np.inf)  # ranges are [lo, hi)
+    below = np.zeros(k, dtype=np.int64)  # rows under lo
+    band = np.where(active, sizes, 0)
+    cap = max(1, _config.DASK_CHUNK_BYTES // 24)
+    frac = np.arange(1, BINS) / BINS
+    for _ in range(16):
+        if band.sum() <= cap:
+            break
+        width = np.where(active, hi, 0) - np.where(active, lo, 0)
+        edges = np.where(active[:, None], lo[:, None] + width[:, None] * frac, np.inf)
+        hist = compute(_tree(_blocks([labels, scores], _histogram_block, *map(dask.delayed, (lo, hi, edges))),
+                             _first, _add), client=client)[0].reshape(k, BINS)
+        cum = np.cumsum(hist, axis=1)
+        b = np.argmax(cum >= (r - below)[:, None], axis=1)  # the bin of the r-th
+        at = np.arange(k)
+        below = np.where(active, below + cum[at, b] - hist[at, b], below)
+        lo = np.where(active & (b > 0), edges[at, np.maximum(b - 1, 0)], lo)
+        hi = np.where(active & (b < BINS - 1), edges[at, np.minimum(b, BINS - 2)], hi)
+        band = np.where(active, hist[at, b], 0)
+    need = np.where(active, r - below, 0)
+    need_ = dask.delayed(need)
+    leaves = _blocks([labels, scores], _band_block, *map(dask.delayed, (lo, hi)), need_)
+    return compute(dask.delayed(_last_picks)(_tree(leaves, _first, _merge_smallest, need_), k), client=client)[0]
+
+
+def _range_block(labels, scores, k):
+    lab, s = labels.ravel(), scores.ravel()
+    lo, hi = np.full(k, np.inf), np.full(k, -np.inf)
+    np.minimum.at(lo, lab, s)
+    np.maximum.at(hi, lab, s)
+    return _one((lo, hi))
+
+
+def _range_merge(parts):
+    return np.minimum.reduce([p[0] for p in parts]), np.maximum.reduce([p[1] for p in parts])
+
+
+def _in_range(labels, scores, lo, hi):
+    lab, s = labels.ravel(), scores.ravel()
+    return (s >= lo[lab]) & (s < hi[lab])
+
+
+def _histogram_block(labels, scores, lo, hi, edges):
+    inside = _in_range(labels, scores, lo, hi)
+    lab, s = labels.ravel()[inside], scores.ravel()[inside]
+    b = np.empty(lab.shape[0], dtype=np.int64)
+    for a in range(0, lab.shape[0], 1 << 14):  # bins by comparison with the edges themselves, a slice at a time
+        b[a : a + (1 << 14)] = np.sum(s[a : a + (1 << 14), None] >= edges[lab[a : a + (1 << 14)]], axis=1)
+    return _one(np.bincount(lab * BINS + b, minlength=lo.shape[0] * BINS))
+
+
+def _band_block(labels, scores, lo, hi, need, block_info=None):
+    inside = _in_range(labels, scores, lo, hi)
+    rows = _start(block_info) + np.flatnonzero(inside)
+    return _one(_smallest(labels.ravel()[inside], scores.ravel()[inside], rows, need))
 
 
 def subset(X, labels, k, take, scores, client=None):
     """The rows :func:`select` picks, as a dask array in row order to be computed on
-    the workers: the per-cluster thresholds are found by a task (the client gets O(k)
-    numbers), then each chunk keeps its picked rows."""
-    copies, r, smallest = _smallest_of(labels, k, take, scores, None, client)
-    picks = (copies, r, *compute(dask.delayed(_last_picks)(smallest, k), client=client)[0])
+    the workers: the per-cluster thresholds are found by :func:`thresholds` (the
+    client gets O(k) numbers a round), then each chunk keeps its picked rows."""
+    copies, r, sizes = _copies(labels, k, take, None, client)
+    picks = (copies, r, *thresholds(labels, scores, k, r, sizes, client))
     picks_ = [dask.delayed(p) for p in picks]
     sizes = _gather(_blocks([labels, scores], _picked_count_block, *picks_), client)
     parts = _blocks([X, labels, scores], _subset_block, *picks_)
-    return parts.map_blocks(_first, chunks=(tuple(sizes), (X.shape[1],)), new_axis=1, dtype=X.dtype,
+    rows = parts.map_blocks(_first, chunks=(tuple(sizes), (X.shape[1],)), new_axis=1, dtype=X.dtype,
                             meta=np.empty((0, X.shape[1]), dtype=X.dtype))
+    return rows.blocks[[i for i, m in enumerate(sizes) if m > 0]]  # no empty chunks
 
 
 def gather_rows(a, rows, client=None) -> np.ndarray:
@@ -582,10 +661,10 @@ def gather_rows(a, rows, client=None) -> np.ndarray:
     if source is None:
         return compute(a[rows], client=client)[0]
     starts = np.concatenate([[0], np.cumsum(a.chunks[0])]).astype(np.int64)
-    chunk = np.searchsorted(starts, rows, side="right") - 1
+    cut = np.searchsorted(rows, starts)  # rows[cut[c]:cut[c + 1]] are in chunk c
     source = dask.delayed(source)
-    parts = [dask.delayed(_rows_of)(source, int(starts[c]), int(starts[c + 1]), rows[chunk == c] - starts[c])
-             for c in np.unique(chunk)]
+    parts = [dask.delayed(_rows_of)(source, int(starts[c]), int(starts[c + 1]), rows[cut[c]:cut[c + 1]] - starts[c])
+             for c in range(len(starts) - 1) if cut[c + 1] > cut[c]]
     got = compute(*parts, client=client)
     return np.concatenate(got) if got else np.empty((0, *a.shape[1:]), dtype=a.dtype)
 

@@ -8,9 +8,9 @@ a dask array. :func:`spill` does both in a scratch folder: per-row state kept on
 disk rather than in the workers' memory, read back chunk by chunk. Workers must see
 the files at the same paths as the client (one machine, or a shared file system).
 
-The arrays :func:`pool_array`, :func:`spill` and :func:`map_rows` make are read by
-the tasks that use them (see :func:`source_of`): a worker holds the chunks it is
-working on, not chunks read ahead of the tasks that need them.
+The Dask backend's passes read the arrays :func:`pool_array`, :func:`spill` and
+:func:`map_rows` make inside their own tasks (see :func:`source_of`): a worker holds
+the chunks it is working on, not chunks read ahead of the tasks that need them.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ def chunk_rows(n_features, dtype) -> int:
     return max(1, _config.DASK_CHUNK_BYTES // max(1, n_features * np.dtype(dtype).itemsize))
 
 
-# The array-like each array read by its tasks wraps, by the array's name.
+# The array-like each array read by its tasks wraps, and its graph layer, by the
+# array's name (a persisted copy has the name and another layer: it is not read).
 _SOURCES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_LAYERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def rows_array(source, chunks):
@@ -45,18 +47,20 @@ def rows_array(source, chunks):
     for) in row chunks ``chunks``, whose source :func:`source_of` finds."""
     out = da.from_array(source, chunks=chunks, asarray=False, fancy=False, inline_array=True,
                         meta=np.empty((0,) * len(source.shape), dtype=source.dtype))
-    _SOURCES[out.name] = source
+    _SOURCES[out.name], _LAYERS[out.name] = source, out.dask.layers[out.name]
     return out
 
 
 def source_of(array):
     """The array-like that ``array`` reads its rows from, if :func:`rows_array` made
-    it (else None): what :func:`hkmeans.backends.dask._blocks` hands to each task
-    with its rows, to read them inside the task. Dask fuses a chunk's read into the
-    task that uses it only when that task takes no other dependency (a ``Delayed``
-    argument, a second array); a read left as a task of its own is cheap, so the
-    scheduler runs reads ahead of the slow passes and a worker holds many chunks."""
-    return _SOURCES.get(array.name) if isinstance(array, da.Array) else None
+    it (and it is not persisted), else None: what the Dask backend's passes read
+    inside their own tasks. Dask fuses a chunk's read into the task that uses it only
+    when that task takes no other dependency (the centroids as a ``Delayed``, a
+    second array); a read left as a task of its own is cheap, so the scheduler runs
+    reads ahead of the slow passes and a worker holds many chunks."""
+    if not isinstance(array, da.Array) or _LAYERS.get(array.name) is not array.dask.layers.get(array.name):
+        return None
+    return _SOURCES.get(array.name)
 
 
 def read_rows(source, start, stop) -> np.ndarray:
@@ -73,7 +77,7 @@ class _MappedRows:
         self.shape, self.dtype, self.ndim = source.shape, source.dtype, len(source.shape)
 
     def __dask_tokenize__(self):
-        return (type(self).__name__, dask.base.tokenize(self.source), self.fn.__module__, self.fn.__qualname__)
+        return (type(self).__name__, dask.base.tokenize(self.source), dask.base.tokenize(self.fn))
 
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
@@ -216,6 +220,8 @@ class _ChunkFiles:
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
         start, stop, _ = key[0].indices(self.shape[0])
+        if stop <= start:
+            return np.empty((0, *self.shape[1:]), dtype=self.dtype)[(slice(None), *key[1:])]
         first = int(np.searchsorted(self.starts, start, side="right")) - 1
         last = max(first + 1, int(np.searchsorted(self.starts, stop, side="left")))
         parts = [np.load(self.paths[i]) for i in range(first, min(last, len(self.paths)))]
