@@ -454,7 +454,7 @@ def test_the_passes_read_their_chunks_inside_their_own_tasks(client, reference, 
 
 
 @given(data=st.data())
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 def test_thresholds_by_bins_are_those_of_the_whole_merge(data):
     """The r-th smallest (score, row) of each cluster found round by round over bins of
     the open ranges (with room for as few as one row, so that many rounds run; ties
