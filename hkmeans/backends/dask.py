@@ -577,16 +577,17 @@ def thresholds(labels, scores, k, r, sizes, client=None):
     merged in a tree. Every task holds O(k x BINS) counts or one chunk."""
     r = np.asarray(r, dtype=np.int64)
     active = r > 0
-    lo, hi = compute(_tree(_blocks([labels, scores], _range_block, k), _first, _range_merge), client=client)[0]
-    lo = np.where(active, lo, np.inf)
-    hi = np.where(active, np.nextafter(hi, np.inf), np.inf)  # ranges are [lo, hi)
+    lo, hi = np.where(active, -np.inf, np.inf), np.full(k, np.inf)  # ranges are [lo, hi)
     below = np.zeros(k, dtype=np.int64)  # rows under lo
     band = np.where(active, sizes, 0)
     cap = max(1, _config.DASK_CHUNK_BYTES // 24)
     frac = np.arange(1, BINS) / BINS
-    for _ in range(16):
+    for round_ in range(16):
         if band.sum() <= cap:
             break
+        if round_ == 0:  # the clusters' ranges of scores, only if a round runs
+            lo, hi = compute(_tree(_blocks([labels, scores], _range_block, k), _first, _range_merge), client=client)[0]
+            lo, hi = np.where(active, lo, np.inf), np.where(active, np.nextafter(hi, np.inf), np.inf)
         width = np.where(active, hi, 0) - np.where(active, lo, 0)
         edges = np.where(active[:, None], lo[:, None] + width[:, None] * frac, np.inf)
         hist = compute(_tree(_blocks([labels, scores], _histogram_block, *map(dask.delayed, (lo, hi, edges))),
