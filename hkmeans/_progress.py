@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 
 from tqdm import tqdm
 
@@ -30,3 +32,35 @@ class TqdmHandler(logging.Handler):
 
     def emit(self, record):
         tqdm.write(self.format(record), file=sys.stderr)
+
+
+class Heartbeat(TqdmHandler):
+    """:class:`TqdmHandler` that, while nothing is logged for ``every`` seconds, logs
+    that the last step is still running: progress for a log file or a batch job,
+    where no bar is drawn."""
+
+    def __init__(self, every: float = 10.0):
+        super().__init__()
+        self.every = every
+        self._last = (time.monotonic(), None)  # time and record of the last line
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="hkmeans-heartbeat", daemon=True)
+        self._thread.start()
+
+    def emit(self, record):
+        self._last = (time.monotonic(), record)
+        super().emit(record)
+
+    def _beat(self):
+        start = time.monotonic()
+        while not self._stop.wait(1.0):
+            since, record = self._last
+            if time.monotonic() - since >= self.every:
+                after = f"after: {record.getMessage()}" if record is not None else "starting"
+                self.emit(log.makeRecord(log.name, logging.INFO, __file__, 0,
+                                         "still working (%.0f s in all; %s)", (time.monotonic() - start, after), None))
+                self._last = (self._last[0], record)  # keep naming the last real step
+
+    def close(self):
+        self._stop.set()
+        super().close()

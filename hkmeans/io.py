@@ -69,9 +69,11 @@ def atomic_path(path, fsync=True):
         os.replace(tmp, path)
         if fsync:
             _fsync_dir(directory)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename in (None, tmp) and e.errno is not None:
+            raise OSError(e.errno, e.strerror, path) from e  # name the file being written, not the temporary
         raise
 
 

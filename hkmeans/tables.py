@@ -2,17 +2,20 @@
 selected point, or per cluster.
 
 The tables are NumPy structured arrays. They need nothing beyond NumPy, hold each
-column as one typed array (no Python object per row, so a table over millions of
-points stays compact), and both ``pandas.DataFrame(table)`` and
+column as one typed array (string ids as one ``str`` object each, so that a table's
+memory grows with the ids' total length, not with the longest), and both ``pandas.DataFrame(table)`` and
 ``pyarrow.Table.from_pandas`` take them as they are; the command line writes them to
 Parquet block by block (:func:`hkmeans.io.save_parquet`).
 """
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from .backends import lookup
+from .ids import first_repeat
 from .tree import ClusterTree
 
 
@@ -49,12 +52,36 @@ def _structured(columns) -> np.ndarray:
     return out
 
 
+_CHECKED_IDS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # id(array) -> array
+
+
 def _check(tree, ids, rows):
     if not isinstance(tree, ClusterTree):
         raise TypeError(f"tree must be a ClusterTree, got {type(tree).__name__}.")
     n_rows = tree.n_samples if rows is None else int(np.max(rows)) + 1
     if ids is not None and (np.ndim(ids) != 1 or len(ids) < n_rows):
         raise ValueError(f"ids must be a 1-D array of one id per row of the input ({n_rows}), got shape {np.shape(ids)}.")
+    if ids is not None and _CHECKED_IDS.get(id(ids)) is not ids:  # once per array, not per block
+        repeat = first_repeat(np.asarray(ids))
+        if repeat is not None:
+            raise ValueError(f"ids must be distinct: rows {repeat[0]} and {repeat[1]} both hold {np.asarray(ids)[repeat[0]]!r}.")
+        if isinstance(ids, np.ndarray):
+            _CHECKED_IDS[id(ids)] = ids
+
+
+def positions(tree: ClusterTree, indices, name="indices") -> np.ndarray:
+    """``indices`` as int64 positions in ``tree``, checked: a 1-D array of integers
+    from 0 to ``tree.n_samples - 1``; ``ValueError`` of one line otherwise."""
+    a = np.asarray(indices)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of positions in the tree, got shape {a.shape}.")
+    if a.size and a.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integers (positions in the tree), got {a.dtype}.")
+    a = a.astype(np.int64)
+    if a.size and not (0 <= a.min() and a.max() < tree.n_samples):
+        bad = a[(a < 0) | (a >= tree.n_samples)][0]
+        raise ValueError(f"{name} must be positions in the tree, from 0 to {tree.n_samples - 1}; got {bad}.")
+    return a
 
 
 def assignments(tree: ClusterTree, ids=None, rows=None, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -104,9 +131,7 @@ def selected_table(tree: ClusterTree, indices, ids=None, rows=None) -> np.ndarra
         ``times`` times gives back the sorted ``indices`` (as input rows).
     """
     _check(tree, ids, rows)
-    points, times = np.unique(np.asarray(indices, dtype=np.int64), return_counts=True)
-    if points.size and not 0 <= points[0] <= points[-1] < tree.n_samples:
-        raise ValueError(f"indices must be positions in the tree, from 0 to {tree.n_samples - 1}.")
+    points, times = np.unique(positions(tree, indices), return_counts=True)
     columns = _point_columns(tree, points, ids, rows)
     at = list(columns).index("row") + 1
     items = list(columns.items())
@@ -134,7 +159,7 @@ def cluster_table(tree: ClusterTree, selected=None) -> np.ndarray:
     _check(tree, None, None)
     picked = np.zeros(tree.n_clusters[0], np.int64)
     if selected is not None and len(selected):
-        picked = np.bincount(np.asarray(tree.labels[0])[np.asarray(selected, dtype=np.int64)],
+        picked = np.bincount(np.asarray(tree.labels[0])[positions(tree, selected, "selected")],
                              minlength=tree.n_clusters[0]).astype(np.int64)
     dist = np.zeros(tree.n_samples) if tree.distances is None else np.asarray(tree.distances)
     sums = np.bincount(np.asarray(tree.labels[0]), weights=dist, minlength=tree.n_clusters[0])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hkmeans import ClusterTree, HierarchicalKMeans
+from hkmeans.cli.rundir import RunDir
 from hkmeans.tables import assignments, cluster_table, selected_table
 
 from .sources import write_parquet
@@ -66,9 +67,10 @@ def test_ids_file_round_trip(pool, kind):
     else:
         path.write_text("".join(f"{v}\n" for v in ids))
     hkmeans("curate", x, "--out", tmp / "run", *FIT, "--ids", path, "--target-size", 700, "--multiplier", 2, "-q")
-    kept = np.load(tmp / "run" / "ids.npy")
+    kept = RunDir.ids(tmp / "run")
     np.testing.assert_array_equal(kept, ids)
-    assert kept.dtype.kind == ("i" if kind.startswith("int") else "U")
+    assert kept.dtype.kind == ("i" if kind.startswith("int") else "O")
+    assert (tmp / "run" / ("ids.npy" if kind.startswith("int") else "ids.npz")).is_file()
     record = json.loads((tmp / "run" / "manifest.json").read_text())["ids"]
     assert record["n"] == N and record["from"] == str(path)
     words = "integers" if kind.startswith("int") else "strings"
@@ -88,14 +90,14 @@ def test_parquet_id_column(tmp_path, column):
     write_parquet(tmp_path / "p.parquet", X, 700, **{column or "id": ids})
     flags = ["--id-column", column] if column else []
     hkmeans("curate", tmp_path / "p.parquet", "--out", tmp_path / "run", *FIT, *flags, "--target-size", 400, "-q")
-    np.testing.assert_array_equal(np.load(tmp_path / "run" / "ids.npy"), ids)
+    np.testing.assert_array_equal(RunDir.ids(tmp_path / "run"), ids)
     check_selected(tmp_path / "run", tmp_path / "run" / "selected.parquet", tmp_path / "run" / "indices.npy", ids)
 
 
 def test_no_ids(pool):
     tmp, x = pool
     hkmeans("curate", x, "--out", tmp / "run", *FIT, "--target-size", 400, "-q")
-    assert not (tmp / "run" / "ids.npy").exists()
+    assert not (tmp / "run" / "ids.npy").exists() and not (tmp / "run" / "ids.npz").exists()
     check_selected(tmp / "run", tmp / "run" / "selected.parquet", tmp / "run" / "indices.npy", None)
     hkmeans("export", tmp / "run")
     assert "id" not in read(tmp / "run" / "assignments.parquet")
@@ -254,7 +256,7 @@ def test_output_names_refused(pool):
     tmp, x = pool
     hkmeans("fit", x, "--out", tmp / "run", *FIT, "-q")
     for args, expected in [(["--target-size", "10,10"], "given twice"), (["--target-size", 10, "-o", tmp / "s.parquet"], "the Parquet file goes beside it"),
-                           (["--target-size", 10, "-o", tmp / "run" / "ids.npy"], "would corrupt")]:
+                           (["--target-size", 10, "-o", tmp / "run" / "ids.npy"], "that this command does not write")]:
         proc = hkmeans("sample", tmp / "run", *args, check=False)
         assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
     assert not {"indices.npy", "indices-10.npy"} & set(os.listdir(tmp / "run"))

@@ -148,7 +148,7 @@ def test_command_line_report_shows_every_target_size_of_the_run(tmp_path):
     np.save(tmp_path / "x.npy", X)
     hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", "--n-clusters", "40,5", "--n-resamples", 2, "-q")
     hkmeans("sample", tmp_path / "run", "--target-size", "300,100", "-q")
-    hkmeans("report", tmp_path / "run", "-o", tmp_path / "r.html")
+    hkmeans("report", tmp_path / "run", "-o", tmp_path / "r.html", "--force")
     page = parse((tmp_path / "r.html").read_text())
     assert [row["subset"] for row in page.subsets] == ["indices-100.npy", "indices-300.npy"]
     assert [row["points"] for row in page.subsets] == ["100", "300"]
@@ -158,10 +158,10 @@ def test_command_line_report_shows_every_target_size_of_the_run(tmp_path):
     assert page.figures == ["sizes-level-0", "sizes-level-1", "balance", "projection"]
 
     hkmeans("sample", tmp_path / "run", "--target-size", 200, "--strategy", "closest", "-q")
-    hkmeans("report", tmp_path / "run", "-o", tmp_path / "r.html")
+    hkmeans("report", tmp_path / "run", "-o", tmp_path / "r.html", "--force")
     page = parse((tmp_path / "r.html").read_text())
     assert [row["subset"] for row in page.subsets] == ["indices.npy", "indices-100.npy", "indices-300.npy"]
     assert page.subsets[0]["points"] == "200"
 
-    hkmeans("report", tmp_path / "run", "--target-size", 50, "-o", tmp_path / "r.html")
+    hkmeans("report", tmp_path / "run", "--target-size", 50, "-o", tmp_path / "r.html", "--force")
     assert [row["points"] for row in parse((tmp_path / "r.html").read_text()).subsets] == ["50"]

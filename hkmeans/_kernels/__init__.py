@@ -2,11 +2,17 @@
 
 Numba caches compiled kernels beside their source (``__pycache__``) or in the user's
 cache folder. Where neither can be written (a read-only install and no writable home),
-the kernels are cached in a folder under the system's temporary directory instead,
-with a warning, rather than failing at import.
+the kernels are cached in a private folder under the system's temporary directory
+(owned by this user, mode 0700; refused if another user made it first or opened its
+mode), else in a new private folder that lives as long as the process, with a warning,
+rather than failing at import. A cache folder is code that Numba runs: one that
+another user could write would let that user run code as this one.
 """
 
+import atexit
 import os
+import shutil
+import stat
 import tempfile
 import warnings
 
@@ -17,15 +23,53 @@ def _probe():
     pass
 
 
+def private_folder(path):
+    """Why ``path`` cannot serve as this user's private cache folder (made, mode 0700,
+    if missing), or None if it can: it must be a real folder (no link), owned by this
+    user, that no one else may read or write."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        return f"cannot be made ({e.strerror})"
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a folder"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"is owned by another user (uid {st.st_uid})"
+    if st.st_mode & 0o077:
+        return f"has mode {stat.S_IMODE(st.st_mode):o}, open to other users"
+    return None
+
+
+def fallback_cache_dir(tmp=None):
+    """``(folder, reason)``: the cache folder to use when Numba's own are not writable,
+    and None or why the shared-name one was refused (then the folder is new, private,
+    and removed when the process ends)."""
+    tmp = tempfile.gettempdir() if tmp is None else tmp
+    path = os.path.join(tmp, f"hkmeans-numba-cache-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    reason = private_folder(path)
+    if reason is None:
+        return path, None
+    own = tempfile.mkdtemp(prefix="hkmeans-numba-cache-", dir=tmp)  # 0700, a fresh name
+    atexit.register(shutil.rmtree, own, ignore_errors=True)
+    return own, f"{path} {reason}"
+
+
 def _ensure_cache() -> None:
     try:
         numba.njit(cache=True)(_probe)  # numba looks for a cache folder as it decorates
     except RuntimeError:
-        path = os.path.join(tempfile.gettempdir(), f"hkmeans-numba-cache-{os.getuid() if hasattr(os, 'getuid') else 0}")
+        path, refused = fallback_cache_dir()
         numba.config.CACHE_DIR = path
+        if refused is None:
+            how = f"are cached in {path}"
+        else:
+            how = f"are cached for this process only, in {path}, since {refused}"
         warnings.warn(
             f"hkmeans: neither the package folder nor the user cache folder is writable; compiled kernels "
-            f"are cached in {path} (set NUMBA_CACHE_DIR to choose the folder).",
+            f"{how} (set NUMBA_CACHE_DIR to choose the folder).",
             RuntimeWarning,
             stacklevel=2,
         )

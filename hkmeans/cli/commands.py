@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
-import re
 import sys
 import warnings
 
@@ -15,17 +14,19 @@ from .._progress import log
 from ..backends import dask_module
 from ..hierarchy import check_hierarchy_params, hierarchical_kmeans, tree_from_levels
 from ..ids import check_ids, column_ids, digest, load_ids
-from ..io import convert, same_file, save_npy, save_parquet, save_text, scan
+from ..io import InputError
+from ..io import convert, save_parquet, save_text, scan
 from ..kmeans import check_kmeans_params
-from ..readers import SubsetPool, open_pool, subset_rows
+from ..readers import SubsetPool, open_pool
 from ..sampling import flat_sampling, hierarchical_sampling
 from ..tables import assignments, cluster_table, selected_table
 from . import config as cfg
-from .rundir import DASK_SCRATCH, RunDir, RunDirError, input_files, owned
+from .outputs import EXPORT_OUTPUTS, REPORT_OUTPUTS, SAMPLE_OUTPUTS, check_output, run_dir_of
+from .rundir import DASK_SCRATCH, RunDir, RunDirError, input_files, owned, read_files
+from .subsets import input_rows, run_indices, run_subsets, save_indices
 
 SCRATCH = "data.npy"
 EXPORT_ROWS = 1 << 20  # rows per row group of assignments.parquet
-INDICES = re.compile(r"indices(?:-(\d+))?\.npy")  # RUN_DIR's curated subsets, one per target size
 PARQUET_HINT = 'install pyarrow (pip install "hkmeans[parquet]")'
 
 
@@ -119,7 +120,8 @@ def _read_ids(pool, config):
         name = f"{whole.source}: column {config['id_column'] or 'id'}"
     ids = check_ids(raw, whole.shape[0], name)
     record = {"from": os.path.abspath(name) if config["ids"] is not None else name,
-              "n": int(len(ids)), "dtype": ids.dtype.str, "digest": digest(ids)}
+              "n": int(len(ids)), "dtype": "str" if ids.dtype.kind == "O" else ids.dtype.str,
+              "digest": digest(ids)}
     return ids, record
 
 
@@ -231,16 +233,16 @@ def _outputs(output, run_dir, sizes):
     return [(n, f"{npy}{tag(n)}{suffix}", f"{parquet}{tag(n)}.parquet") for n in sizes]
 
 
-def _check_outputs(outputs, source, run_dir):
+def _check_outputs(outputs, reads, run_dir, force):
     if len({n for n, _, _ in outputs}) != len(outputs):
         raise cfg.ConfigError("--target-size: a size is given twice; give each once.")
     for _, npy, parquet in outputs:
-        _check_output(npy, input_files(source), run_dir)
-        _check_output(parquet, input_files(source), run_dir)
+        for path in (npy, parquet):
+            check_output(path, own_run=run_dir, names=SAMPLE_OUTPUTS, reads=reads, force=force)
 
 
-def _sample(tree, config, outputs, verbosity, source, ids=None):
-    rows = _subset(source)
+def _sample(tree, config, outputs, verbosity, source, run_dir, ids=None):
+    rows = input_rows(source)
     tables = importlib.util.find_spec("pyarrow") is not None
     if not tables:
         warnings.warn(f"indices only, no selected.parquet: {PARQUET_HINT} to get the Parquet file too.", UserWarning)
@@ -254,7 +256,8 @@ def _sample(tree, config, outputs, verbosity, source, ids=None):
                 UserWarning,
             )
         idx = sampler(tree, size, strategy=config["strategy"], multiplier=config["multiplier"], random_state=config["seed"])
-        save_npy(npy, idx if rows is None else rows[idx])
+        in_run = os.path.dirname(os.path.abspath(npy)) == os.path.abspath(run_dir)
+        save_indices(npy, idx if rows is None else rows[idx], source, in_run)
         if tables:
             save_parquet(parquet, [selected_table(tree, idx, ids, rows)])
         if verbosity >= 0:
@@ -272,49 +275,36 @@ def curate(args) -> None:
     outputs = _outputs(args.output, args.out, _sizes(config))
     prepared = _prepare_fit(args, config)
     source = prepared[2]
-    _check_outputs(outputs, source, args.out)
+    _check_outputs(outputs, input_files(source) + [config["ids"]], args.out, args.force)
     run = _fit(args, config, *prepared)
-    _sample(RunDir.tree(run.path), config, outputs, args.verbosity, source, RunDir.ids(run.path))
+    _sample(RunDir.tree(run.path), config, outputs, args.verbosity, source, run.path, RunDir.ids(run.path))
 
 
 def sample(args) -> None:
     config = _config(args, cfg.SAMPLE_KEYS.keys() | {"seed"})
     _check_sampling(config)
     tree = RunDir.tree(args.run_dir)
-    source = RunDir.read_manifest(args.run_dir)["input"]
+    manifest = RunDir.read_manifest(args.run_dir)
     outputs = _outputs(args.output, args.run_dir, _sizes(config))
-    _check_outputs(outputs, source, args.run_dir)
-    _sample(tree, config, outputs, args.verbosity, source, RunDir.ids(args.run_dir))
+    _check_outputs(outputs, read_files(manifest), args.run_dir, args.force)
+    input_rows(manifest["input"])  # refuses changed subset indices before any warning
+    _warn_if_changed(manifest["input"])
+    _sample(tree, config, outputs, args.verbosity, manifest["input"], args.run_dir, RunDir.ids(args.run_dir))
 
 
-def _subset(source):
-    """The rows of the whole input a fit on a subset was on (checked against the
-    digest recorded then), or None: indices are written as rows of the whole input."""
-    record = source.get("subset_indices")
-    if record is None:
-        return None
-    rows, digest = subset_rows(record["path"])
-    if digest != record["digest"]:
-        raise RunDirError(f"{record['path']}: the subset indices changed since the fit; restore them to map the indices.")
-    return rows
-
-
-def _check_output(out, inputs, run_dir):
-    """Refuse, before any work, an output path that would destroy something: a file
-    of the input (``inputs``), a file of a run directory, or anything but a regular
-    file (a link, a folder, a FIFO, a device); and one whose folder is missing
-    (unless it is ``run_dir``, made later)."""
-    if os.path.islink(out):
-        raise cfg.ConfigError(f"{out}: is a symbolic link; give the path of a regular file to write the indices to.")
-    if os.path.exists(out) and not os.path.isfile(out):
-        raise cfg.ConfigError(f"{out}: exists and is not a regular file; give another -o.")
-    if any(same_file(out, path) for path in inputs):
-        raise cfg.ConfigError(f"{out}: is the input embeddings file; give another -o.")
-    if owned(out, run_dir):
-        raise cfg.ConfigError(f"{out}: a file of an hkmeans run directory, which it would corrupt; give another -o.")
-    folder = os.path.dirname(os.path.abspath(out))
-    if folder != os.path.abspath(run_dir) and not os.path.isdir(folder):
-        raise cfg.ConfigError(f"{out}: its folder {folder} does not exist.")
+def _warn_if_changed(source) -> None:
+    """Warn when the input a run was fitted on has changed since (sizes, times,
+    inodes of its files): the tree describes the old contents."""
+    try:
+        now = open_pool(source["path"], column=source.get("column"),
+                        subset_indices=source.get("subset_indices", {}).get("path")).describe()
+    except (InputError, OSError, ValueError):
+        warnings.warn(f"{source['path']}: the input of this fit cannot be opened any more; sampling the tree "
+                      "as it was fitted.", UserWarning)
+        return
+    if any(source.get(key) != value for key, value in now.items() if key not in ("path", "subset_indices")):
+        warnings.warn(f"{source['path']}: the input changed since the fit (size, time or inode); the subset is "
+                      "drawn from the tree of the old contents: rerun the fit to curate the new ones.", UserWarning)
 
 
 def info(args) -> None:
@@ -325,7 +315,7 @@ def info(args) -> None:
     subset = f" (the rows listed in {src['subset_indices']['path']})" if "subset_indices" in src else ""
     print(f"input          {src['path']}: {src['shape'][0]} x {src['shape'][1]} {np.dtype(src['dtype']).name}{subset}")
     if "ids" in manifest:
-        kind = "strings" if np.dtype(manifest["ids"]["dtype"]).kind == "U" else "integers"
+        kind = "strings" if manifest["ids"]["dtype"] in ("str", "<U") or "U" in manifest["ids"]["dtype"] else "integers"
         print(f"ids            {manifest['ids']['n']} {kind} from {manifest['ids']['from']}")
     print(f"hkmeans        {manifest['versions'].get('hkmeans')}")
     print("parameters     " + ", ".join(f"{k}={v}" for k, v in manifest["params"].items() if v is not None))
@@ -364,26 +354,51 @@ def demo(args) -> None:
     print(f"report: {path}")
 
 
+def _is_parquet(path) -> bool:
+    """Whether ``path`` is a Parquet file, by its leading magic bytes (any suffix)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
 def _labels(path, column, n):
-    """One label per pool row from a ``.npy`` file or a Parquet column; a one-line
-    error if unreadable or of the wrong length."""
+    """One label per pool row from a ``.npy`` file or a Parquet column (told apart
+    by their contents); a one-line error if unreadable, of the wrong length, or with
+    missing or nested values."""
     if path is None:
         return None
+    if not os.path.isfile(path):
+        raise cfg.ConfigError(f"{path}: {'is a directory' if os.path.isdir(path) else 'no such file'}; give a file of labels.")
     try:
-        if path.endswith(".parquet"):
+        if _is_parquet(path):
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path, columns=[column or "label"])
-            labels = table.column(0).to_numpy(zero_copy_only=False)
+            name = column or "label"
+            names = pq.read_schema(path).names
+            if name not in names:
+                raise cfg.ConfigError(f"{path}: no column {name!r}; columns: {', '.join(names)} (choose one with --column).")
+            values = pq.read_table(path, columns=[name]).column(0)
+            if pa.types.is_nested(values.type):
+                raise cfg.ConfigError(f"{path}: column {name!r} is {values.type}, not one label per row.")
+            if values.null_count:
+                raise cfg.ConfigError(f"{path}: column {name!r} holds {values.null_count} nulls; every row needs a label.")
+            labels = values.to_numpy(zero_copy_only=False)
         else:
             labels = np.load(path, allow_pickle=False)
     except ImportError:
         raise cfg.ConfigError('reading labels from Parquet needs pyarrow: pip install "hkmeans[parquet]"') from None
-    except (OSError, ValueError, KeyError) as e:
-        raise cfg.ConfigError(f"{path}: cannot read labels ({str(e).splitlines()[0] if str(e) else type(e).__name__}).")
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        kind = "Parquet file" if _is_parquet(path) else ".npy file (or a Parquet file)"
+        raise cfg.ConfigError(f"{path}: cannot read labels as a {kind} ({first}).") from None
     if labels.ndim != 1 or len(labels) != n:
         raise cfg.ConfigError(f"{path}: labels of shape {labels.shape} for a pool of {n} rows; "
                               "give one label per row (a 1-D array or column).")
+    if labels.dtype.kind == "f" and np.isnan(labels).any():
+        raise cfg.ConfigError(f"{path}: {int(np.isnan(labels).sum())} labels are NaN; every row needs a label.")
     return labels
 
 
@@ -393,14 +408,15 @@ def report(args) -> None:
     manifest = RunDir.read_manifest(args.run_dir)
     source = manifest["input"]
     out = args.output or os.path.join(args.run_dir, "report.html")
-    _check_output(out, input_files(source), args.run_dir)
+    check_output(out, own_run=args.run_dir, names=REPORT_OUTPUTS, reads=read_files(manifest) + [args.labels],
+                 force=args.force)
     if manifest["status"] != "done":
         raise RunDirError(f"{args.run_dir}: the fit is not finished; rerun it first.")
     tree = RunDir.tree(args.run_dir)
     if args.target_size is not None:
         selected = {f"a fresh sample of {args.target_size}": hierarchical_sampling(tree, args.target_size, random_state=0)}
     else:
-        selected = _run_subsets(args.run_dir, source)
+        selected = run_subsets(args.run_dir, source, tree)
         if not selected:
             raise cfg.ConfigError(f"{args.run_dir}: no indices.npy nor indices-N.npy; give --target-size or run "
                                   "hkmeans sample first.")
@@ -421,28 +437,6 @@ def report(args) -> None:
     print(out)
 
 
-def _run_subsets(run_dir, source):
-    """The curated subsets a run directory holds, by file name: ``indices.npy``, then
-    ``indices-N.npy`` by N (one per target size), each as positions in the tree."""
-    names = [name for name in os.listdir(run_dir) if INDICES.fullmatch(name)]
-    names.sort(key=lambda name: (name != "indices.npy", int(INDICES.fullmatch(name).group(1) or 0)))
-    rows = _subset(source) if names else None
-    return {name: _positions(os.path.join(run_dir, name), rows) for name in names}
-
-
-def _run_indices(run_dir, source):
-    """``RUN_DIR/indices.npy`` as positions in the tree, or None if there is none."""
-    path = os.path.join(run_dir, "indices.npy")
-    return _positions(path, _subset(source)) if os.path.isfile(path) else None
-
-
-def _positions(path, rows):
-    """The indices file ``path`` (rows of the whole input) as positions in the tree of
-    a fit on ``rows`` (None: on the whole input)."""
-    selected = np.load(path)
-    return selected if rows is None else np.searchsorted(rows, selected)
-
-
 def export(args) -> None:
     manifest = RunDir.read_manifest(args.run_dir)
     source = manifest["input"]
@@ -450,12 +444,20 @@ def export(args) -> None:
         raise cfg.ConfigError(f"export writes Parquet files: {PARQUET_HINT}.")
     tree = RunDir.tree(args.run_dir)
     folder = args.out or args.run_dir
-    if os.path.exists(folder) and not os.path.isdir(folder):
+    if os.path.islink(folder) or os.path.exists(folder) and not os.path.isdir(folder):
         raise cfg.ConfigError(f"{folder}: exists and is not a directory; give another --out.")
+    holder = run_dir_of(os.path.join(folder, "x"))
+    if holder is not None and not os.path.samefile(holder, args.run_dir):
+        raise cfg.ConfigError(f"{folder}: another hkmeans run directory ({holder}), or inside one; give another --out.")
+    if holder is not None and os.path.abspath(folder) != holder:
+        raise cfg.ConfigError(f"{folder}: inside the run directory {args.run_dir}; give the run directory itself "
+                              "or a folder outside it.")
     paths = [os.path.join(folder, name) for name in ("assignments.parquet", "clusters.parquet")]
-    for path in paths:
-        _check_output(path, input_files(source), folder)
-    ids, rows, selected = RunDir.ids(args.run_dir), _subset(source), _run_indices(args.run_dir, source)
+    if os.path.isdir(folder):
+        for path in paths:
+            check_output(path, own_run=args.run_dir, names=EXPORT_OUTPUTS, reads=read_files(manifest), force=args.force)
+    ids, rows = RunDir.ids(args.run_dir), input_rows(source)
+    selected = run_indices(args.run_dir, source, tree)
     os.makedirs(folder, exist_ok=True)
     blocks = (assignments(tree, ids, rows, a, a + EXPORT_ROWS) for a in range(0, tree.n_samples, EXPORT_ROWS))
     save_parquet(paths[0], blocks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tomllib
 from dataclasses import replace
 
@@ -81,6 +82,9 @@ RUN_KEYS = {
                      "Numba and BLAS threads", metavar="N"),
 }
 KEYS = {**FIT_KEYS, **SAMPLE_KEYS, **INPUT_KEYS, **RUN_KEYS}
+#: Keys whose values are file names: written to a run's config.toml as absolute paths,
+#: so that the file means the same from any folder.
+PATH_KEYS = ("subset_indices", "ids")
 
 
 def check(key, value, source):
@@ -160,4 +164,5 @@ def to_toml(config) -> str:
             return json.dumps(v, ensure_ascii=False)
         return repr(v)
 
+    config = {key: os.path.abspath(v) if key in PATH_KEYS and isinstance(v, str) else v for key, v in config.items()}
     return "".join(f"{key} = {value(v)}\n" for key, v in config.items() if v is not None)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import sys
 import warnings
 
 from .. import __version__
-from .._progress import TqdmHandler, log
+from .._progress import Heartbeat, TqdmHandler, log
 from ..io import InputError
 from . import commands
 from . import config as cfg
@@ -21,6 +22,9 @@ from .config import ConfigError
 from .rundir import RunDirError
 
 USAGE_ERROR = 2
+#: Commands that may run for minutes: without a terminal (a batch job, a log file),
+#: they write time-stamped progress lines instead of bars.
+LONG = ("fit", "curate")
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
@@ -70,6 +74,13 @@ def _sample_options(p):
     p.add_argument("-o", "--output", metavar="FILE",
                    help="indices file, X.npy; the selected rows go beside it to X.parquet "
                         "(default: RUN_DIR/indices.npy and RUN_DIR/selected.parquet)")
+    _force(p)
+
+
+def _force(p):
+    p.add_argument("--force", action="store_true",
+                   help="replace output files that exist outside the run directory (never a file the run reads "
+                        "or keeps)")
 
 
 def _common(p):
@@ -146,6 +157,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of a finished fit")
     p.add_argument("--out", metavar="DIR",
                    help="where assignments.parquet and clusters.parquet go (default: RUN_DIR; made if missing)")
+    _force(p)
     p.set_defaults(verbosity=0)
 
     p = _subcommand(sub, "report", "an HTML report of what curation did in a fitted RUN_DIR", commands.report)
@@ -155,6 +167,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--target-size", type=int, metavar="N",
                    help="report on a fresh sample of N points (default: the run's indices.npy and indices-N.npy)")
     p.add_argument("-o", "--output", metavar="FILE", help="the HTML file (default: RUN_DIR/report.html)")
+    _force(p)
     p.set_defaults(verbosity=0)
 
     p = _subcommand(sub, "advise", "levels, clusters and sample sizes for a pool and a target size", commands.advise)
@@ -166,19 +179,27 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
-    print(f"hkmeans: warning: {message}", file=sys.stderr)
+    text = " ".join(str(message).split())  # a library's multi-line warning as one line
+    print(f"hkmeans: warning: {text}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    if args.verbosity > 0:
-        handler = TqdmHandler()
+    handler = None
+    if args.verbosity > 0 or (args.verbosity == 0 and args.command in LONG and not _is_terminal(sys.stderr)):
+        # time-stamped lines, a step each and every few seconds within a long one:
+        # a batch job's log shows that a fit is alive
+        handler = Heartbeat() if args.verbosity == 0 else TqdmHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
     warnings.showwarning = _one_line_warnings
     try:
         args.run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `hkmeans info run | head -3`: the reader has what it wanted
+        _quiet_stdout()
+        return 0
     except (InputError, ConfigError, RunDirError, ValueError, TypeError) as e:
         return _fail(e)
     except OSError as e:
@@ -190,7 +211,26 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("hkmeans: interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
     return 0
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises nothing more."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _fail(error) -> int:

@@ -48,6 +48,7 @@ from .. import __version__
 from .._progress import log
 from ..backends import is_dask
 from ..checkpoint import Checkpoints
+from ..ids import decode, encode
 from ..io import same_file, save_json, save_npy, save_npz, save_text
 from ..tree import ClusterTree
 from .config import fit_params, to_toml
@@ -57,14 +58,23 @@ TOOL = "hkmeans"  # the manifest's marker: only hkmeans writes it
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 #: What hkmeans writes at the top of a run directory: all that ``--overwrite`` deletes.
-OWNED_FILES = (MANIFEST, LOCK, "config.toml", "tree.npz", "data.npy", "ids.npy")
+OWNED_FILES = (MANIFEST, LOCK, "config.toml", "tree.npz", "data.npy", "ids.npy", "ids.npz")
 DASK_SCRATCH = "scratch-dask"
 OWNED_DIRS = ("steps", "centroids", DASK_SCRATCH)
-OWNED_PREFIXES = ("scratch-", ".tmp-")
+#: Names of temporary files hkmeans writes (:func:`hkmeans.io.atomic_path`, the
+#: write probe) and of scratch arrays (:meth:`RunDir.empty`): only these are deleted.
+TEMPORARY = re.compile(r"\.tmp-[A-Za-z0-9_]{8}-[^/]*\Z|\.tmp-probe-[A-Za-z0-9_]{8}\Z")
+SCRATCH_FILE = re.compile(r"scratch-[a-z]+\.npy\Z")
+#: The step keys the engine writes: ``level0/step0003`` (and ``.../partial``).
+STEP_KEY = re.compile(r"level\d{1,3}/step\d{4,6}\Z")
 #: Outputs hkmeans writes into a run directory by default: ``-o`` may replace them,
 #: ``--overwrite`` deletes them (they belong to the run it replaces).
 OUTPUTS = re.compile(r"(indices(-\d+)?\.npy|selected(-\d+)?\.parquet|assignments\.parquet|clusters\.parquet)\Z")
-IDS = "ids.npy"
+IDS = "ids.npy"  # integer ids
+STRING_IDS = "ids.npz"  # string ids: their UTF-8 bytes and offsets (hkmeans.ids.encode)
+#: The sidecar of a curated subset in the run directory (``indices.npy`` ->
+#: ``indices.json``): the pool it was drawn from and a digest of its contents.
+SIDECAR = re.compile(r"indices(-\d+)?\.json\Z")
 #: The manifest's keys and their types: a manifest without them is damaged.
 _MANIFEST_KEYS = {"format": int, "input": dict, "params": dict, "steps": list, "status": str, "versions": dict}
 _INPUT_KEYS = {"path": str, "shape": list, "dtype": str, "fingerprint": str}
@@ -122,6 +132,10 @@ class RunDir(Checkpoints):
             bad += [f"input.{key}" for key, kind in _INPUT_KEYS.items() if not isinstance(manifest["input"].get(key), kind)]
         if bad:
             raise RunDirError(f"{file}: damaged (missing or malformed: {', '.join(bad)}); use --overwrite to start over.")
+        for key in manifest["steps"]:
+            if not isinstance(key, str) or not STEP_KEY.match(key):
+                raise RunDirError(f"{file}: damaged (step {key!r} is not a step hkmeans writes); "
+                                  "use --overwrite to start over.")
         return manifest
 
     @classmethod
@@ -191,12 +205,20 @@ class RunDir(Checkpoints):
 
     # checkpoints of the engine
 
+    def _step_path(self, key, suffix):
+        """``RUN_DIR/steps/LEVEL/STEP`` + ``suffix``, for a key the engine writes
+        (:data:`STEP_KEY`), through no symbolic link: a run directory is input, and a
+        path out of it would let it make hkmeans write or delete elsewhere."""
+        if not STEP_KEY.match(key):
+            raise RunDirError(f"{self.path}: step {key!r} is not a step hkmeans writes; use --overwrite to start over.")
+        return inside(self.path, "steps", *key.split("/")[:-1], key.rpartition("/")[2] + suffix)
+
     def _file(self, key, kind=""):
-        return os.path.join(self.path, "steps", *key.split("/")) + kind + ".npz"
+        return self._step_path(key, kind + ".npz")
 
     def _chunks(self, key):
         """The folder of a step's per-row arrays on the dask backend."""
-        return os.path.join(self.path, "steps", *key.split("/")) + ".chunks"
+        return self._step_path(key, ".chunks")
 
     def _partial(self, key):
         """The file of a running k-means' state (key ``STEP/partial``), or None."""
@@ -264,7 +286,9 @@ class RunDir(Checkpoints):
         if int(np.prod(shape)) * np.dtype(dtype).itemsize < SCRATCH_BYTES:
             return np.empty(shape, dtype=dtype)
         path = os.path.join(self.path, f"scratch-{name}.npy")
-        if os.path.exists(path):  # a new file, not the old one truncated under a live mapping
+        if os.path.lexists(path):  # a new file, not the old one truncated under a live mapping
+            if not SCRATCH_FILE.match(name) or os.path.isdir(path) and not os.path.islink(path):
+                raise RunDirError(f"{path}: in the way of a scratch file hkmeans writes; move it away.")
             os.unlink(path)
         return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
@@ -279,11 +303,7 @@ class RunDir(Checkpoints):
             if level.parents is not None:  # a split level: what routes new rows
                 save_npy(os.path.join(self.path, "centroids", f"level{t}-parents.npy"), level.parents)
                 save_npy(os.path.join(self.path, "centroids", f"level{t}-child-offsets.npy"), level.child_offsets)
-        for name in os.listdir(self.path):
-            if name == DASK_SCRATCH:
-                shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
-            elif name.startswith("scratch-"):
-                os.unlink(os.path.join(self.path, name))
+        _remove_scratch(self.path)
         self.manifest["status"] = "done"
         self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.manifest["n_clusters"] = [int(len(level.centroids)) for level in levels]
@@ -291,21 +311,34 @@ class RunDir(Checkpoints):
         self.write_manifest()
 
     def set_ids(self, ids, record: dict) -> None:
-        """Keep ``ids`` (checked: one per row of the input) as ``ids.npy`` and what
-        they came from in the manifest, so that later commands need not read them again."""
-        save_npy(os.path.join(self.path, IDS), ids)
+        """Keep ``ids`` (checked: one per row of the input) as ``ids.npy`` (integers)
+        or ``ids.npz`` (strings) and what they came from in the manifest, so that later
+        commands need not read them again."""
+        if ids.dtype.kind == "O":
+            offsets, data = encode(ids)
+            save_npz(os.path.join(self.path, STRING_IDS), offsets=offsets, data=data)
+            other = IDS
+        else:
+            save_npy(os.path.join(self.path, IDS), ids)
+            other = STRING_IDS
+        if os.path.isfile(os.path.join(self.path, other)):
+            os.unlink(os.path.join(self.path, other))
         self.manifest["ids"] = record
         self.write_manifest()
 
     @staticmethod
     def ids(path):
-        """The ids kept with the run at ``path``, or None."""
-        file = os.path.join(path, IDS)
+        """The ids kept with the run at ``path`` (int64, or an object array of ``str``), or None."""
+        strings, integers = os.path.join(path, STRING_IDS), os.path.join(path, IDS)
+        file = strings if os.path.isfile(strings) else integers
         if not os.path.isfile(file):
             return None
         try:
+            if file == strings:
+                with np.load(file, allow_pickle=False) as f:
+                    return decode(f["offsets"], f["data"])
             return np.load(file, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise RunDirError(f"{file}: damaged ({e}); rerun 'hkmeans fit' with the ids to write it again.") from None
 
     @staticmethod
@@ -340,17 +373,22 @@ def owned(path, run_dir=None) -> bool:
     folder, name = os.path.split(path)
     while folder != os.path.dirname(folder):
         if (run_dir is not None and folder == os.path.abspath(run_dir)) or _holds_run(folder):
-            return name in OWNED_FILES or name in OWNED_DIRS or name.startswith(OWNED_PREFIXES)
+            return _owned_name(name)
         folder, name = os.path.split(folder)
     return False
 
 
-def _holds_run(folder) -> bool:
+def read_json(file):
+    """The parsed JSON file ``file``, or None if it is missing or not JSON."""
     try:
-        with open(os.path.join(folder, MANIFEST)) as f:
-            return is_run_manifest(json.load(f))
+        with open(file, encoding="utf-8") as f:
+            return json.load(f)
     except (OSError, ValueError):
-        return False
+        return None
+
+
+def _holds_run(folder) -> bool:
+    return is_run_manifest(read_json(os.path.join(folder, MANIFEST)))
 
 
 def input_files(record) -> list:
@@ -360,17 +398,60 @@ def input_files(record) -> list:
     return paths + ([record["subset_indices"]["path"]] if "subset_indices" in record else [])
 
 
+def read_files(manifest) -> list:
+    """Every file a run reads: :func:`input_files` and the file of ids it was given."""
+    ids = manifest.get("ids", {}).get("from")
+    return input_files(manifest["input"]) + ([ids] if ids and os.path.isabs(ids) else [])
+
+
+def _owned_name(name) -> bool:
+    """Whether ``name``, at the top of a run directory, is one hkmeans keeps there."""
+    return (name in OWNED_FILES or name in OWNED_DIRS or bool(TEMPORARY.match(name))
+            or bool(SCRATCH_FILE.match(name)) or bool(SIDECAR.match(name)))
+
+
+def inside(root, *parts) -> str:
+    """``root/parts...``, refused (:class:`RunDirError`) if a part is empty, ``.``,
+    ``..`` or absolute, or if a component below ``root`` that exists is a symbolic
+    link: what a run directory names stays inside it."""
+    path = root
+    for part in parts:
+        if not part or part in (".", "..") or "/" in part or os.sep in part or os.path.isabs(part):
+            raise RunDirError(f"{root}: the path {'/'.join(parts)!r} leads out of the run directory; "
+                              "use --overwrite to start over.")
+        path = os.path.join(path, part)
+        if os.path.islink(path):
+            raise RunDirError(f"{path}: a symbolic link inside the run directory; hkmeans does not follow "
+                              "those. Remove it, or use another --out.")
+    return path
+
+
+def _remove(full) -> None:
+    """Delete the file or folder ``full`` itself, never what a link points to."""
+    if os.path.isdir(full) and not os.path.islink(full):
+        shutil.rmtree(full)
+    elif os.path.lexists(full):
+        os.unlink(full)
+
+
 def _remove_owned(path, keep):
-    """Delete what hkmeans writes in the run directory ``path`` (never a path of
-    ``keep``, the input's files, nor anything else)."""
+    """Delete what hkmeans writes at the top of the run directory ``path``, by exact
+    name or pattern (never a path of ``keep``, the input's files, nor anything else)."""
     for name in os.listdir(path):
         full = os.path.join(path, name)
         if name == LOCK or any(same_file(full, k) for k in keep):
             continue
-        if name in OWNED_DIRS and os.path.isdir(full) and not os.path.islink(full):
-            shutil.rmtree(full)
-        elif name in OWNED_FILES or name in OWNED_DIRS or name.startswith(OWNED_PREFIXES) or OUTPUTS.match(name):
-            os.unlink(full)
+        if name in OWNED_DIRS or (_owned_name(name) or OUTPUTS.match(name)) and not os.path.isdir(full):
+            _remove(full)
+
+
+def _remove_scratch(path):
+    """Delete the scratch arrays of a finished or killed fit: ``scratch-NAME.npy``
+    files and the ``scratch-dask`` folder at the top of ``path``, nothing else."""
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        if name == DASK_SCRATCH or SCRATCH_FILE.match(name) and not os.path.isdir(full):
+            _remove(full)
 
 
 def _dask_io():
@@ -390,8 +471,16 @@ def _read_npz(file) -> dict:
 
 def _lock(path):
     """An exclusive lock on the run directory, held until the process ends (however
-    it ends); :class:`RunDirError` if another process holds it."""
-    f = open(os.path.join(path, LOCK), "a")
+    it ends); :class:`RunDirError` if another process holds it. A ``.lock`` that is a
+    symbolic link is refused, not followed."""
+    file = os.path.join(path, LOCK)
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as e:
+        if os.path.islink(file):
+            raise RunDirError(f"{file}: a symbolic link; hkmeans does not follow it. Remove it.") from None
+        raise RunDirError(f"{file}: cannot be opened ({e.strerror}).") from None
+    f = os.fdopen(fd, "a")
     if fcntl is None:
         return f
     try:
@@ -403,11 +492,22 @@ def _lock(path):
 
 
 def _remove_temporaries(path):
-    shutil.rmtree(os.path.join(path, DASK_SCRATCH), ignore_errors=True)  # a killed process's state
-    for root, _, files in os.walk(path):
-        for name in files:
-            if name.startswith(".tmp-"):
-                os.unlink(os.path.join(root, name))
+    """Delete what a killed process left: its Dask scratch folder, and the temporary
+    files of its atomic writes at the top of ``path`` and in hkmeans's own folders
+    (``steps/``, ``centroids/``), never following a link; a user's folders are not read."""
+    full = os.path.join(path, DASK_SCRATCH)
+    if os.path.lexists(full):
+        _remove(full)
+    folders = [path]
+    for name in OWNED_DIRS:
+        top = os.path.join(path, name)
+        if os.path.isdir(top) and not os.path.islink(top):
+            folders += [root for root, _, _ in os.walk(top)]  # os.walk does not follow links
+    for folder in folders:
+        for name in os.listdir(folder):
+            file = os.path.join(folder, name)
+            if TEMPORARY.match(name) and not os.path.isdir(file):
+                os.unlink(file)
 
 
 def _check_writable(path):

@@ -1,0 +1,74 @@
+"""One rule for the files a command writes: never a file a run reads or keeps.
+
+A command may write:
+
+- its own outputs at the top of its own run directory (``indices.npy`` for ``sample``,
+  ``report.html`` for ``report`` ...), replacing the ones it wrote before;
+- any new regular file elsewhere whose folder exists;
+- an existing regular file elsewhere only with ``--force``.
+
+Refused, before any work: a path that is not a regular file (a folder, a link, a FIFO),
+a file the run reads (embeddings, shards, subset indices, ids, labels, ``--show``
+files), any other file or folder inside a run directory (its manifest, steps, tree, the
+outputs of another command, another run's files).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .config import ConfigError
+from .rundir import MANIFEST, is_run_manifest, read_json
+
+#: What each command writes at the top of its own run directory.
+SAMPLE_OUTPUTS = re.compile(r"(indices(-\d+)?\.npy|selected(-\d+)?\.parquet|indices(-\d+)?\.json)\Z")
+EXPORT_OUTPUTS = re.compile(r"(assignments|clusters)\.parquet\Z")
+REPORT_OUTPUTS = re.compile(r"report\.html\Z")
+
+
+def run_dir_of(path):
+    """The run directory holding ``path`` (the nearest folder above it with a manifest
+    hkmeans wrote), or None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        manifest = read_json(os.path.join(folder, MANIFEST))
+        if manifest is not None and is_run_manifest(manifest):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def check_output(path, *, own_run, names, reads=(), force=False) -> None:
+    """Refuse (:class:`ConfigError`, one line) to write ``path`` unless the rule above
+    allows it. ``own_run`` is the command's run directory (which need not exist yet),
+    ``names`` the pattern of the outputs the command writes at its top, ``reads`` the
+    paths of the files the run reads, the input embeddings first."""
+    if os.path.islink(path):
+        raise ConfigError(f"{path}: is a symbolic link; give the path of a regular file.")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ConfigError(f"{path}: exists and is not a regular file; give another output path.")
+    for i, read in enumerate(reads):
+        if read is not None and os.path.exists(read) and os.path.exists(path) and os.path.samefile(path, read):
+            what = "the input embeddings file" if i == 0 else f"a file this run reads ({read})"
+            raise ConfigError(f"{path}: is {what}; give another output path.")
+    full, own = os.path.abspath(path), os.path.abspath(own_run)
+    folder = os.path.dirname(full)
+    holder = own if folder == own or _below(folder, own) else run_dir_of(full)
+    if holder is not None:
+        if holder != own and not (os.path.isdir(own) and os.path.samefile(holder, own)):
+            raise ConfigError(f"{path}: a file of another hkmeans run directory ({holder}); give another output path.")
+        if folder != holder or not names.match(os.path.basename(full)):
+            raise ConfigError(f"{path}: a file of the run directory {own_run} that this command does not write; "
+                              "give another output path.")
+        return  # this command's own output: replaced
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{path}: its folder {folder} does not exist.")
+    if os.path.exists(path) and not force:
+        raise ConfigError(f"{path}: exists; give --force to replace it, or another output path.")
+
+
+def _below(path, folder) -> bool:
+    return os.path.commonpath([path, folder]) == folder

@@ -1,0 +1,335 @@
+"""What a hostile or careless run directory, output path or input cannot make hkmeans
+do: delete or write outside the run, replace a file a run reads, run another user's
+code, or answer with a traceback."""
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from hkmeans import ClusterTree
+from hkmeans._kernels import fallback_cache_dir
+from hkmeans.cli.rundir import RunDir
+from hkmeans.ids import check_ids, decode, encode
+from hkmeans.io import save_npy
+from hkmeans.tables import assignments, cluster_table
+
+from .test_cli import FIT, PROGRESS, assert_error, blobs, hkmeans, manifest
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A finished run with a curated subset, copied afresh for each test."""
+    tmp = tmp_path_factory.mktemp("fitted")
+    np.save(tmp / "x.npy", blobs())
+    hkmeans("curate", tmp / "x.npy", "--out", tmp / "run", *FIT, "--target-size", 300, "-q")
+    return tmp
+
+
+@pytest.fixture
+def run(fitted, tmp_path):
+    shutil.copy(fitted / "x.npy", tmp_path / "x.npy")
+    shutil.copytree(fitted / "run", tmp_path / "run")
+    m = manifest(tmp_path / "run")
+    m["input"]["path"] = str(tmp_path / "x.npy")
+    m["input"]["stat"] = {**m["input"]["stat"], **_stat(tmp_path / "x.npy")}
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(m))
+    return tmp_path / "run"
+
+
+def _stat(path):
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+
+
+def _resume(run, *extra):
+    return hkmeans("fit", run.parent / "x.npy", "--out", run, *FIT, *extra, check=False)
+
+
+def _unfinished(run):
+    """The run as a kill after its level 0 leaves it: status running, level 1 to do."""
+    m = manifest(run)
+    m["status"], m["steps"] = "running", [s for s in m["steps"] if s.startswith("level0/")]
+    return m
+
+
+# 1. no path out of a run directory
+
+
+def test_a_step_key_leading_out_of_the_run_deletes_nothing(run, tmp_path):
+    victim = tmp_path / "V"
+    (victim / "x.chunks").mkdir(parents=True)
+    (victim / "x.chunks" / "keep.npy").write_bytes(b"precious")
+    (victim / "x.labels.npz").write_bytes(b"precious")
+    m = _unfinished(run)
+    m["steps"].append("level0/../../../V/x")
+    (run / "manifest.json").write_text(json.dumps(m))
+    assert_error(_resume(run), "is not a step hkmeans writes")
+    assert (victim / "x.chunks" / "keep.npy").read_bytes() == b"precious"
+    assert (victim / "x.labels.npz").read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("key", ["/etc/passwd", "level0/step0000/../../x", "level0\\step0000", 7, "level0/step0000/"])
+def test_malformed_step_keys_are_refused_on_every_read(run, key):
+    m = manifest(run)
+    m["steps"].append(key)
+    (run / "manifest.json").write_text(json.dumps(m))
+    for proc in (_resume(run), hkmeans("info", run, check=False), hkmeans("sample", run, "--target-size", 5, check=False)):
+        assert_error(proc, "is not a step hkmeans writes")
+
+
+def test_a_symlinked_folder_inside_the_run_is_not_followed(run, tmp_path):
+    outside = tmp_path / "outside"
+    shutil.move(run / "steps", outside)
+    os.symlink(outside, run / "steps")
+    (run / "manifest.json").write_text(json.dumps(_unfinished(run)))
+    before = sorted(p.name for p in outside.rglob("*"))
+    assert_error(_resume(run), "symbolic link")
+    assert sorted(p.name for p in outside.rglob("*")) == before
+
+
+# 2. no shared kernel cache
+
+
+def test_the_cache_fallback_is_private_and_refuses_an_open_folder(tmp_path):
+    path, refused = fallback_cache_dir(str(tmp_path))
+    assert refused is None and os.stat(path).st_mode & 0o777 == 0o700
+    os.chmod(path, 0o777)  # opened by someone: its files could be anyone's
+    other, refused = fallback_cache_dir(str(tmp_path))
+    assert other != path and "mode 777" in refused and os.stat(other).st_mode & 0o777 == 0o700
+    assert os.stat(other).st_uid == os.getuid()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to make another user's folder")
+def test_the_cache_fallback_refuses_a_folder_another_user_made_first(tmp_path):
+    planted = tmp_path / f"hkmeans-numba-cache-{os.getuid()}"
+    planted.mkdir(mode=0o700)
+    (planted / "kernels.nbi").write_bytes(b"crafted index")
+    os.chown(planted, 65534, 65534)
+    path, refused = fallback_cache_dir(str(tmp_path))
+    assert path != str(planted) and "owned by another user" in refused
+    assert os.listdir(path) == []
+
+
+# 3. outputs that would destroy what a run reads or keeps
+
+
+def test_outputs_never_replace_what_the_run_reads_or_keeps(run, tmp_path):
+    x = tmp_path / "x.npy"
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.arange(3000) % 7)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("".join(f"doc-{i}\n" for i in range(3000)))
+    other = tmp_path / "other"
+    hkmeans("fit", x, "--out", other, "--n-clusters", "20,4", "-q")
+    kept = {p: p.read_bytes() for p in [labels, ids, run / "indices.npy", other / "manifest.json", other / "tree.npz"]}
+    hkmeans("fit", x, "--out", tmp_path / "withids", *FIT, "--ids", ids, "-q")
+    cases = [
+        (["report", run, "--labels", labels, "-o", labels], "a file this run reads"),
+        (["report", run, "-o", run / "indices.npy"], "that this command does not write"),
+        (["report", run, "-o", run / "steps" / "r.html"], "that this command does not write"),
+        (["sample", tmp_path / "withids", "--target-size", 5, "-o", ids], "a file this run reads"),
+        (["sample", run, "--target-size", 5, "-o", other / "indices.npy"], "another hkmeans run directory"),
+        (["export", run, "--out", other], "another hkmeans run directory"),
+        (["export", run, "--out", run / "steps"], "inside the run directory"),
+        (["report", run, "-o", x], "the input embeddings file"),
+    ]
+    for args, message in cases:
+        assert_error(hkmeans(*args, check=False), message)
+    assert all(p.read_bytes() == b for p, b in kept.items())
+    assert not (run / "steps" / "r.html").exists() and not (other / "assignments.parquet").exists()
+
+
+def test_an_existing_file_is_replaced_only_with_force(run, tmp_path):
+    mine = tmp_path / "mine.html"
+    mine.write_text("my notes")
+    assert_error(hkmeans("report", run, "-o", mine, check=False), "give --force to replace it")
+    assert mine.read_text() == "my notes"
+    hkmeans("report", run, "-o", mine, "--force")
+    assert "<html" in mine.read_text()
+    hkmeans("report", run)  # its own output in its own run directory: replaced without --force
+    hkmeans("report", run)
+    hkmeans("sample", run, "--target-size", 10)
+
+
+# 4. index files checked when loaded
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda run, other: shutil.copy(other / "indices.npy", run / "indices.npy"), "changed since"),
+    (lambda run, other: [shutil.copy(other / f, run / f) for f in ("indices.npy", "indices.json")], "another pool"),
+    (lambda run, other: np.save(run / "indices.npy", np.load(run / "indices.npy") + 0.5), "1-D array of integers"),
+    (lambda run, other: np.save(run / "indices.npy", np.zeros((3, 2), np.int64)), "1-D array of integers"),
+    (lambda run, other: os.unlink(run / "indices.json"), "no sidecar"),
+])
+def test_a_foreign_or_damaged_indices_file_is_one_line(run, tmp_path, damage, message):
+    np.save(tmp_path / "y.npy", blobs(n=5000, seed=1))
+    other = tmp_path / "other"
+    hkmeans("curate", tmp_path / "y.npy", "--out", other, "--n-clusters", "20,4", "--target-size", 4000, "-q")
+    damage(run, other)
+    assert_error(hkmeans("report", run, check=False), message)
+    assert_error(hkmeans("export", run, check=False), message)
+    assert not (run / "report.html").exists() and not (run / "assignments.parquet").exists()
+
+
+def test_tables_check_positions_and_ids(run):
+    tree = ClusterTree.load(run / "tree.npz")
+    for bad in ([1e9], [10**9], [[1, 2]], [-1], [0.5]):
+        with pytest.raises(ValueError, match="selected must be"):
+            cluster_table(tree, selected=np.array(bad))
+    ids = np.arange(tree.n_samples)
+    ids[5] = ids[7]
+    with pytest.raises(ValueError, match="ids must be distinct: rows 5 and 7"):
+        assignments(tree, ids=ids)
+
+
+# 5. hkmeans deletes only what it wrote
+
+
+def test_resume_and_finish_leave_the_users_files_alone(run, tmp_path):
+    mine = run / "notes"
+    mine.mkdir()
+    (mine / ".tmp-draft").write_text("mine")
+    (run / ".tmp-mine").write_text("mine")
+    (run / "scratch-notes.txt").write_text("mine")
+    (run / "scratch-plots").mkdir()
+    (run / "scratch-plots" / "a.png").write_text("mine")
+    (run / ".tmp-abcd1234-tree.npz").write_text("left by a kill")  # the pattern hkmeans writes
+    (run / "manifest.json").write_text(json.dumps(_unfinished(run)))
+    _resume(run, "-q")
+    assert manifest(run)["status"] == "done"
+    assert (mine / ".tmp-draft").read_text() == "mine" and (run / ".tmp-mine").read_text() == "mine"
+    assert (run / "scratch-notes.txt").read_text() == "mine"
+    assert (run / "scratch-plots" / "a.png").read_text() == "mine"
+    assert not (run / ".tmp-abcd1234-tree.npz").exists()
+
+
+def test_a_lock_that_is_a_symlink_is_not_followed(run, tmp_path):
+    os.unlink(run / ".lock")
+    os.symlink(tmp_path / "created-elsewhere", run / ".lock")
+    (run / "manifest.json").write_text(json.dumps(_unfinished(run)))
+    assert_error(_resume(run), "symbolic link")
+    assert not (tmp_path / "created-elsewhere").exists()
+
+
+# 6. ids: compact and exact
+
+
+def test_ids_memory_is_linear_in_their_total_length():
+    n = 200_000
+    huge = np.empty(n, dtype=object)
+    huge[:] = [f"doc-{i}" for i in range(n)]
+    huge[123] = "x" * (1 << 20)  # one 1 MB id: a fixed-width array would ask for 745 GiB
+    tracemalloc.start()
+    ids = check_ids(huge, n, "ids")
+    offsets, data = encode(ids)
+    back = decode(offsets, data)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 80 << 20, peak  # measured about 30 MB
+    assert back[123] == huge[123] and back[7] == "doc-7"
+    assert data.nbytes == sum(len(s) for s in huge)
+
+
+def test_long_ids_and_nul_ids_round_trip_through_a_run(tmp_path):
+    n = 3000
+    ids = [f"https://example.org/{'p' * 1980}/{i:06d}" for i in range(n)]  # 2,000-character URLs
+    ids[1], ids[2] = "doc-0\0", "doc-0"  # a NUL is kept, and these two are distinct
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
+    np.save(tmp_path / "x.npy", blobs())
+    hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT, "--ids", tmp_path / "ids.txt", "-q")
+    kept = RunDir.ids(tmp_path / "run")
+    assert kept.dtype == object and list(kept) == ids
+    total = sum(len(s.encode()) for s in ids)
+    assert os.path.getsize(tmp_path / "run" / "ids.npz") < total + 8 * n + 4096  # not 4 x longest x n (24 MB)
+
+
+def test_text_ids_with_a_bom_and_a_trailing_blank_line_are_integers(tmp_path):
+    np.save(tmp_path / "x.npy", blobs())
+    (tmp_path / "ids.txt").write_bytes(b"\xef\xbb\xbf" + "".join(f"{i + 10}\r\n" for i in range(3000)).encode() + b"\r\n")
+    hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT, "--ids", tmp_path / "ids.txt", "-q")
+    np.testing.assert_array_equal(RunDir.ids(tmp_path / "run"), np.arange(3000) + 10)
+
+
+# 7. messages
+
+
+def test_text_id_errors_speak_of_text(tmp_path):
+    np.save(tmp_path / "x.npy", blobs())
+    (tmp_path / "ids.txt").write_bytes(b"\xff\xfe bad")
+    proc = hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT, "--ids", tmp_path / "ids.txt",
+                   check=False)
+    assert_error(proc, "not a UTF-8 text file of ids")
+    assert ".npy" not in proc.stderr.split("ids.txt")[-1]
+
+
+def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full)
+    with pytest.raises(OSError) as e:
+        save_npy(tmp_path / "ids.npy", np.arange(3))
+    assert e.value.filename == str(tmp_path / "ids.npy") and e.value.errno == errno.ENOSPC
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["pq suffix", "nulls", "lists", "npy objects"])
+def test_labels_files_are_read_by_content_and_refused_in_one_line(run, tmp_path, kind):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / ("labels.pq" if kind == "pq suffix" else "labels.parquet")
+    if kind == "pq suffix":
+        pq.write_table(pa.table({"label": [f"c{i % 5}" for i in range(3000)]}), path)
+        hkmeans("report", run, "--labels", path)
+        assert "c4" in (run / "report.html").read_text()
+        return
+    if kind == "npy objects":
+        path = tmp_path / "labels.npy"
+        np.save(path, np.array([None] * 3000), allow_pickle=True)
+        message = "cannot read labels"
+    elif kind == "nulls":
+        pq.write_table(pa.table({"label": ["a"] * 2999 + [None]}), path)
+        message = "1 nulls"
+    else:
+        pq.write_table(pa.table({"label": [[1, 2]] * 3000}), path)
+        message = "not one label per row"
+    assert_error(hkmeans("report", run, "--labels", path, check=False), message)
+
+
+def test_a_closed_pipe_is_quiet(run):
+    proc = subprocess.run(f"{sys.executable} -m hkmeans info {run} | head -1", shell=True, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("run directory") and proc.stderr == "", proc.stderr
+
+
+# 8. silence
+
+
+def test_sample_warns_when_the_input_changed_since_the_fit(run, tmp_path):
+    os.utime(tmp_path / "x.npy", ns=(0, 0))
+    proc = hkmeans("sample", run, "--target-size", 10)
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "the input changed since the fit" in warnings[0]
+
+
+def test_config_toml_holds_absolute_paths(tmp_path, monkeypatch):
+    np.save(tmp_path / "x.npy", blobs())
+    (tmp_path / "ids.txt").write_text("".join(f"{i}\n" for i in range(3000)))
+    monkeypatch.chdir(tmp_path)
+    hkmeans("fit", "x.npy", "--out", "run", *FIT, "--ids", "ids.txt", "-q")
+    assert f'ids = "{tmp_path / "ids.txt"}"' in (tmp_path / "run" / "config.toml").read_text()
+
+
+def test_progress_lines_without_a_terminal_are_time_stamped(tmp_path):
+    np.save(tmp_path / "x.npy", blobs())
+    proc = hkmeans("curate", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT, "--target-size", 10)
+    *lines, last = proc.stderr.splitlines()
+    assert lines and all(PROGRESS.match(line) for line in lines) and any("step level1" in line for line in lines)
+    assert last.startswith("10 indices written to")
