@@ -1,7 +1,17 @@
 """Parameters for a curation run from the pool size and the target size, after the
-rules of thumb of Vo et al. (2024): a few levels, each with 3-10 times fewer clusters
+rules of thumb of Vo et al. (2024) (a few levels, each with 3-20 times fewer clusters
 than the one below, and resampling steps that take about half of a level's mean
-cluster size from each cluster."""
+cluster size from each cluster), with the top level sized by the target.
+
+Balanced sampling splits the target evenly among the top-level clusters, so their
+number decides how finely the pool's concepts are balanced: too few, and each top
+cluster holds many concepts of very different sizes, which the levels below cannot
+even out. On long-tailed mixtures (``bench/advise.py``) a top level of about
+``2 sqrt(target)`` clusters balanced as well as the best of a grid of plain settings,
+where the paper's fixed ratios, made for pools of 10^8-10^9 rows, left 25 top clusters
+for 200 concepts; for the paper's own pool (743M rows, 142M kept) the rule gives its
+four levels and a top level of tens of thousands.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +22,12 @@ from dataclasses import dataclass, field
 #: Mean points per level-0 cluster aimed at: the paper's pool had 74 (743M points,
 #: 10M clusters), its ring example 30.
 POINTS_PER_CLUSTER = 64
-#: Fewer clusters per level than the one below by about this factor (the paper: 3 to 20).
-LEVEL_RATIO = 5
+#: Top-level clusters: about this many times the square root of the target.
+TOP_PER_SQRT_TARGET = 2.0
+#: Each level has between MIN_RATIO and MAX_RATIO times fewer clusters than the one
+#: below (the paper: 3 to 20).
+MIN_RATIO = 3
+MAX_RATIO = 10
 #: Most levels proposed, and the fewest clusters a top level is given.
 MAX_LEVELS = 4
 MIN_TOP_CLUSTERS = 10
@@ -51,10 +65,12 @@ def advise(n_samples: int, target_size: int, n_resamples: int = 10) -> Advice:
     ``n_samples`` points.
 
     Level 0 gets about :data:`POINTS_PER_CLUSTER` points per cluster, and no more
-    clusters than the target (then every level-0 cluster can give a point); each
-    level above has :data:`LEVEL_RATIO` times fewer clusters, up to
-    :data:`MAX_LEVELS` levels and down to :data:`MIN_TOP_CLUSTERS`; each level's
-    resampling takes half its mean cluster size (at least 2) from each cluster.
+    clusters than the target (then every level-0 cluster can give a point); the top
+    level about :data:`TOP_PER_SQRT_TARGET` x sqrt(target) clusters (at least
+    :data:`MIN_TOP_CLUSTERS`, at most a :data:`MIN_RATIO`-th of level 0); the levels
+    between divide evenly, at most :data:`MAX_RATIO` times fewer clusters a level, up
+    to :data:`MAX_LEVELS` levels; each level's resampling takes half its mean cluster
+    size (at least 2) from each cluster.
 
     Parameters
     ----------
@@ -84,14 +100,17 @@ def advise(n_samples: int, target_size: int, n_resamples: int = 10) -> Advice:
     else:
         reasons.append(f"level 0: {k0} clusters of about {n // k0} points each "
                        f"(aim: {POINTS_PER_CLUSTER}; the paper's pool had 74)")
-    ks = [k0]
-    while len(ks) < MAX_LEVELS and ks[-1] // LEVEL_RATIO >= MIN_TOP_CLUSTERS:
-        ks.append(ks[-1] // LEVEL_RATIO)
+    ks = _levels(k0, target)
     if len(ks) > 1:
-        reasons.append(f"levels 1-{len(ks) - 1}: {LEVEL_RATIO}x fewer clusters each (the paper: 3-20x), "
-                       f"stopping at {MAX_LEVELS} levels or {MIN_TOP_CLUSTERS} top clusters")
+        reasons.append(f"top level: {ks[-1]} clusters, about {TOP_PER_SQRT_TARGET:g} x sqrt(target) (at most "
+                       f"level 0 / {MIN_RATIO}): the target is split evenly among them, so they decide how "
+                       "finely the pool's concepts are balanced")
+        reasons.append(f"levels: {len(ks)}, each {k0 / ks[-1]:.3g}^(1/{len(ks) - 1}) = "
+                       f"{(k0 / ks[-1]) ** (1 / (len(ks) - 1)):.1f}x fewer clusters than the one below "
+                       f"({MIN_RATIO}-{MAX_RATIO}x; the paper: 3-20x)")
     else:
-        reasons.append(f"one level: {k0} clusters leave too few for a level above ({MIN_TOP_CLUSTERS} at least)")
+        reasons.append(f"one level: {k0} clusters leave too few for a level above "
+                       f"({MIN_TOP_CLUSTERS} at least, {MIN_RATIO}x fewer)")
     inputs = [n] + ks[:-1]
     sizes = [max(2, round(m / k / 2)) for m, k in zip(inputs, ks)]
     reasons.append("sample_size: half of each level's mean cluster size, at least 2 "
@@ -104,6 +123,18 @@ def advise(n_samples: int, target_size: int, n_resamples: int = 10) -> Advice:
                        f"{math.ceil(target / n)}")
     params = dict(n_clusters=ks, sample_size=sizes, n_resamples=resamples)
     return Advice(params, reasons)
+
+
+def _levels(k0, target) -> list:
+    """Clusters per level: from ``k0`` down to a top level of about
+    ``TOP_PER_SQRT_TARGET * sqrt(target)`` clusters, in as few levels as keep each
+    step at most ``MAX_RATIO`` (and at most ``MAX_LEVELS`` levels)."""
+    top = min(round(TOP_PER_SQRT_TARGET * math.sqrt(target)), k0 // MIN_RATIO)
+    if top < MIN_TOP_CLUSTERS:
+        return [k0]
+    steps = min(MAX_LEVELS - 1, max(1, math.ceil(math.log(k0 / top) / math.log(MAX_RATIO) - 1e-9)))
+    ratio = (k0 / top) ** (1 / steps)
+    return [k0] + [max(top, round(k0 / ratio**t)) for t in range(1, steps)] + [top]
 
 
 class ParameterWarning(UserWarning):

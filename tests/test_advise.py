@@ -1,12 +1,14 @@
 """The parameter advisor: its proposals are valid fits and follow the rules of thumb."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hkmeans import HierarchicalKMeans
-from hkmeans.advise import LEVEL_RATIO, MAX_LEVELS, ParameterWarning, advise, far_off
+from hkmeans.advise import MAX_LEVELS, MAX_RATIO, MIN_RATIO, TOP_PER_SQRT_TARGET, ParameterWarning, advise, far_off
 from hkmeans.hierarchy import check_hierarchy_params
 
 
@@ -19,7 +21,11 @@ def test_proposals_are_valid_parameters_and_follow_the_rules(n, target):
         assert far_off(n, ks, a.params["n_resamples"], sizes) == []
     assert 1 <= len(ks) <= MAX_LEVELS
     assert ks[0] <= max(2, target) and ks[0] <= n
-    assert all(lo == hi // LEVEL_RATIO for hi, lo in zip(ks, ks[1:]))
+    ratios = [hi / lo for hi, lo in zip(ks, ks[1:])]
+    assert all(r >= MIN_RATIO * 0.9 for r in ratios), ks  # each level merges (3x, less rounding)
+    assert len(ks) == MAX_LEVELS or all(r <= MAX_RATIO * 1.1 for r in ratios), ks
+    if len(ks) > 1:  # the top level, sized by the target
+        assert ks[-1] <= round(TOP_PER_SQRT_TARGET * math.sqrt(target)) and ks[-1] <= ks[0] // MIN_RATIO
     means = [m / k for m, k in zip([n] + ks[:-1], ks)]
     assert all(s == max(2, round(m / 2)) for s, m in zip(sizes, means))
     assert len(a.reasons) >= 3 and str(a).startswith("n_clusters = ")
