@@ -1,0 +1,114 @@
+"""The backend contract: what the engine asks of the rows of the data.
+
+The engine (:mod:`hkmeans.kmeans`, :mod:`hkmeans.seeding`, :mod:`hkmeans.hierarchy`)
+reaches the big array only through these operations, each a whole pass over the rows
+(faiss's shape: an index handed to the trainer; scikit-learn's: one ``lloyd_iter`` per
+pass), never a single kernel. Per-row arrays (labels, distances, scores) are whatever
+the backend keeps them as (NumPy arrays in process, persisted dask arrays on a
+cluster): the engine hands them back and never builds one itself.
+
+Every backend (:class:`~hkmeans.backends.cpu.CPUBackend`,
+:class:`~hkmeans.backends.csr.SparseBackend`,
+:class:`~hkmeans.backends.cuda.CUDABackend`,
+:class:`~hkmeans.backends.dask.DaskBackend`) conforms: the type checker checks it
+(``_conformance`` in :mod:`hkmeans.backends`), and so does a test.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class LloydRunProtocol(Protocol):
+    """The per-row state of one Lloyd run (labels, distances, bounds), kept inside the
+    backend between passes."""
+
+    def search(self, centers: np.ndarray) -> None:
+        """Assign every row to its nearest centre (bounds updated)."""
+
+    def step(self, centers: np.ndarray) -> Any:
+        """One pass: search, then float64 sums, counts, inertia and rows changed
+        (a :class:`~hkmeans.backends.cpu.LloydStep`)."""
+
+    def loosen(self, moves: np.ndarray) -> None:
+        """Widen the bounds by how far each centre moved."""
+
+    def farthest(self, m: int) -> tuple:
+        """The ``m`` rows farthest from their centres, their labels and weights
+        (to refill empty clusters)."""
+
+    def finish(self, order: np.ndarray) -> tuple:
+        """``(labels, squared distances, inertia)`` of the run, labels renumbered by
+        ``order``."""
+
+    def state(self) -> dict:
+        """What a checkpoint keeps to resume the run."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Where the rows of the data live and how a pass over them runs."""
+
+    shape: tuple
+    dtype: np.dtype
+    weights: Any  # per-row weights, or None
+
+    def take(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The rows ``rows`` (a small set: centres, a subset) as an in-memory array."""
+
+    def assign(self, centers: np.ndarray) -> tuple:
+        """Nearest centre of every row: ``(labels int64, squared distances float64)``."""
+
+    def routed_assign(self, parents: np.ndarray, child_offsets: np.ndarray, children: np.ndarray) -> tuple:
+        """Nearest child of each row's nearest parent (split levels)."""
+
+    def cluster_sums(self, labels: Any, k: int) -> tuple:
+        """Float64 sums of each cluster's rows, and its weight."""
+
+    def lloyd_run(self, group_offsets: np.ndarray, bounds: bool = True, state: dict | None = None) -> Any:
+        """A :class:`LloydRunProtocol` over these rows."""
+
+    def kmeans_plusplus(self, order: np.ndarray, first: int, rand: np.ndarray, weights: Any) -> np.ndarray:
+        """Greedy k-means++: one pass per centre, draws through the rows in ``order``."""
+
+    def select(self, labels: Any, k: int, take: np.ndarray, scores: Any) -> np.ndarray:
+        """``take[c]`` rows of each cluster ``c``, those with the smallest ``scores``."""
+
+    def resampling_subset(self, labels: Any, k: int, take: np.ndarray, scores: Any, alloc: Any = None) -> Any:
+        """The rows :meth:`select` picks, as a backend of their own."""
+
+    def counts(self, labels: Any, k: int) -> np.ndarray:
+        """Rows per cluster."""
+
+    def cluster_weights(self, labels: Any, k: int) -> np.ndarray:
+        """Weight per cluster (rows per cluster without weights)."""
+
+    def total(self, values: Any) -> float:
+        """The (weighted) sum of a per-row array."""
+
+    def closeness(self, sqdist: Any) -> Any:
+        """Scores by which the "closest" selection ranks rows."""
+
+    def random_scores(self, rng: np.random.Generator) -> Any:
+        """One uniform draw per row."""
+
+    def oversample(self, weights: Any, factor: float, total: float, rng: np.random.Generator) -> np.ndarray:
+        """k-means||'s independent draws."""
+
+    def other_rows(self, exclude: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+        """``m`` random rows not in ``exclude``."""
+
+    def farthest_rows(self, sqdist: Any, m: int) -> np.ndarray:
+        """The ``m`` rows of largest ``sqdist``."""
+
+    def mean_variance(self) -> float:
+        """The mean feature variance (k-means' tolerance scale)."""
+
+    def normalized(self, alloc: Any = None) -> Any:
+        """The rows scaled to unit norm, as a backend of the same kind."""
+
+    def weighted(self, weights: Any) -> Any:
+        """The same rows with per-row weights."""
