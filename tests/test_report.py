@@ -4,6 +4,8 @@ import base64
 import csv
 import io
 import json
+import shutil
+import subprocess
 from html.parser import HTMLParser
 
 import numpy as np
@@ -323,3 +325,57 @@ def test_command_line_report_shows_text_and_image_columns(tmp_path):
     assert image.size == (64, 38)
     top = data["levels"][-1]
     assert all(sum(cur for _, cur, _ in ex) == curated_examples(n, s) for ex, n, s in zip(top["e"], top["n"], top["s"]))
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ATTACKS = ("<script>document.title='x'</script>", "<img src=x onerror=\"document.title='y'\">",
+           "</script><b id=injected>b</b>", "$x^2$ & &amp; \u2028")
+
+
+class Dom(HTMLParser):
+    """The elements of a page and its text."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.text, self.title = [], [], None
+        self._in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_title = tag == "title"
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_title:
+            self.title, self._in_title = data, False
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on the PATH (.ci/run installs Debian's)")
+def test_user_strings_stay_text_in_a_real_browser(fitted, tmp_path):
+    """Labels, ids, shown values, subset names and run facts that look like HTML reach
+    the page as text: headless Chromium runs the page's script, opens a cluster (the
+    address's ``#c=``) and its DOM holds no element or script they would inject."""
+    _, blob, m = fitted
+    n = m.tree_.n_samples
+    pick = np.arange(n) % len(ATTACKS)
+    labels = np.array([f"{ATTACKS[b % 4]} {b}" for b in blob])
+    ids = np.array([f"{ATTACKS[p]}#{i}" for i, p in enumerate(pick)])
+    text = curation_report(m.tree_, {ATTACKS[0]: m.sample(300)}, labels=labels, ids=ids, show=ids[::-1].copy(),
+                           params={ATTACKS[1]: ATTACKS[2]}, info={"input": ATTACKS[1]})
+    page = tmp_path / "report.html"
+    page.write_text(text)
+    cluster = parse(text).data["levels"][0]["c"][0]
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", f"{page.as_uri()}#c=0.{cluster}"],
+                          capture_output=True, text=True, timeout=120)
+    dom = Dom()
+    dom.feed(proc.stdout)
+    assert dom.title == "hkmeans curation report", proc.stderr[-2000:]
+    assert sum(tag == "script" for tag, _ in dom.tags) == 2  # the data and the page's own script
+    assert not [attrs for _, attrs in dom.tags if "onerror" in attrs or attrs.get("id") == "injected"]
+    assert all(attrs["src"].startswith("data:image/") for tag, attrs in dom.tags if tag == "img")
+    assert not [tag for tag, _ in dom.tags if tag == "b"]
+    shown = "".join(dom.text)
+    assert "level 0 cluster" in shown  # the script ran and opened the cluster
+    assert all(f"{attack}#" in shown for attack in ATTACKS)  # ids, in the tables the script drew
+    assert all(f"{ATTACKS[b % 4]} {b}" in shown for b in range(5))  # labels, in the label table
