@@ -77,14 +77,10 @@ def named_subsets(selected) -> dict:
     return {str(name): np.asarray(rows, dtype=np.int64) for name, rows in selected.items()}
 
 
-def _plain_text(fig):
-    """Draw every text of ``fig`` as it is: labels and names come from users, and
-    matplotlib would otherwise parse ``$...$`` in them as math (or fail on it)."""
-    from matplotlib.text import Text
-
-    for text in fig.findobj(Text):
-        text.set_parse_math(False)
-    return fig
+def _plain(text) -> str:
+    """``text`` (a user's label or name) as matplotlib draws it literally: each
+    ``$`` escaped, so that nothing in it is parsed as math (or fails to parse)."""
+    return str(text).replace("$", r"\$")
 
 
 def _log_line(ax, x, values, label, **style):
@@ -92,10 +88,10 @@ def _log_line(ax, x, values, label, **style):
     it (their number in the legend); returns the line."""
     values = np.asarray(values, dtype=np.float64)
     empty = values == 0
-    (line,) = ax.plot(x, np.where(empty, np.nan, values), label=label, **style)
+    (line,) = ax.plot(x, np.where(empty, np.nan, values), label=_plain(label), **style)
     if empty.any():
         ax.plot(x[empty], np.zeros(int(empty.sum())), "|", color=line.get_color(), markersize=9, clip_on=False,
-                transform=ax.get_xaxis_transform(), label=f"{label}: {int(empty.sum())} with none")
+                transform=ax.get_xaxis_transform(), label=f"{_plain(label)}: {int(empty.sum())} with none")
     return line
 
 
@@ -135,7 +131,7 @@ def cluster_sizes(tree: ClusterTree, selected=None, level: int = 0, random_rows=
     ax.set(xlabel="cluster, by size in the pool", ylabel="points",
            title=f"cluster sizes, level {level} ({order.size} clusters)")
     ax.legend(fontsize="small")
-    return _plain_text(fig)
+    return fig
 
 
 def balance_curve(tree: ClusterTree, target_sizes, strategy="random", random_state=None):
@@ -196,7 +192,7 @@ def balance(tree: ClusterTree, target_sizes, strategy="random", random_state=Non
     ax.set(xlabel="target size", ylabel="normalised entropy", ylim=(0, 1.02),
            title=f"balance over the {tree.n_clusters[-1]} top-level clusters")
     ax.legend()
-    return _plain_text(fig)
+    return fig
 
 
 def label_counts(labels, rows=None):
@@ -255,11 +251,11 @@ def label_shares(labels, selected, random_state=None, name: str = "curated", ran
         counts = label_counts(labels, rows)[1][order]
         _log_line(ax, x, counts / max(1, counts.sum()), series, **style)
     if values.size <= 80:
-        ax.set_xticks(x, [str(v) for v in values[order]], rotation=60, ha="right", fontsize="small")
+        ax.set_xticks(x, [_plain(v) for v in values[order]], rotation=60, ha="right", fontsize="small")
     ax.set(xlabel=f"the {values.size} labels, by share of the pool", ylabel="share",
            title="labels in the pool, the curated and a random subset")
     ax.legend(fontsize="small")
-    return _plain_text(fig)
+    return fig
 
 
 def centroid_map(tree: ClusterTree, selected=None, random_rows=None, method="pca", name: str = "curated"):
@@ -297,11 +293,11 @@ def centroid_map(tree: ClusterTree, selected=None, random_rows=None, method="pca
                                 ("random", random_rows, dict(color="tab:red", marker="x", linewidths=0.8))]:
         if rows is not None:
             counts = per_cluster(tree, rows, top).astype(np.float64)
-            ax.scatter(P[:, 0], P[:, 1], s=counts * scale * tree.n_samples / max(1, counts.sum()), label=series,
+            ax.scatter(P[:, 0], P[:, 1], s=counts * scale * tree.n_samples / max(1, counts.sum()), label=_plain(series),
                        **style)
     ax.set(title=f"{how} of the {len(Y)} top-level centroids, sized by points", xticks=[], yticks=[])
     ax.legend(loc="best", fontsize="small", markerscale=0.3)
-    return _plain_text(fig)
+    return fig
 
 
 def _project(Y, method, random_state):
@@ -355,7 +351,7 @@ def projection(X, tree: ClusterTree, selected=None, n_points: int = 3000, method
     if selected is not None:
         mark = np.isin(rows, np.asarray(selected))
         ax.scatter(P[mark, 0], P[mark, 1], s=14, facecolors="none", edgecolors="black", linewidths=0.6,
-                   label=f"{name} ({int(mark.sum())} of these)")
+                   label=f"{_plain(name)} ({int(mark.sum())} of these)")
         ax.legend(loc="best")
     ax.set(title=f"{how} of {len(rows)} pool points, by top-level cluster", xticks=[], yticks=[])
-    return _plain_text(fig)
+    return fig

@@ -241,19 +241,25 @@ def _pairs(d: dict) -> list[dict]:
 
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 1em}"
          "th{text-align:left;padding-right:1em}td{padding-right:1em}img{max-width:100%}"
-         "table{border-collapse:collapse}tr:nth-child(even){background:#f6f6f6}.note{color:#555}"
+         "table{border-collapse:collapse}tr:nth-child(even){background:#f3f3f3}thead th{border-bottom:1px solid #999}"
+         ".note{color:#555}"
          "figcaption{color:#333;max-width:800px}")
 
 
-def render(figs: dict, tables: list, title: str = "hkmeans curation report", browser: str = "") -> str:
-    """The HTML page: ``tables`` then ``figs``, each figure with its caption, then
-    ``browser``.
+def _sections(tables) -> list[str]:
+    return [f"<h2>{html.escape(heading)}</h2>" + table(tid, rows, note) for heading, tid, rows, note in tables if rows]
+
+
+def render(figs: dict, tables: list, details: list = (), title: str = "hkmeans curation report",
+           browser: str = "") -> str:
+    """The HTML page: ``tables``, ``figs`` (each with its caption), ``browser``, then
+    ``details``.
 
     Parameters
     ----------
     figs : dict of str to matplotlib.figure.Figure
         Each becomes a ``<figure>`` with that id and :func:`caption`.
-    tables : list of (heading, id, rows, note)
+    tables, details : list of (heading, id, rows, note)
         Each a section (see :func:`table`); those without rows are left out.
     title : str
     browser : str, default=""
@@ -265,19 +271,15 @@ def render(figs: dict, tables: list, title: str = "hkmeans curation report", bro
     """
     esc = html.escape
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
-             f"<style>{STYLE}</style></head><body>", f"<h1>{esc(title)}</h1>"]
-    for heading, tid, rows, note in tables:
-        if rows:
-            parts += [f"<h2>{esc(heading)}</h2>", table(tid, rows, note)]
+             f"<style>{STYLE}</style></head><body>", f"<h1>{esc(title)}</h1>", *_sections(tables)]
     parts.append("<h2>Figures</h2>")
     for fid, fig in figs.items():
-        text = caption(fid)
         parts.append(f"<figure id='{fid}'><img alt='{esc(fig.axes[0].get_title())}' "
-                     f"src='data:image/png;base64,{_png(fig)}'><figcaption>{esc(text)}</figcaption></figure>")
+                     f"src='data:image/png;base64,{_png(fig)}'><figcaption>{esc(caption(fid))}</figcaption></figure>")
     if browser:
         parts += ["<h2>Clusters</h2>", "<p class='note'>Click a column's name to sort, a cluster to see its "
                   "example members and its children. Curated members are marked \u2605.</p>", browser]
-    parts.append("</body></html>")
+    parts += [*_sections(details), "</body></html>"]
     return "\n".join(parts)
 
 
@@ -328,19 +330,18 @@ def curation_report(tree: ClusterTree, selected, labels=None, params=None, info=
     random_rows = rng.choice(tree.n_samples, subsets[name].size, replace=False)
     seed = f"seed {random_state}" if isinstance(random_state, (int, np.integer)) else "the random_state given"
     info = {"hkmeans": __version__, **(info or {})}
-    tables = [("Run", "run", _pairs(info), ""),
-              ("Levels", "levels", level_rows(tree, params), "The parameters each level used, sample sizes as "
-               "resolved from the defaults; sizes are points per cluster."),
-              ("Parameters", "parameters", _pairs(params or {}), ""),
-              ("Curated subsets", "subsets", subset_rows(tree, subsets, rng),
+    tables = [("Curated subsets", "subsets", subset_rows(tree, subsets, rng),
                "Balance: normalised entropy over the top-level clusters, 1 for an even spread.")]
+    details = [("Levels", "levels", level_rows(tree, params), "The parameters each level used, sample sizes as "
+                "resolved from the defaults; sizes are points per cluster."),
+               ("Run", "run", _pairs(info), ""), ("Parameters as given", "parameters", _pairs(params or {}), "")]
     if labels is not None:
         per_label, summary = label_rows(labels, {"pool": None, name: subsets[name], "random": random_rows})
-        tables += [("Labels", "label-summary", summary,
-                    f"Random: {random_rows.size} points drawn uniformly without replacement ({seed}). Normalised "
-                    "entropy is 1 when every label has the same count; curation that worked raises it and the "
-                    "smallest label above random's."),
-                   ("Every label", "labels", per_label, "")]
+        tables.append(("Labels", "label-summary", summary,
+                       f"Random: {random_rows.size} points drawn uniformly without replacement ({seed}). "
+                       "Normalised entropy is 1 when every label has the same count; curation that worked raises "
+                       "it and the smallest label above random's."))
+        details.insert(0, ("Every label", "labels", per_label, ""))
     figs = figures(tree, subsets, labels, random_rows, rng)
     browser = browser_html(cluster_data(tree, subsets[name], ids, show, rng))
-    return render(figs, tables, browser=browser)
+    return render(figs, tables, details, browser=browser)

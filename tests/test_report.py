@@ -168,13 +168,15 @@ def test_label_figure_shows_every_label_as_plain_text(fitted):
     names = np.array(["$\\frac{1$", "$x^2$", "a_b", "<i>", "plain"])
     many = np.where(blob == 4, np.arange(blob.size) % 40, blob + 100)  # 44 labels
     assert len(plot.label_shares(many, m.sample(300), random_state=0).axes[0].get_xticklabels()) == 44
-    fig = plot.label_shares(names[blob], m.sample(300), random_state=0)
-    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
-    assert ticks == list(names)  # by pool share
-    fig.savefig(io.BytesIO(), format="png")  # would raise a ParseFatalException on "$\frac{1$" as math
-    from matplotlib.text import Text
+    fig = plot.label_shares(names[blob], m.sample(300), random_state=0, name="$\\alpha$ set")
+    from matplotlib.cbook import is_math_text
 
-    assert not any(text.get_parse_math() for text in fig.findobj(Text))
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert [t.replace(r"\$", "$") for t in ticks] == list(names)  # by pool share, each "$" escaped
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert r"\$\alpha\$ set" in legend
+    assert not any(is_math_text(t) for t in ticks + legend)
+    fig.savefig(io.BytesIO(), format="png")  # "$\frac{1$" parsed as math would raise here
 
 
 def test_centroid_map_sizes_discs_by_points(fitted):
