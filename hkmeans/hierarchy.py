@@ -138,7 +138,7 @@ def hierarchical_kmeans(
     """Fit the levels of a hierarchical k-means on validated data ``X``.
 
     The engine behind :class:`~hkmeans.HierarchicalKMeans`, whose parameters these
-    are, one to one (defaults and constraints: ``hkmeans._params.FIT_PARAMS``).
+    are, one to one, with the same defaults and constraints.
 
     Parameters
     ----------
