@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .backends import dask_module, is_dask, lookup, resolve
 from .backends.cpu import normalize_rows, row_blocks
-from ._params import FIT_PARAMS, check
+from ._params import check
 from .hierarchy import hierarchical_kmeans, tree_from_levels
 from .kmeans import check_kmeans_params, check_sample_weight, kmeans
 from ._rng import as_generator
@@ -233,7 +233,7 @@ class KMeans(_CentroidClusterer):
         metric="euclidean",
         backend="auto",
         client=None,
-        device=FIT_PARAMS["device"].default,
+        device="cpu",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -408,7 +408,7 @@ class HierarchicalKMeans(_CentroidClusterer):
         metric="euclidean",
         random_state=None,
         verbose=False,
-        device=FIT_PARAMS["device"].default,
+        device="cpu",
         backend="auto",
         client=None,
     ):

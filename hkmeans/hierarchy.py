@@ -138,7 +138,7 @@ def hierarchical_kmeans(
     """Fit the levels of a hierarchical k-means on validated data ``X``.
 
     The engine behind :class:`~hkmeans.HierarchicalKMeans`, whose parameters these
-    are, one to one (defaults and constraints: ``hkmeans._params.FIT_PARAMS``).
+    are, one to one, with the same defaults and constraints.
 
     Parameters
     ----------
@@ -223,7 +223,7 @@ def hierarchical_kmeans(
                 level = _split_level(Y, k // splits[t], splits[t], step, params)
                 how = f"split in {splits[t]}"
             else:
-                s = sizes[t] if sizes[t] is not None else int(round(_total_weight(Y) / k / 2))
+                s = sizes[t] if sizes[t] is not None else default_sample_size(_total_weight(Y), k)
                 if sizes[t] is None and resamples[t] > 0 and s <= 1 < round(Y.shape[0] / k / 2):
                     warnings.warn(
                         f"level {t}: the sample weights sum to {_total_weight(Y):.6g}, so the default sample_size "
@@ -366,6 +366,12 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
     # nearest of all centroids, which Level.assign then gives too
     parents, child_offsets = out2.get("parents"), out2.get("child_offsets")
     return Level(out2["centers"], out2["labels"], out2["sqdist"], n_iter, parents, child_offsets)
+
+
+def default_sample_size(total_weight, n_clusters) -> int:
+    """The ``sample_size`` of a level whose input weighs ``total_weight`` (its rows,
+    unweighted) when none is given: about half its average cluster's weight."""
+    return int(round(total_weight / n_clusters / 2))
 
 
 def _total_weight(Y) -> float:

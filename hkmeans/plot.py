@@ -1,5 +1,5 @@
 """Figures of what curation did: cluster sizes, balance against target size, label
-shares and a 2-D projection. Each function returns a :class:`matplotlib.figure.Figure`
+shares, the top-level centroids and a 2-D projection of points. Each function returns a :class:`matplotlib.figure.Figure`
 (made without pyplot, so no display or global state is touched); matplotlib is the
 optional extra ``hkmeans[plot]``."""
 
@@ -77,10 +77,30 @@ def named_subsets(selected) -> dict:
     return {str(name): np.asarray(rows, dtype=np.int64) for name, rows in selected.items()}
 
 
-def cluster_sizes(tree: ClusterTree, selected=None, level: int = 0):
-    """Rank plot (log-log) of the cluster sizes of ``level`` in the pool and, given
+def _plain(text) -> str:
+    """``text`` (a user's label or name) as matplotlib draws it literally: each
+    ``$`` escaped, so that nothing in it is parsed as math (or fails to parse)."""
+    return str(text).replace("$", r"\$")
+
+
+def _log_line(ax, x, values, label, **style):
+    """``values`` on a log axis, zeros left out of the line and marked as ticks under
+    it (their number in the legend); returns the line."""
+    values = np.asarray(values, dtype=np.float64)
+    empty = values == 0
+    (line,) = ax.plot(x, np.where(empty, np.nan, values), label=_plain(label), **style)
+    if empty.any():
+        ax.plot(x[empty], np.zeros(int(empty.sum())), "|", color=line.get_color(), markersize=9, clip_on=False,
+                transform=ax.get_xaxis_transform(), label=f"{_plain(label)}: {int(empty.sum())} with none")
+    return line
+
+
+def cluster_sizes(tree: ClusterTree, selected=None, level: int = 0, random_rows=None):
+    """Sizes of the clusters of ``level`` (log scale) in the pool and, given
     ``selected`` (indices of the curated subset, or several subsets by name), in each
-    curated subset.
+    curated subset and in ``random_rows`` (a random subset), every line over the same
+    clusters, in the pool's order (largest first). Clusters a line does not reach are
+    marked under the axis.
 
     Parameters
     ----------
@@ -89,6 +109,8 @@ def cluster_sizes(tree: ClusterTree, selected=None, level: int = 0):
     selected : array-like of int, mapping of str to array-like of int, or None, default=None
         One line per subset, labelled with its name (see :func:`named_subsets`).
     level : int, default=0
+    random_rows : array-like of int or None, default=None
+        A uniformly random subset, drawn dashed as ``random``.
 
     Returns
     -------
@@ -96,13 +118,19 @@ def cluster_sizes(tree: ClusterTree, selected=None, level: int = 0):
     """
     fig = _figure()
     ax = fig.add_subplot()
-    pool = np.sort(tree.sizes(level))[::-1]
-    ax.loglog(np.arange(1, pool.size + 1), np.maximum(pool, 0.5), label="pool")
+    sizes = tree.sizes(level)
+    order = np.argsort(-sizes, kind="stable")
+    x = np.arange(1, order.size + 1)
+    ax.set_yscale("log")
+    ax.set_xscale("log" if order.size > 50 else "linear")
+    _log_line(ax, x, sizes[order], "pool", color="0.3")
     for name, rows in named_subsets(selected).items():
-        cur = np.sort(per_cluster(tree, rows, level))[::-1]
-        ax.loglog(np.arange(1, cur.size + 1), np.maximum(cur, 0.5), label=name)
-    ax.set(xlabel="cluster rank", ylabel="points", title=f"cluster sizes, level {level}")
-    ax.legend()
+        _log_line(ax, x, per_cluster(tree, rows, level)[order], name)
+    if random_rows is not None:
+        _log_line(ax, x, per_cluster(tree, random_rows, level)[order], "random", linestyle="--", color="tab:red")
+    ax.set(xlabel="cluster, by size in the pool", ylabel="points",
+           title=f"cluster sizes, level {level} ({order.size} clusters)")
+    ax.legend(fontsize="small")
     return fig
 
 
@@ -167,9 +195,30 @@ def balance(tree: ClusterTree, target_sizes, strategy="random", random_state=Non
     return fig
 
 
-def label_shares(labels, selected, random_state=None, top: int = 15, name: str = "curated"):
-    """Share of each label (the ``top`` commonest in the pool, the rest as "other") in
-    the pool, the curated subset ``selected`` and a random subset of the same size.
+def label_counts(labels, rows=None):
+    """The distinct labels, sorted, and how many of ``rows`` (indices of pool points,
+    repeats counted; all of them for None) carry each.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_samples,)
+    rows : array-like of int or None, default=None
+
+    Returns
+    -------
+    values : ndarray of shape (n_labels,)
+    counts : ndarray of int64, one per value
+    """
+    labels = np.asarray(labels)
+    values, codes = np.unique(labels, return_inverse=True)
+    codes = codes.ravel() if rows is None else codes.ravel()[np.asarray(rows, dtype=np.int64)]
+    return values, np.bincount(codes, minlength=values.size)
+
+
+def label_shares(labels, selected, random_state=None, name: str = "curated", random_rows=None):
+    """Share of every label (log scale, sorted by pool share) in the pool, the
+    curated subset ``selected`` and a random subset of the same size. Labels a subset
+    misses are marked under the axis; label names are drawn as text (no math).
 
     Parameters
     ----------
@@ -177,9 +226,11 @@ def label_shares(labels, selected, random_state=None, top: int = 15, name: str =
         One label per pool point.
     selected : array-like of int
     random_state : int, Generator, RandomState or None
-    top : int, default=15
+        Draws the random subset when ``random_rows`` is None.
     name : str, default="curated"
         The legend's name of ``selected``.
+    random_rows : array-like of int or None, default=None
+        The random subset to compare with.
 
     Returns
     -------
@@ -187,28 +238,65 @@ def label_shares(labels, selected, random_state=None, top: int = 15, name: str =
     """
     labels = np.asarray(labels)
     selected = np.asarray(selected, dtype=np.int64)
-    rng = as_generator(random_state)
-    values, counts = np.unique(labels, return_counts=True)
-    order = np.argsort(-counts, kind="stable")
-    kept = values[order[:top]]
-    names = [str(v) for v in kept] + (["other"] if len(values) > top else [])
-
-    def shares(rows):
-        lab = labels[rows]
-        out = [np.count_nonzero(lab == v) for v in kept]
-        if len(values) > top:
-            out.append(lab.size - sum(out))
-        return np.asarray(out, dtype=np.float64) / max(1, lab.size)
-
-    random_rows = rng.choice(labels.size, min(selected.size, labels.size), replace=False)
-    fig = _figure(max(6.4, 0.45 * len(names) + 2))
+    if random_rows is None:
+        random_rows = as_generator(random_state).choice(labels.size, min(selected.size, labels.size), replace=False)
+    values, pool = label_counts(labels)
+    order = np.argsort(-pool, kind="stable")
+    x = np.arange(values.size)
+    fig = _figure(min(16.0, max(6.4, 0.22 * values.size + 2)), 4.4)
     ax = fig.add_subplot()
-    x = np.arange(len(names))
-    for i, (bars, rows) in enumerate([("pool", np.arange(labels.size)), (name, selected), ("random", random_rows)]):
-        ax.bar(x + (i - 1) * 0.27, shares(rows), width=0.27, label=bars)
-    ax.set_xticks(x, names, rotation=45, ha="right")
-    ax.set(ylabel="share", title="labels in the pool, the curated and a random subset")
-    ax.legend()
+    ax.set_yscale("log")
+    for series, rows, style in [("pool", None, dict(color="0.3")), (name, selected, dict(marker="o", markersize=3)),
+                                ("random", random_rows, dict(linestyle="--", color="tab:red"))]:
+        counts = label_counts(labels, rows)[1][order]
+        _log_line(ax, x, counts / max(1, counts.sum()), series, **style)
+    if values.size <= 80:
+        ax.set_xticks(x, [_plain(v) for v in values[order]], rotation=60, ha="right", fontsize="small")
+    ax.set(xlabel=f"the {values.size} labels, by share of the pool", ylabel="share",
+           title="labels in the pool, the curated and a random subset")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def centroid_map(tree: ClusterTree, selected=None, random_rows=None, method="pca", name: str = "curated"):
+    """The top-level centroids in 2-D (PCA; UMAP with ``method="umap"``, or
+    ``"auto"`` where umap-learn is installed), each drawn as a disc whose area is its
+    cluster's size in the pool and, filled, in ``selected``; a cluster ``random_rows``
+    reaches but ``selected`` does not shows its ring only. Needs the tree's centroids.
+
+    Parameters
+    ----------
+    tree : ClusterTree
+    selected : array-like of int or None, default=None
+    random_rows : array-like of int or None, default=None
+        Drawn as crosses sized by their counts, for comparison.
+    method : {"pca", "umap", "auto"}, default="pca"
+    name : str, default="curated"
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if tree.centroids is None:
+        raise ValueError("the tree has no centroids to place; fit it with a model that keeps them.")
+    top = tree.n_levels - 1
+    Y = np.asarray(tree.centroids[top], dtype=np.float64)
+    if Y.shape[1] < 2:
+        Y = np.column_stack([Y, np.zeros(len(Y))])
+    P, how = _project(Y, method, 0) if len(Y) > 2 else (Y[:, :2], "first two coordinates")
+    pool = tree.sizes(top).astype(np.float64)
+    scale = 900.0 / max(1.0, pool.max())
+    fig = _figure(6.4, 5.6)
+    ax = fig.add_subplot()
+    ax.scatter(P[:, 0], P[:, 1], s=pool * scale, facecolors="none", edgecolors="0.4", linewidths=0.7, label="pool")
+    for series, rows, style in [(name, selected, dict(color="tab:blue", alpha=0.6, linewidths=0)),
+                                ("random", random_rows, dict(color="tab:red", marker="x", linewidths=0.8))]:
+        if rows is not None:
+            counts = per_cluster(tree, rows, top).astype(np.float64)
+            ax.scatter(P[:, 0], P[:, 1], s=counts * scale * tree.n_samples / max(1, counts.sum()), label=_plain(series),
+                       **style)
+    ax.set(title=f"{how} of the {len(Y)} top-level centroids, sized by points", xticks=[], yticks=[])
+    ax.legend(loc="best", fontsize="small", markerscale=0.3)
     return fig
 
 
@@ -263,7 +351,7 @@ def projection(X, tree: ClusterTree, selected=None, n_points: int = 3000, method
     if selected is not None:
         mark = np.isin(rows, np.asarray(selected))
         ax.scatter(P[mark, 0], P[mark, 1], s=14, facecolors="none", edgecolors="black", linewidths=0.6,
-                   label=f"{name} ({int(mark.sum())} of these)")
+                   label=f"{_plain(name)} ({int(mark.sum())} of these)")
         ax.legend(loc="best")
     ax.set(title=f"{how} of {len(rows)} pool points, by top-level cluster", xticks=[], yticks=[])
     return fig

@@ -1,16 +1,21 @@
 """A curation report: one self-contained HTML file (figures embedded as PNG, no
-network needed to open it) with the run's parameters and the figures of
-:mod:`hkmeans.plot`."""
+network needed to open it) with the run's parameters per level, tables of the
+curated subsets and of the labels beside a random subset of the same size (each
+downloadable as CSV), the figures of :mod:`hkmeans.plot` with captions saying how
+to read them, and the cluster browser of :mod:`hkmeans.browser`."""
 
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import io
 
 import numpy as np
 
-from . import plot
+from . import __version__, plot
+from .browser import browser_html, cluster_data
+from .hierarchy import default_sample_size
 from ._rng import as_generator
 from .tree import ClusterTree
 
@@ -68,14 +73,107 @@ def subset_rows(tree: ClusterTree, selected, random_state=0) -> list[dict]:
     return rows
 
 
-def figures(tree: ClusterTree, selected, X=None, labels=None, random_state=0) -> dict:
-    """The report's figures by id: ``sizes-level-T`` for each level, ``balance``,
-    ``labels`` (with ``labels``) and ``projection`` (with the pool ``X``).
+
+def label_rows(labels, subsets: dict) -> tuple[list, list]:
+    """Every label's count and share in each of ``subsets`` (the pool among them), by
+    pool count; and per subset: labels covered, normalised entropy over the labels,
+    smallest and largest label count.
 
     Parameters
     ----------
-    tree, selected, X, labels, random_state
+    labels : array-like of shape (n_samples,)
+    subsets : dict of str to array-like of int or None
+        None stands for the whole pool.
+
+    Returns
+    -------
+    per_label, summary : list of dict
+    """
+    values, _ = plot.label_counts(labels)
+    counts = {name: plot.label_counts(labels, rows)[1] for name, rows in subsets.items()}
+    first = next(iter(counts.values()))
+    per_label = []
+    for i in np.argsort(-first, kind="stable"):
+        row = {"label": str(values[i])}
+        for name, c in counts.items():
+            row[f"{name} count"] = int(c[i])
+            row[f"{name} share"] = f"{c[i] / max(1, c.sum()):.4f}"
+        per_label.append(row)
+    summary = [{"subset": name, "points": int(c.sum()),
+                f"labels covered (of {values.size})": int(np.count_nonzero(c)),
+                "coverage": f"{np.count_nonzero(c) / values.size:.3f}",
+                "normalised entropy": f"{plot.normalized_entropy(c):.3f}",
+                "smallest label": int(c.min()), "largest label": int(c.max())} for name, c in counts.items()]
+    return per_label, summary
+
+
+def level_rows(tree: ClusterTree, params: dict | None) -> list[dict]:
+    """Per level, the parameters the fit used (sample sizes resolved, not None) and
+    its clusters' sizes.
+
+    Parameters
+    ----------
+    tree : ClusterTree
+    params : dict or None
+        The fit's parameters (``n_resamples``, ``sample_size``, ``n_splits``: one
+        value or one per level); those missing are left out.
+
+    Returns
+    -------
+    list of dict
+    """
+    params = params or {}
+
+    def at(name, t):
+        value = params.get(name)
+        return value[t] if isinstance(value, (list, tuple)) else value
+
+    rows = []
+    for t in range(tree.n_levels):
+        sizes = tree.sizes(t)
+        row = {"level": t, "clusters": int(sizes.size), "empty": int(np.count_nonzero(sizes == 0)),
+               "smallest": int(sizes.min()), "median": float(np.median(sizes)), "largest": int(sizes.max())}
+        if "n_resamples" in params:
+            weight = tree.n_samples if t == 0 else tree.n_clusters[t - 1]
+            if t == 0 and tree.sample_weight is not None:
+                weight = float(tree.sample_weight.sum())
+            size = at("sample_size", t)
+            size = default_sample_size(weight, sizes.size) if size is None else int(size)
+            split = at("n_splits", t) or 1
+            resampled = at("n_resamples", t) if size > 1 and split == 1 else 0
+            row.update({"resamples": resampled, "sample size": size if resampled else "-", "splits": split})
+        rows.append(row)
+    return rows
+
+
+CAPTIONS = {
+    "sizes": ("Points per cluster of level {t}, every line over the same clusters in the pool's order (largest "
+              "first, log scales). Random follows the pool; a curated subset that worked is flatter: fewer points "
+              "from the big clusters, more from the small ones. Ticks under the axis count clusters a line does "
+              "not reach."),
+    "balance": ("Normalised entropy over the top-level clusters (1: the same number of points in each) against "
+                "subset size, for curated and random subsets; stars mark the subsets of this report. Curated "
+                "above random means curation evened the clusters out. This measure uses hkmeans's own clusters: "
+                "the labels, when given, are the independent evidence."),
+    "labels": ("Every label's share (log scale), labels sorted by share of the pool. Random follows the pool; a "
+               "curated subset that worked is flatter: smaller shares for the commonest labels, larger for the "
+               "rare ones, and fewer labels missed (ticks under the axis)."),
+    "centroids": ("The top-level centroids in 2-D. Ring area: the cluster's points in the pool; filled disc: in "
+                  "the curated subset; cross: in the random subset (both scaled to the pool's total). Worked: "
+                  "discs of about one size everywhere while rings and crosses grow where the pool is dense."),
+}
+
+
+def figures(tree: ClusterTree, selected, labels=None, random_rows=None, random_state=0) -> dict:
+    """The report's figures by id: ``sizes-level-T`` for each level, ``balance``,
+    ``labels`` (with ``labels``) and ``centroids`` (where the tree has centroids).
+
+    Parameters
+    ----------
+    tree, selected, labels, random_state
         As in :func:`curation_report`.
+    random_rows : array-like of int or None, default=None
+        The random subset the figures compare with.
 
     Returns
     -------
@@ -83,65 +181,112 @@ def figures(tree: ClusterTree, selected, X=None, labels=None, random_state=0) ->
     """
     subsets = plot.named_subsets(selected)
     sizes = [rows.size for rows in subsets.values()]
-    out = {f"sizes-level-{t}": plot.cluster_sizes(tree, subsets, t) for t in range(tree.n_levels)}
+    out = {f"sizes-level-{t}": plot.cluster_sizes(tree, subsets, t, random_rows) for t in range(tree.n_levels)}
     out["balance"] = plot.balance(tree, target_sizes(tree.n_samples, sizes), random_state=random_state,
                                   selected=subsets)
-    name = max(subsets, key=lambda n: subsets[n].size)  # the first of the largest
+    name = largest(subsets)
     if labels is not None:
-        out["labels"] = plot.label_shares(labels, subsets[name], random_state=random_state, name=name)
-    if X is not None:
-        out["projection"] = plot.projection(X, tree, subsets[name], random_state=random_state, name=name)
+        out["labels"] = plot.label_shares(labels, subsets[name], name=name, random_rows=random_rows)
+    if tree.centroids is not None:
+        out["centroids"] = plot.centroid_map(tree, subsets[name], random_rows, name=name)
     return out
 
 
-def render(figs: dict, params: dict | None = None, info: dict | None = None, title="hkmeans curation report",
-           subsets: list | None = None) -> str:
-    """The HTML page of ``figs``, with tables of ``params``, ``info`` and ``subsets``.
+def largest(subsets: dict) -> str:
+    """The name of the first of the largest of ``subsets``."""
+    return max(subsets, key=lambda n: subsets[n].size)
+
+
+def caption(fid: str) -> str:
+    """How to read the figure ``fid`` and what a curation that worked looks like."""
+    if fid.startswith("sizes-level-"):
+        return CAPTIONS["sizes"].format(t=fid.rsplit("-", 1)[1])
+    return CAPTIONS[fid]
+
+
+def _csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return base64.b64encode(buf.getvalue().encode("utf-8")).decode("ascii")
+
+
+def table(tid: str, rows: list[dict], note: str = "") -> str:
+    """``rows`` (dicts with the same keys) as an HTML table with id ``tid``, a note
+    under it and a link to the same table as ``tid.csv`` (embedded).
 
     Parameters
     ----------
-    figs : dict of str to matplotlib.figure.Figure
-        Each becomes a ``<figure>`` with that id, its first axes' title as caption.
-    params, info : dict or None
-    title : str
-    subsets : list of dict or None, default=None
-        Rows of a table with a column per key (:func:`subset_rows`), ``id='subsets'``.
+    tid : str
+    rows : list of dict
+    note : str, default=""
 
     Returns
     -------
     str
     """
+    esc = html.escape
+    head = "".join(f"<th>{esc(str(k))}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row.values()) + "</tr>" for row in rows)
+    link = (f"<a class='csv' download='{tid}.csv' href='data:text/csv;charset=utf-8;base64,{_csv(rows)}'>"
+            f"{tid}.csv</a>")
+    note = f"<p class='note'>{esc(note)}</p>" if note else ""
+    return f"<table id='{tid}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}<p>{link}</p>"
 
-    def table(d):
-        rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in d.items())
-        return f"<table>{rows}</table>"
 
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}th{text-align:left;padding-right:1em}"
-             "img{max-width:100%}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
-    if info:
-        parts += ["<h2>Run</h2>", table(info)]
-    if params:
-        parts += ["<h2>Parameters</h2>", table(params)]
-    if subsets:
-        head = "".join(f"<th>{html.escape(str(k))}</th>" for k in subsets[0])
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row.values()) + "</tr>"
-                       for row in subsets)
-        parts += ["<h2>Curated subsets</h2>", f"<table id='subsets'><tr>{head}</tr>{body}</table>",
-                  "<p>Balance: normalised entropy over the top-level clusters, 1 for an even spread.</p>"]
+def _pairs(d: dict) -> list[dict]:
+    return [{"name": str(k), "value": str(v)} for k, v in d.items()]
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 1em}"
+         "th{text-align:left;padding-right:1em}td{padding-right:1em}img{max-width:100%}"
+         "table{border-collapse:collapse}tr:nth-child(even){background:#f3f3f3}thead th{border-bottom:1px solid #999}"
+         ".note{color:#555}"
+         "figcaption{color:#333;max-width:800px}")
+
+
+def _sections(tables) -> list[str]:
+    return [f"<h2>{html.escape(heading)}</h2>" + table(tid, rows, note) for heading, tid, rows, note in tables if rows]
+
+
+def render(figs: dict, tables: list, details: list = (), title: str = "hkmeans curation report",
+           browser: str = "") -> str:
+    """The HTML page: ``tables``, ``figs`` (each with its caption), ``browser``, then
+    ``details``.
+
+    Parameters
+    ----------
+    figs : dict of str to matplotlib.figure.Figure
+        Each becomes a ``<figure>`` with that id and :func:`caption`.
+    tables, details : list of (heading, id, rows, note)
+        Each a section (see :func:`table`); those without rows are left out.
+    title : str
+    browser : str, default=""
+        The cluster browser's HTML (:func:`hkmeans.browser.browser_html`).
+
+    Returns
+    -------
+    str
+    """
+    esc = html.escape
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
+             f"<style>{STYLE}</style></head><body>", f"<h1>{esc(title)}</h1>", *_sections(tables)]
     parts.append("<h2>Figures</h2>")
     for fid, fig in figs.items():
-        caption = fig.axes[0].get_title() if fig.axes else fid
-        parts.append(f"<figure id='{fid}'><img alt='{html.escape(caption)}' src='data:image/png;base64,{_png(fig)}'>"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    parts.append("</body></html>")
+        parts.append(f"<figure id='{fid}'><img alt='{esc(fig.axes[0].get_title())}' "
+                     f"src='data:image/png;base64,{_png(fig)}'><figcaption>{esc(caption(fid))}</figcaption></figure>")
+    if browser:
+        parts += ["<h2>Clusters</h2>", "<p class='note'>Click a column's name to sort, a cluster to see its "
+                  "example members and its children. Curated members are marked \u2605.</p>", browser]
+    parts += [*_sections(details), "</body></html>"]
     return "\n".join(parts)
 
 
-def curation_report(tree: ClusterTree, selected, X=None, labels=None, params=None, info=None, random_state=0) -> str:
+def curation_report(tree: ClusterTree, selected, labels=None, params=None, info=None, random_state=0,
+                    ids=None, show=None) -> str:
     """The report of curating ``selected`` (indices of data points, or several subsets
-    by name) from the pool of ``tree``: HTML text. ``X`` (the pool, read only at the
-    drawn rows) adds the projection, ``labels`` (one per pool point) the label shares.
+    by name) from the pool of ``tree``: HTML text.
 
     Parameters
     ----------
@@ -149,24 +294,54 @@ def curation_report(tree: ClusterTree, selected, X=None, labels=None, params=Non
     selected : array-like of int or mapping of str to array-like of int
         One curated subset, or several by name (e.g. the files of a run directory, one
         per target size): each is a line of the cluster-size figures, a star of the
-        balance figure and a row of the table of subsets; the label shares and the
-        projection show the largest.
-    X : array-like of shape (n_samples, n_features) or None, default=None
+        balance figure and a row of the table of subsets; the label table, the label
+        and centroid figures and the cluster browser show the largest.
     labels : array-like of shape (n_samples,) or None, default=None
-    params, info : dict or None, default=None
-        Tables of the run's parameters and facts.
+        One label per pool point (a class, a source, a language...).
+    params : dict or None, default=None
+        The fit's parameters: a table, and the per-level table's resolved values.
+    info : dict or None, default=None
+        Facts about the run (times, paths); the hkmeans version is added.
     random_state : int, Generator, RandomState or None, default=0
+        Draws the random subset every comparison uses (the size of the largest
+        curated subset) and the clusters and members the browser shows.
+    ids : array-like of shape (n_samples,) or None, default=None
+        Each point's id, shown for example members (default: its row).
+    show : array-like of shape (n_samples,) or None, default=None
+        A value per point shown for example members: text as a snippet, paths of
+        image files as thumbnails (needs Pillow).
 
     Returns
     -------
     str
         A self-contained HTML page.
     """
-    if labels is not None and len(labels) != tree.n_samples:
-        raise ValueError(f"labels has {len(labels)} entries but the pool has {tree.n_samples} points.")
-    if X is not None and len(X) != tree.n_samples:
-        raise ValueError(f"X has {len(X)} rows but the pool has {tree.n_samples} points.")
-    if not plot.named_subsets(selected):
+    subsets = plot.named_subsets(selected)
+    for name, values in (("labels", labels), ("ids", ids), ("show", show)):
+        if values is not None and len(values) != tree.n_samples:
+            raise ValueError(f"{name} has {len(values)} entries but the pool has {tree.n_samples} points.")
+    if not subsets:
         raise ValueError("selected holds no subset.")
-    figs = figures(tree, selected, X, labels, random_state)
-    return render(figs, params, info, subsets=subset_rows(tree, selected, random_state))
+    for name, rows in subsets.items():
+        if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= tree.n_samples)):
+            raise ValueError(f"subset {name!r} must be 1-D indices in [0, {tree.n_samples}).")
+    rng = as_generator(random_state)
+    name = largest(subsets)
+    random_rows = rng.choice(tree.n_samples, subsets[name].size, replace=False)
+    seed = f"seed {random_state}" if isinstance(random_state, (int, np.integer)) else "the random_state given"
+    info = {"hkmeans": __version__, **(info or {})}
+    tables = [("Curated subsets", "subsets", subset_rows(tree, subsets, rng),
+               "Balance: normalised entropy over the top-level clusters, 1 for an even spread.")]
+    details = [("Levels", "levels", level_rows(tree, params), "The parameters each level used, sample sizes as "
+                "resolved from the defaults; sizes are points per cluster."),
+               ("Run", "run", _pairs(info), ""), ("Parameters as given", "parameters", _pairs(params or {}), "")]
+    if labels is not None:
+        per_label, summary = label_rows(labels, {"pool": None, name: subsets[name], "random": random_rows})
+        tables.append(("Labels", "label-summary", summary,
+                       f"Random: {random_rows.size} points drawn uniformly without replacement ({seed}). "
+                       "Normalised entropy is 1 when every label has the same count; curation that worked raises "
+                       "it and the smallest label above random's."))
+        details.insert(0, ("Every label", "labels", per_label, ""))
+    figs = figures(tree, subsets, labels, random_rows, rng)
+    browser = browser_html(cluster_data(tree, subsets[name], ids, show, rng))
+    return render(figs, tables, details, browser=browser)

@@ -285,7 +285,7 @@ def test_demo_prints_counts_and_writes_a_png(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     page = (tmp_path / "demo" / "report.html").read_text()
     figures = re.findall(r"<figure id='([^']+)'>", page)
-    assert figures == ["sizes-level-0", "sizes-level-1", "balance", "labels", "projection"]
+    assert figures == ["sizes-level-0", "sizes-level-1", "balance", "labels", "centroids"]
 
 
 # resuming

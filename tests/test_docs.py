@@ -17,6 +17,7 @@ language and not shown on the page, first. How blocks are found and run:
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import os
 import re
@@ -212,8 +213,33 @@ def test_figures_exist_and_are_small():
         assert image.stat().st_size < 150_000, f"{image.name}: {image.stat().st_size} bytes"
 
 
-def test_mkdocs_build_strict(tmp_path):
-    """The site builds without a warning (broken links, docstrings griffe cannot parse)."""
+FENCE = re.compile(r"^([ \t]*)(```|~~~)[^\n]*\n(.*?)^\1\2[ \t]*$", re.S | re.M)
+#: Words and names a user page has no use for: private modules and attributes, the
+#: classes mkdocstrings would list as bases, escaped pipes shown as they are.
+PRIVATE = re.compile(r"hkmeans\._\w+|\b_params\b|FIT_PARAMS|\bBases:|_CentroidClusterer|\bissues?\b|"
+                     r"\backlog\b|\btracker\b|\backnowledged\b|\\\|")
+
+
+def test_code_blocks_fit_in_80_columns():
+    """Every line of every fenced block of README.md and docs/, and of the gallery's
+    scripts, is at most 80 characters: the site's code column shows about that many
+    before it scrolls."""
+    long = []
+    for script in sorted((ROOT / "docs" / "examples").glob("*.py")):  # shown whole on the examples page
+        long += [f"{script.relative_to(ROOT)}:{i}: {len(line)} characters"
+                 for i, line in enumerate(script.read_text().splitlines(), 1) if len(line) > 80]
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for block in FENCE.finditer(text):
+            first = text.count("\n", 0, block.start()) + 2
+            long += [f"{page.relative_to(ROOT)}:{first + i}: {len(line)} characters"
+                     for i, line in enumerate(block.group(3).splitlines()) if len(line) > 80]
+    assert not long, "\n".join(long)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site built with ``mkdocs build --strict``: ``(process, folder)``."""
     for module in ("mkdocs", "material", "mkdocstrings_handlers.python"):
         try:
             found = importlib.util.find_spec(module)
@@ -221,13 +247,39 @@ def test_mkdocs_build_strict(tmp_path):
             found = None
         if found is None:
             pytest.skip(f'{module} is not installed: pip install ".[docs]"')
+    folder = tmp_path_factory.mktemp("site")
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(folder)],
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=300,
     )
+    return done, folder
+
+
+def test_mkdocs_build_strict(site):
+    """The site builds without a warning (broken links, docstrings griffe cannot parse)
+    and works from files: pages are ``.html`` files, search needs no server."""
+    done, folder = site
     assert done.returncode == 0, done.stderr[-4000:]
-    assert (tmp_path / "site" / "api" / "estimators" / "index.html").is_file()
-    assert "HierarchicalKMeans" in (tmp_path / "site" / "api" / "estimators" / "index.html").read_text()
-    for page in (tmp_path / "site" / "api").rglob("*.html"):  # docs/griffe_roles.py rewrote every role
+    page = folder / "api" / "estimators.html"
+    assert "HierarchicalKMeans" in page.read_text()
+    for page in (folder / "api").rglob("*.html"):  # docs/griffe_roles.py rewrote every role
         assert not re.search(r":(func|class|meth|data|mod|attr):<code>", page.read_text()), page
+    assert 'href="getting-started.html"' in (folder / "index.html").read_text()
+    assert (folder / "search" / "search_index.js").is_file()  # the offline plugin's index
+    assert "arithmatex" not in (folder / "index.html").read_text()
+
+
+def test_user_pages_name_nothing_private(site):
+    """The built user pages (all but the developers' section) show no private module or
+    attribute, no base class of the implementation and no literal ``\\|``."""
+    done, folder = site
+    assert done.returncode == 0, done.stderr[-4000:]
+    found = []
+    for page in sorted(folder.rglob("*.html")):
+        name = page.relative_to(folder).as_posix()
+        if name.startswith(("developer/", "assets/")) or name == "404.html":
+            continue
+        text = html.unescape(re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8")))
+        found += [f"{name}: ...{text[max(0, m.start() - 40): m.end() + 20]!r}" for m in PRIVATE.finditer(text)]
+    assert not found, "\n".join(found)

@@ -1,5 +1,11 @@
 """The curation report and its figures, from Python and from the command line."""
 
+import base64
+import csv
+import io
+import json
+import shutil
+import subprocess
 from html.parser import HTMLParser
 
 import numpy as np
@@ -8,46 +14,61 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from hkmeans import ClusterTree, HierarchicalKMeans, plot  # noqa: E402
+from hkmeans.browser import cluster_data, to_json  # noqa: E402
 from hkmeans.report import curation_report  # noqa: E402
 
 from .test_cli import hkmeans  # noqa: E402
 
 
 class Page(HTMLParser):
-    """Figure ids, their images' sources, table headers and the rows of the table of
-    curated subsets (column name to text) of a report."""
+    """A report as data: its tables by id (a list of rows, column name to text), its
+    CSV links by file name (decoded rows), its figures by id (caption), its images'
+    sources and the browser's JSON data."""
 
     def __init__(self):
         super().__init__()
-        self.figures, self.images, self.headers, self.subsets = [], [], [], []
-        self._cell, self._in_subsets, self._columns, self._row = None, False, [], []
+        self.tables, self.csv, self.figures, self.images, self.data = {}, {}, {}, [], None
+        self._table = self._row = self._text = self._figure = self._json = None
+        self._columns = []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "figure":
-            self.figures.append(attrs["id"])
-        elif tag == "img":
-            self.images.append(attrs["src"])
-        elif tag == "table":
-            self._in_subsets = attrs.get("id") == "subsets"
+        if tag == "table" and "id" in attrs:
+            self._table, self._columns = attrs["id"], []
+            self.tables[self._table] = []
         elif tag == "tr":
             self._row = []
-        self._cell = tag if tag in ("th", "td") else None
+        elif tag in ("th", "td", "figcaption"):
+            self._text = ""
+        elif tag == "figure":
+            self._figure = attrs["id"]
+        elif tag == "img":
+            self.images.append(attrs["src"])
+        elif tag == "a" and attrs.get("download"):
+            text = base64.b64decode(attrs["href"].split("base64,", 1)[1]).decode("utf-8")
+            self.csv[attrs["download"]] = list(csv.DictReader(io.StringIO(text)))
+        elif tag == "script" and attrs.get("type") == "application/json":
+            self._json = ""
 
     def handle_endtag(self, tag):
-        if tag == "tr" and self._in_subsets and self._row:
-            self.subsets.append(dict(zip(self._columns, self._row)))
+        if tag in ("th", "td") and self._table:
+            (self._columns if tag == "th" else self._row).append(self._text)
+        elif tag == "tr" and self._table and self._row:
+            self.tables[self._table].append(dict(zip(self._columns, self._row)))
         elif tag == "table":
-            self._in_subsets = False
+            self._table = None
+        elif tag == "figcaption":
+            self.figures[self._figure] = self._text
+        elif tag == "script" and self._json is not None:
+            self.data, self._json = json.loads(self._json), None
+        if tag in ("th", "td", "figcaption"):
+            self._text = None
 
     def handle_data(self, data):
-        if self._cell == "th":
-            self.headers.append(data)
-            if self._in_subsets:
-                self._columns.append(data)
-        elif self._cell == "td" and self._in_subsets:
-            self._row.append(data)
-        self._cell = None
+        if self._text is not None:
+            self._text += data
+        if self._json is not None:
+            self._json += data
 
 
 def parse(text):
@@ -85,37 +106,135 @@ def test_curation_is_more_balanced_than_random_on_unbalanced_blobs(fitted):
     assert all(c > r for c, r in zip(curated, rand)), (curated, rand)
 
 
-def test_the_report_holds_every_figure_with_and_without_labels(fitted):
+def test_the_report_holds_every_table_and_figure_with_and_without_labels(fitted):
     X, blob, m = fitted
     selected = m.sample(300)
-    without = parse(curation_report(m.tree_, selected, params={"n_clusters": (40, 5)}))
-    assert without.figures == ["sizes-level-0", "sizes-level-1", "balance"]
-    full = parse(curation_report(m.tree_, selected, X, labels=blob.astype(str), info={"curated points": 300}))
-    assert full.figures == ["sizes-level-0", "sizes-level-1", "balance", "labels", "projection"]
+    without = parse(curation_report(m.tree_, selected, params={"n_clusters": (40, 5), "n_resamples": 3,
+                                                               "sample_size": None}))
+    assert list(without.figures) == ["sizes-level-0", "sizes-level-1", "balance", "centroids"]
+    assert all(len(caption) > 100 for caption in without.figures.values())
+    assert set(without.tables) == {"run", "levels", "parameters", "subsets"}
+    # sample sizes as the fit resolved them: half the average cluster size of each level's input
+    assert [(r["level"], r["resamples"], r["sample size"]) for r in without.tables["levels"]] == [
+        ("0", "3", str(round(4000 / 40 / 2))), ("1", "3", str(round(40 / 5 / 2)))]
+    assert [r["name"] for r in without.tables["run"]][0] == "hkmeans"
+
+    labels = np.array([f"blob {b}" for b in blob])
+    full = parse(curation_report(m.tree_, selected, labels=labels, info={"curated points": 300}))
+    assert list(full.figures) == ["sizes-level-0", "sizes-level-1", "balance", "labels", "centroids"]
     assert all(src.startswith("data:image/png;base64,") and len(src) > 1000 for src in full.images)
-    assert "curated points" in full.headers and "n_clusters" in without.headers
-    assert [(row["subset"], row["points"]) for row in full.subsets] == [("curated", "300")]
+    assert [(r["subset"], r["points"]) for r in full.tables["subsets"]] == [("curated", "300")]
+    for tid, rows in full.tables.items():  # every table downloadable, with the same cells
+        assert full.csv[f"{tid}.csv"] == rows
+    summary = {r["subset"]: r for r in full.tables["label-summary"]}
+    assert list(summary) == ["pool", "curated", "random"]
+    counts = np.bincount(blob[selected], minlength=5)
+    assert summary["curated"]["smallest label"] == str(counts.min())
+    assert summary["curated"]["normalised entropy"] == f"{plot.normalized_entropy(counts):.3f}"
+    assert summary["pool"]["smallest label"] == "40" and summary["pool"]["largest label"] == "2400"
+    assert float(summary["curated"]["normalised entropy"]) > float(summary["random"]["normalised entropy"])
+    assert int(summary["curated"]["smallest label"]) > int(summary["random"]["smallest label"])
+    every = full.tables["labels"]
+    assert [r["label"] for r in every] == [f"blob {b}" for b in range(5)]  # by pool count
+    assert [int(r["pool count"]) for r in every] == [2400, 1000, 400, 160, 40]
+    assert sum(int(r["random count"]) for r in every) == 300
     with pytest.raises(ValueError, match="selected holds no subset"):
         curation_report(m.tree_, {})
     with pytest.raises(ValueError, match="labels has 3 entries but the pool has 4000 points"):
         curation_report(m.tree_, selected, labels=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"subset 'curated' must be 1-D indices in \[0, 4000\)"):
+        curation_report(m.tree_, [5, 4000])
 
 
-def test_plot_functions_return_figures_with_what_they_show(fitted):
-    X, blob, m = fitted
+def test_size_plots_share_the_pool_order_and_mark_empty_clusters(fitted):
+    X, _, m = fitted
+    tree = m.tree_
+    few = np.flatnonzero(tree.point_labels(0) < 10)[:50]  # reaches at most 10 of the 40 clusters
+    fig = plot.cluster_sizes(tree, {"few": few}, level=0, random_rows=np.arange(0, 4000, 10))
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    order = np.argsort(-tree.sizes(0), kind="stable")
+    pool = lines["pool"].get_ydata()
+    assert np.all(np.diff(pool) <= 0) and np.nansum(pool) == len(X)
+    expected = plot.per_cluster(tree, few, 0)[order].astype(float)
+    assert np.array_equal(lines["few"].get_ydata(), np.where(expected == 0, np.nan, expected), equal_nan=True)
+    missed = int(np.count_nonzero(expected == 0))
+    assert missed >= 30 and len(lines[f"few: {missed} with none"].get_xdata()) == missed
+    assert np.nansum(lines["random"].get_ydata()) == 400
+
+
+def test_label_figure_shows_every_label_as_plain_text(fitted):
+    """Labels are drawn as text: ``$...$`` is neither parsed as math nor an error."""
+    _, blob, m = fitted
+    names = np.array(["$\\frac{1$", "$x^2$", "a_b", "<i>", "plain"])
+    many = np.where(blob == 4, np.arange(blob.size) % 40, blob + 100)  # 44 labels
+    assert len(plot.label_shares(many, m.sample(300), random_state=0).axes[0].get_xticklabels()) == 44
+    fig = plot.label_shares(names[blob], m.sample(300), random_state=0, name="$\\alpha$ set")
+    from matplotlib.cbook import is_math_text
+
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert [t.replace(r"\$", "$") for t in ticks] == list(names)  # by pool share, each "$" escaped
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert r"\$\alpha\$ set" in legend
+    assert not any(is_math_text(t) for t in ticks + legend)
+    fig.savefig(io.BytesIO(), format="png")  # "$\frac{1$" parsed as math would raise here
+
+
+def test_centroid_map_sizes_discs_by_points(fitted):
+    _, _, m = fitted
     selected = m.sample(300)
-    fig = plot.cluster_sizes(m.tree_, selected, level=1)
-    lines = fig.axes[0].get_lines()
-    assert len(lines) == 2 and lines[0].get_ydata().sum() == len(X) and lines[1].get_ydata().sum() == 300
-    several = {"a": m.sample(100), "b": selected}
-    lines = plot.cluster_sizes(m.tree_, several, level=0).axes[0].get_lines()
-    assert [line.get_label() for line in lines] == ["pool", "a", "b"]
-    assert [line.get_ydata().sum() for line in lines[1:]] == [100, 300]
-    stars = plot.balance(m.tree_, [10, 100], random_state=0, selected=several).axes[0].get_lines()[-1]
-    assert stars.get_label() == "selected subsets" and list(stars.get_xdata()) == [100, 300]
-    assert all(0.9 < e < 1 + 1e-9 for e in stars.get_ydata())  # these blobs: about even
-    assert len(plot.label_shares(blob, selected).axes[0].patches) == 3 * 5
-    assert "PCA of 3000 pool points" in plot.projection(X, m.tree_, selected).axes[0].get_title()
+    ax = plot.centroid_map(m.tree_, selected, np.arange(300)).axes[0]
+    pool, curated, rand = ax.collections
+    assert len(pool.get_offsets()) == 5
+    ratio = pool.get_sizes() / m.tree_.sizes(1)
+    assert np.allclose(ratio, ratio[0])
+    counts = plot.per_cluster(m.tree_, selected, 1)
+    assert np.allclose(curated.get_sizes() / counts, ratio[0] * 4000 / 300)
+
+
+def curated_examples(n, s):
+    """Curated members among the 12 examples of a cluster of ``n`` points, ``s`` of
+    them curated: half, or more where too few others are left."""
+    return min(s, max(6, min(12, n) - (n - s)))
+
+
+def test_browser_data_names_each_cluster_its_children_and_examples(fitted):
+    _, _, m = fitted
+    tree, selected = m.tree_, m.sample(300)
+    ids = np.array([f"doc-{i}" for i in range(tree.n_samples)])
+    data = cluster_data(tree, selected, ids=ids, show=np.array([f"text {i}" for i in range(tree.n_samples)]))
+    top, bottom = data["levels"][1], data["levels"][0]
+    assert sorted(top["c"]) == list(range(5)) and top["n"] == sorted(top["n"], reverse=True)
+    assert top["h"] == [int(np.count_nonzero(tree.labels[1] == c)) for c in top["c"]]
+    assert bottom["p"] == [int(tree.labels[1][c]) for c in bottom["c"]]
+    labels0 = tree.point_labels(0)
+    for c, n, s, d, ex in zip(bottom["c"], bottom["n"], bottom["s"], bottom["d"], bottom["e"]):
+        members = np.flatnonzero(labels0 == c)
+        assert n == members.size and s == np.count_nonzero(labels0[selected] == c)
+        assert d == pytest.approx(tree.distances[members].mean(), abs=1e-4)
+        rows = [r for _, _, r in ex]
+        assert len(rows) == min(12, n) and set(rows) <= set(members.tolist())
+        assert all(i == f"doc-{r}" and cur == int(r in set(selected.tolist())) for i, cur, r in ex)
+        assert sum(cur for _, cur, _ in ex) == curated_examples(n, s)
+    assert data["kind"] == "text" and data["values"][str(bottom["e"][0][0][2])].startswith("text ")
+    assert "<" not in to_json({"x": "</script><script>"})
+
+
+@pytest.mark.slow
+def test_a_report_of_100000_clusters_stays_small_and_says_what_it_shows():
+    rng = np.random.default_rng(0)
+    labels0 = np.concatenate([np.arange(100_000), rng.integers(100_000, size=100_000)])
+    tree = ClusterTree.from_labels([labels0, rng.integers(300, size=100_000)])
+    text = curation_report(tree, rng.choice(tree.n_samples, 5000, replace=False),
+                           ids=np.array([f"id-{i}" for i in range(tree.n_samples)]))
+    assert len(text.encode()) < 20 << 20
+    page = parse(text)
+    level0 = page.data["levels"][0]
+    assert level0["k"] == 100_000 and len(level0["c"]) == 2000
+    assert level0["note"] == "2000 of its 100000 clusters: the 500 largest, the 500 smallest and 1000 others " \
+        "drawn at random"
+    sizes = tree.sizes(0)
+    assert level0["n"][:500] == sorted(sizes, reverse=True)[:500]
+    assert page.tables["levels"][0]["clusters"] == "100000"
 
 
 def test_command_line_report_and_advise(tmp_path):
@@ -130,14 +249,20 @@ def test_command_line_report_and_advise(tmp_path):
     page = parse((tmp_path / "r.html").read_text())
     levels = ClusterTree.load(tmp_path / "run" / "tree.npz").n_levels
     assert levels == 2  # the advice for 4000 points and a target of 300
-    assert page.figures == ["sizes-level-0", "sizes-level-1", "balance", "labels", "projection"]
-    assert "created" in page.headers and "finished" in page.headers
+    assert list(page.figures) == ["sizes-level-0", "sizes-level-1", "balance", "labels", "centroids"]
+    run = {r["name"]: r["value"] for r in page.tables["run"]}
+    assert {"hkmeans", "created", "finished", "fit, created to finished (s)", "level 0 (s)"} <= set(run)
+    assert all(r["sample size"] not in ("None", "") for r in page.tables["levels"])
+    assert "normalised entropy" in page.tables["label-summary"][0]
     np.save(tmp_path / "short.npy", blob[:10])
     bad = hkmeans("report", tmp_path / "run", "--labels", tmp_path / "short.npy", check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "labels of shape (10,)" in bad.stderr
     assert not (tmp_path / "run" / "report.html").exists()
     bad = hkmeans("report", tmp_path / "run", "-o", tmp_path / "x.npy", check=False)
     assert bad.returncode == 2 and "is the input embeddings file" in bad.stderr
+    bad = hkmeans("report", tmp_path / "run", "--show", "caption", check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "neither a file nor a column" in bad.stderr
+    assert not (tmp_path / "run" / "report.html").exists()
 
 
 def test_command_line_report_shows_every_target_size_of_the_run(tmp_path):
@@ -150,18 +275,109 @@ def test_command_line_report_shows_every_target_size_of_the_run(tmp_path):
     hkmeans("sample", tmp_path / "run", "--target-size", "300,100", "-q")
     hkmeans("report", tmp_path / "run", "-o", tmp_path / "r.html", "--force")
     page = parse((tmp_path / "r.html").read_text())
-    assert [row["subset"] for row in page.subsets] == ["indices-100.npy", "indices-300.npy"]
-    assert [row["points"] for row in page.subsets] == ["100", "300"]
-    for row in page.subsets:
+    subsets = page.tables["subsets"]
+    assert [row["subset"] for row in subsets] == ["indices-100.npy", "indices-300.npy"]
+    assert [row["points"] for row in subsets] == ["100", "300"]
+    for row in subsets:
         assert float(row["balance, curated"]) > float(row["balance, random"]), row
         assert row["top-level clusters reached (of 5)"] == "5"
-    assert page.figures == ["sizes-level-0", "sizes-level-1", "balance", "projection"]
+    assert list(page.figures) == ["sizes-level-0", "sizes-level-1", "balance", "centroids"]
 
     hkmeans("sample", tmp_path / "run", "--target-size", 200, "--strategy", "closest", "-q")
     hkmeans("report", tmp_path / "run", "-o", tmp_path / "r.html", "--force")
-    page = parse((tmp_path / "r.html").read_text())
-    assert [row["subset"] for row in page.subsets] == ["indices.npy", "indices-100.npy", "indices-300.npy"]
-    assert page.subsets[0]["points"] == "200"
+    subsets = parse((tmp_path / "r.html").read_text()).tables["subsets"]
+    assert [row["subset"] for row in subsets] == ["indices.npy", "indices-100.npy", "indices-300.npy"]
+    assert subsets[0]["points"] == "200"
 
     hkmeans("report", tmp_path / "run", "--target-size", 50, "-o", tmp_path / "r.html", "--force")
-    assert [row["points"] for row in parse((tmp_path / "r.html").read_text()).subsets] == ["50"]
+    assert [row["points"] for row in parse((tmp_path / "r.html").read_text()).tables["subsets"]] == ["50"]
+
+
+def test_command_line_report_shows_text_and_image_columns(tmp_path):
+    """``--show`` a Parquet column of text (snippets) and a file of image paths
+    (thumbnails, curated members marked)."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    Image = pytest.importorskip("PIL.Image")
+    X, _ = unbalanced(n=1000, seed=3)
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1])
+    text = pa.array([f"caption {i} " + "word " * (i % 50) for i in range(len(X))])
+    ids = pa.array([f"img-{i}" for i in range(len(X))])
+    pq.write_table(pa.table({"id": ids, "emb": emb, "caption": text}), tmp_path / "pool.parquet")
+    for colour in range(4):
+        Image.new("RGB", (200, 120), (60 * colour, 90, 200)).save(tmp_path / f"p{colour}.png")
+    (tmp_path / "paths.txt").write_text("\n".join(str(tmp_path / f"p{i % 4}.png") for i in range(len(X))))
+    hkmeans("curate", tmp_path / "pool.parquet", "--out", tmp_path / "run", "--n-clusters", "20,4",
+            "--n-resamples", 1, "--target-size", 100, "-q")
+
+    hkmeans("report", tmp_path / "run", "--show", "caption", "-o", tmp_path / "t.html")
+    data = parse((tmp_path / "t.html").read_text()).data
+    assert data["kind"] == "text"
+    example = data["levels"][0]["e"][0][0]
+    assert example[0] == f"img-{example[2]}"
+    snippet = data["values"][str(example[2])]
+    assert snippet.startswith(f"caption {example[2]} ") and len(snippet) <= 120
+
+    hkmeans("report", tmp_path / "run", "--show", tmp_path / "paths.txt", "-o", tmp_path / "i.html")
+    data = parse((tmp_path / "i.html").read_text()).data
+    assert data["kind"] == "image"
+    thumbs = list(data["values"].values())
+    assert thumbs and all(t.startswith("data:image/jpeg;base64,") for t in thumbs)
+    image = Image.open(io.BytesIO(base64.b64decode(thumbs[0].split(",", 1)[1])))
+    assert image.size == (64, 38)
+    top = data["levels"][-1]
+    assert all(sum(cur for _, cur, _ in ex) == curated_examples(n, s) for ex, n, s in zip(top["e"], top["n"], top["s"]))
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ATTACKS = ("<script>document.title='x'</script>", "<img src=x onerror=\"document.title='y'\">",
+           "</script><b id=injected>b</b>", "$x^2$ & &amp; \u2028")
+
+
+class Dom(HTMLParser):
+    """The elements of a page and its text."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.text, self.title = [], [], None
+        self._in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_title = tag == "title"
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_title:
+            self.title, self._in_title = data, False
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on the PATH (.ci/run installs Debian's)")
+def test_user_strings_stay_text_in_a_real_browser(fitted, tmp_path):
+    """Labels, ids, shown values, subset names and run facts that look like HTML reach
+    the page as text: headless Chromium runs the page's script, opens a cluster (the
+    address's ``#c=``) and its DOM holds no element or script they would inject."""
+    _, blob, m = fitted
+    n = m.tree_.n_samples
+    pick = np.arange(n) % len(ATTACKS)
+    labels = np.array([f"{ATTACKS[b % 4]} {b}" for b in blob])
+    ids = np.array([f"{ATTACKS[p]}#{i}" for i, p in enumerate(pick)])
+    text = curation_report(m.tree_, {ATTACKS[0]: m.sample(300)}, labels=labels, ids=ids, show=ids[::-1].copy(),
+                           params={ATTACKS[1]: ATTACKS[2]}, info={"input": ATTACKS[1]})
+    page = tmp_path / "report.html"
+    page.write_text(text)
+    cluster = parse(text).data["levels"][0]["c"][0]
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", f"{page.as_uri()}#c=0.{cluster}"],
+                          capture_output=True, text=True, timeout=120)
+    dom = Dom()
+    dom.feed(proc.stdout)
+    assert dom.title == "hkmeans curation report", proc.stderr[-2000:]
+    assert sum(tag == "script" for tag, _ in dom.tags) == 2  # the data and the page's own script
+    assert not [attrs for _, attrs in dom.tags if "onerror" in attrs or attrs.get("id") == "injected"]
+    assert all(attrs["src"].startswith("data:image/") for tag, attrs in dom.tags if tag == "img")
+    assert not [tag for tag, _ in dom.tags if tag == "b"]
+    shown = "".join(dom.text)
+    assert "level 0 cluster" in shown  # the script ran and opened the cluster
+    assert all(f"{attack}#" in shown for attack in ATTACKS)  # ids, in the tables the script drew
+    assert all(f"{ATTACKS[b % 4]} {b}" in shown for b in range(5))  # labels, in the label table

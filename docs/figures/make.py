@@ -1,13 +1,14 @@
 """Remake the figures of the "How it works" page into docs/img/.
 
-    python docs/figures/make.py [density] [uniformity] [rings]     (default: all three)
+    python docs/figures/make.py [density] [uniformity] [rings] [scaling]   (default: all)
 
 - ``density``: in 1-D, k-means centroids follow p^(1/3), and each level of the
   hierarchy flattens them further (the paper's Fig. 1a);
 - ``uniformity``: the kernel density of the top-level centroids on the paper's 2-D
   mixture, with its KL divergence from the uniform density (the paper's Fig. 3; the
   data and the metric of ``bench/paper_uniformity.py``);
-- ``rings``: the ring example of ``hkmeans demo``.
+- ``rings``: the ring example of ``hkmeans demo``;
+- ``scaling``: the measurements of the scaling page's table, drawn.
 
 Each takes under a minute on two cores; the PNGs are committed, so the site builds
 without running this.
@@ -109,7 +110,31 @@ def rings():
     plt.close(fig)
 
 
-FIGURES = {"density": density, "uniformity": uniformity, "rings": rings}
+def scaling():
+    """Time and peak memory against n of the Dask backend and of a fit in process: the
+    table of measurements on the scaling page (``bench/scale.py``), drawn."""
+    text = (ROOT / "docs" / "scaling.md").read_text()
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith(("| 1M |", "| 4M |", "| 16M |"))]
+
+    def number(cell):
+        return float(cell.split()[0].split("/")[0])
+
+    n = [float(r[0].strip()[:-1]) * 1e6 for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2), layout="constrained")
+    left.loglog(n, [number(r[1]) for r in rows], "o-", label="in process")
+    left.loglog(n, [number(r[2]) for r in rows], "s-", label="Dask, 2 workers")
+    left.set(xlabel="rows n (d = 64)", ylabel="seconds", title="fit time")
+    right.loglog(n, [number(r[4]) for r in rows], "o-", label="in process")
+    right.loglog(n, [number(r[5]) for r in rows], "s-", label="Dask client")
+    right.loglog(n, [number(r[6]) for r in rows], "^-", label="Dask worker")
+    right.set(xlabel="rows n (d = 64)", ylabel="MB", title="peak resident memory")
+    for ax in (left, right):
+        ax.legend(fontsize="small")
+    fig.savefig(OUT / "scaling.png", dpi=DPI)
+    plt.close(fig)
+
+
+FIGURES = {"density": density, "uniformity": uniformity, "rings": rings, "scaling": scaling}
 
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)

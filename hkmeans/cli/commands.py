@@ -408,7 +408,8 @@ def report(args) -> None:
     manifest = RunDir.read_manifest(args.run_dir)
     source = manifest["input"]
     out = args.output or os.path.join(args.run_dir, "report.html")
-    check_output(out, own_run=args.run_dir, names=REPORT_OUTPUTS, reads=read_files(manifest) + [args.labels],
+    show = [args.show] if args.show and os.path.isfile(args.show) else []
+    check_output(out, own_run=args.run_dir, names=REPORT_OUTPUTS, reads=read_files(manifest) + [args.labels] + show,
                  force=args.force)
     if manifest["status"] != "done":
         raise RunDirError(f"{args.run_dir}: the fit is not finished; rerun it first.")
@@ -421,20 +422,45 @@ def report(args) -> None:
             raise cfg.ConfigError(f"{args.run_dir}: no indices.npy nor indices-N.npy; give --target-size or run "
                                   "hkmeans sample first.")
     labels = _labels(args.labels, args.column, tree.n_samples)
-    X = None
-    if "subset_indices" not in source:
-        try:
-            X = open_pool(source["path"], column=source.get("column")).mapped()
-        except Exception:  # the projection is left out: the input moved or is not a .npy file
-            X = None
+    show = _show(args.show, source, tree.n_samples)
     info = {"run directory": os.path.abspath(args.run_dir), "input": f"{source['path']} "
             f"({source['shape'][0]} x {source['shape'][1]})", "created": manifest.get("created", "?"),
-            "finished": manifest.get("finished", "?")}
-    if X is None:
-        info["projection"] = "left out: the input is not a .npy file that can be read here"
-    save_text(out, curation_report(tree, selected, X, labels, manifest["params"], info))
+            "finished": manifest.get("finished", "?"), **RunDir.timings(args.run_dir, tree.n_levels)}
+    save_text(out, curation_report(tree, selected, labels, manifest["params"], info,
+                                   ids=RunDir.ids(args.run_dir), show=show))
     log.info("report: %s", out)
     print(out)
+
+
+def _show(name, source, n):
+    """The values ``report --show`` shows per pool row: a file of one value per row
+    (``.npy``, or ``.txt`` lines), or a column of the Parquet input; None for None."""
+    if name is None:
+        return None
+    if os.path.isfile(name):
+        try:
+            if name.endswith(".txt"):
+                with open(name, encoding="utf-8") as f:
+                    values = np.array(f.read().splitlines(), dtype=object)
+            else:
+                values = np.load(name, allow_pickle=False)
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            raise cfg.ConfigError(f"{name}: cannot read the values to show ({str(e).splitlines()[0]}).") from None
+    else:
+        try:
+            import pyarrow.parquet as pq
+
+            values = pq.read_table(source["path"], columns=[name]).column(0).to_numpy(zero_copy_only=False)
+        except ImportError:
+            raise cfg.ConfigError(f"--show {name}: reading a Parquet column {PARQUET_HINT}.") from None
+        except (OSError, ValueError, KeyError, TypeError):
+            raise cfg.ConfigError(f"--show {name}: neither a file nor a column of the Parquet input "
+                                  f"{source['path']}.") from None
+        rows = input_rows(source)
+        values = values if rows is None else values[rows]
+    if values.ndim != 1 or len(values) != n:
+        raise cfg.ConfigError(f"--show {name}: {len(values)} values for a pool of {n} rows; give one per row.")
+    return values
 
 
 def export(args) -> None:

@@ -166,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--column", metavar="NAME", help="the labels' column of a Parquet file (default: label)")
     p.add_argument("--target-size", type=int, metavar="N",
                    help="report on a fresh sample of N points (default: the run's indices.npy and indices-N.npy)")
+    p.add_argument("--show", metavar="COLUMN",
+                   help="values shown for the clusters' example members: a Parquet input's column or a file "
+                        "of one per row (.npy, .txt); text as snippets, image file paths as thumbnails")
     p.add_argument("-o", "--output", metavar="FILE", help="the HTML file (default: RUN_DIR/report.html)")
     _force(p)
     p.set_defaults(verbosity=0)

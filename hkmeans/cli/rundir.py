@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from datetime import datetime
 from importlib import metadata
 
 try:
@@ -325,6 +326,27 @@ class RunDir(Checkpoints):
             os.unlink(os.path.join(self.path, other))
         self.manifest["ids"] = record
         self.write_manifest()
+
+    @staticmethod
+    def timings(path, n_levels) -> dict:
+        """Seconds the fit took, created to finished, and per level (from its last
+        step file's time to the level before's), where the manifest and the step files
+        tell; an empty dict otherwise. A resumed run's figures include its pause."""
+        manifest = RunDir.read_manifest(path)
+        try:
+            start, end = (datetime.strptime(manifest[key], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+                          for key in ("created", "finished"))
+        except (KeyError, ValueError):
+            return {}
+        out = {"fit, created to finished (s)": f"{end - start:.0f}"}
+        for t in range(n_levels):
+            folder = os.path.join(path, "steps", f"level{t}")
+            times = [e.stat().st_mtime for e in os.scandir(folder)] if os.path.isdir(folder) else []
+            if not times:
+                break
+            out[f"level {t} (s)"] = f"{max(max(times) - start, 0):.1f}"
+            start = max(times)
+        return out
 
     @staticmethod
     def ids(path):
