@@ -52,9 +52,22 @@ class LloydRunProtocol(Protocol):
 class Backend(Protocol):
     """Where the rows of the data live and how a pass over them runs."""
 
-    shape: tuple
-    dtype: np.dtype
-    weights: Any  # per-row weights, or None
+    #: Whether k-means++ may take one pass per centre (else seeding is k-means||).
+    greedy_seeding: bool
+    #: Whether a Lloyd run's state can be saved midway and resumed from.
+    resumable_runs: bool
+
+    @property
+    def shape(self) -> tuple:
+        """``(rows, features)``."""
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Of the rows."""
+
+    @property
+    def weights(self) -> Any:
+        """Per-row weights, or None."""
 
     def take(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The rows ``rows`` (a small set: centres, a subset) as an in-memory array."""
