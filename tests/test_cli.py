@@ -22,6 +22,10 @@ from hkmeans.datasets import RING_SIZES
 
 from .sources import BAD_SOURCES, bad_source, write_parquet, write_source
 
+# in-process runs read stderr (the compile notice would come first), and runs in
+# processes of their own, killed on cue, must not spend their time compiling
+pytestmark = pytest.mark.usefixtures("warm_kernels")
+
 FIT = ["--n-clusters", "60,10", "--sample-size", "8,2", "--n-resamples", "3"]
 API = dict(n_clusters=(60, 10), sample_size=(8, 2), n_resamples=3, max_iter=50, random_state=0)
 

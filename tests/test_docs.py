@@ -30,6 +30,9 @@ import pytest
 
 from .doc_examples import Block, blocks, command_folder, commands, run_python, run_shell, skip_reason, where
 
+# the examples' processes find the kernels compiled
+pytestmark = pytest.mark.usefixtures("warm_kernels")
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").rglob("*.md"))
 BLOCKS = [block for page in PAGES for block in blocks(page)]
