@@ -20,6 +20,7 @@ from hkmeans import ClusterTree, HierarchicalKMeans, hierarchical_sampling
 from hkmeans.cli.main import main
 from hkmeans.datasets import RING_SIZES
 
+from .in_process import run_in_process
 from .sources import BAD_SOURCES, bad_source, write_parquet, write_source
 
 # in-process runs read stderr (the compile notice would come first), and runs in
@@ -42,28 +43,6 @@ def hkmeans(*args, check=True, **kwargs):
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
     return proc
-
-
-def run_in_process(argv):
-    """``main(argv)`` as the console script runs it, its output captured and the
-    process-wide settings it changes (warnings display, log handlers) restored."""
-    import contextlib
-    import io
-    import logging
-
-    out, err = io.StringIO(), io.StringIO()
-    log = logging.getLogger("hkmeans")
-    handlers, level, show = list(log.handlers), log.level, warnings.showwarning
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
-            try:
-                code = main(argv)
-            except SystemExit as e:  # argparse: --help, bad flags
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    finally:
-        log.handlers[:], warnings.showwarning = handlers, show
-        log.setLevel(level)
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def blobs(n=3000, d=8, seed=0, dtype=np.float32):
