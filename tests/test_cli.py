@@ -279,6 +279,7 @@ def _wait_for(predicate, proc, timeout=120):
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["between steps", "inside a k-means run", "between steps on dask"])
 def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
     on_dask = where.endswith("on dask")
@@ -575,6 +576,7 @@ def test_verbose_logs_with_timestamps_and_quiet_is_silent(data, tmp_path):
     assert hkmeans("fit", path, "--out", tmp_path / "q", *FIT, "-q").stderr == ""
 
 
+@pytest.mark.slow
 def test_a_run_dir_in_use_is_refused(tmp_path):
     np.save(tmp_path / "x.npy", blobs(n=40_000, d=32, seed=1))
     args = ["fit", tmp_path / "x.npy", "--out", tmp_path / "run", "--n-clusters", "300,30", "-q"]

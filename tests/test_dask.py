@@ -139,6 +139,7 @@ def test_agrees_with_the_in_process_backend_on_the_same_draws(client):
     np.testing.assert_allclose(kd.cluster_centers_, kc.cluster_centers_, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_fit_leaves_the_result_unchanged(client, reference):
     _, ref = reference
     pids = client.run(os.getpid)

@@ -220,6 +220,7 @@ def test_figures_exist_and_are_small():
         assert image.stat().st_size < 150_000, f"{image.name}: {image.stat().st_size} bytes"
 
 
+@pytest.mark.slow
 def test_mkdocs_build_strict(tmp_path):
     """The site builds without a warning (broken links, docstrings griffe cannot parse)."""
     for module in ("mkdocs", "material", "mkdocstrings_handlers.python"):
