@@ -224,6 +224,7 @@ def test_large_resampling_subsets_stay_on_the_workers_same_result_anywhere(clien
     assert -m.score(X) <= 1.05 * -gathered.score(X)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("on_workers", [False, True], ids=["small subsets", "subsets on the workers"])
 def test_the_client_never_holds_an_n_long_array(client, monkeypatch, on_workers):
     """Everything gathered is checked: no array with a dimension of n / 4 or more, and
