@@ -16,10 +16,23 @@ settings.register_profile("thorough", deadline=None, max_examples=400, suppress_
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
-@pytest.fixture(scope="session", autouse=True)
+def pytest_configure(config):
+    """Processes the tests start (shell examples, ``python -m hkmeans``, Dask workers)
+    import the same copy of the package as the tests, so they share its kernel cache
+    instead of compiling an installed copy's kernels again."""
+    import hkmeans
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(hkmeans.__file__)))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+
+
+@pytest.fixture(scope="session")
 def warm_kernels():
-    """Compile (or load from the on-disk cache) every kernel once per session, for
-    both dtypes and both assignment paths, so first calls in tests are not slow."""
+    """Compile (or load from the on-disk cache) the kernels of a fit and a sample, for
+    both dtypes and both assignment paths: for modules whose tests run ``hkmeans`` in
+    this process and read its stderr (the compile notice comes first) or start
+    processes that must not compile. Elsewhere kernels compile as tests first call
+    them."""
     from hkmeans import HierarchicalKMeans
 
     rng = np.random.default_rng(0)

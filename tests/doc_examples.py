@@ -17,10 +17,13 @@ import shutil
 import signal
 import subprocess
 import sys
+from contextlib import chdir
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from .in_process import run_in_process
 
 LANGUAGES = {"python": "python", "bash": "shell", "sh": "shell", "shell": "shell", "console": "shell"}
 FENCE = re.compile(r"^```(" + "|".join(LANGUAGES) + r")[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
@@ -32,6 +35,7 @@ BEFORE_COMMAND = {"if", "then", "else", "elif", "do", "while", "until", "!", "ti
 PROMPT = re.compile(r"^\$ ?", re.M)
 SHELL_TIMEOUT = 300  # seconds a shell block may run
 TAIL = 4000  # characters of a failed block's output in the failure message
+SHELL_SYNTAX = set("|&;<>$`\\(){}*?~")  # beyond plain words: the block needs bash
 
 
 @dataclass(frozen=True)
@@ -216,3 +220,36 @@ def run_shell(block: Block, cwd: Path, env: dict, root: Path) -> None:
     if shell.returncode != 0:
         pytest.fail(f"{where(block, root)}: the shell example failed (exit {shell.returncode}); its output ends:\n"
                     f"{output[-TAIL:]}", pytrace=False)
+
+
+def hkmeans_commands(block: Block) -> list[tuple[int, list[str]]] | None:
+    """The page line and arguments of each command of a shell ``block`` whose commands
+    are all plain ``hkmeans`` command lines (no pipes, redirections, variables or
+    continuations) and that has no setup code; None for any other block. Such a block
+    runs in this process (:func:`run_commands`): a process of its own adds nothing."""
+    if block.marker is not None:
+        return None
+    commands = []
+    for i, line in enumerate(block.code.splitlines()):
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:
+            return None
+        if not words:
+            continue
+        if words[0] != "hkmeans" or SHELL_SYNTAX & set(line.split("#")[0]):
+            return None
+        commands.append((block.line + 1 + i, words[1:]))
+    return commands or None
+
+
+def run_commands(block: Block, commands: list[tuple[int, list[str]]], cwd: Path, root: Path) -> None:
+    """Run ``hkmeans`` ``commands`` (from :func:`hkmeans_commands`) in this process, in
+    ``cwd``, in order: each must succeed, as under :func:`run_shell`."""
+    with chdir(cwd):
+        for line, argv in commands:
+            done = run_in_process(argv)
+            if done.returncode != 0:
+                output = done.stdout + done.stderr
+                pytest.fail(f"{page_name(block.page, root)}:{line}: exit {done.returncode}: hkmeans {shlex.join(argv)}; "
+                            f"its output ends:\n{output[-TAIL:]}", pytrace=False)

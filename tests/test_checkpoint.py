@@ -63,6 +63,7 @@ PARAMS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("params", PARAMS)
 def test_resume_after_any_save_gives_the_same_levels(params):
     X = mixture(n=1500, d=3)

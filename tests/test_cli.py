@@ -20,7 +20,12 @@ from hkmeans import ClusterTree, HierarchicalKMeans, hierarchical_sampling
 from hkmeans.cli.main import main
 from hkmeans.datasets import RING_SIZES
 
+from .in_process import run_in_process
 from .sources import BAD_SOURCES, bad_source, write_parquet, write_source
+
+# in-process runs read stderr (the compile notice would come first), and runs in
+# processes of their own, killed on cue, must not spend their time compiling
+pytestmark = pytest.mark.usefixtures("warm_kernels")
 
 FIT = ["--n-clusters", "60,10", "--sample-size", "8,2", "--n-resamples", "3"]
 API = dict(n_clusters=(60, 10), sample_size=(8, 2), n_resamples=3, max_iter=50, random_state=0)
@@ -38,28 +43,6 @@ def hkmeans(*args, check=True, **kwargs):
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
     return proc
-
-
-def run_in_process(argv):
-    """``main(argv)`` as the console script runs it, its output captured and the
-    process-wide settings it changes (warnings display, log handlers) restored."""
-    import contextlib
-    import io
-    import logging
-
-    out, err = io.StringIO(), io.StringIO()
-    log = logging.getLogger("hkmeans")
-    handlers, level, show = list(log.handlers), log.level, warnings.showwarning
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
-            try:
-                code = main(argv)
-            except SystemExit as e:  # argparse: --help, bad flags
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    finally:
-        log.handlers[:], warnings.showwarning = handlers, show
-        log.setLevel(level)
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def blobs(n=3000, d=8, seed=0, dtype=np.float32):
@@ -299,6 +282,7 @@ def _wait_for(predicate, proc, timeout=120):
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["between steps", "inside a k-means run", "between steps on dask"])
 def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
     on_dask = where.endswith("on dask")
@@ -598,6 +582,7 @@ def test_verbose_logs_with_timestamps_and_quiet_is_silent(data, tmp_path):
     assert hkmeans("fit", path, "--out", tmp_path / "q", *FIT, "-q").stderr == ""
 
 
+@pytest.mark.slow
 def test_a_run_dir_in_use_is_refused(tmp_path):
     np.save(tmp_path / "x.npy", blobs(n=40_000, d=32, seed=1))
     args = ["fit", tmp_path / "x.npy", "--out", tmp_path / "run", "--n-clusters", "300,30", "-q"]

@@ -28,6 +28,7 @@ cudasim = pytest.mark.cudasim
 DTYPES = [np.float32, np.float64]
 
 
+@pytest.mark.slow
 def test_cuda_simulator_suite():
     """Runs the ``cudasim`` tests of this file in a process with the simulator on."""
     if IN_SIMULATOR:

@@ -139,6 +139,7 @@ def test_agrees_with_the_in_process_backend_on_the_same_draws(client):
     np.testing.assert_allclose(kd.cluster_centers_, kc.cluster_centers_, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_fit_leaves_the_result_unchanged(client, reference):
     _, ref = reference
     pids = client.run(os.getpid)
@@ -223,6 +224,7 @@ def test_large_resampling_subsets_stay_on_the_workers_same_result_anywhere(clien
     assert -m.score(X) <= 1.05 * -gathered.score(X)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("on_workers", [False, True], ids=["small subsets", "subsets on the workers"])
 def test_the_client_never_holds_an_n_long_array(client, monkeypatch, on_workers):
     """Everything gathered is checked: no array with a dimension of n / 4 or more, and

@@ -29,7 +29,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .doc_examples import Block, blocks, command_folder, commands, run_python, run_shell, skip_reason, where
+from .doc_examples import (Block, blocks, command_folder, commands, hkmeans_commands, run_commands, run_python, run_shell,
+                           skip_reason, where)
+
+# the examples' processes find the kernels compiled
+pytestmark = pytest.mark.usefixtures("warm_kernels")
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").rglob("*.md"))
@@ -192,7 +196,11 @@ def test_example_runs(block, page_folder, shell_env, namespaces, request, monkey
         pytest.skip(f"{where(block, ROOT)}: {reason}")
     folder = page_folder(block.page)
     if block.language == "shell":
-        run_shell(block, folder, shell_env, ROOT)
+        commands = hkmeans_commands(block)
+        if commands:
+            run_commands(block, commands, folder, ROOT)
+        else:
+            run_shell(block, folder, shell_env, ROOT)
         return
     if "dask" in block.code:
         request.getfixturevalue("dask_client")
@@ -256,6 +264,7 @@ def site(tmp_path_factory):
     return done, folder
 
 
+@pytest.mark.slow
 def test_mkdocs_build_strict(site):
     """The site builds without a warning (broken links, docstrings griffe cannot parse)
     and works from files: pages are ``.html`` files, search needs no server."""

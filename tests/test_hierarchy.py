@@ -258,7 +258,7 @@ def test_verbose_reports_each_level_and_shows_bars(capsys):
         assert name in err
 
 
-def test_quiet_by_default(capsys):
+def test_quiet_by_default(capsys, warm_kernels):  # warm: no compile notice either
     HierarchicalKMeans((20, 4), n_resamples=1, random_state=0).fit(mixture(n=400))
     assert capsys.readouterr().err == ""
 

@@ -1,5 +1,9 @@
 """Kernels against the plain-NumPy references in ``naive.py``."""
 
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -218,6 +222,30 @@ def test_weighted_kmeans_plusplus_is_seeding_with_repeated_rows(small_d, n_trial
     rep_order = np.argsort(np.argsort(order)[rows], kind="stable")
     ref = naive.kmeans_plusplus(X[rows], int(np.searchsorted(rows, 7)), rand, rep_order)
     np.testing.assert_array_equal(got, rows[ref])
+
+
+@pytest.mark.parametrize("d, path", [(2, "_kmeans_plusplus_boxed"), (9, "_kmeans_plusplus_wide")])
+def test_kmeans_plusplus_runs_only_the_path_the_data_need(monkeypatch, d, path):
+    # the other path is never called, so never compiled
+    other = {"_kmeans_plusplus_boxed", "_kmeans_plusplus_wide"} - {path}
+    monkeypatch.setattr(seeding, other.pop(), lambda *args: pytest.fail("the other path ran"))
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200, d))
+    rand = rng.random((5, 3))
+    got = seeding.kmeans_plusplus(X, np.ones(len(X)), np.arange(len(X)), 0, rand, 64, 8, 2)
+    np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 0, rand, np.arange(len(X))))
+
+
+def test_compile_notice_once_and_only_when_a_kernel_compiles(tmp_path):
+    from hkmeans._kernels import COMPILE_NOTICE
+
+    code = ("import numpy as np; from hkmeans._kernels.cpu.groups import group_by_label as g; "
+            "g(np.array([0, 1, 1]), 2); g(np.array([0, 1, 1], dtype=np.int32), 2)")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))  # empty: the first process compiles
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+            for _ in range(2)]
+    assert runs[0].stderr == COMPILE_NOTICE + "\n"
+    assert runs[1].stderr == ""  # loaded from the cache
 
 
 def _dots(X, a, e, Y):

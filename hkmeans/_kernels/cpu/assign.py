@@ -150,6 +150,36 @@ def _search_groups(X, C, CTg, c_sq, c_max, gemm, rel_err, prow, pxs, ps, need, m
     return m
 
 
+@njit(cache=True)
+def _centroid_tables(X, C, gemm, group_offsets, by_group):
+    """What every thread of :func:`assign` reads: the centroids' squared norms and
+    their largest, ``C^T`` (times -2 for the GEMM path) in ``X``'s dtype, with
+    ``by_group`` each group's columns on their own, contiguous, for the group-by-group
+    search, and each centroid's group."""
+    k, d = C.shape
+    n_groups = group_offsets.shape[0] - 1
+    c_sq = _sq_norms(C)
+    c_max = 0.0
+    for j in range(k):
+        c_max = max(c_max, np.float64(c_sq[j]))
+    scale = X.dtype.type(-2.0 if gemm else 1.0)
+    CT = np.empty((d, k), dtype=X.dtype)
+    for j in range(k):
+        for f in range(d):
+            CT[f, j] = scale * C[j, f]
+    CTg = np.empty(d * k if by_group else 0, dtype=X.dtype)
+    group_of = np.empty(k, dtype=np.int64)
+    for g in range(n_groups):
+        a, e = group_offsets[g], group_offsets[g + 1]
+        for j in range(a, e):
+            group_of[j] = g
+        if by_group:  # group g's block of CTg: CT[:, a:e], row-major
+            for f in range(d):
+                for j in range(a, e):
+                    CTg[d * a + f * (e - a) + (j - a)] = CT[f, j]
+    return c_sq, c_max, CT, CTg, group_of
+
+
 @njit(parallel=True, cache=True)
 def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, group_offsets, bounded):
     """Nearest centroid of every row, skipping the centroids bounds rule out.
@@ -169,84 +199,77 @@ def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, group_off
     squared distances for all rows. Without ``bounded``, every row is searched and
     ``lower`` is left alone.
     """
+    n = X.shape[0]
+    n_groups = group_offsets.shape[0] - 1
+    c_sq, c_max, CT, CTg, group_of = _centroid_tables(X, C, gemm, group_offsets, bounded and n_groups > 1)
+    n_blocks = (n + chunk - 1) // chunk
+    for task in prange(n_tasks):
+        lo, hi = _task_range(task, n_tasks, n_blocks)
+        _assign_blocks(X, C, CT, CTg, c_sq, c_max, group_of, chunk, lo, hi, gemm, rel_err, labels, sqdist, lower,
+                       group_offsets, bounded)
+
+
+@njit(cache=True)
+def _assign_blocks(X, C, CT, CTg, c_sq, c_max, group_of, chunk, lo, hi, gemm, rel_err, labels, sqdist, lower,
+                   group_offsets, bounded):
+    """The work of one thread of :func:`assign`: blocks ``lo:hi``, with buffers of its
+    own. A plain function, so that the parallel loop around it stays small to compile."""
     n, d = X.shape
     k = C.shape[0]
     n_groups = group_offsets.shape[0] - 1
-    c_sq = _sq_norms(C)
-    c_max = 0.0
-    for j in range(k):
-        c_max = max(c_max, np.float64(c_sq[j]))
-    # the GEMM path multiplies by -2 C^T, the direct path reads C^T; with bounds also
-    # each group's columns on their own, contiguous, for the group-by-group search
-    scale = X.dtype.type(-2.0 if gemm else 1.0)
-    CT = np.empty((d, k), dtype=X.dtype)
-    for j in range(k):
-        for f in range(d):
-            CT[f, j] = scale * C[j, f]
-    by_group = bounded and n_groups > 1
-    CTg = np.empty(d * k if by_group else 0, dtype=X.dtype)
-    group_of = np.empty(k, dtype=np.int64)
-    for g in range(n_groups):
-        a, e = group_offsets[g], group_offsets[g + 1]
-        group_of[a:e] = g
-        if by_group:
-            CTg[d * a : d * e].reshape((d, e - a))[:] = CT[:, a:e]
-    n_blocks = (n + chunk - 1) // chunk
-    for task in prange(n_tasks):
-        rows = np.empty(chunk, dtype=np.int64)
-        x_sq = np.empty(chunk, dtype=np.float64)
-        xb = np.empty((chunk, d), dtype=X.dtype)
-        hbuf = np.empty(chunk * k, dtype=X.dtype)
-        gmin = np.empty(n_groups, dtype=np.float64)
-        prow = np.empty(chunk, dtype=np.int64)
-        pxs = np.empty(chunk, dtype=np.float64)
-        ps = np.empty(chunk, dtype=np.float64)
-        need = np.empty((chunk, n_groups), dtype=np.bool_)
-        lst = np.empty(chunk, dtype=np.int64)
-        best = np.empty((chunk, 3), dtype=np.float64)
-        g_min = np.empty((chunk, n_groups, 2), dtype=np.float64)
-        g_arg = np.empty((chunk, n_groups), dtype=np.int64)
-        lo, hi = _task_range(task, n_tasks, n_blocks)
-        for b in range(lo, hi):
-            a = b * chunk
-            e = min(a + chunk, n)
-            m = 0
-            mp = 0
-            for i in range(a, e):
-                if not bounded:
-                    rows[m] = i
-                    m += 1
-                    continue
-                xs = _row_sq(X[i])
-                high = lower[i, 0]
-                for q in range(1, n_groups):
-                    high = max(high, lower[i, q])
-                if high > 0.0:  # some group may be ruled out
-                    s = _sqdist(X[i], C[labels[i]])
-                    tol = 2.0 * rel_err * (xs + c_max)
-                    width = 0
-                    for q in range(n_groups):
-                        low = np.float64(lower[i, q])
-                        need[mp, q] = low * low - s <= tol
-                        if need[mp, q]:
-                            width += group_offsets[q + 1] - group_offsets[q]
-                    if width == 0:
-                        sqdist[i] = s
-                        continue
-                    if 2 * width <= k:
-                        prow[mp], pxs[mp], ps[mp] = i, xs, s
-                        mp += 1
-                        continue
+    rows = np.empty(chunk, dtype=np.int64)
+    x_sq = np.empty(chunk, dtype=np.float64)
+    xb = np.empty((chunk, d), dtype=X.dtype)
+    hbuf = np.empty(chunk * k, dtype=X.dtype)
+    gmin = np.empty(n_groups, dtype=np.float64)
+    prow = np.empty(chunk, dtype=np.int64)
+    pxs = np.empty(chunk, dtype=np.float64)
+    ps = np.empty(chunk, dtype=np.float64)
+    need = np.empty((chunk, n_groups), dtype=np.bool_)
+    lst = np.empty(chunk, dtype=np.int64)
+    best = np.empty((chunk, 3), dtype=np.float64)
+    g_min = np.empty((chunk, n_groups, 2), dtype=np.float64)
+    g_arg = np.empty((chunk, n_groups), dtype=np.int64)
+    for b in range(lo, hi):
+        a = b * chunk
+        e = min(a + chunk, n)
+        m = np.int64(0)  # not the literal 0: a literal argument would compile its own version
+        mp = np.int64(0)
+        for i in range(a, e):
+            if not bounded:
                 rows[m] = i
-                x_sq[m] = xs
                 m += 1
-            if mp > 0:
-                m = _search_groups(X, C, CTg, c_sq, c_max, gemm, rel_err, prow, pxs, ps, need, mp,
-                                   group_of, xb, hbuf, lst, best, g_min, g_arg, labels, sqdist,
-                                   lower, group_offsets, rows, x_sq, m)
-            if m > 0:
-                _search_full(X, C, CT, c_sq, c_max, gemm, rel_err, rows, x_sq, m, m == e - a and mp == 0,
-                             xb, hbuf, gmin, labels, sqdist, lower, group_offsets, bounded)
+                continue
+            xs = _row_sq(X[i])
+            high = lower[i, 0]
+            for q in range(1, n_groups):
+                high = max(high, lower[i, q])
+            if high > 0.0:  # some group may be ruled out
+                s = _sqdist(X[i], C[labels[i]])
+                tol = 2.0 * rel_err * (xs + c_max)
+                width = 0
+                for q in range(n_groups):
+                    low = np.float64(lower[i, q])
+                    need[mp, q] = low * low - s <= tol
+                    if need[mp, q]:
+                        width += group_offsets[q + 1] - group_offsets[q]
+                if width == 0:
+                    sqdist[i] = s
+                    continue
+                if 2 * width <= k:
+                    prow[mp], pxs[mp], ps[mp] = i, xs, s
+                    mp += 1
+                    continue
+            rows[m] = i
+            x_sq[m] = xs
+            m += 1
+        if mp > 0:
+            m = _search_groups(X, C, CTg, c_sq, c_max, gemm, rel_err, prow, pxs, ps, need, mp,
+                               group_of, xb, hbuf, lst, best, g_min, g_arg, labels, sqdist,
+                               lower, group_offsets, rows, x_sq, m)
+        if m > 0:
+            _search_full(X, C, CT, c_sq, c_max, gemm, rel_err, rows, x_sq, m, m == e - a and mp == 0,
+                         xb, hbuf, gmin, labels, sqdist, lower, group_offsets, bounded)
 
 
 @njit(cache=True, fastmath=True)

@@ -384,7 +384,6 @@ def _take_trial(closest, w, move_code, move_dist, n_moves, q, t, chunk, vals, po
                 touched[pos[r] // chunk] = True  # only ever set: the threads' writes agree
 
 
-@njit(cache=True)
 def kmeans_plusplus(X, w, order, first, rand, chunk, small_d, n_tasks):
     """Greedy k-means++ seeding (as scikit-learn's) of rows weighted by ``w``: returns
     the chosen row indices.
@@ -396,10 +395,20 @@ def kmeans_plusplus(X, w, order, first, rand, chunk, small_d, n_tasks):
     Rows of up to ``small_d`` features get exact distances in vectorised loops over
     spatially ordered blocks, far blocks skipped; wider rows get dot products with the
     candidates per block (:func:`_candidate_dots`), one pass over ``X`` per step on
-    ``n_tasks`` threads.
+    ``n_tasks`` threads. The two paths are kernels of their own: only the one the data
+    need is compiled.
     """
-    n, d = X.shape
-    k = rand.shape[0] + 1
+    if X.shape[1] > small_d:
+        return _kmeans_plusplus_wide(X, w, order, first, rand, chunk, n_tasks)
+    return _kmeans_plusplus_boxed(X, w, order, first, rand, chunk)
+
+
+@njit(cache=True)
+def _first_centre(X, w, order, first, k, chunk):
+    """The state of :func:`kmeans_plusplus` once ``first`` is a centre: the chosen
+    rows, each row's place in ``order``, the distances to the nearest centre, the draw
+    values, their block sums and the blocks touched since."""
+    n = X.shape[0]
     idx = np.empty(k, dtype=np.int64)
     idx[0] = first
     pos = np.empty(n, dtype=np.int64)
@@ -412,23 +421,41 @@ def kmeans_plusplus(X, w, order, first, rand, chunk, small_d, n_tasks):
     touched = np.zeros(n_blocks, dtype=np.bool_)
     vals = _draw_values(order, closest, w)
     _draw_sums(vals, draw_sums, touched, chunk, True)
-    if d > small_d:
-        x_sq = np.empty(n, dtype=np.float64)
-        for i in range(n):
-            x_sq[i] = _row_sq(X[i])
-        t = rand.shape[1]
-        partial = np.empty((n_blocks, t), dtype=np.float64)
-        move_code = np.empty(n_blocks * chunk * t, dtype=np.int32)
-        move_dist = np.empty(n_blocks * chunk * t, dtype=np.float64)
-        n_moves = np.empty(n_blocks, dtype=np.int64)
-        for c in range(1, k):
-            cand = _draw(order, vals, w, draw_sums, chunk, rand[c - 1])
-            pots = _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code, move_dist, n_moves, n_tasks)
-            best = best_trial(pots)
-            idx[c] = cand[best]
-            _take_trial(closest, w, move_code, move_dist, n_moves, best, t, chunk, vals, pos, touched)
-            _draw_sums(vals, draw_sums, touched, chunk, False)
-        return idx
+    return idx, pos, closest, vals, draw_sums, touched
+
+
+@njit(cache=True)
+def _kmeans_plusplus_wide(X, w, order, first, rand, chunk, n_tasks):
+    """:func:`kmeans_plusplus` on wide rows."""
+    n = X.shape[0]
+    k = rand.shape[0] + 1
+    idx, pos, closest, vals, draw_sums, touched = _first_centre(X, w, order, first, k, chunk)
+    n_blocks = draw_sums.shape[0]
+    x_sq = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        x_sq[i] = _row_sq(X[i])
+    t = rand.shape[1]
+    partial = np.empty((n_blocks, t), dtype=np.float64)
+    move_code = np.empty(n_blocks * chunk * t, dtype=np.int32)
+    move_dist = np.empty(n_blocks * chunk * t, dtype=np.float64)
+    n_moves = np.empty(n_blocks, dtype=np.int64)
+    for c in range(1, k):
+        cand = _draw(order, vals, w, draw_sums, chunk, rand[c - 1])
+        pots = _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code, move_dist, n_moves, n_tasks)
+        best = best_trial(pots)
+        idx[c] = cand[best]
+        _take_trial(closest, w, move_code, move_dist, n_moves, best, t, chunk, vals, pos, touched)
+        _draw_sums(vals, draw_sums, touched, chunk, False)
+    return idx
+
+
+@njit(cache=True)
+def _kmeans_plusplus_boxed(X, w, order, first, rand, chunk):
+    """:func:`kmeans_plusplus` on rows of few features."""
+    n, d = X.shape
+    k = rand.shape[0] + 1
+    idx, pos, closest, vals, draw_sums, touched = _first_centre(X, w, order, first, k, chunk)
+    n_blocks = draw_sums.shape[0]
     perm = _spatial_order(X, chunk)
     Xp = np.empty((n, d), dtype=X.dtype)
     for i in range(n):

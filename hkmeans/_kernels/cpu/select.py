@@ -20,20 +20,24 @@ def pick_members(offsets, order, scores, n_take):
         out_off[c + 1] = out_off[c] + n_take[c]
     out = np.empty(out_off[k], dtype=np.int64)
     for c in prange(k):
-        need = n_take[c]
-        if need == 0:
-            continue
-        members = order[offsets[c] : offsets[c + 1]]
-        m = members.shape[0]
-        pos = out_off[c]
-        for _ in range(need // m):
-            out[pos : pos + m] = members
-            pos += m
-        r = need % m
-        if r > 0:
-            best = np.argsort(scores[members], kind="mergesort")[:r]
-            out[pos : pos + r] = members[best]
+        if n_take[c] > 0:
+            _take_members(order[offsets[c] : offsets[c + 1]], scores, n_take[c], out[out_off[c] : out_off[c + 1]])
     return out
+
+
+@njit(cache=True)
+def _take_members(members, scores, need, out):
+    """One cluster of :func:`pick_members` into ``out``; a plain function, so that the
+    parallel loop around it stays small to compile."""
+    m = members.shape[0]
+    pos = 0
+    for _ in range(need // m):
+        out[pos : pos + m] = members
+        pos += m
+    r = need % m
+    if r > 0:
+        best = np.argsort(scores[members], kind="mergesort")[:r]
+        out[pos : pos + r] = members[best]
 
 
 @njit(parallel=True, cache=True)
@@ -109,13 +113,22 @@ def water_fill(target, caps, keys):
     return counts
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def split_counts(parent_counts, offsets, order, caps, keys):
-    """Water-fill each parent's count over its children (CSR ``offsets``/``order``)."""
+    """Water-fill each parent's count over its children (CSR ``offsets``/``order``).
+    On one thread: the work is small, and a parallel loop costs seconds to compile."""
     out = np.zeros(caps.shape[0], dtype=np.int64)
-    for p in prange(parent_counts.shape[0]):
+    for p in range(parent_counts.shape[0]):
         children = order[offsets[p] : offsets[p + 1]]
-        if children.shape[0] == 0:
+        m = children.shape[0]
+        if m == 0:
             continue
-        out[children] = water_fill(parent_counts[p], caps[children], keys[children])
+        child_caps = np.empty(m, dtype=caps.dtype)
+        child_keys = np.empty(m, dtype=keys.dtype)
+        for j in range(m):
+            child_caps[j] = caps[children[j]]
+            child_keys[j] = keys[children[j]]
+        counts = water_fill(parent_counts[p], child_caps, child_keys)
+        for j in range(m):
+            out[children[j]] = counts[j]
     return out
