@@ -80,7 +80,7 @@ def busy_elsewhere(before, after) -> float:
     return max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / seconds)
 
 
-_available = {"threads": None, "sample": None}
+_available: dict = {"threads": None, "sample": None}
 
 
 def available_threads() -> int:

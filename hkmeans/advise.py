@@ -87,9 +87,9 @@ def advise(n_samples: int, target_size: int, n_resamples: int = 10) -> Advice:
     """
     n = _positive("n_samples", n_samples)
     target = _positive("target_size", target_size)
-    n_resamples = int(n_resamples) if isinstance(n_resamples, numbers.Integral) and n_resamples >= 0 else None
-    if n_resamples is None:
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral) or n_resamples < 0:
         raise ValueError("n_resamples must be a non-negative integer.")
+    n_resamples = int(n_resamples)
     if n < 2:
         raise ValueError(f"n_samples={n}: a pool of fewer than 2 points has nothing to curate.")
     reasons = []

@@ -191,7 +191,7 @@ def cluster_data(tree: ClusterTree, selected, ids=None, show=None, random_state=
             "d": None if dist is None else [None if np.isnan(x) else round(float(x), 4) for x in dist[keep]],
             "e": [[[_id(ids, r), int(curated[r]), int(r)] for r in rows] for rows in members],
         })
-    data = {"levels": levels, "kind": None, "values": {}, "note": ""}
+    data: dict = {"levels": levels, "kind": None, "values": {}, "note": ""}
     if show is not None:
         rows = np.array(sorted(examples), dtype=np.int64)
         kind = _value_kind([show[int(r)] for r in rows[:200]])

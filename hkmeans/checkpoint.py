@@ -46,7 +46,7 @@ def set_rng_state(rng: np.random.Generator, state) -> None:
     rng.bit_generator.state = json.loads(str(state))
 
 
-def run_step(checkpoints: Checkpoints, key: str, rng: np.random.Generator, compute) -> dict:
+def run_step(checkpoints: Checkpoints, key: str, rng: np.random.Generator, compute) -> dict | None:
     """``compute()`` (a dict of arrays, or None for nothing to keep) unless ``key`` is
     already kept; either way the generator ends in the state ``compute`` left it in."""
     saved = checkpoints.load(key)

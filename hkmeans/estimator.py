@@ -34,7 +34,7 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
     """What both estimators share: prediction input, ``transform`` and ``score``."""
 
     #: sparse matrices taken by fit and prediction (False: dense only)
-    _accept_sparse = False
+    _accept_sparse: bool | str = False
 
     def _validate_fit_data(self, X):
         """``X`` checked; a dask array is checked by shape and dtype only (its rows are

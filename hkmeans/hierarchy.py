@@ -251,7 +251,7 @@ class _Steps:
     def __init__(self, checkpoints, prefix, rng):
         self.checkpoints, self.prefix, self.rng, self.count = checkpoints, prefix, rng, 0
 
-    def __call__(self, compute) -> dict:
+    def __call__(self, compute) -> dict | None:
         """Run the next step: ``compute(key)`` returns a dict of arrays, or None when
         there is nothing to do (then nothing is kept). A step read back may lack what
         only the step after it needed (its labels, once that step is kept)."""

@@ -5,6 +5,8 @@ optional extra ``hkmeans[plot]``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ._rng import as_generator
@@ -246,8 +248,9 @@ def label_shares(labels, selected, random_state=None, name: str = "curated", ran
     fig = _figure(min(16.0, max(6.4, 0.22 * values.size + 2)), 4.4)
     ax = fig.add_subplot()
     ax.set_yscale("log")
-    for series, rows, style in [("pool", None, dict(color="0.3")), (name, selected, dict(marker="o", markersize=3)),
-                                ("random", random_rows, dict(linestyle="--", color="tab:red"))]:
+    lines: list[tuple[str, Any, dict]] = [("pool", None, dict(color="0.3")), (name, selected, dict(marker="o", markersize=3)),
+                                ("random", random_rows, dict(linestyle="--", color="tab:red"))]
+    for series, rows, style in lines:
         counts = label_counts(labels, rows)[1][order]
         _log_line(ax, x, counts / max(1, counts.sum()), series, **style)
     if values.size <= 80:

@@ -105,6 +105,7 @@ def open_pool(source, column=None, subset_indices=None) -> Pool:
     hkmeans.io.InputError
         If the source cannot be used; the message says which file and why.
     """
+    pool: Pool
     if isinstance(source, np.ndarray):
         name, pool = "array", ArrayPool(_checked("array", source))
     else:

@@ -10,6 +10,7 @@ import base64
 import csv
 import html
 import io
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -94,7 +95,7 @@ def label_rows(labels, subsets: dict) -> tuple[list, list]:
     first = next(iter(counts.values()))
     per_label = []
     for i in np.argsort(-first, kind="stable"):
-        row = {"label": str(values[i])}
+        row: dict = {"label": str(values[i])}
         for name, c in counts.items():
             row[f"{name} count"] = int(c[i])
             row[f"{name} share"] = f"{c[i] / max(1, c.sum()):.4f}"
@@ -131,7 +132,7 @@ def level_rows(tree: ClusterTree, params: dict | None) -> list[dict]:
     rows = []
     for t in range(tree.n_levels):
         sizes = tree.sizes(t)
-        row = {"level": t, "clusters": int(sizes.size), "empty": int(np.count_nonzero(sizes == 0)),
+        row: dict = {"level": t, "clusters": int(sizes.size), "empty": int(np.count_nonzero(sizes == 0)),
                "smallest": int(sizes.min()), "median": float(np.median(sizes)), "largest": int(sizes.max())}
         if "n_resamples" in params:
             weight = tree.n_samples if t == 0 else tree.n_clusters[t - 1]
@@ -250,7 +251,7 @@ def _sections(tables) -> list[str]:
     return [f"<h2>{html.escape(heading)}</h2>" + table(tid, rows, note) for heading, tid, rows, note in tables if rows]
 
 
-def render(figs: dict, tables: list, details: list = (), title: str = "hkmeans curation report",
+def render(figs: dict, tables: list, details: Sequence = (), title: str = "hkmeans curation report",
            browser: str = "") -> str:
     """The HTML page: ``tables``, ``figs`` (each with its caption), ``browser``, then
     ``details``.

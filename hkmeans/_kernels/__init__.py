@@ -72,7 +72,7 @@ def _ensure_cache() -> None:
         numba.njit(cache=True)(_probe)  # numba looks for a cache folder as it decorates
     except RuntimeError:
         path, refused = fallback_cache_dir()
-        numba.config.CACHE_DIR = path
+        setattr(numba.config, "CACHE_DIR", path)  # noqa: B010  (not in numba's type stubs)
         if refused is None:
             how = f"are cached in {path}"
         else:

@@ -9,6 +9,7 @@ bounds. The module-level functions are the per-row operations on in-memory array
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -134,6 +135,9 @@ class HostRows:
     """The per-row operations on labels, distances and scores held in this process's
     memory (NumPy arrays), shared by the in-process backends whatever device holds
     the rows. Needs ``X`` (the rows, in host memory) and ``weights``."""
+
+    X: Any
+    weights: Any
 
     @property
     def shape(self):

@@ -143,7 +143,7 @@ class CUDABackend(HostRows):
 
     def take(self, rows, out=None) -> np.ndarray:
         """Rows ``rows`` of the data (from the host copy), into ``out`` if given."""
-        return CPUBackend.take(self, rows, out)
+        return CPUBackend.take(self, rows, out)  # type: ignore[arg-type]  # reads self.X alone
 
     def _search(self, centers, labels, sqdist) -> None:
         """Nearest centres of every row into the device arrays ``labels``, ``sqdist``."""

@@ -178,7 +178,7 @@ def store(folder, client=None, **arrays) -> None:
 def load(folder, client=None) -> dict:
     """The arrays :func:`store` wrote into ``folder``, as dask arrays persisted on the
     workers; a ValueError of one line if their chunks do not cover ``0..n`` in order."""
-    found = {}
+    found: dict = {}
     for entry in sorted(os.listdir(folder)):
         m = _NAME.fullmatch(entry)
         if m:

@@ -41,7 +41,7 @@ from importlib import metadata
 try:
     import fcntl
 except ImportError:  # Windows: runs are not locked
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 
@@ -155,6 +155,7 @@ class RunDir(Checkpoints):
             raise RunDirError(f"{path}: not empty and not an hkmeans run directory; choose another --out.")
         manifest = cls.read_manifest(path) if exists else None  # refuses what hkmeans did not write
         if exists and not overwrite:
+            assert manifest is not None
             if manifest["input"]["fingerprint"] != source["fingerprint"]:
                 raise RunDirError(
                     f"{path}: holds a run on other input ({manifest['input']['path']}, shape "

@@ -90,7 +90,7 @@ def run_subsets(run_dir, source, tree) -> dict:
     """The curated subsets a run directory holds, by file name: ``indices.npy``, then
     ``indices-N.npy`` by N (one per target size), each as positions in the tree."""
     names = [name for name in os.listdir(run_dir) if INDICES.fullmatch(name)]
-    names.sort(key=lambda name: (name != "indices.npy", int(INDICES.fullmatch(name).group(1) or 0)))
+    names.sort(key=lambda name: (name != "indices.npy", int(INDICES.fullmatch(name).group(1) or 0)))  # type: ignore[union-attr]
     rows = input_rows(source) if names else None
     return {name: load_indices(os.path.join(run_dir, name), source, tree, rows) for name in names}
 
