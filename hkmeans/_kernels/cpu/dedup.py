@@ -1,0 +1,248 @@
+"""Near-duplicate search: rows to centroids with the half-space bound, and the
+greedy sweep over the clusters in rank order (blocked GEMMs, exact checks near the
+threshold).
+
+Row states in a sweep: 0 undecided, 1 kept, 2 removed (its duplicate known),
+3 removed (its duplicate not yet known: an undecided row ranks before the first kept
+match).
+"""
+
+import numpy as np
+from numba import prange
+
+from ._common import _task_range, njit
+
+UNDECIDED, KEPT, REMOVED, PENDING = 0, 1, 2, 3
+
+
+@njit(cache=True)
+def exact_norms(X, out):
+    """Row norms as sequential float64 sums of squares (the order the reference uses)."""
+    for i in range(X.shape[0]):
+        s = 0.0
+        for f in range(X.shape[1]):
+            p = np.float64(X[i, f]) * np.float64(X[i, f])
+            s += p
+        out[i] = np.sqrt(s)
+
+
+@njit(cache=True, inline="always")
+def exact_score(x, y, nx, ny, cosine):
+    """Cosine similarity or Euclidean distance of ``x`` and ``y``: float64 products
+    summed in feature order, so that every caller gets the same bits."""
+    s = 0.0
+    if cosine:
+        for f in range(x.shape[0]):
+            p = np.float64(x[f]) * np.float64(y[f])
+            s += p
+        return s / (nx * ny)
+    for f in range(x.shape[0]):
+        t = np.float64(x[f]) - np.float64(y[f])
+        p = t * t
+        s += p
+    return np.sqrt(s)
+
+
+@njit(cache=True, inline="always")
+def _is_match(g, x, y, nx, ny, cosine, threshold, band):
+    """Whether ``x`` and ``y`` (GEMM product ``g``) are within the threshold: decided
+    on ``g`` away from the threshold, by :func:`exact_score` within ``band`` of it."""
+    if cosine:
+        s = g / (nx * ny)
+        if s < threshold - band:
+            return False
+        if s > threshold + band:
+            return True
+        return exact_score(x, y, nx, ny, True) >= threshold
+    d2 = nx * nx + ny * ny - 2.0 * g
+    slack = band * (nx * nx + ny * ny)
+    t2 = threshold * threshold
+    if d2 > t2 + slack:
+        return False
+    if d2 < t2 - slack:
+        return True
+    return exact_score(x, y, nx, ny, False) <= threshold
+
+
+@njit(parallel=True, cache=True)
+def nearest_and_borders(X, norms, C, CT, c_sq, cdist, cosine, radius, err, chunk, n_tasks,
+                        labels, sqdist, counts, offsets, border_rows, border_clusters, fill):
+    """Nearest centroid of each row and the clusters whose half-space of points
+    nearer to them than to that centroid lies within ``radius`` of the row.
+
+    A row ``x`` of nearest centroid ``a`` is a border row of cluster ``c`` when
+    ``|x-c|^2 - |x-a|^2 - 4 err <= 2 |a-c| radius``; ``err`` bounds the rounding of a
+    computed squared distance, ``cdist`` holds ``|a-c|`` rounded up. Cosine rows are
+    compared as unit rows (scaled by ``1 / norms``). Without ``fill``: ``labels``,
+    ``sqdist`` and the border ``counts`` per row; with it, the border pairs of row
+    ``i`` written at ``offsets[i]``.
+    """
+    n, d = X.shape
+    k = C.shape[0]
+    n_blocks = (n + chunk - 1) // chunk
+    for task in prange(n_tasks):
+        G = np.empty((chunk, k), dtype=X.dtype)
+        b0, b1 = _task_range(task, n_tasks, n_blocks)
+        for b in range(b0, b1):
+            r0 = b * chunk
+            r1 = min(r0 + chunk, n)
+            np.dot(X[r0:r1], CT, G[: r1 - r0])
+            for r in range(r1 - r0):
+                i = r0 + r
+                g = G[r]
+                scale = 1.0 / norms[i] if cosine else 1.0
+                x_sq = 1.0 if cosine else norms[i] * norms[i]
+                best = 0
+                best_d = np.inf
+                for c in range(k):
+                    dc = x_sq + c_sq[c] - 2.0 * scale * np.float64(g[c])
+                    if dc < best_d:
+                        best_d = dc
+                        best = c
+                m = 0
+                pos = offsets[i] if fill else 0
+                for c in range(k):
+                    if c == best:
+                        continue
+                    dc = x_sq + c_sq[c] - 2.0 * scale * np.float64(g[c])
+                    if dc - best_d - 4.0 * err <= 2.0 * cdist[best, c] * radius:
+                        if fill:
+                            border_rows[pos + m] = i
+                            border_clusters[pos + m] = c
+                        m += 1
+                if not fill:
+                    labels[i] = best
+                    sqdist[i] = max(best_d, 0.0)
+                    counts[i] = m
+
+
+@njit(cache=True)
+def _scan(Q, b, qrows, qn, P, pn, prow, pn_norm, pstate, S, rank, cosine, threshold, band, kq, uq):
+    """Matches of the ``b`` queries among the ``pn`` candidates ranked before them:
+    lowers ``kq`` (first kept match) and ``uq`` (first undecided match), ranks."""
+    G = S[: b * pn].reshape((b, pn))
+    np.dot(Q[:b], P[:pn].T, G)
+    for r in range(b):
+        ri = rank[qrows[r]]
+        for j in range(pn):
+            rp = rank[prow[j]]
+            if rp >= ri or rp >= kq[r] or (pstate[j] == UNDECIDED and rp >= uq[r]):
+                continue
+            if _is_match(np.float64(G[r, j]), Q[r], P[j], qn[r], pn_norm[j], cosine, threshold, band):
+                if pstate[j] == KEPT:
+                    kq[r] = rp
+                else:
+                    uq[r] = rp
+
+
+@njit(parallel=True, cache=True)
+def sweep(X, norms, rank, clusters, member_offsets, members, import_offsets, imports, before, state,
+          first_kept, cosine, threshold, band, q_rows, p_rows, n_tasks, compared):
+    """One sweep over ``clusters``: each row still undecided (or removed with its
+    duplicate unknown) of a cluster, in rank order, against the rows ranked before
+    it that are not removed: the cluster's own (their states as this sweep leaves
+    them) and its imported border rows (their states ``before`` the sweep).
+
+    A row with a kept match is removed; its duplicate is known (``first_kept``, a
+    rank) unless an undecided match ranks before the first kept one. A row whose
+    matches are all removed is kept; otherwise it stays undecided. ``members`` and
+    ``imports`` of each cluster are sorted by rank. Clusters go round-robin to the
+    ``n_tasks`` tasks; each writes only its own rows, so the result does not depend
+    on the tasks. ``compared[c]`` counts the pairs cluster ``c`` compared.
+    """
+    d = X.shape[1]
+    n = X.shape[0]
+    for task in prange(n_tasks):
+        Q = np.empty((q_rows, d), dtype=X.dtype)
+        P = np.empty((p_rows, d), dtype=X.dtype)
+        S = np.empty(q_rows * max(q_rows, p_rows), dtype=X.dtype)
+        qrows = np.empty(q_rows, dtype=np.int64)
+        qn = np.empty(q_rows)
+        kq = np.empty(q_rows, dtype=np.int64)
+        uq = np.empty(q_rows, dtype=np.int64)
+        prow = np.empty(p_rows, dtype=np.int64)
+        pn_norm = np.empty(p_rows)
+        pstate = np.empty(p_rows, dtype=np.int8)
+        for ci in range(task, clusters.shape[0], n_tasks):
+            a = clusters[ci]
+            mem = members[member_offsets[a] : member_offsets[a + 1]]
+            imp = imports[import_offsets[a] : import_offsets[a + 1]]
+            n_pairs = 0
+            pos = 0
+            while True:
+                start = pos
+                b = 0
+                while pos < mem.shape[0] and b < q_rows:
+                    i = mem[pos]
+                    pos += 1
+                    if state[i] == UNDECIDED or state[i] == PENDING:
+                        qrows[b] = i
+                        Q[b] = X[i]
+                        qn[b] = norms[i]
+                        kq[b] = n
+                        uq[b] = n
+                        b += 1
+                if b == 0:
+                    break
+                last = rank[qrows[b - 1]]
+                pn = 0
+                # candidates: own rows before the block, kept rows inside it, imports
+                n_imp = 0
+                while n_imp < imp.shape[0] and rank[imp[n_imp]] < last:
+                    n_imp += 1
+                for src in range(pos + n_imp):
+                    if src < pos:
+                        p = mem[src]
+                        s = state[p]
+                        if not (s == KEPT or (s == UNDECIDED and src < start)):
+                            continue
+                    else:
+                        p = imp[src - pos]
+                        s = before[p]
+                        if not (s == KEPT or s == UNDECIDED):
+                            continue
+                    prow[pn] = p
+                    P[pn] = X[p]
+                    pn_norm[pn] = norms[p]
+                    pstate[pn] = s
+                    pn += 1
+                    if pn == p_rows:
+                        _scan(Q, b, qrows, qn, P, pn, prow, pn_norm, pstate, S, rank, cosine, threshold, band, kq, uq)
+                        n_pairs += b * pn
+                        pn = 0
+                if pn > 0:
+                    _scan(Q, b, qrows, qn, P, pn, prow, pn_norm, pstate, S, rank, cosine, threshold, band, kq, uq)
+                    n_pairs += b * pn
+                # the block against itself, row by row in rank order
+                G = S[: b * b].reshape((b, b))
+                np.dot(Q[:b], Q[:b].T, G)
+                n_pairs += b * (b - 1) // 2
+                for r in range(b):
+                    for r2 in range(r):
+                        p = qrows[r2]
+                        s = state[p]
+                        rp = rank[p]
+                        if rp >= kq[r] or not (s == KEPT or (s == UNDECIDED and rp < uq[r])):
+                            continue
+                        if _is_match(np.float64(G[r, r2]), Q[r], Q[r2], qn[r], qn[r2], cosine, threshold, band):
+                            if s == KEPT:
+                                kq[r] = rp
+                            else:
+                                uq[r] = rp
+                    i = qrows[r]
+                    if kq[r] < n:
+                        state[i] = PENDING if uq[r] < kq[r] else REMOVED
+                        first_kept[i] = kq[r] if uq[r] > kq[r] else n
+                    elif uq[r] < n:
+                        state[i] = UNDECIDED
+                    else:
+                        state[i] = KEPT
+            compared[a] += n_pairs
+
+
+@njit(parallel=True, cache=True)
+def pair_scores(X, norms, rows, others, cosine, out):
+    """:func:`exact_score` of each row ``rows[j]`` and ``others[j]``."""
+    for j in prange(rows.shape[0]):
+        i, o = rows[j], others[j]
+        out[j] = exact_score(X[i], X[o], norms[i], norms[o], cosine)
