@@ -153,8 +153,9 @@ def _centroid_distances(C):
 
 
 def _borders(X, norms, C, cosine, radius):
-    """Labels, squared distances to the centroids and the border pairs (rows, clusters)
-    of :func:`hkmeans._kernels.cpu.dedup.nearest_and_borders`."""
+    """Labels, squared distances to the centroids and the border clusters of each row
+    (CSR: row ``i``'s are ``clusters[offsets[i]:offsets[i + 1]]``) of
+    :func:`hkmeans._kernels.cpu.dedup.nearest_and_borders`."""
     n = X.shape[0]
     C = np.ascontiguousarray(C, dtype=X.dtype)
     CT = np.ascontiguousarray(C.T)
@@ -174,7 +175,7 @@ def _borders(X, norms, C, cosine, radius):
         rows = np.empty(offsets[-1], dtype=np.int64)
         clusters = np.empty(offsets[-1], dtype=np.int64)
         kernels.nearest_and_borders(*args, offsets, rows, clusters, True)
-    return labels, sqdist, rows, clusters
+    return labels, sqdist, offsets, clusters
 
 
 def _rank_order(keep, sqdist, rng):
@@ -239,22 +240,36 @@ def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=N
         C = _model_centroids(model, X, n_clusters) if model is not None else _own_centroids(X, n_clusters, metric, rng)
         if cosine:
             C = normalize_rows(np.asarray(C, dtype=np.float64))
-        labels, sqdist, border_rows, border_clusters = _borders(X, norms, C, cosine, _search_radius(threshold, cosine, X))
+        labels, sqdist, border_offsets, border_clusters = _borders(X, norms, C, cosine,
+                                                                   _search_radius(threshold, cosine, X))
         order = _rank_order(keep, sqdist, rng)
-        result = _sweep(X, norms, labels, C.shape[0], order, border_rows, border_clusters, cosine, threshold)
+        result = _sweep(X, norms, labels, C.shape[0], order, border_offsets, border_clusters, cosine, threshold)
     return result
 
 
-def _sweep(X, norms, labels, k, order, border_rows, border_clusters, cosine, threshold):
+def _import_runs(labels, rank, k, border_offsets, border_clusters):
+    """Each cluster's imported border rows, in runs by source cluster, each by rank:
+    ``(run_offsets, run_sources, run_starts, imports)`` as
+    :func:`hkmeans._kernels.cpu.dedup.sweep` reads them."""
+    rows = np.repeat(np.arange(len(labels)), np.diff(border_offsets))
+    src = labels[rows]
+    by = np.lexsort((rank[rows], src, border_clusters))
+    imports, dest, src = rows[by], border_clusters[by], src[by]
+    new_run = np.ones(len(imports), dtype=bool)
+    new_run[1:] = (dest[1:] != dest[:-1]) | (src[1:] != src[:-1])
+    starts = np.flatnonzero(new_run)
+    run_offsets = np.searchsorted(dest[starts], np.arange(k + 1))
+    return run_offsets, src[starts], np.append(starts, len(imports)), imports
+
+
+def _sweep(X, norms, labels, k, order, border_offsets, border_clusters, cosine, threshold):
     """Sweeps until every row is decided, then the duplicates and their scores."""
     n = X.shape[0]
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     member_offsets, _ = group_by_label(labels, k)
     members = np.lexsort((rank, labels))
-    by_cluster = np.lexsort((rank[border_rows], border_clusters))
-    imports = border_rows[by_cluster]
-    import_offsets, _ = group_by_label(border_clusters, k)
+    runs = _import_runs(labels, rank, k, border_offsets, border_clusters)
     band = 3.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
     state = np.zeros(n, dtype=np.int8)
     first_kept = np.full(n, n, dtype=np.int64)
@@ -267,8 +282,9 @@ def _sweep(X, norms, labels, k, order, border_rows, border_clusters, cosine, thr
         before = state.copy()
         with kernel_threads(float(np.sum(sizes.astype(np.float64) ** 2)) * X.shape[1]):
             n_tasks = max(1, min(numba.get_num_threads(), len(clusters)))
-            kernels.sweep(X, norms, rank, clusters, member_offsets, members, import_offsets, imports, before, state,
-                          first_kept, cosine, threshold, band, QUERY_ROWS, CANDIDATE_ROWS, n_tasks, compared)
+            kernels.sweep(X, norms, rank, clusters, member_offsets, members, *runs, border_offsets, border_clusters,
+                          before, state, first_kept, cosine, threshold, band, QUERY_ROWS, CANDIDATE_ROWS, n_tasks,
+                          compared)
         still = (state == kernels.UNDECIDED) | (state == kernels.PENDING)
         if np.count_nonzero(still[open_rows]) == open_rows.size and np.array_equal(state, before):
             raise RuntimeError("dedup made no progress in a sweep.")  # the rule guarantees progress

@@ -21,7 +21,7 @@ def pools(draw, metric):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     X = rng.integers(-2, 3, (n, d)).astype(dtype) if draw(st.booleans()) else rng.normal(size=(n, d)).astype(dtype)
-    X[:, 0] += 3  # no zero rows for cosine
+    X[:, 0] += 3
     step = draw(st.sampled_from([0.05, 0.2, 0.5]))
     for _ in range(draw(st.integers(0, 4))):  # chains of small steps
         a = rng.integers(n)
@@ -29,6 +29,7 @@ def pools(draw, metric):
             X[j] = X[a] + step * (j - a) * np.eye(d, dtype=dtype)[0]
     for j in rng.integers(0, n, draw(st.integers(0, n // 2))):  # exact copies
         X[j] = X[rng.integers(n)]
+    X[np.all(X == 0, axis=1), 0] = 1  # no zero rows for cosine
     if draw(st.booleans()):  # exactly at the threshold
         i, j = rng.choice(n, 2, replace=False)
         x = X[[i, j]].astype(np.float64)

@@ -44,16 +44,17 @@ def exact_score(x, y, nx, ny, cosine):
 
 
 @njit(cache=True, inline="always")
-def _is_match(g, x, y, nx, ny, cosine, threshold, band):
-    """Whether ``x`` and ``y`` (GEMM product ``g``) are within the threshold: decided
+def _is_match(g, X, i, p, norms, cosine, threshold, band):
+    """Whether rows ``i`` and ``p`` are within the threshold, from ``g``: their
+    cosine for "cosine" (unit rows' product), their product for "euclidean". Decided
     on ``g`` away from the threshold, by :func:`exact_score` within ``band`` of it."""
     if cosine:
-        s = g / (nx * ny)
-        if s < threshold - band:
+        if g < threshold - band:
             return False
-        if s > threshold + band:
+        if g > threshold + band:
             return True
-        return exact_score(x, y, nx, ny, True) >= threshold
+        return exact_score(X[i], X[p], norms[i], norms[p], True) >= threshold
+    nx, ny = norms[i], norms[p]
     d2 = nx * nx + ny * ny - 2.0 * g
     slack = band * (nx * nx + ny * ny)
     t2 = threshold * threshold
@@ -61,7 +62,7 @@ def _is_match(g, x, y, nx, ny, cosine, threshold, band):
         return False
     if d2 < t2 - slack:
         return True
-    return exact_score(x, y, nx, ny, False) <= threshold
+    return exact_score(X[i], X[p], nx, ny, False) <= threshold
 
 
 @njit(parallel=True, cache=True)
@@ -116,57 +117,88 @@ def nearest_and_borders(X, norms, C, CT, c_sq, cdist, cosine, radius, err, chunk
                     counts[i] = m
 
 
+@njit(cache=True, inline="always")
+def _load(X, i, norms, cosine, out):
+    """Row ``i`` into ``out``: scaled to unit norm for "cosine"."""
+    if cosine:
+        inv = 1.0 / norms[i]
+        for f in range(X.shape[1]):
+            out[f] = X[i, f] * inv
+    else:
+        out[:] = X[i]
+
+
 @njit(cache=True)
-def _scan(Q, b, qrows, qn, P, pn, prow, pn_norm, pstate, S, rank, cosine, threshold, band, kq, uq):
-    """Matches of the ``b`` queries among the ``pn`` candidates ranked before them:
-    lowers ``kq`` (first kept match) and ``uq`` (first undecided match), ranks."""
+def _scan(X, norms, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq):
+    """Matches of the ``b`` queries (rows ``qrows``, slots ``qpos`` in the block) among
+    the ``pn`` candidates ranked before them: lowers ``kq`` (rank of the first kept
+    match) and ``uq`` (of the first undecided one)."""
     G = S[: b * pn].reshape((b, pn))
     np.dot(Q[:b], P[:pn].T, G)
+    # a pair can match only above this product (cheap test first: most pairs fail it)
+    lo = threshold - band if cosine else -np.inf
     for r in range(b):
-        ri = rank[qrows[r]]
+        i = qrows[r]
+        q = qpos[r]
+        ri = rank[i]
+        g = G[r]
         for j in range(pn):
-            rp = rank[prow[j]]
-            if rp >= ri or rp >= kq[r] or (pstate[j] == UNDECIDED and rp >= uq[r]):
+            if g[j] < lo:
                 continue
-            if _is_match(np.float64(G[r, j]), Q[r], P[j], qn[r], pn_norm[j], cosine, threshold, band):
+            rp = rank[prow[j]]
+            if rp >= ri or rp >= kq[q] or (pstate[j] == UNDECIDED and rp >= uq[q]):
+                continue
+            if _is_match(np.float64(g[j]), X, i, prow[j], norms, cosine, threshold, band):
                 if pstate[j] == KEPT:
-                    kq[r] = rp
+                    kq[q] = rp
                 else:
-                    uq[r] = rp
+                    uq[q] = rp
 
 
 @njit(parallel=True, cache=True)
-def sweep(X, norms, rank, clusters, member_offsets, members, import_offsets, imports, before, state,
-          first_kept, cosine, threshold, band, q_rows, p_rows, n_tasks, compared):
+def sweep(X, norms, rank, clusters, member_offsets, members, run_offsets, run_sources, run_starts, imports,
+          border_offsets, border_clusters, before, state, first_kept, cosine, threshold, band, q_rows, p_rows,
+          n_tasks, compared):
     """One sweep over ``clusters``: each row still undecided (or removed with its
     duplicate unknown) of a cluster, in rank order, against the rows ranked before
     it that are not removed: the cluster's own (their states as this sweep leaves
-    them) and its imported border rows (their states ``before`` the sweep).
+    them) and the border rows it imports (their states ``before`` the sweep).
+
+    Imports come in runs, one per source cluster (``run_sources``; cluster ``a``'s
+    runs are ``run_offsets[a]:run_offsets[a + 1]``, run ``u`` is
+    ``imports[run_starts[u]:run_starts[u + 1]]``, sorted by rank); a query meets a
+    run only if it is itself a border row of the run's source (``border_clusters``
+    of row ``i``: ``border_offsets[i]:border_offsets[i + 1]``).
 
     A row with a kept match is removed; its duplicate is known (``first_kept``, a
     rank) unless an undecided match ranks before the first kept one. A row whose
-    matches are all removed is kept; otherwise it stays undecided. ``members`` and
-    ``imports`` of each cluster are sorted by rank. Clusters go round-robin to the
-    ``n_tasks`` tasks; each writes only its own rows, so the result does not depend
-    on the tasks. ``compared[c]`` counts the pairs cluster ``c`` compared.
+    matches are all removed is kept; otherwise it stays undecided. Clusters go
+    round-robin to the ``n_tasks`` tasks; each writes only its own rows, so the
+    result does not depend on the tasks. ``compared[c]`` counts the pairs cluster
+    ``c`` compared.
     """
     d = X.shape[1]
     n = X.shape[0]
+    k = member_offsets.shape[0] - 1
     for task in prange(n_tasks):
         Q = np.empty((q_rows, d), dtype=X.dtype)
+        Qs = np.empty((q_rows, d), dtype=X.dtype)
         P = np.empty((p_rows, d), dtype=X.dtype)
         S = np.empty(q_rows * max(q_rows, p_rows), dtype=X.dtype)
         qrows = np.empty(q_rows, dtype=np.int64)
-        qn = np.empty(q_rows)
+        qpos = np.arange(q_rows)
+        srows = np.empty(q_rows, dtype=np.int64)
+        spos = np.empty(q_rows, dtype=np.int64)
         kq = np.empty(q_rows, dtype=np.int64)
         uq = np.empty(q_rows, dtype=np.int64)
         prow = np.empty(p_rows, dtype=np.int64)
-        pn_norm = np.empty(p_rows)
         pstate = np.empty(p_rows, dtype=np.int8)
+        # the block's queries by source cluster they border (CSR over clusters)
+        src_count = np.zeros(k + 1, dtype=np.int64)
+        src_list = np.empty(0, dtype=np.int64)
         for ci in range(task, clusters.shape[0], n_tasks):
             a = clusters[ci]
             mem = members[member_offsets[a] : member_offsets[a + 1]]
-            imp = imports[import_offsets[a] : import_offsets[a + 1]]
             n_pairs = 0
             pos = 0
             while True:
@@ -177,42 +209,83 @@ def sweep(X, norms, rank, clusters, member_offsets, members, import_offsets, imp
                     pos += 1
                     if state[i] == UNDECIDED or state[i] == PENDING:
                         qrows[b] = i
-                        Q[b] = X[i]
-                        qn[b] = norms[i]
+                        _load(X, i, norms, cosine, Q[b])
                         kq[b] = n
                         uq[b] = n
                         b += 1
                 if b == 0:
                     break
                 last = rank[qrows[b - 1]]
+                # own rows: those before the block not removed, kept rows inside it
                 pn = 0
-                # candidates: own rows before the block, kept rows inside it, imports
-                n_imp = 0
-                while n_imp < imp.shape[0] and rank[imp[n_imp]] < last:
-                    n_imp += 1
-                for src in range(pos + n_imp):
-                    if src < pos:
-                        p = mem[src]
-                        s = state[p]
-                        if not (s == KEPT or (s == UNDECIDED and src < start)):
-                            continue
-                    else:
-                        p = imp[src - pos]
-                        s = before[p]
-                        if not (s == KEPT or s == UNDECIDED):
-                            continue
+                for src in range(pos):
+                    p = mem[src]
+                    s = state[p]
+                    if not (s == KEPT or (s == UNDECIDED and src < start)):
+                        continue
                     prow[pn] = p
-                    P[pn] = X[p]
-                    pn_norm[pn] = norms[p]
+                    _load(X, p, norms, cosine, P[pn])
                     pstate[pn] = s
                     pn += 1
                     if pn == p_rows:
-                        _scan(Q, b, qrows, qn, P, pn, prow, pn_norm, pstate, S, rank, cosine, threshold, band, kq, uq)
+                        _scan(X, norms, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band,
+                              kq, uq)
                         n_pairs += b * pn
                         pn = 0
                 if pn > 0:
-                    _scan(Q, b, qrows, qn, P, pn, prow, pn_norm, pstate, S, rank, cosine, threshold, band, kq, uq)
+                    _scan(X, norms, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq)
                     n_pairs += b * pn
+                # imports, run by run, against the queries that border the run's source
+                total = 0
+                for r in range(b):
+                    i = qrows[r]
+                    for e in range(border_offsets[i], border_offsets[i + 1]):
+                        src_count[border_clusters[e] + 1] += 1
+                        total += 1
+                if total > 0:
+                    for c in range(k):
+                        src_count[c + 1] += src_count[c]
+                    if src_list.shape[0] < total:
+                        src_list = np.empty(2 * total, dtype=np.int64)
+                    fill = src_count[:k].copy()
+                    for r in range(b):
+                        i = qrows[r]
+                        for e in range(border_offsets[i], border_offsets[i + 1]):
+                            c = border_clusters[e]
+                            src_list[fill[c]] = r
+                            fill[c] += 1
+                    for u in range(run_offsets[a], run_offsets[a + 1]):
+                        c = run_sources[u]
+                        m = src_count[c + 1] - src_count[c]
+                        if m == 0:
+                            continue
+                        for t in range(m):
+                            r = src_list[src_count[c] + t]
+                            srows[t] = qrows[r]
+                            spos[t] = r
+                            Qs[t] = Q[r]
+                        pn = 0
+                        for e in range(run_starts[u], run_starts[u + 1]):
+                            p = imports[e]
+                            if rank[p] >= last:
+                                break
+                            s = before[p]
+                            if not (s == KEPT or s == UNDECIDED):
+                                continue
+                            prow[pn] = p
+                            _load(X, p, norms, cosine, P[pn])
+                            pstate[pn] = s
+                            pn += 1
+                            if pn == p_rows:
+                                _scan(X, norms, Qs, m, srows, spos, P, pn, prow, pstate, S, rank, cosine, threshold,
+                                      band, kq, uq)
+                                n_pairs += m * pn
+                                pn = 0
+                        if pn > 0:
+                            _scan(X, norms, Qs, m, srows, spos, P, pn, prow, pstate, S, rank, cosine, threshold,
+                                  band, kq, uq)
+                            n_pairs += m * pn
+                    src_count[:] = 0
                 # the block against itself, row by row in rank order
                 G = S[: b * b].reshape((b, b))
                 np.dot(Q[:b], Q[:b].T, G)
@@ -224,7 +297,7 @@ def sweep(X, norms, rank, clusters, member_offsets, members, import_offsets, imp
                         rp = rank[p]
                         if rp >= kq[r] or not (s == KEPT or (s == UNDECIDED and rp < uq[r])):
                             continue
-                        if _is_match(np.float64(G[r, r2]), Q[r], Q[r2], qn[r], qn[r2], cosine, threshold, band):
+                        if _is_match(np.float64(G[r, r2]), X, qrows[r], p, norms, cosine, threshold, band):
                             if s == KEPT:
                                 kq[r] = rp
                             else:
