@@ -70,7 +70,8 @@ class DedupResult:
         return np.flatnonzero(self.duplicate_of >= 0)
 
 
-def _check_threshold(threshold, metric):
+def check_threshold(threshold, metric) -> float:
+    """``threshold`` as a float; a ValueError unless it suits ``metric``."""
     if metric not in DEDUP_METRICS:
         raise ValueError(f"metric must be one of {DEDUP_METRICS}, got {metric!r}.")
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not np.isfinite(threshold):
@@ -230,7 +231,7 @@ def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=N
     -------
     DedupResult
     """
-    threshold = _check_threshold(threshold, metric)
+    threshold = check_threshold(threshold, metric)
     if keep not in KEEP:
         raise ValueError(f"keep must be one of {KEEP}, got {keep!r}.")
     X, norms = _check_data(X, metric)

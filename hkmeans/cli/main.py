@@ -16,6 +16,7 @@ from .. import __version__
 from .._progress import TqdmHandler, log
 from ..io import InputError
 from . import commands
+from . import dedup
 from . import config as cfg
 from .config import ConfigError
 from .rundir import RunDirError
@@ -96,6 +97,7 @@ EXAMPLES = {
     "export": ["hkmeans export run/", "hkmeans export run/ --out tables/"],
     "report": ["hkmeans report run/ -o report.html",
                "hkmeans report run/ --labels meta.parquet --column source -o report.html"],
+    "dedup": dedup.EXAMPLES,
     "advise": ["hkmeans advise emb.npy --target-size 1000000",
                "hkmeans advise emb.npy --target-size 200000 > curation.toml"],
 }
@@ -156,6 +158,8 @@ def parser() -> argparse.ArgumentParser:
                    help="report on a fresh sample of N points (default: the run's indices.npy and indices-N.npy)")
     p.add_argument("-o", "--output", metavar="FILE", help="the HTML file (default: RUN_DIR/report.html)")
     p.set_defaults(verbosity=0)
+
+    dedup.add_arguments(_subcommand(sub, "dedup", "near-duplicate rows removed, exactly, into a folder", dedup.run))
 
     p = _subcommand(sub, "advise", "levels, clusters and sample sizes for a pool and a target size", commands.advise)
     _input(p)
