@@ -171,11 +171,10 @@ def _borders(X, norms, C, cosine, radius):
     with kernel_threads(n * C.shape[0] * X.shape[1]):
         n_tasks = max(1, min(numba.get_num_threads(), -(-n // chunk)))
         args = (X, norms, C, CT, c_sq, cdist, cosine, radius, err, chunk, n_tasks, labels, sqdist, counts)
-        kernels.nearest_and_borders(*args, offsets, np.empty(0, np.int64), np.empty(0, np.int64), False)
+        kernels.nearest_and_borders(*args, offsets, np.empty(0, np.int32), False)
         np.cumsum(counts, out=offsets[1:])
-        rows = np.empty(offsets[-1], dtype=np.int64)
-        clusters = np.empty(offsets[-1], dtype=np.int64)
-        kernels.nearest_and_borders(*args, offsets, rows, clusters, True)
+        clusters = np.empty(offsets[-1], dtype=np.int32)
+        kernels.nearest_and_borders(*args, offsets, clusters, True)
     return labels, sqdist, offsets, clusters
 
 
@@ -248,21 +247,6 @@ def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=N
     return result
 
 
-def _import_runs(labels, rank, k, border_offsets, border_clusters):
-    """Each cluster's imported border rows, in runs by source cluster, each by rank:
-    ``(run_offsets, run_sources, run_starts, imports)`` as
-    :func:`hkmeans._kernels.cpu.dedup.sweep` reads them."""
-    rows = np.repeat(np.arange(len(labels)), np.diff(border_offsets))
-    src = labels[rows]
-    by = np.lexsort((rank[rows], src, border_clusters))
-    imports, dest, src = rows[by], border_clusters[by], src[by]
-    new_run = np.ones(len(imports), dtype=bool)
-    new_run[1:] = (dest[1:] != dest[:-1]) | (src[1:] != src[:-1])
-    starts = np.flatnonzero(new_run)
-    run_offsets = np.searchsorted(dest[starts], np.arange(k + 1))
-    return run_offsets, src[starts], np.append(starts, len(imports)), imports
-
-
 def _sweep(X, norms, labels, k, order, border_offsets, border_clusters, cosine, threshold):
     """Sweeps until every row is decided, then the duplicates and their scores."""
     n = X.shape[0]
@@ -270,7 +254,7 @@ def _sweep(X, norms, labels, k, order, border_offsets, border_clusters, cosine, 
     rank[order] = np.arange(n)
     member_offsets, _ = group_by_label(labels, k)
     members = np.lexsort((rank, labels))
-    runs = _import_runs(labels, rank, k, border_offsets, border_clusters)
+    runs = kernels.import_runs(labels, rank, border_offsets, border_clusters, k)
     band = 3.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
     state = np.zeros(n, dtype=np.int8)
     first_kept = np.full(n, n, dtype=np.int64)

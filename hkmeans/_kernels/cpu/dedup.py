@@ -67,7 +67,7 @@ def _is_match(g, X, i, p, norms, cosine, threshold, band):
 
 @njit(parallel=True, cache=True)
 def nearest_and_borders(X, norms, C, CT, c_sq, cdist, cosine, radius, err, chunk, n_tasks,
-                        labels, sqdist, counts, offsets, border_rows, border_clusters, fill):
+                        labels, sqdist, counts, offsets, border_clusters, fill):
     """Nearest centroid of each row and the clusters whose half-space of points
     nearer to them than to that centroid lies within ``radius`` of the row.
 
@@ -75,7 +75,7 @@ def nearest_and_borders(X, norms, C, CT, c_sq, cdist, cosine, radius, err, chunk
     ``|x-c|^2 - |x-a|^2 - 4 err <= 2 |a-c| radius``; ``err`` bounds the rounding of a
     computed squared distance, ``cdist`` holds ``|a-c|`` rounded up. Cosine rows are
     compared as unit rows (scaled by ``1 / norms``). Without ``fill``: ``labels``,
-    ``sqdist`` and the border ``counts`` per row; with it, the border pairs of row
+    ``sqdist`` and the border ``counts`` per row; with it, the border clusters of row
     ``i`` written at ``offsets[i]``.
     """
     n, d = X.shape
@@ -108,7 +108,6 @@ def nearest_and_borders(X, norms, C, CT, c_sq, cdist, cosine, radius, err, chunk
                     dc = x_sq + c_sq[c] - 2.0 * scale * np.float64(g[c])
                     if dc - best_d - 4.0 * err <= 2.0 * cdist[best, c] * radius:
                         if fill:
-                            border_rows[pos + m] = i
                             border_clusters[pos + m] = c
                         m += 1
                 if not fill:
@@ -311,6 +310,51 @@ def sweep(X, norms, rank, clusters, member_offsets, members, run_offsets, run_so
                     else:
                         state[i] = KEPT
             compared[a] += n_pairs
+
+
+@njit(parallel=True, cache=True)
+def import_runs(labels, rank, border_offsets, border_clusters, k):
+    """Each cluster's imported border rows (the rows that border it), in runs by
+    source cluster, each run by rank. Returns ``(run_offsets, run_sources,
+    run_starts, imports)``: cluster ``a``'s runs are ``run_offsets[a]:run_offsets[a +
+    1]``; run ``u`` comes from cluster ``run_sources[u]`` and is
+    ``imports[run_starts[u]:run_starts[u + 1]]``."""
+    n = labels.shape[0]
+    offsets = np.zeros(k + 1, dtype=np.int64)
+    for e in range(border_clusters.shape[0]):
+        offsets[border_clusters[e] + 1] += 1
+    for a in range(k):
+        offsets[a + 1] += offsets[a]
+    imports = np.empty(border_clusters.shape[0], dtype=np.int32)
+    pos = offsets[:-1].copy()
+    for i in range(n):
+        for e in range(border_offsets[i], border_offsets[i + 1]):
+            c = border_clusters[e]
+            imports[pos[c]] = i
+            pos[c] += 1
+    n_runs = np.zeros(k + 1, dtype=np.int64)
+    for a in prange(k):
+        seg = imports[offsets[a] : offsets[a + 1]]
+        keys = np.empty(seg.shape[0], dtype=np.int64)
+        for t in range(seg.shape[0]):
+            keys[t] = labels[seg[t]] * n + rank[seg[t]]
+        seg[:] = seg[np.argsort(keys)]
+        for t in range(seg.shape[0]):
+            if t == 0 or labels[seg[t]] != labels[seg[t - 1]]:
+                n_runs[a + 1] += 1
+    for a in range(k):
+        n_runs[a + 1] += n_runs[a]
+    run_sources = np.empty(n_runs[k], dtype=np.int64)
+    run_starts = np.empty(n_runs[k] + 1, dtype=np.int64)
+    run_starts[n_runs[k]] = imports.shape[0]
+    for a in prange(k):
+        u = n_runs[a]
+        for t in range(offsets[a], offsets[a + 1]):
+            if t == offsets[a] or labels[imports[t]] != labels[imports[t - 1]]:
+                run_sources[u] = labels[imports[t]]
+                run_starts[u] = t
+                u += 1
+    return n_runs, run_sources, run_starts, imports
 
 
 @njit(parallel=True, cache=True)
