@@ -28,7 +28,8 @@ def add_arguments(p) -> None:
                         "(with --metric euclidean: the distance at or below which they are)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for kept.npy and duplicates.parquet (made; must be missing or empty)")
-    p.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine", help="(default: cosine)")
+    p.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine",
+                   help="compare rows by cosine similarity or by Euclidean distance (default: cosine)")
     p.add_argument("--keep", choices=KEEP, default="hard",
                    help="which row of a group is kept: hard (farthest from its centroid, as SemDeDup), easy, "
                         "random or first (default: hard)")
