@@ -76,16 +76,16 @@ def child(path, threshold, out):
     times = {}
     t0 = time.perf_counter()
     with single_threaded_blas():
-        X, norms = _check_data(X, "cosine")
+        X, sq = _check_data(X, "cosine")
         rng = as_generator(0)
         C = normalize_rows(_own_centroids(X, None, "cosine", rng).astype(np.float64))
         times["kmeans"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        labels, sqdist, rows, clusters = _borders(X, norms, C, True, _search_radius(threshold, True, X))
+        labels, sqdist, rows, clusters = _borders(X, sq, C, True, _search_radius(threshold, True, X))
         times["labels_and_borders"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         order = _rank_order("hard", sqdist, rng)
-        res = _sweep(X, norms, labels, C.shape[0], order, rows, clusters, True, threshold)
+        res = _sweep(X, sq, labels, C.shape[0], order, rows, clusters, True, threshold)
         times["sweep"] = time.perf_counter() - t1
     times["total"] = time.perf_counter() - t0
     status = open("/proc/self/status").read().split("\n")

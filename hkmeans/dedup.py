@@ -90,15 +90,15 @@ def _check_data(X, metric):
         X = check_array(X, dtype=[np.float64, np.float32], order="C")
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"X must be a non-empty 2-D array, got shape {X.shape}.")
-    norms = np.empty(X.shape[0])
-    kernels.exact_norms(X, norms)
-    if not np.all(np.isfinite(norms)):
-        bad = int(np.flatnonzero(~np.isfinite(norms))[0])
+    sq = np.empty(X.shape[0])
+    kernels.exact_sq_norms(X, sq)
+    if not np.all(np.isfinite(sq)):
+        bad = int(np.flatnonzero(~np.isfinite(sq))[0])
         raise ValueError(f"X contains NaN or infinity (row {bad}).")
-    if metric == "cosine" and np.any(norms == 0):
-        bad = int(np.flatnonzero(norms == 0)[0])
+    if metric == "cosine" and np.any(sq == 0):
+        bad = int(np.flatnonzero(sq == 0)[0])
         raise ValueError(f'Row {bad} of X is zero: metric="cosine" needs rows of non-zero norm.')
-    return X, norms
+    return X, sq
 
 
 def _model_centroids(model, X, n_clusters):
@@ -153,7 +153,7 @@ def _centroid_distances(C):
     return np.nextafter(D.astype(np.float32), np.float32(np.inf))
 
 
-def _borders(X, norms, C, cosine, radius):
+def _borders(X, sq, C, cosine, radius):
     """Labels, squared distances to the centroids and the border clusters of each row
     (CSR: row ``i``'s are ``clusters[offsets[i]:offsets[i + 1]]``) of
     :func:`hkmeans._kernels.cpu.dedup.nearest_and_borders`."""
@@ -161,7 +161,7 @@ def _borders(X, norms, C, cosine, radius):
     C = np.ascontiguousarray(C, dtype=X.dtype)
     CT = np.ascontiguousarray(C.T)
     c_sq = np.einsum("ij,ij->i", C.astype(np.float64), C.astype(np.float64))
-    err = _rel_err(X) * ((1.0 if cosine else float(np.max(norms)) ** 2) + float(np.max(c_sq)))
+    err = _rel_err(X) * ((1.0 if cosine else float(np.max(sq))) + float(np.max(c_sq)))
     cdist = _centroid_distances(C)
     chunk = _config.CHUNK_ROWS
     labels = np.empty(n, dtype=np.int64)
@@ -170,7 +170,7 @@ def _borders(X, norms, C, cosine, radius):
     offsets = np.zeros(n + 1, dtype=np.int64)
     with kernel_threads(n * C.shape[0] * X.shape[1]):
         n_tasks = max(1, min(numba.get_num_threads(), -(-n // chunk)))
-        args = (X, norms, C, CT, c_sq, cdist, cosine, radius, err, chunk, n_tasks, labels, sqdist, counts)
+        args = (X, sq, C, CT, c_sq, cdist, cosine, radius, err, chunk, n_tasks, labels, sqdist, counts)
         kernels.nearest_and_borders(*args, offsets, np.empty(0, np.int32), False)
         np.cumsum(counts, out=offsets[1:])
         clusters = np.empty(offsets[-1], dtype=np.int32)
@@ -233,21 +233,21 @@ def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=N
     threshold = check_threshold(threshold, metric)
     if keep not in KEEP:
         raise ValueError(f"keep must be one of {KEEP}, got {keep!r}.")
-    X, norms = _check_data(X, metric)
+    X, sq = _check_data(X, metric)
     rng = as_generator(random_state)
     cosine = metric == "cosine"
     with single_threaded_blas():
         C = _model_centroids(model, X, n_clusters) if model is not None else _own_centroids(X, n_clusters, metric, rng)
         if cosine:
             C = normalize_rows(np.asarray(C, dtype=np.float64))
-        labels, sqdist, border_offsets, border_clusters = _borders(X, norms, C, cosine,
+        labels, sqdist, border_offsets, border_clusters = _borders(X, sq, C, cosine,
                                                                    _search_radius(threshold, cosine, X))
         order = _rank_order(keep, sqdist, rng)
-        result = _sweep(X, norms, labels, C.shape[0], order, border_offsets, border_clusters, cosine, threshold)
+        result = _sweep(X, sq, labels, C.shape[0], order, border_offsets, border_clusters, cosine, threshold)
     return result
 
 
-def _sweep(X, norms, labels, k, order, border_offsets, border_clusters, cosine, threshold):
+def _sweep(X, sq, labels, k, order, border_offsets, border_clusters, cosine, threshold):
     """Sweeps until every row is decided, then the duplicates and their scores."""
     n = X.shape[0]
     rank = np.empty(n, dtype=np.int64)
@@ -267,7 +267,7 @@ def _sweep(X, norms, labels, k, order, border_offsets, border_clusters, cosine, 
         before = state.copy()
         with kernel_threads(float(np.sum(sizes.astype(np.float64) ** 2)) * X.shape[1]):
             n_tasks = max(1, min(numba.get_num_threads(), len(clusters)))
-            kernels.sweep(X, norms, rank, clusters, member_offsets, members, *runs, border_offsets, border_clusters,
+            kernels.sweep(X, sq, rank, clusters, member_offsets, members, *runs, border_offsets, border_clusters,
                           before, state, first_kept, cosine, threshold, band, QUERY_ROWS, CANDIDATE_ROWS, n_tasks,
                           compared)
         still = (state == kernels.UNDECIDED) | (state == kernels.PENDING)
@@ -279,7 +279,7 @@ def _sweep(X, norms, labels, k, order, border_offsets, border_clusters, cosine, 
     duplicate_of[removed] = order[first_kept[removed]]
     similarity = np.full(n, np.nan)
     scores = np.empty(len(removed))
-    kernels.pair_scores(X, norms, removed, duplicate_of[removed], cosine, scores)
+    kernels.pair_scores(X, sq, removed, duplicate_of[removed], cosine, scores)
     similarity[removed] = scores
     return DedupResult(np.flatnonzero(state == kernels.KEPT), duplicate_of, similarity, order, labels,
                        int(compared.sum()))

@@ -82,18 +82,19 @@ def pick_members(labels, k, scores, n_take):
 def dedup(X, threshold, order, metric="cosine"):
     """The greedy rule over all pairs: in ``order``, a row is removed iff within the
     threshold of a row already kept; its duplicate is the first such in ``order``.
-    Scores are float64 products summed in feature order. Returns
+    Scores are float64 products summed in feature order, the cosine over
+    ``sqrt(|x|^2 |y|^2)``. Returns
     ``(kept, duplicate_of, similarity)``."""
     X = np.asarray(X, dtype=np.float64)
     n = len(X)
-    norms = np.sqrt(np.cumsum(X * X, axis=1)[:, -1])
+    sq = np.cumsum(X * X, axis=1)[:, -1]
     kept_so_far = []
     duplicate_of = np.full(n, -1, dtype=np.int64)
     similarity = np.full(n, np.nan)
     for i in order:
         for j in kept_so_far:
             if metric == "cosine":
-                s = np.cumsum(X[i] * X[j])[-1] / (norms[i] * norms[j])
+                s = np.cumsum(X[i] * X[j])[-1] / np.sqrt(sq[i] * sq[j])
                 match = s >= threshold
             else:
                 s = np.sqrt(np.cumsum((X[i] - X[j]) ** 2)[-1])

@@ -33,8 +33,8 @@ def pools(draw, metric):
     if draw(st.booleans()):  # exactly at the threshold
         i, j = rng.choice(n, 2, replace=False)
         x = X[[i, j]].astype(np.float64)
-        norms = np.sqrt(np.cumsum(x * x, axis=1)[:, -1])
-        t = (np.cumsum(x[0] * x[1])[-1] / norms.prod() if metric == "cosine"
+        sq = np.cumsum(x * x, axis=1)[:, -1]
+        t = (np.cumsum(x[0] * x[1])[-1] / np.sqrt(sq.prod()) if metric == "cosine"
              else np.sqrt(np.cumsum((x[0] - x[1]) ** 2)[-1]))
         if metric == "cosine" and not 0 < t <= 1:
             t = 0.9
@@ -78,6 +78,17 @@ def test_rank_orders():
     np.testing.assert_array_equal(labels, np.argmin(((U[:, None] - C[None]) ** 2).sum(-1), axis=1))
     assert np.all(np.diff(sq[res["hard"].order]) <= 1e-12)  # farthest first
     assert np.all(np.diff(sq[res["easy"].order]) >= -1e-12)  # closest first
+
+
+def test_copies_match_at_threshold_one():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(200, 37)) * rng.uniform(0.01, 100, size=(200, 1))
+    X[100:] = X[:100]
+    for dtype in (np.float32, np.float64):
+        res = hkmeans.dedup(X.astype(dtype), 1.0, keep="first", random_state=0)
+        np.testing.assert_array_equal(res.kept, np.arange(100))
+        np.testing.assert_array_equal(res.duplicate_of[100:], np.arange(100))
+        assert np.all(res.similarity[100:] == 1.0)
 
 
 def test_chain_keeps_both_ends():

@@ -16,26 +16,29 @@ UNDECIDED, KEPT, REMOVED, PENDING = 0, 1, 2, 3
 
 
 @njit(cache=True)
-def exact_norms(X, out):
-    """Row norms as sequential float64 sums of squares (the order the reference uses)."""
+def exact_sq_norms(X, out):
+    """Squared row sq as float64 sums in feature order (the order the reference
+    uses)."""
     for i in range(X.shape[0]):
         s = 0.0
         for f in range(X.shape[1]):
             p = np.float64(X[i, f]) * np.float64(X[i, f])
             s += p
-        out[i] = np.sqrt(s)
+        out[i] = s
 
 
 @njit(cache=True, inline="always")
-def exact_score(x, y, nx, ny, cosine):
-    """Cosine similarity or Euclidean distance of ``x`` and ``y``: float64 products
-    summed in feature order, so that every caller gets the same bits."""
+def exact_score(x, y, sqx, sqy, cosine):
+    """Cosine similarity or Euclidean distance of ``x`` and ``y`` (squared sq
+    ``sqx``, ``sqy``): float64 products summed in feature order, so that every caller
+    gets the same bits. The cosine divides by ``sqrt(sqx * sqy)``, which is exactly
+    ``sqx`` for equal rows: copies score exactly 1."""
     s = 0.0
     if cosine:
         for f in range(x.shape[0]):
             p = np.float64(x[f]) * np.float64(y[f])
             s += p
-        return s / (nx * ny)
+        return s / np.sqrt(sqx * sqy)
     for f in range(x.shape[0]):
         t = np.float64(x[f]) - np.float64(y[f])
         p = t * t
@@ -44,7 +47,7 @@ def exact_score(x, y, nx, ny, cosine):
 
 
 @njit(cache=True, inline="always")
-def _is_match(g, X, i, p, norms, cosine, threshold, band):
+def _is_match(g, X, i, p, sq, cosine, threshold, band):
     """Whether rows ``i`` and ``p`` are within the threshold, from ``g``: their
     cosine for "cosine" (unit rows' product), their product for "euclidean". Decided
     on ``g`` away from the threshold, by :func:`exact_score` within ``band`` of it."""
@@ -53,20 +56,19 @@ def _is_match(g, X, i, p, norms, cosine, threshold, band):
             return False
         if g > threshold + band:
             return True
-        return exact_score(X[i], X[p], norms[i], norms[p], True) >= threshold
-    nx, ny = norms[i], norms[p]
-    d2 = nx * nx + ny * ny - 2.0 * g
-    slack = band * (nx * nx + ny * ny)
+        return exact_score(X[i], X[p], sq[i], sq[p], True) >= threshold
+    d2 = sq[i] + sq[p] - 2.0 * g
+    slack = band * (sq[i] + sq[p])
     t2 = threshold * threshold
     if d2 > t2 + slack:
         return False
     if d2 < t2 - slack:
         return True
-    return exact_score(X[i], X[p], nx, ny, False) <= threshold
+    return exact_score(X[i], X[p], sq[i], sq[p], False) <= threshold
 
 
 @njit(parallel=True, cache=True)
-def nearest_and_borders(X, norms, C, CT, c_sq, cdist, cosine, radius, err, chunk, n_tasks,
+def nearest_and_borders(X, sq, C, CT, c_sq, cdist, cosine, radius, err, chunk, n_tasks,
                         labels, sqdist, counts, offsets, border_clusters, fill):
     """Nearest centroid of each row and the clusters whose half-space of points
     nearer to them than to that centroid lies within ``radius`` of the row.
@@ -74,7 +76,7 @@ def nearest_and_borders(X, norms, C, CT, c_sq, cdist, cosine, radius, err, chunk
     A row ``x`` of nearest centroid ``a`` is a border row of cluster ``c`` when
     ``|x-c|^2 - |x-a|^2 - 4 err <= 2 |a-c| radius``; ``err`` bounds the rounding of a
     computed squared distance, ``cdist`` holds ``|a-c|`` rounded up. Cosine rows are
-    compared as unit rows (scaled by ``1 / norms``). Without ``fill``: ``labels``,
+    compared as unit rows (scaled by ``1 / sqrt(sq)``). Without ``fill``: ``labels``,
     ``sqdist`` and the border ``counts`` per row; with it, the border clusters of row
     ``i`` written at ``offsets[i]``.
     """
@@ -91,8 +93,8 @@ def nearest_and_borders(X, norms, C, CT, c_sq, cdist, cosine, radius, err, chunk
             for r in range(r1 - r0):
                 i = r0 + r
                 g = G[r]
-                scale = 1.0 / norms[i] if cosine else 1.0
-                x_sq = 1.0 if cosine else norms[i] * norms[i]
+                scale = 1.0 / np.sqrt(sq[i]) if cosine else 1.0
+                x_sq = 1.0 if cosine else sq[i]
                 best = 0
                 best_d = np.inf
                 for c in range(k):
@@ -117,10 +119,10 @@ def nearest_and_borders(X, norms, C, CT, c_sq, cdist, cosine, radius, err, chunk
 
 
 @njit(cache=True, inline="always")
-def _load(X, i, norms, cosine, out):
+def _load(X, i, sq, cosine, out):
     """Row ``i`` into ``out``: scaled to unit norm for "cosine"."""
     if cosine:
-        inv = 1.0 / norms[i]
+        inv = 1.0 / np.sqrt(sq[i])
         for f in range(X.shape[1]):
             out[f] = X[i, f] * inv
     else:
@@ -128,7 +130,7 @@ def _load(X, i, norms, cosine, out):
 
 
 @njit(cache=True)
-def _scan(X, norms, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq):
+def _scan(X, sq, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq):
     """Matches of the ``b`` queries (rows ``qrows``, slots ``qpos`` in the block) among
     the ``pn`` candidates ranked before them: lowers ``kq`` (rank of the first kept
     match) and ``uq`` (of the first undecided one)."""
@@ -147,7 +149,7 @@ def _scan(X, norms, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, thr
             rp = rank[prow[j]]
             if rp >= ri or rp >= kq[q] or (pstate[j] == UNDECIDED and rp >= uq[q]):
                 continue
-            if _is_match(np.float64(g[j]), X, i, prow[j], norms, cosine, threshold, band):
+            if _is_match(np.float64(g[j]), X, i, prow[j], sq, cosine, threshold, band):
                 if pstate[j] == KEPT:
                     kq[q] = rp
                 else:
@@ -155,7 +157,7 @@ def _scan(X, norms, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, thr
 
 
 @njit(parallel=True, cache=True)
-def sweep(X, norms, rank, clusters, member_offsets, members, run_offsets, run_sources, run_starts, imports,
+def sweep(X, sq, rank, clusters, member_offsets, members, run_offsets, run_sources, run_starts, imports,
           border_offsets, border_clusters, before, state, first_kept, cosine, threshold, band, q_rows, p_rows,
           n_tasks, compared):
     """One sweep over ``clusters``: each row still undecided (or removed with its
@@ -208,7 +210,7 @@ def sweep(X, norms, rank, clusters, member_offsets, members, run_offsets, run_so
                     pos += 1
                     if state[i] == UNDECIDED or state[i] == PENDING:
                         qrows[b] = i
-                        _load(X, i, norms, cosine, Q[b])
+                        _load(X, i, sq, cosine, Q[b])
                         kq[b] = n
                         uq[b] = n
                         b += 1
@@ -223,16 +225,16 @@ def sweep(X, norms, rank, clusters, member_offsets, members, run_offsets, run_so
                     if not (s == KEPT or (s == UNDECIDED and src < start)):
                         continue
                     prow[pn] = p
-                    _load(X, p, norms, cosine, P[pn])
+                    _load(X, p, sq, cosine, P[pn])
                     pstate[pn] = s
                     pn += 1
                     if pn == p_rows:
-                        _scan(X, norms, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band,
+                        _scan(X, sq, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band,
                               kq, uq)
                         n_pairs += b * pn
                         pn = 0
                 if pn > 0:
-                    _scan(X, norms, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq)
+                    _scan(X, sq, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq)
                     n_pairs += b * pn
                 # imports, run by run, against the queries that border the run's source
                 total = 0
@@ -272,16 +274,16 @@ def sweep(X, norms, rank, clusters, member_offsets, members, run_offsets, run_so
                             if not (s == KEPT or s == UNDECIDED):
                                 continue
                             prow[pn] = p
-                            _load(X, p, norms, cosine, P[pn])
+                            _load(X, p, sq, cosine, P[pn])
                             pstate[pn] = s
                             pn += 1
                             if pn == p_rows:
-                                _scan(X, norms, Qs, m, srows, spos, P, pn, prow, pstate, S, rank, cosine, threshold,
+                                _scan(X, sq, Qs, m, srows, spos, P, pn, prow, pstate, S, rank, cosine, threshold,
                                       band, kq, uq)
                                 n_pairs += m * pn
                                 pn = 0
                         if pn > 0:
-                            _scan(X, norms, Qs, m, srows, spos, P, pn, prow, pstate, S, rank, cosine, threshold,
+                            _scan(X, sq, Qs, m, srows, spos, P, pn, prow, pstate, S, rank, cosine, threshold,
                                   band, kq, uq)
                             n_pairs += m * pn
                     src_count[:] = 0
@@ -296,7 +298,7 @@ def sweep(X, norms, rank, clusters, member_offsets, members, run_offsets, run_so
                         rp = rank[p]
                         if rp >= kq[r] or not (s == KEPT or (s == UNDECIDED and rp < uq[r])):
                             continue
-                        if _is_match(np.float64(G[r, r2]), X, qrows[r], p, norms, cosine, threshold, band):
+                        if _is_match(np.float64(G[r, r2]), X, qrows[r], p, sq, cosine, threshold, band):
                             if s == KEPT:
                                 kq[r] = rp
                             else:
@@ -358,8 +360,8 @@ def import_runs(labels, rank, border_offsets, border_clusters, k):
 
 
 @njit(parallel=True, cache=True)
-def pair_scores(X, norms, rows, others, cosine, out):
+def pair_scores(X, sq, rows, others, cosine, out):
     """:func:`exact_score` of each row ``rows[j]`` and ``others[j]``."""
     for j in prange(rows.shape[0]):
         i, o = rows[j], others[j]
-        out[j] = exact_score(X[i], X[o], norms[i], norms[o], cosine)
+        out[j] = exact_score(X[i], X[o], sq[i], sq[o], cosine)
