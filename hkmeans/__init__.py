@@ -1,6 +1,7 @@
 """hkmeans: automatic data curation by hierarchical k-means with resampling."""
 
 from .advise import advise
+from .dedup import DedupResult, dedup
 from .estimator import HierarchicalKMeans, KMeans
 from .hierarchy import Level, hierarchical_kmeans
 from .seeding import kmeans_plusplus
@@ -11,10 +12,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ClusterTree",
+    "DedupResult",
     "HierarchicalKMeans",
     "KMeans",
     "Level",
     "advise",
+    "dedup",
     "flat_sampling",
     "hierarchical_kmeans",
     "hierarchical_sampling",

@@ -77,3 +77,31 @@ def pick_members(labels, k, scores, n_take):
         out.extend(np.tile(members, q))
         out.extend(members[np.argsort(scores[members], kind="stable")[:r]])
     return np.array(out, dtype=np.int64)
+
+
+def dedup(X, threshold, order, metric="cosine"):
+    """The greedy rule over all pairs: in ``order``, a row is removed iff within the
+    threshold of a row already kept; its duplicate is the first such in ``order``.
+    Scores are float64 products summed in feature order, the cosine over
+    ``sqrt(|x|^2 |y|^2)``. Returns
+    ``(kept, duplicate_of, similarity)``."""
+    X = np.asarray(X, dtype=np.float64)
+    n = len(X)
+    sq = np.cumsum(X * X, axis=1)[:, -1]
+    kept_so_far = []
+    duplicate_of = np.full(n, -1, dtype=np.int64)
+    similarity = np.full(n, np.nan)
+    for i in order:
+        for j in kept_so_far:
+            if metric == "cosine":
+                s = np.cumsum(X[i] * X[j])[-1] / np.sqrt(sq[i] * sq[j])
+                match = s >= threshold
+            else:
+                s = np.sqrt(np.cumsum((X[i] - X[j]) ** 2)[-1])
+                match = s <= threshold
+            if match:
+                duplicate_of[i], similarity[i] = j, s
+                break
+        else:
+            kept_so_far.append(i)
+    return np.sort(np.array(kept_so_far, dtype=np.int64)), duplicate_of, similarity

@@ -17,6 +17,7 @@ from .. import __version__
 from .._progress import Heartbeat, TqdmHandler, log
 from ..io import InputError
 from . import commands
+from . import dedup
 from . import config as cfg
 from .config import ConfigError
 from .rundir import RunDirError
@@ -107,6 +108,7 @@ EXAMPLES = {
     "export": ["hkmeans export run/", "hkmeans export run/ --out tables/"],
     "report": ["hkmeans report run/ -o report.html",
                "hkmeans report run/ --labels meta.parquet --column source -o report.html"],
+    "dedup": dedup.EXAMPLES,
     "advise": ["hkmeans advise emb.npy --target-size 1000000",
                "hkmeans advise emb.npy --target-size 200000 > curation.toml"],
 }
@@ -172,6 +174,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="the HTML file (default: RUN_DIR/report.html)")
     _force(p)
     p.set_defaults(verbosity=0)
+
+    dedup.add_arguments(_subcommand(sub, "dedup", "near-duplicate rows removed, exactly, into a folder", dedup.run))
 
     p = _subcommand(sub, "advise", "levels, clusters and sample sizes for a pool and a target size", commands.advise)
     _input(p)

@@ -1,0 +1,82 @@
+"""``hkmeans dedup``: near-duplicate removal of a pool into a folder of results."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+
+from ..dedup import KEEP, check_threshold, dedup
+from ..io import save_npy, save_parquet
+from ..readers import open_pool
+from ..tables import _structured
+from . import config as cfg
+
+EXAMPLES = ["hkmeans dedup emb.npy --threshold 0.95 --out dedup/",
+            "hkmeans dedup pool.parquet --column emb --id-column url --threshold 0.9 --out dedup/"]
+PARQUET_HINT = 'install pyarrow (pip install "hkmeans[parquet]")'
+
+
+def add_arguments(p) -> None:
+    """The command's arguments on the parser ``p``."""
+    p.add_argument("embeddings", metavar="EMBEDDINGS",
+                   help="a 2-D float or integer .npy file (memory-mapped); a directory or glob of .npy shards "
+                        "or of Parquet files; a Parquet file; or a zarr array's directory")
+    p.add_argument("--threshold", type=float, required=True, metavar="T",
+                   help="cosine similarity at or above which two rows are duplicates, in (0, 1] "
+                        "(with --metric euclidean: the distance at or below which they are)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for kept.npy and duplicates.parquet (made; must be missing or empty)")
+    p.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine",
+                   help="compare rows by cosine similarity or by Euclidean distance (default: cosine)")
+    p.add_argument("--keep", choices=KEEP, default="hard",
+                   help="which row of a group is kept: hard (farthest from its centroid, as SemDeDup), easy, "
+                        "random or first (default: hard)")
+    p.add_argument("--n-clusters", type=int, metavar="K", help="clusters searched (default: about sqrt(rows))")
+    p.add_argument("--column", metavar="NAME", help="Parquet input: the column of embeddings")
+    p.add_argument("--ids", metavar="FILE", help=cfg.INPUT_KEYS["ids"].help)
+    p.add_argument("--id-column", metavar="NAME", help=cfg.INPUT_KEYS["id_column"].help)
+    p.add_argument("--seed", type=int, default=0, help="seed of the clustering and of --keep random (default: 0)")
+    p.set_defaults(verbosity=0)
+
+
+def _check_out(out):
+    if os.path.islink(out) or (os.path.exists(out) and not os.path.isdir(out)):
+        raise cfg.ConfigError(f"{out}: exists and is not a folder; give another --out.")
+    if os.path.isdir(out) and os.listdir(out):
+        raise cfg.ConfigError(f"{out}: exists and is not empty; give a new or empty folder as --out.")
+
+
+def _table(res, ids):
+    removed = res.removed
+    columns = {"row": removed, "duplicate_of_row": res.duplicate_of[removed], "similarity": res.similarity[removed]}
+    if ids is not None:
+        columns = {"id": ids[removed], **columns, "duplicate_of_id": ids[res.duplicate_of[removed]]}
+    return _structured(columns)
+
+
+def run(args) -> None:
+    from .commands import _read_ids
+
+    check_threshold(args.threshold, args.metric)
+    _check_out(args.out)
+    if importlib.util.find_spec("pyarrow") is None:
+        raise cfg.ConfigError(f"dedup writes duplicates.parquet: {PARQUET_HINT}.")
+    pool = open_pool(args.embeddings, column=args.column)
+    ids = _read_ids(pool, {"ids": args.ids, "id_column": args.id_column})
+    ids = None if ids is None else ids[0]
+    X = pool.mapped()
+    if X is None:
+        X = pool.read(0, pool.shape[0])
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float32)
+    res = dedup(X, args.threshold, metric=args.metric, keep=args.keep, random_state=args.seed,
+                n_clusters=args.n_clusters)
+    os.makedirs(args.out, exist_ok=True)
+    save_parquet(os.path.join(args.out, "duplicates.parquet"), [_table(res, ids)])
+    save_npy(os.path.join(args.out, "kept.npy"), res.kept)
+    n = len(res.duplicate_of)
+    removed = n - len(res.kept)
+    largest = 1 + int(np.bincount(res.duplicate_of[res.duplicate_of >= 0], minlength=1).max())
+    print(f"{n} rows, {removed} removed ({removed / n:.1%}), largest group {largest} rows: {args.out}")

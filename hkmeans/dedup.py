@@ -1,0 +1,285 @@
+"""Near-duplicate removal over the clusters of the data.
+
+The rule, exact and independent of how the work is split: walk the rows in rank order
+(see ``keep``); a row is removed iff it is within the threshold of a row already kept,
+and its duplicate is the first such kept row in rank order. Candidates come from the
+level-0 clusters: every pair inside a cluster, and across clusters only the border
+rows that the half-space bound cannot rule out (see ``docs/guide/dedup.md``).
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array
+
+from . import _config
+from ._kernels.cpu import dedup as kernels
+from ._rng import as_generator
+from ._threads import kernel_threads, single_threaded_blas
+from .backends import is_dask
+from .backends.cpu import _rel_err, group_by_label, normalize_rows
+
+KEEP = ("hard", "easy", "random", "first")
+DEDUP_METRICS = ("cosine", "euclidean")
+
+#: Rows per query block and per candidate block of the sweep's GEMMs.
+QUERY_ROWS = 256
+CANDIDATE_ROWS = 1024
+
+#: A k-means of its own fits its centroids on at most this many rows per centroid.
+SAMPLE_PER_CLUSTER = 64
+
+
+@dataclass
+class DedupResult:
+    """Outcome of :func:`dedup`.
+
+    Attributes
+    ----------
+    kept : ndarray of shape (n_kept,), int64
+        Rows kept, sorted.
+    duplicate_of : ndarray of shape (n_samples,), int64
+        For a removed row, the kept row it duplicates; -1 for kept rows.
+    similarity : ndarray of shape (n_samples,), float64
+        For a removed row, its cosine similarity (or Euclidean distance) to
+        ``duplicate_of``; NaN for kept rows.
+    order : ndarray of shape (n_samples,), int64
+        The rows in the rank order the rule walks them.
+    labels : ndarray of shape (n_samples,), int64
+        Cluster of each row, whose pairs were searched.
+    n_compared : int
+        Pairs of rows compared (a measure of the work).
+    """
+
+    kept: np.ndarray
+    duplicate_of: np.ndarray
+    similarity: np.ndarray
+    order: np.ndarray
+    labels: np.ndarray
+    n_compared: int
+
+    @property
+    def removed(self) -> np.ndarray:
+        """Rows removed, sorted."""
+        return np.flatnonzero(self.duplicate_of >= 0)
+
+
+def check_threshold(threshold, metric) -> float:
+    """``threshold`` as a float; a ValueError unless it suits ``metric``."""
+    if metric not in DEDUP_METRICS:
+        raise ValueError(f"metric must be one of {DEDUP_METRICS}, got {metric!r}.")
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+    if metric == "cosine" and not 0 < threshold <= 1:
+        raise ValueError(f'threshold must be in (0, 1] for metric="cosine" (a similarity), got {threshold!r}.')
+    if metric == "euclidean" and threshold < 0:
+        raise ValueError(f'threshold must be >= 0 for metric="euclidean" (a distance), got {threshold!r}.')
+    return float(threshold)
+
+
+def _check_data(X, metric):
+    if is_dask(X):
+        raise ValueError("dedup takes an in-memory array or a memory map, got a dask array.")
+    if not isinstance(X, np.ndarray) or X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
+        X = check_array(X, dtype=[np.float64, np.float32], order="C")
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X must be a non-empty 2-D array, got shape {X.shape}.")
+    sq = np.empty(X.shape[0])
+    kernels.exact_sq_norms(X, sq)
+    if not np.all(np.isfinite(sq)):
+        bad = int(np.flatnonzero(~np.isfinite(sq))[0])
+        raise ValueError(f"X contains NaN or infinity (row {bad}).")
+    if metric == "cosine" and np.any(sq == 0):
+        bad = int(np.flatnonzero(sq == 0)[0])
+        raise ValueError(f'Row {bad} of X is zero: metric="cosine" needs rows of non-zero norm.')
+    return X, sq
+
+
+def _model_centroids(model, X, n_clusters):
+    """Level-0 centroids of a fitted model, checked against ``X``."""
+    if n_clusters is not None:
+        raise ValueError("Give either model or n_clusters, not both.")
+    levels = getattr(model, "levels_", None)
+    if levels is None:
+        raise ValueError("model must be a fitted HierarchicalKMeans (it has no levels_).")
+    level = levels[0]
+    if level.centroids.shape[1] != X.shape[1] or len(level.labels) != X.shape[0]:
+        raise ValueError(
+            f"model was fitted on {len(level.labels)} rows of {level.centroids.shape[1]} features, "
+            f"X has {X.shape[0]} of {X.shape[1]}: pass the rows it was fitted on."
+        )
+    # spot-check a few rows: their stored distances to their centroids must hold
+    rows = np.unique(np.linspace(0, X.shape[0] - 1, 64).astype(np.int64))
+    labels = np.asarray(level.labels[rows])
+    x = X[rows].astype(np.float64)
+    if getattr(model, "metric", "euclidean") == "cosine":
+        x = normalize_rows(x)
+    sq = np.sum((x - level.centroids[labels]) ** 2, axis=1)
+    stored = np.asarray(level.sqdist[rows], dtype=np.float64)
+    if not np.allclose(sq, stored, rtol=1e-3, atol=1e-4 * (1 + np.max(sq, initial=0))):
+        raise ValueError("model was fitted on other data than X: pass the rows it was fitted on.")
+    return level.centroids
+
+
+def _own_centroids(X, n_clusters, metric, rng):
+    """Centroids of a short k-means on a sample of ``X``."""
+    from .kmeans import kmeans
+
+    n = X.shape[0]
+    k = max(1, int(round(np.sqrt(n)))) if n_clusters is None else n_clusters
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n:
+        raise ValueError(f"n_clusters must be an integer in [1, {n}], got {n_clusters!r}.")
+    m = min(n, SAMPLE_PER_CLUSTER * k)
+    sample = np.ascontiguousarray(X[np.sort(rng.choice(n, m, replace=False))] if m < n else X)
+    with warnings.catch_warnings():
+        # copies in the pool leave clusters empty: expected here, and harmless to the bound
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return kmeans(sample, k, max_iter=20, metric=metric, random_state=rng).centers
+
+
+def _centroid_distances(C):
+    """``|a - c|`` for all pairs of centroids, float32 rounded up."""
+    C64 = C.astype(np.float64)
+    sq = np.einsum("ij,ij->i", C64, C64)
+    D = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * C64 @ C64.T, 0.0))
+    # cancellation in the product above errs by at most this much
+    D += np.sqrt(8.0 * np.finfo(np.float64).eps * (sq[:, None] + sq[None, :]) * C.shape[1])
+    return np.nextafter(D.astype(np.float32), np.float32(np.inf))
+
+
+def _borders(X, sq, C, cosine, radius):
+    """Labels, squared distances to the centroids and the border clusters of each row
+    (CSR: row ``i``'s are ``clusters[offsets[i]:offsets[i + 1]]``) of
+    :func:`hkmeans._kernels.cpu.dedup.nearest_and_borders`."""
+    n = X.shape[0]
+    C = np.ascontiguousarray(C, dtype=X.dtype)
+    CT = np.ascontiguousarray(C.T)
+    c_sq = np.einsum("ij,ij->i", C.astype(np.float64), C.astype(np.float64))
+    err = _rel_err(X) * ((1.0 if cosine else float(np.max(sq))) + float(np.max(c_sq)))
+    cdist = _centroid_distances(C)
+    chunk = _config.CHUNK_ROWS
+    labels = np.empty(n, dtype=np.int64)
+    sqdist = np.empty(n)
+    counts = np.empty(n, dtype=np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    with kernel_threads(n * C.shape[0] * X.shape[1]):
+        n_tasks = max(1, min(numba.get_num_threads(), -(-n // chunk)))
+        args = (X, sq, C, CT, c_sq, cdist, cosine, radius, err, chunk, n_tasks, labels, sqdist, counts)
+        kernels.nearest_and_borders(*args, offsets, np.empty(0, np.int32), False)
+        np.cumsum(counts, out=offsets[1:])
+        clusters = np.empty(offsets[-1], dtype=np.int32)
+        kernels.nearest_and_borders(*args, offsets, clusters, True)
+    return labels, sqdist, offsets, clusters
+
+
+def _rank_order(keep, sqdist, rng):
+    n = len(sqdist)
+    if keep == "hard":
+        return np.lexsort((np.arange(n), -sqdist))
+    if keep == "easy":
+        return np.lexsort((np.arange(n), sqdist))
+    if keep == "random":
+        return rng.permutation(n)
+    return np.arange(n)
+
+
+def _search_radius(threshold, cosine, X):
+    """Radius of the bound: the threshold as a distance between unit rows for
+    "cosine", with room for the rounding of unit rows and of the bound."""
+    if cosine:
+        slack = 8.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
+        return np.sqrt(2.0 * (1.0 - threshold) + slack) * (1 + 1e-6)
+    return threshold * (1 + 1e-6) + 1e-300
+
+
+def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=None,
+          n_clusters=None) -> DedupResult:
+    """Remove near-duplicate rows, exactly and whatever the order of the work.
+
+    Walking the rows in rank order (``keep``), a row is removed iff it is within
+    ``threshold`` of a row already kept; it is then the duplicate of the first such
+    kept row. Pairs are searched inside the level-0 clusters and across them where
+    the half-space bound allows, so no pair within the threshold is missed.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Rows (float32 or float64 kept, others cast; a memory map is read in place).
+    threshold : float
+        For "cosine", the similarity at or above which two rows are duplicates, in
+        (0, 1]; for "euclidean", the distance at or below which they are, >= 0.
+    metric : {"cosine", "euclidean"}, default="cosine"
+    keep : {"hard", "easy", "random", "first"}, default="hard"
+        Rank of the rows, the first kept: "hard" farthest from its centroid first
+        (as SemDeDup), "easy" closest first, "random" a seeded permutation, "first"
+        input order. Ties go to the lower row number.
+    random_state : int, Generator or None
+        Seeds the clustering's sample and k-means, and "random".
+    model : HierarchicalKMeans, optional
+        Fitted on ``X``: its level-0 centroids give the clusters.
+    n_clusters : int, optional
+        Without ``model``, clusters of a short k-means (default about sqrt(n)).
+
+    Returns
+    -------
+    DedupResult
+    """
+    threshold = check_threshold(threshold, metric)
+    if keep not in KEEP:
+        raise ValueError(f"keep must be one of {KEEP}, got {keep!r}.")
+    X, sq = _check_data(X, metric)
+    rng = as_generator(random_state)
+    cosine = metric == "cosine"
+    with single_threaded_blas():
+        C = _model_centroids(model, X, n_clusters) if model is not None else _own_centroids(X, n_clusters, metric, rng)
+        if cosine:
+            C = normalize_rows(np.asarray(C, dtype=np.float64))
+        labels, sqdist, border_offsets, border_clusters = _borders(X, sq, C, cosine,
+                                                                   _search_radius(threshold, cosine, X))
+        order = _rank_order(keep, sqdist, rng)
+        result = _sweep(X, sq, labels, C.shape[0], order, border_offsets, border_clusters, cosine, threshold)
+    return result
+
+
+def _sweep(X, sq, labels, k, order, border_offsets, border_clusters, cosine, threshold):
+    """Sweeps until every row is decided, then the duplicates and their scores."""
+    n = X.shape[0]
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    member_offsets, _ = group_by_label(labels, k)
+    members = np.lexsort((rank, labels))
+    runs = kernels.import_runs(labels, rank, border_offsets, border_clusters, k)
+    band = 3.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
+    state = np.zeros(n, dtype=np.int8)
+    first_kept = np.full(n, n, dtype=np.int64)
+    compared = np.zeros(k, dtype=np.int64)
+    open_rows = np.arange(n)
+    while open_rows.size:
+        sizes = np.bincount(labels[open_rows], minlength=k)
+        clusters = np.flatnonzero(sizes)
+        clusters = clusters[np.argsort(-sizes[clusters], kind="stable")]
+        before = state.copy()
+        with kernel_threads(float(np.sum(sizes.astype(np.float64) ** 2)) * X.shape[1]):
+            n_tasks = max(1, min(numba.get_num_threads(), len(clusters)))
+            kernels.sweep(X, sq, rank, clusters, member_offsets, members, *runs, border_offsets, border_clusters,
+                          before, state, first_kept, cosine, threshold, band, QUERY_ROWS, CANDIDATE_ROWS, n_tasks,
+                          compared)
+        still = (state == kernels.UNDECIDED) | (state == kernels.PENDING)
+        if np.count_nonzero(still[open_rows]) == open_rows.size and np.array_equal(state, before):
+            raise RuntimeError("dedup made no progress in a sweep.")  # the rule guarantees progress
+        open_rows = np.flatnonzero(still)
+    removed = np.flatnonzero(state == kernels.REMOVED)
+    duplicate_of = np.full(n, -1, dtype=np.int64)
+    duplicate_of[removed] = order[first_kept[removed]]
+    similarity = np.full(n, np.nan)
+    scores = np.empty(len(removed))
+    kernels.pair_scores(X, sq, removed, duplicate_of[removed], cosine, scores)
+    similarity[removed] = scores
+    return DedupResult(np.flatnonzero(state == kernels.KEPT), duplicate_of, similarity, order, labels,
+                       int(compared.sum()))

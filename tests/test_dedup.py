@@ -1,0 +1,186 @@
+import numba
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import hkmeans
+from hkmeans import HierarchicalKMeans
+from hkmeans.dedup import KEEP
+
+from . import naive
+
+
+@st.composite
+def pools(draw, metric):
+    """Small pools made to trip the rule: rows on a grid (ties, identical rows),
+    copies, chains a-b-c with a and c apart, and a threshold that is sometimes the
+    exact score of a pair."""
+    n = draw(st.integers(2, 40))
+    d = draw(st.integers(1, 6))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    X = rng.integers(-2, 3, (n, d)).astype(dtype) if draw(st.booleans()) else rng.normal(size=(n, d)).astype(dtype)
+    X[:, 0] += 3
+    step = draw(st.sampled_from([0.05, 0.2, 0.5]))
+    for _ in range(draw(st.integers(0, 4))):  # chains of small steps
+        a = rng.integers(n)
+        for j in rng.choice(n, size=min(n, 3), replace=False):
+            X[j] = X[a] + step * (j - a) * np.eye(d, dtype=dtype)[0]
+    for j in rng.integers(0, n, draw(st.integers(0, n // 2))):  # exact copies
+        X[j] = X[rng.integers(n)]
+    X[np.all(X == 0, axis=1), 0] = 1  # no zero rows for cosine
+    if draw(st.booleans()):  # exactly at the threshold
+        i, j = rng.choice(n, 2, replace=False)
+        x = X[[i, j]].astype(np.float64)
+        sq = np.cumsum(x * x, axis=1)[:, -1]
+        t = (np.cumsum(x[0] * x[1])[-1] / np.sqrt(sq.prod()) if metric == "cosine"
+             else np.sqrt(np.cumsum((x[0] - x[1]) ** 2)[-1]))
+        if metric == "cosine" and not 0 < t <= 1:
+            t = 0.9
+    else:
+        t = draw(st.sampled_from([0.8, 0.95, 0.99, 1.0])) if metric == "cosine" else draw(
+            st.sampled_from([0.0, 0.1, 0.3, 1.0]))
+    return X, float(t)
+
+
+def check_rule(X, t, metric, res):
+    kept, duplicate_of, similarity = naive.dedup(X, t, res.order, metric)
+    np.testing.assert_array_equal(res.kept, kept)
+    np.testing.assert_array_equal(res.duplicate_of, duplicate_of)
+    np.testing.assert_array_equal(res.similarity, similarity)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@given(data=st.data())
+def test_equals_the_rule_over_all_pairs(metric, data):
+    X, t = data.draw(pools(metric))
+    keep = data.draw(st.sampled_from(KEEP))
+    # many clusters: pairs straddle their borders
+    k = data.draw(st.integers(1, len(X)))
+    res = hkmeans.dedup(X, t, metric=metric, keep=keep, n_clusters=k, random_state=0)
+    check_rule(X, t, metric, res)
+
+
+def test_rank_orders():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 8))
+    model = HierarchicalKMeans((10, 2), n_resamples=1, random_state=0).fit(X)
+    res = {keep: hkmeans.dedup(X, 0.9, keep=keep, random_state=3, model=model) for keep in KEEP}
+    np.testing.assert_array_equal(res["first"].order, np.arange(300))
+    np.testing.assert_array_equal(np.sort(res["random"].order), np.arange(300))
+    np.testing.assert_array_equal(res["random"].order, np.random.default_rng(3).permutation(300))
+    C = model.levels_[0].centroids
+    C = C / np.linalg.norm(C, axis=1, keepdims=True)
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    labels = res["first"].labels
+    sq = np.sum((U - C[labels]) ** 2, axis=1)
+    np.testing.assert_array_equal(labels, np.argmin(((U[:, None] - C[None]) ** 2).sum(-1), axis=1))
+    assert np.all(np.diff(sq[res["hard"].order]) <= 1e-12)  # farthest first
+    assert np.all(np.diff(sq[res["easy"].order]) >= -1e-12)  # closest first
+
+
+def test_copies_match_at_threshold_one():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(200, 37)) * rng.uniform(0.01, 100, size=(200, 1))
+    X[100:] = X[:100]
+    for dtype in (np.float32, np.float64):
+        res = hkmeans.dedup(X.astype(dtype), 1.0, keep="first", random_state=0)
+        np.testing.assert_array_equal(res.kept, np.arange(100))
+        np.testing.assert_array_equal(res.duplicate_of[100:], np.arange(100))
+        assert np.all(res.similarity[100:] == 1.0)
+
+
+def test_chain_keeps_both_ends():
+    # a-b-c on a line: b is a duplicate of a, c is not of a; c stays though it matches b
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [10.0, 0.0]])
+    res = hkmeans.dedup(X, 1.0, metric="euclidean", keep="first", n_clusters=2)
+    np.testing.assert_array_equal(res.kept, [0, 2, 3])
+    np.testing.assert_array_equal(res.duplicate_of, [-1, 0, -1, -1])
+    np.testing.assert_array_equal(res.similarity[[1]], [1.0])
+
+
+def test_pairs_across_cluster_borders_are_found():
+    # pairs 0.01 apart around x=0, with one centroid either side: every pair straddles
+    rng = np.random.default_rng(1)
+    left = np.column_stack([-np.abs(rng.normal(size=200)) - 0.005, rng.normal(size=200)])
+    right = left.copy()
+    right[:, 0] = -left[:, 0]
+    X = np.vstack([left, right, [[-5, 0], [5, 0]]])
+    res = hkmeans.dedup(X, 0.011, metric="euclidean", keep="first", n_clusters=2, random_state=0)
+    check_rule(X, 0.011, "euclidean", res)
+    near_border = np.flatnonzero(np.abs(left[:, 0]) < 0.0055)
+    assert np.all(res.duplicate_of[400 + near_border] == near_border)
+    assert np.all(res.labels[near_border] != res.labels[400 + near_border])
+
+
+def test_a_row_copied_many_times_stays_within_blocks():
+    rng = np.random.default_rng(2)
+    X = np.vstack([np.repeat(rng.normal(size=(1, 16)), 30000, axis=0), rng.normal(size=(500, 16))])
+    X = X.astype(np.float32)
+    res = hkmeans.dedup(X, 0.99, keep="first", random_state=0)
+    assert res.kept[0] == 0 and np.all(res.duplicate_of[1:30000] == 0)
+    assert np.all(res.similarity[1:30000] >= 0.99)
+    # each copy is compared with the rows kept before it, not with every copy
+    assert res.n_compared < 200 * len(X), res.n_compared
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
+def test_same_result_on_one_and_two_threads():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(3000, 24)).astype(np.float32)
+    X[1500:] = X[:1500] + 0.3 * rng.normal(size=(1500, 24)).astype(np.float32)
+    before = numba.get_num_threads()
+    try:
+        out = []
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            out.append(hkmeans.dedup(X, 0.95, random_state=0, n_clusters=30))
+    finally:
+        numba.set_num_threads(before)
+    for name in ("kept", "duplicate_of", "similarity", "order"):
+        np.testing.assert_array_equal(getattr(out[0], name), getattr(out[1], name))
+    assert 0 < len(out[0].kept) < len(X)
+
+
+def test_model_gives_the_clusters():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(400, 6))
+    X[200:] = X[:200] + 0.01
+    model = HierarchicalKMeans((12, 3), n_resamples=1, random_state=0).fit(X)
+    res = hkmeans.dedup(X, 0.999, model=model)
+    check_rule(X, 0.999, "cosine", res)
+    assert len(res.kept) <= 200
+    with pytest.raises(ValueError, match="other data"):
+        hkmeans.dedup(X[::-1].copy(), 0.999, model=model)
+    with pytest.raises(ValueError, match="fitted on 400 rows"):
+        hkmeans.dedup(X[:300], 0.999, model=model)
+    with pytest.raises(ValueError, match="not both"):
+        hkmeans.dedup(X, 0.999, model=model, n_clusters=3)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(threshold=0.0), r"\(0, 1\]"),
+    (dict(threshold=1.5), r"\(0, 1\]"),
+    (dict(threshold=-1.0, metric="euclidean"), ">= 0"),
+    (dict(threshold=float("nan")), "finite"),
+    (dict(threshold=0.9, metric="manhattan"), "metric"),
+    (dict(threshold=0.9, keep="last"), "keep"),
+    (dict(threshold=0.9, n_clusters=0), "n_clusters"),
+])
+def test_bad_parameters_one_line(kwargs, match):
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(ValueError, match=match) as e:
+        hkmeans.dedup(X, **kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_rows_one_line():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    X[7, 1] = np.nan
+    with pytest.raises(ValueError, match="row 7|NaN"):
+        hkmeans.dedup(X, 0.9)
+    X[7] = 0
+    with pytest.raises(ValueError, match="Row 7 of X is zero"):
+        hkmeans.dedup(X, 0.9)
+    assert len(hkmeans.dedup(X, 0.5, metric="euclidean").kept) >= 1
