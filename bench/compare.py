@@ -6,11 +6,14 @@ Sections (medians of alternating runs, ratios against the GEMM of the same shape
 - ``bounds``: hkmeans's Lloyd with and without its bounds;
 - ``assign``: the assignment kernel's GFLOP/s against numpy's GEMM, 1 and 2 threads;
 - ``seeding``: ``hkmeans.kmeans_plusplus`` against ``sklearn.cluster.kmeans_plusplus``;
-- ``large``: the paper's large example end to end, beside its GEMM roofline (long).
+- ``large``: the paper's large example end to end, beside its GEMM roofline (long);
+- ``peers``: hkmeans, SuperKMeans, faiss and scikit-learn at their defaults and at
+  matched settings (10 iterations on every row) on three shapes, one run each (long;
+  ``--scale`` shrinks rows and clusters alike).
 
     python bench/compare.py [--sections lloyd,assign,seeding] [--repeats 3]
 
-faiss comes with the ``bench`` extra: ``pip install ".[bench]"``.
+faiss and SuperKMeans come with the ``bench`` extra: ``pip install ".[bench]"``.
 """
 
 from __future__ import annotations
@@ -32,12 +35,12 @@ from hkmeans._threads import single_threaded_blas
 from hkmeans.kmeans import assign
 
 
-def mixture(n, d, seed=0, dtype=np.float32):
-    """A mixture of 50 overlapping Gaussians in ``d`` dimensions: with 1000 clusters,
-    Lloyd's labels keep changing for well over 20 iterations."""
+def mixture(n, d, seed=0, dtype=np.float32, n_components=50):
+    """A mixture of ``n_components`` overlapping Gaussians in ``d`` dimensions: with
+    1000 clusters, Lloyd's labels keep changing for well over 20 iterations."""
     rng = np.random.default_rng(seed)
-    means = rng.normal(size=(50, d))
-    return (means[rng.integers(0, 50, n)] + rng.normal(size=(n, d))).astype(dtype)
+    means = rng.normal(size=(n_components, d))
+    return (means[rng.integers(0, n_components, n)] + rng.normal(size=(n, d))).astype(dtype)
 
 
 def timed(fn):
@@ -209,12 +212,78 @@ def section_large(args):
           f"{roofline:.0f} s roofline; ratio {total / roofline:.2f}; Lloyd iterations {model.n_iter_}")
 
 
+#: The shapes of ``peers``: (rows, features, clusters).
+PEER_SHAPES = ((200_000, 128, 1000), (1_000_000, 64, 10_000), (100_000, 768, 1000))
+
+
+def peer_runs(n, d, k, seed=0):
+    """Name -> (kind, fit) where ``fit(X)`` returns the centres and the iterations run."""
+    import faiss
+    from superkmeans import SuperKMeans
+
+    def faiss_fit(**kw):
+        def fit(X):
+            km = faiss.Kmeans(d, k, seed=seed, **kw)
+            km.train(X)
+            return km.centroids, len(km.obj)
+        return fit
+
+    def skm_fit(**kw):
+        def fit(X):
+            km = SuperKMeans(k, d, seed=seed, **kw)
+            C = km.train(X)
+            return C, len(km.iteration_stats) if isinstance(km.iteration_stats, list) else None
+        return fit
+
+    def est_fit(cls, **kw):
+        def fit(X):
+            km = cls(k, random_state=seed, **kw).fit(X)
+            return km.cluster_centers_, km.n_iter_
+        return fit
+
+    matched = dict(n_init=1, max_iter=10, tol=0)
+    return {
+        "hkmeans KMeans()": ("defaults", est_fit(hkmeans.KMeans)),
+        "SuperKMeans()": ("defaults", skm_fit()),
+        "faiss Kmeans()": ("defaults", faiss_fit()),
+        "scikit-learn KMeans()": ("defaults", est_fit(sklearn.cluster.KMeans)),
+        "hkmeans, k-means++": ("10 iterations, all rows", est_fit(hkmeans.KMeans, **matched)),
+        'hkmeans, init="random"': ("10 iterations, all rows", est_fit(hkmeans.KMeans, init="random", **matched)),
+        "SuperKMeans flat": ("10 iterations, all rows", skm_fit(
+            hierarchical=False, iters=10, sampling_fraction=1.0, early_termination=False, max_points_per_cluster=n)),
+        "faiss": ("10 iterations, all rows", faiss_fit(niter=10, max_points_per_centroid=n)),
+        "scikit-learn, k-means++": ("10 iterations, all rows", est_fit(sklearn.cluster.KMeans, **matched)),
+    }
+
+
+def section_peers(args):
+    """One fit per contender and shape; inertia by one evaluation for all (hkmeans's
+    float32 assignment); "reaches" columns give the time where the fit ended at or below
+    the inertia of scikit-learn's, or SuperKMeans's, default fit."""
+    for n0, d, k0 in (PEER_SHAPES[int(i)] for i in args.shapes.split(",")):
+        n, k = max(int(n0 * args.scale), 20), max(int(k0 * args.scale), 2)
+        X = mixture(n, d, n_components=200)
+        results = {}
+        for name, (kind, fit) in peer_runs(n, d, k).items():
+            fit(X[: 20 * k]) if name.startswith("hkmeans") else None  # compile or load first
+            seconds, (C, n_iter) = timed(lambda: fit(X))
+            results[name] = kind, seconds, n_iter, potential(X, np.asarray(C, dtype=X.dtype)) / n
+        sk, skm = results["scikit-learn KMeans()"][3], results["SuperKMeans()"][3]
+        print(f"\n## Peers: {n} x {d} float32, mixture of 200 Gaussians, k = {k}, one run each")
+        print("| run | settings | time (s) | iterations | inertia per row | reaches scikit-learn's | reaches SuperKMeans's |")
+        print("|---|---|---|---|---|---|---|")
+        for name, (kind, seconds, n_iter, inertia) in results.items():
+            reach = [f"{seconds:.2f} s" if inertia <= target * (1 + 1e-6) else "no" for target in (sk, skm)]
+            print(f"| {name} | {kind} | {seconds:.2f} | {n_iter} | {inertia:.4f} | {reach[0]} | {reach[1]} |")
+
+
 SECTIONS = {
     "lloyd": section_lloyd,
     "bounds": section_bounds,
     "assign": section_assign,
     "seeding": section_seeding,
     "large": section_large,
+    "peers": section_peers,
 }
 
 
@@ -227,6 +296,8 @@ def main():
     parser.add_argument("--k", type=int, default=1000)
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--init", default="k-means++", help="seeding of the large example")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the rows and clusters of peers' shapes")
+    parser.add_argument("--shapes", default="0,1,2", help="which of peers' shapes (indices)")
     args = parser.parse_args()
     blas = ", ".join(sorted({f"{i['internal_api']} {i.get('version')}" for i in threadpool_info() if i["user_api"] == "blas"}))
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__} "

@@ -82,6 +82,9 @@ FIT_PARAMS = {
     "tol": Param(0.0, is_finite_non_negative, "a finite non-negative number",
                  "stop a k-means when its squared centre shift falls to this, relative to the data's variance",
                  metavar="TOL"),
+    "max_points_per_centroid": Param(None, lambda v: v is None or is_int(v, 1), "a positive integer or None",
+                                     "fit each k-means on a random sample of this many rows per cluster, then "
+                                     "assign every row (default: fit on every row)", metavar="M"),
     "metric": choice(METRICS, "euclidean", "cosine: spherical k-means on unit rows"),
     "device": choice(DEVICES, "cpu", "where the kernels run"),
     "backend": choice(BACKENDS, "auto", "how level 0 runs: in this process (cpu), over the chunks of a dask "

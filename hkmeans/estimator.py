@@ -360,6 +360,11 @@ class HierarchicalKMeans(_CentroidClusterer):
     tol : float, default=0.0
         As in :class:`KMeans`; 0 stops only when labels stop changing or at ``max_iter``.
     metric : {"euclidean", "cosine"}, default="euclidean"
+    max_points_per_centroid : int or None, default=None
+        Each k-means with more rows than ``n_clusters * max_points_per_centroid``
+        fits a random sample of that many rows, then assigns every row to its
+        nearest centroid once (faiss's name and rule; it uses 256). None fits every
+        row, as the paper does. See ``docs/performance.md`` for its effect.
     random_state : int, Generator, RandomState or None
     verbose : bool, default=False
         Progress bars (levels, resampling steps, Lloyd iterations) and one line per
@@ -406,6 +411,7 @@ class HierarchicalKMeans(_CentroidClusterer):
         max_iter=50,
         tol=0.0,
         metric="euclidean",
+        max_points_per_centroid=None,
         random_state=None,
         verbose=False,
         device="cpu",
@@ -422,6 +428,7 @@ class HierarchicalKMeans(_CentroidClusterer):
         self.max_iter = max_iter
         self.tol = tol
         self.metric = metric
+        self.max_points_per_centroid = max_points_per_centroid
         self.random_state = random_state
         self.verbose = verbose
         self.device = device

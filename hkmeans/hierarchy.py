@@ -127,6 +127,7 @@ def hierarchical_kmeans(
     max_iter=50,
     tol=0.0,
     metric="euclidean",
+    max_points_per_centroid=None,
     random_state=None,
     verbose=False,
     device="cpu",
@@ -157,7 +158,7 @@ def hierarchical_kmeans(
         own, so the result does not depend on the thread count); each row goes to the
         nearest sub-centroid of its nearest top centroid, and sub-clusters left empty
         are dropped, so such a level may end with fewer clusters.
-    init, n_init, max_iter, tol, metric, random_state
+    init, n_init, max_iter, tol, metric, max_points_per_centroid, random_state
         As in :class:`~hkmeans.HierarchicalKMeans`.
     verbose : bool, default=False
         Progress bars (levels, resampling steps, Lloyd iterations) and a line per
@@ -197,7 +198,8 @@ def hierarchical_kmeans(
     sample_weight = check_sample_weight(sample_weight, X.shape[0])
     rng = as_generator(random_state)
     checkpoints = checkpoints if checkpoints is not None else Checkpoints()
-    params = dict(init=init, n_init=n_init, max_iter=max_iter, tol=tol, metric=metric, verbose=verbose, device=device)
+    params = dict(init=init, n_init=n_init, max_iter=max_iter, tol=tol, metric=metric, verbose=verbose, device=device,
+                  max_points_per_centroid=check("max_points_per_centroid", max_points_per_centroid))
     check("device", device)
     check("backend", backend)
     data = resolve(X, device, client, backend).weighted(sample_weight)

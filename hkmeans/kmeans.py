@@ -243,6 +243,14 @@ def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None
     return KMeansResult(centers[restore], labels, sqdist, inertia, max(n_iter, 1))
 
 
+def training_sample(data, m, rng, device="cpu"):
+    """``m`` distinct random rows of backend ``data`` (in row order, with their
+    weights), as an in-memory backend on ``device``."""
+    rows = np.sort(rng.choice(data.shape[0], m, replace=False))
+    weights = None if data.weights is None else data.weights[rows]
+    return resolve(np.ascontiguousarray(data.take(rows)), device).weighted(weights)
+
+
 def kmeans(
     X,
     n_clusters,
@@ -260,6 +268,7 @@ def kmeans(
     sample_weight=None,
     log=None,
     device="cpu",
+    max_points_per_centroid=None,
 ) -> KMeansResult:
     """Best of ``n_init`` k-means runs (lowest inertia) on validated data.
 
@@ -274,7 +283,10 @@ def kmeans(
     the means, the inertia and the variance ``tol`` is relative to (scikit-learn's is
     unweighted; weighted, it is as for the rows repeated). ``log`` gets scikit-learn's
     verbose lines. ``device`` says where an array ``X`` is searched ("cpu" or "cuda";
-    a backend stays where it is).
+    a backend stays where it is). With ``max_points_per_centroid`` and more rows than
+    ``n_clusters`` times it, the runs fit a random sample of that many rows (drawn
+    from ``random_state``, in memory), and one search of every row against the best
+    run's centres gives the labels, distances and inertia (faiss's training sample).
     """
     rng = as_generator(random_state)
     data = resolve(X, device)
@@ -284,6 +296,9 @@ def kmeans(
     if spherical and not normalized:
         data = data.normalized()
     tol_abs = data.mean_variance() * tol if tol > 0 else 0.0
+    full = data
+    if max_points_per_centroid is not None and data.shape[0] > n_clusters * max_points_per_centroid:
+        data = training_sample(data, n_clusters * max_points_per_centroid, rng, device)
     resumable = key is not None and checkpoints is not None and data.resumable_runs
     checkpoints = checkpoints if resumable else Checkpoints()
     partial = f"{key}/partial"
@@ -324,8 +339,12 @@ def kmeans(
             if best is None or res.inertia < best.inertia * (1 - _config.N_INIT_RTOL):
                 best = res
     checkpoints.discard(partial)
+    if full is not data:  # fitted on a sample: every row to its nearest centre
+        labels, sqdist = full.assign(best.centers)
+        inertia = full.total(sqdist if full.weights is None else full.weights * sqdist)
+        best = KMeansResult(best.centers, labels, sqdist, inertia, best.n_iter)
     best = KMeansResult(best.centers, best.labels, best.sqdist, float(best.inertia), int(best.n_iter))
-    n_distinct = np.count_nonzero(data.cluster_weights(best.labels, n_clusters))
+    n_distinct = np.count_nonzero(full.cluster_weights(best.labels, n_clusters))
     if n_distinct < n_clusters:
         warnings.warn(
             f"Number of distinct clusters ({n_distinct}) found smaller than "

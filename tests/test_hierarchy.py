@@ -108,6 +108,7 @@ def test_predict_through_the_tree():
         (dict(n_clusters=(10, 0)), "n_clusters entries must each be a positive integer, got 0"),
         (dict(device="tpu"), "device must be one of .cpu."),
         (dict(tol=float("inf")), "tol must be a finite non-negative number"),
+        (dict(max_points_per_centroid=0), "max_points_per_centroid must be a positive integer or None"),
         (dict(n_clusters=(10, 20)), "level 1 asks for n_clusters=20 but level 0 has only 10"),
         (dict(n_clusters=(100,)), r"n_samples=\d+ should be >= n_clusters=100"),
         (dict(n_clusters=(10, 5), n_resamples=(1, 2, 3)), "n_resamples has 3 entries"),

@@ -28,6 +28,31 @@ def test_hand_computed_four_points():
     np.testing.assert_allclose(km.transform([[0.0, 0.5]]), [[0.0, 10.0]])
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sampled_training_fits_the_sample_then_assigns_every_row(weighted):
+    X = blobs(n=900, d=20, k=8)
+    w = np.random.default_rng(1).integers(1, 4, len(X)).astype(float) if weighted else None
+    res = kmeans(X, 6, max_points_per_centroid=25, random_state=np.random.default_rng(0), sample_weight=w)
+    # the contract: 150 distinct rows drawn first from the generator, fitted alone
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(len(X), 150, replace=False))
+    ref = kmeans(X[rows], 6, random_state=rng, sample_weight=None if w is None else w[rows])
+    np.testing.assert_allclose(res.centers, ref.centers, rtol=1e-12)
+    labels, sqdist = naive.assign(X, res.centers)
+    np.testing.assert_array_equal(res.labels, labels)
+    np.testing.assert_allclose(res.sqdist, sqdist, rtol=1e-9, atol=1e-9)
+    total = sqdist.sum() if w is None else w @ sqdist
+    assert res.inertia == pytest.approx(total, rel=1e-9)
+
+
+def test_sampled_training_without_more_rows_than_the_sample_is_a_full_fit():
+    X = blobs()
+    full = kmeans(X, 6, random_state=0)
+    same = kmeans(X, 6, random_state=0, max_points_per_centroid=100)  # 600 rows: no sample
+    np.testing.assert_array_equal(full.labels, same.labels)
+    np.testing.assert_array_equal(full.centers, same.centers)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [3, 40])
 def test_lloyd_matches_reference(dtype, d):

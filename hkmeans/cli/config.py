@@ -134,8 +134,9 @@ def fit_params(config) -> dict:
     per-level keys written out as one entry per level, so that ``n_resamples = 10``
     and ``n_resamples = [10, 10]`` name the same run."""
     params = {key: config[key] for key in FIT_KEYS}
-    if params["device"] == "cpu":  # as runs made before the key existed recorded it
-        del params["device"]
+    for key, default in (("device", "cpu"), ("max_points_per_centroid", None)):
+        if params[key] == default:  # as runs made before the key existed recorded them
+            del params[key]
     if on_dask(config):  # chunked and seeded otherwise than in process: another run
         params["backend"] = "dask"
     ks = params["n_clusters"]
