@@ -29,8 +29,15 @@ MIXTURES = {
 #: Plain settings: (levels' clusters, resampling steps per level)
 GRID = {
     "small": [((1000, 100), 2), ((1000,), 0), ((300,), 0)],
-    "full": [((1000,), 0), ((300,), 0), ((1000, 100), 2), ((1000, 100), 10), ((3000, 300), 2),
-             ((2000, 400, 80), 2), ((300, 30), 2)],
+    "full": [
+        ((1000,), 0),
+        ((300,), 0),
+        ((1000, 100), 2),
+        ((1000, 100), 10),
+        ((3000, 300), 2),
+        ((2000, 400, 80), 2),
+        ((300, 30), 2),
+    ],
 }
 
 
@@ -59,8 +66,9 @@ def balance(picked_labels, concepts):
 
 def curate(X, labels, concepts, target, n_clusters, n_resamples, sample_size=None, seed=0):
     start = time.perf_counter()
-    model = HierarchicalKMeans(n_clusters=n_clusters, n_resamples=n_resamples, sample_size=sample_size,
-                               random_state=seed).fit(X)
+    model = HierarchicalKMeans(
+        n_clusters=n_clusters, n_resamples=n_resamples, sample_size=sample_size, random_state=seed
+    ).fit(X)
     picked = model.sample(target, random_state=seed)
     return (*balance(labels[picked], concepts), time.perf_counter() - start)
 
@@ -75,8 +83,10 @@ def main(argv=None):
         n, d, concepts, exponent, target = MIXTURES[name]
         X, labels = long_tailed_mixture(n, d, concepts, exponent)
         rnd = np.random.default_rng(0).choice(n, target, replace=False)
-        print(f"\n{name}: {n} x {d}, {concepts} concepts (largest {np.bincount(labels).max() / n:.0%} of the pool), "
-              f"target {target}; a random subset: balance {balance(labels[rnd], concepts)[0]:.3f}")
+        print(
+            f"\n{name}: {n} x {d}, {concepts} concepts (largest {np.bincount(labels).max() / n:.0%} of the pool), "
+            f"target {target}; a random subset: balance {balance(labels[rnd], concepts)[0]:.3f}"
+        )
         print(f"{'setting':<44} {'balance':>8} {'smallest':>9} {'time':>8}")
         best = 0.0
         for ks, resamples in GRID[args.grid]:
@@ -84,8 +94,9 @@ def main(argv=None):
             best = max(best, b)
             print(f"{'grid ' + str(ks) + f' x {resamples} resamples':<44} {b:>8.3f} {small:>9} {seconds:>7.1f}s")
         advice = advise(n, target).params
-        b, small, seconds = curate(X, labels, concepts, target, advice["n_clusters"], advice["n_resamples"],
-                                   advice["sample_size"])
+        b, small, seconds = curate(
+            X, labels, concepts, target, advice["n_clusters"], advice["n_resamples"], advice["sample_size"]
+        )
         setting = f"advised {tuple(advice['n_clusters'])} x {tuple(advice['n_resamples'])}"
         print(f"{setting:<44} {b:>8.3f} {small:>9} {seconds:>7.1f}s")
         verdict = "within 0.02 of the best grid setting" if b >= best - 0.02 else "MORE than 0.02 below the best"

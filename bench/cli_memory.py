@@ -47,8 +47,25 @@ def main():
             X[a : a + m] = rng.standard_normal((m, args.d), dtype=np.float32) + rng.integers(0, 50, (m, 1))
         X.flush()
         del X
-    cmd = [sys.executable, "-m", "hkmeans", "fit", path, "--out", os.path.join(args.dir, "run"), "--overwrite",
-           "--n-clusters", str(args.k), "--n-resamples", "1", "--max-iter", "5", "--init", "random", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hkmeans",
+        "fit",
+        path,
+        "--out",
+        os.path.join(args.dir, "run"),
+        "--overwrite",
+        "--n-clusters",
+        str(args.k),
+        "--n-resamples",
+        "1",
+        "--max-iter",
+        "5",
+        "--init",
+        "random",
+        "-q",
+    ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd)
     peak = {"VmRSS": 0.0, "RssAnon": 0.0, "RssFile": 0.0}
@@ -63,10 +80,14 @@ def main():
     if proc.returncode:
         sys.exit(proc.returncode)
     size = os.path.getsize(path) / 2**20
-    print(f"hkmeans fit on {args.n} x {args.d} float16 ({size:.0f} MiB file, {2 * size:.0f} MiB as float32), "
-          f"k={args.k}: {seconds:.0f} s")
-    print(f"peak RSS {peak['VmRSS']:.0f} MiB, of which anonymous {peak['RssAnon']:.0f} MiB and "
-          f"file-backed {peak['RssFile']:.0f} MiB (mapped input and cast copy)")
+    print(
+        f"hkmeans fit on {args.n} x {args.d} float16 ({size:.0f} MiB file, {2 * size:.0f} MiB as float32), "
+        f"k={args.k}: {seconds:.0f} s"
+    )
+    print(
+        f"peak RSS {peak['VmRSS']:.0f} MiB, of which anonymous {peak['RssAnon']:.0f} MiB and "
+        f"file-backed {peak['RssFile']:.0f} MiB (mapped input and cast copy)"
+    )
 
 
 if __name__ == "__main__":

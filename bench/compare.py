@@ -65,11 +65,12 @@ def section_lloyd(args):
     C0 = X[np.random.default_rng(1).choice(n, k, replace=False)].copy()
     runs = {
         "hkmeans": lambda: hkmeans.KMeans(k, init=C0, n_init=1, max_iter=iters, tol=0).fit(X).n_iter_,
-        "faiss": lambda: faiss.Kmeans(d, k, niter=iters, max_points_per_centroid=10**9).train(X, init_centroids=C0)
-        and iters,
-        "scikit-learn": lambda: sklearn.cluster.KMeans(
-            k, init=C0, n_init=1, max_iter=iters, tol=0, algorithm="lloyd"
-        ).fit(X).n_iter_,
+        "faiss": lambda: (
+            faiss.Kmeans(d, k, niter=iters, max_points_per_centroid=10**9).train(X, init_centroids=C0) and iters
+        ),
+        "scikit-learn": lambda: (
+            sklearn.cluster.KMeans(k, init=C0, n_init=1, max_iter=iters, tol=0, algorithm="lloyd").fit(X).n_iter_
+        ),
     }
     times = {name: [] for name in runs}
     n_iter = {}
@@ -152,9 +153,13 @@ def section_seeding(args):
     print("| implementation | median (s) | runs (s) | potential |")
     print("|---|---|---|---|")
     print(f"| hkmeans.kmeans_plusplus | {ours:.2f} | {', '.join(f'{t:.2f}' for t in ours_t)} | {potential(X, C):.6g} |")
-    print(f"| sklearn.cluster.kmeans_plusplus | {theirs:.2f} | {', '.join(f'{t:.2f}' for t in theirs_t)} | {potential(X, C_sk):.6g} |")
-    print(f"speed-up {theirs / ours:.1f}x (runs: {', '.join(f'{b / a:.1f}' for a, b in zip(ours_t, theirs_t))}); "
-          f"potential ratio {potential(X, C) / potential(X, C_sk):.4f}")
+    print(
+        f"| sklearn.cluster.kmeans_plusplus | {theirs:.2f} | {', '.join(f'{t:.2f}' for t in theirs_t)} | {potential(X, C_sk):.6g} |"
+    )
+    print(
+        f"speed-up {theirs / ours:.1f}x (runs: {', '.join(f'{b / a:.1f}' for a, b in zip(ours_t, theirs_t))}); "
+        f"potential ratio {potential(X, C) / potential(X, C_sk):.4f}"
+    )
 
 
 class FlopCounter:
@@ -196,7 +201,9 @@ class FlopCounter:
 
 def section_large(args):
     X = np.random.default_rng(0).normal(size=(100_000, 256)).astype(np.float32)
-    params = dict(n_clusters=(5000, 1000), sample_size=(10, 3), n_resamples=10, max_iter=50, init=args.init, random_state=0)
+    params = dict(
+        n_clusters=(5000, 1000), sample_size=(10, 3), n_resamples=10, max_iter=50, init=args.init, random_state=0
+    )
     hkmeans.HierarchicalKMeans((50, 10), n_resamples=1, random_state=0).fit(X[:2000]).sample(100)  # compile or load
     with FlopCounter() as counter:
         seconds, model = timed(lambda: hkmeans.HierarchicalKMeans(**params).fit(X))
@@ -205,11 +212,15 @@ def section_large(args):
     rate = 2 * X.shape[0] * 5000 * X.shape[1] / gemm
     roofline = counter.flops / rate
     total = seconds + sample_seconds
-    print("\n## The paper's large example: 100,000 x 256 float32, (5000, 1000), sample_size (10, 3), "
-          f"10 resamples, 50 iterations, init={args.init!r}, then sample(20000)")
-    print(f"fit {seconds:.0f} s + sample {sample_seconds:.2f} s = {total:.0f} s; "
-          f"distance work {counter.flops / 1e12:.1f} TFLOP at numpy's {rate / 1e9:.0f} GFLOP/s = "
-          f"{roofline:.0f} s roofline; ratio {total / roofline:.2f}; Lloyd iterations {model.n_iter_}")
+    print(
+        "\n## The paper's large example: 100,000 x 256 float32, (5000, 1000), sample_size (10, 3), "
+        f"10 resamples, 50 iterations, init={args.init!r}, then sample(20000)"
+    )
+    print(
+        f"fit {seconds:.0f} s + sample {sample_seconds:.2f} s = {total:.0f} s; "
+        f"distance work {counter.flops / 1e12:.1f} TFLOP at numpy's {rate / 1e9:.0f} GFLOP/s = "
+        f"{roofline:.0f} s roofline; ratio {total / roofline:.2f}; Lloyd iterations {model.n_iter_}"
+    )
 
 
 #: The shapes of ``peers``: (rows, features, clusters).
@@ -226,6 +237,7 @@ def peer_runs(n, d, k, seed=0):
             km = faiss.Kmeans(d, k, seed=seed, **kw)
             km.train(X)
             return km.centroids, len(km.obj)
+
         return fit
 
     def skm_fit(**kw):
@@ -233,12 +245,14 @@ def peer_runs(n, d, k, seed=0):
             km = SuperKMeans(k, d, seed=seed, **kw)
             C = km.train(X)
             return C, len(km.iteration_stats) if isinstance(km.iteration_stats, list) else None
+
         return fit
 
     def est_fit(cls, **kw):
         def fit(X):
             km = cls(k, random_state=seed, **kw).fit(X)
             return km.cluster_centers_, km.n_iter_
+
         return fit
 
     matched = dict(n_init=1, max_iter=10, tol=0)
@@ -249,8 +263,12 @@ def peer_runs(n, d, k, seed=0):
         "scikit-learn KMeans()": ("defaults", est_fit(sklearn.cluster.KMeans)),
         "hkmeans, k-means++": ("10 iterations, all rows", est_fit(hkmeans.KMeans, **matched)),
         'hkmeans, init="random"': ("10 iterations, all rows", est_fit(hkmeans.KMeans, init="random", **matched)),
-        "SuperKMeans flat": ("10 iterations, all rows", skm_fit(
-            hierarchical=False, iters=10, sampling_fraction=1.0, early_termination=False, max_points_per_cluster=n)),
+        "SuperKMeans flat": (
+            "10 iterations, all rows",
+            skm_fit(
+                hierarchical=False, iters=10, sampling_fraction=1.0, early_termination=False, max_points_per_cluster=n
+            ),
+        ),
         "faiss": ("10 iterations, all rows", faiss_fit(niter=10, max_points_per_centroid=n)),
         "scikit-learn, k-means++": ("10 iterations, all rows", est_fit(sklearn.cluster.KMeans, **matched)),
     }
@@ -270,7 +288,9 @@ def section_peers(args):
             results[name] = kind, seconds, n_iter, potential(X, np.asarray(C, dtype=X.dtype)) / n
         sk, skm = results["scikit-learn KMeans()"][3], results["SuperKMeans()"][3]
         print(f"\n## Peers: {n} x {d} float32, mixture of 200 Gaussians, k = {k}, one run each")
-        print("| run | settings | time (s) | iterations | inertia per row | reaches scikit-learn's | reaches SuperKMeans's |")
+        print(
+            "| run | settings | time (s) | iterations | inertia per row | reaches scikit-learn's | reaches SuperKMeans's |"
+        )
         print("|---|---|---|---|---|---|---|")
         for name, (kind, seconds, n_iter, inertia) in results.items():
             reach = [f"{seconds:.2f} s" if inertia <= target * (1 + 1e-6) else "no" for target in (sk, skm)]
@@ -299,9 +319,13 @@ def main():
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the rows and clusters of peers' shapes")
     parser.add_argument("--shapes", default="0,1,2", help="which of peers' shapes (indices)")
     args = parser.parse_args()
-    blas = ", ".join(sorted({f"{i['internal_api']} {i.get('version')}" for i in threadpool_info() if i["user_api"] == "blas"}))
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__} "
-          f"({blas}); numba {numba.__version__}; hkmeans {hkmeans.__version__}")
+    blas = ", ".join(
+        sorted({f"{i['internal_api']} {i.get('version')}" for i in threadpool_info() if i["user_api"] == "blas"})
+    )
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__} "
+        f"({blas}); numba {numba.__version__}; hkmeans {hkmeans.__version__}"
+    )
     for name in args.sections.split(","):
         SECTIONS[name](args)
 

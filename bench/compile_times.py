@@ -85,12 +85,13 @@ def main():
             by_kernel[name][0] += 1
             by_kernel[name][2] += own
             by_kernel[name][1] = max(by_kernel[name][1], total)
-        print(f"| kernel | signatures | self s | largest total s |\n|---|---:|---:|---:|")
+        print("| kernel | signatures | self s | largest total s |\n|---|---:|---:|---:|")
         for name, (count, total, own) in sorted(by_kernel.items(), key=lambda kv: -kv[1][2]):
             print(f"| `{name}` | {count} | {own:.2f} | {total:.2f} |")
     compile_s = sum(r[3] for r in records)
-    print(f"\n{len(records)} compiles: {compile_s:.1f} CPU s; the command: {cpu:.1f} CPU s, {wall:.1f} s",
-          file=sys.stderr)
+    print(
+        f"\n{len(records)} compiles: {compile_s:.1f} CPU s; the command: {cpu:.1f} CPU s, {wall:.1f} s", file=sys.stderr
+    )
 
 
 if __name__ == "__main__":

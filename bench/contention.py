@@ -85,9 +85,11 @@ def main():
         return worker(args.worker, args.repeats)
     import numba
 
-    print(f"cores usable: {len(os.sched_getaffinity(0))}; "
-          f"hkmeans threads: {numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS) ; "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
+    print(
+        f"cores usable: {len(os.sched_getaffinity(0))}; "
+        f"hkmeans threads: {numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS) ; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
+    )
     print("| workload | beside | median (s) | ratio to alone |")
     print("|---|---|---|---|")
     for name in args.workloads.split(","):

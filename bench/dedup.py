@@ -66,10 +66,10 @@ def make_pool(path, n, seed=0):
 def child(path, threshold, out):
     """hkmeans.dedup on the memory-mapped pool, phase by phase (as it runs them)."""
     from hkmeans import dedup as api
-    from hkmeans.dedup import _borders, _check_data, _own_centroids, _rank_order, _search_radius, _sweep
     from hkmeans._rng import as_generator
     from hkmeans._threads import single_threaded_blas
     from hkmeans.backends.cpu import normalize_rows
+    from hkmeans.dedup import _borders, _check_data, _own_centroids, _rank_order, _search_radius, _sweep
 
     X = np.load(path, mmap_mode="r")
     api(X[:2000].copy(), threshold)  # compile
@@ -90,8 +90,15 @@ def child(path, threshold, out):
     times["total"] = time.perf_counter() - t0
     status = open("/proc/self/status").read().split("\n")
     hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) * 1024
-    np.savez(out, kept=res.kept, duplicate_of=res.duplicate_of, labels=res.labels, order=res.order,
-             centroids=C, border_pairs=len(clusters))
+    np.savez(
+        out,
+        kept=res.kept,
+        duplicate_of=res.duplicate_of,
+        labels=res.labels,
+        order=res.order,
+        centroids=C,
+        border_pairs=len(clusters),
+    )
     print(json.dumps(dict(times=times, peak_rss=hwm, n_compared=res.n_compared)))
 
 
@@ -178,8 +185,12 @@ def main():
         originals, copies = make_pool(path, args.n)
         print(f"pool: {args.n} x {D} float32, {len(copies)} planted pairs, written in {time.perf_counter() - t0:.0f} s")
         out = os.path.join(tmp, "hk.npz")
-        run = subprocess.run([sys.executable, __file__, "--child", path, str(args.threshold), out],
-                             capture_output=True, text=True, check=True)
+        run = subprocess.run(
+            [sys.executable, __file__, "--child", path, str(args.threshold), out],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         info = json.loads(run.stdout.strip().splitlines()[-1])
         hk = np.load(out)
         X = np.load(path, mmap_mode="r")
@@ -193,15 +204,22 @@ def main():
         hk_kept = hk["duplicate_of"] < 0
         wi, wj, t_assign, t_within = within_clusters(X, hk["labels"], hk["centroids"], args.threshold)
         w_kept, _ = greedy(n, hk["order"], wi, wj)
-        print(f"planted pairs across cluster borders: {planted_straddle:.3f}; border pairs (row, cluster): "
-              f"{int(hk['border_pairs'])}")
-        print("hkmeans: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items())
-              + f"; removed {n - hk_kept.sum()}; planted found {found(hk_kept):.4f}; pairs compared "
-              f"{info['n_compared']:.3g}; peak RSS {info['peak_rss'] / 2**20:.0f} MiB "
-              f"(input {os.path.getsize(path) / 2**20:.0f} MiB mapped)")
+        print(
+            f"planted pairs across cluster borders: {planted_straddle:.3f}; border pairs (row, cluster): "
+            f"{int(hk['border_pairs'])}"
+        )
+        print(
+            "hkmeans: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in times.items())
+            + f"; removed {n - hk_kept.sum()}; planted found {found(hk_kept):.4f}; pairs compared "
+            f"{info['n_compared']:.3g}; peak RSS {info['peak_rss'] / 2**20:.0f} MiB "
+            f"(input {os.path.getsize(path) / 2**20:.0f} MiB mapped)"
+        )
         within_total = times["kmeans"] + t_assign + t_within
-        print(f"within-cluster: search {t_within:.1f} s, + k-means and a nearest-centroid pass {within_total:.1f} s; "
-              f"pairs {len(wi)}; removed {n - w_kept.sum()}; planted found {found(w_kept):.4f}")
+        print(
+            f"within-cluster: search {t_within:.1f} s, + k-means and a nearest-centroid pass {within_total:.1f} s; "
+            f"pairs {len(wi)}; removed {n - w_kept.sum()}; planted found {found(w_kept):.4f}"
+        )
 
         m = min(args.slice, n)
         ei, ej, t_exact = exact_slice(X, m, args.threshold)
@@ -212,11 +230,15 @@ def main():
         recall = np.mean(~(kept[ei] & kept[ej])) if len(ei) else 1.0
         same = np.array_equal(e_dup, sl.duplicate_of)
         t_bf = t_exact * (n / m) ** 2
-        print(f"exact (faiss range_search, {m} rows): {t_exact:.1f} s, {len(ei)} pairs; at {n} ~ {t_bf:.0f} s; "
-              f"hkmeans on the slice: recall {recall:.4f}, same result as the rule on exact pairs: {same}")
-        print(f"ratios: hkmeans / within-cluster (with clustering) {times['total'] / within_total:.2f}, "
-              f"sweep + borders / within search {(times['sweep'] + times['labels_and_borders']) / t_within:.2f}, "
-              f"hkmeans / extrapolated brute force {times['total'] / t_bf:.4f}")
+        print(
+            f"exact (faiss range_search, {m} rows): {t_exact:.1f} s, {len(ei)} pairs; at {n} ~ {t_bf:.0f} s; "
+            f"hkmeans on the slice: recall {recall:.4f}, same result as the rule on exact pairs: {same}"
+        )
+        print(
+            f"ratios: hkmeans / within-cluster (with clustering) {times['total'] / within_total:.2f}, "
+            f"sweep + borders / within search {(times['sweep'] + times['labels_and_borders']) / t_within:.2f}, "
+            f"hkmeans / extrapolated brute force {times['total'] / t_bf:.4f}"
+        )
 
 
 if __name__ == "__main__":

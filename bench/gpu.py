@@ -121,8 +121,8 @@ def main():
     except RuntimeError as err:
         fail(f"no GPU run: {err}")
     from hkmeans import HierarchicalKMeans
-    from hkmeans.backends.cuda import CUDABackend
     from hkmeans._kernels.cuda._common import cuda
+    from hkmeans.backends.cuda import CUDABackend
 
     sync = cuda.synchronize
     print(f"device: {cuda.get_current_device().name}")
@@ -160,7 +160,9 @@ def main():
 
         Xt, Ct = torch.from_numpy(X).cuda(), torch.from_numpy(C).cuda()
         t = timed(lambda: iteration(Xt, Ct), torch.cuda.synchronize)
-        print(f"   paper's PyTorch loop (matmul, argmin, index_add): {t * 1e3:8.1f} ms; torch peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+        print(
+            f"   paper's PyTorch loop (matmul, argmin, index_add): {t * 1e3:8.1f} ms; torch peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
+        )
         del Xt, Ct
     else:
         print("   paper's PyTorch loop: torch is not installed")
@@ -170,7 +172,9 @@ def main():
         km = faiss.Kmeans(args.d, args.k, niter=5, gpu=True, seed=0, max_points_per_centroid=args.n)
         start = time.perf_counter()
         km.train(X, init_centroids=C)
-        print(f"   faiss-gpu: {(time.perf_counter() - start) / 5 * 1e3:8.1f} ms per iteration (5 iterations, set-up included)")
+        print(
+            f"   faiss-gpu: {(time.perf_counter() - start) / 5 * 1e3:8.1f} ms per iteration (5 iterations, set-up included)"
+        )
     except Exception as err:  # faiss missing, or built without GPU support
         print(f"   faiss-gpu: not available ({type(err).__name__}: {err})")
 

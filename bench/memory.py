@@ -39,8 +39,10 @@ def main():
     seconds = time.perf_counter() - start
     peak = peak_mb()
     print(f"n={args.n}, d={args.d}, k={args.k}, init={args.init}, {km.n_iter_} iterations, {seconds:.0f} s")
-    print(f"data {X.nbytes / 2**20:.0f} MiB; peak RSS: {base:.0f} MiB before the data, {with_data:.0f} MiB "
-          f"with it, {peak:.0f} MiB after the fit ({peak - with_data:.0f} MiB added by the fit)")
+    print(
+        f"data {X.nbytes / 2**20:.0f} MiB; peak RSS: {base:.0f} MiB before the data, {with_data:.0f} MiB "
+        f"with it, {peak:.0f} MiB after the fit ({peak - with_data:.0f} MiB added by the fit)"
+    )
 
 
 if __name__ == "__main__":

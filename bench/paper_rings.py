@@ -34,8 +34,10 @@ def main():
         print(f"| {seed} | {c.tolist()} | {r.tolist()} | {s:.2f} |")
     smallest = int(np.argmin(RING_SIZES))
     median = np.median(np.array(curated), axis=0)
-    print(f"\nmedian per ring: {median.tolist()}; the {RING_SIZES[smallest]}-point ring: "
-          f"{median[smallest]:.0f}; median time {np.median(seconds):.2f} s")
+    print(
+        f"\nmedian per ring: {median.tolist()}; the {RING_SIZES[smallest]}-point ring: "
+        f"{median[smallest]:.0f}; median time {np.median(seconds):.2f} s"
+    )
 
 
 if __name__ == "__main__":

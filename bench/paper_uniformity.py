@@ -72,8 +72,7 @@ def main():
     for name, values in results.items():
         fit = f"{np.median(seconds[name]):.2f}" if name in seconds else ""
         print(
-            f"| {name} | {paper[name]:.3f} | {np.median(values):.3f} "
-            f"| {min(values):.3f} - {max(values):.3f} | {fit} |"
+            f"| {name} | {paper[name]:.3f} | {np.median(values):.3f} | {min(values):.3f} - {max(values):.3f} | {fit} |"
         )
 
 

@@ -47,8 +47,10 @@ def main():
     ks = tuple(int(k) for k in args.k.split(","))
     params = dict(n_clusters=ks, n_resamples=args.resamples, max_iter=args.max_iter, random_state=0)
     hkmeans.HierarchicalKMeans((20, 4), n_resamples=1, random_state=0).fit(X[:5000])  # compile or load
-    print(f"## Sampled training: {args.n} x {args.d} float32, Zipf mixture of {n_comp} Gaussians, "
-          f"n_clusters={ks}, {args.resamples} resamples, max_iter={args.max_iter}, subset {args.target:.0%}")
+    print(
+        f"## Sampled training: {args.n} x {args.d} float32, Zipf mixture of {n_comp} Gaussians, "
+        f"n_clusters={ks}, {args.resamples} resamples, max_iter={args.max_iter}, subset {args.target:.0%}"
+    )
     print(f"random subset's balance: {balance(comp[: int(args.n * args.target)], n_comp):.4f}")
     print("| max_points_per_centroid | fit (s) | level-0 inertia per row | curated balance |")
     print("|---|---|---|---|")
@@ -58,8 +60,10 @@ def main():
         seconds = time.perf_counter() - start
         level = model.levels_[0]
         subset = model.sample(int(args.n * args.target), random_state=0)
-        print(f"| {m} | {seconds:.1f} | {level.sqdist.sum() / args.n:.4f} | {balance(comp[subset], n_comp):.4f} |",
-              flush=True)
+        print(
+            f"| {m} | {seconds:.1f} | {level.sqdist.sum() / args.n:.4f} | {balance(comp[subset], n_comp):.4f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

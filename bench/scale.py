@@ -69,8 +69,13 @@ def child(backend, folder, workers, chunk_mb=None) -> dict:
     HierarchicalKMeans(**FIT, backend="dask", client=client).fit(X)
     seconds = time.perf_counter() - start
     workers_mb = sorted(client.run(peak_rss_mb).values())
-    return dict(seconds=seconds, client_mb=peak_rss_mb(), workers_mb=workers_mb, chunks=X.numblocks[0],
-                chunk_mb=X.chunks[0][0] * D * 4 / 2**20)
+    return dict(
+        seconds=seconds,
+        client_mb=peak_rss_mb(),
+        workers_mb=workers_mb,
+        chunks=X.numblocks[0],
+        chunk_mb=X.chunks[0][0] * D * 4 / 2**20,
+    )
 
 
 def measure(backend, folder, workers, chunk_mb=None) -> dict:
@@ -96,8 +101,10 @@ def main(argv=None) -> None:
         return
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     chunk_mbs = [None] if args.chunk_mb is None else [float(c) for c in args.chunk_mb.split(",")]
-    print(f"{'n':>10} {'in-process s':>13} {'dask s':>8} {'ratio':>6} {'client MB (cpu)':>16} "
-          f"{'client MB (dask)':>17} {'worker MB':>14} {'chunks':>7}")
+    print(
+        f"{'n':>10} {'in-process s':>13} {'dask s':>8} {'ratio':>6} {'client MB (cpu)':>16} "
+        f"{'client MB (dask)':>17} {'worker MB':>14} {'chunks':>7}"
+    )
     times = {}
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix="hkmeans-scale-") as folder:
@@ -107,10 +114,16 @@ def main(argv=None) -> None:
                 dsk = measure("dask", folder, args.workers, chunk_mb)
                 times[n] = (cpu and cpu["seconds"], dsk["seconds"])
                 workers = "/".join(f"{m:.0f}" for m in dsk["workers_mb"])
-                cpu_s, ratio, cpu_mb = ("-", "-", "-") if cpu is None else (
-                    f"{cpu['seconds']:.1f}", f"{dsk['seconds'] / cpu['seconds']:.2f}", f"{cpu['client_mb']:.0f}")
-                print(f"{n:>10} {cpu_s:>13} {dsk['seconds']:>8.1f} {ratio:>6} {cpu_mb:>16} {dsk['client_mb']:>17.0f} "
-                      f"{workers:>14} {dsk['chunks']:>4} x {dsk['chunk_mb']:.0f} MB", flush=True)
+                cpu_s, ratio, cpu_mb = (
+                    ("-", "-", "-")
+                    if cpu is None
+                    else (f"{cpu['seconds']:.1f}", f"{dsk['seconds'] / cpu['seconds']:.2f}", f"{cpu['client_mb']:.0f}")
+                )
+                print(
+                    f"{n:>10} {cpu_s:>13} {dsk['seconds']:>8.1f} {ratio:>6} {cpu_mb:>16} {dsk['client_mb']:>17.0f} "
+                    f"{workers:>14} {dsk['chunks']:>4} x {dsk['chunk_mb']:.0f} MB",
+                    flush=True,
+                )
     if len(sizes) > 1:
         lo, hi = min(sizes), max(sizes)
         growth = "" if args.dask_only else f"in process x{times[hi][0] / times[lo][0]:.1f}, "

@@ -24,7 +24,7 @@ import sklearn
 IMPORT = "from sklearn.cluster import KMeans, MiniBatchKMeans, k_means, kmeans_plusplus\n"
 SWAPPED = "from sklearn.cluster import MiniBatchKMeans, k_means\nfrom hkmeans import KMeans, kmeans_plusplus\n"
 
-CONFTEST = '''
+CONFTEST = """
 pytest_plugins = ["sklearn.conftest"]
 
 
@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(config, items):
         (drop if "minibatch" in item.nodeid.lower() else keep).append(item)
     config.hook.pytest_deselected(items=drop)
     items[:] = keep
-'''
+"""
 
 
 def swapped_suite(directory: pathlib.Path) -> pathlib.Path:
@@ -65,8 +65,23 @@ def main(argv: list[str]) -> int:
         test_file = swapped_suite(tmp)
         report = tmp / "report.xml"
         subprocess.run(
-            [sys.executable, "-m", "pytest", str(test_file), "-q", "-p", "no:cacheprovider",
-             "-p", "no:randomly", f"--junitxml={report}", "-o", "addopts=", "--rootdir", str(tmp), *extra],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                str(test_file),
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:randomly",
+                f"--junitxml={report}",
+                "-o",
+                "addopts=",
+                "--rootdir",
+                str(tmp),
+                *extra,
+            ],
             cwd=tmp,
             stdout=subprocess.DEVNULL if not verbose else None,
         )
@@ -85,8 +100,10 @@ def main(argv: list[str]) -> int:
             else:
                 passed += 1
     failed = sum(causes.values())
-    print(f"scikit-learn {sklearn.__version__}: {passed} passed, {failed} failed, {skipped} skipped "
-          f"of {passed + failed + skipped} non-MiniBatch tests")
+    print(
+        f"scikit-learn {sklearn.__version__}: {passed} passed, {failed} failed, {skipped} skipped "
+        f"of {passed + failed + skipped} non-MiniBatch tests"
+    )
     for c, n in causes.most_common():
         print(f"{n:4d}  {c}")
         if verbose:

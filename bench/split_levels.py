@@ -50,8 +50,10 @@ def main():
     rng = np.random.default_rng(0)
     X = (rng.standard_normal((100_000, 64)) + rng.integers(0, 50, (100_000, 1))).astype(np.float32)
     hierarchical_kmeans(X[:2000], 100, n_resamples=0, n_splits=10, random_state=0)  # compile or load
-    print("| n_splits | points per top cluster | clusters side by side | level, 1 / 2 threads (s) | speed-up "
-          "| split step, 1 / 2 threads (s) | speed-up |")
+    print(
+        "| n_splits | points per top cluster | clusters side by side | level, 1 / 2 threads (s) | speed-up "
+        "| split step, 1 / 2 threads (s) | speed-up |"
+    )
     print("|---|---|---|---|---|---|---|")
     for s in map(int, args.splits.split(",")):
         fit = dict(n_resamples=0, n_splits=s, random_state=0)

@@ -27,8 +27,7 @@ class SphinxRoles(griffe.Extension):
         rendered = self._rendered(loader.modules_collection)
         for obj in self._walk(pkg, set()):
             if obj.docstring is not None and ":`" in obj.docstring.value:
-                obj.docstring.value = ROLE.sub(lambda m: self._replace(m, obj, loader, rendered),
-                                               obj.docstring.value)
+                obj.docstring.value = ROLE.sub(lambda m: self._replace(m, obj, loader, rendered), obj.docstring.value)
 
     @staticmethod
     def _lookup(collection, path):

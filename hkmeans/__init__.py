@@ -4,8 +4,8 @@ from .advise import advise
 from .dedup import DedupResult, dedup
 from .estimator import HierarchicalKMeans, KMeans
 from .hierarchy import Level, hierarchical_kmeans
-from .seeding import kmeans_plusplus
 from .sampling import flat_sampling, hierarchical_sampling
+from .seeding import kmeans_plusplus
 from .tree import ClusterTree
 
 __version__ = "0.1.0"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 INITS = ("k-means++", "k-means||", "random")
 METRICS = ("euclidean", "cosine")
@@ -64,31 +64,67 @@ def choice(options, default, help) -> Param:
 
 
 FIT_PARAMS = {
-    "n_clusters": Param(8, lambda v: is_int(v, 1), "a positive integer", "clusters per level, finest first",
-                        per_level=True, metavar="K[,K...]"),
-    "n_resamples": Param(10, lambda v: is_int(v, 0), "a non-negative integer", "resampling steps per level",
-                         per_level=True, metavar="R[,R...]"),
-    "sample_size": Param(None, lambda v: v is None or is_int(v, 0), "a non-negative integer",
-                         "points per cluster in a resampling step (default: half the level's mean cluster size)",
-                         per_level=True, metavar="S[,S...]"),
+    "n_clusters": Param(
+        8,
+        lambda v: is_int(v, 1),
+        "a positive integer",
+        "clusters per level, finest first",
+        per_level=True,
+        metavar="K[,K...]",
+    ),
+    "n_resamples": Param(
+        10,
+        lambda v: is_int(v, 0),
+        "a non-negative integer",
+        "resampling steps per level",
+        per_level=True,
+        metavar="R[,R...]",
+    ),
+    "sample_size": Param(
+        None,
+        lambda v: v is None or is_int(v, 0),
+        "a non-negative integer",
+        "points per cluster in a resampling step (default: half the level's mean cluster size)",
+        per_level=True,
+        metavar="S[,S...]",
+    ),
     "resample_strategy": choice(RESAMPLE_STRATEGIES, "closest", "which points a resampling step takes"),
-    "n_splits": Param(1, lambda v: is_int(v, 1), "a positive integer",
-                      "split a level's clusters in this many by a k-means each (a divisor of its n_clusters)",
-                      per_level=True, metavar="S[,S...]"),
+    "n_splits": Param(
+        1,
+        lambda v: is_int(v, 1),
+        "a positive integer",
+        "split a level's clusters in this many by a k-means each (a divisor of its n_clusters)",
+        per_level=True,
+        metavar="S[,S...]",
+    ),
     "init": choice(INITS, "k-means++", "seeding of each k-means"),
     "n_init": Param(1, lambda v: is_int(v, 1), "a positive integer", "runs per k-means, the best kept", metavar="N"),
-    "max_iter": Param(50, lambda v: is_int(v, 1), "a positive integer", "Lloyd iterations per k-means at most",
-                      metavar="N"),
-    "tol": Param(0.0, is_finite_non_negative, "a finite non-negative number",
-                 "stop a k-means when its squared centre shift falls to this, relative to the data's variance",
-                 metavar="TOL"),
-    "max_points_per_centroid": Param(None, lambda v: v is None or is_int(v, 1), "a positive integer or None",
-                                     "fit each k-means on a random sample of this many rows per cluster, then "
-                                     "assign every row (default: fit on every row)", metavar="M"),
+    "max_iter": Param(
+        50, lambda v: is_int(v, 1), "a positive integer", "Lloyd iterations per k-means at most", metavar="N"
+    ),
+    "tol": Param(
+        0.0,
+        is_finite_non_negative,
+        "a finite non-negative number",
+        "stop a k-means when its squared centre shift falls to this, relative to the data's variance",
+        metavar="TOL",
+    ),
+    "max_points_per_centroid": Param(
+        None,
+        lambda v: v is None or is_int(v, 1),
+        "a positive integer or None",
+        "fit each k-means on a random sample of this many rows per cluster, then "
+        "assign every row (default: fit on every row)",
+        metavar="M",
+    ),
     "metric": choice(METRICS, "euclidean", "cosine: spherical k-means on unit rows"),
     "device": choice(DEVICES, "cpu", "where the kernels run"),
-    "backend": choice(BACKENDS, "auto", "how level 0 runs: in this process (cpu), over the chunks of a dask "
-                      "array (dask), or auto: dask for a dask array, cpu otherwise"),
+    "backend": choice(
+        BACKENDS,
+        "auto",
+        "how level 0 runs: in this process (cpu), over the chunks of a dask "
+        "array (dask), or auto: dask for a dask array, cpu otherwise",
+    ),
 }
 
 

@@ -15,7 +15,14 @@ log = logging.getLogger("hkmeans")
 def bar(verbose, total, desc, leave=False, unit="it", iterable=None):
     """A progress bar on stderr (over ``iterable`` if given), shown only when ``verbose``."""
     return tqdm(
-        iterable, total=total, desc=desc, leave=leave, unit=unit, disable=not verbose, file=sys.stderr, dynamic_ncols=True
+        iterable,
+        total=total,
+        desc=desc,
+        leave=leave,
+        unit=unit,
+        disable=not verbose,
+        file=sys.stderr,
+        dynamic_ncols=True,
     )
 
 
@@ -57,8 +64,17 @@ class Heartbeat(TqdmHandler):
             since, record = self._last
             if time.monotonic() - since >= self.every:
                 after = f"after: {record.getMessage()}" if record is not None else "starting"
-                self.emit(log.makeRecord(log.name, logging.INFO, __file__, 0,
-                                         "still working (%.0f s in all; %s)", (time.monotonic() - start, after), None))
+                self.emit(
+                    log.makeRecord(
+                        log.name,
+                        logging.INFO,
+                        __file__,
+                        0,
+                        "still working (%.0f s in all; %s)",
+                        (time.monotonic() - start, after),
+                        None,
+                    )
+                )
                 self._last = (self._last[0], record)  # keep naming the last real step
 
     def close(self):

@@ -177,7 +177,10 @@ def map_side_by_side(fn, items, workers, costs=None, done=None) -> list:
     order = range(len(items)) if costs is None else np.argsort(-np.asarray(costs), kind="stable")
     results = [None] * len(items)
     inner = max(1, min(numba.get_num_threads(), available_threads()) // workers)
-    with single_threaded_blas(), ThreadPoolExecutor(workers, initializer=numba.set_num_threads, initargs=(inner,)) as pool:
+    with (
+        single_threaded_blas(),
+        ThreadPoolExecutor(workers, initializer=numba.set_num_threads, initargs=(inner,)) as pool,
+    ):
         futures = {pool.submit(fn, items[i]): i for i in order}
         try:
             for future in as_completed(futures):

@@ -95,32 +95,47 @@ def advise(n_samples: int, target_size: int, n_resamples: int = 10) -> Advice:
     reasons = []
     k0 = max(2, min(n // POINTS_PER_CLUSTER, target, n))
     if k0 == target and n // POINTS_PER_CLUSTER > target:
-        reasons.append(f"level 0: {k0} clusters, as many as the target, so every level-0 cluster can give a "
-                       f"point (about {n // k0} points each)")
+        reasons.append(
+            f"level 0: {k0} clusters, as many as the target, so every level-0 cluster can give a "
+            f"point (about {n // k0} points each)"
+        )
     else:
-        reasons.append(f"level 0: {k0} clusters of about {n // k0} points each "
-                       f"(aim: {POINTS_PER_CLUSTER}; the paper's pool had 74)")
+        reasons.append(
+            f"level 0: {k0} clusters of about {n // k0} points each "
+            f"(aim: {POINTS_PER_CLUSTER}; the paper's pool had 74)"
+        )
     ks = _levels(k0, target)
     if len(ks) > 1:
-        reasons.append(f"top level: {ks[-1]} clusters, about {TOP_PER_SQRT_TARGET:g} x sqrt(target) (at most "
-                       f"level 0 / {MIN_RATIO}): the target is split evenly among them, so they decide how "
-                       "finely the pool's concepts are balanced")
-        reasons.append(f"levels: {len(ks)}, each {k0 / ks[-1]:.3g}^(1/{len(ks) - 1}) = "
-                       f"{(k0 / ks[-1]) ** (1 / (len(ks) - 1)):.1f}x fewer clusters than the one below "
-                       f"({MIN_RATIO}-{MAX_RATIO}x; the paper: 3-20x)")
+        reasons.append(
+            f"top level: {ks[-1]} clusters, about {TOP_PER_SQRT_TARGET:g} x sqrt(target) (at most "
+            f"level 0 / {MIN_RATIO}): the target is split evenly among them, so they decide how "
+            "finely the pool's concepts are balanced"
+        )
+        reasons.append(
+            f"levels: {len(ks)}, each {k0 / ks[-1]:.3g}^(1/{len(ks) - 1}) = "
+            f"{(k0 / ks[-1]) ** (1 / (len(ks) - 1)):.1f}x fewer clusters than the one below "
+            f"({MIN_RATIO}-{MAX_RATIO}x; the paper: 3-20x)"
+        )
     else:
-        reasons.append(f"one level: {k0} clusters leave too few for a level above "
-                       f"({MIN_TOP_CLUSTERS} at least, {MIN_RATIO}x fewer)")
+        reasons.append(
+            f"one level: {k0} clusters leave too few for a level above "
+            f"({MIN_TOP_CLUSTERS} at least, {MIN_RATIO}x fewer)"
+        )
     inputs = [n] + ks[:-1]
     sizes = [max(2, round(m / k / 2)) for m, k in zip(inputs, ks)]
-    reasons.append("sample_size: half of each level's mean cluster size, at least 2 "
-                   f"({', '.join(f'{m // k} -> {s}' for m, k, s in zip(inputs, ks, sizes))})")
+    reasons.append(
+        "sample_size: half of each level's mean cluster size, at least 2 "
+        f"({', '.join(f'{m // k} -> {s}' for m, k, s in zip(inputs, ks, sizes))})"
+    )
     resamples = [n_resamples if s < m / k else 0 for m, k, s in zip(inputs, ks, sizes)]
-    reasons.append(f"n_resamples: {n_resamples} per level, as in the paper"
-                   + ("; 0 where clusters are too small to take a sample from" if 0 in resamples and n_resamples else ""))
+    reasons.append(
+        f"n_resamples: {n_resamples} per level, as in the paper"
+        + ("; 0 where clusters are too small to take a sample from" if 0 in resamples and n_resamples else "")
+    )
     if target > n:
-        reasons.append(f"the target ({target}) is above the pool ({n}): sampling needs multiplier >= "
-                       f"{math.ceil(target / n)}")
+        reasons.append(
+            f"the target ({target}) is above the pool ({n}): sampling needs multiplier >= {math.ceil(target / n)}"
+        )
     params = dict(n_clusters=ks, sample_size=sizes, n_resamples=resamples)
     return Advice(params, reasons)
 
@@ -150,13 +165,18 @@ def far_off(n_samples: int, n_clusters, n_resamples, sample_size) -> list[str]:
     out = []
     inputs = [n_samples] + list(n_clusters[:-1])
     if n_samples < 2 * n_clusters[0]:
-        out.append(f"level 0 has {n_clusters[0]} clusters for {n_samples} points: fewer than 2 points per "
-                   "cluster on average")
+        out.append(
+            f"level 0 has {n_clusters[0]} clusters for {n_samples} points: fewer than 2 points per cluster on average"
+        )
     for t, (m, k) in enumerate(zip(inputs, n_clusters)):
         if t > 0 and m < 1.5 * k:
-            out.append(f"level {t} has {k} clusters for the {m} of level {t - 1}: it barely merges them "
-                       "(3-10x fewer per level works well)")
+            out.append(
+                f"level {t} has {k} clusters for the {m} of level {t - 1}: it barely merges them "
+                "(3-10x fewer per level works well)"
+            )
         if n_resamples[t] > 0 and sample_size[t] is not None and sample_size[t] > 1 and sample_size[t] >= m / k:
-            out.append(f"sample_size={sample_size[t]} at level {t} is at least its mean cluster size "
-                       f"({m / k:.1f}): resampling takes whole clusters (about half of it works well)")
+            out.append(
+                f"sample_size={sample_size[t]} at level {t} is at least its mean cluster size "
+                f"({m / k:.1f}): resampling takes whole clusters (about half of it works well)"
+            )
     return out

@@ -54,8 +54,10 @@ def shown_clusters(sizes, max_clusters: int = MAX_CLUSTERS, rng=None):
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
     keep = keep[np.argsort(rank[keep], kind="stable")]
-    return keep, (f"{keep.size} of its {order.size} clusters: the {edge} largest, the {edge} smallest and "
-                  f"{keep.size - 2 * edge} others drawn at random")
+    return keep, (
+        f"{keep.size} of its {order.size} clusters: the {edge} largest, the {edge} smallest and "
+        f"{keep.size - 2 * edge} others drawn at random"
+    )
 
 
 def _firsts(groups, rows, clusters, m):
@@ -136,8 +138,9 @@ def _values(show, rows, kind):
     return out
 
 
-def cluster_data(tree: ClusterTree, selected, ids=None, show=None, random_state=0,
-                 max_clusters: int = MAX_CLUSTERS) -> dict:
+def cluster_data(
+    tree: ClusterTree, selected, ids=None, show=None, random_state=0, max_clusters: int = MAX_CLUSTERS
+) -> dict:
     """What the browser shows of ``tree``: per level, the clusters described (see
     :func:`shown_clusters`), their sizes in the pool and in ``selected``, mean
     distance, parent and example members; and the shown values of those members.
@@ -184,13 +187,19 @@ def cluster_data(tree: ClusterTree, selected, ids=None, show=None, random_state=
             members.append(rows)
             examples.update(rows.tolist())
         parent = tree.labels[t + 1][keep] if t + 1 < tree.n_levels else np.full(keep.size, -1)
-        levels.append({
-            "k": int(sizes.size), "note": note, "c": keep.tolist(), "n": sizes[keep].tolist(),
-            "s": counts[keep].tolist(), "p": np.asarray(parent).tolist(),
-            "h": None if children is None else children[keep].tolist(),
-            "d": None if dist is None else [None if np.isnan(x) else round(float(x), 4) for x in dist[keep]],
-            "e": [[[_id(ids, r), int(curated[r]), int(r)] for r in rows] for rows in members],
-        })
+        levels.append(
+            {
+                "k": int(sizes.size),
+                "note": note,
+                "c": keep.tolist(),
+                "n": sizes[keep].tolist(),
+                "s": counts[keep].tolist(),
+                "p": np.asarray(parent).tolist(),
+                "h": None if children is None else children[keep].tolist(),
+                "d": None if dist is None else [None if np.isnan(x) else round(float(x), 4) for x in dist[keep]],
+                "e": [[[_id(ids, r), int(curated[r]), int(r)] for r in rows] for rows in members],
+            }
+        )
     data: dict = {"levels": levels, "kind": None, "values": {}, "note": ""}
     if show is not None:
         rows = np.array(sorted(examples), dtype=np.int64)
@@ -200,8 +209,10 @@ def cluster_data(tree: ClusterTree, selected, ids=None, show=None, random_state=
         wanted = list(dict.fromkeys(order))[:budget]
         data["kind"], data["values"] = kind, {str(r): v for r, v in _values(show, wanted, kind).items()}
         if len(wanted) < rows.size:
-            data["note"] = (f"{'Thumbnails' if kind == 'image' else 'Snippets'} of the first {len(wanted)} of "
-                            f"{rows.size} example members (the top level's largest clusters first).")
+            data["note"] = (
+                f"{'Thumbnails' if kind == 'image' else 'Snippets'} of the first {len(wanted)} of "
+                f"{rows.size} example members (the top level's largest clusters first)."
+            )
     return data
 
 
@@ -364,6 +375,8 @@ def browser_html(data) -> str:
     -------
     str
     """
-    return (f"<style>{STYLE}</style><div id='browser'></div>"
-            f"<script type='application/json' id='hk-clusters'>{to_json(data)}</script>"
-            f"<script>{SCRIPT}</script>")
+    return (
+        f"<style>{STYLE}</style><div id='browser'></div>"
+        f"<script type='application/json' id='hk-clusters'>{to_json(data)}</script>"
+        f"<script>{SCRIPT}</script>"
+    )

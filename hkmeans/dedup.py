@@ -198,8 +198,7 @@ def _search_radius(threshold, cosine, X):
     return threshold * (1 + 1e-6) + 1e-300
 
 
-def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=None,
-          n_clusters=None) -> DedupResult:
+def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=None, n_clusters=None) -> DedupResult:
     """Remove near-duplicate rows, exactly and whatever the order of the work.
 
     Walking the rows in rank order (``keep``), a row is removed iff it is within
@@ -240,8 +239,9 @@ def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=N
         C = _model_centroids(model, X, n_clusters) if model is not None else _own_centroids(X, n_clusters, metric, rng)
         if cosine:
             C = normalize_rows(np.asarray(C, dtype=np.float64))
-        labels, sqdist, border_offsets, border_clusters = _borders(X, sq, C, cosine,
-                                                                   _search_radius(threshold, cosine, X))
+        labels, sqdist, border_offsets, border_clusters = _borders(
+            X, sq, C, cosine, _search_radius(threshold, cosine, X)
+        )
         order = _rank_order(keep, sqdist, rng)
         result = _sweep(X, sq, labels, C.shape[0], order, border_offsets, border_clusters, cosine, threshold)
     return result
@@ -267,9 +267,27 @@ def _sweep(X, sq, labels, k, order, border_offsets, border_clusters, cosine, thr
         before = state.copy()
         with kernel_threads(float(np.sum(sizes.astype(np.float64) ** 2)) * X.shape[1]):
             n_tasks = max(1, min(numba.get_num_threads(), len(clusters)))
-            kernels.sweep(X, sq, rank, clusters, member_offsets, members, *runs, border_offsets, border_clusters,
-                          before, state, first_kept, cosine, threshold, band, QUERY_ROWS, CANDIDATE_ROWS, n_tasks,
-                          compared)
+            kernels.sweep(
+                X,
+                sq,
+                rank,
+                clusters,
+                member_offsets,
+                members,
+                *runs,
+                border_offsets,
+                border_clusters,
+                before,
+                state,
+                first_kept,
+                cosine,
+                threshold,
+                band,
+                QUERY_ROWS,
+                CANDIDATE_ROWS,
+                n_tasks,
+                compared,
+            )
         still = (state == kernels.UNDECIDED) | (state == kernels.PENDING)
         if np.count_nonzero(still[open_rows]) == open_rows.size and np.array_equal(state, before):
             raise RuntimeError("dedup made no progress in a sweep.")  # the rule guarantees progress
@@ -281,5 +299,6 @@ def _sweep(X, sq, labels, k, order, border_offsets, border_clusters, cosine, thr
     scores = np.empty(len(removed))
     kernels.pair_scores(X, sq, removed, duplicate_of[removed], cosine, scores)
     similarity[removed] = scores
-    return DedupResult(np.flatnonzero(state == kernels.KEPT), duplicate_of, similarity, order, labels,
-                       int(compared.sum()))
+    return DedupResult(
+        np.flatnonzero(state == kernels.KEPT), duplicate_of, similarity, order, labels, int(compared.sum())
+    )

@@ -86,8 +86,11 @@ def report(result: RingsResult, path) -> None:
     from .report import curation_report
 
     labels = np.array([f"ring of {n}" for n in RING_SIZES])[result.ring]
-    info = {"pool": f"{len(result.X)} points on {len(RING_SIZES)} rings", "curated points": len(result.curated),
-            "fit + sample (s)": f"{result.seconds:.2f}"}
+    info = {
+        "pool": f"{len(result.X)} points on {len(RING_SIZES)} rings",
+        "curated points": len(result.curated),
+        "fit + sample (s)": f"{result.seconds:.2f}",
+    }
     assert result.model is not None
     params = {k: v for k, v in result.model.get_params().items() if k in ("n_clusters", "n_resamples", "sample_size")}
     save_text(path, curation_report(result.model.tree_, result.curated, labels, params, info))

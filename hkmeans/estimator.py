@@ -11,13 +11,13 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Cluster
 from sklearn.metrics import euclidean_distances
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .backends import dask_module, is_dask, lookup, resolve
-from .backends.cpu import normalize_rows, row_blocks
 from ._params import check
-from .hierarchy import hierarchical_kmeans, tree_from_levels
-from .kmeans import check_kmeans_params, check_sample_weight, kmeans
 from ._rng import as_generator
 from ._threads import single_threaded_blas
+from .backends import dask_module, is_dask, lookup, resolve
+from .backends.cpu import normalize_rows, row_blocks
+from .hierarchy import hierarchical_kmeans, tree_from_levels
+from .kmeans import check_kmeans_params, check_sample_weight, kmeans
 from .sampling import flat_sampling, hierarchical_sampling
 from .seeding import init_centers
 from .tables import assignments, cluster_table
@@ -81,7 +81,9 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
 
     def _data(self, X):
         """The backend over validated rows ``X`` for prediction: lazy for a dask array."""
-        return dask_module().DaskBackend(X, self.client, persist=False, device=self.device) if is_dask(X) else resolve(X)
+        return (
+            dask_module().DaskBackend(X, self.client, persist=False, device=self.device) if is_dask(X) else resolve(X)
+        )
 
     def _scheduler(self):
         """Context in which Dask work runs on ``client`` (if given)."""
@@ -313,8 +315,7 @@ class KMeans(_CentroidClusterer):
         tags.input_tags.sparse = True
         return tags
 
-    def _init_centroids(self, X, x_squared_norms, init, random_state, sample_weight, init_size=None,
-                        n_centroids=None):
+    def _init_centroids(self, X, x_squared_norms, init, random_state, sample_weight, init_size=None, n_centroids=None):
         """Initial centres as scikit-learn's private method of that name returns them
         (``x_squared_norms`` and ``init_size`` are not used)."""
         k = self.n_clusters if n_centroids is None else n_centroids

@@ -17,17 +17,16 @@ import numba
 import numpy as np
 
 from . import _config
-from .advise import ParameterWarning, far_off
-from ._params import RESAMPLE_STRATEGIES, check, per_level
+from ._params import check, per_level
 from ._progress import bar, report
 from ._rng import as_generator
 from ._threads import available_threads, map_side_by_side
+from .advise import ParameterWarning, far_off
 from .backends import resolve
 from .backends.cpu import group_by_label
 from .checkpoint import Checkpoints, run_step
 from .kmeans import check_kmeans_params, check_sample_weight, kmeans, reseed_empty
 from .tree import ClusterTree
-
 
 
 @dataclass(frozen=True)
@@ -198,8 +197,16 @@ def hierarchical_kmeans(
     sample_weight = check_sample_weight(sample_weight, X.shape[0])
     rng = as_generator(random_state)
     checkpoints = checkpoints if checkpoints is not None else Checkpoints()
-    params = dict(init=init, n_init=n_init, max_iter=max_iter, tol=tol, metric=metric, verbose=verbose, device=device,
-                  max_points_per_centroid=check("max_points_per_centroid", max_points_per_centroid))
+    params = dict(
+        init=init,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        metric=metric,
+        verbose=verbose,
+        device=device,
+        max_points_per_centroid=check("max_points_per_centroid", max_points_per_centroid),
+    )
     check("device", device)
     check("backend", backend)
     data = resolve(X, device, client, backend).weighted(sample_weight)
@@ -231,7 +238,8 @@ def hierarchical_kmeans(
                         f"level {t}: the sample weights sum to {_total_weight(Y):.6g}, so the default sample_size "
                         f"(half a cluster's weight, as for repeated rows) is {s} and resampling is skipped; "
                         "scale the weights as counts of points (sample_size counts weight too).",
-                        ParameterWarning, stacklevel=3,
+                        ParameterWarning,
+                        stacklevel=3,
                     )
                 n_res = resamples[t] if s > 1 else 0
                 level = _resampled_level(Y, k, n_res, s, resample_strategy, step, params)
@@ -263,8 +271,9 @@ class _Steps:
 
     def kmeans(self, Y, k, params, key=None, sample_weight=None):
         """A k-means of ``Y`` whose runs may save partial states under ``key``."""
-        return kmeans(Y, k, random_state=self.rng, checkpoints=self.checkpoints, key=key,
-                      sample_weight=sample_weight, **params)
+        return kmeans(
+            Y, k, random_state=self.rng, checkpoints=self.checkpoints, key=key, sample_weight=sample_weight, **params
+        )
 
 
 def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> Level:
@@ -289,8 +298,9 @@ def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> 
                 if take.sum() < k:  # only with duplicate points: nothing left to resample
                     return None
                 scores = Y.closeness(prev["sqdist"]) if strategy == "closest" else Y.random_scores(step.rng)
-                subset, weights = Y.resampling_subset(prev["labels"], k, take, scores,
-                                                      lambda shape, dtype: step.checkpoints.empty("subset", shape, dtype))
+                subset, weights = Y.resampling_subset(
+                    prev["labels"], k, take, scores, lambda shape, dtype: step.checkpoints.empty("subset", shape, dtype)
+                )
                 if subset.shape[0] < k:  # weighted: fewer rows than clusters
                     return None
                 res = step.kmeans(subset, k, params, key, weights)
@@ -338,8 +348,9 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
             members = order[offsets[c] : offsets[c + 1]]
             sub_k = min(n_splits, members.size)
             w = None if Y.weights is None else Y.weights[members]
-            return kmeans(np.ascontiguousarray(Y.take(members)), sub_k, random_state=int(seeds[c]), sample_weight=w,
-                          **sub_params)
+            return kmeans(
+                np.ascontiguousarray(Y.take(members)), sub_k, random_state=int(seeds[c]), sample_weight=w, **sub_params
+            )
 
         workers = split_workers(Y.shape, len(clusters), n_splits)
         with bar(params["verbose"], len(clusters), f"splitting {k}") as split_bar:

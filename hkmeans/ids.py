@@ -100,7 +100,9 @@ def check_ids(ids, n_rows: int, name: str) -> np.ndarray:
         kinds = sorted({type(v).__name__ for v in ids.ravel() if not isinstance(v, str)})
         raise InputError(f"{name}: ids must be integers or strings, got values of type {', '.join(kinds)}.")
     if ids.ndim != 1 or ids.dtype.kind not in "iuO":
-        raise InputError(f"{name}: ids must be a 1-D array of integers or strings, got shape {ids.shape} of {ids.dtype}.")
+        raise InputError(
+            f"{name}: ids must be a 1-D array of integers or strings, got shape {ids.shape} of {ids.dtype}."
+        )
     if len(ids) != n_rows:
         raise InputError(f"{name}: {len(ids)} ids for an input of {n_rows} rows; give one id per row of the input.")
     if ids.dtype.kind == "u" and ids.size and ids.max() > np.iinfo(np.int64).max:
@@ -139,7 +141,13 @@ def encode(ids) -> tuple[np.ndarray, np.ndarray]:
 def decode(offsets, data) -> np.ndarray:
     """The inverse of :func:`encode`; ``ValueError`` if they do not fit together."""
     offsets = np.asarray(offsets)
-    if offsets.ndim != 1 or offsets.size == 0 or offsets[0] != 0 or offsets[-1] != len(data) or np.any(np.diff(offsets) < 0):
+    if (
+        offsets.ndim != 1
+        or offsets.size == 0
+        or offsets[0] != 0
+        or offsets[-1] != len(data)
+        or np.any(np.diff(offsets) < 0)
+    ):
         raise ValueError("offsets do not fit the data")
     raw = np.asarray(data, dtype=np.uint8).tobytes()
     bounds = offsets.tolist()

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _config
-from ._params import INITS, METRICS, check
+from ._params import INITS, check
 from ._progress import bar
 from ._rng import as_generator
 from ._threads import single_threaded_blas
@@ -23,7 +23,6 @@ from .backends import resolve
 from .backends.cpu import CPUBackend, LloydStep, normalize_rows
 from .checkpoint import Checkpoints, rng_state, set_rng_state
 from .seeding import init_centers
-
 
 
 @dataclass
@@ -182,8 +181,9 @@ def _group_centres(centers):
     return order, np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=n_groups))])
 
 
-def lloyd(X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None, on_iter=None,
-          log=None) -> KMeansResult:
+def lloyd(
+    X, centers, *, max_iter, tol, spherical=False, bounds=True, state=None, on_iter=None, log=None
+) -> KMeansResult:
     """Lloyd iterations from ``centers`` until labels stop changing, the squared centre
     shift falls to ``tol`` (absolute), or ``max_iter``; labels then match ``centers``.
 
@@ -320,7 +320,9 @@ def kmeans(
                 if log is not None:
                     log("Initialization complete")
             after_init = rng_state(rng)
-            with bar(verbose, max_iter, f"k-means {n_clusters}" + (f" run {run + 1}/{n_init}" if n_init > 1 else "")) as pbar:
+            with bar(
+                verbose, max_iter, f"k-means {n_clusters}" + (f" run {run + 1}/{n_init}" if n_init > 1 else "")
+            ) as pbar:
 
                 def on_iter(st):
                     pbar.update(int(st["n_iter"]) - pbar.n)
@@ -330,8 +332,16 @@ def kmeans(
                             arrays.update({"best_" + f: getattr(best, f) for f in _RESULT_FIELDS})
                         checkpoints.save(partial, arrays)
 
-                res = lloyd(data, centers, max_iter=max_iter, tol=tol_abs, spherical=spherical, state=state,
-                            on_iter=on_iter, log=log)
+                res = lloyd(
+                    data,
+                    centers,
+                    max_iter=max_iter,
+                    tol=tol_abs,
+                    spherical=spherical,
+                    state=state,
+                    on_iter=on_iter,
+                    log=log,
+                )
                 pbar.update(res.n_iter - pbar.n)
             state = None
             # lower by more than rounding: the same runs on the same rows in another order

@@ -92,8 +92,16 @@ def _log_line(ax, x, values, label, **style):
     empty = values == 0
     (line,) = ax.plot(x, np.where(empty, np.nan, values), label=_plain(label), **style)
     if empty.any():
-        ax.plot(x[empty], np.zeros(int(empty.sum())), "|", color=line.get_color(), markersize=9, clip_on=False,
-                transform=ax.get_xaxis_transform(), label=f"{_plain(label)}: {int(empty.sum())} with none")
+        ax.plot(
+            x[empty],
+            np.zeros(int(empty.sum())),
+            "|",
+            color=line.get_color(),
+            markersize=9,
+            clip_on=False,
+            transform=ax.get_xaxis_transform(),
+            label=f"{_plain(label)}: {int(empty.sum())} with none",
+        )
     return line
 
 
@@ -130,8 +138,11 @@ def cluster_sizes(tree: ClusterTree, selected=None, level: int = 0, random_rows=
         _log_line(ax, x, per_cluster(tree, rows, level)[order], name)
     if random_rows is not None:
         _log_line(ax, x, per_cluster(tree, random_rows, level)[order], "random", linestyle="--", color="tab:red")
-    ax.set(xlabel="cluster, by size in the pool", ylabel="points",
-           title=f"cluster sizes, level {level} ({order.size} clusters)")
+    ax.set(
+        xlabel="cluster, by size in the pool",
+        ylabel="points",
+        title=f"cluster sizes, level {level} ({order.size} clusters)",
+    )
     ax.legend(fontsize="small")
     return fig
 
@@ -158,8 +169,10 @@ def balance_curve(tree: ClusterTree, target_sizes, strategy="random", random_sta
     rng = as_generator(random_state)
     top = tree.n_levels - 1
     sizes = [int(s) for s in target_sizes if 0 < s <= tree.n_samples]
-    curated = [normalized_entropy(per_cluster(tree, hierarchical_sampling(tree, s, strategy, random_state=rng), top))
-               for s in sizes]
+    curated = [
+        normalized_entropy(per_cluster(tree, hierarchical_sampling(tree, s, strategy, random_state=rng), top))
+        for s in sizes
+    ]
     rand = [normalized_entropy(per_cluster(tree, rng.choice(tree.n_samples, s, replace=False), top)) for s in sizes]
     return sizes, curated, rand
 
@@ -188,11 +201,20 @@ def balance(tree: ClusterTree, target_sizes, strategy="random", random_state=Non
     subsets = [rows for rows in named_subsets(selected).values() if rows.size]
     if subsets:
         top = tree.n_levels - 1
-        ax.semilogx([rows.size for rows in subsets],
-                    [normalized_entropy(per_cluster(tree, rows, top)) for rows in subsets],
-                    "*", color="black", markersize=11, label="selected subset" + ("s" if len(subsets) > 1 else ""))
-    ax.set(xlabel="target size", ylabel="normalised entropy", ylim=(0, 1.02),
-           title=f"balance over the {tree.n_clusters[-1]} top-level clusters")
+        ax.semilogx(
+            [rows.size for rows in subsets],
+            [normalized_entropy(per_cluster(tree, rows, top)) for rows in subsets],
+            "*",
+            color="black",
+            markersize=11,
+            label="selected subset" + ("s" if len(subsets) > 1 else ""),
+        )
+    ax.set(
+        xlabel="target size",
+        ylabel="normalised entropy",
+        ylim=(0, 1.02),
+        title=f"balance over the {tree.n_clusters[-1]} top-level clusters",
+    )
     ax.legend()
     return fig
 
@@ -248,15 +270,21 @@ def label_shares(labels, selected, random_state=None, name: str = "curated", ran
     fig = _figure(min(16.0, max(6.4, 0.22 * values.size + 2)), 4.4)
     ax = fig.add_subplot()
     ax.set_yscale("log")
-    lines: list[tuple[str, Any, dict]] = [("pool", None, dict(color="0.3")), (name, selected, dict(marker="o", markersize=3)),
-                                ("random", random_rows, dict(linestyle="--", color="tab:red"))]
+    lines: list[tuple[str, Any, dict]] = [
+        ("pool", None, dict(color="0.3")),
+        (name, selected, dict(marker="o", markersize=3)),
+        ("random", random_rows, dict(linestyle="--", color="tab:red")),
+    ]
     for series, rows, style in lines:
         counts = label_counts(labels, rows)[1][order]
         _log_line(ax, x, counts / max(1, counts.sum()), series, **style)
     if values.size <= 80:
         ax.set_xticks(x, [_plain(v) for v in values[order]], rotation=60, ha="right", fontsize="small")
-    ax.set(xlabel=f"the {values.size} labels, by share of the pool", ylabel="share",
-           title="labels in the pool, the curated and a random subset")
+    ax.set(
+        xlabel=f"the {values.size} labels, by share of the pool",
+        ylabel="share",
+        title="labels in the pool, the curated and a random subset",
+    )
     ax.legend(fontsize="small")
     return fig
 
@@ -292,12 +320,19 @@ def centroid_map(tree: ClusterTree, selected=None, random_rows=None, method="pca
     fig = _figure(6.4, 5.6)
     ax = fig.add_subplot()
     ax.scatter(P[:, 0], P[:, 1], s=pool * scale, facecolors="none", edgecolors="0.4", linewidths=0.7, label="pool")
-    for series, rows, style in [(name, selected, dict(color="tab:blue", alpha=0.6, linewidths=0)),
-                                ("random", random_rows, dict(color="tab:red", marker="x", linewidths=0.8))]:
+    for series, rows, style in [
+        (name, selected, dict(color="tab:blue", alpha=0.6, linewidths=0)),
+        ("random", random_rows, dict(color="tab:red", marker="x", linewidths=0.8)),
+    ]:
         if rows is not None:
             counts = per_cluster(tree, rows, top).astype(np.float64)
-            ax.scatter(P[:, 0], P[:, 1], s=counts * scale * tree.n_samples / max(1, counts.sum()), label=_plain(series),
-                       **style)
+            ax.scatter(
+                P[:, 0],
+                P[:, 1],
+                s=counts * scale * tree.n_samples / max(1, counts.sum()),
+                label=_plain(series),
+                **style,
+            )
     ax.set(title=f"{how} of the {len(Y)} top-level centroids, sized by points", xticks=[], yticks=[])
     ax.legend(loc="best", fontsize="small", markerscale=0.3)
     return fig
@@ -317,8 +352,9 @@ def _project(Y, method, random_state):
     return Yc @ vt[:2].T, "PCA"
 
 
-def projection(X, tree: ClusterTree, selected=None, n_points: int = 3000, method="pca", random_state=None,
-               name: str = "curated"):
+def projection(
+    X, tree: ClusterTree, selected=None, n_points: int = 3000, method="pca", random_state=None, name: str = "curated"
+):
     """2-D projection (PCA; UMAP with ``method="umap"``, or ``"auto"`` where
     umap-learn is installed) of up to ``n_points`` pool points, coloured by top-level
     cluster, the curated ones (in ``selected``) marked. ``X`` is the pool (an array or
@@ -353,8 +389,15 @@ def projection(X, tree: ClusterTree, selected=None, n_points: int = 3000, method
     ax.scatter(P[:, 0], P[:, 1], c=colour, s=6, cmap="tab20", alpha=0.85, linewidths=0)
     if selected is not None:
         mark = np.isin(rows, np.asarray(selected))
-        ax.scatter(P[mark, 0], P[mark, 1], s=14, facecolors="none", edgecolors="black", linewidths=0.6,
-                   label=f"{_plain(name)} ({int(mark.sum())} of these)")
+        ax.scatter(
+            P[mark, 0],
+            P[mark, 1],
+            s=14,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=0.6,
+            label=f"{_plain(name)} ({int(mark.sum())} of these)",
+        )
         ax.legend(loc="best")
     ax.set(title=f"{how} of {len(rows)} pool points, by top-level cluster", xticks=[], yticks=[])
     return fig

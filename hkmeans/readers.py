@@ -135,10 +135,14 @@ def _open_files(source, paths, column, what):
     npy = sorted((p for p in paths if p.endswith(NPY)), key=natural_key)
     parquet = sorted((p for p in paths if p.endswith(PARQUET)), key=natural_key)
     if npy and parquet:
-        raise InputError(f"{source}: holds both .npy and Parquet files; give one kind (a glob such as '{source}/*.npy').")
+        raise InputError(
+            f"{source}: holds both .npy and Parquet files; give one kind (a glob such as '{source}/*.npy')."
+        )
     if not npy and not parquet:
-        raise InputError(f"{source}: {'empty directory' if what == 'directory' else 'no file matches'}: "
-                         "no .npy or Parquet (.parquet, .pq) files.")
+        raise InputError(
+            f"{source}: {'empty directory' if what == 'directory' else 'no file matches'}: "
+            "no .npy or Parquet (.parquet, .pq) files."
+        )
     return ShardsPool(source, npy) if npy else ParquetPool(source, parquet, column)
 
 
@@ -152,7 +156,9 @@ def _import(module, extra, source):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise InputError(f"{source}: reading it needs {module.split('.')[0]}: pip install 'hkmeans[{extra}]'.") from None
+        raise InputError(
+            f"{source}: reading it needs {module.split('.')[0]}: pip install 'hkmeans[{extra}]'."
+        ) from None
 
 
 def _blocks(offsets, sizes, step):
@@ -308,8 +314,10 @@ class ParquetPool(_PartsPool):
                 self.column = column = self._column(path, pf.schema_arrow, column)
             field = pf.schema_arrow.field(column) if column in pf.schema_arrow.names else None
             if field is None or (kind is not None and field.type != kind):
-                raise InputError(f"{path}: column {column!r} is {field.type if field else 'missing'} here "
-                                 f"but {kind} in {paths[0]}; the files must share it.")
+                raise InputError(
+                    f"{path}: column {column!r} is {field.type if field else 'missing'} here "
+                    f"but {kind} in {paths[0]}; the files must share it."
+                )
             kind = field.type
             self._meta.append(pf.metadata)
             groups += [(f, g, pf.metadata.row_group(g).num_rows) for g in range(pf.metadata.num_row_groups)]
@@ -327,10 +335,18 @@ class ParquetPool(_PartsPool):
     def _column(self, path, schema, column):
         """The embeddings column: ``column``, or the only list-typed one."""
         types = self._pa.types
-        lists = [f.name for f in schema if types.is_list(f.type) or types.is_large_list(f.type) or types.is_fixed_size_list(f.type)]
+        lists = [
+            f.name
+            for f in schema
+            if types.is_list(f.type) or types.is_large_list(f.type) or types.is_fixed_size_list(f.type)
+        ]
         if column is None:
             if len(lists) != 1:
-                found = f"list-typed columns {', '.join(lists)}" if lists else f"no list-typed column (columns: {', '.join(schema.names)})"
+                found = (
+                    f"list-typed columns {', '.join(lists)}"
+                    if lists
+                    else f"no list-typed column (columns: {', '.join(schema.names)})"
+                )
                 raise InputError(f"{path}: {found}; name the embeddings column with column (--column).")
             column = lists[0]
         if column not in schema.names:
@@ -392,11 +408,15 @@ def _to_numpy(lists, width, path, first_row):
         width = int(lengths[0]) if width is None else width
         bad = np.flatnonzero(lengths != width)
         if bad.size:
-            raise InputError(f"{path}: row {first_row + int(bad[0])} has {lengths[bad[0]]} values, "
-                             f"not {width}; embeddings of mixed lengths.")
+            raise InputError(
+                f"{path}: row {first_row + int(bad[0])} has {lengths[bad[0]]} values, "
+                f"not {width}; embeddings of mixed lengths."
+            )
     values = lists.flatten()
     if values.null_count:
-        raise InputError(f"{path}: null values inside the embeddings of rows {first_row} to {first_row + len(lists) - 1}.")
+        raise InputError(
+            f"{path}: null values inside the embeddings of rows {first_row} to {first_row + len(lists) - 1}."
+        )
     if width == 0:
         raise InputError(f"{path}: embeddings of length 0.")
     return values.to_numpy(zero_copy_only=False).reshape(len(lists), width)
@@ -429,8 +449,11 @@ class ZarrPool(Pool):
         stats = [os.stat(os.path.join(root, name)) for root, _, names in os.walk(self.path) for name in names]
         return {
             "path": os.path.abspath(self.path),
-            "stat": {"n_files": len(stats), "size": sum(s.st_size for s in stats),
-                     "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)},
+            "stat": {
+                "n_files": len(stats),
+                "size": sum(s.st_size for s in stats),
+                "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
+            },
         }
 
 
@@ -441,7 +464,9 @@ def subset_rows(indices, n=None):
     name = os.fspath(indices) if isinstance(indices, (str, os.PathLike)) else "subset indices"
     idx = _load_npy(name) if name != "subset indices" else np.asarray(indices)
     if idx.ndim != 1 or idx.dtype.kind not in "iu":
-        raise InputError(f"{name}: subset indices must be a 1-D array of integers, got shape {idx.shape} of {idx.dtype}.")
+        raise InputError(
+            f"{name}: subset indices must be a 1-D array of integers, got shape {idx.shape} of {idx.dtype}."
+        )
     if idx.size == 0:
         raise InputError(f"{name}: no subset indices.")
     idx = np.asarray(idx, dtype=np.int64)
@@ -449,7 +474,9 @@ def subset_rows(indices, n=None):
     if (steps <= 0).any():
         i = int(np.argmax(steps <= 0))
         why = "listed twice" if steps[i] == 0 else f"after {idx[i]}: not sorted"
-        raise InputError(f"{name}: row {idx[i + 1]} at position {i + 1} {why}; subset indices must be sorted and distinct.")
+        raise InputError(
+            f"{name}: row {idx[i + 1]} at position {i + 1} {why}; subset indices must be sorted and distinct."
+        )
     if idx[0] < 0:
         raise InputError(f"{name}: subset index {idx[0]} is negative.")
     if n is not None and idx[-1] >= n:
@@ -470,8 +497,11 @@ class SubsetPool(Pool):
         path = os.fspath(indices) if isinstance(indices, (str, os.PathLike)) else None
         self.files = base.files + ([path] if path else [])
         self.salt = digest.encode()
-        self._record = {"path": os.path.abspath(path) if path else "<array>", "digest": digest,
-                        **(file_stat(path) if path else {})}
+        self._record = {
+            "path": os.path.abspath(path) if path else "<array>",
+            "digest": digest,
+            **(file_stat(path) if path else {}),
+        }
 
     def _read(self, start, stop):
         rows = self._idx[start:stop]

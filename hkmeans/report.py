@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import __version__, plot
+from ._rng import as_generator
 from .browser import browser_html, cluster_data
 from .hierarchy import default_sample_size
-from ._rng import as_generator
 from .tree import ClusterTree
 
 
@@ -67,12 +67,17 @@ def subset_rows(tree: ClusterTree, selected, random_state=0) -> list[dict]:
     for name, subset in plot.named_subsets(selected).items():
         counts = plot.per_cluster(tree, subset, top)
         random = rng.choice(tree.n_samples, min(subset.size, tree.n_samples), replace=False)
-        rows.append({"subset": name, "points": subset.size, "distinct points": np.unique(subset).size,
-                     f"top-level clusters reached (of {counts.size})": int(np.count_nonzero(counts)),
-                     "balance, curated": f"{plot.normalized_entropy(counts):.3f}",
-                     "balance, random": f"{plot.normalized_entropy(plot.per_cluster(tree, random, top)):.3f}"})
+        rows.append(
+            {
+                "subset": name,
+                "points": subset.size,
+                "distinct points": np.unique(subset).size,
+                f"top-level clusters reached (of {counts.size})": int(np.count_nonzero(counts)),
+                "balance, curated": f"{plot.normalized_entropy(counts):.3f}",
+                "balance, random": f"{plot.normalized_entropy(plot.per_cluster(tree, random, top)):.3f}",
+            }
+        )
     return rows
-
 
 
 def label_rows(labels, subsets: dict) -> tuple[list, list]:
@@ -100,11 +105,18 @@ def label_rows(labels, subsets: dict) -> tuple[list, list]:
             row[f"{name} count"] = int(c[i])
             row[f"{name} share"] = f"{c[i] / max(1, c.sum()):.4f}"
         per_label.append(row)
-    summary = [{"subset": name, "points": int(c.sum()),
-                f"labels covered (of {values.size})": int(np.count_nonzero(c)),
-                "coverage": f"{np.count_nonzero(c) / values.size:.3f}",
-                "normalised entropy": f"{plot.normalized_entropy(c):.3f}",
-                "smallest label": int(c.min()), "largest label": int(c.max())} for name, c in counts.items()]
+    summary = [
+        {
+            "subset": name,
+            "points": int(c.sum()),
+            f"labels covered (of {values.size})": int(np.count_nonzero(c)),
+            "coverage": f"{np.count_nonzero(c) / values.size:.3f}",
+            "normalised entropy": f"{plot.normalized_entropy(c):.3f}",
+            "smallest label": int(c.min()),
+            "largest label": int(c.max()),
+        }
+        for name, c in counts.items()
+    ]
     return per_label, summary
 
 
@@ -132,8 +144,14 @@ def level_rows(tree: ClusterTree, params: dict | None) -> list[dict]:
     rows = []
     for t in range(tree.n_levels):
         sizes = tree.sizes(t)
-        row: dict = {"level": t, "clusters": int(sizes.size), "empty": int(np.count_nonzero(sizes == 0)),
-               "smallest": int(sizes.min()), "median": float(np.median(sizes)), "largest": int(sizes.max())}
+        row: dict = {
+            "level": t,
+            "clusters": int(sizes.size),
+            "empty": int(np.count_nonzero(sizes == 0)),
+            "smallest": int(sizes.min()),
+            "median": float(np.median(sizes)),
+            "largest": int(sizes.max()),
+        }
         if "n_resamples" in params:
             weight = tree.n_samples if t == 0 else tree.n_clusters[t - 1]
             if t == 0 and tree.sample_weight is not None:
@@ -148,20 +166,28 @@ def level_rows(tree: ClusterTree, params: dict | None) -> list[dict]:
 
 
 CAPTIONS = {
-    "sizes": ("Points per cluster of level {t}, every line over the same clusters in the pool's order (largest "
-              "first, log scales). Random follows the pool; a curated subset that worked is flatter: fewer points "
-              "from the big clusters, more from the small ones. Ticks under the axis count clusters a line does "
-              "not reach."),
-    "balance": ("Normalised entropy over the top-level clusters (1: the same number of points in each) against "
-                "subset size, for curated and random subsets; stars mark the subsets of this report. Curated "
-                "above random means curation evened the clusters out. This measure uses hkmeans's own clusters: "
-                "the labels, when given, are the independent evidence."),
-    "labels": ("Every label's share (log scale), labels sorted by share of the pool. Random follows the pool; a "
-               "curated subset that worked is flatter: smaller shares for the commonest labels, larger for the "
-               "rare ones, and fewer labels missed (ticks under the axis)."),
-    "centroids": ("The top-level centroids in 2-D. Ring area: the cluster's points in the pool; filled disc: in "
-                  "the curated subset; cross: in the random subset (both scaled to the pool's total). Worked: "
-                  "discs of about one size everywhere while rings and crosses grow where the pool is dense."),
+    "sizes": (
+        "Points per cluster of level {t}, every line over the same clusters in the pool's order (largest "
+        "first, log scales). Random follows the pool; a curated subset that worked is flatter: fewer points "
+        "from the big clusters, more from the small ones. Ticks under the axis count clusters a line does "
+        "not reach."
+    ),
+    "balance": (
+        "Normalised entropy over the top-level clusters (1: the same number of points in each) against "
+        "subset size, for curated and random subsets; stars mark the subsets of this report. Curated "
+        "above random means curation evened the clusters out. This measure uses hkmeans's own clusters: "
+        "the labels, when given, are the independent evidence."
+    ),
+    "labels": (
+        "Every label's share (log scale), labels sorted by share of the pool. Random follows the pool; a "
+        "curated subset that worked is flatter: smaller shares for the commonest labels, larger for the "
+        "rare ones, and fewer labels missed (ticks under the axis)."
+    ),
+    "centroids": (
+        "The top-level centroids in 2-D. Ring area: the cluster's points in the pool; filled disc: in "
+        "the curated subset; cross: in the random subset (both scaled to the pool's total). Worked: "
+        "discs of about one size everywhere while rings and crosses grow where the pool is dense."
+    ),
 }
 
 
@@ -183,8 +209,9 @@ def figures(tree: ClusterTree, selected, labels=None, random_rows=None, random_s
     subsets = plot.named_subsets(selected)
     sizes = [rows.size for rows in subsets.values()]
     out = {f"sizes-level-{t}": plot.cluster_sizes(tree, subsets, t, random_rows) for t in range(tree.n_levels)}
-    out["balance"] = plot.balance(tree, target_sizes(tree.n_samples, sizes), random_state=random_state,
-                                  selected=subsets)
+    out["balance"] = plot.balance(
+        tree, target_sizes(tree.n_samples, sizes), random_state=random_state, selected=subsets
+    )
     name = largest(subsets)
     if labels is not None:
         out["labels"] = plot.label_shares(labels, subsets[name], name=name, random_rows=random_rows)
@@ -230,8 +257,7 @@ def table(tid: str, rows: list[dict], note: str = "") -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(str(k))}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row.values()) + "</tr>" for row in rows)
-    link = (f"<a class='csv' download='{tid}.csv' href='data:text/csv;charset=utf-8;base64,{_csv(rows)}'>"
-            f"{tid}.csv</a>")
+    link = f"<a class='csv' download='{tid}.csv' href='data:text/csv;charset=utf-8;base64,{_csv(rows)}'>{tid}.csv</a>"
     note = f"<p class='note'>{esc(note)}</p>" if note else ""
     return f"<table id='{tid}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}<p>{link}</p>"
 
@@ -240,19 +266,22 @@ def _pairs(d: dict) -> list[dict]:
     return [{"name": str(k), "value": str(v)} for k, v in d.items()]
 
 
-STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 1em}"
-         "th{text-align:left;padding-right:1em}td{padding-right:1em}img{max-width:100%}"
-         "table{border-collapse:collapse}tr:nth-child(even){background:#f3f3f3}thead th{border-bottom:1px solid #999}"
-         ".note{color:#555}"
-         "figcaption{color:#333;max-width:800px}")
+STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 1em}"
+    "th{text-align:left;padding-right:1em}td{padding-right:1em}img{max-width:100%}"
+    "table{border-collapse:collapse}tr:nth-child(even){background:#f3f3f3}thead th{border-bottom:1px solid #999}"
+    ".note{color:#555}"
+    "figcaption{color:#333;max-width:800px}"
+)
 
 
 def _sections(tables) -> list[str]:
     return [f"<h2>{html.escape(heading)}</h2>" + table(tid, rows, note) for heading, tid, rows, note in tables if rows]
 
 
-def render(figs: dict, tables: list, details: Sequence = (), title: str = "hkmeans curation report",
-           browser: str = "") -> str:
+def render(
+    figs: dict, tables: list, details: Sequence = (), title: str = "hkmeans curation report", browser: str = ""
+) -> str:
     """The HTML page: ``tables``, ``figs`` (each with its caption), ``browser``, then
     ``details``.
 
@@ -271,21 +300,32 @@ def render(figs: dict, tables: list, details: Sequence = (), title: str = "hkmea
     str
     """
     esc = html.escape
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
-             f"<style>{STYLE}</style></head><body>", f"<h1>{esc(title)}</h1>", *_sections(tables)]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        *_sections(tables),
+    ]
     parts.append("<h2>Figures</h2>")
     for fid, fig in figs.items():
-        parts.append(f"<figure id='{fid}'><img alt='{esc(fig.axes[0].get_title())}' "
-                     f"src='data:image/png;base64,{_png(fig)}'><figcaption>{esc(caption(fid))}</figcaption></figure>")
+        parts.append(
+            f"<figure id='{fid}'><img alt='{esc(fig.axes[0].get_title())}' "
+            f"src='data:image/png;base64,{_png(fig)}'><figcaption>{esc(caption(fid))}</figcaption></figure>"
+        )
     if browser:
-        parts += ["<h2>Clusters</h2>", "<p class='note'>Click a column's name to sort, a cluster to see its "
-                  "example members and its children. Curated members are marked \u2605.</p>", browser]
+        parts += [
+            "<h2>Clusters</h2>",
+            "<p class='note'>Click a column's name to sort, a cluster to see its "
+            "example members and its children. Curated members are marked \u2605.</p>",
+            browser,
+        ]
     parts += [*_sections(details), "</body></html>"]
     return "\n".join(parts)
 
 
-def curation_report(tree: ClusterTree, selected, labels=None, params=None, info=None, random_state=0,
-                    ids=None, show=None) -> str:
+def curation_report(
+    tree: ClusterTree, selected, labels=None, params=None, info=None, random_state=0, ids=None, show=None
+) -> str:
     """The report of curating ``selected`` (indices of data points, or several subsets
     by name) from the pool of ``tree``: HTML text.
 
@@ -331,17 +371,36 @@ def curation_report(tree: ClusterTree, selected, labels=None, params=None, info=
     random_rows = rng.choice(tree.n_samples, subsets[name].size, replace=False)
     seed = f"seed {random_state}" if isinstance(random_state, (int, np.integer)) else "the random_state given"
     info = {"hkmeans": __version__, **(info or {})}
-    tables = [("Curated subsets", "subsets", subset_rows(tree, subsets, rng),
-               "Balance: normalised entropy over the top-level clusters, 1 for an even spread.")]
-    details = [("Levels", "levels", level_rows(tree, params), "The parameters each level used, sample sizes as "
-                "resolved from the defaults; sizes are points per cluster."),
-               ("Run", "run", _pairs(info), ""), ("Parameters as given", "parameters", _pairs(params or {}), "")]
+    tables = [
+        (
+            "Curated subsets",
+            "subsets",
+            subset_rows(tree, subsets, rng),
+            "Balance: normalised entropy over the top-level clusters, 1 for an even spread.",
+        )
+    ]
+    details = [
+        (
+            "Levels",
+            "levels",
+            level_rows(tree, params),
+            "The parameters each level used, sample sizes as resolved from the defaults; sizes are points per cluster.",
+        ),
+        ("Run", "run", _pairs(info), ""),
+        ("Parameters as given", "parameters", _pairs(params or {}), ""),
+    ]
     if labels is not None:
         per_label, summary = label_rows(labels, {"pool": None, name: subsets[name], "random": random_rows})
-        tables.append(("Labels", "label-summary", summary,
-                       f"Random: {random_rows.size} points drawn uniformly without replacement ({seed}). "
-                       "Normalised entropy is 1 when every label has the same count; curation that worked raises "
-                       "it and the smallest label above random's."))
+        tables.append(
+            (
+                "Labels",
+                "label-summary",
+                summary,
+                f"Random: {random_rows.size} points drawn uniformly without replacement ({seed}). "
+                "Normalised entropy is 1 when every label has the same count; curation that worked raises "
+                "it and the smallest label above random's.",
+            )
+        )
         details.insert(0, ("Every label", "labels", per_label, ""))
     figs = figures(tree, subsets, labels, random_rows, rng)
     browser = browser_html(cluster_data(tree, subsets[name], ids, show, rng))

@@ -12,8 +12,8 @@ import numbers
 
 import numpy as np
 
-from .backends import cpu
 from ._rng import as_generator
+from .backends import cpu
 from .tree import ClusterTree
 
 STRATEGIES = ("random", "closest", "furthest")
@@ -29,7 +29,11 @@ def _check_tree(tree):
 
 def _check(tree, target_size, strategy, multiplier):
     _check_tree(tree)
-    if isinstance(target_size, bool) or not isinstance(target_size, numbers.Integral) or not 0 <= target_size <= MAX_COUNT:
+    if (
+        isinstance(target_size, bool)
+        or not isinstance(target_size, numbers.Integral)
+        or not 0 <= target_size <= MAX_COUNT
+    ):
         raise ValueError(f"target_size must be an integer from 0 to 2**62, got {target_size!r}.")
     if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Integral) or not 1 <= multiplier <= MAX_COUNT:
         raise ValueError(f"multiplier must be an integer from 1 to 2**62, got {multiplier!r}.")

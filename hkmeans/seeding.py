@@ -102,8 +102,7 @@ def init_centers(data, n_clusters, init, rng, n_local_trials=None):
     return np.array(init, dtype=data.dtype, order="C"), None
 
 
-def kmeans_plusplus(X, n_clusters, *, x_squared_norms=None, sample_weight=None, random_state=None,
-                    n_local_trials=None):
+def kmeans_plusplus(X, n_clusters, *, x_squared_norms=None, sample_weight=None, random_state=None, n_local_trials=None):
     """Greedy k-means++ seeding, as :func:`sklearn.cluster.kmeans_plusplus`.
 
     Parameters
@@ -138,10 +137,9 @@ def kmeans_plusplus(X, n_clusters, *, x_squared_norms=None, sample_weight=None, 
             f"n_samples {X.shape[0]}."
         )
     weights = check_sample_weight(sample_weight, X.shape[0])
-    if n_local_trials is not None and (
-        not isinstance(n_local_trials, (int, np.integer)) or n_local_trials < 1
-    ):
+    if n_local_trials is not None and (not isinstance(n_local_trials, (int, np.integer)) or n_local_trials < 1):
         raise ValueError(f"n_local_trials must be a positive integer, got {n_local_trials!r}.")
     with single_threaded_blas():
-        return init_centers(resolve(X).weighted(weights), n_clusters, "k-means++", as_generator(random_state),
-                            n_local_trials)
+        return init_centers(
+            resolve(X).weighted(weights), n_clusters, "k-means++", as_generator(random_state), n_local_trials
+        )

@@ -60,11 +60,15 @@ def _check(tree, ids, rows):
         raise TypeError(f"tree must be a ClusterTree, got {type(tree).__name__}.")
     n_rows = tree.n_samples if rows is None else int(np.max(rows)) + 1
     if ids is not None and (np.ndim(ids) != 1 or len(ids) < n_rows):
-        raise ValueError(f"ids must be a 1-D array of one id per row of the input ({n_rows}), got shape {np.shape(ids)}.")
+        raise ValueError(
+            f"ids must be a 1-D array of one id per row of the input ({n_rows}), got shape {np.shape(ids)}."
+        )
     if ids is not None and _CHECKED_IDS.get(id(ids)) is not ids:  # once per array, not per block
         repeat = first_repeat(np.asarray(ids))
         if repeat is not None:
-            raise ValueError(f"ids must be distinct: rows {repeat[0]} and {repeat[1]} both hold {np.asarray(ids)[repeat[0]]!r}.")
+            raise ValueError(
+                f"ids must be distinct: rows {repeat[0]} and {repeat[1]} both hold {np.asarray(ids)[repeat[0]]!r}."
+            )
         if isinstance(ids, np.ndarray):
             _CHECKED_IDS[id(ids)] = ids
 
@@ -159,8 +163,9 @@ def cluster_table(tree: ClusterTree, selected=None) -> np.ndarray:
     _check(tree, None, None)
     picked = np.zeros(tree.n_clusters[0], np.int64)
     if selected is not None and len(selected):
-        picked = np.bincount(np.asarray(tree.labels[0])[positions(tree, selected, "selected")],
-                             minlength=tree.n_clusters[0]).astype(np.int64)
+        picked = np.bincount(
+            np.asarray(tree.labels[0])[positions(tree, selected, "selected")], minlength=tree.n_clusters[0]
+        ).astype(np.int64)
     dist = np.zeros(tree.n_samples) if tree.distances is None else np.asarray(tree.distances)
     sums = np.bincount(np.asarray(tree.labels[0]), weights=dist, minlength=tree.n_clusters[0])
     parts = []
@@ -175,6 +180,14 @@ def cluster_table(tree: ClusterTree, selected=None) -> np.ndarray:
         if tree.distances is None:
             mean[:] = np.nan
         parent = np.asarray(tree.labels[t + 1], dtype=np.int64) if t + 1 < tree.n_levels else np.full(k, -1)
-        parts.append({"level": np.full(k, t, np.int64), "cluster": np.arange(k, dtype=np.int64),
-                      "parent": parent, "size": size.astype(np.int64), "selected": picked, "mean_distance": mean})
+        parts.append(
+            {
+                "level": np.full(k, t, np.int64),
+                "cluster": np.arange(k, dtype=np.int64),
+                "parent": parent,
+                "size": size.astype(np.int64),
+                "selected": picked,
+                "mean_distance": mean,
+            }
+        )
     return _structured({name: np.concatenate([p[name] for p in parts]) for name in parts[0]})

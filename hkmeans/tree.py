@@ -74,9 +74,7 @@ class ClusterTree:
         if centroids is not None:
             centroids = [np.asarray(c) for c in centroids]
             if len(centroids) != n_levels:
-                raise ValueError(
-                    f"centroids has {len(centroids)} levels but labels has {n_levels}."
-                )
+                raise ValueError(f"centroids has {len(centroids)} levels but labels has {n_levels}.")
             for t, c in enumerate(centroids):
                 if c.ndim != 2 or c.shape[1] != centroids[0].shape[1]:
                     raise ValueError(
@@ -128,7 +126,7 @@ class ClusterTree:
         self.n_samples = labels[0].size
 
     @classmethod
-    def from_labels(cls, level_labels, centroids=None, distances=None) -> "ClusterTree":
+    def from_labels(cls, level_labels, centroids=None, distances=None) -> ClusterTree:
         """Build a tree from per-level labels, as the constructor does.
 
         Parameters
@@ -203,7 +201,7 @@ class ClusterTree:
             lab = lookup(self.labels[t], lab)
         return lab
 
-    def flatten(self, level: int) -> "ClusterTree":
+    def flatten(self, level: int) -> ClusterTree:
         """A one-level tree whose clusters are those of ``level``, holding data points.
 
         Parameters
@@ -243,7 +241,7 @@ class ClusterTree:
         save_npz(path, **arrays)
 
     @classmethod
-    def load(cls, path) -> "ClusterTree":
+    def load(cls, path) -> ClusterTree:
         """Read a tree written by :meth:`save`.
 
         Parameters
@@ -304,7 +302,5 @@ class ClusterTree:
         else:
             sizes = [np.bincount(self.labels[0], minlength=self.n_clusters[0]).astype(np.int64)]
         for t in range(1, self.n_levels):
-            sizes.append(
-                np.bincount(self.labels[t], weights=sizes[-1], minlength=self.n_clusters[t]).astype(np.int64)
-            )
+            sizes.append(np.bincount(self.labels[t], weights=sizes[-1], minlength=self.n_clusters[t]).astype(np.int64))
         return sizes

@@ -207,19 +207,29 @@ def run_shell(block: Block, cwd: Path, env: dict, root: Path) -> None:
     offset = block.line - header.count("\n") - pad
     script = header.replace("OFFSET", str(offset)) + "\n" * pad + block.code
     shell = subprocess.Popen(
-        ["bash", "-c", script, page_name(block.page, root)], cwd=cwd, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        ["bash", "-c", script, page_name(block.page, root)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         output, _ = shell.communicate(timeout=SHELL_TIMEOUT)
     except subprocess.TimeoutExpired:
         os.killpg(shell.pid, signal.SIGKILL)  # the commands it started too
         output, _ = shell.communicate()
-        pytest.fail(f"{where(block, root)}: still running after {SHELL_TIMEOUT} s; its output ends:\n{output[-TAIL:]}",
-                    pytrace=False)
+        pytest.fail(
+            f"{where(block, root)}: still running after {SHELL_TIMEOUT} s; its output ends:\n{output[-TAIL:]}",
+            pytrace=False,
+        )
     if shell.returncode != 0:
-        pytest.fail(f"{where(block, root)}: the shell example failed (exit {shell.returncode}); its output ends:\n"
-                    f"{output[-TAIL:]}", pytrace=False)
+        pytest.fail(
+            f"{where(block, root)}: the shell example failed (exit {shell.returncode}); its output ends:\n"
+            f"{output[-TAIL:]}",
+            pytrace=False,
+        )
 
 
 def hkmeans_commands(block: Block) -> list[tuple[int, list[str]]] | None:
@@ -251,5 +261,8 @@ def run_commands(block: Block, commands: list[tuple[int, list[str]]], cwd: Path,
             done = run_in_process(argv)
             if done.returncode != 0:
                 output = done.stdout + done.stderr
-                pytest.fail(f"{page_name(block.page, root)}:{line}: exit {done.returncode}: hkmeans {shlex.join(argv)}; "
-                            f"its output ends:\n{output[-TAIL:]}", pytrace=False)
+                pytest.fail(
+                    f"{page_name(block.page, root)}:{line}: exit {done.returncode}: hkmeans {shlex.join(argv)}; "
+                    f"its output ends:\n{output[-TAIL:]}",
+                    pytrace=False,
+                )

@@ -46,10 +46,16 @@ def bad_source(tmp_path, case):
         pq.write_table(pa.table({"emb": [list(X[0]), None, list(X[2])]}), tmp_path / "p.parquet")
         return tmp_path / "p.parquet", None
     if case in ("missing column", "strings column", "scalar column", "no list column"):
-        columns = {"missing column": {"emb": [list(X[0])]}, "strings column": {"emb": [["a", "b"]]},
-                   "scalar column": {"emb": [1.5]}, "no list column": {"id": [1], "name": ["a"]}}[case]
+        columns = {
+            "missing column": {"emb": [list(X[0])]},
+            "strings column": {"emb": [["a", "b"]]},
+            "scalar column": {"emb": [1.5]},
+            "no list column": {"id": [1], "name": ["a"]},
+        }[case]
         pq.write_table(pa.table(columns), tmp_path / "p.parquet")
-        return tmp_path / "p.parquet", {"missing column": "vec", "strings column": None, "scalar column": "emb"}.get(case)
+        return tmp_path / "p.parquet", {"missing column": "vec", "strings column": None, "scalar column": "emb"}.get(
+            case
+        )
     os.makedirs(tmp_path / "s")
     if case == "widths":
         np.save(tmp_path / "s" / "a.npy", X)

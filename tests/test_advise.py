@@ -45,12 +45,15 @@ def test_the_paper_pool_gets_a_few_levels_of_millions_to_tens_of_thousands():
     assert a.params["sample_size"][0] == round(743_000_000 / a.params["n_clusters"][0] / 2)
 
 
-@pytest.mark.parametrize("args, match", [
-    ((0, 10), "n_samples must be a positive integer"),
-    ((10, 0), "target_size must be a positive integer"),
-    ((1, 1), "fewer than 2 points"),
-    ((10, True), "target_size must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((0, 10), "n_samples must be a positive integer"),
+        ((10, 0), "target_size must be a positive integer"),
+        ((1, 1), "fewer than 2 points"),
+        ((10, True), "target_size must be a positive integer"),
+    ],
+)
 def test_bad_sizes_are_one_line_errors(args, match):
     with pytest.raises(ValueError, match=match):
         advise(*args)

@@ -146,10 +146,14 @@ def test_run_dir_resumes_a_split_level_with_its_parents(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rundir.RunDir, "save", stop_after_the_split)
     with pytest.raises(Stop):
-        hierarchical_kmeans(X, random_state=0, checkpoints=rundir.RunDir.open(tmp_path / "run", config, source), **params)
+        hierarchical_kmeans(
+            X, random_state=0, checkpoints=rundir.RunDir.open(tmp_path / "run", config, source), **params
+        )
     monkeypatch.setattr(rundir.RunDir, "save", save)
     monkeypatch.setattr(hierarchy, "map_side_by_side", lambda *a, **kw: pytest.fail("a kept split step ran again"))
-    resumed = hierarchical_kmeans(X, random_state=0, checkpoints=rundir.RunDir.open(tmp_path / "run", config, source), **params)
+    resumed = hierarchical_kmeans(
+        X, random_state=0, checkpoints=rundir.RunDir.open(tmp_path / "run", config, source), **params
+    )
     assert resumed[0].parents is not None
     same_levels(resumed, straight)
 
@@ -200,7 +204,9 @@ def test_lloyd_resumed_from_any_iteration_is_exact_on_near_ties():
     X = near_ties()
     centers = X[np.random.default_rng(0).choice(len(X), 64, replace=False)]
     states = []
-    straight = lloyd(X, centers, max_iter=25, tol=0.0, on_iter=lambda s: states.append({k: np.copy(v) for k, v in s.items()}))
+    straight = lloyd(
+        X, centers, max_iter=25, tol=0.0, on_iter=lambda s: states.append({k: np.copy(v) for k, v in s.items()})
+    )
     assert len(states) >= 10
     for state in states:
         resumed = lloyd(X, None, max_iter=25, tol=0.0, state=state)

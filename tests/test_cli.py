@@ -3,8 +3,8 @@ process of its own where a test needs one (kills, environment, start-up)."""
 
 import importlib.util
 import json
-import re
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -142,7 +142,11 @@ def test_fit_float16_reads_in_blocks_and_computes_in_float32(tmp_path):
 @pytest.mark.parametrize("layout", ["int16", "big-endian", "fortran"])
 def test_other_dtypes_and_layouts_go_through_a_c_ordered_copy(tmp_path, layout):
     X = np.round(blobs() * 100)
-    stored = {"int16": X.astype(np.int16), "big-endian": X.astype(">f4"), "fortran": np.asfortranarray(X.astype(np.float32))}[layout]
+    stored = {
+        "int16": X.astype(np.int16),
+        "big-endian": X.astype(">f4"),
+        "fortran": np.asfortranarray(X.astype(np.float32)),
+    }[layout]
     np.save(tmp_path / "x.npy", stored)
     hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT)
     fitted_like_the_api(tmp_path / "run", X.astype(np.float32))
@@ -207,7 +211,9 @@ def test_sample_matches_hierarchical_sampling_and_flat(data, tmp_path):
     hkmeans("fit", path, "--out", run, *FIT)
     tree = ClusterTree.load(run / "tree.npz")
     hkmeans("sample", run, "--target-size", 500, "--strategy", "closest", "--seed", 3, "-o", tmp_path / "i.npy")
-    np.testing.assert_array_equal(np.load(tmp_path / "i.npy"), hierarchical_sampling(tree, 500, "closest", random_state=3))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "i.npy"), hierarchical_sampling(tree, 500, "closest", random_state=3)
+    )
     hkmeans("sample", run, "--target-size", 200, "--method", "flat")
     flat = np.load(run / "indices.npy")
     assert len(flat) == 200 and np.all(np.diff(flat) > 0)
@@ -296,7 +302,9 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
     hkmeans(*args, "--out", tmp_path / "straight")
     run = tmp_path / "run"
     # its own session: the local cluster's worker processes are taken down with it
-    proc = subprocess.Popen([sys.executable, "-m", "hkmeans", *map(str, args), "--out", str(run)], start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hkmeans", *map(str, args), "--out", str(run)], start_new_session=True
+    )
 
     def level0_steps():
         try:
@@ -334,7 +342,18 @@ def test_dask_fit_reads_shards_as_one_npy_and_is_another_run_than_in_process(tmp
     for i, (a, b) in enumerate([(0, 1000), (1000, 4500), (4500, 6000)]):
         np.save(tmp_path / "shards" / f"s{i}.npy", X[a:b])
     for name, source in (("one", "x.npy"), ("shards", "shards")):
-        hkmeans("curate", tmp_path / source, "--out", tmp_path / f"run-{name}", *FIT, "--workers", "2", "--target-size", 500, "-q")
+        hkmeans(
+            "curate",
+            tmp_path / source,
+            "--out",
+            tmp_path / f"run-{name}",
+            *FIT,
+            "--workers",
+            "2",
+            "--target-size",
+            500,
+            "-q",
+        )
     one, shards = tmp_path / "run-one", tmp_path / "run-shards"
     assert_same_tree(one, shards)
     np.testing.assert_array_equal(np.load(one / "indices.npy"), np.load(shards / "indices.npy"))
@@ -344,12 +363,15 @@ def test_dask_fit_reads_shards_as_one_npy_and_is_another_run_than_in_process(tmp
     assert_error(hkmeans("fit", tmp_path / "x.npy", "--out", one, *FIT, check=False), "backend='dask' there")
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "not both"),
-    (["--workers", "0"], "workers must be a positive integer"),
-    (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler"),
-    (["--workers", "2", "--n-splits", "2,1", "--n-resamples", "0"], "n_splits > 1 at level 0"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "not both"),
+        (["--workers", "0"], "workers must be a positive integer"),
+        (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler"),
+        (["--workers", "2", "--n-splits", "2,1", "--n-resamples", "0"], "n_splits > 1 at level 0"),
+    ],
+)
 def test_bad_dask_flags_are_one_line_before_anything_is_written(data, tmp_path, flags, message):
     pytest.importorskip("distributed")
     _, path = data
@@ -466,15 +488,17 @@ def test_bad_subset_indices(data, tmp_path, rows, message):
     _, path = data
     np.save(tmp_path / "rows.npy", np.array(rows))
     proc = run_main("fit", path, "--subset-indices", tmp_path / "rows.npy", "--out", tmp_path / "run", *FIT)
-    assert_error(proc, f"rows.npy: ", message)
+    assert_error(proc, "rows.npy: ", message)
     assert not (tmp_path / "run").exists()
 
 
 def test_a_row_of_mixed_length_in_parquet_is_found_before_anything_is_written(tmp_path):
     pytest.importorskip("pyarrow")
     source, _ = bad_source(tmp_path, "mixed lengths")
-    assert_error(hkmeans("curate", source, "--out", tmp_path / "run", "--n-clusters", 3, "--target-size", 5, check=False),
-                 BAD_SOURCES["mixed lengths"])
+    assert_error(
+        hkmeans("curate", source, "--out", tmp_path / "run", "--n-clusters", 3, "--target-size", 5, check=False),
+        BAD_SOURCES["mixed lengths"],
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -520,7 +544,10 @@ def test_run_dir_that_cannot_be_made(data, tmp_path):
         ("n_clusters = [60, 10]\nseed = -1\n", "seed must be a non-negative integer, got -1"),
         ('n_clusters = [60, 10]\nresample_strategy = "far"\n', "resample_strategy must be one of 'closest', 'random'"),
         ("n_clusters = [60, 10\n", "not valid TOML"),
-        ("n_clusters = [60, 10]\nn_resamples = -1\n", "n_resamples must be a non-negative integer or one per level, got -1"),
+        (
+            "n_clusters = [60, 10]\nn_resamples = -1\n",
+            "n_resamples must be a non-negative integer or one per level, got -1",
+        ),
     ],
 )
 def test_bad_config(data, tmp_path, text, message):
@@ -536,16 +563,22 @@ def test_bad_flags_and_missing_parameters(data, tmp_path):
     assert_error(hkmeans("fit", path, "--out", tmp_path / "r", check=False), "n_clusters is required")
     assert_error(hkmeans("fit", path, "--out", tmp_path / "r", "--n-clusters", "6o", check=False), "expected integers")
     assert_error(hkmeans("curate", path, "--out", tmp_path / "r", *FIT, check=False), "target_size is required")
-    assert_error(hkmeans("curate", path, "--out", tmp_path / "r", *FIT, "--target-size", -5, check=False), "target_size must be")
+    assert_error(
+        hkmeans("curate", path, "--out", tmp_path / "r", *FIT, "--target-size", -5, check=False), "target_size must be"
+    )
     assert_error(
         hkmeans("curate", path, "--out", tmp_path / "r", *FIT, "--target-size", 5, "--multiplier", 0, check=False),
         "multiplier must be an integer from 1",
     )
     for big in (2**63 - 1, 2**62 + 1, 99999999999999999999):
-        proc = hkmeans("curate", path, "--out", tmp_path / "r", *FIT, "--target-size", 5, "--multiplier", big, check=False)
+        proc = hkmeans(
+            "curate", path, "--out", tmp_path / "r", *FIT, "--target-size", 5, "--multiplier", big, check=False
+        )
         assert_error(proc, "--multiplier: multiplier must be an integer from 1 to 4611686018427387904")
-    assert_error(hkmeans("fit", path, "--out", tmp_path / "r", *FIT, "--seed", -1, check=False),
-                 "--seed: seed must be a non-negative integer, got -1")
+    assert_error(
+        hkmeans("fit", path, "--out", tmp_path / "r", *FIT, "--seed", -1, check=False),
+        "--seed: seed must be a non-negative integer, got -1",
+    )
     assert_error(hkmeans("sample", tmp_path / "r", "--target-size", 5, check=False), "not an hkmeans run directory")
     assert_error(hkmeans(check=False), "required: COMMAND")
     assert not (tmp_path / "r").exists()
@@ -554,7 +587,9 @@ def test_bad_flags_and_missing_parameters(data, tmp_path):
 def test_disk_full_keeps_finished_steps_and_the_rerun_completes(data, tmp_path):
     _, path = data
     hkmeans("fit", path, "--out", tmp_path / "straight", *FIT)
-    step_bytes = max(f.stat().st_size for f in (tmp_path / "straight").rglob("*") if f.is_file() and f.name != "tree.npz")
+    step_bytes = max(
+        f.stat().st_size for f in (tmp_path / "straight").rglob("*") if f.is_file() and f.name != "tree.npz"
+    )
     tree_bytes = (tmp_path / "straight" / "tree.npz").stat().st_size
     assert tree_bytes > step_bytes  # so a file-size limit between them fails only the tree
 
@@ -606,7 +641,9 @@ def test_help_gives_defaults_a_line_per_option_and_examples():
         assert "examples:" in text and text.count(f"hkmeans {command} ") >= 2
     text = hkmeans("curate", "--help").stdout
     assert "(default: 10)" in text and "(default: k-means++)" in text and "(default: 60.0)" in text
-    assert re.search(r"--n-clusters.*\n.*required", text) and re.search(r"--target-size N\s+points to pick \(required", text)
+    assert re.search(r"--n-clusters.*\n.*required", text) and re.search(
+        r"--target-size N\s+points to pick \(required", text
+    )
 
 
 # run directories and outputs: nothing of the user's is ever lost
@@ -659,11 +696,15 @@ def test_output_never_replaces_the_input_a_run_file_or_a_non_regular_file(data, 
     before = {p: p.read_bytes() for p in (path, run / "tree.npz", run / "manifest.json")}
     for out, message in cases:
         assert_error(hkmeans("sample", run, "--target-size", 5, "-o", out, check=False), message)
-    assert_error(hkmeans("curate", path, "--out", run, *FIT, "--target-size", 5, "-o", path, check=False),
-                 "is the input embeddings file")
+    assert_error(
+        hkmeans("curate", path, "--out", run, *FIT, "--target-size", 5, "-o", path, check=False),
+        "is the input embeddings file",
+    )
     new_run = tmp_path / "new"
-    assert_error(hkmeans("curate", path, "--out", new_run, *FIT, "--target-size", 5, "-o", new_run / "tree.npz",
-                         check=False), "that this command does not write")
+    assert_error(
+        hkmeans("curate", path, "--out", new_run, *FIT, "--target-size", 5, "-o", new_run / "tree.npz", check=False),
+        "that this command does not write",
+    )
     assert not new_run.exists()
     assert all(p.read_bytes() == b for p, b in before.items())
     assert not (tmp_path / "target.npy").exists() and os.path.islink(tmp_path / "link.npy")
@@ -692,8 +733,9 @@ def test_huge_multipliers_and_targets_give_the_right_indices(data, tmp_path):
         hkmeans("sample", run, "--target-size", 50, "--multiplier", multiplier, "-o", tmp_path / "s.npy", "--force")
         idx = np.load(tmp_path / "s.npy")
         assert len(idx) == 50 and idx.min() >= 0 and idx.max() < 3000
-    proc = hkmeans("sample", run, "--target-size", 2**62, "--multiplier", 1, "-o", tmp_path / "s.npy", "--force",
-                   check=False)
+    proc = hkmeans(
+        "sample", run, "--target-size", 2**62, "--multiplier", 1, "-o", tmp_path / "s.npy", "--force", check=False
+    )
     assert proc.returncode == 0 and "writing all 3000" in proc.stderr
     assert np.array_equal(np.load(tmp_path / "s.npy"), np.arange(3000))
 
@@ -702,8 +744,14 @@ def test_huge_multipliers_and_targets_give_the_right_indices(data, tmp_path):
     "damage, message",
     [
         (lambda run: (run / "manifest.json").write_text("[1, 2]"), "not written by hkmeans"),
-        (lambda run: (run / "manifest.json").write_text('{"tool": "hkmeans", "format": 1}'), "damaged (missing or malformed: input"),
-        (lambda run: (run / "tree.npz").write_bytes((run / "tree.npz").read_bytes()[:100]), "not a readable ClusterTree file"),
+        (
+            lambda run: (run / "manifest.json").write_text('{"tool": "hkmeans", "format": 1}'),
+            "damaged (missing or malformed: input",
+        ),
+        (
+            lambda run: (run / "tree.npz").write_bytes((run / "tree.npz").read_bytes()[:100]),
+            "not a readable ClusterTree file",
+        ),
         (lambda run: _set_n_levels(run / "tree.npz", 5), "not a readable ClusterTree file (missing 'labels_2"),
         (lambda run: _set_n_levels(run / "tree.npz", 1), "holds more levels than its n_levels"),
     ],
@@ -750,8 +798,13 @@ def test_import_falls_back_to_a_temporary_kernel_cache(tmp_path):
         (folder / "__pycache__").write_text("")
     (tmp_path / "home").write_text("")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
-    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "home" / "cache"), TMPDIR=str(tmp_path),
-               PYTHONPATH=str(tmp_path / "site"), PYTHONDONTWRITEBYTECODE="1")
+    env.update(
+        HOME=str(tmp_path / "home"),
+        XDG_CACHE_HOME=str(tmp_path / "home" / "cache"),
+        TMPDIR=str(tmp_path),
+        PYTHONPATH=str(tmp_path / "site"),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     code = "import hkmeans, numba; print(numba.config.CACHE_DIR); hkmeans.ClusterTree([[0, 1, 1]]).sizes(0)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

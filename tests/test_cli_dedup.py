@@ -45,11 +45,14 @@ def test_writes_kept_rows_and_duplicates_with_ids(pool, tmp_path):
     assert 90 <= removed <= 110
 
 
-@pytest.mark.parametrize("args, match", [
-    (["--threshold", "0"], r"in \(0, 1\]"),
-    (["--threshold", "-1", "--metric", "euclidean"], ">= 0"),
-    (["--threshold", "0.9", "--keep", "last"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--threshold", "0"], r"in \(0, 1\]"),
+        (["--threshold", "-1", "--metric", "euclidean"], ">= 0"),
+        (["--threshold", "0.9", "--keep", "last"], "invalid choice"),
+    ],
+)
 def test_bad_parameters_exit_2_with_nothing_written(pool, tmp_path, args, match):
     out = tmp_path / "out"
     proc = run("dedup", pool[1], *args, "--out", out, check=False)

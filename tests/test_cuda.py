@@ -181,8 +181,9 @@ def test_streamed_blocks_give_the_resident_results(small_launch):
     np.testing.assert_array_equal(counts, ref_counts)
     rand = np.random.default_rng(6).random((4, 3))
     order = np.arange(45)[::-1].copy()
-    np.testing.assert_array_equal(streamed.kmeans_plusplus(order, 3, rand, np.ones(45)),
-                                  resident.kmeans_plusplus(order, 3, rand, np.ones(45)))
+    np.testing.assert_array_equal(
+        streamed.kmeans_plusplus(order, 3, rand, np.ones(45)), resident.kmeans_plusplus(order, 3, rand, np.ones(45))
+    )
 
 
 @cudasim
@@ -283,15 +284,22 @@ def test_dask_workers_each_run_cuda_kernels(small_launch):
     import dask.array as da
 
     X = da.from_array(_blobs(3), chunks=(30, 3))
-    params = dict(n_clusters=(6, 2), n_resamples=1, max_iter=5, init="random", random_state=0, backend="dask",
-                  device="cuda")
+    params = dict(
+        n_clusters=(6, 2), n_resamples=1, max_iter=5, init="random", random_state=0, backend="dask", device="cuda"
+    )
     with dask.config.set(scheduler="synchronous"):
         alone = HierarchicalKMeans(**params).fit(X)
     env = {"NUMBA_ENABLE_CUDASIM": "1", "NUMBA_NUM_THREADS": "1"}
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, env=env) as c, distributed.Client(c) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, env=env
+        ) as c,
+        distributed.Client(c) as client,
+    ):
         # the workers run the kernels with the launch sizes of this test
-        client.run(lambda: [setattr(cuda_backend, k, v) for k, v in dict(THREADS=8, TILE_K=4, TILE_D=4, GROUP_ROWS=8).items()])
+        client.run(
+            lambda: [setattr(cuda_backend, k, v) for k, v in dict(THREADS=8, TILE_K=4, TILE_D=4, GROUP_ROWS=8).items()]
+        )
         m = HierarchicalKMeans(**params, client=client).fit(X)
         for lv_a, lv_m in zip(alone.levels_, m.levels_):
             np.testing.assert_array_equal(lv_m.centroids, lv_a.centroids)

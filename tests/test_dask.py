@@ -11,8 +11,8 @@ Dask), so results differ as two seeds do.
 
 import os
 import signal
-import sys
 import subprocess
+import sys
 import threading
 import time
 
@@ -42,8 +42,14 @@ X = blobs(N, D, 1)
 
 
 def cluster(n_workers):
-    return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                    dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"})
+    return distributed.LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        env={"NUMBA_NUM_THREADS": "1"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +60,16 @@ def client():
 
 def fingerprint(m):
     """Every level's labels and centroids, and three samples, gathered."""
-    labels = [dask_backend.compute(lv.labels, client=m.client)[0] if isinstance(lv.labels, da.Array) else lv.labels
-              for lv in m.levels_]
+    labels = [
+        dask_backend.compute(lv.labels, client=m.client)[0] if isinstance(lv.labels, da.Array) else lv.labels
+        for lv in m.levels_
+    ]
     out = labels + [lv.centroids for lv in m.levels_]
-    out += [m.sample(150, random_state=1), m.sample(150, strategy="closest", multiplier=2),
-            m.sample(150, strategy="furthest", method="flat")]
+    out += [
+        m.sample(150, random_state=1),
+        m.sample(150, strategy="closest", multiplier=2),
+        m.sample(150, strategy="furthest", method="flat"),
+    ]
     return out
 
 
@@ -98,8 +109,9 @@ def test_a_fit_is_a_tree_of_dask_arrays_and_samples_keep_their_invariants(refere
     tree = m.tree_
     from hkmeans import ClusterTree, hierarchical_sampling
 
-    local = ClusterTree([np.asarray(tree.labels[0]), tree.labels[1]], centroids=tree.centroids,
-                        distances=np.asarray(tree.distances))
+    local = ClusterTree(
+        [np.asarray(tree.labels[0]), tree.labels[1]], centroids=tree.centroids, distances=np.asarray(tree.distances)
+    )
     for kwargs in (dict(random_state=1), dict(strategy="closest", multiplier=2, random_state=5)):
         got = hierarchical_sampling(tree, 150, **kwargs)
         want = hierarchical_sampling(local, 150, **kwargs)
@@ -117,8 +129,9 @@ def test_labels_predict_transform_are_dask_arrays_equal_to_in_memory_prediction(
     np.testing.assert_array_equal(p.compute(), want)
     np.testing.assert_array_equal(m.labels_.compute(), want)
     np.testing.assert_array_equal(p0.compute(), lab0)
-    np.testing.assert_allclose(t.compute(), np.sqrt(((X[:, None, :] - m.cluster_centers_[None]) ** 2).sum(-1)),
-                               rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        t.compute(), np.sqrt(((X[:, None, :] - m.cluster_centers_[None]) ** 2).sum(-1)), rtol=1e-4, atol=1e-3
+    )
     assert m.score(Xd) == pytest.approx(m.score(X), rel=1e-6)
 
 
@@ -174,8 +187,10 @@ def test_a_worker_killed_mid_fit_leaves_the_result_unchanged(client, reference):
     assert killed, "the fit ended before the worker was killed: lengthen the fit"
     client.wait_for_workers(2, timeout=60)
     assert pids[victim] not in client.run(os.getpid).values()  # a new process replaced it
-    assert_same(fingerprint(m), fingerprint(HierarchicalKMeans(**dict(PARAMS, max_iter=40)).fit(
-        da.from_array(X, chunks=(CHUNK, D)))))
+    assert_same(
+        fingerprint(m),
+        fingerprint(HierarchicalKMeans(**dict(PARAMS, max_iter=40)).fit(da.from_array(X, chunks=(CHUNK, D)))),
+    )
 
 
 def test_a_resampling_subset_on_the_workers_holds_the_selected_rows(client):
@@ -308,16 +323,20 @@ def test_device_cuda_on_workers_without_a_gpu_is_one_line_before_work(client):
 
 
 def test_without_dask_a_one_line_import_error():
-    code = ("import sys; sys.modules['dask'] = None; import numpy as np; from hkmeans import HierarchicalKMeans; "
-            "HierarchicalKMeans(4, backend='dask').fit(np.random.rand(40, 2))")
+    code = (
+        "import sys; sys.modules['dask'] = None; import numpy as np; from hkmeans import HierarchicalKMeans; "
+        "HierarchicalKMeans(4, backend='dask').fit(np.random.rand(40, 2))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     last = out.stderr.strip().splitlines()[-1]
     assert out.returncode != 0 and last.startswith("ImportError:") and 'pip install "hkmeans[dask]"' in last
 
 
 def test_import_hkmeans_does_not_import_dask():
-    code = "import sys, hkmeans; hkmeans.HierarchicalKMeans(4).fit([[0.0], [1.0], [2.0], [3.0]]); " \
-           "assert 'dask' not in sys.modules"
+    code = (
+        "import sys, hkmeans; hkmeans.HierarchicalKMeans(4).fit([[0.0], [1.0], [2.0], [3.0]]); "
+        "assert 'dask' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -484,7 +503,8 @@ def test_thresholds_by_bins_are_those_of_the_whole_merge(data):
     want = dask_backend._last_picks(dask_backend._smallest(labels, scores, np.arange(n), r), k)
     room = 24 * data.draw(st.integers(1, 40))  # rows of (label, score, row) the last merge may hold
     with dask.config.set(scheduler="synchronous"), mock.patch.object(dask_backend._config, "DASK_CHUNK_BYTES", room):
-        got = dask_backend.thresholds(da.from_array(labels, chunks=chunks), da.from_array(scores, chunks=chunks),
-                                      k, r, sizes)
+        got = dask_backend.thresholds(
+            da.from_array(labels, chunks=chunks), da.from_array(scores, chunks=chunks), k, r, sizes
+        )
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])

@@ -34,13 +34,19 @@ def pools(draw, metric):
         i, j = rng.choice(n, 2, replace=False)
         x = X[[i, j]].astype(np.float64)
         sq = np.cumsum(x * x, axis=1)[:, -1]
-        t = (np.cumsum(x[0] * x[1])[-1] / np.sqrt(sq.prod()) if metric == "cosine"
-             else np.sqrt(np.cumsum((x[0] - x[1]) ** 2)[-1]))
+        t = (
+            np.cumsum(x[0] * x[1])[-1] / np.sqrt(sq.prod())
+            if metric == "cosine"
+            else np.sqrt(np.cumsum((x[0] - x[1]) ** 2)[-1])
+        )
         if metric == "cosine" and not 0 < t <= 1:
             t = 0.9
     else:
-        t = draw(st.sampled_from([0.8, 0.95, 0.99, 1.0])) if metric == "cosine" else draw(
-            st.sampled_from([0.0, 0.1, 0.3, 1.0]))
+        t = (
+            draw(st.sampled_from([0.8, 0.95, 0.99, 1.0]))
+            if metric == "cosine"
+            else draw(st.sampled_from([0.0, 0.1, 0.3, 1.0]))
+        )
     return X, float(t)
 
 
@@ -159,15 +165,18 @@ def test_model_gives_the_clusters():
         hkmeans.dedup(X, 0.999, model=model, n_clusters=3)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(threshold=0.0), r"\(0, 1\]"),
-    (dict(threshold=1.5), r"\(0, 1\]"),
-    (dict(threshold=-1.0, metric="euclidean"), ">= 0"),
-    (dict(threshold=float("nan")), "finite"),
-    (dict(threshold=0.9, metric="manhattan"), "metric"),
-    (dict(threshold=0.9, keep="last"), "keep"),
-    (dict(threshold=0.9, n_clusters=0), "n_clusters"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(threshold=0.0), r"\(0, 1\]"),
+        (dict(threshold=1.5), r"\(0, 1\]"),
+        (dict(threshold=-1.0, metric="euclidean"), ">= 0"),
+        (dict(threshold=float("nan")), "finite"),
+        (dict(threshold=0.9, metric="manhattan"), "metric"),
+        (dict(threshold=0.9, keep="last"), "keep"),
+        (dict(threshold=0.9, n_clusters=0), "n_clusters"),
+    ],
+)
 def test_bad_parameters_one_line(kwargs, match):
     X = np.random.default_rng(0).normal(size=(20, 3))
     with pytest.raises(ValueError, match=match) as e:

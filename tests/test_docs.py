@@ -29,8 +29,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .doc_examples import (Block, blocks, command_folder, commands, hkmeans_commands, run_commands, run_python, run_shell,
-                           skip_reason, where)
+from .doc_examples import (
+    Block,
+    blocks,
+    command_folder,
+    commands,
+    hkmeans_commands,
+    run_commands,
+    run_python,
+    run_shell,
+    skip_reason,
+    where,
+)
 
 # the examples' processes find the kernels compiled
 pytestmark = pytest.mark.usefixtures("warm_kernels")
@@ -144,7 +154,7 @@ def test_commands_of_a_shell_block():
         "HYPOTHESIS_PROFILE=thorough python -m pytest x.py   # a comment\n"
         "hkmeans curate a.npy \\\n    --out run/ > log.txt 2>&1 && sbatch job.sh | tee out\n"
         "for f in *.npy; do echo $f; done\n"
-        "python -c \"import numpy; print(1)\"\n"
+        'python -c "import numpy; print(1)"\n'
         "if true; then nvidia-smi; fi\n"
     )
     assert commands(code) == ["python", "hkmeans", "sbatch", "tee", "python", "nvidia-smi"]
@@ -156,12 +166,15 @@ def test_a_shell_block_calling_a_missing_command_is_skipped(tmp_path, shell_env)
     assert skip_reason(Block(tmp_path / "page.md", 3, "shell", "hkmeans --version\n"), shell_env["PATH"]) is None
 
 
-@pytest.mark.parametrize("command, exit_status", [
-    ("false", 1),
-    ("false | cat", 1),  # pipefail
-    ("echo $UNSET_VARIABLE", 1),  # nounset
-    ("hkmeans info no-such-run/", 2),
-])
+@pytest.mark.parametrize(
+    "command, exit_status",
+    [
+        ("false", 1),
+        ("false | cat", 1),  # pipefail
+        ("echo $UNSET_VARIABLE", 1),  # nounset
+        ("hkmeans info no-such-run/", 2),
+    ],
+)
 def test_a_failing_shell_block_fails_with_its_page_line_and_output(tmp_path, shell_env, command, exit_status):
     """The test of a broken example fails, naming the page, the failing command's line
     and what the block printed before it; nothing after it runs."""
@@ -181,9 +194,11 @@ def test_a_failing_shell_block_fails_with_its_page_line_and_output(tmp_path, she
 
 def test_shell_blocks_of_a_page_run_in_order_in_its_folder(tmp_path, shell_env):
     page = tmp_path / "page.md"
-    page.write_text("```bash\nhkmeans --version > version.txt\n```\n\n<!-- setup: N=2 -->\n"
-                    "```sh\ntest \"$(cat version.txt)\" = \"hkmeans $(python -c 'import hkmeans; print(hkmeans.__version__)')\"\n"
-                    "test $N = 2\n```\n")
+    page.write_text(
+        "```bash\nhkmeans --version > version.txt\n```\n\n<!-- setup: N=2 -->\n"
+        '```sh\ntest "$(cat version.txt)" = "hkmeans $(python -c \'import hkmeans; print(hkmeans.__version__)\')"\n'
+        "test $N = 2\n```\n"
+    )
     for block in blocks(page):
         run_shell(block, tmp_path, shell_env, tmp_path)
     assert (tmp_path / "version.txt").read_text().startswith("hkmeans ")
@@ -224,8 +239,10 @@ def test_figures_exist_and_are_small():
 FENCE = re.compile(r"^([ \t]*)(```|~~~)[^\n]*\n(.*?)^\1\2[ \t]*$", re.S | re.M)
 #: Words and names a user page has no use for: private modules and attributes, the
 #: classes mkdocstrings would list as bases, escaped pipes shown as they are.
-PRIVATE = re.compile(r"hkmeans\._\w+|\b_params\b|FIT_PARAMS|\bBases:|_CentroidClusterer|\bissues?\b|"
-                     r"\backlog\b|\btracker\b|\backnowledged\b|\\\|")
+PRIVATE = re.compile(
+    r"hkmeans\._\w+|\b_params\b|FIT_PARAMS|\bBases:|_CentroidClusterer|\bissues?\b|"
+    r"\backlog\b|\btracker\b|\backnowledged\b|\\\|"
+)
 
 
 def test_code_blocks_fit_in_80_columns():
@@ -234,14 +251,20 @@ def test_code_blocks_fit_in_80_columns():
     before it scrolls."""
     long = []
     for script in sorted((ROOT / "docs" / "examples").glob("*.py")):  # shown whole on the examples page
-        long += [f"{script.relative_to(ROOT)}:{i}: {len(line)} characters"
-                 for i, line in enumerate(script.read_text().splitlines(), 1) if len(line) > 80]
+        long += [
+            f"{script.relative_to(ROOT)}:{i}: {len(line)} characters"
+            for i, line in enumerate(script.read_text().splitlines(), 1)
+            if len(line) > 80
+        ]
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
         for block in FENCE.finditer(text):
             first = text.count("\n", 0, block.start()) + 2
-            long += [f"{page.relative_to(ROOT)}:{first + i}: {len(line)} characters"
-                     for i, line in enumerate(block.group(3).splitlines()) if len(line) > 80]
+            long += [
+                f"{page.relative_to(ROOT)}:{first + i}: {len(line)} characters"
+                for i, line in enumerate(block.group(3).splitlines())
+                if len(line) > 80
+            ]
     assert not long, "\n".join(long)
 
 
@@ -259,7 +282,11 @@ def site(tmp_path_factory):
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     done = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(folder)],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     return done, folder
 
@@ -290,5 +317,5 @@ def test_user_pages_name_nothing_private(site):
         if name.startswith(("developer/", "assets/")) or name == "404.html":
             continue
         text = html.unescape(re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8")))
-        found += [f"{name}: ...{text[max(0, m.start() - 40): m.end() + 20]!r}" for m in PRIVATE.finditer(text)]
+        found += [f"{name}: ...{text[max(0, m.start() - 40) : m.end() + 20]!r}" for m in PRIVATE.finditer(text)]
     assert not found, "\n".join(found)

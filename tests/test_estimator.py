@@ -11,6 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from hkmeans import HierarchicalKMeans, KMeans
 
+
 @parametrize_with_checks([HierarchicalKMeans(), KMeans()])
 def test_scikit_learn_compatible(estimator, check):
     check(estimator)

@@ -38,8 +38,10 @@ def test_resampling_spreads_centroids_towards_the_small_components():
     dense = np.linalg.norm(X[:3200].mean(0))
     plain = hierarchical_kmeans(X, 40, n_resamples=0, random_state=0)[0].centroids
     resampled = hierarchical_kmeans(X, 40, n_resamples=10, sample_size=5, random_state=0)[0].centroids
+
     def in_big(C):
         return np.sum(np.linalg.norm(C - X[:3200].mean(0), axis=1) < 4 + dense)
+
     assert in_big(resampled) < in_big(plain)
 
 
@@ -195,7 +197,9 @@ def _split_runs(monkeypatch, threads, side_by_side):
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        level = hierarchical_kmeans(mixture(n=4000, d=8, dtype=np.float32), 60, n_resamples=0, n_splits=6, random_state=0)[0]
+        level = hierarchical_kmeans(
+            mixture(n=4000, d=8, dtype=np.float32), 60, n_resamples=0, n_splits=6, random_state=0
+        )[0]
     finally:
         numba.set_num_threads(before)
     return level, set(seen)
@@ -247,9 +251,7 @@ def test_bad_splits(params, match):
 
 
 def test_verbose_reports_each_level_and_shows_bars(capsys):
-    HierarchicalKMeans((20, 4), n_resamples=(0, 2), n_splits=(5, 1), verbose=True, random_state=0).fit(
-        mixture(n=400)
-    )
+    HierarchicalKMeans((20, 4), n_resamples=(0, 2), n_splits=(5, 1), verbose=True, random_state=0).fit(mixture(n=400))
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("[hkmeans]")]
     assert len(lines) == 2

@@ -109,8 +109,20 @@ def test_subset_ids_are_of_the_whole_input(pool):
     np.save(tmp / "rows.npy", rows)
     ids = string_ids()
     np.save(tmp / "ids.npy", ids)
-    hkmeans("curate", x, "--out", tmp / "run", *FIT, "--subset-indices", tmp / "rows.npy",
-            "--ids", tmp / "ids.npy", "--target-size", 200, "-q")
+    hkmeans(
+        "curate",
+        x,
+        "--out",
+        tmp / "run",
+        *FIT,
+        "--subset-indices",
+        tmp / "rows.npy",
+        "--ids",
+        tmp / "ids.npy",
+        "--target-size",
+        200,
+        "-q",
+    )
     check_selected(tmp / "run", tmp / "run" / "selected.parquet", tmp / "run" / "indices.npy", ids, rows)
     hkmeans("export", tmp / "run", "--out", tmp / "tables")
     table = read(tmp / "tables" / "assignments.parquet")
@@ -139,7 +151,9 @@ def test_export_agrees_with_the_tree(pool):
         assert clusters["size"][at].sum() == N
         np.testing.assert_array_equal(clusters["size"][at], np.bincount(lab, minlength=tree.n_clusters[t]))
         assert clusters["selected"][at].sum() == len(selected)
-        np.testing.assert_array_equal(clusters["selected"][at], np.bincount(lab[selected], minlength=tree.n_clusters[t]))
+        np.testing.assert_array_equal(
+            clusters["selected"][at], np.bincount(lab[selected], minlength=tree.n_clusters[t])
+        )
         full = clusters["size"][at] > 0
         mean = np.bincount(lab, weights=tree.distances, minlength=tree.n_clusters[t])[full] / clusters["size"][at][full]
         np.testing.assert_allclose(clusters["mean_distance"][at][full], mean)
@@ -209,16 +223,26 @@ def bad_ids(tmp, case):
     return tmp / "ids.npy"
 
 
-EXPECTED = {"wrong length": "2999 ids for an input of 3000 rows", "duplicates": "'img/00119.jpg' is given twice (rows 17 and 2000)",
-            "duplicate lines": "id 0 is given twice (rows 0 and 2999)", "empty line": "line 6 is empty",
-            "not npy": "not a readable .npy array", "pickled": "not a readable .npy array",
-            "2-D": "1-D array", "floats": "integers or strings", "missing": "no such file", "other suffix": ".npy, .txt or .csv"}
+EXPECTED = {
+    "wrong length": "2999 ids for an input of 3000 rows",
+    "duplicates": "'img/00119.jpg' is given twice (rows 17 and 2000)",
+    "duplicate lines": "id 0 is given twice (rows 0 and 2999)",
+    "empty line": "line 6 is empty",
+    "not npy": "not a readable .npy array",
+    "pickled": "not a readable .npy array",
+    "2-D": "1-D array",
+    "floats": "integers or strings",
+    "missing": "no such file",
+    "other suffix": ".npy, .txt or .csv",
+}
 
 
 @pytest.mark.parametrize("case", list(EXPECTED))
 def test_bad_ids_file(pool, case):
     tmp, x = pool
-    proc = hkmeans("curate", x, "--out", tmp / "run", *FIT, "--ids", bad_ids(tmp, case), "--target-size", 10, check=False)
+    proc = hkmeans(
+        "curate", x, "--out", tmp / "run", *FIT, "--ids", bad_ids(tmp, case), "--target-size", 10, check=False
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hkmeans: error: ") and EXPECTED[case] in lines[0], proc.stderr
@@ -255,8 +279,11 @@ def test_bad_id_column(tmp_path, case):
 def test_output_names_refused(pool):
     tmp, x = pool
     hkmeans("fit", x, "--out", tmp / "run", *FIT, "-q")
-    for args, expected in [(["--target-size", "10,10"], "given twice"), (["--target-size", 10, "-o", tmp / "s.parquet"], "the Parquet file goes beside it"),
-                           (["--target-size", 10, "-o", tmp / "run" / "ids.npy"], "that this command does not write")]:
+    for args, expected in [
+        (["--target-size", "10,10"], "given twice"),
+        (["--target-size", 10, "-o", tmp / "s.parquet"], "the Parquet file goes beside it"),
+        (["--target-size", 10, "-o", tmp / "run" / "ids.npy"], "that this command does not write"),
+    ]:
         proc = hkmeans("sample", tmp / "run", *args, check=False)
         assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
     assert not {"indices.npy", "indices-10.npy"} & set(os.listdir(tmp / "run"))
@@ -279,7 +306,9 @@ def test_without_pyarrow_indices_only(pool, monkeypatch):
 
 def small_tree():
     # 6 points -> 3 clusters -> 2 clusters; cluster 2 of level 0 is empty
-    return ClusterTree([np.array([0, 0, 1, 1, 1, 0]), np.array([0, 1, 1])], distances=np.array([1.0, 3.0, 2.0, 4.0, 6.0, 5.0]))
+    return ClusterTree(
+        [np.array([0, 0, 1, 1, 1, 0]), np.array([0, 1, 1])], distances=np.array([1.0, 3.0, 2.0, 4.0, 6.0, 5.0])
+    )
 
 
 def test_tables_by_hand():

@@ -21,7 +21,10 @@ def naive_bad_rows(X, dtype):
     d=st.integers(1, 5),
     stored=st.sampled_from(["float16", "float32", "float64", ">f4", "int16", "int64"]),
     dtype=st.sampled_from(["float32", "float64"]),
-    bad=st.lists(st.tuples(st.integers(0, 59), st.integers(0, 4), st.sampled_from([np.nan, np.inf, -np.inf, 1e39, -1e300, 6e4])), max_size=6),
+    bad=st.lists(
+        st.tuples(st.integers(0, 59), st.integers(0, 4), st.sampled_from([np.nan, np.inf, -np.inf, 1e39, -1e300, 6e4])),
+        max_size=6,
+    ),
     fortran=st.booleans(),
     seed=st.integers(0, 2**16),
 )

@@ -8,8 +8,8 @@ import numba
 import numpy as np
 import pytest
 from hypothesis import given
-from numba import njit
 from hypothesis import strategies as st
+from numba import njit
 
 from hkmeans import _config
 from hkmeans._kernels.cpu import assign as assign_kernels
@@ -196,7 +196,9 @@ def test_water_fill_is_max_min_fair(caps, frac, seed):
 
 @pytest.mark.parametrize("d", [2, 30])
 @pytest.mark.parametrize("small_d", [0, _config.SMALL_D])
-@pytest.mark.parametrize("dtype, n_trials", [(np.float64, 5), (np.float32, 5), (np.float32, 10), (np.float32, 8), (np.float64, 16)])
+@pytest.mark.parametrize(
+    "dtype, n_trials", [(np.float64, 5), (np.float32, 5), (np.float32, 10), (np.float32, 8), (np.float64, 16)]
+)
 def test_kmeans_plusplus_matches_reference(d, small_d, dtype, n_trials):
     # both paths: exact distances in loops (d <= small_d), or by dot products with
     # the candidates (as vector lanes for whole vectors of them, else row by row)
@@ -239,11 +241,15 @@ def test_kmeans_plusplus_runs_only_the_path_the_data_need(monkeypatch, d, path):
 def test_compile_notice_once_and_only_when_a_kernel_compiles(tmp_path):
     from hkmeans._kernels import COMPILE_NOTICE
 
-    code = ("import numpy as np; from hkmeans._kernels.cpu.groups import group_by_label as g; "
-            "g(np.array([0, 1, 1]), 2); g(np.array([0, 1, 1], dtype=np.int32), 2)")
+    code = (
+        "import numpy as np; from hkmeans._kernels.cpu.groups import group_by_label as g; "
+        "g(np.array([0, 1, 1]), 2); g(np.array([0, 1, 1], dtype=np.int32), 2)"
+    )
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))  # empty: the first process compiles
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-            for _ in range(2)]
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        for _ in range(2)
+    ]
     assert runs[0].stderr == COMPILE_NOTICE + "\n"
     assert runs[1].stderr == ""  # loaded from the cache
 
@@ -265,7 +271,11 @@ def test_candidate_dots_is_the_matrix_product(dtype, m, t):
     G = _dots(X, 1, m + 1, Y)  # rows 1..m only
     exact = X[1 : m + 1].astype(np.float64) @ Y.T.astype(np.float64)
     # runs of FEATURE_BLOCK products summed in the data's precision, then in float64
-    tol = simd.FEATURE_BLOCK * np.finfo(dtype).eps * (np.abs(X[1 : m + 1]).astype(np.float64) @ np.abs(Y.T).astype(np.float64))
+    tol = (
+        simd.FEATURE_BLOCK
+        * np.finfo(dtype).eps
+        * (np.abs(X[1 : m + 1]).astype(np.float64) @ np.abs(Y.T).astype(np.float64))
+    )
     assert np.all(np.abs(G - exact) <= tol)
 
 

@@ -148,8 +148,10 @@ def test_dtype_is_kept(dtype):
 
 def test_kmeans_plusplus_potential_close_to_scikit_learn():
     X = blobs(n=4000, d=16, k=50, seed=11)
+
     def potential(C):
         return naive.assign(X, C)[1].sum()
+
     ours = np.median([potential(kmeans_plusplus(X, 50, random_state=s)[0]) for s in range(5)])
     theirs = np.median([potential(sklearn.cluster.kmeans_plusplus(X, 50, random_state=s)[0]) for s in range(5)])
     assert ours <= 1.1 * theirs
@@ -195,10 +197,13 @@ def test_engine_keeps_best_of_n_init():
 @pytest.mark.parametrize("d", [3, 40])
 def test_kmeans_parallel_init_is_as_good_as_kmeans_plusplus(d):
     X = blobs(n=3000, d=d, k=30, seed=13)
+
     def inertia(init):
         return np.median([KMeans(30, init=init, random_state=s).fit(X).inertia_ for s in range(3)])
+
     assert inertia("k-means||") <= 1.1 * inertia("k-means++")
     from hkmeans.kmeans import init_centers
+
     C, idx = init_centers(X, 30, "k-means||", np.random.default_rng(0))
     assert len(np.unique(idx)) == 30
     np.testing.assert_array_equal(C, X[idx])

@@ -22,11 +22,20 @@ def blobs(n, d, seed, dtype, n_blobs=None):
 
 
 CASES = {
-    "gemm float32": (blobs(3000, 40, 1, np.float32, n_blobs=40), dict(n_clusters=(30, 6), n_resamples=3, sample_size=(8, 2))),
-    "direct float64": (blobs(3000, 3, 2, np.float64), dict(n_clusters=(30, 6), n_resamples=2, resample_strategy="random", n_init=2)),
+    "gemm float32": (
+        blobs(3000, 40, 1, np.float32, n_blobs=40),
+        dict(n_clusters=(30, 6), n_resamples=3, sample_size=(8, 2)),
+    ),
+    "direct float64": (
+        blobs(3000, 3, 2, np.float64),
+        dict(n_clusters=(30, 6), n_resamples=2, resample_strategy="random", n_init=2),
+    ),
     "cosine": (blobs(2000, 24, 3, np.float32), dict(n_clusters=(20, 5), n_resamples=2, metric="cosine")),
     "split": (blobs(3000, 8, 4, np.float32), dict(n_clusters=(24, 6), n_resamples=(0, 2), n_splits=(4, 1))),
-    "k-means||": (blobs(3000, 32, 5, np.float32, n_blobs=40), dict(n_clusters=(30, 6), n_resamples=2, init="k-means||")),
+    "k-means||": (
+        blobs(3000, 32, 5, np.float32, n_blobs=40),
+        dict(n_clusters=(30, 6), n_resamples=2, init="k-means||"),
+    ),
 }
 
 PINS = {

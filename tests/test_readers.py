@@ -66,7 +66,9 @@ def test_any_rows_read_equal_the_slice(sizes, kind, ranges, keep, block):
         mp.setattr(io, "BLOCK_BYTES", block * 2 * 2)  # shards cut in blocks of `block` rows
         pool = open_pool(write_source(kind, X, folder, sizes)[0])
         if kind == "shards":
-            expected = sorted({b for a, c in zip(split(n, sizes)[:-1], split(n, sizes)[1:]) for b in range(a, c, block)} | {n})
+            expected = sorted(
+                {b for a, c in zip(split(n, sizes)[:-1], split(n, sizes)[1:]) for b in range(a, c, block)} | {n}
+            )
             assert pool.chunks.tolist() == expected
         for a, b in ranges:
             a, b = sorted((a % (n + 1), b % (n + 1)))

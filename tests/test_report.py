@@ -109,14 +109,17 @@ def test_curation_is_more_balanced_than_random_on_unbalanced_blobs(fitted):
 def test_the_report_holds_every_table_and_figure_with_and_without_labels(fitted):
     X, blob, m = fitted
     selected = m.sample(300)
-    without = parse(curation_report(m.tree_, selected, params={"n_clusters": (40, 5), "n_resamples": 3,
-                                                               "sample_size": None}))
+    without = parse(
+        curation_report(m.tree_, selected, params={"n_clusters": (40, 5), "n_resamples": 3, "sample_size": None})
+    )
     assert list(without.figures) == ["sizes-level-0", "sizes-level-1", "balance", "centroids"]
     assert all(len(caption) > 100 for caption in without.figures.values())
     assert set(without.tables) == {"run", "levels", "parameters", "subsets"}
     # sample sizes as the fit resolved them: half the average cluster size of each level's input
     assert [(r["level"], r["resamples"], r["sample size"]) for r in without.tables["levels"]] == [
-        ("0", "3", str(round(4000 / 40 / 2))), ("1", "3", str(round(40 / 5 / 2)))]
+        ("0", "3", str(round(4000 / 40 / 2))),
+        ("1", "3", str(round(40 / 5 / 2))),
+    ]
     assert [r["name"] for r in without.tables["run"]][0] == "hkmeans"
 
     labels = np.array([f"blob {b}" for b in blob])
@@ -224,14 +227,17 @@ def test_a_report_of_100000_clusters_stays_small_and_says_what_it_shows():
     rng = np.random.default_rng(0)
     labels0 = np.concatenate([np.arange(100_000), rng.integers(100_000, size=100_000)])
     tree = ClusterTree.from_labels([labels0, rng.integers(300, size=100_000)])
-    text = curation_report(tree, rng.choice(tree.n_samples, 5000, replace=False),
-                           ids=np.array([f"id-{i}" for i in range(tree.n_samples)]))
+    text = curation_report(
+        tree, rng.choice(tree.n_samples, 5000, replace=False), ids=np.array([f"id-{i}" for i in range(tree.n_samples)])
+    )
     assert len(text.encode()) < 20 << 20
     page = parse(text)
     level0 = page.data["levels"][0]
     assert level0["k"] == 100_000 and len(level0["c"]) == 2000
-    assert level0["note"] == "2000 of its 100000 clusters: the 500 largest, the 500 smallest and 1000 others " \
+    assert (
+        level0["note"] == "2000 of its 100000 clusters: the 500 largest, the 500 smallest and 1000 others "
         "drawn at random"
+    )
     sizes = tree.sizes(0)
     assert level0["n"][:500] == sorted(sizes, reverse=True)[:500]
     assert page.tables["levels"][0]["clusters"] == "100000"
@@ -243,8 +249,17 @@ def test_command_line_report_and_advise(tmp_path):
     np.save(tmp_path / "labels.npy", blob)
     proc = hkmeans("advise", tmp_path / "x.npy", "--target-size", 300)
     (tmp_path / "c.toml").write_text(proc.stdout)
-    hkmeans("curate", tmp_path / "x.npy", "--out", tmp_path / "run", "--config", tmp_path / "c.toml",
-            "--target-size", 300, "-q")
+    hkmeans(
+        "curate",
+        tmp_path / "x.npy",
+        "--out",
+        tmp_path / "run",
+        "--config",
+        tmp_path / "c.toml",
+        "--target-size",
+        300,
+        "-q",
+    )
     hkmeans("report", tmp_path / "run", "--labels", tmp_path / "labels.npy", "-o", tmp_path / "r.html")
     page = parse((tmp_path / "r.html").read_text())
     levels = ClusterTree.load(tmp_path / "run" / "tree.npz").n_levels
@@ -307,8 +322,19 @@ def test_command_line_report_shows_text_and_image_columns(tmp_path):
     for colour in range(4):
         Image.new("RGB", (200, 120), (60 * colour, 90, 200)).save(tmp_path / f"p{colour}.png")
     (tmp_path / "paths.txt").write_text("\n".join(str(tmp_path / f"p{i % 4}.png") for i in range(len(X))))
-    hkmeans("curate", tmp_path / "pool.parquet", "--out", tmp_path / "run", "--n-clusters", "20,4",
-            "--n-resamples", 1, "--target-size", 100, "-q")
+    hkmeans(
+        "curate",
+        tmp_path / "pool.parquet",
+        "--out",
+        tmp_path / "run",
+        "--n-clusters",
+        "20,4",
+        "--n-resamples",
+        1,
+        "--target-size",
+        100,
+        "-q",
+    )
 
     hkmeans("report", tmp_path / "run", "--show", "caption", "-o", tmp_path / "t.html")
     data = parse((tmp_path / "t.html").read_text()).data
@@ -330,8 +356,12 @@ def test_command_line_report_shows_text_and_image_columns(tmp_path):
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ATTACKS = ("<script>document.title='x'</script>", "<img src=x onerror=\"document.title='y'\">",
-           "</script><b id=injected>b</b>", "$x^2$ & &amp; \u2028")
+ATTACKS = (
+    "<script>document.title='x'</script>",
+    "<img src=x onerror=\"document.title='y'\">",
+    "</script><b id=injected>b</b>",
+    "$x^2$ & &amp; \u2028",
+)
 
 
 class Dom(HTMLParser):
@@ -362,14 +392,33 @@ def test_user_strings_stay_text_in_a_real_browser(fitted, tmp_path):
     pick = np.arange(n) % len(ATTACKS)
     labels = np.array([f"{ATTACKS[b % 4]} {b}" for b in blob])
     ids = np.array([f"{ATTACKS[p]}#{i}" for i, p in enumerate(pick)])
-    text = curation_report(m.tree_, {ATTACKS[0]: m.sample(300)}, labels=labels, ids=ids, show=ids[::-1].copy(),
-                           params={ATTACKS[1]: ATTACKS[2]}, info={"input": ATTACKS[1]})
+    text = curation_report(
+        m.tree_,
+        {ATTACKS[0]: m.sample(300)},
+        labels=labels,
+        ids=ids,
+        show=ids[::-1].copy(),
+        params={ATTACKS[1]: ATTACKS[2]},
+        info={"input": ATTACKS[1]},
+    )
     page = tmp_path / "report.html"
     page.write_text(text)
     cluster = parse(text).data["levels"][0]["c"][0]
-    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", f"{page.as_uri()}#c=0.{cluster}"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            f"{page.as_uri()}#c=0.{cluster}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     dom = Dom()
     dom.feed(proc.stdout)
     assert dom.title == "hkmeans curation report", proc.stderr[-2000:]

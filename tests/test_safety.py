@@ -80,7 +80,11 @@ def test_malformed_step_keys_are_refused_on_every_read(run, key):
     m = manifest(run)
     m["steps"].append(key)
     (run / "manifest.json").write_text(json.dumps(m))
-    for proc in (_resume(run), hkmeans("info", run, check=False), hkmeans("sample", run, "--target-size", 5, check=False)):
+    for proc in (
+        _resume(run),
+        hkmeans("info", run, check=False),
+        hkmeans("sample", run, "--target-size", 5, check=False),
+    ):
         assert_error(proc, "is not a step hkmeans writes")
 
 
@@ -161,13 +165,16 @@ def test_an_existing_file_is_replaced_only_with_force(run, tmp_path):
 # 4. index files checked when loaded
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda run, other: shutil.copy(other / "indices.npy", run / "indices.npy"), "changed since"),
-    (lambda run, other: [shutil.copy(other / f, run / f) for f in ("indices.npy", "indices.json")], "another pool"),
-    (lambda run, other: np.save(run / "indices.npy", np.load(run / "indices.npy") + 0.5), "1-D array of integers"),
-    (lambda run, other: np.save(run / "indices.npy", np.zeros((3, 2), np.int64)), "1-D array of integers"),
-    (lambda run, other: os.unlink(run / "indices.json"), "no sidecar"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda run, other: shutil.copy(other / "indices.npy", run / "indices.npy"), "changed since"),
+        (lambda run, other: [shutil.copy(other / f, run / f) for f in ("indices.npy", "indices.json")], "another pool"),
+        (lambda run, other: np.save(run / "indices.npy", np.load(run / "indices.npy") + 0.5), "1-D array of integers"),
+        (lambda run, other: np.save(run / "indices.npy", np.zeros((3, 2), np.int64)), "1-D array of integers"),
+        (lambda run, other: os.unlink(run / "indices.json"), "no sidecar"),
+    ],
+)
 def test_a_foreign_or_damaged_indices_file_is_one_line(run, tmp_path, damage, message):
     np.save(tmp_path / "y.npy", blobs(n=5000, seed=1))
     other = tmp_path / "other"
@@ -252,7 +259,9 @@ def test_long_ids_and_nul_ids_round_trip_through_a_run(tmp_path):
 
 def test_text_ids_with_a_bom_and_a_trailing_blank_line_are_integers(tmp_path):
     np.save(tmp_path / "x.npy", blobs())
-    (tmp_path / "ids.txt").write_bytes(b"\xef\xbb\xbf" + "".join(f"{i + 10}\r\n" for i in range(3000)).encode() + b"\r\n")
+    (tmp_path / "ids.txt").write_bytes(
+        b"\xef\xbb\xbf" + "".join(f"{i + 10}\r\n" for i in range(3000)).encode() + b"\r\n"
+    )
     hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT, "--ids", tmp_path / "ids.txt", "-q")
     np.testing.assert_array_equal(RunDir.ids(tmp_path / "run"), np.arange(3000) + 10)
 
@@ -263,8 +272,9 @@ def test_text_ids_with_a_bom_and_a_trailing_blank_line_are_integers(tmp_path):
 def test_text_id_errors_speak_of_text(tmp_path):
     np.save(tmp_path / "x.npy", blobs())
     (tmp_path / "ids.txt").write_bytes(b"\xff\xfe bad")
-    proc = hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT, "--ids", tmp_path / "ids.txt",
-                   check=False)
+    proc = hkmeans(
+        "fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT, "--ids", tmp_path / "ids.txt", check=False
+    )
     assert_error(proc, "not a UTF-8 text file of ids")
     assert ".npy" not in proc.stderr.split("ids.txt")[-1]
 
@@ -305,7 +315,9 @@ def test_labels_files_are_read_by_content_and_refused_in_one_line(run, tmp_path,
 
 
 def test_a_closed_pipe_is_quiet(run):
-    proc = subprocess.run(f"{sys.executable} -m hkmeans info {run} | head -1", shell=True, capture_output=True, text=True)
+    proc = subprocess.run(
+        f"{sys.executable} -m hkmeans info {run} | head -1", shell=True, capture_output=True, text=True
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("run directory") and proc.stderr == "", proc.stderr
 
 

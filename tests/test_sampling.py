@@ -96,7 +96,12 @@ def test_strategies_that_need_distances_are_refused_without_them():
     with pytest.raises(ValueError, match="distance"):
         hierarchical_sampling(tree, 2, strategy="closest")
     with pytest.raises(ValueError, match="level=0"):
-        flat_sampling(ClusterTree.from_labels([np.array([0, 1]), np.array([0, 0])], distances=[1.0, 2.0]), 1, level=1, strategy="furthest")
+        flat_sampling(
+            ClusterTree.from_labels([np.array([0, 1]), np.array([0, 0])], distances=[1.0, 2.0]),
+            1,
+            level=1,
+            strategy="furthest",
+        )
 
 
 @pytest.mark.parametrize(

@@ -118,8 +118,10 @@ def test_busy_processes_are_seen_niced_or_not():
 
     from hkmeans import _threads
 
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=(lambda n=n: os.nice(n)))
-            for n in (0, 19)]
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=(lambda n=n: os.nice(n)))
+        for n in (0, 19)
+    ]
     try:
         time.sleep(0.2)
         before, used = _threads.cpu_sample(), sum(map(_cpu_seconds, (h.pid for h in hogs)))
@@ -178,7 +180,10 @@ def test_one_cpu_under_taskset_means_one_thread():
         "with kernel_threads(): print(numba.get_num_threads())"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
         preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),
     )
     assert out.stdout.split() == ["1"]

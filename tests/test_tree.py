@@ -94,7 +94,10 @@ def test_flatten_keeps_point_membership():
         (dict(level_labels=[np.array([0, 3]), np.array([0, 0])]), "refers to cluster 3"),
         (dict(level_labels=[np.array([0, 1])], distances=np.array([1.0])), "one entry per data point"),
         (dict(level_labels=[np.array([0, 1])], distances=np.array([1.0, np.nan])), "finite"),
-        (dict(level_labels=[np.array([0, 1]), np.array([0, 0])], centroids=[np.zeros((3, 2)), np.zeros((1, 2))]), "has 3 rows"),
+        (
+            dict(level_labels=[np.array([0, 1]), np.array([0, 0])], centroids=[np.zeros((3, 2)), np.zeros((1, 2))]),
+            "has 3 rows",
+        ),
         (dict(level_labels=[np.array([0, 1])], centroids=[np.zeros((2, 2))] * 2), "levels"),
     ],
 )

@@ -36,9 +36,7 @@ def mixtures(draw):
 def test_sampling_is_more_uniform_over_components_than_the_pool(mixture, multiplier, seed):
     X, comp = mixture
     n, m = len(X), comp.max() + 1
-    model = HierarchicalKMeans(
-        (max(n // 20, m), m), n_resamples=3, random_state=seed
-    ).fit(X)
+    model = HierarchicalKMeans((max(n // 20, m), m), n_resamples=3, random_state=seed).fit(X)
     target = n // 4
     idx = model.sample(target, multiplier=multiplier, random_state=seed)
     pool = np.bincount(comp, minlength=m)

@@ -123,8 +123,7 @@ def test_dask_backend_refuses_weights():
         KMeans(5, n_init=1).fit(X, sample_weight=np.ones(400))
 
 
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(10, 60), d=st.sampled_from([2, 3, 40]),
-       hierarchical=st.booleans())
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(10, 60), d=st.sampled_from([2, 3, 40]), hierarchical=st.booleans())
 def test_weights_equal_repeated_rows_in_any_order(seed, n, d, hierarchical):
     """scikit-learn's ``check_sample_weight_equivalence`` over many data sets: the rows
     weighted and shuffled fit as the rows repeated in their order, seeding and

@@ -23,8 +23,17 @@ from .csr import SparseBackend
 from .cuda import CUDABackend
 from .protocol import Backend, LloydRunProtocol
 
-__all__ = ["Backend", "CPUBackend", "CUDABackend", "LloydRunProtocol", "SparseBackend", "dask_module", "is_dask",
-           "lookup", "resolve"]
+__all__ = [
+    "Backend",
+    "CPUBackend",
+    "CUDABackend",
+    "LloydRunProtocol",
+    "SparseBackend",
+    "dask_module",
+    "is_dask",
+    "lookup",
+    "resolve",
+]
 
 
 def is_dask(a) -> bool:

@@ -79,8 +79,9 @@ def search(X, centers, labels, sqdist, lower=None, group_offsets=None):
         group_offsets = np.array([0, centers.shape[0]])
     with kernel_threads(X.shape[0] * centers.shape[0] * X.shape[1]):
         n_tasks = max(1, min(numba.get_num_threads(), -(-X.shape[0] // chunk)))
-        assign_kernels.assign(X, centers, chunk, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, group_offsets,
-                              bounded)
+        assign_kernels.assign(
+            X, centers, chunk, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, group_offsets, bounded
+        )
 
 
 @dataclass
@@ -183,7 +184,11 @@ class HostRows:
             for rows in row_blocks(self.X):
                 x = self.X[rows]
                 key[rows] = np.asarray(x @ direction).ravel()
-                sq = x.multiply(x).sum(axis=1) if hasattr(x, "multiply") else np.einsum("ij,ij->i", x, x, dtype=np.float64)
+                sq = (
+                    x.multiply(x).sum(axis=1)
+                    if hasattr(x, "multiply")
+                    else np.einsum("ij,ij->i", x, x, dtype=np.float64)
+                )
                 self._norms[rows] = np.asarray(sq).ravel()
             self._draw_order = np.argsort(key, kind="stable")
             self._draw_rank = np.empty(self.shape[0], dtype=np.int64)
@@ -235,8 +240,9 @@ class HostRows:
         else:
             offsets, order = group_by_label(labels, k)
             with kernel_threads(len(order)):
-                rows, weights = select.pick_weight(offsets, order, scores, self.weights,
-                                                   np.asarray(take, dtype=np.float64))
+                rows, weights = select.pick_weight(
+                    offsets, order, scores, self.weights, np.asarray(take, dtype=np.float64)
+                )
         out = None if alloc is None else alloc((len(rows), self.shape[1]), self.dtype)
         return self.take(rows, out=out), weights
 
@@ -262,7 +268,7 @@ class CPUBackend(HostRows):
         self.X = X
         self.weights = weights
 
-    def weighted(self, weights) -> "CPUBackend":
+    def weighted(self, weights) -> CPUBackend:
         """The same rows with sample ``weights`` (None: unweighted)."""
         return type(self)(self.X, weights)
 
@@ -312,7 +318,7 @@ class CPUBackend(HostRows):
                 return groups.cluster_sums(self.X, offsets, order), np.diff(offsets)
             return groups.weighted_cluster_sums(self.X, self.weights, offsets, order), self.cluster_weights(labels, k)
 
-    def lloyd_run(self, group_offsets, bounds=True, state=None) -> "LloydRun":
+    def lloyd_run(self, group_offsets, bounds=True, state=None) -> LloydRun:
         """The per-row state of a Lloyd run over centres grouped as ``group_offsets``
         (see :func:`hkmeans.kmeans.lloyd`), new or as ``state`` left it."""
         return LloydRun(self, group_offsets, bounds, state)
@@ -344,10 +350,12 @@ class CPUBackend(HostRows):
         mean = sum(w[rows] @ X[rows].astype(np.float64) for rows in blocks) / total
         return sum(float(w[rows] @ np.sum((X[rows] - mean) ** 2, axis=1)) for rows in blocks) / (total * X.shape[1])
 
-    def normalized(self, alloc=None) -> "CPUBackend":
+    def normalized(self, alloc=None) -> CPUBackend:
         """A backend over the rows scaled to unit norm, written to the array
         ``alloc(shape, dtype)`` gives if given."""
-        return CPUBackend(normalize_rows(self.X, None if alloc is None else alloc(self.X.shape, self.X.dtype)), self.weights)
+        return CPUBackend(
+            normalize_rows(self.X, None if alloc is None else alloc(self.X.shape, self.X.dtype)), self.weights
+        )
 
 
 class LloydRun:
@@ -371,8 +379,9 @@ class LloydRun:
     def search(self, centers) -> None:
         """Nearest centres of every row, skipping what the bounds rule out."""
         with single_threaded_blas():
-            self.backend.search(centers, self.labels, self.sqdist, self.lower,
-                                None if self.lower is None else self.group_offsets)
+            self.backend.search(
+                centers, self.labels, self.sqdist, self.lower, None if self.lower is None else self.group_offsets
+            )
 
     def step(self, centers) -> LloydStep:
         """One pass: the search, then the clusters' sums and counts."""

@@ -39,8 +39,14 @@ class SparseBackend(CPUBackend):
     def search(self, centers, labels, sqdist, lower=None, group_offsets=None) -> None:
         """Nearest centres, in place, one densified block of rows at a time."""
         for rows in row_blocks(self.X):
-            search(self.X[rows].toarray(), centers, labels[rows], sqdist[rows],
-                   None if lower is None else lower[rows], group_offsets)
+            search(
+                self.X[rows].toarray(),
+                centers,
+                labels[rows],
+                sqdist[rows],
+                None if lower is None else lower[rows],
+                group_offsets,
+            )
 
     def cluster_sums(self, labels, k):
         """Per-cluster float64 (weighted) sums of the rows and counts (or weights), as a
@@ -81,7 +87,7 @@ class SparseBackend(CPUBackend):
         w = None if self.weights is None else self.weights.astype(self.X.dtype)  # the dtype it requires
         return float(np.mean(mean_variance_axis(self.X, axis=0, weights=w)[1]))
 
-    def normalized(self, alloc=None) -> "SparseBackend":
+    def normalized(self, alloc=None) -> SparseBackend:
         """A backend over the rows scaled to unit norm (a new sparse matrix; ``alloc``
         is not used)."""
         return SparseBackend(normalize(self.X), self.weights)

@@ -48,14 +48,18 @@ def check_available() -> None:
     from .._kernels.cuda._common import cuda
 
     if not cuda.is_available():
-        raise RuntimeError("device='cuda' but no CUDA GPU is visible to numba-cuda; check the driver (nvidia-smi) or use device='cpu'.")
+        raise RuntimeError(
+            "device='cuda' but no CUDA GPU is visible to numba-cuda; check the driver (nvidia-smi) or use device='cpu'."
+        )
 
 
 def _kernels():
     """The CUDA kernel modules, imported on first use."""
     from .._kernels.cuda import _common, assign, groups, seeding, select
 
-    return SimpleNamespace(common=_common, cuda=_common.cuda, assign=assign, groups=groups, seeding=seeding, select=select)
+    return SimpleNamespace(
+        common=_common, cuda=_common.cuda, assign=assign, groups=groups, seeding=seeding, select=select
+    )
 
 
 def _cupy_gemm():
@@ -112,7 +116,9 @@ class CUDABackend(HostRows):
             raise ValueError(f"threads must be a power of two, got {threads}.")
         self.X = X
         self.k = _kernels()
-        self.options = dict(device_bytes=device_bytes, block_rows=block_rows, threads=threads, tile_k=tile_k, tile_d=tile_d, gemm=gemm)
+        self.options = dict(
+            device_bytes=device_bytes, block_rows=block_rows, threads=threads, tile_k=tile_k, tile_d=tile_d, gemm=gemm
+        )
         self.threads, self.tile_k, self.tile_d = threads, tile_k, tile_d
         self.gemm = _cupy_gemm() if gemm == "auto" else gemm
         n, d = X.shape
@@ -226,7 +232,7 @@ class CUDABackend(HostRows):
         sums, counts, _ = self._sums(self.k.cuda.to_device(np.ascontiguousarray(labels, dtype=np.int64)), k)
         return sums, counts
 
-    def lloyd_run(self, group_offsets, bounds=True, state=None) -> "LloydRun":
+    def lloyd_run(self, group_offsets, bounds=True, state=None) -> LloydRun:
         """The per-row state of a Lloyd run on the device (new or as ``state`` left it);
         it searches without bounds."""
         return LloydRun(self, state)
@@ -286,8 +292,13 @@ class CUDABackend(HostRows):
         out = self._empty(int(out_off[-1]), np.int64)
         if out.size:
             self.k.select.pick_members[self._grid(labels.shape[0])](
-                offsets, order, labels, cuda.to_device(np.ascontiguousarray(scores, dtype=np.float64)),
-                cuda.to_device(take), cuda.to_device(out_off), out,
+                offsets,
+                order,
+                labels,
+                cuda.to_device(np.ascontiguousarray(scores, dtype=np.float64)),
+                cuda.to_device(take),
+                cuda.to_device(out_off),
+                out,
             )
         return out.copy_to_host()
 
@@ -295,13 +306,13 @@ class CUDABackend(HostRows):
         """Mean of the features' variances (a float64 pass over the host copy)."""
         return CPUBackend(self.X).mean_variance()
 
-    def weighted(self, weights) -> "CUDABackend":
+    def weighted(self, weights) -> CUDABackend:
         """This backend: it takes no sample weights yet (a one-line error for any)."""
         if weights is not None:
             raise ValueError('sample_weight is not supported on device="cuda" yet; fit on device="cpu".')
         return self
 
-    def normalized(self, alloc=None) -> "CUDABackend":
+    def normalized(self, alloc=None) -> CUDABackend:
         """A backend over the rows scaled to unit norm, written to the array
         ``alloc(shape, dtype)`` gives if given."""
         out = None if alloc is None else alloc(self.X.shape, self.X.dtype)

@@ -98,7 +98,9 @@ def local_cuda_client(workers=None):
     worker per visible GPU (``workers`` of them if given). A one-line ImportError
     without dask-cuda. Closed when the process exits."""
     if importlib.util.find_spec("dask_cuda") is None:
-        raise ImportError('device="cuda" on Dask starts one worker per GPU with dask-cuda: pip install "hkmeans[dask-cuda]", or use an existing cluster.')
+        raise ImportError(
+            'device="cuda" on Dask starts one worker per GPU with dask-cuda: pip install "hkmeans[dask-cuda]", or use an existing cluster.'
+        )
     from dask_cuda import LocalCUDACluster
     from distributed import Client
 
@@ -147,7 +149,10 @@ def local_client(workers=None, cores=None):
         workers, threads = cluster_layout(cores)
     else:
         threads = max(1, cores // workers)
-    env = {name: str(threads) for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {
+        name: str(threads)
+        for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    }
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env)
     client = Client(cluster, set_as_default=False)
 
@@ -292,8 +297,7 @@ def _value(a):
     return np.load(a) if isinstance(a, str) else a
 
 
-def _lloyd_block(x, prev, centers, group_offsets, bounds, moves, with_sums, device, name, folder,
-                 block_info=None):
+def _lloyd_block(x, prev, centers, group_offsets, bounds, moves, with_sums, device, name, folder, block_info=None):
     start = _start(block_info)
     st = None if prev is None else prev.ravel()[0]
     if st is None:
@@ -443,8 +447,10 @@ def _blocks(arrays, fn, *args):
     sources = [source_of(a) for a in arrays]
     read = tuple(i for i, s in enumerate(sources) if s is not None)
     if read:  # a stand-in of no bytes in its place, its source an argument
-        arrays = [da.zeros(a.shape[0], chunks=(a.chunks[0],), dtype=np.int8) if s is not None else a
-                  for a, s in zip(arrays, sources)]
+        arrays = [
+            da.zeros(a.shape[0], chunks=(a.chunks[0],), dtype=np.int8) if s is not None else a
+            for a, s in zip(arrays, sources)
+        ]
         args = (dask.delayed([sources[i] for i in read]), *args)
         fn = functools.partial(_reading, fn, len(arrays), read)
     n = arrays[0].numblocks[0]
@@ -453,8 +459,16 @@ def _blocks(arrays, fn, *args):
     if arrays[0].ndim == 2:  # 1-D arrays as columns: blocks align by row chunk, not by broadcasting
         arrays = [arrays[0], *(a[:, None] for a in arrays[1:])]
         drop = (1,)
-    return da.map_blocks(fn, *arrays, *args, chunks=((1,) * n,), drop_axis=drop, dtype=object,
-                         meta=np.empty(0, dtype=object), token=token)
+    return da.map_blocks(
+        fn,
+        *arrays,
+        *args,
+        chunks=((1,) * n,),
+        drop_axis=drop,
+        dtype=object,
+        meta=np.empty(0, dtype=object),
+        token=token,
+    )
 
 
 def _reading(fn, n, read, *values, block_info=None):
@@ -590,8 +604,10 @@ def thresholds(labels, scores, k, r, sizes, client=None):
             lo, hi = np.where(active, lo, np.inf), np.where(active, np.nextafter(hi, np.inf), np.inf)
         width = np.where(active, hi, 0) - np.where(active, lo, 0)
         edges = np.where(active[:, None], lo[:, None] + width[:, None] * frac, np.inf)
-        hist = compute(_tree(_blocks([labels, scores], _histogram_block, *map(dask.delayed, (lo, hi, edges))),
-                             _first, _add), client=client)[0].reshape(k, BINS)
+        hist = compute(
+            _tree(_blocks([labels, scores], _histogram_block, *map(dask.delayed, (lo, hi, edges))), _first, _add),
+            client=client,
+        )[0].reshape(k, BINS)
         cum = np.cumsum(hist, axis=1)
         b = np.argmax(cum >= (r - below)[:, None], axis=1)  # the bin of the r-th
         at = np.arange(k)
@@ -646,8 +662,13 @@ def subset(X, labels, k, take, scores, client=None):
     picks_ = [dask.delayed(p) for p in picks]
     sizes = _gather(_blocks([labels, scores], _picked_count_block, *picks_), client)
     parts = _blocks([X, labels, scores], _subset_block, *picks_)
-    rows = parts.map_blocks(_first, chunks=(tuple(sizes), (X.shape[1],)), new_axis=1, dtype=X.dtype,
-                            meta=np.empty((0, X.shape[1]), dtype=X.dtype))
+    rows = parts.map_blocks(
+        _first,
+        chunks=(tuple(sizes), (X.shape[1],)),
+        new_axis=1,
+        dtype=X.dtype,
+        meta=np.empty((0, X.shape[1]), dtype=X.dtype),
+    )
     return rows.blocks[[i for i, m in enumerate(sizes) if m > 0]]  # no empty chunks
 
 
@@ -664,8 +685,11 @@ def gather_rows(a, rows, client=None) -> np.ndarray:
     starts = np.concatenate([[0], np.cumsum(a.chunks[0])]).astype(np.int64)
     cut = np.searchsorted(rows, starts)  # rows[cut[c]:cut[c + 1]] are in chunk c
     source = dask.delayed(source)
-    parts = [dask.delayed(_rows_of)(source, int(starts[c]), int(starts[c + 1]), rows[cut[c]:cut[c + 1]] - starts[c])
-             for c in range(len(starts) - 1) if cut[c + 1] > cut[c]]
+    parts = [
+        dask.delayed(_rows_of)(source, int(starts[c]), int(starts[c + 1]), rows[cut[c] : cut[c + 1]] - starts[c])
+        for c in range(len(starts) - 1)
+        if cut[c + 1] > cut[c]
+    ]
     got = compute(*parts, client=client)
     return np.concatenate(got) if got else np.empty((0, *a.shape[1:]), dtype=a.dtype)
 
@@ -754,7 +778,7 @@ class DaskBackend:
     def dtype(self):
         return self.X.dtype
 
-    def _over(self, X) -> "DaskBackend":
+    def _over(self, X) -> DaskBackend:
         """This backend over rows ``X`` derived from its own (valid as they are, on
         workers already checked)."""
         out = copy.copy(self)
@@ -811,7 +835,7 @@ class DaskBackend:
         sums, n, _, _ = self._compute(_tree(blocks, _lloyd_leaf, _lloyd_sum))[0]
         return sums, n
 
-    def lloyd_run(self, group_offsets, bounds=True, state=None) -> "DaskLloydRun":
+    def lloyd_run(self, group_offsets, bounds=True, state=None) -> DaskLloydRun:
         """The per-row state of a Lloyd run, kept on the workers."""
         if state is not None:
             raise ValueError("a Lloyd run on the dask backend cannot resume from a saved state.")
@@ -889,13 +913,13 @@ class DaskBackend:
         """Rows per cluster as float64 (the weights of an unweighted backend)."""
         return self.counts(labels, k).astype(np.float64)
 
-    def weighted(self, weights) -> "DaskBackend":
+    def weighted(self, weights) -> DaskBackend:
         """This backend: it takes no sample weights (a one-line error for any)."""
         if weights is not None:
             raise ValueError("sample_weight is not supported on the dask backend; fit in memory (backend='cpu').")
         return self
 
-    def normalized(self, alloc=None) -> "DaskBackend":
+    def normalized(self, alloc=None) -> DaskBackend:
         """A backend over the rows scaled to unit norm (recomputed per pass; ``alloc``
         is not used: nothing is written on the client)."""
         from .dask_io import map_rows
@@ -908,8 +932,13 @@ class DaskBackend:
 
     def distances(self, centers):
         """Euclidean distances of each row to each centre, a lazy dask array."""
-        return self.X.map_blocks(_distances_block, dask.delayed(centers), chunks=(self.rows, (centers.shape[0],)),
-                                 dtype=np.float64, meta=np.empty((0, 0), np.float64))
+        return self.X.map_blocks(
+            _distances_block,
+            dask.delayed(centers),
+            chunks=(self.rows, (centers.shape[0],)),
+            dtype=np.float64,
+            meta=np.empty((0, 0), np.float64),
+        )
 
 
 def _sums_block(x, labels, k, device, name, block_info=None):
@@ -944,8 +973,18 @@ class DaskLloydRun:
             folder = tempfile.mkdtemp(prefix="lloyd-", dir=b.scratch)
             self._folders.append(folder)
         self.blocks = persist(
-            _blocks([b.X, *prev], fn, centers, dask.delayed(self.group_offsets), self.bounds,
-                    dask.delayed(self._moves), with_sums, b.device, b.X.name, folder),
+            _blocks(
+                [b.X, *prev],
+                fn,
+                centers,
+                dask.delayed(self.group_offsets),
+                self.bounds,
+                dask.delayed(self._moves),
+                with_sums,
+                b.device,
+                b.X.name,
+                folder,
+            ),
             client=b.client,
         )[0]
         self._moves = []
@@ -963,8 +1002,13 @@ class DaskLloydRun:
         return LloydStep(sums, counts, float(sum(inertia)), changed)
 
     def _inertia(self) -> float:
-        return float(sum(_gather(self.blocks.map_blocks(_inertia_of, dtype=object, meta=np.empty(0, object)),
-                                 self.backend.client)))
+        return float(
+            sum(
+                _gather(
+                    self.blocks.map_blocks(_inertia_of, dtype=object, meta=np.empty(0, object)), self.backend.client
+                )
+            )
+        )
 
     def search(self, centers) -> None:
         """Nearest centres of every row, skipping what the bounds rule out."""
@@ -1006,8 +1050,9 @@ class DaskLloydRun:
 
 
 def _lloyd_block_first(x, centers, group_offsets, bounds, moves, with_sums, device, name, folder, block_info=None):
-    return _lloyd_block(x, None, centers, group_offsets, bounds, moves, with_sums, device, name, folder,
-                        block_info=block_info)
+    return _lloyd_block(
+        x, None, centers, group_offsets, bounds, moves, with_sums, device, name, folder, block_info=block_info
+    )
 
 
 def _remove_all(folders):

@@ -45,8 +45,14 @@ _LAYERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 def rows_array(source, chunks):
     """A dask array over ``source`` (an array-like that reads the rows it is sliced
     for) in row chunks ``chunks``, whose source :func:`source_of` finds."""
-    out = da.from_array(source, chunks=chunks, asarray=False, fancy=False, inline_array=True,
-                        meta=np.empty((0,) * len(source.shape), dtype=source.dtype))
+    out = da.from_array(
+        source,
+        chunks=chunks,
+        asarray=False,
+        fancy=False,
+        inline_array=True,
+        meta=np.empty((0,) * len(source.shape), dtype=source.dtype),
+    )
     _SOURCES[out.name], _LAYERS[out.name] = source, out.dask.layers[out.name]
     return out
 
@@ -160,9 +166,19 @@ def save_scratch(path, array) -> None:
 
 def _writes(arrays, folder, durable):
     """Tasks writing each dask array of ``arrays`` (a dict by name) as one file per chunk."""
-    return [a.map_blocks(_write, folder, name, durable, chunks=((1,) * a.numblocks[0],),
-                         drop_axis=list(range(1, a.ndim)), dtype=np.int8, meta=np.empty(0, np.int8))
-            for name, a in arrays.items()]
+    return [
+        a.map_blocks(
+            _write,
+            folder,
+            name,
+            durable,
+            chunks=((1,) * a.numblocks[0],),
+            drop_axis=list(range(1, a.ndim)),
+            dtype=np.int8,
+            meta=np.empty(0, np.int8),
+        )
+        for name, a in arrays.items()
+    ]
 
 
 def store(folder, client=None, **arrays) -> None:
@@ -189,8 +205,12 @@ def load(folder, client=None) -> dict:
         if parts[0][0] != 0 or any(a[1] != b[0] for a, b in zip(parts, parts[1:])):
             raise ValueError(f"{folder}: the chunks of {name} do not cover its rows; use --overwrite to start over.")
         dtype = np.load(parts[0][2], mmap_mode="r").dtype
-        out[name] = da.concatenate([da.from_delayed(dask.delayed(np.load, pure=True)(path), shape=(b - a,), dtype=dtype)
-                                    for a, b, path in parts])
+        out[name] = da.concatenate(
+            [
+                da.from_delayed(dask.delayed(np.load, pure=True)(path), shape=(b - a,), dtype=dtype)
+                for a, b, path in parts
+            ]
+        )
     names = list(out)
     return dict(zip(names, persist(*out.values(), client=client)))
 

@@ -14,8 +14,7 @@ from .._progress import log
 from ..backends import dask_module
 from ..hierarchy import check_hierarchy_params, hierarchical_kmeans, tree_from_levels
 from ..ids import check_ids, column_ids, digest, load_ids
-from ..io import InputError
-from ..io import convert, save_parquet, save_text, scan
+from ..io import InputError, convert, save_parquet, save_text, scan
 from ..kmeans import check_kmeans_params
 from ..readers import SubsetPool, open_pool
 from ..sampling import flat_sampling, hierarchical_sampling
@@ -70,13 +69,20 @@ def _prepare_fit(args, config):
     ids = _read_ids(pool, config)
     dtype = _compute_dtype(pool.dtype, config["dtype"])
     splits = check_hierarchy_params(
-        pool.shape[0], config["n_clusters"], config["n_resamples"], config["sample_size"],
-        config["resample_strategy"], config["n_splits"],
+        pool.shape[0],
+        config["n_clusters"],
+        config["n_resamples"],
+        config["sample_size"],
+        config["resample_strategy"],
+        config["n_splits"],
     )[3]
-    check_kmeans_params(pool, 1, config["init"], config["n_init"], config["max_iter"], config["tol"], config["metric"], True)
+    check_kmeans_params(
+        pool, 1, config["init"], config["n_init"], config["max_iter"], config["tol"], config["metric"], True
+    )
     if cfg.on_dask(config) and splits[0] > 1:
-        raise cfg.ConfigError("n_splits > 1 at level 0 does not run on Dask; split a level above, or drop "
-                              "--scheduler/--workers.")
+        raise cfg.ConfigError(
+            "n_splits > 1 at level 0 does not run on Dask; split a level above, or drop --scheduler/--workers."
+        )
     source = {**pool.describe(), "shape": list(pool.shape), "dtype": pool.dtype.str}
     fingerprint = None if args.overwrite else _known_fingerprint(args.out, source)
     if fingerprint is None:
@@ -119,9 +125,12 @@ def _read_ids(pool, config):
             return None
         name = f"{whole.source}: column {config['id_column'] or 'id'}"
     ids = check_ids(raw, whole.shape[0], name)
-    record = {"from": os.path.abspath(name) if config["ids"] is not None else name,
-              "n": int(len(ids)), "dtype": "str" if ids.dtype.kind == "O" else ids.dtype.str,
-              "digest": digest(ids)}
+    record = {
+        "from": os.path.abspath(name) if config["ids"] is not None else name,
+        "n": int(len(ids)),
+        "dtype": "str" if ids.dtype.kind == "O" else ids.dtype.str,
+        "digest": digest(ids),
+    }
     return ids, record
 
 
@@ -199,8 +208,9 @@ def _fit_on_dask(args, config, pool, dtype, run, client):
     dask = dask_module()
     from ..backends.dask_io import pool_array
 
-    X = pool_array(args.embeddings, dtype, column=config["column"], subset_indices=config["subset_indices"],
-                   shape=pool.shape)
+    X = pool_array(
+        args.embeddings, dtype, column=config["column"], subset_indices=config["subset_indices"], shape=pool.shape
+    )
     scratch = dask_config.get("hkmeans.scratch", None)
     scratch = os.path.join(run.path, DASK_SCRATCH) if scratch is None else scratch
     with dask.using(client), dask_config.set({"hkmeans.scratch": scratch}):
@@ -224,7 +234,9 @@ def _outputs(output, run_dir, sizes):
     if output is None:
         npy, parquet = os.path.join(run_dir, "indices"), os.path.join(run_dir, "selected")
     elif output.endswith(".parquet"):
-        raise cfg.ConfigError(f"{output}: -o names the indices file (X.npy); the Parquet file goes beside it (X.parquet).")
+        raise cfg.ConfigError(
+            f"{output}: -o names the indices file (X.npy); the Parquet file goes beside it (X.parquet)."
+        )
     else:
         if not output.endswith(".npy"):
             suffix = ""  # the name as given
@@ -255,13 +267,18 @@ def _sample(tree, config, outputs, verbosity, source, run_dir, ids=None):
                 f"({tree.n_samples} x {config['multiplier']}); writing all {n_max}.",
                 UserWarning,
             )
-        idx = sampler(tree, size, strategy=config["strategy"], multiplier=config["multiplier"], random_state=config["seed"])
+        idx = sampler(
+            tree, size, strategy=config["strategy"], multiplier=config["multiplier"], random_state=config["seed"]
+        )
         in_run = os.path.dirname(os.path.abspath(npy)) == os.path.abspath(run_dir)
         save_indices(npy, idx if rows is None else rows[idx], source, in_run)
         if tables:
             save_parquet(parquet, [selected_table(tree, idx, ids, rows)])
         if verbosity >= 0:
-            print(f"{len(idx)} indices written to {npy}" + (f", their rows to {parquet}" if tables else ""), file=sys.stderr)
+            print(
+                f"{len(idx)} indices written to {npy}" + (f", their rows to {parquet}" if tables else ""),
+                file=sys.stderr,
+            )
 
 
 def fit(args) -> None:
@@ -296,15 +313,21 @@ def _warn_if_changed(source) -> None:
     """Warn when the input a run was fitted on has changed since (sizes, times,
     inodes of its files): the tree describes the old contents."""
     try:
-        now = open_pool(source["path"], column=source.get("column"),
-                        subset_indices=source.get("subset_indices", {}).get("path")).describe()
+        now = open_pool(
+            source["path"], column=source.get("column"), subset_indices=source.get("subset_indices", {}).get("path")
+        ).describe()
     except (InputError, OSError, ValueError):
-        warnings.warn(f"{source['path']}: the input of this fit cannot be opened any more; sampling the tree "
-                      "as it was fitted.", UserWarning)
+        warnings.warn(
+            f"{source['path']}: the input of this fit cannot be opened any more; sampling the tree as it was fitted.",
+            UserWarning,
+        )
         return
     if any(source.get(key) != value for key, value in now.items() if key not in ("path", "subset_indices")):
-        warnings.warn(f"{source['path']}: the input changed since the fit (size, time or inode); the subset is "
-                      "drawn from the tree of the old contents: rerun the fit to curate the new ones.", UserWarning)
+        warnings.warn(
+            f"{source['path']}: the input changed since the fit (size, time or inode); the subset is "
+            "drawn from the tree of the old contents: rerun the fit to curate the new ones.",
+            UserWarning,
+        )
 
 
 def info(args) -> None:
@@ -322,7 +345,9 @@ def info(args) -> None:
     if manifest["status"] != "done":
         return
     tree = RunDir.tree(args.run_dir)
-    print(f"{'level':>5} {'clusters':>9} {'empty':>6}   points per cluster: {'min':>7} {'median':>8} {'mean':>9} {'max':>8}")
+    print(
+        f"{'level':>5} {'clusters':>9} {'empty':>6}   points per cluster: {'min':>7} {'median':>8} {'mean':>9} {'max':>8}"
+    )
     for t in range(tree.n_levels):
         sizes = tree.sizes(t)
         print(
@@ -370,7 +395,9 @@ def _labels(path, column, n):
     if path is None:
         return None
     if not os.path.isfile(path):
-        raise cfg.ConfigError(f"{path}: {'is a directory' if os.path.isdir(path) else 'no such file'}; give a file of labels.")
+        raise cfg.ConfigError(
+            f"{path}: {'is a directory' if os.path.isdir(path) else 'no such file'}; give a file of labels."
+        )
     try:
         if _is_parquet(path):
             import pyarrow as pa
@@ -379,12 +406,16 @@ def _labels(path, column, n):
             name = column or "label"
             names = pq.read_schema(path).names
             if name not in names:
-                raise cfg.ConfigError(f"{path}: no column {name!r}; columns: {', '.join(names)} (choose one with --column).")
+                raise cfg.ConfigError(
+                    f"{path}: no column {name!r}; columns: {', '.join(names)} (choose one with --column)."
+                )
             values = pq.read_table(path, columns=[name]).column(0)
             if pa.types.is_nested(values.type):
                 raise cfg.ConfigError(f"{path}: column {name!r} is {values.type}, not one label per row.")
             if values.null_count:
-                raise cfg.ConfigError(f"{path}: column {name!r} holds {values.null_count} nulls; every row needs a label.")
+                raise cfg.ConfigError(
+                    f"{path}: column {name!r} holds {values.null_count} nulls; every row needs a label."
+                )
             labels = values.to_numpy(zero_copy_only=False)
         else:
             labels = np.load(path, allow_pickle=False)
@@ -395,8 +426,10 @@ def _labels(path, column, n):
         kind = "Parquet file" if _is_parquet(path) else ".npy file (or a Parquet file)"
         raise cfg.ConfigError(f"{path}: cannot read labels as a {kind} ({first}).") from None
     if labels.ndim != 1 or len(labels) != n:
-        raise cfg.ConfigError(f"{path}: labels of shape {labels.shape} for a pool of {n} rows; "
-                              "give one label per row (a 1-D array or column).")
+        raise cfg.ConfigError(
+            f"{path}: labels of shape {labels.shape} for a pool of {n} rows; "
+            "give one label per row (a 1-D array or column)."
+        )
     if labels.dtype.kind == "f" and np.isnan(labels).any():
         raise cfg.ConfigError(f"{path}: {int(np.isnan(labels).sum())} labels are NaN; every row needs a label.")
     return labels
@@ -409,25 +442,38 @@ def report(args) -> None:
     source = manifest["input"]
     out = args.output or os.path.join(args.run_dir, "report.html")
     show = [args.show] if args.show and os.path.isfile(args.show) else []
-    check_output(out, own_run=args.run_dir, names=REPORT_OUTPUTS, reads=read_files(manifest) + [args.labels] + show,
-                 force=args.force)
+    check_output(
+        out,
+        own_run=args.run_dir,
+        names=REPORT_OUTPUTS,
+        reads=read_files(manifest) + [args.labels] + show,
+        force=args.force,
+    )
     if manifest["status"] != "done":
         raise RunDirError(f"{args.run_dir}: the fit is not finished; rerun it first.")
     tree = RunDir.tree(args.run_dir)
     if args.target_size is not None:
-        selected = {f"a fresh sample of {args.target_size}": hierarchical_sampling(tree, args.target_size, random_state=0)}
+        selected = {
+            f"a fresh sample of {args.target_size}": hierarchical_sampling(tree, args.target_size, random_state=0)
+        }
     else:
         selected = run_subsets(args.run_dir, source, tree)
         if not selected:
-            raise cfg.ConfigError(f"{args.run_dir}: no indices.npy nor indices-N.npy; give --target-size or run "
-                                  "hkmeans sample first.")
+            raise cfg.ConfigError(
+                f"{args.run_dir}: no indices.npy nor indices-N.npy; give --target-size or run hkmeans sample first."
+            )
     labels = _labels(args.labels, args.column, tree.n_samples)
     show = _show(args.show, source, tree.n_samples)
-    info = {"run directory": os.path.abspath(args.run_dir), "input": f"{source['path']} "
-            f"({source['shape'][0]} x {source['shape'][1]})", "created": manifest.get("created", "?"),
-            "finished": manifest.get("finished", "?"), **RunDir.timings(args.run_dir, tree.n_levels)}
-    save_text(out, curation_report(tree, selected, labels, manifest["params"], info,
-                                   ids=RunDir.ids(args.run_dir), show=show))
+    info = {
+        "run directory": os.path.abspath(args.run_dir),
+        "input": f"{source['path']} ({source['shape'][0]} x {source['shape'][1]})",
+        "created": manifest.get("created", "?"),
+        "finished": manifest.get("finished", "?"),
+        **RunDir.timings(args.run_dir, tree.n_levels),
+    }
+    save_text(
+        out, curation_report(tree, selected, labels, manifest["params"], info, ids=RunDir.ids(args.run_dir), show=show)
+    )
     log.info("report: %s", out)
     print(out)
 
@@ -454,8 +500,9 @@ def _show(name, source, n):
         except ImportError:
             raise cfg.ConfigError(f"--show {name}: reading a Parquet column {PARQUET_HINT}.") from None
         except (OSError, ValueError, KeyError, TypeError):
-            raise cfg.ConfigError(f"--show {name}: neither a file nor a column of the Parquet input "
-                                  f"{source['path']}.") from None
+            raise cfg.ConfigError(
+                f"--show {name}: neither a file nor a column of the Parquet input {source['path']}."
+            ) from None
         rows = input_rows(source)
         values = values if rows is None else values[rows]
     if values.ndim != 1 or len(values) != n:
@@ -476,8 +523,9 @@ def export(args) -> None:
     if holder is not None and not os.path.samefile(holder, args.run_dir):
         raise cfg.ConfigError(f"{folder}: another hkmeans run directory ({holder}), or inside one; give another --out.")
     if holder is not None and os.path.abspath(folder) != holder:
-        raise cfg.ConfigError(f"{folder}: inside the run directory {args.run_dir}; give the run directory itself "
-                              "or a folder outside it.")
+        raise cfg.ConfigError(
+            f"{folder}: inside the run directory {args.run_dir}; give the run directory itself or a folder outside it."
+        )
     paths = [os.path.join(folder, name) for name in ("assignments.parquet", "clusters.parquet")]
     if os.path.isdir(folder):
         for path in paths:

@@ -42,44 +42,90 @@ def _size_list(text):
 # with n_clusters required; then the keys of the command line alone
 FIT_KEYS = {
     **{key: param for key, param in FIT_PARAMS.items() if key != "backend"},
-    "n_clusters": replace(FIT_PARAMS["n_clusters"], default=None,
-                          help=FIT_PARAMS["n_clusters"].help + " (required, here or in --config)"),
+    "n_clusters": replace(
+        FIT_PARAMS["n_clusters"], default=None, help=FIT_PARAMS["n_clusters"].help + " (required, here or in --config)"
+    ),
     "dtype": choice(DTYPES, "auto", "compute dtype (auto: float64 input stays float64, others float32)"),
     "seed": Param(0, lambda v: is_int(v, 0), "a non-negative integer", "seed of every random choice", metavar="SEED"),
 }
 SAMPLE_KEYS = {
-    "target_size": Param(None, _sizes, f"an integer from 0 to {MAX_COUNT}, or a list of them",
-                         "points to pick (required, here or in --config); several, comma-separated, "
-                         "sample once per size", metavar="N", parse=_size_list),
+    "target_size": Param(
+        None,
+        _sizes,
+        f"an integer from 0 to {MAX_COUNT}, or a list of them",
+        "points to pick (required, here or in --config); several, comma-separated, sample once per size",
+        metavar="N",
+        parse=_size_list,
+    ),
     "strategy": choice(STRATEGIES, "random", "how a finest-level cluster picks its points"),
-    "multiplier": Param(1, lambda v: is_int(v, 1, MAX_COUNT), f"an integer from 1 to {MAX_COUNT}",
-                        "most times one point may be picked", metavar="M"),
+    "multiplier": Param(
+        1,
+        lambda v: is_int(v, 1, MAX_COUNT),
+        f"an integer from 1 to {MAX_COUNT}",
+        "most times one point may be picked",
+        metavar="M",
+    ),
     "method": choice(METHODS, "hierarchical", "balance over the whole tree, or the finest level only"),
 }
 # what is read: not fit parameters (the input's fingerprint tells inputs apart)
 INPUT_KEYS = {
-    "column": Param(None, _text, "a column name",
-                    "Parquet input: the column of embeddings (default: the only list-typed column)",
-                    metavar="NAME", parse=str),
-    "subset_indices": Param(None, _text, "a file name",
-                            "a .npy of sorted, distinct row numbers: fit on those rows only "
-                            "(indices written are rows of the whole input)", metavar="FILE", parse=str),
-    "ids": Param(None, _text, "a file name",
-                 "one id per row of the input: a .npy of integers or strings, or a .txt/.csv of one per line",
-                 metavar="FILE", parse=str),
-    "id_column": Param(None, _text, "a column name",
-                       "Parquet input: the column of ids (default: id, when there is one)", metavar="NAME", parse=str),
+    "column": Param(
+        None,
+        _text,
+        "a column name",
+        "Parquet input: the column of embeddings (default: the only list-typed column)",
+        metavar="NAME",
+        parse=str,
+    ),
+    "subset_indices": Param(
+        None,
+        _text,
+        "a file name",
+        "a .npy of sorted, distinct row numbers: fit on those rows only (indices written are rows of the whole input)",
+        metavar="FILE",
+        parse=str,
+    ),
+    "ids": Param(
+        None,
+        _text,
+        "a file name",
+        "one id per row of the input: a .npy of integers or strings, or a .txt/.csv of one per line",
+        metavar="FILE",
+        parse=str,
+    ),
+    "id_column": Param(
+        None,
+        _text,
+        "a column name",
+        "Parquet input: the column of ids (default: id, when there is one)",
+        metavar="NAME",
+        parse=str,
+    ),
 }
 RUN_KEYS = {
-    "checkpoint_interval": Param(60.0, is_finite_non_negative, "a finite non-negative number of seconds",
-                                 "seconds between saved states of a running k-means", metavar="SECONDS"),
-    "scheduler": Param(None, _text, "an address",
-                       "run level 0 on the Dask cluster of the scheduler at ADDRESS (e.g. tcp://host:8786), "
-                       "its workers reading the input chunk by chunk (they must see its files at the same paths)",
-                       metavar="ADDRESS", parse=str),
-    "workers": Param(None, lambda v: is_int(v, 1), "a positive integer",
-                     "run level 0 on a local Dask cluster of N worker processes, each with cores / N "
-                     "Numba and BLAS threads", metavar="N"),
+    "checkpoint_interval": Param(
+        60.0,
+        is_finite_non_negative,
+        "a finite non-negative number of seconds",
+        "seconds between saved states of a running k-means",
+        metavar="SECONDS",
+    ),
+    "scheduler": Param(
+        None,
+        _text,
+        "an address",
+        "run level 0 on the Dask cluster of the scheduler at ADDRESS (e.g. tcp://host:8786), "
+        "its workers reading the input chunk by chunk (they must see its files at the same paths)",
+        metavar="ADDRESS",
+        parse=str,
+    ),
+    "workers": Param(
+        None,
+        lambda v: is_int(v, 1),
+        "a positive integer",
+        "run level 0 on a local Dask cluster of N worker processes, each with cores / N Numba and BLAS threads",
+        metavar="N",
+    ),
 }
 KEYS = {**FIT_KEYS, **SAMPLE_KEYS, **INPUT_KEYS, **RUN_KEYS}
 #: Keys whose values are file names: written to a run's config.toml as absolute paths,
@@ -117,7 +163,9 @@ def effective(path, flags: dict) -> dict:
     config = {key: spec.default for key, spec in KEYS.items()}
     if path is not None:
         config.update(read(path))
-    config.update({key: check(key, value, "--" + key.replace("_", "-")) for key, value in flags.items() if value is not None})
+    config.update(
+        {key: check(key, value, "--" + key.replace("_", "-")) for key, value in flags.items() if value is not None}
+    )
     return config
 
 

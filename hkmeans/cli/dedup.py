@@ -13,26 +13,48 @@ from ..readers import open_pool
 from ..tables import _structured
 from . import config as cfg
 
-EXAMPLES = ["hkmeans dedup emb.npy --threshold 0.95 --out dedup/",
-            "hkmeans dedup pool.parquet --column emb --id-column url --threshold 0.9 --out dedup/"]
+EXAMPLES = [
+    "hkmeans dedup emb.npy --threshold 0.95 --out dedup/",
+    "hkmeans dedup pool.parquet --column emb --id-column url --threshold 0.9 --out dedup/",
+]
 PARQUET_HINT = 'install pyarrow (pip install "hkmeans[parquet]")'
 
 
 def add_arguments(p) -> None:
     """The command's arguments on the parser ``p``."""
-    p.add_argument("embeddings", metavar="EMBEDDINGS",
-                   help="a 2-D float or integer .npy file (memory-mapped); a directory or glob of .npy shards "
-                        "or of Parquet files; a Parquet file; or a zarr array's directory")
-    p.add_argument("--threshold", type=float, required=True, metavar="T",
-                   help="cosine similarity at or above which two rows are duplicates, in (0, 1] "
-                        "(with --metric euclidean: the distance at or below which they are)")
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="folder for kept.npy and duplicates.parquet (made; must be missing or empty)")
-    p.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine",
-                   help="compare rows by cosine similarity or by Euclidean distance (default: cosine)")
-    p.add_argument("--keep", choices=KEEP, default="hard",
-                   help="which row of a group is kept: hard (farthest from its centroid, as SemDeDup), easy, "
-                        "random or first (default: hard)")
+    p.add_argument(
+        "embeddings",
+        metavar="EMBEDDINGS",
+        help="a 2-D float or integer .npy file (memory-mapped); a directory or glob of .npy shards "
+        "or of Parquet files; a Parquet file; or a zarr array's directory",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        required=True,
+        metavar="T",
+        help="cosine similarity at or above which two rows are duplicates, in (0, 1] "
+        "(with --metric euclidean: the distance at or below which they are)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder for kept.npy and duplicates.parquet (made; must be missing or empty)",
+    )
+    p.add_argument(
+        "--metric",
+        choices=("cosine", "euclidean"),
+        default="cosine",
+        help="compare rows by cosine similarity or by Euclidean distance (default: cosine)",
+    )
+    p.add_argument(
+        "--keep",
+        choices=KEEP,
+        default="hard",
+        help="which row of a group is kept: hard (farthest from its centroid, as SemDeDup), easy, "
+        "random or first (default: hard)",
+    )
     p.add_argument("--n-clusters", type=int, metavar="K", help="clusters searched (default: about sqrt(rows))")
     p.add_argument("--column", metavar="NAME", help="Parquet input: the column of embeddings")
     p.add_argument("--ids", metavar="FILE", help=cfg.INPUT_KEYS["ids"].help)
@@ -71,8 +93,9 @@ def run(args) -> None:
         X = pool.read(0, pool.shape[0])
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float32)
-    res = dedup(X, args.threshold, metric=args.metric, keep=args.keep, random_state=args.seed,
-                n_clusters=args.n_clusters)
+    res = dedup(
+        X, args.threshold, metric=args.metric, keep=args.keep, random_state=args.seed, n_clusters=args.n_clusters
+    )
     os.makedirs(args.out, exist_ok=True)
     save_parquet(os.path.join(args.out, "duplicates.parquet"), [_table(res, ids)])
     save_npy(os.path.join(args.out, "kept.npy"), res.kept)

@@ -16,8 +16,7 @@ import warnings
 from .. import __version__
 from .._progress import Heartbeat, TqdmHandler, log
 from ..io import InputError
-from . import commands
-from . import dedup
+from . import commands, dedup
 from . import config as cfg
 from .config import ConfigError
 from .rundir import RunDirError
@@ -59,29 +58,41 @@ def _fit_options(p):
     for key, spec in {**cfg.FIT_KEYS, **cfg.INPUT_KEYS, **cfg.RUN_KEYS}.items():
         if key != "seed":
             _flag(p, key, spec)
-    p.add_argument("--overwrite", action="store_true",
-                   help="start over in a RUN_DIR that holds another run (deletes only what hkmeans wrote there)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a RUN_DIR that holds another run (deletes only what hkmeans wrote there)",
+    )
 
 
 def _input(p):
-    p.add_argument("embeddings", metavar="EMBEDDINGS",
-                   help="a 2-D float or integer .npy file (memory-mapped); a directory or glob of .npy shards "
-                        "or of Parquet files; a Parquet file; or a zarr array's directory")
+    p.add_argument(
+        "embeddings",
+        metavar="EMBEDDINGS",
+        help="a 2-D float or integer .npy file (memory-mapped); a directory or glob of .npy shards "
+        "or of Parquet files; a Parquet file; or a zarr array's directory",
+    )
 
 
 def _sample_options(p):
     for key, spec in cfg.SAMPLE_KEYS.items():
         _flag(p, key, spec)
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="indices file, X.npy; the selected rows go beside it to X.parquet "
-                        "(default: RUN_DIR/indices.npy and RUN_DIR/selected.parquet)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="indices file, X.npy; the selected rows go beside it to X.parquet "
+        "(default: RUN_DIR/indices.npy and RUN_DIR/selected.parquet)",
+    )
     _force(p)
 
 
 def _force(p):
-    p.add_argument("--force", action="store_true",
-                   help="replace output files that exist outside the run directory (never a file the run reads "
-                        "or keeps)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace output files that exist outside the run directory (never a file the run reads or keeps)",
+    )
 
 
 def _common(p):
@@ -94,37 +105,52 @@ def _common(p):
 
 
 EXAMPLES = {
-    "fit": ["hkmeans fit emb.npy --out run/ --n-clusters 10000,1000,100",
-            "hkmeans fit emb.npy --out run/ --config curation.toml --seed 1",
-            "hkmeans fit 'shards/*.npy' --out run/ --n-clusters 1000,100 --subset-indices dedup.npy",
-            "hkmeans fit pool.parquet --column emb --out run/ --n-clusters 1000,100"],
-    "sample": ["hkmeans sample run/ --target-size 200000 -o subset.npy",
-               "hkmeans sample run/ --target-size 100000,500000,1000000",
-               "hkmeans sample run/ --target-size 50000 --strategy closest --multiplier 2"],
-    "curate": ["hkmeans curate emb.npy --out run/ --n-clusters 10000,1000,100 --target-size 1000000",
-               "hkmeans curate emb.npy --out run/ --config curation.toml -o subset.npy"],
+    "fit": [
+        "hkmeans fit emb.npy --out run/ --n-clusters 10000,1000,100",
+        "hkmeans fit emb.npy --out run/ --config curation.toml --seed 1",
+        "hkmeans fit 'shards/*.npy' --out run/ --n-clusters 1000,100 --subset-indices dedup.npy",
+        "hkmeans fit pool.parquet --column emb --out run/ --n-clusters 1000,100",
+    ],
+    "sample": [
+        "hkmeans sample run/ --target-size 200000 -o subset.npy",
+        "hkmeans sample run/ --target-size 100000,500000,1000000",
+        "hkmeans sample run/ --target-size 50000 --strategy closest --multiplier 2",
+    ],
+    "curate": [
+        "hkmeans curate emb.npy --out run/ --n-clusters 10000,1000,100 --target-size 1000000",
+        "hkmeans curate emb.npy --out run/ --config curation.toml -o subset.npy",
+    ],
     "demo": ["hkmeans demo", "hkmeans demo --out plots/ --seed 3"],
     "info": ["hkmeans info run/", "hkmeans info run/ | grep status"],
     "export": ["hkmeans export run/", "hkmeans export run/ --out tables/"],
-    "report": ["hkmeans report run/ -o report.html",
-               "hkmeans report run/ --labels meta.parquet --column source -o report.html"],
+    "report": [
+        "hkmeans report run/ -o report.html",
+        "hkmeans report run/ --labels meta.parquet --column source -o report.html",
+    ],
     "dedup": dedup.EXAMPLES,
-    "advise": ["hkmeans advise emb.npy --target-size 1000000",
-               "hkmeans advise emb.npy --target-size 200000 > curation.toml"],
+    "advise": [
+        "hkmeans advise emb.npy --target-size 1000000",
+        "hkmeans advise emb.npy --target-size 200000 > curation.toml",
+    ],
 }
 
 
 def _subcommand(sub, name, help, run):
     epilog = "examples:\n" + "\n".join("  " + line for line in EXAMPLES[name])
-    p = sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        name, help=help, description=help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.set_defaults(run=run)
     return p
 
 
 def parser() -> argparse.ArgumentParser:
-    top = _Parser(prog="hkmeans", description="Automatic data curation by hierarchical k-means.",
-                  epilog="examples:\n  hkmeans demo\n  " + EXAMPLES["curate"][0],
-                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = _Parser(
+        prog="hkmeans",
+        description="Automatic data curation by hierarchical k-means.",
+        epilog="examples:\n  hkmeans demo\n  " + EXAMPLES["curate"][0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     top.add_argument("--version", action="version", version=f"hkmeans {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
@@ -157,8 +183,11 @@ def parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "export", "every row's clusters and every cluster as Parquet tables", commands.export)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of a finished fit")
-    p.add_argument("--out", metavar="DIR",
-                   help="where assignments.parquet and clusters.parquet go (default: RUN_DIR; made if missing)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where assignments.parquet and clusters.parquet go (default: RUN_DIR; made if missing)",
+    )
     _force(p)
     p.set_defaults(verbosity=0)
 
@@ -166,11 +195,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of a finished fit")
     p.add_argument("--labels", metavar="FILE", help="one label per pool row: a .npy file or a Parquet file")
     p.add_argument("--column", metavar="NAME", help="the labels' column of a Parquet file (default: label)")
-    p.add_argument("--target-size", type=int, metavar="N",
-                   help="report on a fresh sample of N points (default: the run's indices.npy and indices-N.npy)")
-    p.add_argument("--show", metavar="COLUMN",
-                   help="values shown for the clusters' example members: a Parquet input's column or a file "
-                        "of one per row (.npy, .txt); text as snippets, image file paths as thumbnails")
+    p.add_argument(
+        "--target-size",
+        type=int,
+        metavar="N",
+        help="report on a fresh sample of N points (default: the run's indices.npy and indices-N.npy)",
+    )
+    p.add_argument(
+        "--show",
+        metavar="COLUMN",
+        help="values shown for the clusters' example members: a Parquet input's column or a file "
+        "of one per row (.npy, .txt); text as snippets, image file paths as thumbnails",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="the HTML file (default: RUN_DIR/report.html)")
     _force(p)
     p.set_defaults(verbosity=0)
@@ -212,8 +248,10 @@ def main(argv=None) -> int:
     except OSError as e:
         where = f" {e.filename}" if e.filename else ""
         if e.errno in DISK_FULL:
-            return _fail(f"cannot write{where}: {e.strerror} (disk full?); finished steps are kept: "
-                         "free space and rerun the same command to resume.")
+            return _fail(
+                f"cannot write{where}: {e.strerror} (disk full?); finished steps are kept: "
+                "free space and rerun the same command to resume."
+            )
         return _fail(f"{e.strerror or e}{':' + where if where else ''}")
     except KeyboardInterrupt:
         print("hkmeans: interrupted; rerun the same command to resume.", file=sys.stderr)

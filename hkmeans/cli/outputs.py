@@ -61,8 +61,10 @@ def check_output(path, *, own_run, names, reads=(), force=False) -> None:
         if holder != own and not (os.path.isdir(own) and os.path.samefile(holder, own)):
             raise ConfigError(f"{path}: a file of another hkmeans run directory ({holder}); give another output path.")
         if folder != holder or not names.match(os.path.basename(full)):
-            raise ConfigError(f"{path}: a file of the run directory {own_run} that this command does not write; "
-                              "give another output path.")
+            raise ConfigError(
+                f"{path}: a file of the run directory {own_run} that this command does not write; "
+                "give another output path."
+            )
         return  # this command's own output: replaced
     if not os.path.isdir(folder):
         raise ConfigError(f"{path}: its folder {folder} does not exist.")

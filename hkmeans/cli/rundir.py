@@ -130,17 +130,22 @@ class RunDir(Checkpoints):
             )
         bad = [key for key, kind in _MANIFEST_KEYS.items() if not isinstance(manifest.get(key), kind)]
         if isinstance(manifest.get("input"), dict):
-            bad += [f"input.{key}" for key, kind in _INPUT_KEYS.items() if not isinstance(manifest["input"].get(key), kind)]
+            bad += [
+                f"input.{key}" for key, kind in _INPUT_KEYS.items() if not isinstance(manifest["input"].get(key), kind)
+            ]
         if bad:
-            raise RunDirError(f"{file}: damaged (missing or malformed: {', '.join(bad)}); use --overwrite to start over.")
+            raise RunDirError(
+                f"{file}: damaged (missing or malformed: {', '.join(bad)}); use --overwrite to start over."
+            )
         for key in manifest["steps"]:
             if not isinstance(key, str) or not STEP_KEY.match(key):
-                raise RunDirError(f"{file}: damaged (step {key!r} is not a step hkmeans writes); "
-                                  "use --overwrite to start over.")
+                raise RunDirError(
+                    f"{file}: damaged (step {key!r} is not a step hkmeans writes); use --overwrite to start over."
+                )
         return manifest
 
     @classmethod
-    def open(cls, path, config, source: dict, overwrite=False) -> "RunDir":
+    def open(cls, path, config, source: dict, overwrite=False) -> RunDir:
         """Make the run directory ``path`` or reopen it to resume. ``source`` describes
         the input (shape, dtype, fingerprint and what
         :meth:`hkmeans.readers.Pool.describe` records). Refused, before anything is
@@ -335,8 +340,9 @@ class RunDir(Checkpoints):
         tell; an empty dict otherwise. A resumed run's figures include its pause."""
         manifest = RunDir.read_manifest(path)
         try:
-            start, end = (datetime.strptime(manifest[key], "%Y-%m-%dT%H:%M:%S%z").timestamp()
-                          for key in ("created", "finished"))
+            start, end = (
+                datetime.strptime(manifest[key], "%Y-%m-%dT%H:%M:%S%z").timestamp() for key in ("created", "finished")
+            )
         except (KeyError, ValueError):
             return {}
         out = {"fit, created to finished (s)": f"{end - start:.0f}"}
@@ -369,7 +375,9 @@ class RunDir(Checkpoints):
         """The tree of a finished run; :class:`RunDirError` if the run is not done."""
         manifest = RunDir.read_manifest(path)
         if manifest.get("status") != "done":
-            raise RunDirError(f"{path}: the fit has not finished; rerun 'hkmeans fit' with the same arguments to resume it.")
+            raise RunDirError(
+                f"{path}: the fit has not finished; rerun 'hkmeans fit' with the same arguments to resume it."
+            )
         try:
             return ClusterTree.load(os.path.join(path, "tree.npz"))
         except (OSError, ValueError) as e:
@@ -429,8 +437,13 @@ def read_files(manifest) -> list:
 
 def _owned_name(name) -> bool:
     """Whether ``name``, at the top of a run directory, is one hkmeans keeps there."""
-    return (name in OWNED_FILES or name in OWNED_DIRS or bool(TEMPORARY.match(name))
-            or bool(SCRATCH_FILE.match(name)) or bool(SIDECAR.match(name)))
+    return (
+        name in OWNED_FILES
+        or name in OWNED_DIRS
+        or bool(TEMPORARY.match(name))
+        or bool(SCRATCH_FILE.match(name))
+        or bool(SIDECAR.match(name))
+    )
 
 
 def inside(root, *parts) -> str:
@@ -440,12 +453,15 @@ def inside(root, *parts) -> str:
     path = root
     for part in parts:
         if not part or part in (".", "..") or "/" in part or os.sep in part or os.path.isabs(part):
-            raise RunDirError(f"{root}: the path {'/'.join(parts)!r} leads out of the run directory; "
-                              "use --overwrite to start over.")
+            raise RunDirError(
+                f"{root}: the path {'/'.join(parts)!r} leads out of the run directory; use --overwrite to start over."
+            )
         path = os.path.join(path, part)
         if os.path.islink(path):
-            raise RunDirError(f"{path}: a symbolic link inside the run directory; hkmeans does not follow "
-                              "those. Remove it, or use another --out.")
+            raise RunDirError(
+                f"{path}: a symbolic link inside the run directory; hkmeans does not follow "
+                "those. Remove it, or use another --out."
+            )
     return path
 
 
@@ -510,7 +526,9 @@ def _lock(path):
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.close()
-        raise RunDirError(f"{path}: in use by another hkmeans process; wait for it to end, or use another --out.") from None
+        raise RunDirError(
+            f"{path}: in use by another hkmeans process; wait for it to end, or use another --out."
+        ) from None
     return f
 
 

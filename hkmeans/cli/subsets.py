@@ -38,8 +38,16 @@ def save_indices(npy, indices, source, in_run) -> None:
     indices = np.asarray(indices, dtype=np.int64)
     save_npy(npy, indices)
     if in_run:
-        save_json(sidecar(npy), {"tool": TOOL, "input": source["fingerprint"], "rows": int(source["shape"][0]),
-                                 "n": int(len(indices)), "digest": _digest(indices)})
+        save_json(
+            sidecar(npy),
+            {
+                "tool": TOOL,
+                "input": source["fingerprint"],
+                "rows": int(source["shape"][0]),
+                "n": int(len(indices)),
+                "digest": _digest(indices),
+            },
+        )
 
 
 def load_indices(npy, source, tree, rows):
@@ -52,12 +60,16 @@ def load_indices(npy, source, tree, rows):
     except (OSError, ValueError, EOFError) as e:
         raise RunDirError(f"{npy}: not a readable .npy array of indices ({e}); rerun 'hkmeans sample'.") from None
     if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
-        raise RunDirError(f"{npy}: indices of shape {a.shape} and dtype {a.dtype}; an indices file is a 1-D "
-                          "array of integers. Rerun 'hkmeans sample'.")
+        raise RunDirError(
+            f"{npy}: indices of shape {a.shape} and dtype {a.dtype}; an indices file is a 1-D "
+            "array of integers. Rerun 'hkmeans sample'."
+        )
     record = read_json(sidecar(npy))
     if not isinstance(record, dict) or record.get("tool") != TOOL:
-        raise RunDirError(f"{npy}: no sidecar {os.path.basename(sidecar(npy))} says it was drawn from this run; "
-                          "rerun 'hkmeans sample' to write it again.")
+        raise RunDirError(
+            f"{npy}: no sidecar {os.path.basename(sidecar(npy))} says it was drawn from this run; "
+            "rerun 'hkmeans sample' to write it again."
+        )
     if record.get("input") != source["fingerprint"]:
         raise RunDirError(f"{npy}: drawn from another pool than this run's input; rerun 'hkmeans sample'.")
     if record.get("digest") != _digest(a):
@@ -82,7 +94,9 @@ def input_rows(source):
         return None
     rows, digest = subset_rows(record["path"])
     if digest != record["digest"]:
-        raise RunDirError(f"{record['path']}: the subset indices changed since the fit; restore them to map the indices.")
+        raise RunDirError(
+            f"{record['path']}: the subset indices changed since the fit; restore them to map the indices."
+        )
     return rows
 
 

@@ -6,7 +6,6 @@ from numba import prange
 
 from ._common import _argmin, _min, _row_sq, _sq_norms, _sqdist, _task_range, njit
 
-
 # bounds are kept in float32: scaled by this before they are stored, they stay below
 # the float64 values they round (float32 rounds by at most 2**-24 relative)
 _SHRINK = 1.0 - 2.0**-22
@@ -40,8 +39,27 @@ def _lower_bound(value, shift):
 
 
 @njit(cache=True)
-def _search_full(X, C, CT, c_sq, c_max, gemm, rel_err, rows, x_sq, m, inplace, xb, hbuf, gmin,
-                 labels, sqdist, lower, group_offsets, bounded):
+def _search_full(
+    X,
+    C,
+    CT,
+    c_sq,
+    c_max,
+    gemm,
+    rel_err,
+    rows,
+    x_sq,
+    m,
+    inplace,
+    xb,
+    hbuf,
+    gmin,
+    labels,
+    sqdist,
+    lower,
+    group_offsets,
+    bounded,
+):
     """Search rows ``rows[:m]`` against every centroid: one GEMM against ``-2 C^T``
     (``gemm``) or loops vectorised over centroids, then an argmin and, if ``bounded``,
     new bounds from the nearest other centroid of each group."""
@@ -74,8 +92,34 @@ def _search_full(X, C, CT, c_sq, c_max, gemm, rel_err, rows, x_sq, m, inplace, x
 
 
 @njit(cache=True)
-def _search_groups(X, C, CTg, c_sq, c_max, gemm, rel_err, prow, pxs, ps, need, mp, group_of,
-                   xb, hbuf, lst, best, g_min, g_arg, labels, sqdist, lower, group_offsets, rows, x_sq, m):
+def _search_groups(
+    X,
+    C,
+    CTg,
+    c_sq,
+    c_max,
+    gemm,
+    rel_err,
+    prow,
+    pxs,
+    ps,
+    need,
+    mp,
+    group_of,
+    xb,
+    hbuf,
+    lst,
+    best,
+    g_min,
+    g_arg,
+    labels,
+    sqdist,
+    lower,
+    group_offsets,
+    rows,
+    x_sq,
+    m,
+):
     """Search rows ``prow[:mp]`` only among the centroids of the groups their bounds
     do not rule out (``need``), group by group, as Yinyang k-means does. A row keeps
     the result only if its nearest centroid beats every other candidate by more than
@@ -205,13 +249,31 @@ def assign(X, C, chunk, n_tasks, gemm, rel_err, labels, sqdist, lower, group_off
     n_blocks = (n + chunk - 1) // chunk
     for task in prange(n_tasks):
         lo, hi = _task_range(task, n_tasks, n_blocks)
-        _assign_blocks(X, C, CT, CTg, c_sq, c_max, group_of, chunk, lo, hi, gemm, rel_err, labels, sqdist, lower,
-                       group_offsets, bounded)
+        _assign_blocks(
+            X,
+            C,
+            CT,
+            CTg,
+            c_sq,
+            c_max,
+            group_of,
+            chunk,
+            lo,
+            hi,
+            gemm,
+            rel_err,
+            labels,
+            sqdist,
+            lower,
+            group_offsets,
+            bounded,
+        )
 
 
 @njit(cache=True)
-def _assign_blocks(X, C, CT, CTg, c_sq, c_max, group_of, chunk, lo, hi, gemm, rel_err, labels, sqdist, lower,
-                   group_offsets, bounded):
+def _assign_blocks(
+    X, C, CT, CTg, c_sq, c_max, group_of, chunk, lo, hi, gemm, rel_err, labels, sqdist, lower, group_offsets, bounded
+):
     """The work of one thread of :func:`assign`: blocks ``lo:hi``, with buffers of its
     own. A plain function, so that the parallel loop around it stays small to compile."""
     n, d = X.shape
@@ -264,12 +326,56 @@ def _assign_blocks(X, C, CT, CTg, c_sq, c_max, group_of, chunk, lo, hi, gemm, re
             x_sq[m] = xs
             m += 1
         if mp > 0:
-            m = _search_groups(X, C, CTg, c_sq, c_max, gemm, rel_err, prow, pxs, ps, need, mp,
-                               group_of, xb, hbuf, lst, best, g_min, g_arg, labels, sqdist,
-                               lower, group_offsets, rows, x_sq, m)
+            m = _search_groups(
+                X,
+                C,
+                CTg,
+                c_sq,
+                c_max,
+                gemm,
+                rel_err,
+                prow,
+                pxs,
+                ps,
+                need,
+                mp,
+                group_of,
+                xb,
+                hbuf,
+                lst,
+                best,
+                g_min,
+                g_arg,
+                labels,
+                sqdist,
+                lower,
+                group_offsets,
+                rows,
+                x_sq,
+                m,
+            )
         if m > 0:
-            _search_full(X, C, CT, c_sq, c_max, gemm, rel_err, rows, x_sq, m, m == e - a and mp == 0,
-                         xb, hbuf, gmin, labels, sqdist, lower, group_offsets, bounded)
+            _search_full(
+                X,
+                C,
+                CT,
+                c_sq,
+                c_max,
+                gemm,
+                rel_err,
+                rows,
+                x_sq,
+                m,
+                m == e - a and mp == 0,
+                xb,
+                hbuf,
+                gmin,
+                labels,
+                sqdist,
+                lower,
+                group_offsets,
+                bounded,
+            )
 
 
 @njit(cache=True, fastmath=True)

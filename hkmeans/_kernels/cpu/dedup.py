@@ -68,8 +68,25 @@ def _is_match(g, X, i, p, sq, cosine, threshold, band):
 
 
 @njit(parallel=True, cache=True)
-def nearest_and_borders(X, sq, C, CT, c_sq, cdist, cosine, radius, err, chunk, n_tasks,
-                        labels, sqdist, counts, offsets, border_clusters, fill):
+def nearest_and_borders(
+    X,
+    sq,
+    C,
+    CT,
+    c_sq,
+    cdist,
+    cosine,
+    radius,
+    err,
+    chunk,
+    n_tasks,
+    labels,
+    sqdist,
+    counts,
+    offsets,
+    border_clusters,
+    fill,
+):
     """Nearest centroid of each row and the clusters whose half-space of points
     nearer to them than to that centroid lies within ``radius`` of the row.
 
@@ -157,9 +174,30 @@ def _scan(X, sq, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, thresh
 
 
 @njit(parallel=True, cache=True)
-def sweep(X, sq, rank, clusters, member_offsets, members, run_offsets, run_sources, run_starts, imports,
-          border_offsets, border_clusters, before, state, first_kept, cosine, threshold, band, q_rows, p_rows,
-          n_tasks, compared):
+def sweep(
+    X,
+    sq,
+    rank,
+    clusters,
+    member_offsets,
+    members,
+    run_offsets,
+    run_sources,
+    run_starts,
+    imports,
+    border_offsets,
+    border_clusters,
+    before,
+    state,
+    first_kept,
+    cosine,
+    threshold,
+    band,
+    q_rows,
+    p_rows,
+    n_tasks,
+    compared,
+):
     """One sweep over ``clusters``: each row still undecided (or removed with its
     duplicate unknown) of a cluster, in rank order, against the rows ranked before
     it that are not removed: the cluster's own (their states as this sweep leaves
@@ -229,8 +267,7 @@ def sweep(X, sq, rank, clusters, member_offsets, members, run_offsets, run_sourc
                     pstate[pn] = s
                     pn += 1
                     if pn == p_rows:
-                        _scan(X, sq, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band,
-                              kq, uq)
+                        _scan(X, sq, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq)
                         n_pairs += b * pn
                         pn = 0
                 if pn > 0:
@@ -278,13 +315,31 @@ def sweep(X, sq, rank, clusters, member_offsets, members, run_offsets, run_sourc
                             pstate[pn] = s
                             pn += 1
                             if pn == p_rows:
-                                _scan(X, sq, Qs, m, srows, spos, P, pn, prow, pstate, S, rank, cosine, threshold,
-                                      band, kq, uq)
+                                _scan(
+                                    X,
+                                    sq,
+                                    Qs,
+                                    m,
+                                    srows,
+                                    spos,
+                                    P,
+                                    pn,
+                                    prow,
+                                    pstate,
+                                    S,
+                                    rank,
+                                    cosine,
+                                    threshold,
+                                    band,
+                                    kq,
+                                    uq,
+                                )
                                 n_pairs += m * pn
                                 pn = 0
                         if pn > 0:
-                            _scan(X, sq, Qs, m, srows, spos, P, pn, prow, pstate, S, rank, cosine, threshold,
-                                  band, kq, uq)
+                            _scan(
+                                X, sq, Qs, m, srows, spos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq
+                            )
                             n_pairs += m * pn
                     src_count[:] = 0
                 # the block against itself, row by row in rank order

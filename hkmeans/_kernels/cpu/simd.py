@@ -93,14 +93,21 @@ def _dots(n_rows):
     @intrinsic
     def dots(typingctx, X, row, Yt, col, G, g_row):
         arrays = (X, Yt, G)
-        if not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" for a in arrays) or Yt.dtype != X.dtype or G.dtype != types.float64:
+        if (
+            not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" for a in arrays)
+            or Yt.dtype != X.dtype
+            or G.dtype != types.float64
+        ):
             return None
         if not all(isinstance(v, types.Integer) for v in (row, col, g_row)):
             return None
 
         def codegen(context, builder, signature, args):
             x_arr, row_v, yt_arr, col_v, g_arr, g_row_v = args
-            row_v, col_v, g_row_v = (context.cast(builder, v, signature.args[j], types.int64) for v, j in ((row_v, 1), (col_v, 3), (g_row_v, 5)))
+            row_v, col_v, g_row_v = (
+                context.cast(builder, v, signature.args[j], types.int64)
+                for v, j in ((row_v, 1), (col_v, 3), (g_row_v, 5))
+            )
             xp, xs = _data(context, builder, X, x_arr)
             yp, ys = _data(context, builder, Yt, yt_arr)
             gp, gs = _data(context, builder, G, g_arr)
@@ -109,17 +116,29 @@ def _dots(n_rows):
             dty = ir.VectorType(ir.DoubleType(), LANES)
             fmuladd = _vector_intrinsic(builder, "fmuladd", vty, 3)
             i8p = ir.IntType(8).as_pointer()
-            prefetch = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, _i32, _i32, _i32]), "llvm.prefetch.p0i8")
+            prefetch = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, _i32, _i32, _i32]), "llvm.prefetch.p0i8"
+            )
             d = builder.extract_value(context.make_array(X)(context, builder, x_arr).shape, 1)
             first = builder.gep(xp, [builder.mul(row_v, xs)])
-            ahead = builder.bitcast(builder.gep(first, [builder.mul(xs, ir.Constant(_i64, n_rows * _PREFETCH_TILES))]), i8p)
+            ahead = builder.bitcast(
+                builder.gep(first, [builder.mul(xs, ir.Constant(_i64, n_rows * _PREFETCH_TILES))]), i8p
+            )
             # one slice of the tile ahead per feature: the whole tile over d features
             slice_bytes = ir.Constant(_i64, n_rows * context.get_abi_sizeof(xty))
             totals = [cgutils.alloca_once_value(builder, ir.Constant(dty, None)) for _ in range(n_rows)]
             accs = [cgutils.alloca_once(builder, vty) for _ in range(n_rows)]
 
             def feature(f):
-                builder.call(prefetch, [builder.gep(ahead, [builder.mul(f, slice_bytes)]), ir.Constant(_i32, 0), ir.Constant(_i32, 3), ir.Constant(_i32, 1)])
+                builder.call(
+                    prefetch,
+                    [
+                        builder.gep(ahead, [builder.mul(f, slice_bytes)]),
+                        ir.Constant(_i32, 0),
+                        ir.Constant(_i32, 3),
+                        ir.Constant(_i32, 1),
+                    ],
+                )
                 y = builder.load(_vector_at(builder, yp, builder.add(builder.mul(f, ys), col_v), vty), align=1)
                 for r in range(n_rows):
                     x = builder.load(builder.gep(first, [builder.add(builder.mul(ir.Constant(_i64, r), xs), f)]))
@@ -142,7 +161,10 @@ def _dots(n_rows):
                 for j in range(FEATURE_BLOCK):
                     feature(builder.add(start, ir.Constant(_i64, j)))
                 add_up()
-            with cgutils.for_range_slice(builder, builder.mul(n_full, block), d, ir.Constant(_i64, 1), intp=_i64) as (f, _):
+            with cgutils.for_range_slice(builder, builder.mul(n_full, block), d, ir.Constant(_i64, 1), intp=_i64) as (
+                f,
+                _,
+            ):
                 feature(f)
             add_up()
             for r in range(n_rows):
@@ -171,9 +193,14 @@ def potentials_block(typingctx, G, col, rows, x_sq, closest, w, start, y_sq, n_v
     ``x_sq``, ``closest``, ``w``, ``y_sq`` and ``acc`` are float64, ``moved`` bool, all
     C-contiguous. No bounds are checked."""
     floats = (G, x_sq, closest, w, y_sq, acc)
-    if not all(isinstance(a, types.Array) and a.ndim == (2 if a is G else 1) and a.layout == "C" and a.dtype == types.float64 for a in floats):
+    if not all(
+        isinstance(a, types.Array) and a.ndim == (2 if a is G else 1) and a.layout == "C" and a.dtype == types.float64
+        for a in floats
+    ):
         return None
-    if not (isinstance(moved, types.Array) and moved.ndim == 1 and moved.dtype == types.boolean and moved.layout == "C"):
+    if not (
+        isinstance(moved, types.Array) and moved.ndim == 1 and moved.dtype == types.boolean and moved.layout == "C"
+    ):
         return None
     if not all(isinstance(v, types.Integer) for v in (col, rows, start, n_valid)):
         return None
@@ -182,15 +209,21 @@ def potentials_block(typingctx, G, col, rows, x_sq, closest, w, start, y_sq, n_v
     def codegen(context, builder, signature, args):
         g_arr, col_v, rows_v, xsq_arr, cl_arr, w_arr, start_v, ysq_arr, valid_v, acc_arr, moved_arr = args
         col_v, rows_v, start_v, valid_v = (
-            context.cast(builder, v, signature.args[j], types.int64) for v, j in ((col_v, 1), (rows_v, 2), (start_v, 6), (valid_v, 8))
+            context.cast(builder, v, signature.args[j], types.int64)
+            for v, j in ((col_v, 1), (rows_v, 2), (start_v, 6), (valid_v, 8))
         )
         gp, gs = _data(context, builder, signature.args[0], g_arr)
-        ptrs = [context.make_array(signature.args[j])(context, builder, a).data for j, a in ((3, xsq_arr), (4, cl_arr), (5, w_arr), (7, ysq_arr), (9, acc_arr), (10, moved_arr))]
+        ptrs = [
+            context.make_array(signature.args[j])(context, builder, a).data
+            for j, a in ((3, xsq_arr), (4, cl_arr), (5, w_arr), (7, ysq_arr), (9, acc_arr), (10, moved_arr))
+        ]
         xsq_p, cl_p, w_p, ysq_p, acc_p, moved_p = ptrs
         dty = ir.VectorType(ir.DoubleType(), LANES)
         y_sq = builder.load(_vector_at(builder, ysq_p, col_v, dty), align=1)
         lanes = ir.Constant(ir.VectorType(_i64, LANES), list(range(LANES)))
-        valid = builder.icmp_signed("<", lanes, _splat(builder, builder.sub(valid_v, col_v), ir.VectorType(_i64, LANES)))
+        valid = builder.icmp_signed(
+            "<", lanes, _splat(builder, builder.sub(valid_v, col_v), ir.VectorType(_i64, LANES))
+        )
         two = ir.Constant(dty, [2.0] * LANES)
         zero = ir.Constant(dty, [0.0] * LANES)
         acc = cgutils.alloca_once_value(builder, builder.load(_vector_at(builder, acc_p, col_v, dty), align=1))
@@ -205,7 +238,9 @@ def potentials_block(typingctx, G, col, rows, x_sq, closest, w, start, y_sq, n_v
             d2 = builder.select(builder.fcmp_ordered(">", diff, zero), diff, zero)
             nearer = builder.fcmp_ordered("<", d2, ci)
             builder.store(builder.fadd(builder.load(acc), builder.fmul(wi, builder.select(nearer, d2, ci))), acc)
-            any_moved = builder.icmp_unsigned("!=", builder.bitcast(builder.and_(nearer, valid), ir.IntType(LANES)), ir.Constant(ir.IntType(LANES), 0))
+            any_moved = builder.icmp_unsigned(
+                "!=", builder.bitcast(builder.and_(nearer, valid), ir.IntType(LANES)), ir.Constant(ir.IntType(LANES), 0)
+            )
             flag = builder.gep(moved_p, [i])
             builder.store(builder.or_(builder.load(flag), builder.zext(any_moved, ir.IntType(8))), flag)
         builder.store(builder.load(acc), _vector_at(builder, acc_p, col_v, dty), align=1)

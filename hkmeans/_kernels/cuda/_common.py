@@ -26,7 +26,6 @@ def sqdist(X, i, C, j):
     return s
 
 
-
 @cuda.jit
 def fill(a, value):
     """Every entry of the 1-D array ``a`` set to ``value``."""

@@ -9,7 +9,7 @@ import numpy as np
 from ._common import cuda, sqdist
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def nearest_kernel(dtype, threads, tile_k, tile_d):
     """The tiled kernel for rows of ``dtype``, blocks of ``threads`` rows, centres in
     tiles of ``tile_k`` and features in tiles of ``tile_d`` (shared arrays have
