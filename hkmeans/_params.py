@@ -27,7 +27,7 @@ def is_int(v, low=None, high=None) -> bool:
 
 
 def is_finite_non_negative(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and float(v) >= 0
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,9 @@ def check_threshold(threshold, metric) -> float:
     """``threshold`` as a float; a ValueError unless it suits ``metric``."""
     if metric not in DEDUP_METRICS:
         raise ValueError(f"metric must be one of {DEDUP_METRICS}, got {metric!r}.")
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not np.isfinite(threshold):
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not np.isfinite(float(threshold)):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+    threshold = float(threshold)
     if metric == "cosine" and not 0 < threshold <= 1:
         raise ValueError(f'threshold must be in (0, 1] for metric="cosine" (a similarity), got {threshold!r}.')
     if metric == "euclidean" and threshold < 0:

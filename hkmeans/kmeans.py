@@ -300,7 +300,7 @@ def kmeans(
     if max_points_per_centroid is not None and data.shape[0] > n_clusters * max_points_per_centroid:
         data = training_sample(data, n_clusters * max_points_per_centroid, rng, device)
     resumable = key is not None and checkpoints is not None and data.resumable_runs
-    checkpoints = checkpoints if resumable else Checkpoints()
+    checkpoints = checkpoints if resumable and checkpoints is not None else Checkpoints()
     partial = f"{key}/partial"
     best, first_run, state = None, 0, None
     saved = checkpoints.load(partial)
@@ -349,6 +349,7 @@ def kmeans(
             if best is None or res.inertia < best.inertia * (1 - _config.N_INIT_RTOL):
                 best = res
     checkpoints.discard(partial)
+    assert best is not None  # n_init >= 1 runs
     if full is not data:  # fitted on a sample: every row to its nearest centre
         labels, sqdist = full.assign(best.centers)
         inertia = full.total(sqdist if full.weights is None else full.weights * sqdist)

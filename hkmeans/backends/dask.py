@@ -34,6 +34,7 @@ import shutil
 import tempfile
 import threading
 import weakref
+from typing import Any
 
 import dask
 import dask.array as da
@@ -956,9 +957,9 @@ class DaskLloydRun:
         self.backend = backend
         self.group_offsets = np.asarray(group_offsets)
         self.bounds = bounds
-        self.blocks = None
-        self._moves = []
-        self._folders = []  # of the passes' state files, the newest last
+        self.blocks: Any = None  # a dask array of per-chunk states, after the first pass
+        self._moves: list = []
+        self._folders: list = []  # of the passes' state files, the newest last
         if backend.scratch is not None:
             weakref.finalize(self, _remove_all, self._folders)
 
