@@ -294,7 +294,7 @@ class RunDir(Checkpoints):
             return np.empty(shape, dtype=dtype)
         path = os.path.join(self.path, f"scratch-{name}.npy")
         if os.path.lexists(path):  # a new file, not the old one truncated under a live mapping
-            if not SCRATCH_FILE.match(name) or os.path.isdir(path) and not os.path.islink(path):
+            if not SCRATCH_FILE.match(os.path.basename(path)) or os.path.isdir(path) and not os.path.islink(path):
                 raise RunDirError(f"{path}: in the way of a scratch file hkmeans writes; move it away.")
             os.unlink(path)
         return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
