@@ -10,7 +10,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
-
 from hkmeans import HierarchicalKMeans, advise  # noqa: E402
 from hkmeans.plot import label_shares, normalized_entropy  # noqa: E402
 
@@ -27,12 +26,20 @@ fits = {
     "one level": HierarchicalKMeans((80,), n_resamples=3, random_state=0),
 }
 random = rng.choice(len(X), 800, replace=False)
-print(f"{'random':10} balance {normalized_entropy(np.bincount(concept[random])):.3f}")
+print(
+    f"{'random':10} balance "
+    f"{normalized_entropy(np.bincount(concept[random])):.3f}"
+)
 for name, model in fits.items():
     subset = model.fit(X).sample(800)
     counts = np.bincount(concept[subset], minlength=50)
-    print(f"{name:10} balance {normalized_entropy(counts):.3f}, smallest concept {counts.min()}")
-    assert normalized_entropy(counts) > normalized_entropy(np.bincount(concept[random]))
+    print(
+        f"{name:10} balance {normalized_entropy(counts):.3f}, "
+        f"smallest concept {counts.min()}"
+    )
+    assert normalized_entropy(counts) > normalized_entropy(
+        np.bincount(concept[random])
+    )
 
 fig = label_shares(concept, subset, name="one level", random_rows=random)
 fig.savefig("choosing_levels.png", dpi=72)

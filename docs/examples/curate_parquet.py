@@ -15,7 +15,9 @@ import pyarrow.parquet as pq
 rng = np.random.default_rng(0)
 concept = rng.zipf(1.6, size=6000) % 30  # 30 concepts, a few of them common
 X = rng.normal(scale=5, size=(30, 32))[concept] + rng.normal(size=(6000, 32))
-emb = pa.FixedSizeListArray.from_arrays(pa.array(X.astype(np.float32).ravel()), 32)
+emb = pa.FixedSizeListArray.from_arrays(
+    pa.array(X.astype(np.float32).ravel()), 32
+)
 ids = pa.array([f"doc-{i:05d}" for i in range(6000)])
 pq.write_table(pa.table({"id": ids, "emb": emb}), "pool.parquet")
 
@@ -48,5 +50,8 @@ pool, picked = (
     np.bincount(concept, minlength=30),
     np.bincount(concept[rows], minlength=30),
 )
-print(f"commonest concept: {pool.max() / 6000:.0%} of the pool, {picked[pool.argmax()] / 600:.0%} of the subset")
+print(
+    f"commonest concept: {pool.max() / 6000:.0%} of the pool, "
+    f"{picked[pool.argmax()] / 600:.0%} of the subset"
+)
 assert picked[pool.argmax()] / 600 < pool.max() / 6000

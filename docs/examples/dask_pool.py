@@ -8,14 +8,15 @@ sampled as any fit is.
 import dask.array as da
 import numpy as np
 from distributed import Client
-
 from hkmeans import HierarchicalKMeans
 from hkmeans.plot import normalized_entropy
 
 rng = np.random.default_rng(0)
 share = 1 / np.arange(1, 21)
 blob = rng.choice(20, size=4000, p=share / share.sum())
-X = (rng.normal(scale=4, size=(20, 16))[blob] + rng.normal(size=(4000, 16))).astype(np.float32)
+X = (
+    rng.normal(scale=4, size=(20, 16))[blob] + rng.normal(size=(4000, 16))
+).astype(np.float32)
 
 if __name__ == "__main__":
     with Client(
@@ -28,7 +29,10 @@ if __name__ == "__main__":
         model = HierarchicalKMeans((80, 10), n_resamples=2, random_state=0)
         subset = model.fit(chunked).sample(500)
     random = rng.choice(4000, 500, replace=False)
-    curated, drawn = (normalized_entropy(np.bincount(blob[rows], minlength=20)) for rows in (subset, random))
+    curated, drawn = (
+        normalized_entropy(np.bincount(blob[rows], minlength=20))
+        for rows in (subset, random)
+    )
     print(
         f"chunks: {chunked.numblocks[0]}, picked: {len(subset)}, "
         f"balance over the blobs: curated {curated:.2f}, random {drawn:.2f}"

@@ -7,7 +7,6 @@ random subset of the same size follows the pool.
 """
 
 import numpy as np
-
 from hkmeans import HierarchicalKMeans
 from hkmeans.plot import normalized_entropy
 
@@ -18,7 +17,9 @@ X = rng.normal(size=(20, 64))[topic] + 0.3 * rng.normal(size=(5000, 64))
 X *= rng.uniform(0.2, 5, size=(5000, 1))  # lengths that mean nothing
 X = X.astype(np.float32)
 
-model = HierarchicalKMeans((100, 20), n_resamples=3, metric="cosine", random_state=0).fit(X)
+model = HierarchicalKMeans(
+    (100, 20), n_resamples=3, metric="cosine", random_state=0
+).fit(X)
 subset = model.sample(1000)
 random = rng.choice(5000, 1000, replace=False)
 for name, rows in [
