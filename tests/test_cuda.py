@@ -37,7 +37,8 @@ def test_cuda_simulator_suite():
         pytest.skip("numba-cuda is not installed (pip install 'hkmeans[cuda]'): the CUDA tests did not run")
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cudasim", str(Path(__file__))]
+    simulated = ["-m", "cudasim", "-n", "0", "-p", "no:cacheprovider"]  # in this one process
+    cmd = [sys.executable, "-m", "pytest", "-q", *simulated, str(Path(__file__))]
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], proc.stdout[-3000:]
