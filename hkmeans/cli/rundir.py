@@ -70,7 +70,9 @@ SCRATCH_FILE = re.compile(r"scratch-[a-z]+\.npy\Z")
 STEP_KEY = re.compile(r"level\d{1,3}/step\d{4,6}\Z")
 #: Outputs hkmeans writes into a run directory by default: ``-o`` may replace them,
 #: ``--overwrite`` deletes them (they belong to the run it replaces).
-OUTPUTS = re.compile(r"(indices(-\d+)?\.npy|selected(-\d+)?\.parquet|assignments\.parquet|clusters\.parquet)\Z")
+OUTPUTS = re.compile(
+    r"(indices(-\d+)?\.npy|selected(-\d+)?\.parquet|assignments\.parquet|clusters\.parquet|report\.html)\Z"
+)
 IDS = "ids.npy"  # integer ids
 STRING_IDS = "ids.npz"  # string ids: their UTF-8 bytes and offsets (hkmeans.ids.encode)
 #: The sidecar of a curated subset in the run directory (``indices.npy`` ->
