@@ -20,8 +20,19 @@ from ..readers import SubsetPool, open_pool
 from ..sampling import flat_sampling, hierarchical_sampling
 from ..tables import assignments, cluster_table, selected_table
 from . import config as cfg
-from .outputs import EXPORT_OUTPUTS, REPORT_OUTPUTS, SAMPLE_OUTPUTS, check_output, run_dir_of
-from .rundir import DASK_SCRATCH, RunDir, RunDirError, input_files, owned, read_files
+from .outputs import check_output
+from .rundir import (
+    DASK_SCRATCH,
+    EXPORT_OUTPUTS,
+    REPORT_OUTPUTS,
+    SAMPLE_OUTPUTS,
+    RunDir,
+    RunDirError,
+    input_files,
+    owned,
+    read_files,
+    run_holding,
+)
 from .subsets import input_rows, run_indices, run_subsets, save_indices
 
 SCRATCH = "data.npy"
@@ -519,7 +530,7 @@ def export(args) -> None:
     folder = args.out or args.run_dir
     if os.path.islink(folder) or os.path.exists(folder) and not os.path.isdir(folder):
         raise cfg.ConfigError(f"{folder}: exists and is not a directory; give another --out.")
-    holder = run_dir_of(os.path.join(folder, "x"))
+    holder = run_holding(folder)
     if holder is not None and not os.path.samefile(holder, args.run_dir):
         raise cfg.ConfigError(f"{folder}: another hkmeans run directory ({holder}), or inside one; give another --out.")
     if holder is not None and os.path.abspath(folder) != holder:

@@ -16,29 +16,9 @@ outputs of another command, another run's files).
 from __future__ import annotations
 
 import os
-import re
 
 from .config import ConfigError
-from .rundir import MANIFEST, is_run_manifest, read_json
-
-#: What each command writes at the top of its own run directory.
-SAMPLE_OUTPUTS = re.compile(r"(indices(-\d+)?\.npy|selected(-\d+)?\.parquet|indices(-\d+)?\.json)\Z")
-EXPORT_OUTPUTS = re.compile(r"(assignments|clusters)\.parquet\Z")
-REPORT_OUTPUTS = re.compile(r"report\.html\Z")
-
-
-def run_dir_of(path):
-    """The run directory holding ``path`` (the nearest folder above it with a manifest
-    hkmeans wrote), or None."""
-    folder = os.path.dirname(os.path.abspath(path))
-    while True:
-        manifest = read_json(os.path.join(folder, MANIFEST))
-        if manifest is not None and is_run_manifest(manifest):
-            return folder
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return None
-        folder = parent
+from .rundir import below, run_holding
 
 
 def check_output(path, *, own_run, names, reads=(), force=False) -> None:
@@ -56,7 +36,7 @@ def check_output(path, *, own_run, names, reads=(), force=False) -> None:
             raise ConfigError(f"{path}: is {what}; give another output path.")
     full, own = os.path.abspath(path), os.path.abspath(own_run)
     folder = os.path.dirname(full)
-    holder = own if folder == own or _below(folder, own) else run_dir_of(full)
+    holder = own if below(full, own) else run_holding(folder)
     if holder is not None:
         if holder != own and not (os.path.isdir(own) and os.path.samefile(holder, own)):
             raise ConfigError(f"{path}: a file of another hkmeans run directory ({holder}); give another output path.")
@@ -70,7 +50,3 @@ def check_output(path, *, own_run, names, reads=(), force=False) -> None:
         raise ConfigError(f"{path}: its folder {folder} does not exist.")
     if os.path.exists(path) and not force:
         raise ConfigError(f"{path}: exists; give --force to replace it, or another output path.")
-
-
-def _below(path, folder) -> bool:
-    return os.path.commonpath([path, folder]) == folder

@@ -68,16 +68,15 @@ TEMPORARY = re.compile(r"\.tmp-[A-Za-z0-9_]{8}-[^/]*\Z|\.tmp-probe-[A-Za-z0-9_]{
 SCRATCH_FILE = re.compile(r"scratch-[a-z]+\.npy\Z")
 #: The step keys the engine writes: ``level0/step0003`` (and ``.../partial``).
 STEP_KEY = re.compile(r"level\d{1,3}/step\d{4,6}\Z")
-#: Outputs hkmeans writes into a run directory by default: ``-o`` may replace them,
-#: ``--overwrite`` deletes them (they belong to the run it replaces).
-OUTPUTS = re.compile(
-    r"(indices(-\d+)?\.npy|selected(-\d+)?\.parquet|assignments\.parquet|clusters\.parquet|report\.html)\Z"
-)
+#: The outputs each command writes at the top of its run directory (a curated subset's
+#: sidecar, ``indices.json``, records the pool it was drawn from and a digest of it):
+#: the command replaces them, ``--overwrite`` deletes them all.
+SAMPLE_OUTPUTS = re.compile(r"(indices(-\d+)?\.npy|selected(-\d+)?\.parquet|indices(-\d+)?\.json)\Z")
+EXPORT_OUTPUTS = re.compile(r"(assignments|clusters)\.parquet\Z")
+REPORT_OUTPUTS = re.compile(r"report\.html\Z")
+OUTPUTS = (SAMPLE_OUTPUTS, EXPORT_OUTPUTS, REPORT_OUTPUTS)
 IDS = "ids.npy"  # integer ids
 STRING_IDS = "ids.npz"  # string ids: their UTF-8 bytes and offsets (hkmeans.ids.encode)
-#: The sidecar of a curated subset in the run directory (``indices.npy`` ->
-#: ``indices.json``): the pool it was drawn from and a digest of its contents.
-SIDECAR = re.compile(r"indices(-\d+)?\.json\Z")
 #: The manifest's keys and their types: a manifest without them is damaged.
 _MANIFEST_KEYS = {"format": int, "input": dict, "params": dict, "steps": list, "status": str, "versions": dict}
 _INPUT_KEYS = {"path": str, "shape": list, "dtype": str, "fingerprint": str}
@@ -403,12 +402,11 @@ def owned(path, run_dir=None) -> bool:
     outside would corrupt the run. The run directory is ``run_dir`` (which need not
     exist yet) or any folder above ``path`` holding a run's manifest."""
     path = os.path.abspath(path)
-    folder, name = os.path.split(path)
-    while folder != os.path.dirname(folder):
-        if (run_dir is not None and folder == os.path.abspath(run_dir)) or _holds_run(folder):
-            return _owned_name(name)
-        folder, name = os.path.split(folder)
-    return False
+    own = None if run_dir is None else os.path.abspath(run_dir)
+    root = own if own is not None and below(path, own) else run_holding(os.path.dirname(path))
+    if root is None or root == path:
+        return False
+    return _owned_name(os.path.relpath(path, root).split(os.sep)[0])
 
 
 def read_json(file):
@@ -420,8 +418,20 @@ def read_json(file):
         return None
 
 
-def _holds_run(folder) -> bool:
-    return is_run_manifest(read_json(os.path.join(folder, MANIFEST)))
+def run_holding(path):
+    """The run directory ``path`` is or lies in: the nearest of ``path`` and the folders
+    above it that holds a manifest hkmeans wrote; None if there is none."""
+    folder = os.path.abspath(path)
+    while not is_run_manifest(read_json(os.path.join(folder, MANIFEST))):
+        if folder == os.path.dirname(folder):
+            return None
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def below(path, folder) -> bool:
+    """Whether the absolute ``path`` is ``folder`` or lies in it."""
+    return os.path.commonpath([path, folder]) == folder
 
 
 def input_files(record) -> list:
@@ -439,13 +449,7 @@ def read_files(manifest) -> list:
 
 def _owned_name(name) -> bool:
     """Whether ``name``, at the top of a run directory, is one hkmeans keeps there."""
-    return (
-        name in OWNED_FILES
-        or name in OWNED_DIRS
-        or bool(TEMPORARY.match(name))
-        or bool(SCRATCH_FILE.match(name))
-        or bool(SIDECAR.match(name))
-    )
+    return name in OWNED_FILES or name in OWNED_DIRS or bool(TEMPORARY.match(name)) or bool(SCRATCH_FILE.match(name))
 
 
 def inside(root, *parts) -> str:
@@ -482,7 +486,7 @@ def _remove_owned(path, keep):
         full = os.path.join(path, name)
         if name == LOCK or any(same_file(full, k) for k in keep):
             continue
-        if name in OWNED_DIRS or (_owned_name(name) or OUTPUTS.match(name)) and not os.path.isdir(full):
+        if name in OWNED_DIRS or (_owned_name(name) or any(p.match(name) for p in OUTPUTS)) and not os.path.isdir(full):
             _remove(full)
 
 
