@@ -68,7 +68,7 @@ def child(path, threshold, out):
     from hkmeans import dedup as api
     from hkmeans._rng import as_generator
     from hkmeans._threads import single_threaded_blas
-    from hkmeans.backends.cpu import normalize_rows
+    from hkmeans.backends.in_memory import normalize_rows
     from hkmeans.dedup import _borders, _check_data, _own_centroids, _rank_order, _search_radius, _sweep
 
     X = np.load(path, mmap_mode="r")

@@ -23,7 +23,7 @@ from ._kernels.cpu import dedup as kernels
 from ._rng import as_generator
 from ._threads import kernel_threads, single_threaded_blas
 from .backends import is_dask
-from .backends.cpu import _rel_err, group_by_label, normalize_rows
+from .backends.in_memory import group_by_label, normalize_rows, rounding_bound
 
 KEEP = ("hard", "easy", "random", "first")
 DEDUP_METRICS = ("cosine", "euclidean")
@@ -162,7 +162,7 @@ def _borders(X, sq, C, cosine, radius):
     C = np.ascontiguousarray(C, dtype=X.dtype)
     CT = np.ascontiguousarray(C.T)
     c_sq = np.einsum("ij,ij->i", C.astype(np.float64), C.astype(np.float64))
-    err = _rel_err(X) * ((1.0 if cosine else float(np.max(sq))) + float(np.max(c_sq)))
+    err = rounding_bound(X) * ((1.0 if cosine else float(np.max(sq))) + float(np.max(c_sq)))
     cdist = _centroid_distances(C)
     chunk = _config.CHUNK_ROWS
     labels = np.empty(n, dtype=np.int64)

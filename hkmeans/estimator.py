@@ -6,16 +6,13 @@ import contextlib
 import warnings
 
 import numpy as np
-from scipy import sparse
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
-from sklearn.metrics import euclidean_distances
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._params import check
 from ._rng import as_generator
 from ._threads import single_threaded_blas
-from .backends import dask_module, is_dask, lookup, resolve
-from .backends.cpu import normalize_rows, row_blocks
+from .backends import arrays_of, check_backend, dask_module, resolve
 from .hierarchy import hierarchical_kmeans, tree_from_levels
 from .kmeans import check_kmeans_params, check_sample_weight, kmeans
 from .sampling import flat_sampling, hierarchical_sampling
@@ -23,11 +20,6 @@ from .seeding import init_centers
 from .tables import assignments, cluster_table
 
 _DTYPES = [np.float64, np.float32]
-
-
-def _row_sqdist(X, C):
-    diff = X - C
-    return np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
 
 
 class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
@@ -39,51 +31,23 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
     def _validate_fit_data(self, X):
         """``X`` checked; a dask array is checked by shape and dtype only (its rows are
         checked for NaN and infinity chunk by chunk in the first pass)."""
-        if is_dask(X):
-            if self.backend == "cpu":
-                resolve(X, backend="cpu")  # the one-line error
-            X = dask_module().as_rows(X)
-            self.n_features_in_ = X.shape[1]
-            return X
-        X = validate_data(self, X, accept_sparse=self._accept_sparse, dtype=_DTYPES, order="C")
-        if sparse.issparse(X) and self.backend == "dask":
-            raise ValueError('backend="dask" takes a dense or dask array, got a sparse matrix: use backend="cpu".')
-        return X
+        check_backend(X, self.backend)
+        return arrays_of(X).validated(self, X, reset=True, accept_sparse=self._accept_sparse)
 
     def _validate_test_data(self, X):
         check_is_fitted(self)
-        if is_dask(X):
-            X = dask_module().as_rows(X)
-            if X.shape[1] != self.n_features_in_:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                    f"{self.n_features_in_} features as input."
-                )
-            return self._on_metric(X.astype(self.cluster_centers_.dtype))
-        X = validate_data(self, X, accept_sparse=self._accept_sparse, dtype=_DTYPES, order="C", reset=False)
-        if sparse.issparse(X):
-            return self._on_metric(X.astype(self.cluster_centers_.dtype))
-        return self._on_metric(np.ascontiguousarray(X, dtype=self.cluster_centers_.dtype))
+        arrays = arrays_of(X)
+        X = arrays.validated(self, X, reset=False, accept_sparse=self._accept_sparse)
+        X = X.astype(self.cluster_centers_.dtype, copy=False)
+        return arrays.normalized(X) if self.metric == "cosine" else X
 
     def _on_metric(self, X):
         """Rows as the metric compares them: unit rows for "cosine"."""
-        if self.metric != "cosine":
-            return X
-        if sparse.issparse(X):
-            from sklearn.preprocessing import normalize
-
-            return normalize(X)
-        if is_dask(X):
-            from .backends.dask_io import map_rows
-
-            return map_rows(X, normalize_rows)
-        return normalize_rows(X)
+        return arrays_of(X).normalized(X) if self.metric == "cosine" else X
 
     def _data(self, X):
         """The backend over validated rows ``X`` for prediction: lazy for a dask array."""
-        return (
-            dask_module().DaskBackend(X, self.client, persist=False, device=self.device) if is_dask(X) else resolve(X)
-        )
+        return resolve(X, self.device, client=self.client, persist=False)
 
     def _scheduler(self):
         """Context in which Dask work runs on ``client`` (if given)."""
@@ -92,13 +56,7 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
     def _inertia(self, X, labels, sample_weight=None):
         """(Weighted) sum of squared distances of the rows of ``X`` to their centres
         ``labels``."""
-        if is_dask(labels):
-            return dask_module().DaskBackend(X, self.client).inertia(self.cluster_centers_, labels)
-        if sparse.issparse(X):  # one densified block of rows at a time
-            sq = np.concatenate([_row_sqdist(X[r].toarray(), self.cluster_centers_[labels[r]]) for r in row_blocks(X)])
-        else:
-            sq = _row_sqdist(X, self.cluster_centers_[labels])
-        return float(np.sum(sq) if sample_weight is None else np.dot(sample_weight, sq))
+        return arrays_of(labels).inertia(X, self.cluster_centers_, labels, sample_weight, self.client)
 
     def predict(self, X):
         """Index of the closest cluster centre (top level) for each sample.
@@ -128,9 +86,7 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
             For a dask array, a lazy dask array.
         """
         X = self._validate_test_data(X)
-        if is_dask(X):
-            return self._data(X).distances(self.cluster_centers_)
-        return euclidean_distances(X, self.cluster_centers_)
+        return arrays_of(X).distances(X, self.cluster_centers_, self.client)
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the (weighted) sum of squared distances of samples to the centre
@@ -151,8 +107,6 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
         with self._scheduler():
             X = self._validate_test_data(X)
             sample_weight = check_sample_weight(sample_weight, X.shape[0])
-            if sample_weight is not None and is_dask(X):
-                raise ValueError("sample_weight is not supported for a dask array.")
             return -self._inertia(X, self._predict(X), sample_weight)
 
     def __sklearn_tags__(self):
@@ -494,7 +448,7 @@ class HierarchicalKMeans(_CentroidClusterer):
         level = top if level is None else self.tree_._check_level(level)
         labels = self.levels_[0].assign(self._data(X))[0]
         for t in range(1, level + 1):
-            labels = lookup(self.levels_[t].labels, labels)
+            labels = arrays_of(labels).lookup(self.levels_[t].labels, labels)
         return labels
 
     def sample(self, target_size, strategy="random", multiplier=1, method="hierarchical", random_state=None):

@@ -23,7 +23,7 @@ from ._rng import as_generator
 from ._threads import available_threads, map_side_by_side
 from .advise import ParameterWarning, far_off
 from .backends import resolve
-from .backends.cpu import group_by_label
+from .backends.in_memory import group_by_label
 from .checkpoint import Checkpoints, run_step
 from .kmeans import check_kmeans_params, check_sample_weight, kmeans, reseed_empty
 from .tree import ClusterTree

@@ -20,7 +20,8 @@ from ._progress import bar
 from ._rng import as_generator
 from ._threads import single_threaded_blas
 from .backends import resolve
-from .backends.cpu import CPUBackend, LloydStep, normalize_rows
+from .backends.cpu import CPUBackend, LloydStep
+from .backends.in_memory import normalize_rows
 from .checkpoint import Checkpoints, rng_state, set_rng_state
 from .seeding import init_centers
 

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from ._rng import as_generator
-from .backends import cpu
+from .backends.in_memory import split_counts, water_fill
 from .tree import ClusterTree
 
 STRATEGIES = ("random", "closest", "furthest")
@@ -92,25 +92,16 @@ def hierarchical_sampling(
     rng = as_generator(random_state)
     top = tree.n_levels - 1
     caps = _capacities(tree.sizes(top), multiplier, target)
-    counts = cpu.water_fill(target, caps, rng.random(caps.size))
+    counts = water_fill(target, caps, rng.random(caps.size))
     for t in range(top, 0, -1):
         offsets, order = tree.members(t)
         caps = _capacities(tree.sizes(t - 1), multiplier, target)
-        counts = cpu.split_counts(counts, offsets, order, caps, rng.random(caps.size))
-    if tree.lazy:  # per-chunk streams and selection, on the workers
-        from .backends import dask
-
-        if strategy == "random":
-            scores = dask.random_scores(rng, tree.labels[0])
-        else:
-            scores = tree.distances if strategy == "closest" else -tree.distances
-        return dask.select(tree.labels[0], tree.n_clusters[0], counts, scores, sizes=tree.sizes(0), sort=True)
+        counts = split_counts(counts, offsets, order, caps, rng.random(caps.size))
     if strategy == "random":
-        scores = rng.random(tree.n_samples)
+        scores = tree.arrays.random_scores(rng, tree.labels[0])
     else:
         scores = tree.distances if strategy == "closest" else -tree.distances
-    offsets, order = tree.members(0)
-    return np.sort(cpu.pick_members(offsets, order, scores, counts))
+    return tree.arrays.pick(tree.labels[0], tree.n_clusters[0], counts, scores, tree.sizes(0), lambda: tree.members(0))
 
 
 def flat_sampling(

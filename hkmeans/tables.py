@@ -14,7 +14,6 @@ import weakref
 
 import numpy as np
 
-from .backends import lookup
 from .ids import first_repeat
 from .tree import ClusterTree
 
@@ -35,7 +34,7 @@ def _point_columns(tree, points, ids, rows):
     lab = np.asarray(tree.labels[0][points], dtype=np.int64)
     columns[level_field(0)] = lab
     for t in range(1, tree.n_levels):
-        lab = np.asarray(lookup(tree.labels[t], lab), dtype=np.int64)
+        lab = tree.labels[t][lab]
         columns[level_field(t)] = lab
     if tree.distances is None:
         columns["distance"] = np.full(len(points), np.nan)

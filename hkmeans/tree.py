@@ -12,24 +12,11 @@ from functools import cached_property
 
 import numpy as np
 
-from .backends import is_dask, lookup
-from .backends.cpu import group_by_label
+from .backends import PerRowArrays, arrays_of
+from .backends.in_memory import IN_MEMORY
 from .io import save_npz
 
 _FORMAT = 1
-
-
-def _as_labels(a, name):
-    if is_dask(a):  # checked where it is computed, chunk by chunk
-        if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"{name} must be a 1-D integer array, got shape {a.shape} and dtype {a.dtype}.")
-        return a.astype(np.int64)
-    a = np.asarray(a)
-    if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
-        raise ValueError(f"{name} must be a 1-D integer array, got shape {a.shape} and dtype {a.dtype}.")
-    if a.size and a.min() < 0:
-        raise ValueError(f"{name} has negative labels; labels must be cluster indices >= 0.")
-    return np.ascontiguousarray(a, dtype=np.int64)
 
 
 class ClusterTree:
@@ -65,9 +52,12 @@ class ClusterTree:
     def __init__(self, labels, centroids=None, distances=None, sample_weight=None):
         if isinstance(labels, np.ndarray) and labels.ndim == 1:
             labels = [labels]
-        labels = [_as_labels(a, f"labels[{t}]") for t, a in enumerate(labels)]
+        labels = list(labels)
         if not labels:
             raise ValueError("labels must hold at least one level.")
+        #: the per-row operations on the level-0 labels: in memory, or lazy on a cluster
+        self.arrays: PerRowArrays = arrays_of(labels[0])
+        labels = [(self.arrays if t == 0 else IN_MEMORY).as_labels(a, f"labels[{t}]") for t, a in enumerate(labels)]
         if labels[0].size == 0:
             raise ValueError("labels[0] is empty: a tree needs at least one data point.")
         n_levels = len(labels)
@@ -88,28 +78,17 @@ class ClusterTree:
                 k = centroids[t].shape[0]
             else:
                 k = int(labels[t].max()) + 1
-            if not is_dask(labels[t]) and labels[t].max() >= k:
+            top = self.arrays.max_label(labels[t]) if t == 0 else int(labels[t].max())
+            if top is not None and top >= k:
                 raise ValueError(
-                    f"labels[{t}] refers to cluster {labels[t].max()} but level {t} has "
+                    f"labels[{t}] refers to cluster {top} but level {t} has "
                     f"{k} clusters (the length of labels[{t + 1}] or of centroids[{t}])."
                 )
             if centroids is not None and centroids[t].shape[0] != k:
                 raise ValueError(f"centroids[{t}] has {centroids[t].shape[0]} rows; level {t} has {k} clusters.")
             n_clusters.append(k)
-        if is_dask(distances):
-            if distances.shape != labels[0].shape:
-                raise ValueError(
-                    f"distances must have one entry per data point ({labels[0].size}), got shape {distances.shape}."
-                )
-            distances = distances.astype(np.float64)
-        elif distances is not None:
-            distances = np.ascontiguousarray(distances, dtype=np.float64)
-            if distances.shape != labels[0].shape:
-                raise ValueError(
-                    f"distances must have one entry per data point ({labels[0].size}), got shape {distances.shape}."
-                )
-            if not np.all(np.isfinite(distances)) or np.any(distances < 0):
-                raise ValueError("distances must be finite and non-negative.")
+        if distances is not None:
+            distances = self.arrays.as_distances(distances, labels[0].shape)
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
             if sample_weight.shape != labels[0].shape:
@@ -155,10 +134,9 @@ class ClusterTree:
             data points at level 0, clusters of the level below otherwise.
         """
         level = self._check_level(level)
-        if level == 0 and self.lazy:
-            raise ValueError("the level-0 members of a tree over a dask array stay on the workers.")
         if level not in self._members:
-            self._members[level] = group_by_label(self.labels[level], self.n_clusters[level])
+            arrays = self.arrays if level == 0 else IN_MEMORY
+            self._members[level] = arrays.members(self.labels[level], self.n_clusters[level])
         return self._members[level]
 
     def sizes(self, level: int) -> np.ndarray:
@@ -198,7 +176,7 @@ class ClusterTree:
         """
         lab = self.labels[0]
         for t in range(1, self._check_level(level) + 1):
-            lab = lookup(self.labels[t], lab)
+            lab = self.arrays.lookup(self.labels[t], lab)
         return lab
 
     def flatten(self, level: int) -> ClusterTree:
@@ -284,23 +262,13 @@ class ClusterTree:
             raise ValueError(f"level must be an integer in [0, {self.n_levels - 1}], got {level!r}.")
         return int(level)
 
-    @property
-    def lazy(self) -> bool:
-        """Whether the level-0 labels are a dask array."""
-        return is_dask(self.labels[0])
-
     @cached_property
     def _members(self):
         return {}
 
     @cached_property
     def _sizes(self):
-        if self.lazy:
-            from .backends.dask import counts
-
-            sizes = [counts(self.labels[0], self.n_clusters[0]).astype(np.int64)]
-        else:
-            sizes = [np.bincount(self.labels[0], minlength=self.n_clusters[0]).astype(np.int64)]
+        sizes = [self.arrays.counts(self.labels[0], self.n_clusters[0])]
         for t in range(1, self.n_levels):
             sizes.append(np.bincount(self.labels[t], weights=sizes[-1], minlength=self.n_clusters[t]).astype(np.int64))
         return sizes

@@ -40,3 +40,47 @@ def test_in_process_backends_are_backends_and_their_runs_are_runs():
         run.search(X[:2].copy())
         labels, sqdist, inertia = run.finish(np.arange(2))
         assert labels.shape == (50,) and inertia == pytest.approx(sqdist.sum())
+
+
+def per_row_kinds():
+    from hkmeans.backends.in_memory import IN_MEMORY
+
+    kinds = [IN_MEMORY]
+    if importlib.util.find_spec("distributed") is not None:
+        from hkmeans.backends.dask import LAZY
+
+        kinds.append(LAZY)
+    return kinds
+
+
+@pytest.mark.parametrize("arrays", per_row_kinds(), ids=lambda a: type(a).__name__)
+def test_every_per_row_kind_has_every_operation(arrays):
+    from hkmeans.backends.protocol import PerRowArrays
+
+    assert isinstance(arrays, PerRowArrays)
+    missing = [name for name in members(PerRowArrays) if not hasattr(arrays, name)]
+    assert missing == []
+
+
+def test_arrays_of_picks_the_kind_and_both_kinds_agree():
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    from hkmeans.backends import arrays_of
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 5, 103)
+    scores = rng.random(103)
+    table = np.arange(5) * 10
+    take = np.array([3, 0, 2, 7, 1])
+    lazy_labels = da.from_array(labels, chunks=20)
+    memory, lazy = arrays_of(labels), arrays_of(lazy_labels)
+    assert not memory.lazy and lazy.lazy
+    sizes = memory.counts(labels, 5)
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(lazy.counts(lazy_labels, 5), sizes)
+        np.testing.assert_array_equal(lazy.lookup(table, lazy_labels).compute(), memory.lookup(table, labels))
+        got = lazy.pick(lazy_labels, 5, take, da.from_array(scores, chunks=20), sizes, None)
+    want = memory.pick(labels, 5, take, scores, sizes, lambda: memory.members(labels, 5))
+    np.testing.assert_array_equal(got, want)
+    assert np.all(np.diff(want) >= 0) and np.array_equal(np.bincount(labels[want], minlength=5), take)

@@ -18,7 +18,8 @@ import pytest
 
 from hkmeans import HierarchicalKMeans, KMeans
 from hkmeans.backends import cuda as cuda_backend
-from hkmeans.backends.cpu import CPUBackend, group_by_label
+from hkmeans.backends.cpu import CPUBackend
+from hkmeans.backends.in_memory import group_by_label
 
 from . import naive
 
@@ -260,15 +261,15 @@ def test_dask_chunks_on_cuda_equal_the_dask_cpu_fit_and_stay_on_the_device(small
     dask = pytest.importorskip("dask")
     import dask.array as da
 
-    from hkmeans.backends import dask as dask_backend
+    from hkmeans.backends.dask import tasks as dask_tasks
 
     X = da.from_array(_blobs(2), chunks=(30, 3))  # three chunks
     params = dict(n_clusters=(6, 2), n_resamples=1, max_iter=10, init="random", random_state=0, backend="dask")
     with dask.config.set(scheduler="synchronous"):
         cpu = HierarchicalKMeans(**params).fit(X)
-        dask_backend._ON_DEVICE.clear()
+        dask_tasks.ON_DEVICE.clear()
         gpu = HierarchicalKMeans(**params, device="cuda").fit(X)
-        assert {key[1] for key in dask_backend._ON_DEVICE} == {0, 1, 2}  # each chunk copied once, kept
+        assert {key[1] for key in dask_tasks.ON_DEVICE} == {0, 1, 2}  # each chunk copied once, kept
         for lv_cpu, lv_gpu in zip(cpu.levels_, gpu.levels_):
             np.testing.assert_array_equal(np.asarray(lv_gpu.labels), np.asarray(lv_cpu.labels))
             np.testing.assert_allclose(lv_gpu.centroids, lv_cpu.centroids, rtol=1e-5)

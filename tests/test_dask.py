@@ -25,9 +25,12 @@ distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402
 import dask.array as da  # noqa: E402
 
+import hkmeans  # noqa: E402
 from hkmeans import HierarchicalKMeans, KMeans  # noqa: E402
 from hkmeans.backends import dask as dask_backend  # noqa: E402
 from hkmeans.backends.cpu import CPUBackend  # noqa: E402
+from hkmeans.backends.dask import client as dask_client  # noqa: E402
+from hkmeans.backends.dask import reductions, selection, tasks  # noqa: E402
 
 N, D, CHUNK = 2000, 8, 500
 PARAMS = dict(n_clusters=(12, 4), n_resamples=2, sample_size=10, max_iter=20, random_state=0)
@@ -211,7 +214,7 @@ def test_a_resampling_subset_on_the_workers_holds_the_selected_rows(client):
 def test_a_subset_with_chunks_of_no_rows_spills_and_reads_back(client, tmp_path, monkeypatch):
     """Chunks without a picked row are left out of the subset, in files as in memory,
     and the subset's passes read what was picked."""
-    from hkmeans.backends.dask_io import source_of
+    from hkmeans.backends.dask.storage import source_of
 
     n, k = 1700, 9
     labels = np.arange(n) % 8
@@ -224,7 +227,7 @@ def test_a_subset_with_chunks_of_no_rows_spills_and_reads_back(client, tmp_path,
         data = dask_backend.DaskBackend(Xd, client)
         args = (da.from_array(labels, chunks=300), k, take, da.from_array(scores, chunks=300))
         rows = dask_backend.select(*args, sort=True)
-        monkeypatch.setattr(dask_backend._config, "DASK_CLIENT_SUBSET_BYTES", 0)  # kept on the workers
+        monkeypatch.setattr(hkmeans._config, "DASK_CLIENT_SUBSET_BYTES", 0)  # kept on the workers
         sub, _ = data.resampling_subset(*args)
     assert len(sub.rows) == 5 and all(m > 0 for m in sub.rows)
     np.testing.assert_array_equal(dask_backend.compute(sub.X, client=client)[0], X[rows])
@@ -286,7 +289,11 @@ def test_the_client_never_holds_an_n_long_array(client, monkeypatch, on_workers)
     def refuse(self, *args, **kwargs):
         raise AssertionError("a dask array was computed implicitly on the client")
 
-    monkeypatch.setattr(dask_backend, "compute", watched)
+    from hkmeans.backends.dask import backend, storage
+
+    for module in (dask_client, reductions, selection, storage, backend):  # every caller's name
+        if hasattr(module, "compute"):
+            monkeypatch.setattr(module, "compute", watched)
     for name in ("__array__", "__bool__", "__float__", "__int__"):
         monkeypatch.setattr(da.Array, name, refuse)
     m = HierarchicalKMeans(**dict(PARAMS, sample_size=None if on_workers else 5)).fit(Xd)
@@ -312,7 +319,7 @@ def test_bad_input_gives_one_line_errors_before_work(client):
 
 
 def test_device_cuda_on_workers_without_a_gpu_is_one_line_before_work(client):
-    errors = client.run(dask_backend._cuda_error)
+    errors = client.run(dask_client._cuda_error)
     if not any(errors.values()):
         pytest.skip("every worker sees a GPU (or the simulator): the fit would run")
     before = set(client.who_has())
@@ -347,7 +354,7 @@ def test_embedded_cluster_layout_never_oversubscribes():
 
 
 def test_pool_array_reads_shards_on_the_workers_and_store_load_round_trip(client, tmp_path):
-    from hkmeans.backends import dask_io
+    from hkmeans.backends.dask import storage as dask_io
 
     (tmp_path / "shards").mkdir()
     for i, (a, b) in enumerate([(0, 700), (700, 1500), (1500, N)]):
@@ -370,7 +377,7 @@ def test_pool_array_reads_shards_on_the_workers_and_store_load_round_trip(client
 def test_spill_writes_one_file_per_chunk_and_reads_any_slice_back(client, tmp_path):
     import gc
 
-    from hkmeans.backends import dask_io
+    from hkmeans.backends.dask import storage as dask_io
 
     A = da.from_array(X, chunks=((300, 700, 0, 1000), D))
     (back,) = dask_io.spill(tmp_path, A, client=client)
@@ -381,12 +388,12 @@ def test_spill_writes_one_file_per_chunk_and_reads_any_slice_back(client, tmp_pa
         want = X[[5, 1999, 301, 5]] if got.shape[0] == 4 else want
         want = X[:, 2:5] if got.shape[1] == 3 else (X if want is None else want)
         np.testing.assert_array_equal(dask_backend.compute(got, client=client)[0], want)
-    from hkmeans.backends.cpu import normalize_rows
+    from hkmeans.backends.in_memory import normalize_rows
 
     unit = dask_io.map_rows(back, normalize_rows)  # read and mapped by the tasks that use it
     assert dask_io.source_of(unit) is not None and dask_io.source_of(back.persist()) is None
     np.testing.assert_allclose(dask_backend.compute(unit, client=client)[0], normalize_rows(X), rtol=1e-6)
-    parts = dask_backend._gather(dask_backend._blocks([unit], dask_backend._moments_block, None), client)
+    parts = reductions.gather_blocks(reductions.map_chunks([unit], tasks.moments_block, None), client)
     np.testing.assert_allclose(sum(p[0] for p in parts), normalize_rows(X).sum(axis=0, dtype=np.float64), rtol=1e-6)
     del back, got, unit
     gc.collect()
@@ -460,7 +467,7 @@ def test_the_passes_read_their_chunks_inside_their_own_tasks(client, reference, 
     """Rows from shards and per-row state in files are read by the tasks that use
     them: no task of a fit is a chunk's read on its own (a read the scheduler could
     run ahead of the passes, one chunk more held per read); the result is the same."""
-    from hkmeans.backends import dask_io
+    from hkmeans.backends.dask import storage as dask_io
 
     names = set()
 
@@ -478,9 +485,9 @@ def test_the_passes_read_their_chunks_inside_their_own_tasks(client, reference, 
         m = HierarchicalKMeans(**PARAMS).fit(dask_io.pool_array(tmp_path / "shards", np.float32, rows=CHUNK))
         m.sample(150, random_state=1), m.sample(150, strategy="closest", multiplier=2)
     assert_same(fingerprint(m), reference[1])  # computing the labels is a read on its own: out of the stream
-    tasks = [t["key"] for t in ts.data]
-    assert not [k for k in tasks if isinstance(k, tuple) and k[0] in names]
-    assert len(names) > 3 and any("_lloyd_block" in str(k) for k in tasks)  # the passes read the files
+    keys = [t["key"] for t in ts.data]
+    assert not [k for k in keys if isinstance(k, tuple) and k[0] in names]
+    assert len(names) > 3 and any("lloyd_block" in str(k) for k in keys)  # the passes read the files
 
 
 @given(data=st.data())
@@ -500,9 +507,9 @@ def test_thresholds_by_bins_are_those_of_the_whole_merge(data):
     sizes = np.bincount(labels, minlength=k)
     r = np.array([data.draw(st.integers(0, max(m - 1, 0))) for m in sizes])
     chunks = data.draw(st.integers(1, 80))
-    want = dask_backend._last_picks(dask_backend._smallest(labels, scores, np.arange(n), r), k)
+    want = selection.last_picks(selection.smallest(labels, scores, np.arange(n), r), k)
     room = 24 * data.draw(st.integers(1, 40))  # rows of (label, score, row) the last merge may hold
-    with dask.config.set(scheduler="synchronous"), mock.patch.object(dask_backend._config, "DASK_CHUNK_BYTES", room):
+    with dask.config.set(scheduler="synchronous"), mock.patch.object(hkmeans._config, "DASK_CHUNK_BYTES", room):
         got = dask_backend.thresholds(
             da.from_array(labels, chunks=chunks), da.from_array(scores, chunks=chunks), k, r, sizes
         )

@@ -13,6 +13,7 @@ when one is made).
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
@@ -21,22 +22,24 @@ from .._params import BACKENDS, DEVICES
 from .cpu import CPUBackend
 from .csr import SparseBackend
 from .cuda import CUDABackend
-from .protocol import Backend, LloydRunProtocol
+from .in_memory import IN_MEMORY
+from .protocol import Backend, LloydRunProtocol, PerRowArrays
 
 __all__ = [
     "Backend",
     "CPUBackend",
     "CUDABackend",
     "LloydRunProtocol",
+    "PerRowArrays",
     "SparseBackend",
+    "arrays_of",
+    "check_backend",
     "dask_module",
-    "is_dask",
-    "lookup",
     "resolve",
 ]
 
 
-def is_dask(a) -> bool:
+def is_dask(a) -> bool:  # the one test of an array's kind, here only
     """Whether ``a`` is a dask array (without importing dask)."""
     da = sys.modules.get("dask.array")
     return da is not None and isinstance(a, da.Array)
@@ -51,24 +54,32 @@ def dask_module():
     return dask
 
 
-def resolve(X, device: str = "cpu", client=None, backend: str = "auto") -> Backend:
+def check_backend(X, backend: str) -> None:
+    """A one-line ValueError if ``backend`` does not take data ``X``."""
+    if backend == "cpu" and is_dask(X):
+        raise ValueError('backend="cpu" takes an in-memory array, got a dask array: use backend="dask" or "auto".')
+    if backend == "dask" and sparse.issparse(X):
+        raise ValueError('backend="dask" takes a dense or dask array, got a sparse matrix: use backend="cpu".')
+
+
+def resolve(X, device: str = "cpu", client=None, backend: str = "auto", persist: bool = True) -> Backend:
     """The backend for data ``X`` on ``device``: ``X`` itself if it already is one; a
     :class:`~hkmeans.backends.dask.DaskBackend` (on ``client``, see
     :func:`hkmeans.backends.dask.pick_client`) for a dask array or when ``backend``
     is "dask"; a :class:`~hkmeans.backends.csr.SparseBackend` over a sparse CSR
     matrix; else a :class:`CPUBackend`, or for ``device="cuda"`` a
     :class:`~hkmeans.backends.cuda.CUDABackend`, over the array (validated: 2-D,
-    C-ordered float32 or float64, finite)."""
+    C-ordered float32 or float64, finite). ``persist=False`` keeps a dask backend's
+    per-row results lazy (prediction)."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}.")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
     if hasattr(X, "lloyd_run"):
         return X
-    if backend == "dask" or (backend == "auto" and is_dask(X)):
-        return dask_module().DaskBackend(X, client, device=device)
-    if is_dask(X):
-        raise ValueError('backend="cpu" takes an in-memory array, got a dask array: use backend="dask" or "auto".')
+    check_backend(X, backend)
+    if backend == "dask" or is_dask(X):
+        return dask_module().DaskBackend(X, client, persist=persist, device=device)
     if sparse.issparse(X):
         if device != "cpu":
             raise ValueError(f'device={device!r} takes dense input; sparse matrices run on device="cpu".')
@@ -77,6 +88,23 @@ def resolve(X, device: str = "cpu", client=None, backend: str = "auto") -> Backe
     return CUDABackend(X) if device == "cuda" else CPUBackend(X)
 
 
-def lookup(table: np.ndarray, labels):
-    """``table[labels]``: for dask ``labels``, lazily, chunk by chunk."""
-    return dask_module().lookup(table, labels) if is_dask(labels) else table[labels]
+def arrays_of(a) -> PerRowArrays:
+    """The :class:`~hkmeans.backends.protocol.PerRowArrays` for rows or a per-row
+    array ``a``: lazy on a Dask cluster for a dask array, else in memory."""
+    return dask_module().LAZY if is_dask(a) else IN_MEMORY
+
+
+if TYPE_CHECKING:  # every backend and per-row kind conforms, checked by the type checker
+    from .dask import DaskBackend
+    from .dask.arrays import DaskArrays
+    from .in_memory import InMemoryArrays
+
+    def _conformance(
+        cpu: CPUBackend,
+        csr: SparseBackend,
+        cuda: CUDABackend,
+        dask: DaskBackend,
+        memory: InMemoryArrays,
+        lazy: DaskArrays,
+    ) -> tuple[Backend, Backend, Backend, Backend, PerRowArrays, PerRowArrays]:
+        return cpu, csr, cuda, dask, memory, lazy

@@ -2,8 +2,8 @@
 
 Everything CPU-specific lives here: BLAS held to one thread while the kernels
 parallelise over rows, block sizes, the rounding bound of a search and the Lloyd
-bounds. The module-level functions are the per-row operations on in-memory arrays
-(labels, scores) that the tree and the sampling use.
+bounds. (The NumPy helpers it shares with the tree and the sampling are in
+:mod:`hkmeans.backends.in_memory`.)
 """
 
 from __future__ import annotations
@@ -18,46 +18,7 @@ from .. import _config
 from .._kernels.cpu import assign as assign_kernels
 from .._kernels.cpu import groups, seeding, select
 from .._threads import kernel_threads, single_threaded_blas
-
-group_by_label = groups.group_by_label
-water_fill = select.water_fill
-
-
-def pick_members(offsets, order, scores, n_take):
-    """:func:`hkmeans._kernels.cpu.select.pick_members` on the threads its size calls for."""
-    with kernel_threads(len(order)):
-        return select.pick_members(offsets, order, scores, n_take)
-
-
-def split_counts(parent_counts, offsets, order, caps, keys):
-    """:func:`hkmeans._kernels.cpu.select.split_counts` on the threads its size calls for."""
-    with kernel_threads(len(caps)):
-        return select.split_counts(parent_counts, offsets, order, caps, keys)
-
-
-def row_blocks(X):
-    """Slices of about 2**20 entries of ``X`` (8 MB as float64), whole rows each: host
-    loops over them need no temporary the size of ``X``."""
-    block = max(1, (1 << 20) // max(1, X.shape[1]))
-    return [slice(a, a + block) for a in range(0, X.shape[0], block)]
-
-
-def normalize_rows(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), into ``out`` (by default a
-    new array), in blocks of rows."""
-    out = np.empty(X.shape, dtype=X.dtype) if out is None else out
-    for rows in row_blocks(X):
-        x = X[rows]
-        norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
-        norms[norms == 0] = 1.0
-        out[rows] = x / norms[:, None]
-    return out
-
-
-def _rel_err(X):
-    """Relative bound on the rounding of a full nearest-centroid search (see
-    :func:`hkmeans._kernels.cpu.assign.assign`), with a factor 2 to spare."""
-    return 2.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
+from .in_memory import group_by_label, normalize_rows, pick_members, rounding_bound, row_blocks, weighted_total
 
 
 def _chunk_rows(k, itemsize):
@@ -80,7 +41,7 @@ def search(X, centers, labels, sqdist, lower=None, group_offsets=None):
     with kernel_threads(X.shape[0] * centers.shape[0] * X.shape[1]):
         n_tasks = max(1, min(numba.get_num_threads(), -(-X.shape[0] // chunk)))
         assign_kernels.assign(
-            X, centers, chunk, n_tasks, gemm, _rel_err(X), labels, sqdist, lower, group_offsets, bounded
+            X, centers, chunk, n_tasks, gemm, rounding_bound(X), labels, sqdist, lower, group_offsets, bounded
         )
 
 
@@ -125,11 +86,6 @@ def content_draw(order, values, u, weights) -> np.ndarray:
 
 
 _DRAW_DIRECTION_SEED = 20240524  # any fixed seed: the direction of :meth:`HostRows.draw_order`
-
-
-def weighted_total(values, weights) -> float:
-    """``sum(weights * values)``; the plain sum without weights."""
-    return float(np.sum(values)) if weights is None else float(np.dot(weights, values))
 
 
 class HostRows:
@@ -197,12 +153,12 @@ class HostRows:
 
     def rounded(self, sqdist) -> np.ndarray:
         """``sqdist`` as float32 rounds it, and 0 where it is within the rounding of a
-        search of the row's own squared norm (see :func:`_rel_err`): distances that
+        search of the row's own squared norm (see :func:`~hkmeans.backends.in_memory.rounding_bound`): distances that
         differ by rounding alone (as those to the centroids of a weighted row and of
         its copies do) compare equal."""
         self.draw_order()
         s = sqdist.astype(np.float32).astype(np.float64)
-        s[s <= 2.0 * _rel_err(self.X) * self._norms] = 0.0
+        s[s <= 2.0 * rounding_bound(self.X) * self._norms] = 0.0
         return s
 
     def closeness(self, sqdist) -> np.ndarray:

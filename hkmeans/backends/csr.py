@@ -2,7 +2,7 @@
 
 The passes run the dense kernels of :mod:`hkmeans.backends.cpu` on one block of rows
 at a time, each block densified on its own (about 2**20 entries, see
-:func:`~hkmeans.backends.cpu.row_blocks`), so the whole matrix is never dense; the
+:func:`~hkmeans.backends.in_memory.row_blocks`), so the whole matrix is never dense; the
 sums and the seeding's distances are sparse products.
 """
 
@@ -13,7 +13,8 @@ from sklearn.preprocessing import normalize
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
 from .._kernels.cpu.seeding import best_trial
-from .cpu import CPUBackend, content_draw, row_blocks, search
+from .cpu import CPUBackend, content_draw, search
+from .in_memory import row_blocks
 
 
 class SparseBackend(CPUBackend):

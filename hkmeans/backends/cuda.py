@@ -18,7 +18,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from .._kernels.cpu.seeding import best_trial
-from .cpu import CPUBackend, HostRows, LloydStep, normalize_rows
+from .cpu import CPUBackend, HostRows, LloydStep
+from .in_memory import normalize_rows
 
 #: Share of the device's free memory the data may take before they are streamed.
 DEVICE_SHARE = 0.5

@@ -125,3 +125,61 @@ class Backend(Protocol):
 
     def weighted(self, weights: Any) -> Any:
         """The same rows with per-row weights."""
+
+
+@runtime_checkable
+class PerRowArrays(Protocol):
+    """What the estimators, the tree, the sampling and the run directory do with rows
+    and per-row arrays (labels, distances, scores) outside a fit, for one kind of array:
+    in memory (:data:`~hkmeans.backends.in_memory.IN_MEMORY`) or lazy on a cluster
+    (:data:`~hkmeans.backends.dask.arrays.LAZY`). :func:`hkmeans.backends.arrays_of`
+    picks it for an array."""
+
+    #: Whether the arrays stay where they are computed (the tree's level-0 members
+    #: cannot be listed here).
+    lazy: bool
+
+    def validated(self, estimator: Any, X: Any, reset: bool, accept_sparse: Any) -> Any:
+        """Rows ``X`` checked for ``estimator`` (its ``n_features_in_`` set with ``reset``,
+        else compared); a lazy array by shape and dtype only."""
+
+    def normalized(self, X: Any) -> Any:
+        """The rows scaled to unit norm."""
+
+    def distances(self, X: Any, centers: np.ndarray, client: Any = None) -> Any:
+        """Euclidean distance of each row to each centre."""
+
+    def inertia(self, X: Any, centers: np.ndarray, labels: Any, sample_weight: Any = None, client: Any = None) -> float:
+        """(Weighted) sum of squared distances of the rows to ``centers[labels]``."""
+
+    def lookup(self, table: np.ndarray, labels: Any) -> Any:
+        """``table[labels]``."""
+
+    def as_labels(self, a: Any, name: str) -> Any:
+        """``a`` as 1-D int64 labels; a one-line ValueError if it cannot be."""
+
+    def max_label(self, a: Any) -> int | None:
+        """The largest label, or None where it is checked as it is computed."""
+
+    def as_distances(self, d: Any, shape: tuple) -> Any:
+        """``d`` as float64 distances of ``shape``; a one-line ValueError if it cannot be."""
+
+    def counts(self, labels: Any, k: int) -> np.ndarray:
+        """Rows per cluster."""
+
+    def members(self, labels: Any, k: int) -> tuple:
+        """``(offsets, order)``: the rows of each cluster, in CSR form."""
+
+    def random_scores(self, rng: np.random.Generator, labels: Any) -> Any:
+        """One uniform draw per row of ``labels``."""
+
+    def pick(self, labels: Any, k: int, take: np.ndarray, scores: Any, sizes: np.ndarray, members: Any) -> np.ndarray:
+        """``take[c]`` rows of each cluster ``c``, those of smallest ``scores``, sorted
+        (``members()`` gives :meth:`members` where it is cached)."""
+
+    def save(self, arrays: dict, file: str, folder: str) -> None:
+        """Write per-row ``arrays``: to the ``.npz`` ``file``, or chunk by chunk under
+        ``folder``."""
+
+    def gathered(self, a: Any) -> np.ndarray:
+        """``a`` as an in-memory array."""

@@ -217,7 +217,7 @@ def _fit_on_dask(args, config, pool, dtype, run, client):
     from dask import config as dask_config
 
     dask = dask_module()
-    from ..backends.dask_io import pool_array
+    from ..backends.dask.storage import pool_array
 
     X = pool_array(
         args.embeddings, dtype, column=config["column"], subset_indices=config["subset_indices"], shape=pool.shape

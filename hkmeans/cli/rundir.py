@@ -47,7 +47,7 @@ import numpy as np
 
 from .. import __version__
 from .._progress import log
-from ..backends import is_dask
+from ..backends import arrays_of
 from ..checkpoint import Checkpoints
 from ..ids import decode, encode
 from ..io import same_file, save_json, save_npy, save_npz, save_text
@@ -260,10 +260,8 @@ class RunDir(Checkpoints):
             return
         large = {name: arrays[name] for name in ("labels", "sqdist") if name in arrays}
         small = {name: a for name, a in arrays.items() if name not in large}
-        if any(is_dask(a) for a in large.values()):  # from the workers, chunk by chunk
-            _dask_io().store(self._chunks(key), **large)
-        elif large:
-            save_npz(self._file(key, ".labels"), **large)
+        if large:  # from the workers chunk by chunk, for a fit on Dask
+            arrays_of(next(iter(large.values()))).save(large, self._file(key, ".labels"), self._chunks(key))
         save_npz(file, **small)
         previous = self._previous(key)
         self.manifest["steps"].append(key)
@@ -500,9 +498,9 @@ def _remove_scratch(path):
 
 
 def _dask_io():
-    from ..backends import dask_io  # imports dask: only for a run on it
+    from ..backends.dask import storage  # imports dask: only for a run on it
 
-    return dask_io
+    return storage
 
 
 def _read_npz(file) -> dict:

@@ -26,9 +26,10 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .. import _config
-from ..io import save_npy
-from .dask import compute, persist
+from ... import _config
+from ...io import save_npy
+from ...readers import open_pool
+from .client import compute, persist
 
 
 def chunk_rows(n_features, dtype) -> int:
@@ -102,7 +103,6 @@ def map_rows(array, fn):
 
 @functools.lru_cache(maxsize=8)
 def _open(source, column, subset_indices):
-    from ..readers import open_pool
 
     return open_pool(source, column=column, subset_indices=subset_indices)
 

@@ -1,0 +1,79 @@
+"""Per-row arrays that stay on a Dask cluster: :data:`LAZY`, the
+:class:`~hkmeans.backends.protocol.PerRowArrays` of dask arrays (its in-memory twin is
+:data:`~hkmeans.backends.in_memory.IN_MEMORY`). Labels and distances are checked
+chunk by chunk where they are computed, not here."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..in_memory import normalize_rows
+from .backend import DaskBackend, as_rows
+from .reductions import counts, lookup, random_scores
+from .selection import select
+from .storage import map_rows, store
+
+
+class DaskArrays:
+    """:class:`~hkmeans.backends.protocol.PerRowArrays` for dask arrays."""
+
+    lazy = True
+
+    def validated(self, estimator, X, reset: bool, accept_sparse):
+        X = as_rows(X)
+        if reset:
+            estimator.n_features_in_ = X.shape[1]
+        elif X.shape[1] != estimator.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+                f"{estimator.n_features_in_} features as input."
+            )
+        return X
+
+    def normalized(self, X):
+        return map_rows(X, normalize_rows)
+
+    def distances(self, X, centers, client=None):
+        return DaskBackend(X, client, persist=False).distances(centers)
+
+    def inertia(self, X, centers, labels, sample_weight=None, client=None) -> float:
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported for a dask array.")
+        return DaskBackend(X, client).inertia(centers, labels)
+
+    def lookup(self, table, labels):
+        return lookup(table, labels)
+
+    def as_labels(self, a, name):
+        if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"{name} must be a 1-D integer array, got shape {a.shape} and dtype {a.dtype}.")
+        return a.astype(np.int64)
+
+    def max_label(self, a) -> int | None:
+        return None
+
+    def as_distances(self, d, shape):
+        if d.shape != shape:
+            raise ValueError(f"distances must have one entry per data point ({shape[0]}), got shape {d.shape}.")
+        return d.astype(np.float64)
+
+    def counts(self, labels, k: int) -> np.ndarray:
+        return counts(labels, k).astype(np.int64)
+
+    def members(self, labels, k: int) -> tuple:
+        raise ValueError("the level-0 members of a tree over a dask array stay on the workers.")
+
+    def random_scores(self, rng, labels):
+        return random_scores(rng, labels)
+
+    def pick(self, labels, k, take, scores, sizes, members) -> np.ndarray:
+        return select(labels, k, take, scores, sizes=sizes, sort=True)
+
+    def save(self, arrays: dict, file, folder) -> None:
+        store(folder, **arrays)
+
+    def gathered(self, a) -> np.ndarray:
+        return np.asarray(a)
+
+
+LAZY = DaskArrays()

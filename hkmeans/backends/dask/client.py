@@ -1,0 +1,191 @@
+"""Where the Dask tasks run: the client picked for a fit, the clusters hkmeans starts
+on this machine, their scratch folders, and ``compute``/``persist`` on that client."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import contextvars
+import functools
+import importlib.util
+import os
+import shutil
+import tempfile
+import weakref
+
+import dask
+
+from ..._threads import usable_cpus
+from ..cuda import check_available
+
+
+def cluster_layout(cores: int) -> tuple[int, int]:
+    """``(workers, threads per worker)`` of the embedded cluster on ``cores`` cores:
+    workers x threads <= cores, about 4 threads each."""
+    threads = min(cores, 4)
+    return max(1, cores // threads), threads
+
+
+# The scratch folders of the clusters hkmeans started (on this machine: every worker sees them).
+_LOCAL_SCRATCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _own_scratch(client):
+    """``client``, given a new folder for the per-row state of its fits (in Dask's
+    ``temporary-directory``, else the system's), removed at exit."""
+    folder = tempfile.mkdtemp(prefix="hkmeans-scratch-", dir=dask.config.get("temporary-directory", None))
+    _LOCAL_SCRATCH[client] = folder
+    atexit.register(shutil.rmtree, folder, True)
+    return client
+
+
+def scratch_folder(client=None):
+    """Where per-row state goes on ``client``'s cluster (see :func:`pick_client`): the
+    folder of Dask's config key ``hkmeans.scratch`` (``dask.config.set``, or
+    ``DASK_HKMEANS__SCRATCH`` in the environment) if set, for a folder that every
+    worker sees at the same path; None if that key is False (the workers' memory);
+    otherwise the temporary folder of a cluster hkmeans started on this machine, or
+    None for any other cluster."""
+    folder = dask.config.get("hkmeans.scratch", None)
+    if folder is False:
+        return None
+    if folder:
+        return os.path.abspath(os.fspath(folder))
+    c = pick_client(client)
+    return None if c is None else _LOCAL_SCRATCH.get(c)
+
+
+def local_cuda_client(workers=None):
+    """A :class:`distributed.Client` on a new ``dask_cuda.LocalCUDACluster``: one
+    worker per visible GPU (``workers`` of them if given). A one-line ImportError
+    without dask-cuda. Closed when the process exits."""
+    if importlib.util.find_spec("dask_cuda") is None:
+        raise ImportError(
+            'device="cuda" on Dask starts one worker per GPU with dask-cuda: pip install "hkmeans[dask-cuda]", or use an existing cluster.'
+        )
+    from dask_cuda import LocalCUDACluster
+    from distributed import Client
+
+    cluster = LocalCUDACluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+    client = Client(cluster, set_as_default=False)
+    atexit.register(lambda: (client.close(), cluster.close()))
+    return _own_scratch(client)
+
+
+def check_workers(client, device) -> None:
+    """For ``device="cuda"``: a one-line RuntimeError unless every worker of
+    ``client`` (this process if None) has numba-cuda and sees a GPU."""
+    if device != "cuda":
+        return
+    if client is None:
+        check_available()
+        return
+    for worker, error in client.run(_cuda_error).items():
+        if error is not None:
+            raise RuntimeError(f"worker {worker}: {error}")
+
+
+def _cuda_error():
+    try:
+        check_available()
+    except RuntimeError as e:
+        return str(e)
+    return None
+
+
+def local_client(workers=None, cores=None):
+    """A :class:`distributed.Client` on a new :class:`distributed.LocalCluster` of
+    ``workers`` worker processes (None: :func:`cluster_layout`'s number) on ``cores``
+    cores (None: those this process may use), one task at a time per worker, with
+    Numba and BLAS threads set per worker so that workers x threads <= cores, and a
+    temporary scratch folder (see :func:`scratch_folder`). Closed when the process
+    exits."""
+    from distributed import Client, LocalCluster
+
+    cores = usable_cpus() if cores is None else cores
+    if workers is None:
+        workers, threads = cluster_layout(cores)
+    else:
+        threads = max(1, cores // workers)
+    env = {
+        name: str(threads)
+        for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    }
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env)
+    client = Client(cluster, set_as_default=False)
+
+    def close():
+        client.close()
+        cluster.close()
+
+    atexit.register(close)
+    return _own_scratch(client)
+
+
+def connect(address, timeout=10):
+    """A :class:`distributed.Client` of the scheduler at ``address``; a ValueError of
+    one line if it cannot be reached within ``timeout`` seconds."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"cannot reach the Dask scheduler at {address!r} ({reason}).") from None
+
+
+@functools.cache
+def _embedded_client(device="cpu"):
+    return local_cuda_client() if device == "cuda" else local_client()
+
+
+_CURRENT = contextvars.ContextVar("hkmeans_client", default=None)
+
+
+@contextlib.contextmanager
+def using(client):
+    """Context in which :func:`pick_client` picks ``client`` (None: no change)."""
+    token = _CURRENT.set(client)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def pick_client(client=None, device="cpu"):
+    """The :class:`distributed.Client` the tasks run on: ``client`` if given, else
+    the one of an enclosing :func:`using`, else none if a local scheduler is
+    configured (``dask.config.set(scheduler="threads")``, say) or distributed is not
+    installed, else the active one (Dask's convention), else an
+    embedded cluster started once per process: for ``device="cpu"`` a
+    :class:`distributed.LocalCluster` of worker processes sized by
+    :func:`cluster_layout` with Numba and BLAS threads set per worker, for "cuda"
+    :func:`local_cuda_client`'s."""
+    client = client if client is not None else _CURRENT.get()
+    if client is not None:
+        return client
+    if dask.config.get("scheduler", None) not in (None, "dask.distributed"):
+        return None
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return _embedded_client(device)
+
+
+def compute(*collections, client=None):
+    """The values of ``collections``, computed on :func:`pick_client`'s scheduler."""
+    c = pick_client(client)
+    if c is None:
+        return dask.compute(*collections)
+    return tuple(c.compute(list(collections), sync=True))
+
+
+def persist(*collections, client=None):
+    """``collections`` persisted (kept on the workers) on :func:`pick_client`'s scheduler."""
+    c = pick_client(client)
+    out = dask.persist(*collections) if c is None else c.persist(list(collections))
+    return tuple(out)
