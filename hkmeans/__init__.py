@@ -1,5 +1,6 @@
 """hkmeans: automatic data curation by hierarchical k-means with resampling."""
 
+from ._version import __version__ as __version__
 from .advise import advise
 from .dedup import DedupResult, dedup
 from .estimator import HierarchicalKMeans, KMeans
@@ -7,8 +8,6 @@ from .hierarchy import Level, hierarchical_kmeans
 from .sampling import flat_sampling, hierarchical_sampling
 from .seeding import kmeans_plusplus
 from .tree import ClusterTree
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ClusterTree",

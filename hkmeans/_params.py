@@ -1,6 +1,7 @@
 """One table of the fit parameters of a hierarchical k-means: default, constraint,
-whether it takes one value per level, and help. The estimator's defaults, the engine's
-checks, the command line's flags and TOML keys, and their help all read it."""
+whether it takes one value per level, and help. The estimator's defaults, the checks
+(:mod:`hkmeans._validation`), the command line's flags and TOML keys, and their help
+all read it."""
 
 from __future__ import annotations
 
@@ -126,26 +127,3 @@ FIT_PARAMS = {
         "array (dask), or auto: dask for a dask array, cpu otherwise",
     ),
 }
-
-
-def per_level(name, value, n_levels) -> list:
-    """``value`` as one entry per level (an int is the same at every level), each
-    checked against :data:`FIT_PARAMS`; a ``ValueError`` naming ``name`` otherwise."""
-    param = FIT_PARAMS[name]
-    values = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "__array__") else [value] * n_levels
-    if len(values) != n_levels:
-        raise ValueError(f"{name} has {len(values)} entries but n_clusters has {n_levels} levels.")
-    for v in values:
-        if not param.entry(v):
-            none = " or None" if param.default is None else ""
-            raise ValueError(f"{name} entries must each be {param.what}{none}, got {v!r}.")
-    return [None if v is None else int(v) for v in values]
-
-
-def check(name, value):
-    """``value`` if it suits parameter ``name`` (one that is not per level); a
-    ``ValueError`` saying what it must be otherwise."""
-    param = FIT_PARAMS[name]
-    if not param.accepts(value):
-        raise ValueError(f"{name} must be {param.what}, got {value!r}.")
-    return value

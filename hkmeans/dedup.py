@@ -24,6 +24,7 @@ from ._rng import as_generator
 from ._threads import kernel_threads, single_threaded_blas
 from .backends import is_dask
 from .backends.in_memory import group_by_label, normalize_rows, rounding_bound
+from .kmeans import kmeans
 
 KEEP = ("hard", "easy", "random", "first")
 DEDUP_METRICS = ("cosine", "euclidean")
@@ -130,7 +131,6 @@ def _model_centroids(model, X, n_clusters):
 
 def _own_centroids(X, n_clusters, metric, rng):
     """Centroids of a short k-means on a sample of ``X``."""
-    from .kmeans import kmeans
 
     n = X.shape[0]
     k = max(1, int(round(np.sqrt(n)))) if n_clusters is None else n_clusters

@@ -11,6 +11,8 @@ import numpy as np
 
 from .datasets import RING_SIZES, make_rings
 from .estimator import HierarchicalKMeans
+from .io import atomic_path, save_text
+from .report import curation_report
 
 
 @dataclass
@@ -65,8 +67,6 @@ def plot(result: RingsResult, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_path
-
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.5), sharex=True, sharey=True)
     panels = [("pool", np.arange(len(result.X))), ("curated", result.curated), ("random", result.random)]
     for ax, (name, idx) in zip(axes, panels):
@@ -82,8 +82,6 @@ def plot(result: RingsResult, path) -> None:
 def report(result: RingsResult, path) -> None:
     """The curation report of the ring example (labels: the rings) as an HTML file at
     ``path``, written atomically. Needs matplotlib."""
-    from .io import save_text
-    from .report import curation_report
 
     labels = np.array([f"ring of {n}" for n in RING_SIZES])[result.ring]
     info = {

@@ -9,12 +9,13 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._params import check
+from ._params import FIT_PARAMS
 from ._rng import as_generator
 from ._threads import single_threaded_blas
+from ._validation import check, check_hierarchy, check_kmeans_params, check_sample_weight
 from .backends import arrays_of, check_backend, dask_module, resolve
-from .hierarchy import hierarchical_kmeans, tree_from_levels
-from .kmeans import check_kmeans_params, check_sample_weight, kmeans
+from .hierarchy import fit_levels, tree_from_levels
+from .kmeans import kmeans
 from .sampling import flat_sampling, hierarchical_sampling
 from .seeding import init_centers
 from .tables import assignments, cluster_table
@@ -413,9 +414,11 @@ class HierarchicalKMeans(_CentroidClusterer):
 
     def _fit(self, X, sample_weight):
         X = self._validate_fit_data(X)
+        fit = self.get_params()  # parameters map one to one
+        params = check_hierarchy(X, **{name: fit[name] for name in FIT_PARAMS})
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        # parameters map one to one
-        self.levels_ = hierarchical_kmeans(X, sample_weight=sample_weight, **self.get_params())
+        data = resolve(X, self.device, self.client, self.backend)
+        self.levels_ = fit_levels(data, params, self.random_state, self.verbose, sample_weight=sample_weight)
         self.tree_ = tree_from_levels(self.levels_, sample_weight)
         self.cluster_centers_ = self.levels_[-1].centroids
         self.labels_ = self.tree_.point_labels(self.tree_.n_levels - 1)

@@ -17,15 +17,15 @@ import numba
 import numpy as np
 
 from . import _config
-from ._params import check, per_level
 from ._progress import bar, report
 from ._rng import as_generator
 from ._threads import available_threads, map_side_by_side
+from ._validation import HierarchyParams, check_hierarchy, check_sample_weight
 from .advise import ParameterWarning, far_off
-from .backends import resolve
+from .backends import Backend, resolve
 from .backends.in_memory import group_by_label
 from .checkpoint import Checkpoints, run_step
-from .kmeans import check_kmeans_params, check_sample_weight, kmeans, reseed_empty
+from .kmeans import kmeans, reseed_empty
 from .tree import ClusterTree
 
 
@@ -78,39 +78,6 @@ class Level:
         if self.parents is None:
             return data.assign(self.centroids)
         return data.routed_assign(self.parents, self.child_offsets, self.centroids)
-
-
-def check_hierarchy_params(n_samples, n_clusters, n_resamples, sample_size, resample_strategy, n_splits=1):
-    """Validate per-level parameters against the data size; returns per-level lists
-    ``(n_clusters, n_resamples, sample_size, n_splits)``."""
-    ks = list(n_clusters) if isinstance(n_clusters, (list, tuple, np.ndarray)) else [n_clusters]
-    if not ks:
-        raise ValueError("n_clusters must hold at least one level.")
-    ks = per_level("n_clusters", ks, len(ks))
-    if n_samples < ks[0]:
-        raise ValueError(f"n_samples={n_samples} should be >= n_clusters={ks[0]} (level 0).")
-    for t in range(1, len(ks)):
-        if ks[t] > ks[t - 1]:
-            raise ValueError(
-                f"level {t} asks for n_clusters={ks[t]} but level {t - 1} has only "
-                f"{ks[t - 1]} centroids to cluster; n_clusters must not increase."
-            )
-    resamples = per_level("n_resamples", n_resamples, len(ks))
-    sizes = per_level("sample_size", sample_size, len(ks))
-    check("resample_strategy", resample_strategy)
-    splits = per_level("n_splits", n_splits, len(ks))
-    for t, (k, s) in enumerate(zip(ks, splits)):
-        if s < 1 or k % s:
-            raise ValueError(
-                f"n_splits={s} at level {t} must be a positive divisor of n_clusters={k}: the level "
-                f"runs a k-means with n_clusters / n_splits clusters and splits each in n_splits."
-            )
-        if s > 1 and resamples[t] > 0 and (sizes[t] is None or sizes[t] > 1):
-            raise ValueError(
-                f"level {t} asks for both splitting (n_splits={s}) and resampling "
-                f"(n_resamples={resamples[t]}); set n_resamples=0 or sample_size=1 at that level."
-            )
-    return ks, resamples, sizes, splits
 
 
 def hierarchical_kmeans(
@@ -188,34 +155,60 @@ def hierarchical_kmeans(
     list of Level
         One per level, finest first.
     """
-    ks, resamples, sizes, splits = check_hierarchy_params(
-        X.shape[0], n_clusters, n_resamples, sample_size, resample_strategy, n_splits
-    )
-    for line in far_off(X.shape[0], ks, resamples, sizes):
-        warnings.warn(line + "; hkmeans.advise() proposes parameters.", ParameterWarning, stacklevel=3)
-    init, n_init = check_kmeans_params(X, ks[0], init, n_init, max_iter, tol, metric, hierarchical=True)
-    sample_weight = check_sample_weight(sample_weight, X.shape[0])
-    rng = as_generator(random_state)
-    checkpoints = checkpoints if checkpoints is not None else Checkpoints()
-    params = dict(
+    params = check_hierarchy(
+        X,
+        n_clusters,
+        n_resamples=n_resamples,
+        sample_size=sample_size,
+        resample_strategy=resample_strategy,
+        n_splits=n_splits,
         init=init,
         n_init=n_init,
         max_iter=max_iter,
         tol=tol,
         metric=metric,
+        max_points_per_centroid=max_points_per_centroid,
+        device=device,
+        backend=backend,
+    )
+    sample_weight = check_sample_weight(sample_weight, X.shape[0])
+    return fit_levels(resolve(X, device, client, backend), params, random_state, verbose, checkpoints, sample_weight)
+
+
+def fit_levels(
+    data: Backend,
+    params: HierarchyParams,
+    random_state=None,
+    verbose=False,
+    checkpoints: Checkpoints | None = None,
+    sample_weight=None,
+) -> list[Level]:
+    """The engine of :func:`hierarchical_kmeans`: the levels over the rows of the
+    backend ``data``, with parameters checked by
+    :func:`~hkmeans._validation.check_hierarchy` and ``sample_weight`` by
+    :func:`~hkmeans._validation.check_sample_weight` (neither is checked again)."""
+    ks, resamples, sizes, splits = params.n_clusters, params.n_resamples, params.sample_size, params.n_splits
+    resample_strategy, device, metric = params.resample_strategy, params.device, params.metric
+    for line in far_off(data.shape[0], ks, resamples, sizes):
+        warnings.warn(line + "; hkmeans.advise() proposes parameters.", ParameterWarning, stacklevel=3)
+    rng = as_generator(random_state)
+    checkpoints = checkpoints if checkpoints is not None else Checkpoints()
+    kmeans_params = dict(
+        init=params.init,
+        n_init=params.n_init,
+        max_iter=params.max_iter,
+        tol=params.tol,
+        metric=metric,
         verbose=verbose,
         device=device,
-        max_points_per_centroid=check("max_points_per_centroid", max_points_per_centroid),
+        max_points_per_centroid=params.max_points_per_centroid,
     )
-    check("device", device)
-    check("backend", backend)
-    data = resolve(X, device, client, backend).weighted(sample_weight)
-    if data.name == "dask":
-        if splits[0] > 1:
-            raise ValueError("n_splits > 1 at level 0 is not supported on the dask backend; split a level above.")
+    if data.name == "dask" and splits[0] > 1:
+        raise ValueError("n_splits > 1 at level 0 is not supported on the dask backend; split a level above.")
+    data = data.weighted(sample_weight)
     if metric == "cosine":  # once, for every level and step
         data = data.normalized(lambda shape, dtype: checkpoints.empty("normalized", shape, dtype))
-        params["normalized"] = True
+        kmeans_params["normalized"] = True
     levels: list[Level] = []
     Y = data  # level 0 on the data's backend; the levels above on their input's centroids, on the same device
     above = "cpu" if data.name == "dask" else device  # (on a cluster, the client's: its cores; they are small)
@@ -229,7 +222,7 @@ def hierarchical_kmeans(
                 )
             step = _Steps(checkpoints, f"level{t}", rng)
             if splits[t] > 1:
-                level = _split_level(Y, k // splits[t], splits[t], step, params)
+                level = _split_level(Y, k // splits[t], splits[t], step, kmeans_params)
                 how = f"split in {splits[t]}"
             else:
                 s = sizes[t] if sizes[t] is not None else default_sample_size(_total_weight(Y), k)
@@ -242,7 +235,7 @@ def hierarchical_kmeans(
                         stacklevel=3,
                     )
                 n_res = resamples[t] if s > 1 else 0
-                level = _resampled_level(Y, k, n_res, s, resample_strategy, step, params)
+                level = _resampled_level(Y, k, n_res, s, resample_strategy, step, kmeans_params)
                 how = f"{n_res} resamples of {s} per cluster"
             levels.append(level)
             levels_bar.update()

@@ -7,7 +7,6 @@ or float64, finite.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from dataclasses import dataclass, fields
 
@@ -15,7 +14,6 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _config
-from ._params import INITS, check
 from ._progress import bar
 from ._rng import as_generator
 from ._threads import single_threaded_blas
@@ -47,82 +45,6 @@ def assign(X, centers: np.ndarray):
     """Nearest centre of each row of ``X`` (an array or a backend): ``(labels int64,
     squared distances float64)``."""
     return resolve(X if not isinstance(X, np.ndarray) else np.ascontiguousarray(X)).assign(centers)
-
-
-def check_init_array(init, n_clusters, n_features, dtype):
-    """An array ``init`` as C-contiguous centres of ``dtype``; a ``ValueError`` worded
-    as scikit-learn's unless of shape ``(n_clusters, n_features)`` and finite."""
-    init = np.array(init, dtype=dtype, order="C")
-    if init.ndim != 2 or init.shape[0] != n_clusters:
-        raise ValueError(
-            f"The shape of the initial centers {init.shape} does not match the number of clusters {n_clusters}."
-        )
-    if init.shape[1] != n_features:
-        raise ValueError(
-            f"The shape of the initial centers {init.shape} does not match the number of features "
-            f"of the data {n_features}."
-        )
-    if not np.all(np.isfinite(init)):
-        raise ValueError("init array contains NaN or infinity.")
-    return init
-
-
-def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hierarchical=False):
-    """Validate k-means parameters against validated data ``X`` before any work.
-
-    Returns ``(init, n_init)`` with ``n_init="auto"`` resolved as in scikit-learn
-    (10 runs for "random" or a callable, 1 otherwise) and an array ``init`` as a
-    C-contiguous array. A callable ``init(X, n_clusters, random_state)`` is checked
-    where it is called (:func:`hkmeans.seeding.init_centers`).
-    """
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, numbers.Integral) or n_clusters < 1:
-        raise ValueError(f"n_clusters must be a positive integer, got {n_clusters!r}.")
-    if X.shape[0] < n_clusters:
-        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
-    if isinstance(init, str):
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, a callable or an array, got {init!r}.")
-    elif hierarchical:
-        raise ValueError(f"init must be one of {INITS} for a hierarchical fit, got {type(init).__name__}.")
-    elif not callable(init):
-        init = check_init_array(init, n_clusters, X.shape[1], X.dtype)
-    if isinstance(n_init, str) and n_init == "auto":
-        n_init = 10 if callable(init) or (isinstance(init, str) and init == "random") else 1
-    elif isinstance(n_init, bool) or not isinstance(n_init, numbers.Integral) or n_init < 1:
-        raise ValueError(f"n_init must be 'auto' or a positive integer, got {n_init!r}.")
-    if isinstance(init, np.ndarray) and n_init != 1:
-        warnings.warn(
-            f"Explicit initial center position passed: performing only one init instead of n_init={n_init}.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        n_init = 1
-    check("max_iter", max_iter)
-    check("tol", tol)
-    check("metric", metric)
-    return init, int(n_init)
-
-
-def check_sample_weight(sample_weight, n_samples):
-    """``sample_weight`` as float64 weights of ``n_samples`` rows (a scalar: the same
-    for all; None stays None); a ``ValueError`` unless finite, non-negative and not all
-    zero."""
-    if sample_weight is None:
-        return None
-    w = np.asarray(sample_weight, dtype=np.float64)
-    if w.ndim == 0:
-        w = np.full(n_samples, float(w))
-    if w.ndim != 1:
-        raise ValueError(f"Sample weights must be 1D array or scalar, got an array of shape {w.shape}.")
-    if w.shape != (n_samples,):
-        raise ValueError(f"sample_weight.shape == {w.shape}, expected {(n_samples,)}!")
-    if not np.all(np.isfinite(w)):
-        raise ValueError("sample_weight contains NaN or infinity.")
-    if np.any(w < 0):
-        raise ValueError("Negative values in data passed to sample_weight; weights must be >= 0.")
-    if not np.any(w > 0):
-        raise ValueError("sample_weight is all zero; at least one weight must be positive.")
-    return np.ascontiguousarray(w)
 
 
 def _update(step, farthest, spherical, dtype):

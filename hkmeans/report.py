@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import __version__, plot
+from . import plot
 from ._rng import as_generator
+from ._version import __version__
 from .browser import browser_html, cluster_data
 from .hierarchy import default_sample_size
 from .tree import ClusterTree

@@ -7,10 +7,12 @@ generator, the passes over the rows from the backend.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.utils import check_array
 
 from . import _config
 from ._rng import as_generator
 from ._threads import single_threaded_blas
+from ._validation import check_init_array, check_kmeans_params, check_sample_weight
 from .backends import resolve
 from .backends.cpu import CPUBackend, content_draw
 
@@ -82,8 +84,6 @@ def init_centers(data, n_clusters, init, rng, n_local_trials=None):
     no rows) or an array. ``data`` is a backend or an array; its sample weights, if
     any, weight the draws. On a backend that does not seed greedily (one pass per
     centre is too many on a cluster), "k-means++" is k-means||."""
-    from .kmeans import check_init_array
-
     data = resolve(data)
     if isinstance(init, str):
         if init == "random":
@@ -125,10 +125,6 @@ def kmeans_plusplus(X, n_clusters, *, x_squared_norms=None, sample_weight=None, 
     indices : ndarray of shape (n_clusters,)
         Row of ``X`` each centre was taken from.
     """
-    from sklearn.utils import check_array
-
-    from .kmeans import check_kmeans_params, check_sample_weight
-
     X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C")
     check_kmeans_params(X, n_clusters, "k-means++", 1, 1, 0.0, "euclidean")
     if x_squared_norms is not None and len(x_squared_norms) != X.shape[0]:

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hkmeans import HierarchicalKMeans
+from hkmeans._validation import check_hierarchy_params
 from hkmeans.advise import MAX_LEVELS, MAX_RATIO, MIN_RATIO, TOP_PER_SQRT_TARGET, ParameterWarning, advise, far_off
-from hkmeans.hierarchy import check_hierarchy_params
 
 
 @given(n=st.integers(2, 10**10), target=st.integers(1, 10**10))

@@ -52,6 +52,8 @@ class LloydRunProtocol(Protocol):
 class Backend(Protocol):
     """Where the rows of the data live and how a pass over them runs."""
 
+    #: What the backend is: "cpu", "sparse", "cuda" or "dask".
+    name: str
     #: Whether k-means++ may take one pass per centre (else seeding is k-means||).
     greedy_seeding: bool
     #: Whether a Lloyd run's state can be saved midway and resumed from.

@@ -12,6 +12,7 @@ from ..io import save_npy, save_parquet
 from ..readers import open_pool
 from ..tables import _structured
 from . import config as cfg
+from .inputs import read_ids
 
 EXAMPLES = [
     "hkmeans dedup emb.npy --threshold 0.95 --out dedup/",
@@ -79,14 +80,13 @@ def _table(res, ids):
 
 
 def run(args) -> None:
-    from .commands import _read_ids
 
     check_threshold(args.threshold, args.metric)
     _check_out(args.out)
     if importlib.util.find_spec("pyarrow") is None:
         raise cfg.ConfigError(f"dedup writes duplicates.parquet: {PARQUET_HINT}.")
     pool = open_pool(args.embeddings, column=args.column)
-    ids = _read_ids(pool, {"ids": args.ids, "id_column": args.id_column})
+    ids = read_ids(pool, {"ids": args.ids, "id_column": args.id_column})
     ids = None if ids is None else ids[0]
     X = pool.mapped()
     if X is None:

@@ -13,8 +13,8 @@ import os
 import sys
 import warnings
 
-from .. import __version__
 from .._progress import Heartbeat, TqdmHandler, log
+from .._version import __version__
 from ..io import InputError
 from . import commands, dedup
 from . import config as cfg

@@ -45,8 +45,8 @@ except ImportError:  # Windows: runs are not locked
 
 import numpy as np
 
-from .. import __version__
 from .._progress import log
+from .._version import __version__
 from ..backends import arrays_of
 from ..checkpoint import Checkpoints
 from ..ids import decode, encode

@@ -1,0 +1,153 @@
+"""The fit of a run: every check before anything is written, then level 0 in
+process (the input read in place, or copied once as C-ordered rows) or on Dask."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+
+from .._params import FIT_PARAMS
+from .._progress import log
+from .._validation import check_hierarchy
+from ..backends import dask_module, resolve
+from ..backends.cuda import check_available
+from ..hierarchy import fit_levels, tree_from_levels
+from ..io import convert, scan
+from ..readers import open_pool
+from . import config as cfg
+from .inputs import compute_dtype, read_ids
+from .rundir import (
+    DASK_SCRATCH,
+    RunDir,
+    RunDirError,
+    owned,
+)
+
+SCRATCH = "data.npy"
+
+
+def prepare_fit(args, config):
+    """Every check of a fit, before anything is written: returns ``(params, pool,
+    dtype, source, ids, client)``: ``params`` the checked fit parameters, ``ids``
+    being ``(array, record)`` or None, ``client`` the Dask client level 0 runs on (or
+    None)."""
+    if config["n_clusters"] is None:
+        raise cfg.ConfigError("n_clusters is required: give --n-clusters or set it in the config file.")
+    if config["scheduler"] is not None and config["workers"] is not None:
+        raise cfg.ConfigError("give --scheduler (an existing cluster) or --workers (a local one), not both.")
+    if config["device"] == "cuda" and not cfg.on_dask(config):  # on Dask, the workers are checked
+        try:
+            check_available()
+        except RuntimeError as e:
+            raise cfg.ConfigError(f"--device: {e}") from None
+    pool = open_pool(args.embeddings, column=config["column"], subset_indices=config["subset_indices"])
+    for path in [args.embeddings, *pool.files]:
+        if owned(path, args.out):
+            raise cfg.ConfigError(
+                f"{path}: inside the run directory under a name hkmeans writes there; move it or choose another --out."
+            )
+    ids = read_ids(pool, config)
+    dtype = compute_dtype(pool.dtype, config["dtype"])
+    params = check_hierarchy(pool, **{key: config[key] for key in FIT_PARAMS if key != "backend"})
+    if cfg.on_dask(config) and params.n_splits[0] > 1:
+        raise cfg.ConfigError(
+            "n_splits > 1 at level 0 does not run on Dask; split a level above, or drop --scheduler/--workers."
+        )
+    source = {**pool.describe(), "shape": list(pool.shape), "dtype": pool.dtype.str}
+    fingerprint = None if args.overwrite else _known_fingerprint(args.out, source)
+    if fingerprint is None:
+        log.info("checking %s: %d x %d %s", args.embeddings, *pool.shape, pool.dtype)
+        fingerprint = scan(pool, dtype)
+    return params, pool, dtype, {**source, "fingerprint": fingerprint}, ids, _client(config)
+
+
+def _client(config):
+    """The Dask client of ``--scheduler`` or ``--workers`` (workers with a GPU each
+    for ``--device cuda``), or None."""
+    if not cfg.on_dask(config):
+        return None
+    dask = dask_module()
+    cuda = config["device"] == "cuda"
+    try:
+        if config["scheduler"] is not None:
+            client = dask.connect(config["scheduler"])
+        else:
+            log.info("starting a local Dask cluster of %d workers", config["workers"])
+            client = dask.local_cuda_client(config["workers"]) if cuda else dask.local_client(config["workers"])
+        dask.check_workers(client, config["device"])
+    except (ImportError, RuntimeError) as e:
+        raise cfg.ConfigError(f"--device: {e}") from None
+    return client
+
+
+def _known_fingerprint(run_dir, source):
+    """The fingerprint a run directory holds for this very input (the same files, of
+    the same sizes, times and inodes: checked when the run began), so that a resume
+    need not read it all again."""
+    try:
+        known = RunDir.read_manifest(run_dir)["input"]
+    except (RunDirError, KeyError, TypeError):
+        return None
+    if all(known.get(key) == value for key, value in source.items() if key != "path"):
+        log.info("input unchanged since the run began (size, time, inode): not read again")
+        return known.get("fingerprint")
+    return None
+
+
+def fit_run(args, config, params, pool, dtype, source, ids=None, client=None):
+    run = RunDir.open(args.out, config, source, overwrite=args.overwrite)
+    if ids is not None:
+        run.set_ids(*ids)
+    if run.manifest["status"] == "done":
+        log.info("%s: the fit is already done", args.out)
+        return run
+    if client is not None:
+        _fit_on_dask(args, config, params, pool, dtype, run, client)
+        log.info("%s: fit done", args.out)
+        return run
+    scratch = os.path.join(run.path, SCRATCH)
+    X = pool.mapped()
+    if X is None or X.dtype != dtype or not X.flags.c_contiguous:  # the kernels read C-ordered float32/64
+        if os.path.isfile(scratch):  # complete: written atomically
+            X = np.load(scratch, mmap_mode="r+")
+        else:
+            log.info("copying the input as C-ordered %s, chunk by chunk, into %s", dtype, scratch)
+            X = convert(pool, scratch, dtype)
+    levels = _levels(resolve(X, config["device"]), args, config, params, run)
+    run.finish(levels, tree_from_levels(levels))
+    del X
+    if os.path.isfile(scratch):
+        os.unlink(scratch)
+    log.info("%s: fit done", args.out)
+    return run
+
+
+def _levels(data, args, config, params, run):
+    verbose = args.verbosity > 0 or (args.verbosity == 0 and sys.stderr.isatty())
+    return fit_levels(data, params, config["seed"], verbose, checkpoints=run)
+
+
+def _fit_on_dask(args, config, params, pool, dtype, run, client):
+    """Level 0 on Dask over the input read chunk by chunk by the workers; its steps'
+    labels and distances written per chunk into the run directory by the workers, and
+    its per-row state while it runs into ``RUN_DIR/scratch-dask`` (unless Dask's config
+    ``hkmeans.scratch`` says otherwise). The tree file holds every row's labels and
+    distance: they are gathered for it."""
+    from dask import config as dask_config
+
+    dask = dask_module()
+    from ..backends.dask.storage import pool_array
+
+    X = pool_array(
+        args.embeddings, dtype, column=config["column"], subset_indices=config["subset_indices"], shape=pool.shape
+    )
+    scratch = dask_config.get("hkmeans.scratch", None)
+    scratch = os.path.join(run.path, DASK_SCRATCH) if scratch is None else scratch
+    with dask.using(client), dask_config.set({"hkmeans.scratch": scratch}):
+        levels = _levels(resolve(X, config["device"], client, "dask"), args, config, params, run)
+        labels, sqdist = dask.compute(levels[0].labels, levels[0].sqdist, client=client)
+    levels = [dataclasses.replace(levels[0], labels=labels, sqdist=sqdist), *levels[1:]]
+    run.finish(levels, tree_from_levels(levels))

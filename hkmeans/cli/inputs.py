@@ -1,0 +1,133 @@
+"""What the user's files give besides the embeddings: the dtype the kernels compute
+in, the rows' ids, a labels file, the column a report shows."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..ids import check_ids, column_ids, digest, load_ids
+from ..readers import SubsetPool
+from . import config as cfg
+from .subsets import input_rows
+
+PARQUET_HINT = 'install pyarrow (pip install "hkmeans[parquet]")'
+
+
+def compute_dtype(stored, name):
+    if name != "auto":
+        return np.dtype(name)
+    return stored if stored in (np.float32, np.float64) else np.dtype(np.float32)
+
+
+def read_ids(pool, config):
+    """The ids of the input's rows (``--ids FILE``, or the Parquet column
+    ``--id-column``, or ``id``), checked against the whole input (a subset's too), with
+    the manifest's record of them; None when there are none."""
+    if config["ids"] is not None and config["id_column"] is not None:
+        raise cfg.ConfigError("give the ids either as a file (--ids) or as a Parquet column (--id-column), not both.")
+    whole = pool.base if isinstance(pool, SubsetPool) else pool
+    if config["ids"] is not None:
+        name, raw = config["ids"], load_ids(config["ids"])
+    else:
+        raw = column_ids(whole, config["id_column"])
+        if raw is None:
+            return None
+        name = f"{whole.source}: column {config['id_column'] or 'id'}"
+    ids = check_ids(raw, whole.shape[0], name)
+    record = {
+        "from": os.path.abspath(name) if config["ids"] is not None else name,
+        "n": int(len(ids)),
+        "dtype": "str" if ids.dtype.kind == "O" else ids.dtype.str,
+        "digest": digest(ids),
+    }
+    return ids, record
+
+
+def is_parquet(path) -> bool:
+    """Whether ``path`` is a Parquet file, by its leading magic bytes (any suffix)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
+def read_labels(path, column, n):
+    """One label per pool row from a ``.npy`` file or a Parquet column (told apart
+    by their contents); a one-line error if unreadable, of the wrong length, or with
+    missing or nested values."""
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise cfg.ConfigError(
+            f"{path}: {'is a directory' if os.path.isdir(path) else 'no such file'}; give a file of labels."
+        )
+    try:
+        if is_parquet(path):
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            name = column or "label"
+            names = pq.read_schema(path).names
+            if name not in names:
+                raise cfg.ConfigError(
+                    f"{path}: no column {name!r}; columns: {', '.join(names)} (choose one with --column)."
+                )
+            values = pq.read_table(path, columns=[name]).column(0)
+            if pa.types.is_nested(values.type):
+                raise cfg.ConfigError(f"{path}: column {name!r} is {values.type}, not one label per row.")
+            if values.null_count:
+                raise cfg.ConfigError(
+                    f"{path}: column {name!r} holds {values.null_count} nulls; every row needs a label."
+                )
+            labels = values.to_numpy(zero_copy_only=False)
+        else:
+            labels = np.load(path, allow_pickle=False)
+    except ImportError:
+        raise cfg.ConfigError('reading labels from Parquet needs pyarrow: pip install "hkmeans[parquet]"') from None
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        kind = "Parquet file" if is_parquet(path) else ".npy file (or a Parquet file)"
+        raise cfg.ConfigError(f"{path}: cannot read labels as a {kind} ({first}).") from None
+    if labels.ndim != 1 or len(labels) != n:
+        raise cfg.ConfigError(
+            f"{path}: labels of shape {labels.shape} for a pool of {n} rows; "
+            "give one label per row (a 1-D array or column)."
+        )
+    if labels.dtype.kind == "f" and np.isnan(labels).any():
+        raise cfg.ConfigError(f"{path}: {int(np.isnan(labels).sum())} labels are NaN; every row needs a label.")
+    return labels
+
+
+def show_column(name, source, n):
+    """The values ``report --show`` shows per pool row: a file of one value per row
+    (``.npy``, or ``.txt`` lines), or a column of the Parquet input; None for None."""
+    if name is None:
+        return None
+    if os.path.isfile(name):
+        try:
+            if name.endswith(".txt"):
+                with open(name, encoding="utf-8") as f:
+                    values = np.array(f.read().splitlines(), dtype=object)
+            else:
+                values = np.load(name, allow_pickle=False)
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            raise cfg.ConfigError(f"{name}: cannot read the values to show ({str(e).splitlines()[0]}).") from None
+    else:
+        try:
+            import pyarrow.parquet as pq
+
+            values = pq.read_table(source["path"], columns=[name]).column(0).to_numpy(zero_copy_only=False)
+        except ImportError:
+            raise cfg.ConfigError(f"--show {name}: reading a Parquet column {PARQUET_HINT}.") from None
+        except (OSError, ValueError, KeyError, TypeError):
+            raise cfg.ConfigError(
+                f"--show {name}: neither a file nor a column of the Parquet input {source['path']}."
+            ) from None
+        rows = input_rows(source)
+        values = values if rows is None else values[rows]
+    if values.ndim != 1 or len(values) != n:
+        raise cfg.ConfigError(f"--show {name}: {len(values)} values for a pool of {n} rows; give one per row.")
+    return values
