@@ -20,6 +20,7 @@ from sklearn.utils import check_array
 
 from . import _config
 from ._kernels.cpu import dedup as kernels
+from ._params import BACKENDS, DEVICES
 from ._rng import as_generator
 from ._threads import kernel_threads, single_threaded_blas
 from .backends import is_dask
@@ -102,8 +103,9 @@ def _check_data(X, metric):
     return X, sq
 
 
-def _model_centroids(model, X, n_clusters):
-    """Level-0 centroids of a fitted model, checked against ``X``."""
+def _model_centroids(model, X, n_clusters, take=None):
+    """Level-0 centroids of a fitted model, checked against ``X`` (its rows read by
+    ``take(rows)`` if given, else ``X[rows]``)."""
     if n_clusters is not None:
         raise ValueError("Give either model or n_clusters, not both.")
     levels = getattr(model, "levels_", None)
@@ -118,7 +120,7 @@ def _model_centroids(model, X, n_clusters):
     # spot-check a few rows: their stored distances to their centroids must hold
     rows = np.unique(np.linspace(0, X.shape[0] - 1, 64).astype(np.int64))
     labels = np.asarray(level.labels[rows])
-    x = X[rows].astype(np.float64)
+    x = (X[rows] if take is None else take(rows)).astype(np.float64)
     if getattr(model, "metric", "euclidean") == "cosine":
         x = normalize_rows(x)
     sq = np.sum((x - level.centroids[labels]) ** 2, axis=1)
@@ -128,16 +130,29 @@ def _model_centroids(model, X, n_clusters):
     return level.centroids
 
 
-def _own_centroids(X, n_clusters, metric, rng):
-    """Centroids of a short k-means on a sample of ``X``."""
-    from .kmeans import kmeans
-
-    n = X.shape[0]
+def _check_n_clusters(n, n_clusters):
+    """The number of clusters of a k-means of its own (about sqrt(n) by default)."""
     k = max(1, int(round(np.sqrt(n)))) if n_clusters is None else n_clusters
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n:
         raise ValueError(f"n_clusters must be an integer in [1, {n}], got {n_clusters!r}.")
+    return int(k)
+
+
+def _own_centroids(X, n_clusters, metric, rng, take=None):
+    """Centroids of a short k-means on a sample of ``X``: ``SAMPLE_PER_CLUSTER`` rows
+    per cluster drawn from ``rng`` (all rows if fewer), read by ``take(rows)`` if given
+    (rows sorted), else ``X[rows]``."""
+    from .kmeans import kmeans
+
+    n = X.shape[0]
+    k = _check_n_clusters(n, n_clusters)
     m = min(n, SAMPLE_PER_CLUSTER * k)
-    sample = np.ascontiguousarray(X[np.sort(rng.choice(n, m, replace=False))] if m < n else X)
+    rows = np.sort(rng.choice(n, m, replace=False)) if m < n else None
+    if take is not None:
+        sample = take(np.arange(n) if rows is None else rows)
+    else:
+        sample = X if rows is None else X[rows]
+    sample = np.ascontiguousarray(sample)
     with warnings.catch_warnings():
         # copies in the pool leave clusters empty: expected here, and harmless to the bound
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -154,17 +169,28 @@ def _centroid_distances(C):
     return np.nextafter(D.astype(np.float32), np.float32(np.inf))
 
 
-def _borders(X, sq, C, cosine, radius):
-    """Labels, squared distances to the centroids and the border clusters of each row
-    (CSR: row ``i``'s are ``clusters[offsets[i]:offsets[i + 1]]``) of
-    :func:`hkmeans._kernels.cpu.dedup.nearest_and_borders`."""
-    n = X.shape[0]
-    C = np.ascontiguousarray(C, dtype=X.dtype)
+def _centroid_geometry(C, dtype):
+    """What :func:`_borders` needs of the centroids: ``(C, C.T, |c|^2, |a - c|)``."""
+    C = np.ascontiguousarray(C, dtype=dtype)
     CT = np.ascontiguousarray(C.T)
     c_sq = np.einsum("ij,ij->i", C.astype(np.float64), C.astype(np.float64))
-    err = _rel_err(X) * ((1.0 if cosine else float(np.max(sq))) + float(np.max(c_sq)))
-    cdist = _centroid_distances(C)
-    chunk = _config.CHUNK_ROWS
+    return C, CT, c_sq, _centroid_distances(C)
+
+
+def _border_err(X, max_sq, c_sq, cosine):
+    """Bound on the rounding of one computed squared distance to a centroid, for rows
+    of ``X``'s dtype and width whose largest squared norm is ``max_sq``."""
+    return _rel_err(X) * ((1.0 if cosine else max_sq) + float(np.max(c_sq)))
+
+
+def _borders(X, sq, geometry, cosine, radius, err, chunk):
+    """Labels, squared distances to the centroids and the border clusters of each row
+    (CSR: row ``i``'s are ``clusters[offsets[i]:offsets[i + 1]]``) of
+    :func:`hkmeans._kernels.cpu.dedup.nearest_and_borders`, in blocks of ``chunk``
+    rows from the first (a row's arithmetic depends on its block: the Dask backend
+    cuts its chunks at multiples of ``chunk``)."""
+    n = X.shape[0]
+    C, CT, c_sq, cdist = geometry
     labels = np.empty(n, dtype=np.int64)
     sqdist = np.empty(n)
     counts = np.empty(n, dtype=np.int64)
@@ -199,7 +225,18 @@ def _search_radius(threshold, cosine, X):
     return threshold * (1 + 1e-6) + 1e-300
 
 
-def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=None, n_clusters=None) -> DedupResult:
+def dedup(
+    X,
+    threshold,
+    metric="cosine",
+    keep="hard",
+    random_state=None,
+    model=None,
+    n_clusters=None,
+    backend="auto",
+    device="cpu",
+    client=None,
+) -> DedupResult:
     """Remove near-duplicate rows, exactly and whatever the order of the work.
 
     Walking the rows in rank order (``keep``), a row is removed iff it is within
@@ -207,9 +244,13 @@ def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=N
     kept row. Pairs are searched inside the level-0 clusters and across them where
     the half-space bound allows, so no pair within the threshold is missed.
 
+    The result is the same bits in process, on Dask (any workers, any chunking) and
+    with the block similarities on a GPU: see :mod:`hkmeans.backends.dask_dedup` and
+    "On a cluster and on a GPU" in ``docs/guide/dedup.md``.
+
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
+    X : array-like or dask array of shape (n_samples, n_features)
         Rows (float32 or float64 kept, others cast; a memory map is read in place).
     threshold : float
         For "cosine", the similarity at or above which two rows are duplicates, in
@@ -225,6 +266,17 @@ def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=N
         Fitted on ``X``: its level-0 centroids give the clusters.
     n_clusters : int, optional
         Without ``model``, clusters of a short k-means (default about sqrt(n)).
+    backend : {"auto", "cpu", "dask"}, default="auto"
+        "dask" (or "auto" with a dask array) runs on a Dask cluster: the rows stay on
+        the workers, which search the clusters group by group; the client holds a few
+        arrays of one entry per row (labels, ranks, states, the result).
+    device : {"cpu", "cuda"}, default="cpu"
+        "cuda": the similarities of the blocks of rows are computed on an NVIDIA GPU
+        (on Dask, each worker's), the decisions near the threshold on the exact
+        float64 score as on the CPU.
+    client : distributed.Client, optional
+        With the Dask backend, the cluster to run on (see
+        :func:`hkmeans.backends.dask.pick_client`).
 
     Returns
     -------
@@ -233,22 +285,100 @@ def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=N
     threshold = check_threshold(threshold, metric)
     if keep not in KEEP:
         raise ValueError(f"keep must be one of {KEEP}, got {keep!r}.")
-    X, sq = _check_data(X, metric)
+    on_dask = _check_backend(X, backend, device, client)
     rng = as_generator(random_state)
+    if on_dask:
+        try:
+            from .backends import dask_dedup
+        except ImportError as e:
+            raise ImportError(
+                f'The dask backend needs dask and distributed ({e}): pip install "hkmeans[dask]"'
+            ) from None
+        return dask_dedup.dedup(X, threshold, metric, keep, rng, model, n_clusters, device, client)
+    X, sq = _check_data(X, metric)
     cosine = metric == "cosine"
     with single_threaded_blas():
         C = _model_centroids(model, X, n_clusters) if model is not None else _own_centroids(X, n_clusters, metric, rng)
         if cosine:
             C = normalize_rows(np.asarray(C, dtype=np.float64))
+        geometry = _centroid_geometry(C, X.dtype)
+        err = _border_err(X, float(np.max(sq)), geometry[2], cosine)
         labels, sqdist, border_offsets, border_clusters = _borders(
-            X, sq, C, cosine, _search_radius(threshold, cosine, X)
+            X, sq, geometry, cosine, _search_radius(threshold, cosine, X), err, _config.CHUNK_ROWS
         )
         order = _rank_order(keep, sqdist, rng)
-        result = _sweep(X, sq, labels, C.shape[0], order, border_offsets, border_clusters, cosine, threshold)
+        result = _sweep(X, sq, labels, C.shape[0], order, border_offsets, border_clusters, cosine, threshold, device)
     return result
 
 
-def _sweep(X, sq, labels, k, order, border_offsets, border_clusters, cosine, threshold):
+def _check_backend(X, backend, device, client) -> bool:
+    """Whether the work runs on Dask; a one-line ValueError (RuntimeError for a
+    missing GPU) for values that do not suit."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}.")
+    on_dask = backend == "dask" or (backend == "auto" and is_dask(X))
+    if backend == "cpu" and is_dask(X):
+        raise ValueError('backend="cpu" takes an in-memory array, got a dask array: use backend="dask" or "auto".')
+    if client is not None and not on_dask:
+        raise ValueError('client is for the dask backend: pass a dask array or backend="dask".')
+    if client is not None and not hasattr(client, "submit"):
+        raise ValueError(f"client must be a distributed.Client, got {type(client).__name__}.")
+    if device == "cuda" and not on_dask:
+        from .backends.cuda import check_available
+
+        check_available()
+    return on_dask
+
+
+def band_of(X) -> float:
+    """Half-width of the band around the threshold in which a pair is decided on its
+    exact score, not on its block similarity."""
+    return 3.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
+
+
+def sweep_pass(
+    X,
+    sq,
+    rank,
+    labels,
+    open_rows,
+    member_offsets,
+    members,
+    runs,
+    border_offsets,
+    border_clusters,
+    state,
+    first_kept,
+    cosine,
+    threshold,
+    compared,
+    scorer=None,
+):
+    """One sweep over the clusters of ``open_rows`` (see
+    :func:`hkmeans._kernels.cpu.dedup.sweep`), in place; the states before it.
+    ``scorer`` (:class:`hkmeans.backends.cuda_dedup.Scorer`) puts the block
+    similarities on the GPU. ``rank`` must rank ``X``'s rows densely (0 to n - 1)."""
+    k = member_offsets.shape[0] - 1
+    sizes = np.bincount(labels[open_rows], minlength=k)
+    clusters = np.flatnonzero(sizes)
+    clusters = clusters[np.argsort(-sizes[clusters], kind="stable")]
+    before = state.copy()
+    args = (X, sq, rank, clusters, member_offsets, members, *runs, border_offsets, border_clusters, before, state)
+    args += (first_kept, cosine, threshold, band_of(X), QUERY_ROWS, CANDIDATE_ROWS)
+    if scorer is not None:
+        from .backends import cuda_dedup
+
+        cuda_dedup.sweep(scorer, *args, compared)
+        return before
+    with kernel_threads(float(np.sum(sizes.astype(np.float64) ** 2)) * X.shape[1]):
+        n_tasks = max(1, min(numba.get_num_threads(), len(clusters)))
+        kernels.sweep(*args, n_tasks, compared)
+    return before
+
+
+def _sweep(X, sq, labels, k, order, border_offsets, border_clusters, cosine, threshold, device="cpu"):
     """Sweeps until every row is decided, then the duplicates and their scores."""
     n = X.shape[0]
     rank = np.empty(n, dtype=np.int64)
@@ -256,39 +386,34 @@ def _sweep(X, sq, labels, k, order, border_offsets, border_clusters, cosine, thr
     member_offsets, _ = group_by_label(labels, k)
     members = np.lexsort((rank, labels))
     runs = kernels.import_runs(labels, rank, border_offsets, border_clusters, k)
-    band = 3.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
     state = np.zeros(n, dtype=np.int8)
     first_kept = np.full(n, n, dtype=np.int64)
     compared = np.zeros(k, dtype=np.int64)
+    scorer = None
+    if device == "cuda":
+        from .backends.cuda_dedup import Scorer
+
+        scorer = Scorer(X, sq, cosine)
     open_rows = np.arange(n)
     while open_rows.size:
-        sizes = np.bincount(labels[open_rows], minlength=k)
-        clusters = np.flatnonzero(sizes)
-        clusters = clusters[np.argsort(-sizes[clusters], kind="stable")]
-        before = state.copy()
-        with kernel_threads(float(np.sum(sizes.astype(np.float64) ** 2)) * X.shape[1]):
-            n_tasks = max(1, min(numba.get_num_threads(), len(clusters)))
-            kernels.sweep(
-                X,
-                sq,
-                rank,
-                clusters,
-                member_offsets,
-                members,
-                *runs,
-                border_offsets,
-                border_clusters,
-                before,
-                state,
-                first_kept,
-                cosine,
-                threshold,
-                band,
-                QUERY_ROWS,
-                CANDIDATE_ROWS,
-                n_tasks,
-                compared,
-            )
+        before = sweep_pass(
+            X,
+            sq,
+            rank,
+            labels,
+            open_rows,
+            member_offsets,
+            members,
+            runs,
+            border_offsets,
+            border_clusters,
+            state,
+            first_kept,
+            cosine,
+            threshold,
+            compared,
+            scorer,
+        )
         still = (state == kernels.UNDECIDED) | (state == kernels.PENDING)
         if np.count_nonzero(still[open_rows]) == open_rows.size and np.array_equal(state, before):
             raise RuntimeError("dedup made no progress in a sweep.")  # the rule guarantees progress
