@@ -102,16 +102,15 @@ def sweep(
                 )
                 n_pairs += b * prow.shape[0]
             # imports, run by run, against the queries that border the run's source
+            count = border_offsets[qrows + 1] - border_offsets[qrows]
+            first = np.cumsum(count) - count
+            entry = np.arange(count.sum()) - np.repeat(first - border_offsets[qrows], count)
+            by_source = np.argsort(border_clusters[entry], kind="stable")
+            sources = border_clusters[entry][by_source]
+            query_of = np.repeat(np.arange(b), count)[by_source]  # by source, then query
             for u in range(run_offsets[a], run_offsets[a + 1]):
                 c = run_sources[u]
-                src = np.array(
-                    [
-                        r
-                        for r in range(b)
-                        if c in border_clusters[border_offsets[qrows[r]] : border_offsets[qrows[r] + 1]]
-                    ],
-                    dtype=np.int64,
-                )
+                src = query_of[np.searchsorted(sources, c) : np.searchsorted(sources, c, side="right")]
                 m = src.shape[0]
                 if m == 0:
                     continue
