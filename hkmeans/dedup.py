@@ -13,25 +13,24 @@ import numbers
 import warnings
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
 from . import _config
 from ._kernels.cpu import dedup as kernels
+from ._params import BACKENDS, DEVICES
 from ._rng import as_generator
-from ._threads import kernel_threads, single_threaded_blas
-from .backends import is_dask
-from .backends.in_memory import group_by_label, normalize_rows, rounding_bound
+from ._threads import single_threaded_blas
+from .backends import check_backend, dask_module, runs_on_dask
+from .backends import dedup as search
+from .backends.cuda import check_available
+from .backends.in_memory import normalize_rows
 from .kmeans import kmeans
 
 KEEP = ("hard", "easy", "random", "first")
 DEDUP_METRICS = ("cosine", "euclidean")
 
-#: Rows per query block and per candidate block of the sweep's GEMMs.
-QUERY_ROWS = 256
-CANDIDATE_ROWS = 1024
 
 #: A k-means of its own fits its centroids on at most this many rows per centroid.
 SAMPLE_PER_CLUSTER = 64
@@ -86,8 +85,6 @@ def check_threshold(threshold, metric) -> float:
 
 
 def _check_data(X, metric):
-    if is_dask(X):
-        raise ValueError("dedup takes an in-memory array or a memory map, got a dask array.")
     if not isinstance(X, np.ndarray) or X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
         X = check_array(X, dtype=[np.float64, np.float32], order="C")
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
@@ -103,8 +100,9 @@ def _check_data(X, metric):
     return X, sq
 
 
-def _model_centroids(model, X, n_clusters):
-    """Level-0 centroids of a fitted model, checked against ``X``."""
+def _model_centroids(model, X, n_clusters, take=None):
+    """Level-0 centroids of a fitted model, checked against ``X`` (its rows read by
+    ``take(rows)`` if given, else ``X[rows]``)."""
     if n_clusters is not None:
         raise ValueError("Give either model or n_clusters, not both.")
     levels = getattr(model, "levels_", None)
@@ -119,7 +117,7 @@ def _model_centroids(model, X, n_clusters):
     # spot-check a few rows: their stored distances to their centroids must hold
     rows = np.unique(np.linspace(0, X.shape[0] - 1, 64).astype(np.int64))
     labels = np.asarray(level.labels[rows])
-    x = X[rows].astype(np.float64)
+    x = (X[rows] if take is None else take(rows)).astype(np.float64)
     if getattr(model, "metric", "euclidean") == "cosine":
         x = normalize_rows(x)
     sq = np.sum((x - level.centroids[labels]) ** 2, axis=1)
@@ -129,77 +127,45 @@ def _model_centroids(model, X, n_clusters):
     return level.centroids
 
 
-def _own_centroids(X, n_clusters, metric, rng):
-    """Centroids of a short k-means on a sample of ``X``."""
-
-    n = X.shape[0]
+def _check_n_clusters(n, n_clusters):
+    """The number of clusters of a k-means of its own (about sqrt(n) by default)."""
     k = max(1, int(round(np.sqrt(n)))) if n_clusters is None else n_clusters
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n:
         raise ValueError(f"n_clusters must be an integer in [1, {n}], got {n_clusters!r}.")
+    return int(k)
+
+
+def _own_centroids(X, n_clusters, metric, rng, take=None):
+    """Centroids of a short k-means on a sample of ``X``: ``SAMPLE_PER_CLUSTER`` rows
+    per cluster drawn from ``rng`` (all rows if fewer), read by ``take(rows)`` if given
+    (rows sorted), else ``X[rows]``."""
+    n = X.shape[0]
+    k = _check_n_clusters(n, n_clusters)
     m = min(n, SAMPLE_PER_CLUSTER * k)
-    sample = np.ascontiguousarray(X[np.sort(rng.choice(n, m, replace=False))] if m < n else X)
+    rows = np.sort(rng.choice(n, m, replace=False)) if m < n else None
+    if take is not None:
+        sample = take(np.arange(n) if rows is None else rows)
+    else:
+        sample = X if rows is None else X[rows]
+    sample = np.ascontiguousarray(sample)
     with warnings.catch_warnings():
         # copies in the pool leave clusters empty: expected here, and harmless to the bound
         warnings.simplefilter("ignore", ConvergenceWarning)
         return kmeans(sample, k, max_iter=20, metric=metric, random_state=rng).centers
 
 
-def _centroid_distances(C):
-    """``|a - c|`` for all pairs of centroids, float32 rounded up."""
-    C64 = C.astype(np.float64)
-    sq = np.einsum("ij,ij->i", C64, C64)
-    D = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * C64 @ C64.T, 0.0))
-    # cancellation in the product above errs by at most this much
-    D += np.sqrt(8.0 * np.finfo(np.float64).eps * (sq[:, None] + sq[None, :]) * C.shape[1])
-    return np.nextafter(D.astype(np.float32), np.float32(np.inf))
-
-
-def _borders(X, sq, C, cosine, radius):
-    """Labels, squared distances to the centroids and the border clusters of each row
-    (CSR: row ``i``'s are ``clusters[offsets[i]:offsets[i + 1]]``) of
-    :func:`hkmeans._kernels.cpu.dedup.nearest_and_borders`."""
-    n = X.shape[0]
-    C = np.ascontiguousarray(C, dtype=X.dtype)
-    CT = np.ascontiguousarray(C.T)
-    c_sq = np.einsum("ij,ij->i", C.astype(np.float64), C.astype(np.float64))
-    err = rounding_bound(X) * ((1.0 if cosine else float(np.max(sq))) + float(np.max(c_sq)))
-    cdist = _centroid_distances(C)
-    chunk = _config.CHUNK_ROWS
-    labels = np.empty(n, dtype=np.int64)
-    sqdist = np.empty(n)
-    counts = np.empty(n, dtype=np.int64)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    with kernel_threads(n * C.shape[0] * X.shape[1]):
-        n_tasks = max(1, min(numba.get_num_threads(), -(-n // chunk)))
-        args = (X, sq, C, CT, c_sq, cdist, cosine, radius, err, chunk, n_tasks, labels, sqdist, counts)
-        kernels.nearest_and_borders(*args, offsets, np.empty(0, np.int32), False)
-        np.cumsum(counts, out=offsets[1:])
-        clusters = np.empty(offsets[-1], dtype=np.int32)
-        kernels.nearest_and_borders(*args, offsets, clusters, True)
-    return labels, sqdist, offsets, clusters
-
-
-def _rank_order(keep, sqdist, rng):
-    n = len(sqdist)
-    if keep == "hard":
-        return np.lexsort((np.arange(n), -sqdist))
-    if keep == "easy":
-        return np.lexsort((np.arange(n), sqdist))
-    if keep == "random":
-        return rng.permutation(n)
-    return np.arange(n)
-
-
-def _search_radius(threshold, cosine, X):
-    """Radius of the bound: the threshold as a distance between unit rows for
-    "cosine", with room for the rounding of unit rows and of the bound."""
-    if cosine:
-        slack = 8.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
-        return np.sqrt(2.0 * (1.0 - threshold) + slack) * (1 + 1e-6)
-    return threshold * (1 + 1e-6) + 1e-300
-
-
-def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=None, n_clusters=None) -> DedupResult:
+def dedup(
+    X,
+    threshold,
+    metric="cosine",
+    keep="hard",
+    random_state=None,
+    model=None,
+    n_clusters=None,
+    backend="auto",
+    device="cpu",
+    client=None,
+) -> DedupResult:
     """Remove near-duplicate rows, exactly and whatever the order of the work.
 
     Walking the rows in rank order (``keep``), a row is removed iff it is within
@@ -207,9 +173,13 @@ def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=N
     kept row. Pairs are searched inside the level-0 clusters and across them where
     the half-space bound allows, so no pair within the threshold is missed.
 
+    The result is the same bits in process, on Dask (any workers, any chunking) and
+    with the block similarities on a GPU: see :mod:`hkmeans.backends.dask.dedup` and
+    "On a cluster and on a GPU" in ``docs/guide/dedup.md``.
+
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
+    X : array-like or dask array of shape (n_samples, n_features)
         Rows (float32 or float64 kept, others cast; a memory map is read in place).
     threshold : float
         For "cosine", the similarity at or above which two rows are duplicates, in
@@ -225,6 +195,17 @@ def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=N
         Fitted on ``X``: its level-0 centroids give the clusters.
     n_clusters : int, optional
         Without ``model``, clusters of a short k-means (default about sqrt(n)).
+    backend : {"auto", "cpu", "dask"}, default="auto"
+        "dask" (or "auto" with a dask array) runs on a Dask cluster: the rows stay on
+        the workers, which search the clusters group by group; the client holds a few
+        arrays of one entry per row (labels, ranks, states, the result).
+    device : {"cpu", "cuda"}, default="cpu"
+        "cuda": the similarities of the blocks of rows are computed on an NVIDIA GPU
+        (on Dask, each worker's), the decisions near the threshold on the exact
+        float64 score as on the CPU.
+    client : distributed.Client, optional
+        With the Dask backend, the cluster to run on (see
+        :func:`hkmeans.backends.dask.pick_client`).
 
     Returns
     -------
@@ -233,73 +214,51 @@ def dedup(X, threshold, metric="cosine", keep="hard", random_state=None, model=N
     threshold = check_threshold(threshold, metric)
     if keep not in KEEP:
         raise ValueError(f"keep must be one of {KEEP}, got {keep!r}.")
-    X, sq = _check_data(X, metric)
+    dask = _check_backend(X, backend, device, client)
     rng = as_generator(random_state)
+
+    def centroids(X, take=None):
+        """The level-0 centroids (unit rows for "cosine"), the rows read by ``take``."""
+        with single_threaded_blas():
+            if model is not None:
+                C = _model_centroids(model, X, n_clusters, take)
+            else:
+                C = _own_centroids(X, n_clusters, metric, rng, take)
+        return normalize_rows(np.asarray(C, dtype=np.float64)) if metric == "cosine" else C
+
+    if dask:
+        if model is None:
+            _check_n_clusters(X.shape[0], n_clusters)
+        found = dask_module().dedup.dedup(X, threshold, metric, keep, rng, centroids, device, client)
+        return DedupResult(*found)
+    X, sq = _check_data(X, metric)
     cosine = metric == "cosine"
+    C = centroids(X)
     with single_threaded_blas():
-        C = _model_centroids(model, X, n_clusters) if model is not None else _own_centroids(X, n_clusters, metric, rng)
-        if cosine:
-            C = normalize_rows(np.asarray(C, dtype=np.float64))
-        labels, sqdist, border_offsets, border_clusters = _borders(
-            X, sq, C, cosine, _search_radius(threshold, cosine, X)
+        geometry = search.centroid_geometry(C, X.dtype)
+        err = search.border_err(X, float(np.max(sq)), geometry[2], cosine)
+        radius = search.search_radius(threshold, cosine, X)
+        labels, sqdist, offsets, clusters = search.borders(X, sq, geometry, cosine, radius, err, _config.CHUNK_ROWS)
+        order = search.rank_order(keep, sqdist, rng)
+        kept, duplicate_of, similarity, compared = search.sweep(
+            X, sq, labels, C.shape[0], order, offsets, clusters, cosine, threshold, device
         )
-        order = _rank_order(keep, sqdist, rng)
-        result = _sweep(X, sq, labels, C.shape[0], order, border_offsets, border_clusters, cosine, threshold)
-    return result
+    return DedupResult(kept, duplicate_of, similarity, order, labels, compared)
 
 
-def _sweep(X, sq, labels, k, order, border_offsets, border_clusters, cosine, threshold):
-    """Sweeps until every row is decided, then the duplicates and their scores."""
-    n = X.shape[0]
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    member_offsets, _ = group_by_label(labels, k)
-    members = np.lexsort((rank, labels))
-    runs = kernels.import_runs(labels, rank, border_offsets, border_clusters, k)
-    band = 3.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
-    state = np.zeros(n, dtype=np.int8)
-    first_kept = np.full(n, n, dtype=np.int64)
-    compared = np.zeros(k, dtype=np.int64)
-    open_rows = np.arange(n)
-    while open_rows.size:
-        sizes = np.bincount(labels[open_rows], minlength=k)
-        clusters = np.flatnonzero(sizes)
-        clusters = clusters[np.argsort(-sizes[clusters], kind="stable")]
-        before = state.copy()
-        with kernel_threads(float(np.sum(sizes.astype(np.float64) ** 2)) * X.shape[1]):
-            n_tasks = max(1, min(numba.get_num_threads(), len(clusters)))
-            kernels.sweep(
-                X,
-                sq,
-                rank,
-                clusters,
-                member_offsets,
-                members,
-                *runs,
-                border_offsets,
-                border_clusters,
-                before,
-                state,
-                first_kept,
-                cosine,
-                threshold,
-                band,
-                QUERY_ROWS,
-                CANDIDATE_ROWS,
-                n_tasks,
-                compared,
-            )
-        still = (state == kernels.UNDECIDED) | (state == kernels.PENDING)
-        if np.count_nonzero(still[open_rows]) == open_rows.size and np.array_equal(state, before):
-            raise RuntimeError("dedup made no progress in a sweep.")  # the rule guarantees progress
-        open_rows = np.flatnonzero(still)
-    removed = np.flatnonzero(state == kernels.REMOVED)
-    duplicate_of = np.full(n, -1, dtype=np.int64)
-    duplicate_of[removed] = order[first_kept[removed]]
-    similarity = np.full(n, np.nan)
-    scores = np.empty(len(removed))
-    kernels.pair_scores(X, sq, removed, duplicate_of[removed], cosine, scores)
-    similarity[removed] = scores
-    return DedupResult(
-        np.flatnonzero(state == kernels.KEPT), duplicate_of, similarity, order, labels, int(compared.sum())
-    )
+def _check_backend(X, backend, device, client) -> bool:
+    """Whether the work runs on Dask; a one-line ValueError (RuntimeError for a
+    missing GPU) for values that do not suit."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}.")
+    check_backend(X, backend)
+    on_dask = runs_on_dask(X, backend)
+    if client is not None and not on_dask:
+        raise ValueError('client is for the dask backend: pass a dask array or backend="dask".')
+    if client is not None and not hasattr(client, "submit"):
+        raise ValueError(f"client must be a distributed.Client, got {type(client).__name__}.")
+    if device == "cuda" and not on_dask:
+        check_available()
+    return on_dask

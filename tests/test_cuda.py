@@ -12,16 +12,24 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import hkmeans
 from hkmeans import HierarchicalKMeans, KMeans
 from hkmeans.backends import cuda as cuda_backend
 from hkmeans.backends.cpu import CPUBackend
 from hkmeans.backends.in_memory import group_by_label
+from hkmeans.dedup import KEEP
 
 from . import naive
+from .test_dedup import check_rule, pools
+
+dedup_module = sys.modules["hkmeans.backends.dedup"]
 
 IN_SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 HAS_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
@@ -306,3 +314,50 @@ def test_dask_workers_each_run_cuda_kernels(small_launch):
         for lv_a, lv_m in zip(alone.levels_, m.levels_):
             np.testing.assert_array_equal(lv_m.centroids, lv_a.centroids)
             np.testing.assert_array_equal(np.asarray(client.compute(lv_m.labels, sync=True)), np.asarray(lv_a.labels))
+
+
+# --- dedup: the block similarities on the GPU ----------------------------------------
+
+
+@cudasim
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_dedup_on_cuda_equals_the_rule_over_all_pairs_and_the_cpu(data):
+    """Blocks of 4 queries x 8 candidates, so that every sweep crosses block edges."""
+    metric = data.draw(st.sampled_from(["cosine", "euclidean"]))
+    X, t = data.draw(pools(metric))
+    kw = dict(
+        metric=metric,
+        keep=data.draw(st.sampled_from(KEEP)),
+        n_clusters=data.draw(st.integers(1, len(X))),
+        random_state=0,
+    )
+    with (
+        mock.patch.multiple(dedup_module, QUERY_ROWS=4, CANDIDATE_ROWS=8),
+        mock.patch.object(cuda_backend, "THREADS", 8),
+    ):
+        gpu = hkmeans.dedup(X, t, device="cuda", **kw)
+        cpu = hkmeans.dedup(X, t, **kw)
+    check_rule(X, t, metric, gpu)
+    for name in ("kept", "duplicate_of", "similarity", "order", "labels", "n_compared"):
+        np.testing.assert_array_equal(getattr(gpu, name), getattr(cpu, name), err_msg=name)
+
+
+@cudasim
+def test_dedup_on_dask_with_cuda_equals_the_cpu(small_launch, monkeypatch):
+    dask = pytest.importorskip("dask")
+    import dask.array as da
+
+    from hkmeans import _config
+
+    monkeypatch.setattr(_config, "CHUNK_ROWS", 8)
+    monkeypatch.setattr(dedup_module, "QUERY_ROWS", 4)
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(60, 5)).astype(np.float32)
+    X[30:] = X[:30] + np.float32(0.02) * rng.normal(size=(30, 5)).astype(np.float32)
+    cpu = hkmeans.dedup(X, 0.995, n_clusters=6, random_state=0)
+    with dask.config.set(scheduler="synchronous"):
+        gpu = hkmeans.dedup(da.from_array(X, chunks=(13, 5)), 0.995, n_clusters=6, random_state=0, device="cuda")
+    for name in ("kept", "duplicate_of", "similarity", "order", "labels", "n_compared"):
+        np.testing.assert_array_equal(getattr(gpu, name), getattr(cpu, name), err_msg=name)
+    assert 0 < len(cpu.removed) <= 30

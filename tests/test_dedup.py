@@ -175,6 +175,9 @@ def test_model_gives_the_clusters():
         (dict(threshold=0.9, metric="manhattan"), "metric"),
         (dict(threshold=0.9, keep="last"), "keep"),
         (dict(threshold=0.9, n_clusters=0), "n_clusters"),
+        (dict(threshold=0.9, backend="spark"), "backend must be one of"),
+        (dict(threshold=0.9, device="tpu"), "device must be one of"),
+        (dict(threshold=0.9, client=object()), "client is for the dask backend"),
     ],
 )
 def test_bad_parameters_one_line(kwargs, match):

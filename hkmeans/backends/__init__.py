@@ -36,6 +36,7 @@ __all__ = [
     "check_backend",
     "dask_module",
     "resolve",
+    "runs_on_dask",
 ]
 
 
@@ -62,6 +63,12 @@ def check_backend(X, backend: str) -> None:
         raise ValueError('backend="dask" takes a dense or dask array, got a sparse matrix: use backend="cpu".')
 
 
+def runs_on_dask(X, backend: str) -> bool:
+    """Whether work on data ``X`` with ``backend`` runs on Dask (checked by
+    :func:`check_backend`)."""
+    return backend == "dask" or (backend == "auto" and is_dask(X))
+
+
 def resolve(X, device: str = "cpu", client=None, backend: str = "auto", persist: bool = True) -> Backend:
     """The backend for data ``X`` on ``device``: ``X`` itself if it already is one; a
     :class:`~hkmeans.backends.dask.DaskBackend` (on ``client``, see
@@ -78,7 +85,7 @@ def resolve(X, device: str = "cpu", client=None, backend: str = "auto", persist:
     if hasattr(X, "lloyd_run"):
         return X
     check_backend(X, backend)
-    if backend == "dask" or is_dask(X):
+    if runs_on_dask(X, backend):
         return dask_module().DaskBackend(X, client, persist=persist, device=device)
     if sparse.issparse(X):
         if device != "cpu":

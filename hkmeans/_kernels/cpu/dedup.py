@@ -153,6 +153,14 @@ def _scan(X, sq, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, thresh
     match) and ``uq`` (of the first undecided one)."""
     G = S[: b * pn].reshape((b, pn))
     np.dot(Q[:b], P[:pn].T, G)
+    scan_scores(G, X, sq, b, qrows, qpos, pn, prow, pstate, rank, cosine, threshold, band, kq, uq)
+
+
+@njit(cache=True)
+def scan_scores(G, X, sq, b, qrows, qpos, pn, prow, pstate, rank, cosine, threshold, band, kq, uq):
+    """:func:`_scan` given the block's similarities ``G`` (``b`` x ``pn``: the unit
+    rows' products for "cosine", the rows' for "euclidean", each within ``band`` of
+    the exact value)."""
     # a pair can match only above this product (cheap test first: most pairs fail it)
     lo = threshold - band if cosine else -np.inf
     for r in range(b):
@@ -346,27 +354,37 @@ def sweep(
                 G = S[: b * b].reshape((b, b))
                 np.dot(Q[:b], Q[:b].T, G)
                 n_pairs += b * (b - 1) // 2
-                for r in range(b):
-                    for r2 in range(r):
-                        p = qrows[r2]
-                        s = state[p]
-                        rp = rank[p]
-                        if rp >= kq[r] or not (s == KEPT or (s == UNDECIDED and rp < uq[r])):
-                            continue
-                        if _is_match(np.float64(G[r, r2]), X, qrows[r], p, sq, cosine, threshold, band):
-                            if s == KEPT:
-                                kq[r] = rp
-                            else:
-                                uq[r] = rp
-                    i = qrows[r]
-                    if kq[r] < n:
-                        state[i] = PENDING if uq[r] < kq[r] else REMOVED
-                        first_kept[i] = kq[r] if uq[r] > kq[r] else n
-                    elif uq[r] < n:
-                        state[i] = UNDECIDED
-                    else:
-                        state[i] = KEPT
+                decide_block(G, X, sq, b, qrows, rank, state, first_kept, cosine, threshold, band, kq, uq)
             compared[a] += n_pairs
+
+
+@njit(cache=True)
+def decide_block(G, X, sq, b, qrows, rank, state, first_kept, cosine, threshold, band, kq, uq):
+    """The ``b`` queries ``qrows`` (in rank order) against each other, given their
+    similarities ``G`` (as :func:`scan_scores`'s), and their states: a row with a kept
+    match removed (pending while an undecided match ranks before the first kept
+    one), a row with undecided matches undecided, else kept."""
+    n = X.shape[0]
+    for r in range(b):
+        for r2 in range(r):
+            p = qrows[r2]
+            s = state[p]
+            rp = rank[p]
+            if rp >= kq[r] or not (s == KEPT or (s == UNDECIDED and rp < uq[r])):
+                continue
+            if _is_match(np.float64(G[r, r2]), X, qrows[r], p, sq, cosine, threshold, band):
+                if s == KEPT:
+                    kq[r] = rp
+                else:
+                    uq[r] = rp
+        i = qrows[r]
+        if kq[r] < n:
+            state[i] = PENDING if uq[r] < kq[r] else REMOVED
+            first_kept[i] = kq[r] if uq[r] > kq[r] else n
+        elif uq[r] < n:
+            state[i] = UNDECIDED
+        else:
+            state[i] = KEPT
 
 
 @njit(parallel=True, cache=True)

@@ -22,11 +22,13 @@ its device, up to half the device's memory, for the next passes.
 Modules: :mod:`~.client` (where the tasks run), :mod:`~.tasks` (per-chunk tasks),
 :mod:`~.reductions` (in a fixed order), :mod:`~.selection` (rows per cluster by
 score), :mod:`~.storage` (rows and per-row state in files), :mod:`~.backend` (the
-backend and its Lloyd runs), :mod:`~.arrays` (per-row arrays outside a fit).
+backend and its Lloyd runs), :mod:`~.arrays` (per-row arrays outside a fit), :mod:`~.dedup` (near-duplicate
+search group by group).
 """
 
 from __future__ import annotations
 
+from . import dedup
 from .arrays import LAZY
 from .backend import DaskBackend, DaskLloydRun, as_rows
 from .client import (
@@ -55,6 +57,7 @@ __all__ = [
     "compute",
     "connect",
     "counts",
+    "dedup",
     "gather_rows",
     "local_client",
     "local_cuda_client",

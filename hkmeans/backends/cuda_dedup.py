@@ -1,0 +1,146 @@
+"""Near-duplicate search with the block similarities on an NVIDIA GPU.
+
+One sweep (:func:`sweep`) walks the clusters, blocks and candidates exactly as the
+CPU kernel (:func:`hkmeans._kernels.cpu.dedup.sweep`) does; only the similarities of
+each query block with its candidates come from the GPU
+(:func:`hkmeans._kernels.cuda.dedup.block_scores`, float64 sums of the rows kept on
+the device). The decisions are the CPU's own functions
+(:func:`~hkmeans._kernels.cpu.dedup.scan_scores`,
+:func:`~hkmeans._kernels.cpu.dedup.decide_block`): a pair is decided on its
+similarity only outside the band around the threshold, in which every similarity
+accurate to the band (the CPU's float32 GEMM and the GPU's float64 sums alike) gives
+the same answer, and within the band on :func:`~hkmeans._kernels.cpu.dedup.exact_score`
+on the host. So the decisions, hence the result, are the CPU's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._kernels.cpu import dedup as kernels
+from . import cuda as cuda_backend
+
+UNDECIDED, KEPT, PENDING = kernels.UNDECIDED, kernels.KEPT, kernels.PENDING
+
+
+class Scorer:
+    """The rows of ``X`` on the device (as the CPU sweep loads them: scaled to unit
+    norm for "cosine"), and the similarities of blocks of them."""
+
+    def __init__(self, X, sq, cosine):
+        self.k = cuda_backend._kernels()
+        from .._kernels.cuda import dedup as cuda_dedup
+
+        self.kernel = cuda_dedup.block_scores
+        U = X * (1.0 / np.sqrt(sq))[:, None] if cosine else X
+        self.U = self.k.cuda.to_device(np.ascontiguousarray(U, dtype=X.dtype))
+
+    def scores(self, qrows, prows):
+        """Similarities of rows ``qrows`` with rows ``prows``, (len(qrows), len(prows))."""
+        cuda = self.k.cuda
+        out = cuda.device_array((len(qrows), len(prows)), dtype=np.float64)
+        if out.size:
+            q = cuda.to_device(np.ascontiguousarray(qrows, dtype=np.int64))
+            p = cuda.to_device(np.ascontiguousarray(prows, dtype=np.int64))
+            threads = cuda_backend.THREADS
+            self.kernel[self.k.common.blocks(out.size, threads), threads](self.U, q, p, out)
+        return out.copy_to_host()
+
+
+def sweep(
+    scorer,
+    X,
+    sq,
+    rank,
+    clusters,
+    member_offsets,
+    members,
+    run_offsets,
+    run_sources,
+    run_starts,
+    imports,
+    border_offsets,
+    border_clusters,
+    before,
+    state,
+    first_kept,
+    cosine,
+    threshold,
+    band,
+    q_rows,
+    p_rows,
+    compared,
+):
+    """:func:`hkmeans._kernels.cpu.dedup.sweep` (same arguments, ``n_tasks`` aside),
+    its similarities from ``scorer``; clusters one after another."""
+    n = X.shape[0]
+    qpos = np.arange(q_rows)
+    for a in clusters:
+        mem = members[member_offsets[a] : member_offsets[a + 1]]
+        n_pairs = 0
+        pos = 0
+        while True:
+            start = pos
+            st = state[mem[pos:]]
+            taken = np.flatnonzero((st == UNDECIDED) | (st == PENDING))[:q_rows] + pos
+            b = taken.shape[0]
+            if b == 0:
+                break
+            pos = int(taken[-1]) + 1 if b == q_rows else mem.shape[0]
+            qrows = mem[taken]
+            kq = np.full(b, n, dtype=np.int64)
+            uq = np.full(b, n, dtype=np.int64)
+            last = rank[qrows[-1]]
+            # own rows: those before the block not removed, kept rows inside it
+            s = state[mem[:pos]]
+            own = mem[:pos][(s == KEPT) | ((s == UNDECIDED) & (np.arange(pos) < start))]
+            for c0 in range(0, own.shape[0], p_rows):
+                prow = own[c0 : c0 + p_rows]
+                G = scorer.scores(qrows, prow)
+                kernels.scan_scores(
+                    G, X, sq, b, qrows, qpos, prow.shape[0], prow, state[prow], rank, cosine, threshold, band, kq, uq
+                )
+                n_pairs += b * prow.shape[0]
+            # imports, run by run, against the queries that border the run's source
+            count = border_offsets[qrows + 1] - border_offsets[qrows]
+            first = np.cumsum(count) - count
+            entry = np.arange(count.sum()) - np.repeat(first - border_offsets[qrows], count)
+            by_source = np.argsort(border_clusters[entry], kind="stable")
+            sources = border_clusters[entry][by_source]
+            query_of = np.repeat(np.arange(b), count)[by_source]  # by source, then query
+            for u in range(run_offsets[a], run_offsets[a + 1]):
+                c = run_sources[u]
+                src = query_of[np.searchsorted(sources, c) : np.searchsorted(sources, c, side="right")]
+                m = src.shape[0]
+                if m == 0:
+                    continue
+                run = imports[run_starts[u] : run_starts[u + 1]].astype(np.int64)
+                run = run[: np.searchsorted(rank[run], last)]  # by rank: those before the block's last
+                s = before[run]
+                run = run[(s == KEPT) | (s == UNDECIDED)]
+                for c0 in range(0, run.shape[0], p_rows):
+                    prow = run[c0 : c0 + p_rows]
+                    G = scorer.scores(qrows[src], prow)
+                    kernels.scan_scores(
+                        G,
+                        X,
+                        sq,
+                        m,
+                        qrows[src],
+                        src,
+                        prow.shape[0],
+                        prow,
+                        before[prow],
+                        rank,
+                        cosine,
+                        threshold,
+                        band,
+                        kq,
+                        uq,
+                    )
+                    n_pairs += m * prow.shape[0]
+            # the block against itself, row by row in rank order
+            G = scorer.scores(qrows, qrows)
+            n_pairs += b * (b - 1) // 2
+            kernels.decide_block(G, X, sq, b, qrows, rank, state, first_kept, cosine, threshold, band, kq, uq)
+        compared[a] += n_pairs
