@@ -14,6 +14,7 @@ from numba import njit
 from hkmeans import _config
 from hkmeans._kernels.cpu import assign as assign_kernels
 from hkmeans._kernels.cpu import groups, seeding, select, simd
+from hkmeans._kernels.cpu.seeding import wide as seeding_wide
 from hkmeans.backends.cpu import search
 from hkmeans.kmeans import _group_centres, assign
 
@@ -226,10 +227,10 @@ def test_weighted_kmeans_plusplus_is_seeding_with_repeated_rows(small_d, n_trial
     np.testing.assert_array_equal(got, rows[ref])
 
 
-@pytest.mark.parametrize("d, path", [(2, "_kmeans_plusplus_boxed"), (9, "_kmeans_plusplus_wide")])
+@pytest.mark.parametrize("d, path", [(2, "kmeans_plusplus_boxed"), (9, "kmeans_plusplus_wide")])
 def test_kmeans_plusplus_runs_only_the_path_the_data_need(monkeypatch, d, path):
     # the other path is never called, so never compiled
-    other = {"_kmeans_plusplus_boxed", "_kmeans_plusplus_wide"} - {path}
+    other = {"kmeans_plusplus_boxed", "kmeans_plusplus_wide"} - {path}
     monkeypatch.setattr(seeding, other.pop(), lambda *args: pytest.fail("the other path ran"))
     rng = np.random.default_rng(5)
     X = rng.normal(size=(200, d))
@@ -259,7 +260,7 @@ def _dots(X, a, e, Y):
     calls it."""
     Yt = np.ascontiguousarray(Y.T if len(Y) % simd.LANES == 0 else Y[:0].T)
     G = np.full((e - a, -(-len(Y) // simd.LANES) * simd.LANES), np.nan)
-    seeding._candidate_dots(X, a, e, Yt, Y, G)
+    seeding_wide.candidate_dots(X, a, e, Yt, Y, G)
     return G[:, : len(Y)]
 
 

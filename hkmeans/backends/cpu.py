@@ -79,10 +79,10 @@ def farthest_units(sqdist, weights, m, rank):
 def content_draw(order, values, u, weights) -> np.ndarray:
     """The rows drawn by each ``u`` in [0, 1) with probability proportional to
     ``values``, as the seeding kernel draws them
-    (:func:`hkmeans._kernels.cpu.seeding._draw`), over one block: the first row, in
+    (:func:`hkmeans._kernels.cpu.seeding.draws.draw`), over one block: the first row, in
     ``order``, whose cumulative value passes ``u`` times the total."""
     vals = np.ascontiguousarray(values[order], dtype=np.float64)
-    return seeding._draw(order, vals, weights, np.array([vals.sum()]), max(1, len(order)), np.atleast_1d(u))
+    return seeding.draw(order, vals, weights, np.array([vals.sum()]), max(1, len(order)), np.atleast_1d(u))
 
 
 _DRAW_DIRECTION_SEED = 20240524  # any fixed seed: the direction of :meth:`HostRows.draw_order`

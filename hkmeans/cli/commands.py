@@ -22,16 +22,16 @@ from . import config as cfg
 from .fitting import fit_run, prepare_fit
 from .inputs import PARQUET_HINT, read_labels, show_column
 from .outputs import check_output
-from .rundir import (
+from .run_layout import (
     EXPORT_OUTPUTS,
     REPORT_OUTPUTS,
     SAMPLE_OUTPUTS,
-    RunDir,
     RunDirError,
     input_files,
     read_files,
     run_holding,
 )
+from .rundir import RunDir
 from .subsets import input_rows, run_indices, run_subsets, save_indices
 
 EXPORT_ROWS = 1 << 20  # rows per row group of assignments.parquet

@@ -19,12 +19,8 @@ from ..io import convert, scan
 from ..readers import open_pool
 from . import config as cfg
 from .inputs import compute_dtype, read_ids
-from .rundir import (
-    DASK_SCRATCH,
-    RunDir,
-    RunDirError,
-    owned,
-)
+from .run_layout import DASK_SCRATCH, RunDirError, owned
+from .rundir import RunDir
 
 SCRATCH = "data.npy"
 

@@ -19,7 +19,7 @@ from ..io import InputError
 from . import commands, dedup
 from . import config as cfg
 from .config import ConfigError
-from .rundir import RunDirError
+from .run_layout import RunDirError
 
 USAGE_ERROR = 2
 #: Commands that may run for minutes: without a terminal (a batch job, a log file),

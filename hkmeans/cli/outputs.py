@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from .config import ConfigError
-from .rundir import below, run_holding
+from .run_layout import below, run_holding
 
 
 def check_output(path, *, own_run, names, reads=(), force=False) -> None:

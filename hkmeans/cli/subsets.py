@@ -18,7 +18,7 @@ import numpy as np
 from ..io import save_json, save_npy
 from ..readers import subset_rows
 from ..tables import positions
-from .rundir import TOOL, RunDirError, read_json
+from .run_layout import TOOL, RunDirError, read_json
 
 INDICES = re.compile(r"indices(?:-(\d+))?\.npy")  # RUN_DIR's curated subsets, one per target size
 
