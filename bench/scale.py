@@ -59,8 +59,7 @@ def child(backend, folder, workers, chunk_mb=None) -> dict:
         start = time.perf_counter()
         HierarchicalKMeans(**FIT).fit(X)
         return dict(seconds=time.perf_counter() - start, client_mb=peak_rss_mb())
-    from hkmeans.backends.dask import local_client
-    from hkmeans.backends.dask.storage import pool_array
+    from hkmeans.backends.dask import local_client, pool_array
 
     client = local_client(workers)
     client.run(lambda: 0)  # the workers are up before the clock starts

@@ -53,7 +53,6 @@ DASK_CLIENT_SUBSET_BYTES = 64 << 20
 N_INIT_RTOL = 1e-9
 
 #: Rounds of k-means|| draws (each about 2 * n_clusters candidates and one search of
-#: the rows over them). Bahmani et al. use 5, Spark MLlib 2; on 200k x 64 rows around
-#: 2000 centres, k = 1000, 10 Lloyd iterations after: inertia +0.15% with 3 rounds,
-#: +0.8% with 2, against 5 (docs/performance.md).
+#: the rows over them). Bahmani et al. use 5, Spark MLlib 2; the inertia each gives
+#: is in docs/performance.md.
 KMEANS_PARALLEL_ROUNDS = 3

@@ -210,41 +210,41 @@ def fit_levels(
         data = data.normalized(lambda shape, dtype: checkpoints.empty("normalized", shape, dtype))
         kmeans_params["normalized"] = True
     levels: list[Level] = []
-    Y = data  # level 0 on the data's backend; the levels above on their input's centroids, on the same device
+    rows = data  # level 0 on the data's backend; the levels above on their input's centroids, on the same device
     above = "cpu" if data.name == "dask" else device  # (on a cluster, the client's: its cores; they are small)
     with bar(verbose, len(ks), "levels", leave=True, unit="level") as levels_bar:
         for t, k in enumerate(ks):
             start = time.perf_counter()
-            if Y.shape[0] < k:  # only after a split level that dropped empty sub-clusters
+            if rows.shape[0] < k:  # only after a split level that dropped empty sub-clusters
                 raise ValueError(
-                    f"level {t} asks for n_clusters={k} but level {t - 1} kept only {Y.shape[0]} "
+                    f"level {t} asks for n_clusters={k} but level {t - 1} kept only {rows.shape[0]} "
                     f"clusters after dropping empty sub-clusters; lower n_clusters[{t}]."
                 )
             step = _Steps(checkpoints, f"level{t}", rng)
             if splits[t] > 1:
-                level = _split_level(Y, k // splits[t], splits[t], step, kmeans_params)
+                level = _split_level(rows, k // splits[t], splits[t], step, kmeans_params)
                 how = f"split in {splits[t]}"
             else:
-                s = sizes[t] if sizes[t] is not None else default_sample_size(_total_weight(Y), k)
-                if sizes[t] is None and resamples[t] > 0 and s <= 1 < round(Y.shape[0] / k / 2):
+                s = sizes[t] if sizes[t] is not None else default_sample_size(_total_weight(rows), k)
+                if sizes[t] is None and resamples[t] > 0 and s <= 1 < round(rows.shape[0] / k / 2):
                     warnings.warn(
-                        f"level {t}: the sample weights sum to {_total_weight(Y):.6g}, so the default sample_size "
+                        f"level {t}: the sample weights sum to {_total_weight(rows):.6g}, so the default sample_size "
                         f"(half a cluster's weight, as for repeated rows) is {s} and resampling is skipped; "
                         "scale the weights as counts of points (sample_size counts weight too).",
                         ParameterWarning,
                         stacklevel=3,
                     )
                 n_res = resamples[t] if s > 1 else 0
-                level = _resampled_level(Y, k, n_res, s, resample_strategy, step, kmeans_params)
+                level = _resampled_level(rows, k, n_res, s, resample_strategy, step, kmeans_params)
                 how = f"{n_res} resamples of {s} per cluster"
             levels.append(level)
             levels_bar.update()
             report(
                 verbose,
-                f"level {t}: {Y.shape[0]} -> {len(level.centroids)} clusters, {how}, "
+                f"level {t}: {rows.shape[0]} -> {len(level.centroids)} clusters, {how}, "
                 f"{time.perf_counter() - start:.2f} s",
             )
-            Y = resolve(level.centroids, above)
+            rows = resolve(level.centroids, above)
     return levels
 
 
@@ -262,19 +262,19 @@ class _Steps:
         self.count += 1
         return run_step(self.checkpoints, key, self.rng, lambda: compute(key))
 
-    def kmeans(self, Y, k, params, key=None, sample_weight=None):
-        """A k-means of ``Y`` whose runs may save partial states under ``key``."""
+    def kmeans(self, rows, k, params, key=None, sample_weight=None):
+        """A k-means of ``rows`` whose runs may save partial states under ``key``."""
         return kmeans(
-            Y, k, random_state=self.rng, checkpoints=self.checkpoints, key=key, sample_weight=sample_weight, **params
+            rows, k, random_state=self.rng, checkpoints=self.checkpoints, key=key, sample_weight=sample_weight, **params
         )
 
 
-def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> Level:
-    """A k-means of ``Y``, then ``n_resamples`` times: ``sample_size`` rows per cluster
-    (closest to the centroid or random), a fresh k-means on them, and ``Y`` reassigned."""
+def _resampled_level(rows, k, n_resamples, sample_size, strategy, step, params) -> Level:
+    """A k-means of ``rows``, then ``n_resamples`` times: ``sample_size`` rows per cluster
+    (closest to the centroid or random), a fresh k-means on them, and ``rows`` reassigned."""
 
     def first(key):
-        res = step.kmeans(Y, k, params, key)
+        res = step.kmeans(rows, k, params, key)
         return dict(centers=res.centers, labels=res.labels, sqdist=res.sqdist, n_iter=res.n_iter)
 
     out = step(first)
@@ -286,19 +286,21 @@ def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> 
 
             def resample(key):
                 # with weights, an amount of weight per cluster (as its rows' repeated copies would be)
-                sizes = Y.counts(prev["labels"], k) if Y.weights is None else Y.cluster_weights(prev["labels"], k)
+                sizes = (
+                    rows.counts(prev["labels"], k) if rows.weights is None else rows.cluster_weights(prev["labels"], k)
+                )
                 take = np.minimum(sizes, sample_size)
                 if take.sum() < k:  # only with duplicate points: nothing left to resample
                     return None
-                scores = Y.closeness(prev["sqdist"]) if strategy == "closest" else Y.random_scores(step.rng)
-                subset, weights = Y.resampling_subset(
+                scores = rows.closeness(prev["sqdist"]) if strategy == "closest" else rows.random_scores(step.rng)
+                subset, weights = rows.resampling_subset(
                     prev["labels"], k, take, scores, lambda shape, dtype: step.checkpoints.empty("subset", shape, dtype)
                 )
                 if subset.shape[0] < k:  # weighted: fewer rows than clusters
                     return None
                 res = step.kmeans(subset, k, params, key, weights)
-                labels, sqdist = Y.assign(res.centers)
-                centers, labels, sqdist = reseed_empty(Y, res.centers, labels, sqdist)
+                labels, sqdist = rows.assign(res.centers)
+                centers, labels, sqdist = reseed_empty(rows, res.centers, labels, sqdist)
                 return dict(centers=centers, labels=labels, sqdist=sqdist, n_iter=res.n_iter)
 
             out = step(resample)
@@ -310,7 +312,7 @@ def _resampled_level(Y, k, n_resamples, sample_size, strategy, step, params) -> 
     return Level(out["centers"], out["labels"], out["sqdist"], n_iter)
 
 
-def _split_level(Y, k, n_splits, step, params) -> Level:
+def _split_level(rows, k, n_splits, step, params) -> Level:
     """A k-means with ``k`` clusters, each split by its own k-means into ``n_splits``
     (fewer if it has fewer points). Each row then goes to the nearest sub-centroid of
     its nearest top centroid (as :meth:`Level.assign` does, so labels agree with
@@ -318,7 +320,7 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
     any."""
 
     def top(key):
-        res = step.kmeans(Y, k, params, key)
+        res = step.kmeans(rows, k, params, key)
         return dict(centers=res.centers, labels=res.labels, n_iter=res.n_iter)
 
     out = step(top)
@@ -340,12 +342,16 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
         def split_one(c):
             members = order[offsets[c] : offsets[c + 1]]
             sub_k = min(n_splits, members.size)
-            w = None if Y.weights is None else Y.weights[members]
+            w = None if rows.weights is None else rows.weights[members]
             return kmeans(
-                np.ascontiguousarray(Y.take(members)), sub_k, random_state=int(seeds[c]), sample_weight=w, **sub_params
+                np.ascontiguousarray(rows.take(members)),
+                sub_k,
+                random_state=int(seeds[c]),
+                sample_weight=w,
+                **sub_params,
             )
 
-        workers = split_workers(Y.shape, len(clusters), n_splits)
+        workers = split_workers(rows.shape, len(clusters), n_splits)
         with bar(params["verbose"], len(clusters), f"splitting {k}") as split_bar:
             subs = map_side_by_side(split_one, clusters, workers, costs=sizes[clusters], done=split_bar.update)
         parents = out["centers"][clusters]
@@ -354,7 +360,7 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
         # the top k-means' labels are not reused for the routing: its last search ran
         # over its centres in another order, which may round a near tie the other way
         # than predict's search does
-        labels, sqdist = Y.routed_assign(parents, child_offsets, children)
+        labels, sqdist = rows.routed_assign(parents, child_offsets, children)
         used = np.bincount(labels, minlength=len(children)) > 0
         if not used.all():
             per_parent = np.add.reduceat(used.astype(np.int64), child_offsets[:-1])
@@ -366,12 +372,14 @@ def _split_level(Y, k, n_splits, step, params) -> Level:
             centers=children, labels=labels, sqdist=sqdist, n_iter=n_iter, parents=parents, child_offsets=child_offsets
         )
 
-    out2 = step(split)
-    n_iter = int(out["n_iter"]) + int(out2["n_iter"])
-    # split steps kept by earlier versions have no parents: their labels are the
-    # nearest of all centroids, which Level.assign then gives too
-    parents, child_offsets = out2.get("parents"), out2.get("child_offsets")
-    return Level(out2["centers"], out2["labels"], out2["sqdist"], n_iter, parents, child_offsets)
+    split_result = step(split)
+    n_iter = int(out["n_iter"]) + int(split_result["n_iter"])
+    # a kept split step without parents (written before they were kept): its labels
+    # are the nearest of all centroids, which Level.assign then gives too
+    parents, child_offsets = split_result.get("parents"), split_result.get("child_offsets")
+    return Level(
+        split_result["centers"], split_result["labels"], split_result["sqdist"], n_iter, parents, child_offsets
+    )
 
 
 def default_sample_size(total_weight, n_clusters) -> int:
@@ -380,9 +388,9 @@ def default_sample_size(total_weight, n_clusters) -> int:
     return int(round(total_weight / n_clusters / 2))
 
 
-def _total_weight(Y) -> float:
-    """The rows of ``Y``, or their total weight."""
-    return Y.shape[0] if Y.weights is None else float(np.sum(Y.weights))
+def _total_weight(rows) -> float:
+    """The rows of ``rows``, or their total weight."""
+    return rows.shape[0] if rows.weights is None else float(np.sum(rows.weights))
 
 
 def split_workers(shape, n_clusters, n_splits) -> int:

@@ -217,7 +217,7 @@ def test_lloyd_resumed_from_any_iteration_is_exact_on_near_ties():
 
 PHASES = {  # module, function: a call of it is the inside of that phase
     "seeding": (seeding_module, "_seed_greedy"),
-    "Lloyd": (cpu_backend.LloydRun, "step"),
+    "Lloyd": (cpu_backend.CPULloydRun, "step"),
     "resampling": (cpu_backend.CPUBackend, "select"),
     "reassignment": (hierarchy_module, "reseed_empty"),
 }

@@ -1,5 +1,6 @@
 """Kernels against the plain-NumPy references in ``naive.py``."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -253,6 +254,27 @@ def test_compile_notice_once_and_only_when_a_kernel_compiles(tmp_path):
     ]
     assert runs[0].stderr == COMPILE_NOTICE + "\n"
     assert runs[1].stderr == ""  # loaded from the cache
+
+
+def test_no_compile_notice_once_silenced(tmp_path):
+    code = (
+        "import numpy as np; from hkmeans._kernels import silence_compile_notice; "
+        "from hkmeans._kernels.cpu.groups import group_by_label as g; "
+        "silence_compile_notice(); g(np.array([0, 1, 1]), 2)"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))  # empty: the kernel compiles
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert run.stderr == ""
+    assert any(tmp_path.rglob("*.nbi"))  # it did compile
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_quiet_commands_silence_the_compile_notice(tmp_path, monkeypatch, quiet):
+    main = importlib.import_module("hkmeans.cli.main")  # the package's name is the function
+    calls = []
+    monkeypatch.setattr(main, "silence_compile_notice", lambda: calls.append(1))
+    main.main(["sample", str(tmp_path / "no-such-run"), "--target-size", "5", *(["-q"] if quiet else [])])
+    assert calls == ([1] if quiet else [])
 
 
 def _dots(X, a, e, Y):

@@ -104,4 +104,10 @@ class _CompileNotice(event.Listener):
         pass
 
 
-event.register("numba:compile", _CompileNotice())
+_NOTICE = _CompileNotice()
+event.register("numba:compile", _NOTICE)
+
+
+def silence_compile_notice() -> None:
+    """Print no :data:`COMPILE_NOTICE` in this process (``hkmeans -q``)."""
+    _NOTICE.said = True

@@ -274,10 +274,10 @@ class CPUBackend(HostRows):
                 return groups.cluster_sums(self.X, offsets, order), np.diff(offsets)
             return groups.weighted_cluster_sums(self.X, self.weights, offsets, order), self.cluster_weights(labels, k)
 
-    def lloyd_run(self, group_offsets, bounds=True, state=None) -> LloydRun:
+    def lloyd_run(self, group_offsets, bounds=True, state=None) -> CPULloydRun:
         """The per-row state of a Lloyd run over centres grouped as ``group_offsets``
         (see :func:`hkmeans.kmeans.lloyd`), new or as ``state`` left it."""
-        return LloydRun(self, group_offsets, bounds, state)
+        return CPULloydRun(self, group_offsets, bounds, state)
 
     def kmeans_plusplus(self, order, first, rand, weights):
         """Rows chosen by greedy (weighted) k-means++ from row ``first``, with the
@@ -314,7 +314,7 @@ class CPUBackend(HostRows):
         )
 
 
-class LloydRun:
+class CPULloydRun:
     """Labels, squared distances and per-group bounds of one Lloyd run, kept between
     its passes."""
 

@@ -233,10 +233,10 @@ class CUDABackend(HostRows):
         sums, counts, _ = self._sums(self.k.cuda.to_device(np.ascontiguousarray(labels, dtype=np.int64)), k)
         return sums, counts
 
-    def lloyd_run(self, group_offsets, bounds=True, state=None) -> LloydRun:
+    def lloyd_run(self, group_offsets, bounds=True, state=None) -> CUDALloydRun:
         """The per-row state of a Lloyd run on the device (new or as ``state`` left it);
         it searches without bounds."""
-        return LloydRun(self, state)
+        return CUDALloydRun(self, state)
 
     def kmeans_plusplus(self, order, first, rand, weights):
         """Rows chosen by greedy (weighted) k-means++ from row ``first``, with the
@@ -335,7 +335,7 @@ class _OnDevice:
         return np.asarray(self)
 
 
-class LloydRun:
+class CUDALloydRun:
     """Labels and squared distances of one Lloyd run, kept on the device between its
     passes."""
 

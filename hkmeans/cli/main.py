@@ -13,6 +13,7 @@ import os
 import sys
 import warnings
 
+from .._kernels import silence_compile_notice
 from .._progress import Heartbeat, TqdmHandler, log
 from .._version import __version__
 from ..io import InputError
@@ -236,6 +237,8 @@ def main(argv=None) -> int:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+    if args.verbosity < 0:
+        silence_compile_notice()
     warnings.showwarning = _one_line_warnings
     try:
         args.run(args)
