@@ -180,41 +180,21 @@ class HierarchyParams:
     backend: str
 
 
-def check_hierarchy(
-    X,
-    n_clusters,
-    *,
-    n_resamples=10,
-    sample_size=None,
-    resample_strategy="closest",
-    n_splits=1,
-    init="k-means++",
-    n_init=1,
-    max_iter=50,
-    tol=0.0,
-    metric="euclidean",
-    max_points_per_centroid=None,
-    device="cpu",
-    backend="auto",
-) -> HierarchyParams:
+def check_hierarchy(X, **params) -> HierarchyParams:
     """Every fit parameter of a hierarchical k-means over the rows of ``X`` (anything
-    with a ``shape`` and ``dtype``), checked once."""
+    with a ``shape`` and ``dtype``), checked once; those not given take their default
+    from :data:`~hkmeans._params.FIT_PARAMS`."""
+    unknown = sorted(set(params) - set(FIT_PARAMS))
+    if unknown:
+        raise TypeError(f"unknown fit parameters: {', '.join(unknown)}.")
+    p = {name: params.get(name, param.default) for name, param in FIT_PARAMS.items()}
     ks, resamples, sizes, splits = check_hierarchy_params(
-        X.shape[0], n_clusters, n_resamples, sample_size, resample_strategy, n_splits
+        X.shape[0], p["n_clusters"], p["n_resamples"], p["sample_size"], p["resample_strategy"], p["n_splits"]
     )
-    init, n_init = check_kmeans_params(X, ks[0], init, n_init, max_iter, tol, metric, hierarchical=True)
-    return HierarchyParams(
-        ks,
-        resamples,
-        sizes,
-        splits,
-        resample_strategy,
-        init,
-        n_init,
-        max_iter,
-        tol,
-        metric,
-        check("max_points_per_centroid", max_points_per_centroid),
-        check("device", device),
-        check("backend", backend),
+    init, n_init = check_kmeans_params(
+        X, ks[0], p["init"], p["n_init"], p["max_iter"], p["tol"], p["metric"], hierarchical=True
     )
+    for name in ("max_points_per_centroid", "device", "backend"):
+        check(name, p[name])
+    p.update(n_clusters=ks, n_resamples=resamples, sample_size=sizes, n_splits=splits, init=init, n_init=n_init)
+    return HierarchyParams(**p)

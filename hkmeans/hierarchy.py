@@ -157,7 +157,7 @@ def hierarchical_kmeans(
     """
     params = check_hierarchy(
         X,
-        n_clusters,
+        n_clusters=n_clusters,
         n_resamples=n_resamples,
         sample_size=sample_size,
         resample_strategy=resample_strategy,

@@ -158,3 +158,14 @@ def test_the_checks_catch_what_they_look_for(tmp_path, monkeypatch):
     assert ("hkmeans.estimator", True) in imports("hkmeans.tree")
     assert layer("hkmeans.estimator") > layer("hkmeans.tree")
     assert names.keys() == MODULES.keys()
+
+
+def test_checked_parameters_are_the_table():
+    """HierarchyParams holds exactly the parameter table's keys, so a parameter added to
+    the table reaches the engine checked."""
+    import dataclasses
+
+    from hkmeans._params import FIT_PARAMS
+    from hkmeans._validation import HierarchyParams
+
+    assert {f.name for f in dataclasses.fields(HierarchyParams)} == set(FIT_PARAMS)
