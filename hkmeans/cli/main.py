@@ -55,7 +55,7 @@ def _flag(p, key, spec):
 
 
 def _fit_options(p):
-    for key, spec in {**cfg.FIT_KEYS, **cfg.INPUT_KEYS, **cfg.RUN_KEYS}.items():
+    for key, spec in {**cfg.FIT_KEYS, **cfg.DEDUP_KEYS, **cfg.INPUT_KEYS, **cfg.RUN_KEYS}.items():
         if key != "seed":
             _flag(p, key, spec)
     p.add_argument(
@@ -119,6 +119,7 @@ EXAMPLES = {
     "curate": [
         "hkmeans curate emb.npy --out run/ --n-clusters 10000,1000,100 --target-size 1000000",
         "hkmeans curate emb.npy --out run/ --config curation.toml -o subset.npy",
+        "hkmeans curate emb.npy --out run/ --dedup 0.95 --n-clusters 1000,100 --target-size 10000",
     ],
     "demo": ["hkmeans demo", "hkmeans demo --out plots/ --seed 3"],
     "info": ["hkmeans info run/", "hkmeans info run/ | grep status"],
