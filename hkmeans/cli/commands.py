@@ -193,7 +193,9 @@ def info(args) -> None:
 def demo(args) -> None:
 
     print(f"kernels ready in {rings.load_kernels():.1f} s (compiled on the first run, then cached)")
-    result = rings.run_rings(seed=args.seed)
+    copies = rings.dedup_rings(seed=args.seed)
+    print(copies.line())
+    result = rings.run_rings(seed=args.seed, data=copies.kept())
     print("Five rings of", ", ".join(map(str, RING_SIZES)), f"points; {len(result.curated)} picked.")
     print(rings.table(result))
     print(f"hierarchical k-means (1000, 300) with 10 resamples + sampling: {result.seconds:.2f} s")
