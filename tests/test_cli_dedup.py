@@ -365,3 +365,31 @@ def test_sigkill_during_the_fit_after_the_dedup_resumes_with_the_same_kept_rows(
     for t in range(2):
         np.testing.assert_array_equal(tree_of(run_dir).labels[t], tree_of(tmp_path / "straight").labels[t])
         np.testing.assert_array_equal(tree_of(run_dir).centroids[t], tree_of(tmp_path / "straight").centroids[t])
+
+
+def test_advise_with_dedup_sizes_the_levels_for_the_rows_kept(pool, tmp_path):
+    import tomllib
+
+    X, path = pool
+    out = run("advise", path, "--target-size", 100, "--dedup", 0.99).stdout
+    n_kept = len(hkmeans.dedup(X, 0.99, random_state=0).kept)
+    assert out.startswith(f"# 600 points ({n_kept} after dedup), target 100")
+    assert f"# dedup keeps {n_kept} of 600 points" in out
+    config = tomllib.loads(out)
+    assert {k: config[k] for k in ("dedup", "dedup_metric", "dedup_keep", "seed")} == {
+        "dedup": 0.99,
+        "dedup_metric": "cosine",
+        "dedup_keep": "hard",
+        "seed": 0,
+    }
+    assert (
+        config["n_clusters"]
+        == hkmeans.advise(n_kept, 100).params["n_clusters"]
+        != (hkmeans.advise(600, 100).params["n_clusters"])
+    )
+    (tmp_path / "c.toml").write_text(out)
+    run("curate", path, "--out", tmp_path / "run", "--config", tmp_path / "c.toml", "--target-size", 100, "-q")
+    assert read_manifest(tmp_path / "run")["dedup"]["kept"] == n_kept
+    assert len(np.load(tmp_path / "run" / "indices.npy")) == 100
+    proc = run("advise", path, "--target-size", 100, "--dedup", 2, check=False)
+    assert_error(proc, "--dedup: threshold must be in (0, 1]")

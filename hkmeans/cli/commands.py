@@ -13,12 +13,14 @@ from .. import demo as rings
 from .._progress import log
 from ..advise import advise as propose
 from ..datasets import RING_SIZES
+from ..dedup import check_threshold, dedup
 from ..io import InputError, save_parquet, save_text
 from ..readers import open_pool
 from ..report import DedupSummary, curation_report
 from ..sampling import flat_sampling, hierarchical_sampling
 from ..tables import assignments, cluster_table, selected_table
 from . import config as cfg
+from .dedup import rows_of
 from .fitting import fit_run, prepare_fit
 from .inputs import PARQUET_HINT, read_labels, show_column
 from .outputs import check_output
@@ -309,8 +311,22 @@ def export(args) -> None:
 def advise(args) -> None:
 
     pool = open_pool(args.embeddings, column=args.column)
-    advice = propose(pool.shape[0], args.target_size)
-    print(f"# {pool.shape[0]} points, target {args.target_size}: a config file for hkmeans fit --config")
+    config = cfg.effective(None, {key: getattr(args, key) for key in (*cfg.DEDUP_KEYS, "seed")})
+    n_kept, dedup_keys = None, {}
+    if config["dedup"] is not None:
+        try:
+            check_threshold(config["dedup"], config["dedup_metric"])
+        except ValueError as e:
+            raise cfg.ConfigError(f"--dedup: {e}") from None
+        log.info("removing near-duplicates to count the rows kept")
+        found = dedup(
+            rows_of(pool), config["dedup"], config["dedup_metric"], config["dedup_keep"], random_state=config["seed"]
+        )
+        n_kept, dedup_keys = len(found.kept), {key: config[key] for key in (*cfg.DEDUP_KEYS, "seed")}
+    advice = propose(pool.shape[0], args.target_size, n_kept=n_kept)
+    after = "" if n_kept is None else f" ({n_kept} after dedup)"
+    print(f"# {pool.shape[0]} points{after}, target {args.target_size}: a config file for hkmeans fit --config")
+    print(cfg.to_toml(dedup_keys), end="")
     for name, value in advice.params.items():
         print(f"{name} = {list(value)}")
     print()

@@ -79,6 +79,15 @@ def _table(res, ids):
     return _structured(columns)
 
 
+def rows_of(pool) -> np.ndarray:
+    """The rows of ``pool`` as one float32 or float64 array: its memory map, or read
+    into memory."""
+    X = pool.mapped()
+    if X is None:
+        X = pool.read(0, pool.shape[0])
+    return X if X.dtype in (np.float32, np.float64) else X.astype(np.float32)
+
+
 def run(args) -> None:
 
     check_threshold(args.threshold, args.metric)
@@ -88,11 +97,7 @@ def run(args) -> None:
     pool = open_pool(args.embeddings, column=args.column)
     ids = read_ids(pool, {"ids": args.ids, "id_column": args.id_column})
     ids = None if ids is None else ids[0]
-    X = pool.mapped()
-    if X is None:
-        X = pool.read(0, pool.shape[0])
-    if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float32)
+    X = rows_of(pool)
     res = dedup(
         X, args.threshold, metric=args.metric, keep=args.keep, random_state=args.seed, n_clusters=args.n_clusters
     )

@@ -132,6 +132,7 @@ EXAMPLES = {
     "advise": [
         "hkmeans advise emb.npy --target-size 1000000",
         "hkmeans advise emb.npy --target-size 200000 > curation.toml",
+        "hkmeans advise emb.npy --target-size 200000 --dedup 0.95 > curation.toml",
     ],
 }
 
@@ -218,6 +219,9 @@ def parser() -> argparse.ArgumentParser:
     _input(p)
     p.add_argument("--target-size", type=int, required=True, metavar="N", help="points wanted (required)")
     p.add_argument("--column", metavar="NAME", help="the embedding column of a Parquet input")
+    for key, spec in cfg.DEDUP_KEYS.items():  # levels for the rows a dedup keeps
+        _flag(p, key, spec)
+    _flag(p, "seed", cfg.KEYS["seed"])
     p.set_defaults(verbosity=0)
     return top
 
