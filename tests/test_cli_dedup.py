@@ -82,6 +82,21 @@ def test_nan_rows_and_busy_out_exit_2(pool, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
+def test_device_cuda_without_a_gpu_is_one_line_with_nothing_written(pool, tmp_path):
+    from hkmeans.backends.cuda import check_available
+
+    try:
+        check_available()
+    except RuntimeError as e:
+        reason = str(e)
+    else:
+        pytest.skip("a GPU is visible: the dedup would run")
+    out = tmp_path / "out"
+    proc = run("dedup", pool[1], "--threshold", 0.9, "--device", "cuda", "--out", out, check=False)
+    assert proc.returncode == 2 and proc.stderr == f"hkmeans: error: --device: {reason}\n"
+    assert not out.exists()
+
+
 # curate --dedup: the fit on the rows kept, every output in rows of the pool
 
 DEDUP_FIT = ["--n-clusters", "20,5", "--sample-size", "8,2", "--n-resamples", "2", "--checkpoint-interval", "0"]
@@ -154,6 +169,16 @@ def test_curate_dedup_fits_the_kept_rows_and_writes_rows_and_ids_of_the_pool(poo
     assert "fit is already done" in err and "removing near-duplicates" not in err
     proc = run(*args, "--dedup", 0.95, check=False)
     assert proc.returncode == 2 and "dedup=0.99 there, 0.95 here" in proc.stderr
+    # a dedup file that is not the one the run wrote is refused, in one line
+    with np.load(run_dir / "dedup.npz") as f:
+        arrays = dict(f)
+    arrays["kept"] = arrays["kept"][::-1].copy()
+    np.savez(run_dir / "dedup.npz", **arrays)
+    assert_error(run("sample", run_dir, "--target-size", 5, check=False), "not the dedup result this run wrote")
+    # --overwrite without --dedup: a run on every row, the dedup file gone
+    run(*args, "--overwrite", "-q")
+    assert not (run_dir / "dedup.npz").exists() and "dedup" not in read_manifest(run_dir)
+    assert tree_of(run_dir).n_samples == 600
 
 
 def test_dedup_on_a_subset_keeps_rows_of_the_whole_input(pool, tmp_path):
