@@ -60,9 +60,9 @@ def _positive(name, value):
     return int(value)
 
 
-def advise(n_samples: int, target_size: int, n_resamples: int = 10) -> Advice:
+def advise(n_samples: int, target_size: int, n_resamples: int = 10, n_kept: int | None = None) -> Advice:
     """Levels, clusters per level and sample sizes for curating ``target_size`` of
-    ``n_samples`` points.
+    ``n_samples`` points (or of the ``n_kept`` a dedup step keeps of them).
 
     Level 0 gets about :data:`POINTS_PER_CLUSTER` points per cluster, and no more
     clusters than the target (then every level-0 cluster can give a point); the top
@@ -80,6 +80,10 @@ def advise(n_samples: int, target_size: int, n_resamples: int = 10) -> Advice:
         Points wanted.
     n_resamples : int, default=10
         Resampling steps per level (the paper's choice).
+    n_kept : int or None, default=None
+        Points left once near-duplicates are removed (``len(hkmeans.dedup(X,
+        threshold).kept)``): the levels are sized for them, as the fit will see them,
+        and the first reason says so.
 
     Returns
     -------
@@ -87,12 +91,22 @@ def advise(n_samples: int, target_size: int, n_resamples: int = 10) -> Advice:
     """
     n = _positive("n_samples", n_samples)
     target = _positive("target_size", target_size)
+    reasons = []
+    if n_kept is not None:
+        kept = _positive("n_kept", n_kept)
+        if kept > n:
+            raise ValueError(f"n_kept must be at most n_samples={n}, got {kept}.")
+        reasons.append(
+            f"dedup keeps {kept} of {n} points ({n - kept} removed, {(n - kept) / n:.1%}): "
+            f"the levels are sized for the {kept} kept, which the fit sees"
+        )
+        n = kept
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral) or n_resamples < 0:
         raise ValueError("n_resamples must be a non-negative integer.")
     n_resamples = int(n_resamples)
     if n < 2:
-        raise ValueError(f"n_samples={n}: a pool of fewer than 2 points has nothing to curate.")
-    reasons = []
+        name = "n_samples" if n_kept is None else "n_kept"
+        raise ValueError(f"{name}={n}: a pool of fewer than 2 points has nothing to curate.")
     k0 = max(2, min(n // POINTS_PER_CLUSTER, target, n))
     if k0 == target and n // POINTS_PER_CLUSTER > target:
         reasons.append(

@@ -1,5 +1,6 @@
-"""The paper's ring example end to end: curate 1000 of 29,700 points from five rings
-of very different sizes, and compare with plain random sampling."""
+"""The paper's ring example end to end: near copies planted in the rings removed by
+:func:`hkmeans.dedup`, then 1000 of the 29,700 points kept curated from five rings of
+very different sizes, and compared with plain random sampling."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._rng import as_generator
 from .datasets import RING_SIZES, make_rings
+from .dedup import DedupResult, dedup
 from .estimator import HierarchicalKMeans
 from .io import atomic_path, save_text
 from .report import curation_report
@@ -31,10 +34,68 @@ class RingsResult:
         return np.bincount(self.ring[indices], minlength=len(RING_SIZES))
 
 
-def run_rings(seed: int = 0, target_size: int = 1000) -> RingsResult:
+#: Near copies planted in the rings: a few rows copied many times (a file spread over
+#: the web), many copied once or twice.
+COPIES = 2000
+#: How far a planted copy lies from its row, and the Euclidean distance at or below
+#: which the demo's dedup calls two rows duplicates: far below the gaps between the
+#: rings' own points (about 0.005 in the densest ring).
+JITTER = 1e-7
+THRESHOLD = 1e-5
+
+
+@dataclass
+class RingsDedup:
+    """The rings with copies planted after them (``X``, ``ring``), what
+    :func:`hkmeans.dedup` made of them, and its time."""
+
+    X: np.ndarray
+    ring: np.ndarray
+    n_planted: int
+    result: DedupResult
+    seconds: float
+
+    def kept(self) -> tuple:
+        """The rows kept and their rings."""
+        return self.X[self.result.kept], self.ring[self.result.kept]
+
+    def line(self) -> str:
+        """One line: rows, planted copies, rows removed, the largest group."""
+        n, removed = len(self.X), len(self.result.removed)
+        largest = 1 + int(np.bincount(self.result.duplicate_of[self.result.removed], minlength=1).max())
+        return (
+            f"dedup: {n} rows ({self.n_planted} near copies planted), {removed} removed "
+            f"({removed / n:.1%}), largest group {largest} rows, {self.seconds:.2f} s"
+        )
+
+
+def plant_copies(X, ring, n_copies: int = COPIES, random_state=None):
+    """``X`` (and its ``ring`` labels) with ``n_copies`` near copies of its rows
+    appended, each within :data:`JITTER` per coordinate of its row: one row copied
+    ``n_copies // 10`` times, the rest drawn with repeats from a few hundred rows."""
+    rng = as_generator(random_state)
+    viral = n_copies // 10
+    rows = np.concatenate([np.full(viral, rng.integers(len(X))), rng.choice(rng.choice(len(X), 300), n_copies - viral)])
+    copies = X[rows] + rng.uniform(-JITTER, JITTER, size=(len(rows), X.shape[1]))
+    return np.concatenate([X, copies]), np.concatenate([ring, ring[rows]])
+
+
+def dedup_rings(seed: int = 0) -> RingsDedup:
+    """The ring example with :data:`COPIES` near copies planted after its rows, and
+    their removal: Euclidean distance at most :data:`THRESHOLD`, the first row of a
+    group kept (the original)."""
+    rings, labels = make_rings(random_state=seed)
+    X, ring = plant_copies(rings, labels, random_state=seed)
+    start = time.perf_counter()
+    result = dedup(X, THRESHOLD, metric="euclidean", keep="first", random_state=seed)
+    return RingsDedup(X, ring, COPIES, result, time.perf_counter() - start)
+
+
+def run_rings(seed: int = 0, target_size: int = 1000, data=None) -> RingsResult:
     """Fit the ring example with the paper's settings and sample ``target_size`` points,
-    beside a uniformly random sample of the same size."""
-    X, ring = make_rings(random_state=seed)
+    beside a uniformly random sample of the same size. ``data``: the points and their
+    rings (default: :func:`hkmeans.datasets.make_rings` of ``seed``)."""
+    X, ring = make_rings(random_state=seed) if data is None else data
     start = time.perf_counter()
     model = HierarchicalKMeans(n_clusters=(1000, 300), n_resamples=10, sample_size=(15, 2), random_state=seed)
     idx = model.fit(X).sample(target_size, random_state=seed)
@@ -48,6 +109,7 @@ def load_kernels() -> float:
     start = time.perf_counter()
     X, _ = make_rings(sizes=(40, 10, 10, 10, 10), random_state=0)
     HierarchicalKMeans(n_clusters=(8, 4), n_resamples=1, random_state=0).fit(X).sample(10)
+    dedup(X, THRESHOLD, metric="euclidean", keep="first", random_state=0)
     return time.perf_counter() - start
 
 

@@ -123,36 +123,46 @@ def _bad_rows(block, dtype):
         return ~np.isfinite(block.astype(dtype)).all(axis=1)
 
 
-def scan(pool, dtype) -> str:
+def scan(pool, dtype, nonzero=False) -> str:
     """Check chunk by chunk, on all cores, that every row of ``pool`` (a
-    :class:`~hkmeans.readers.Pool`) is finite once cast to ``dtype``; returns a
+    :class:`~hkmeans.readers.Pool`) is finite once cast to ``dtype`` (and, with
+    ``nonzero``, not all zeros: a cosine has no meaning for it); returns a
     fingerprint (BLAKE2b over shape, dtype, the pool's salt and the SHA-1 of each
     chunk) or raises :class:`InputError` saying how many rows are not and the first."""
 
     def one(bounds):
         a, b = bounds
         block = pool.read(a, b)
-        bad = _bad_rows(block, dtype)
-        first = a + int(np.argmax(bad)) if bad.any() else -1
-        return hashlib.sha1(block.data).digest(), int(bad.sum()), first
+        found = []
+        for bad in (_bad_rows(block, dtype), _zero_rows(block, dtype) if nonzero else None):
+            if bad is not None:
+                found.append((int(bad.sum()), a + int(np.argmax(bad)) if bad.any() else -1))
+        return hashlib.sha1(block.data).digest(), found
 
     chunks = pool.chunks.tolist()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as threads:
         results = list(threads.map(one, zip(chunks[:-1], chunks[1:])))
     digest = hashlib.blake2b(repr((tuple(pool.shape), pool.dtype.str)).encode(), digest_size=16)
     digest.update(pool.salt)
-    n_bad, first = 0, -1
-    for block_digest, bad, block_first in results:
+    for block_digest, _ in results:
         digest.update(block_digest)
-        n_bad += bad
-        if first < 0:
-            first = block_first
-    if n_bad:
-        raise InputError(
-            f"{n_bad} row(s) hold NaN or infinity (as {np.dtype(dtype).name}); the first is row {first}. "
-            "Drop or fix them before clustering."
-        )
+    problems = (
+        "hold NaN or infinity (as {dtype}); the first is row {first}. Drop or fix them before clustering.",
+        "are zero (as {dtype}); the first is row {first}. A cosine similarity needs rows of non-zero "
+        "norm: drop them, or compare by Euclidean distance.",
+    )
+    for i, problem in enumerate(problems[: 2 if nonzero else 1]):
+        n_bad = sum(found[i][0] for _, found in results)
+        if n_bad:
+            first = next(found[i][1] for _, found in results if found[i][1] >= 0)
+            raise InputError(f"{n_bad} row(s) " + problem.format(dtype=np.dtype(dtype).name, first=first))
     return digest.hexdigest()
+
+
+def _zero_rows(block, dtype):
+    """Rows of ``block`` that are all zeros once cast to ``dtype``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return ~block.astype(dtype, copy=False).any(axis=1)
 
 
 def file_stat(path) -> dict:

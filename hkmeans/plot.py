@@ -1,5 +1,6 @@
 """Figures of what curation did: cluster sizes, balance against target size, label
-shares, the top-level centroids and a 2-D projection of points. Each function returns a :class:`matplotlib.figure.Figure`
+shares, the top-level centroids, a 2-D projection of points and how close the rows a
+dedup step removed were. Each function returns a :class:`matplotlib.figure.Figure`
 (made without pyplot, so no display or global state is touched); matplotlib is the
 optional extra ``hkmeans[plot]``."""
 
@@ -286,6 +287,42 @@ def label_shares(labels, selected, random_state=None, name: str = "curated", ran
         title="labels in the pool, the curated and a random subset",
     )
     ax.legend(fontsize="small")
+    return fig
+
+
+def similarity_histogram(similarity, threshold=None, metric: str = "cosine"):
+    """Histogram of how close each row a dedup step removed was to the row it kept
+    (its cosine similarity, or Euclidean distance), the threshold marked.
+
+    Parameters
+    ----------
+    similarity : array-like of float
+        One value per removed row (``DedupResult.similarity`` of the removed rows).
+    threshold : float or None, default=None
+        Drawn as a dashed line.
+    metric : {"cosine", "euclidean"}, default="cosine"
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    values = np.asarray(similarity, dtype=np.float64)
+    fig = _figure()
+    ax = fig.add_subplot()
+    if values.size:
+        lo, hi = float(values.min()), float(values.max())
+        if threshold is not None:
+            lo, hi = min(lo, float(threshold)), max(hi, float(threshold))
+        ax.hist(values, bins=50, range=(lo, hi) if hi > lo else (lo - 0.5e-6, hi + 0.5e-6), color="tab:blue")
+    if threshold is not None:
+        ax.axvline(float(threshold), color="tab:red", linestyle="--", label=f"threshold {float(threshold)!r}")
+        ax.legend(fontsize="small")
+    what = "cosine similarity" if metric == "cosine" else "Euclidean distance"
+    ax.set(
+        xlabel=f"{what} to the row kept",
+        ylabel="rows removed",
+        title=f"the {values.size} rows removed as near-duplicates",
+    )
     return fig
 
 

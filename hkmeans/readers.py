@@ -503,6 +503,11 @@ class SubsetPool(Pool):
             **(file_stat(path) if path else {}),
         }
 
+    @property
+    def rows(self) -> np.ndarray:
+        """The rows of the base pool this pool presents, sorted (int64)."""
+        return self._idx
+
     def _read(self, start, stop):
         rows = self._idx[start:stop]
         cuts = np.searchsorted(rows, self.base.chunks[1:-1])

@@ -1,8 +1,9 @@
 """A curation report: one self-contained HTML file (figures embedded as PNG, no
 network needed to open it) with the run's parameters per level, tables of the
 curated subsets and of the labels beside a random subset of the same size (each
-downloadable as CSV), the figures of :mod:`hkmeans.plot` with captions saying how
-to read them, and the cluster browser of :mod:`hkmeans.browser`."""
+downloadable as CSV), what a dedup step before the fit removed, the figures of
+:mod:`hkmeans.plot` with captions saying how to read them, and the cluster browser
+of :mod:`hkmeans.browser`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import csv
 import html
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,6 +20,7 @@ from . import plot
 from ._rng import as_generator
 from ._version import __version__
 from .browser import browser_html, cluster_data
+from .dedup import DedupResult
 from .hierarchy import default_sample_size
 from .tree import ClusterTree
 
@@ -166,6 +169,91 @@ def level_rows(tree: ClusterTree, params: dict | None) -> list[dict]:
     return rows
 
 
+#: Duplicate groups listed in the report, largest first.
+DEDUP_GROUPS = 20
+
+
+@dataclass
+class DedupSummary:
+    """What a dedup step removed before the fit, for the report's section.
+
+    Attributes
+    ----------
+    n_rows : int
+        Rows the dedup step read.
+    removed : ndarray of int
+        Rows removed.
+    duplicate_of : ndarray of int
+        Per removed row, the kept row it duplicates.
+    similarity : ndarray of float
+        Per removed row, its cosine similarity (or Euclidean distance) to that row.
+    threshold : float or None
+    metric : {"cosine", "euclidean"}
+    keep : str or None
+        The keep policy (``hard``, ``easy``, ``random``, ``first``).
+    ids : ndarray or None
+        An id per row, indexed by the row numbers above.
+    """
+
+    n_rows: int
+    removed: np.ndarray
+    duplicate_of: np.ndarray
+    similarity: np.ndarray
+    threshold: float | None = None
+    metric: str = "cosine"
+    keep: str | None = None
+    ids: np.ndarray | None = None
+
+    @classmethod
+    def from_result(cls, result: DedupResult, threshold=None, metric="cosine", keep=None, ids=None):
+        """The summary of :func:`hkmeans.dedup`'s ``result`` (``ids``: one per row of its input)."""
+        removed = result.removed
+        return cls(
+            len(result.duplicate_of),
+            removed,
+            result.duplicate_of[removed],
+            result.similarity[removed],
+            threshold,
+            metric,
+            keep,
+            ids,
+        )
+
+    def groups(self, limit: int = DEDUP_GROUPS) -> list[dict]:
+        """The largest duplicate groups: the kept row (its id), how many rows it
+        removed and the least close of them; most duplicates first, ties by row."""
+        rows, counts = np.unique(np.asarray(self.duplicate_of, dtype=np.int64), return_counts=True)
+        top = np.lexsort((rows, -counts))[:limit]
+        score = np.asarray(self.similarity, dtype=np.float64)
+        cosine = self.metric == "cosine"
+        out = []
+        for i in top:
+            mine = score[self.duplicate_of == rows[i]]
+            row: dict = {"kept row": int(rows[i])}
+            if self.ids is not None:
+                row["id"] = str(self.ids[rows[i]])
+            row["duplicates"] = int(counts[i])
+            row["lowest similarity" if cosine else "largest distance"] = f"{(mine.min() if cosine else mine.max()):.9g}"
+            out.append(row)
+        return out
+
+    def rows(self) -> list[dict]:
+        """The section's summary: rows read, removed (and their share), kept, the rule."""
+        n, removed = int(self.n_rows), int(len(self.removed))
+        sign = ">=" if self.metric == "cosine" else "<="
+        what = "cosine similarity" if self.metric == "cosine" else "Euclidean distance"
+        rule = what if self.threshold is None else f"{what} {sign} {float(self.threshold)!r}"
+        facts = {
+            "rows read": n,
+            "rows removed": removed,
+            "share removed": f"{removed / max(1, n):.2%}",
+            "rows kept": n - removed,
+            "groups (kept rows with duplicates)": int(np.unique(self.duplicate_of).size),
+            "duplicates when": rule + ("" if self.keep is None else f"; kept: {self.keep}"),
+        }
+        return _pairs(facts)
+
+
 CAPTIONS = {
     "sizes": (
         "Points per cluster of level {t}, every line over the same clusters in the pool's order (largest "
@@ -184,6 +272,11 @@ CAPTIONS = {
         "curated subset that worked is flatter: smaller shares for the commonest labels, larger for the "
         "rare ones, and fewer labels missed (ticks under the axis)."
     ),
+    "dedup": (
+        "How close each row the dedup step removed was to the row it kept (dashed: the threshold). Mass "
+        "piled at exact copies (similarity 1, distance 0) is duplication in the source; mass near the "
+        "threshold is rows that are only alike, which a stricter threshold would keep."
+    ),
     "centroids": (
         "The top-level centroids in 2-D. Ring area: the cluster's points in the pool; filled disc: in "
         "the curated subset; cross: in the random subset (both scaled to the pool's total). Worked: "
@@ -192,13 +285,14 @@ CAPTIONS = {
 }
 
 
-def figures(tree: ClusterTree, selected, labels=None, random_rows=None, random_state=0) -> dict:
+def figures(tree: ClusterTree, selected, labels=None, random_rows=None, random_state=0, dedup=None) -> dict:
     """The report's figures by id: ``sizes-level-T`` for each level, ``balance``,
-    ``labels`` (with ``labels``) and ``centroids`` (where the tree has centroids).
+    ``labels`` (with ``labels``), ``centroids`` (where the tree has centroids) and
+    ``dedup`` (with ``dedup``, when it removed rows).
 
     Parameters
     ----------
-    tree, selected, labels, random_state
+    tree, selected, labels, random_state, dedup
         As in :func:`curation_report`.
     random_rows : array-like of int or None, default=None
         The random subset the figures compare with.
@@ -218,6 +312,8 @@ def figures(tree: ClusterTree, selected, labels=None, random_rows=None, random_s
         out["labels"] = plot.label_shares(labels, subsets[name], name=name, random_rows=random_rows)
     if tree.centroids is not None:
         out["centroids"] = plot.centroid_map(tree, subsets[name], random_rows, name=name)
+    if dedup is not None and len(dedup.removed):
+        out["dedup"] = plot.similarity_histogram(dedup.similarity, dedup.threshold, dedup.metric)
     return out
 
 
@@ -325,7 +421,15 @@ def render(
 
 
 def curation_report(
-    tree: ClusterTree, selected, labels=None, params=None, info=None, random_state=0, ids=None, show=None
+    tree: ClusterTree,
+    selected,
+    labels=None,
+    params=None,
+    info=None,
+    random_state=0,
+    ids=None,
+    show=None,
+    dedup: DedupSummary | None = None,
 ) -> str:
     """The report of curating ``selected`` (indices of data points, or several subsets
     by name) from the pool of ``tree``: HTML text.
@@ -352,6 +456,11 @@ def curation_report(
     show : array-like of shape (n_samples,) or None, default=None
         A value per point shown for example members: text as a snippet, paths of
         image files as thumbnails (needs Pillow).
+    dedup : DedupSummary or None, default=None
+        What a dedup step removed before the fit (:meth:`DedupSummary.from_result`
+        of :func:`hkmeans.dedup`'s result): a section with the share of rows removed,
+        the largest duplicate groups (with their ids) and a histogram of how close the
+        removed rows were.
 
     Returns
     -------
@@ -403,6 +512,21 @@ def curation_report(
             )
         )
         details.insert(0, ("Every label", "labels", per_label, ""))
-    figs = figures(tree, subsets, labels, random_rows, rng)
+    if dedup is not None:
+        tables += [
+            (
+                "Near-duplicates removed before the fit",
+                "dedup",
+                dedup.rows(),
+                "The fit, the curated subsets and the tables above are over the rows kept.",
+            ),
+            (
+                "Largest duplicate groups",
+                "dedup-groups",
+                dedup.groups(),
+                f"Each kept row and how many rows were removed as its duplicates (the {DEDUP_GROUPS} largest groups).",
+            ),
+        ]
+    figs = figures(tree, subsets, labels, random_rows, rng, dedup)
     browser = browser_html(cluster_data(tree, subsets[name], ids, show, rng))
     return render(figs, tables, details, browser=browser)

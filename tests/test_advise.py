@@ -67,3 +67,20 @@ def test_far_off_choices_are_named_and_warned_about_in_fit():
     X = np.random.default_rng(0).normal(size=(400, 3))
     with pytest.warns(ParameterWarning, match="barely merges them"):
         HierarchicalKMeans((20, 18), n_resamples=0, max_iter=5, random_state=0).fit(X)
+
+
+def test_rows_a_dedup_keeps_size_the_levels_and_say_so():
+    a = advise(1_000_000, 10_000, n_kept=600_000)
+    assert a.params == advise(600_000, 10_000).params  # the fit sees the rows kept
+    assert a.reasons[0] == (
+        "dedup keeps 600000 of 1000000 points (400000 removed, 40.0%): the levels are sized for the "
+        "600000 kept, which the fit sees"
+    )
+    assert a.reasons[1:] == advise(600_000, 10_000).reasons
+    assert advise(1000, 100, n_kept=1000).params == advise(1000, 100).params
+    with pytest.raises(ValueError, match="n_kept must be at most n_samples=1000, got 1001"):
+        advise(1000, 100, n_kept=1001)
+    with pytest.raises(ValueError, match="n_kept must be a positive integer"):
+        advise(1000, 100, n_kept=0)
+    with pytest.raises(ValueError, match="n_kept=1: a pool of fewer than 2 points"):
+        advise(1000, 100, n_kept=1)

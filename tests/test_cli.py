@@ -265,6 +265,11 @@ def test_demo_prints_counts_and_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     proc = hkmeans("demo", "--out", tmp_path / "demo")
     lines = proc.stdout.splitlines()
+    assert re.fullmatch(
+        r"dedup: 31700 rows \(2000 near copies planted\), 2000 removed \(6\.3%\), largest group \d+ rows, [\d.]+ s",
+        lines[1],
+    )
+    assert lines[2].startswith("Five rings of")  # the dedup before the curation
     table = [line.split() for line in lines if line.split() and line.split()[0].isdigit()]
     assert [int(r[0]) for r in table] == list(RING_SIZES)
     assert sum(int(r[1]) for r in table) == 1000 and sum(int(r[2]) for r in table) == 1000
@@ -275,6 +280,24 @@ def test_demo_prints_counts_and_writes_a_png(tmp_path):
     page = (tmp_path / "demo" / "report.html").read_text()
     figures = re.findall(r"<figure id='([^']+)'>", page)
     assert figures == ["sizes-level-0", "sizes-level-1", "balance", "labels", "centroids"]
+
+
+def test_the_demo_dedup_removes_exactly_the_planted_copies():
+    from hkmeans import demo
+
+    copies = demo.dedup_rings(seed=0)
+    n = sum(RING_SIZES)
+    res = copies.result
+    np.testing.assert_array_equal(res.kept, np.arange(n))  # the rings, as curated before
+    np.testing.assert_array_equal(res.removed, np.arange(n, n + demo.COPIES))
+    planted = copies.X[n:]
+    np.testing.assert_array_less(np.abs(planted - copies.X[res.duplicate_of[n:]]), demo.JITTER * 1.01)
+    assert (copies.ring[n:] == copies.ring[res.duplicate_of[n:]]).all()
+    sizes = np.bincount(res.duplicate_of[n:])
+    assert sizes.max() >= demo.COPIES // 10  # one row copied many times
+    assert int(re.search(r"largest group (\d+) rows", copies.line()).group(1)) == sizes.max() + 1
+    X, ring = copies.kept()
+    np.testing.assert_array_equal(ring, np.repeat(np.arange(len(RING_SIZES)), RING_SIZES))
 
 
 # resuming

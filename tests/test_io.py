@@ -57,6 +57,23 @@ def test_fingerprint_follows_the_bytes():
     assert io.scan(open_pool(X.reshape(50, 6)), np.float32) != first  # shape counts
 
 
+def test_scan_finds_zero_rows_only_when_asked_and_keeps_the_fingerprint(monkeypatch):
+    X = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float64)
+    X[[17, 41, 44]] = 0.0
+    X[30] = 1e-300  # zero once cast to float32, not in float64
+    monkeypatch.setattr(io, "BLOCK_BYTES", 7 * 3 * 8)  # 7-row blocks: rows 17 and 41 in others than 30
+    plain = io.scan(open_pool(X), np.float32)
+    with pytest.raises(io.InputError, match=r"^4 row\(s\) are zero \(as float32\); the first is row 17\. "):
+        io.scan(open_pool(X), np.float32, nonzero=True)
+    with pytest.raises(io.InputError, match=r"^3 row\(s\) are zero \(as float64\); the first is row 17\. "):
+        io.scan(open_pool(X), np.float64, nonzero=True)
+    Y = np.delete(X, [17, 30, 41, 44], axis=0)
+    assert io.scan(open_pool(Y), np.float32, nonzero=True) == io.scan(open_pool(Y), np.float32) != plain
+    X[3, 1] = np.nan  # a NaN row is named first
+    with pytest.raises(io.InputError, match=r"^1 row\(s\) hold NaN"):
+        io.scan(open_pool(X), np.float32, nonzero=True)
+
+
 def test_atomic_path_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "a.npy"
     io.save_npy(target, np.arange(3))

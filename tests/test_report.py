@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from hkmeans import ClusterTree, HierarchicalKMeans, plot  # noqa: E402
+from hkmeans import ClusterTree, HierarchicalKMeans, dedup, plot  # noqa: E402
 from hkmeans.browser import cluster_data, to_json  # noqa: E402
-from hkmeans.report import curation_report  # noqa: E402
+from hkmeans.report import DedupSummary, curation_report  # noqa: E402
 
 from .test_cli import hkmeans  # noqa: E402
 
@@ -114,7 +114,7 @@ def test_the_report_holds_every_table_and_figure_with_and_without_labels(fitted)
     )
     assert list(without.figures) == ["sizes-level-0", "sizes-level-1", "balance", "centroids"]
     assert all(len(caption) > 100 for caption in without.figures.values())
-    assert set(without.tables) == {"run", "levels", "parameters", "subsets"}
+    assert set(without.tables) == {"run", "levels", "parameters", "subsets"}  # no dedup section
     # sample sizes as the fit resolved them: half the average cluster size of each level's input
     assert [(r["level"], r["resamples"], r["sample size"]) for r in without.tables["levels"]] == [
         ("0", "3", str(round(4000 / 40 / 2))),
@@ -147,6 +147,42 @@ def test_the_report_holds_every_table_and_figure_with_and_without_labels(fitted)
         curation_report(m.tree_, selected, labels=[1, 2, 3])
     with pytest.raises(ValueError, match=r"subset 'curated' must be 1-D indices in \[0, 4000\)"):
         curation_report(m.tree_, [5, 4000])
+
+
+def test_the_dedup_section_counts_what_was_removed_and_escapes_ids(fitted):
+    X, _, m = fitted
+    n = len(X)
+    near = X[5:6] + 0.002 * np.random.default_rng(0).normal(size=(1, X.shape[1])).astype(np.float32)
+    pool = np.concatenate([X, X[:30], X[:30], near])  # 2 copies of rows 0-29, a near one of 5
+    res = dedup(pool, 0.999999, keep="first", random_state=0)
+    assert len(res.removed) == 61 and (res.duplicate_of[n:] == np.r_[np.arange(30), np.arange(30), 5]).all()
+    ids = np.array([f"<b>doc</b> & {i}" for i in range(len(pool))])
+    summary = DedupSummary.from_result(res, 0.999999, "cosine", "first", ids=ids)
+    page = parse(curation_report(m.tree_, m.sample(300), dedup=summary))
+    facts = {r["name"]: r["value"] for r in page.tables["dedup"]}
+    assert facts["rows read"] == str(len(pool)) and facts["rows removed"] == "61"
+    assert facts["share removed"] == f"{61 / len(pool):.2%}" and facts["rows kept"] == str(n)
+    assert facts["groups (kept rows with duplicates)"] == "30"
+    assert facts["duplicates when"] == "cosine similarity >= 0.999999; kept: first"
+    groups = page.tables["dedup-groups"]
+    assert groups[0] == {
+        "kept row": "5",
+        "id": "<b>doc</b> & 5",
+        "duplicates": "3",
+        "lowest similarity": f"{res.similarity[-1]:.9g}",
+    }
+    assert 0.999999 <= res.similarity[-1] < 1
+    assert [g["kept row"] for g in groups[1:4]] == ["0", "1", "2"] and groups[1]["duplicates"] == "2"
+    assert len(groups) == 20 and page.csv["dedup-groups.csv"] == groups
+    assert list(page.figures)[-1] == "dedup" and "threshold" in page.figures["dedup"]
+    text = curation_report(m.tree_, m.sample(300), dedup=summary)
+    assert "<b>doc</b>" not in text and "&lt;b&gt;doc&lt;/b&gt; &amp; 5" in text  # an id is text, not markup
+    # nothing removed: the section says so, no figure and no groups
+    none = dedup(X, 0.999999, random_state=0)
+    assert len(none.removed) == 0
+    page = parse(curation_report(m.tree_, m.sample(300), dedup=DedupSummary.from_result(none, 0.999999)))
+    assert {r["name"]: r["value"] for r in page.tables["dedup"]}["rows removed"] == "0"
+    assert "dedup-groups" not in page.tables and "dedup" not in page.figures
 
 
 def test_size_plots_share_the_pool_order_and_mark_empty_clusters(fitted):
@@ -265,6 +301,7 @@ def test_command_line_report_and_advise(tmp_path):
     levels = ClusterTree.load(tmp_path / "run" / "tree.npz").n_levels
     assert levels == 2  # the advice for 4000 points and a target of 300
     assert list(page.figures) == ["sizes-level-0", "sizes-level-1", "balance", "labels", "centroids"]
+    assert "dedup" not in page.tables and "dedup-groups" not in page.tables  # the run removed nothing
     run = {r["name"]: r["value"] for r in page.tables["run"]}
     assert {"hkmeans", "created", "finished", "fit, created to finished (s)", "level 0 (s)"} <= set(run)
     assert all(r["sample size"] not in ("None", "") for r in page.tables["levels"])
@@ -278,6 +315,48 @@ def test_command_line_report_and_advise(tmp_path):
     bad = hkmeans("report", tmp_path / "run", "--show", "caption", check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "neither a file nor a column" in bad.stderr
     assert not (tmp_path / "run" / "report.html").exists()
+
+
+def test_command_line_report_of_a_deduplicated_run(tmp_path):
+    """``curate --dedup``: the report's dedup section from the run's dedup.npz, ids of
+    the pool in its tables and browser, labels given per row of the pool or of the
+    rows kept."""
+    X, blob = unbalanced(n=2000, seed=4)
+    copies = np.arange(0, 2000, 10)  # 200 rows copied, row 0 three more times
+    pool = np.concatenate([X, X[copies], X[[0, 0, 0]]])
+    labels = np.concatenate([blob, blob[copies], blob[[0, 0, 0]]])
+    np.save(tmp_path / "x.npy", pool)
+    np.save(tmp_path / "labels.npy", labels)
+    ids = np.array([f"<i>{i}</i>" for i in range(len(pool))])
+    np.save(tmp_path / "ids.npy", ids)
+    run_dir = tmp_path / "run"
+    hkmeans("curate", tmp_path / "x.npy", "--out", run_dir, "--n-clusters", "40,5", "--n-resamples", 1,
+            "--target-size", 300, "--dedup", 0.9999999, "--dedup-keep", "first", "--ids", tmp_path / "ids.npy",
+            "-q")  # fmt: skip
+    with np.load(run_dir / "dedup.npz") as f:
+        kept, removed = f["kept"], f["removed"]
+    np.testing.assert_array_equal(removed, np.arange(2000, 2203))
+    hkmeans("report", run_dir, "--labels", tmp_path / "labels.npy", "-o", tmp_path / "r.html")
+    text = (tmp_path / "r.html").read_text()
+    page = parse(text)
+    facts = {r["name"]: r["value"] for r in page.tables["dedup"]}
+    assert (facts["rows read"], facts["rows removed"], facts["rows kept"]) == ("2203", "203", "2000")
+    assert facts["share removed"] == f"{203 / 2203:.2%}"
+    assert facts["duplicates when"] == "cosine similarity >= 0.9999999; kept: first"
+    top = page.tables["dedup-groups"][0]
+    assert (top["kept row"], top["id"], top["duplicates"]) == ("0", "<i>0</i>", "4")
+    assert "<i>0</i>" not in text  # ids are text in the page
+    assert list(page.figures)[-1] == "dedup"
+    pool_label = {r["label"]: r["pool count"] for r in page.tables["labels"]}
+    assert sum(map(int, pool_label.values())) == 2000  # the labels of the rows kept
+    assert pool_label == {str(b): str(c) for b, c in zip(*np.unique(blob, return_counts=True))}
+    shown = [example for level in page.data["levels"] for cluster in level["e"] for example in cluster]
+    assert shown and all(name == f"<i>{kept[row]}</i>" for name, _, row in shown)
+    np.save(tmp_path / "kept-labels.npy", labels[kept])  # one per row kept: the same report
+    hkmeans("report", run_dir, "--labels", tmp_path / "kept-labels.npy", "-o", tmp_path / "r2.html")
+    assert parse((tmp_path / "r2.html").read_text()).tables["labels"] == page.tables["labels"]
+    bad = hkmeans("report", run_dir, "--labels", tmp_path / "x.npy", check=False)
+    assert bad.returncode == 2 and "for a pool of 2000 rows (2203 before dedup)" in bad.stderr
 
 
 def test_command_line_report_shows_every_target_size_of_the_run(tmp_path):

@@ -13,12 +13,14 @@ from .. import demo as rings
 from .._progress import log
 from ..advise import advise as propose
 from ..datasets import RING_SIZES
+from ..dedup import check_threshold, dedup
 from ..io import InputError, save_parquet, save_text
 from ..readers import open_pool
-from ..report import curation_report
+from ..report import DedupSummary, curation_report
 from ..sampling import flat_sampling, hierarchical_sampling
 from ..tables import assignments, cluster_table, selected_table
 from . import config as cfg
+from .dedup import rows_of
 from .fitting import fit_run, prepare_fit
 from .inputs import PARQUET_HINT, read_labels, show_column
 from .outputs import check_output
@@ -32,7 +34,7 @@ from .run_layout import (
     run_holding,
 )
 from .rundir import RunDir
-from .subsets import input_rows, run_indices, run_subsets, save_indices
+from .subsets import fitted_rows, pool_positions, run_indices, run_subsets, save_indices
 
 EXPORT_ROWS = 1 << 20  # rows per row group of assignments.parquet
 
@@ -80,8 +82,7 @@ def _check_outputs(outputs, reads, run_dir, force):
             check_output(path, own_run=run_dir, names=SAMPLE_OUTPUTS, reads=reads, force=force)
 
 
-def _sample(tree, config, outputs, verbosity, source, run_dir, ids=None):
-    rows = input_rows(source)
+def _sample(tree, config, outputs, verbosity, source, run_dir, rows, ids=None):
     tables = importlib.util.find_spec("pyarrow") is not None
     if not tables:
         warnings.warn(f"indices only, no selected.parquet: {PARQUET_HINT} to get the Parquet file too.", UserWarning)
@@ -109,7 +110,7 @@ def _sample(tree, config, outputs, verbosity, source, run_dir, ids=None):
 
 
 def fit(args) -> None:
-    config = _config(args, cfg.FIT_KEYS.keys() | cfg.INPUT_KEYS.keys() | cfg.RUN_KEYS.keys())
+    config = _config(args, cfg.FIT_KEYS.keys() | cfg.DEDUP_KEYS.keys() | cfg.INPUT_KEYS.keys() | cfg.RUN_KEYS.keys())
     fit_run(args, config, *prepare_fit(args, config))
 
 
@@ -121,7 +122,8 @@ def curate(args) -> None:
     source = prepared[3]
     _check_outputs(outputs, input_files(source) + [config["ids"]], args.out, args.force)
     run = fit_run(args, config, *prepared)
-    _sample(RunDir.tree(run.path), config, outputs, args.verbosity, source, run.path, RunDir.ids(run.path))
+    rows = fitted_rows(run.path, run.manifest)
+    _sample(RunDir.tree(run.path), config, outputs, args.verbosity, source, run.path, rows, RunDir.ids(run.path))
 
 
 def sample(args) -> None:
@@ -131,9 +133,9 @@ def sample(args) -> None:
     manifest = RunDir.read_manifest(args.run_dir)
     outputs = _outputs(args.output, args.run_dir, _sizes(config))
     _check_outputs(outputs, read_files(manifest), args.run_dir, args.force)
-    input_rows(manifest["input"])  # refuses changed subset indices before any warning
+    rows = fitted_rows(args.run_dir, manifest)  # refuses changed subset indices before any warning
     _warn_if_changed(manifest["input"])
-    _sample(tree, config, outputs, args.verbosity, manifest["input"], args.run_dir, RunDir.ids(args.run_dir))
+    _sample(tree, config, outputs, args.verbosity, manifest["input"], args.run_dir, rows, RunDir.ids(args.run_dir))
 
 
 def _warn_if_changed(source) -> None:
@@ -167,6 +169,13 @@ def info(args) -> None:
     if "ids" in manifest:
         kind = "strings" if manifest["ids"]["dtype"] in ("str", "<U") or "U" in manifest["ids"]["dtype"] else "integers"
         print(f"ids            {manifest['ids']['n']} {kind} from {manifest['ids']['from']}")
+    if "dedup" in manifest:
+        d, p = manifest["dedup"], manifest["params"]
+        rule = f"cosine >= {p.get('dedup')}" if p.get("dedup_metric") == "cosine" else f"distance <= {p.get('dedup')}"
+        print(
+            f"dedup          {rule}, keep {p.get('dedup_keep')}: {d.get('kept')} of {d.get('rows')} rows kept, "
+            f"{d.get('removed')} removed"
+        )
     print(f"hkmeans        {manifest['versions'].get('hkmeans')}")
     print("parameters     " + ", ".join(f"{k}={v}" for k, v in manifest["params"].items() if v is not None))
     if manifest["status"] != "done":
@@ -186,7 +195,9 @@ def info(args) -> None:
 def demo(args) -> None:
 
     print(f"kernels ready in {rings.load_kernels():.1f} s (compiled on the first run, then cached)")
-    result = rings.run_rings(seed=args.seed)
+    copies = rings.dedup_rings(seed=args.seed)
+    print(copies.line())
+    result = rings.run_rings(seed=args.seed, data=copies.kept())
     print("Five rings of", ", ".join(map(str, RING_SIZES)), f"points; {len(result.curated)} picked.")
     print(rings.table(result))
     print(f"hierarchical k-means (1000, 300) with 10 resamples + sampling: {result.seconds:.2f} s")
@@ -225,13 +236,18 @@ def report(args) -> None:
             f"a fresh sample of {args.target_size}": hierarchical_sampling(tree, args.target_size, random_state=0)
         }
     else:
-        selected = run_subsets(args.run_dir, source, tree)
+        selected = run_subsets(args.run_dir, manifest, tree)
         if not selected:
             raise cfg.ConfigError(
                 f"{args.run_dir}: no indices.npy nor indices-N.npy; give --target-size or run hkmeans sample first."
             )
-    labels = read_labels(args.labels, args.column, tree.n_samples)
-    show = show_column(args.show, source, tree.n_samples)
+    rows, positions = fitted_rows(args.run_dir, manifest), pool_positions(args.run_dir, manifest)
+    pool = None if positions is None else (source["shape"][0], positions)
+    labels = read_labels(args.labels, args.column, tree.n_samples, pool)
+    show = show_column(args.show, source, tree.n_samples, rows, pool)
+    ids = RunDir.ids(args.run_dir)
+    if rows is not None:  # the browser names the input's rows: by id, or by row number
+        ids = rows if ids is None else ids[rows]
     info = {
         "run directory": os.path.abspath(args.run_dir),
         "input": f"{source['path']} ({source['shape'][0]} x {source['shape'][1]})",
@@ -239,16 +255,32 @@ def report(args) -> None:
         "finished": manifest.get("finished", "?"),
         **RunDir.timings(args.run_dir, tree.n_levels),
     }
-    save_text(
-        out, curation_report(tree, selected, labels, manifest["params"], info, ids=RunDir.ids(args.run_dir), show=show)
-    )
+    dedup = _dedup_summary(args.run_dir, manifest, RunDir.ids(args.run_dir))
+    save_text(out, curation_report(tree, selected, labels, manifest["params"], info, ids=ids, show=show, dedup=dedup))
     log.info("report: %s", out)
     print(out)
 
 
+def _dedup_summary(run_dir, manifest, ids):
+    """What the run's dedup step removed, for the report; None if it had none."""
+    found = RunDir.dedup(run_dir, manifest)
+    if found is None:
+        return None
+    params = manifest["params"]
+    return DedupSummary(
+        manifest["dedup"]["rows"],
+        found["removed"],
+        found["duplicate_of"],
+        found["similarity"],
+        params.get("dedup"),
+        params.get("dedup_metric", "cosine"),
+        params.get("dedup_keep"),
+        ids,
+    )
+
+
 def export(args) -> None:
     manifest = RunDir.read_manifest(args.run_dir)
-    source = manifest["input"]
     if importlib.util.find_spec("pyarrow") is None:
         raise cfg.ConfigError(f"export writes Parquet files: {PARQUET_HINT}.")
     tree = RunDir.tree(args.run_dir)
@@ -266,8 +298,8 @@ def export(args) -> None:
     if os.path.isdir(folder):
         for path in paths:
             check_output(path, own_run=args.run_dir, names=EXPORT_OUTPUTS, reads=read_files(manifest), force=args.force)
-    ids, rows = RunDir.ids(args.run_dir), input_rows(source)
-    selected = run_indices(args.run_dir, source, tree)
+    ids, rows = RunDir.ids(args.run_dir), fitted_rows(args.run_dir, manifest)
+    selected = run_indices(args.run_dir, manifest, tree)
     os.makedirs(folder, exist_ok=True)
     blocks = (assignments(tree, ids, rows, a, a + EXPORT_ROWS) for a in range(0, tree.n_samples, EXPORT_ROWS))
     save_parquet(paths[0], blocks)
@@ -279,8 +311,22 @@ def export(args) -> None:
 def advise(args) -> None:
 
     pool = open_pool(args.embeddings, column=args.column)
-    advice = propose(pool.shape[0], args.target_size)
-    print(f"# {pool.shape[0]} points, target {args.target_size}: a config file for hkmeans fit --config")
+    config = cfg.effective(None, {key: getattr(args, key) for key in (*cfg.DEDUP_KEYS, "seed")})
+    n_kept, dedup_keys = None, {}
+    if config["dedup"] is not None:
+        try:
+            check_threshold(config["dedup"], config["dedup_metric"])
+        except ValueError as e:
+            raise cfg.ConfigError(f"--dedup: {e}") from None
+        log.info("removing near-duplicates to count the rows kept")
+        found = dedup(
+            rows_of(pool), config["dedup"], config["dedup_metric"], config["dedup_keep"], random_state=config["seed"]
+        )
+        n_kept, dedup_keys = len(found.kept), {key: config[key] for key in (*cfg.DEDUP_KEYS, "seed")}
+    advice = propose(pool.shape[0], args.target_size, n_kept=n_kept)
+    after = "" if n_kept is None else f" ({n_kept} after dedup)"
+    print(f"# {pool.shape[0]} points{after}, target {args.target_size}: a config file for hkmeans fit --config")
+    print(cfg.to_toml(dedup_keys), end="")
     for name, value in advice.params.items():
         print(f"{name} = {list(value)}")
     print()

@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import replace
 
 from .._params import FIT_PARAMS, Param, choice, is_finite_non_negative, is_int
+from ..dedup import DEDUP_METRICS, KEEP
 from ..sampling import MAX_COUNT, STRATEGIES
 
 DTYPES = ("auto", "float32", "float64")
@@ -127,7 +128,24 @@ RUN_KEYS = {
         metavar="N",
     ),
 }
-KEYS = {**FIT_KEYS, **SAMPLE_KEYS, **INPUT_KEYS, **RUN_KEYS}
+# near-duplicate removal before the fit: a run's parameters when a threshold is given
+DEDUP_KEYS = {
+    "dedup": Param(
+        None,
+        is_finite_non_negative,
+        "a finite non-negative number",
+        "remove near-duplicate rows before the fit: the cosine similarity at or above which two rows are "
+        "duplicates, in (0, 1] (with --dedup-metric euclidean: the distance at or below which they are)",
+        metavar="THRESHOLD",
+    ),
+    "dedup_metric": choice(DEDUP_METRICS, "cosine", "how --dedup compares rows"),
+    "dedup_keep": choice(
+        KEEP,
+        "hard",
+        "which row of a duplicate group --dedup keeps: hard (farthest from its centroid), easy, random, first",
+    ),
+}
+KEYS = {**FIT_KEYS, **DEDUP_KEYS, **SAMPLE_KEYS, **INPUT_KEYS, **RUN_KEYS}
 #: Keys whose values are file names: written to a run's config.toml as absolute paths,
 #: so that the file means the same from any folder.
 PATH_KEYS = ("subset_indices", "ids")
@@ -187,6 +205,8 @@ def fit_params(config) -> dict:
             del params[key]
     if on_dask(config):  # chunked and seeded otherwise than in process: another run
         params["backend"] = "dask"
+    if config.get("dedup") is not None:  # absent otherwise, as runs made before the keys existed
+        params.update({key: config[key] for key in DEDUP_KEYS})
     ks = params["n_clusters"]
     n_levels = len(ks) if isinstance(ks, list) else 1
     for key in PER_LEVEL:

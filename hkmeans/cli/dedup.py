@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from .._params import DEVICES
+from ..backends.cuda import check_available
 from ..dedup import KEEP, check_threshold, dedup
 from ..io import save_npy, save_parquet
 from ..readers import open_pool
@@ -61,6 +63,12 @@ def add_arguments(p) -> None:
     p.add_argument("--ids", metavar="FILE", help=cfg.INPUT_KEYS["ids"].help)
     p.add_argument("--id-column", metavar="NAME", help=cfg.INPUT_KEYS["id_column"].help)
     p.add_argument("--seed", type=int, default=0, help="seed of the clustering and of --keep random (default: 0)")
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help="cuda: the block similarities on an NVIDIA GPU, the result the CPU's (default: cpu)",
+    )
     p.set_defaults(verbosity=0)
 
 
@@ -79,22 +87,38 @@ def _table(res, ids):
     return _structured(columns)
 
 
+def rows_of(pool) -> np.ndarray:
+    """The rows of ``pool`` as one float32 or float64 array: its memory map, or read
+    into memory."""
+    X = pool.mapped()
+    if X is None:
+        X = pool.read(0, pool.shape[0])
+    return X if X.dtype in (np.float32, np.float64) else X.astype(np.float32)
+
+
 def run(args) -> None:
 
     check_threshold(args.threshold, args.metric)
+    if args.device == "cuda":
+        try:
+            check_available()
+        except RuntimeError as e:
+            raise cfg.ConfigError(f"--device: {e}") from None
     _check_out(args.out)
     if importlib.util.find_spec("pyarrow") is None:
         raise cfg.ConfigError(f"dedup writes duplicates.parquet: {PARQUET_HINT}.")
     pool = open_pool(args.embeddings, column=args.column)
     ids = read_ids(pool, {"ids": args.ids, "id_column": args.id_column})
     ids = None if ids is None else ids[0]
-    X = pool.mapped()
-    if X is None:
-        X = pool.read(0, pool.shape[0])
-    if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float32)
+    X = rows_of(pool)
     res = dedup(
-        X, args.threshold, metric=args.metric, keep=args.keep, random_state=args.seed, n_clusters=args.n_clusters
+        X,
+        args.threshold,
+        metric=args.metric,
+        keep=args.keep,
+        random_state=args.seed,
+        n_clusters=args.n_clusters,
+        device=args.device,
     )
     os.makedirs(args.out, exist_ok=True)
     save_parquet(os.path.join(args.out, "duplicates.parquet"), [_table(res, ids)])

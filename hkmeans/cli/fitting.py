@@ -1,5 +1,7 @@
-"""The fit of a run: every check before anything is written, then level 0 in
-process (the input read in place, or copied once as C-ordered rows) or on Dask."""
+"""The fit of a run: every check before anything is written, then the dedup step (if
+asked for: in process, its result kept in the run) and level 0 in process (the input,
+or the rows the dedup kept, read in place or copied once as C-ordered rows) or on
+Dask."""
 
 from __future__ import annotations
 
@@ -14,15 +16,17 @@ from .._progress import log
 from .._validation import check_hierarchy
 from ..backends import dask_module, resolve
 from ..backends.cuda import check_available
+from ..dedup import check_threshold, dedup
 from ..hierarchy import fit_levels, tree_from_levels
 from ..io import convert, scan
-from ..readers import open_pool
+from ..readers import SubsetPool, open_pool
 from . import config as cfg
 from .inputs import compute_dtype, read_ids
 from .run_layout import DASK_SCRATCH, RunDirError, owned
 from .rundir import RunDir
 
 SCRATCH = "data.npy"
+DEDUP_SCRATCH = "scratch-dedup.npy"  # the input as the dedup reads it, when not in place
 
 
 def prepare_fit(args, config):
@@ -34,6 +38,16 @@ def prepare_fit(args, config):
         raise cfg.ConfigError("n_clusters is required: give --n-clusters or set it in the config file.")
     if config["scheduler"] is not None and config["workers"] is not None:
         raise cfg.ConfigError("give --scheduler (an existing cluster) or --workers (a local one), not both.")
+    if config["dedup"] is not None:
+        try:
+            check_threshold(config["dedup"], config["dedup_metric"])
+        except ValueError as e:
+            raise cfg.ConfigError(f"--dedup: {e}") from None
+        if cfg.on_dask(config):
+            raise cfg.ConfigError(
+                "--dedup runs in process: drop --scheduler/--workers, or remove duplicates first "
+                "(hkmeans dedup) and fit the rows of its kept.npy with --subset-indices."
+            )
     if config["device"] == "cuda" and not cfg.on_dask(config):  # on Dask, the workers are checked
         try:
             check_available()
@@ -56,7 +70,7 @@ def prepare_fit(args, config):
     fingerprint = None if args.overwrite else _known_fingerprint(args.out, source)
     if fingerprint is None:
         log.info("checking %s: %d x %d %s", args.embeddings, *pool.shape, pool.dtype)
-        fingerprint = scan(pool, dtype)
+        fingerprint = scan(pool, dtype, nonzero=config["dedup"] is not None and config["dedup_metric"] == "cosine")
     return params, pool, dtype, {**source, "fingerprint": fingerprint}, ids, _client(config)
 
 
@@ -104,14 +118,10 @@ def fit_run(args, config, params, pool, dtype, source, ids=None, client=None):
         _fit_on_dask(args, config, params, pool, dtype, run, client)
         log.info("%s: fit done", args.out)
         return run
+    if config["dedup"] is not None:
+        pool = _kept_rows(run, pool, dtype, config, params)
     scratch = os.path.join(run.path, SCRATCH)
-    X = pool.mapped()
-    if X is None or X.dtype != dtype or not X.flags.c_contiguous:  # the kernels read C-ordered float32/64
-        if os.path.isfile(scratch):  # complete: written atomically
-            X = np.load(scratch, mmap_mode="r+")
-        else:
-            log.info("copying the input as C-ordered %s, chunk by chunk, into %s", dtype, scratch)
-            X = convert(pool, scratch, dtype)
+    X = _in_place(pool, dtype, scratch)
     levels = _levels(resolve(X, config["device"]), args, config, params, run)
     run.finish(levels, tree_from_levels(levels))
     del X
@@ -119,6 +129,61 @@ def fit_run(args, config, params, pool, dtype, source, ids=None, client=None):
         os.unlink(scratch)
     log.info("%s: fit done", args.out)
     return run
+
+
+def _in_place(pool, dtype, scratch):
+    """The rows of ``pool`` as one C-ordered array of ``dtype``: the input's memory
+    map, or its copy at ``scratch`` (made chunk by chunk, atomically, unless there)."""
+    X = pool.mapped()
+    if X is None or X.dtype != dtype or not X.flags.c_contiguous:  # the kernels read C-ordered float32/64
+        if os.path.isfile(scratch):  # complete: written atomically
+            X = np.load(scratch, mmap_mode="r+")
+        else:
+            log.info("copying the input as C-ordered %s, chunk by chunk, into %s", dtype, scratch)
+            X = convert(pool, scratch, dtype)
+    return X
+
+
+def _kept_rows(run, pool, dtype, config, params):
+    """The dedup step: the rows of ``pool`` it keeps, as a pool over the whole input
+    (:class:`~hkmeans.readers.SubsetPool`, as ``--subset-indices`` gives). Done once
+    the manifest lists its file; until then (a first run, or one killed during it)
+    it runs on the whole pool and writes ``dedup.npz``."""
+    found = run.dedup(run.path, run.manifest)
+    if found is None:
+        scratch = os.path.join(run.path, DEDUP_SCRATCH)
+        X = _in_place(pool, dtype, scratch)
+        rule = ">=" if config["dedup_metric"] == "cosine" else "<="
+        log.info("removing near-duplicates: %s %s %g", config["dedup_metric"], rule, config["dedup"])
+        res = dedup(
+            X,
+            config["dedup"],
+            metric=config["dedup_metric"],
+            keep=config["dedup_keep"],
+            random_state=config["seed"],
+            device=config["device"],
+        )
+        del X
+        removed = res.removed
+        rows = pool.rows if isinstance(pool, SubsetPool) else np.arange(pool.shape[0], dtype=np.int64)
+        found = run.save_dedup(
+            pool.shape[0],
+            kept=rows[res.kept],
+            removed=rows[removed],
+            duplicate_of=rows[res.duplicate_of[removed]],
+            similarity=res.similarity[removed],
+        )
+        if os.path.isfile(scratch):
+            os.unlink(scratch)
+    kept = found["kept"]
+    if len(kept) < params.n_clusters[0]:
+        raise cfg.ConfigError(
+            f"--dedup kept {len(kept)} of {pool.shape[0]} rows, fewer than n_clusters={params.n_clusters[0]} "
+            "(level 0); ask for fewer clusters or a stricter threshold, with --overwrite to start over."
+        )
+    if len(kept) == pool.shape[0]:
+        return pool  # nothing removed: the pool as it is, read in place if it can be
+    return SubsetPool(pool.base if isinstance(pool, SubsetPool) else pool, kept)
 
 
 def _levels(data, args, config, params, run):

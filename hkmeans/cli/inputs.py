@@ -10,7 +10,6 @@ import numpy as np
 from ..ids import check_ids, column_ids, digest, load_ids
 from ..readers import SubsetPool
 from . import config as cfg
-from .subsets import input_rows
 
 PARQUET_HINT = 'install pyarrow (pip install "hkmeans[parquet]")'
 
@@ -54,10 +53,12 @@ def is_parquet(path) -> bool:
         return False
 
 
-def read_labels(path, column, n):
+def read_labels(path, column, n, pool=None):
     """One label per pool row from a ``.npy`` file or a Parquet column (told apart
     by their contents); a one-line error if unreadable, of the wrong length, or with
-    missing or nested values."""
+    missing or nested values. ``pool``: ``(rows, positions)`` of a run whose dedup
+    step kept ``n`` of its ``rows`` at ``positions``: labels of all its rows are
+    taken there."""
     if path is None:
         return None
     if not os.path.isfile(path):
@@ -91,19 +92,31 @@ def read_labels(path, column, n):
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         kind = "Parquet file" if is_parquet(path) else ".npy file (or a Parquet file)"
         raise cfg.ConfigError(f"{path}: cannot read labels as a {kind} ({first}).") from None
-    if labels.ndim != 1 or len(labels) != n:
-        raise cfg.ConfigError(
-            f"{path}: labels of shape {labels.shape} for a pool of {n} rows; "
-            "give one label per row (a 1-D array or column)."
-        )
+    labels = _per_row(labels, n, pool, f"{path}: labels", "label")
     if labels.dtype.kind == "f" and np.isnan(labels).any():
         raise cfg.ConfigError(f"{path}: {int(np.isnan(labels).sum())} labels are NaN; every row needs a label.")
     return labels
 
 
-def show_column(name, source, n):
-    """The values ``report --show`` shows per pool row: a file of one value per row
-    (``.npy``, or ``.txt`` lines), or a column of the Parquet input; None for None."""
+def _per_row(values, n, pool, what, one):
+    """``values``, one per fitted row: as given when there are ``n``; at the kept
+    positions when there is one per row of the run's ``pool`` before its dedup step
+    (``(rows, positions)``); a one-line error otherwise."""
+    if values.ndim == 1 and len(values) == n:
+        return values
+    if pool is not None and values.ndim == 1 and len(values) == pool[0]:
+        return values[pool[1]]
+    before = "" if pool is None else f" ({pool[0]} before dedup)"
+    raise cfg.ConfigError(
+        f"{what} of shape {values.shape} for a pool of {n} rows{before}; give one {one} per row (a 1-D array or column)."
+    )
+
+
+def show_column(name, source, n, rows=None, pool=None):
+    """The values ``report --show`` shows per fitted row: a file of one value per row
+    (``.npy``, or ``.txt`` lines; see :func:`_per_row` for ``pool``), or a column of
+    the Parquet input (taken at ``rows``, the input rows fitted, if not None); None
+    for None."""
     if name is None:
         return None
     if os.path.isfile(name):
@@ -126,8 +139,5 @@ def show_column(name, source, n):
             raise cfg.ConfigError(
                 f"--show {name}: neither a file nor a column of the Parquet input {source['path']}."
             ) from None
-        rows = input_rows(source)
         values = values if rows is None else values[rows]
-    if values.ndim != 1 or len(values) != n:
-        raise cfg.ConfigError(f"--show {name}: {len(values)} values for a pool of {n} rows; give one per row.")
-    return values
+    return _per_row(values, n, pool, f"--show {name}: values", "value")

@@ -56,7 +56,7 @@ def _flag(p, key, spec):
 
 
 def _fit_options(p):
-    for key, spec in {**cfg.FIT_KEYS, **cfg.INPUT_KEYS, **cfg.RUN_KEYS}.items():
+    for key, spec in {**cfg.FIT_KEYS, **cfg.DEDUP_KEYS, **cfg.INPUT_KEYS, **cfg.RUN_KEYS}.items():
         if key != "seed":
             _flag(p, key, spec)
     p.add_argument(
@@ -120,6 +120,7 @@ EXAMPLES = {
     "curate": [
         "hkmeans curate emb.npy --out run/ --n-clusters 10000,1000,100 --target-size 1000000",
         "hkmeans curate emb.npy --out run/ --config curation.toml -o subset.npy",
+        "hkmeans curate emb.npy --out run/ --dedup 0.95 --n-clusters 1000,100 --target-size 10000",
     ],
     "demo": ["hkmeans demo", "hkmeans demo --out plots/ --seed 3"],
     "info": ["hkmeans info run/", "hkmeans info run/ | grep status"],
@@ -132,6 +133,7 @@ EXAMPLES = {
     "advise": [
         "hkmeans advise emb.npy --target-size 1000000",
         "hkmeans advise emb.npy --target-size 200000 > curation.toml",
+        "hkmeans advise emb.npy --target-size 200000 --dedup 0.95 > curation.toml",
     ],
 }
 
@@ -218,6 +220,9 @@ def parser() -> argparse.ArgumentParser:
     _input(p)
     p.add_argument("--target-size", type=int, required=True, metavar="N", help="points wanted (required)")
     p.add_argument("--column", metavar="NAME", help="the embedding column of a Parquet input")
+    for key, spec in cfg.DEDUP_KEYS.items():  # levels for the rows a dedup keeps
+        _flag(p, key, spec)
+    _flag(p, "seed", cfg.KEYS["seed"])
     p.set_defaults(verbosity=0)
     return top
 

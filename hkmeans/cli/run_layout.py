@@ -34,7 +34,7 @@ LOCK = ".lock"
 
 
 #: What hkmeans writes at the top of a run directory: all that ``--overwrite`` deletes.
-OWNED_FILES = (MANIFEST, LOCK, "config.toml", "tree.npz", "data.npy", "ids.npy", "ids.npz")
+OWNED_FILES = (MANIFEST, LOCK, "config.toml", "tree.npz", "data.npy", "ids.npy", "ids.npz", "dedup.npz")
 
 
 DASK_SCRATCH = "scratch-dask"

@@ -14,6 +14,8 @@
     data.npy            the input cast to the compute dtype (while fitting, if needed)
     scratch-subset.npy  a resampling subset over 64 MB (while fitting)
     scratch-dask/       per-row state on the dask backend, one .npy per chunk (while fitting)
+    dedup.npz           the rows a --dedup step kept and removed (rows of the whole
+                        input), each removed row's kept row and similarity
     tree.npz            the ClusterTree;  centroids/level0.npy ...: per level
                         (and, for a split level, level0-parents.npy, level0-child-offsets.npy)
     ids.npy             one id per row of the input (when ids were given)
@@ -26,6 +28,7 @@ so a run stopped at any moment resumes after its last finished step.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -75,6 +78,14 @@ IDS = "ids.npy"  # integer ids
 
 
 STRING_IDS = "ids.npz"  # string ids: their UTF-8 bytes and offsets (hkmeans.ids.encode)
+
+
+DEDUP = "dedup.npz"  # the dedup step's result
+
+
+#: The dedup file's arrays, all over rows of the whole input: the rows kept and
+#: removed (sorted), and per removed row the kept row it duplicates and how close.
+DEDUP_ARRAYS = ("kept", "removed", "duplicate_of", "similarity")
 
 
 #: The manifest's keys and their types: a manifest without them is damaged.
@@ -136,6 +147,8 @@ class RunDir(Checkpoints):
             bad += [
                 f"input.{key}" for key, kind in _INPUT_KEYS.items() if not isinstance(manifest["input"].get(key), kind)
             ]
+        if "dedup" in manifest and not isinstance(manifest["dedup"], dict):
+            bad.append("dedup")
         if bad:
             raise RunDirError(
                 f"{file}: damaged (missing or malformed: {', '.join(bad)}); use --overwrite to start over."
@@ -334,6 +347,40 @@ class RunDir(Checkpoints):
         self.manifest["ids"] = record
         self.write_manifest()
 
+    def save_dedup(self, n_rows, **arrays) -> dict:
+        """Keep the dedup step's result (:data:`DEDUP_ARRAYS`, over rows of the whole
+        input; ``n_rows`` the rows it read) as ``dedup.npz``; the step is done once the
+        manifest lists it, with a digest that ties the file to this run."""
+        arrays = {name: np.ascontiguousarray(arrays[name]) for name in DEDUP_ARRAYS}
+        save_npz(os.path.join(self.path, DEDUP), **arrays)
+        self.manifest["dedup"] = {
+            "file": DEDUP,
+            "rows": int(n_rows),
+            "kept": int(len(arrays["kept"])),
+            "removed": int(len(arrays["removed"])),
+            "digest": _digest(arrays),
+        }
+        self.write_manifest()
+        log.info("dedup done: %d of %d rows kept", len(arrays["kept"]), n_rows)
+        return arrays
+
+    @staticmethod
+    def dedup(path, manifest=None) -> dict | None:
+        """The dedup step's arrays of the run at ``path`` (see :data:`DEDUP_ARRAYS`), or
+        None when the manifest lists none; :class:`RunDirError` if the file is damaged
+        or is not the one the run wrote."""
+        manifest = RunDir.read_manifest(path) if manifest is None else manifest
+        record = manifest.get("dedup")
+        if record is None:
+            return None
+        file = inside(path, DEDUP)
+        arrays = _read_npz(file)
+        if set(arrays) != set(DEDUP_ARRAYS) or record.get("digest") != _digest(arrays):
+            raise RunDirError(
+                f"{file}: not the dedup result this run wrote (changed or replaced); use --overwrite to start over."
+            )
+        return arrays
+
     @staticmethod
     def timings(path, n_levels) -> dict:
         """Seconds the fit took, created to finished, and per level (from its last
@@ -389,6 +436,16 @@ def _dask_io():
     from ..backends.dask import storage  # imports dask: only for a run on it
 
     return storage
+
+
+def _digest(arrays) -> str:
+    """BLAKE2b of the dedup arrays, in :data:`DEDUP_ARRAYS` order."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in DEDUP_ARRAYS:
+        a = arrays[name]
+        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def _read_npz(file) -> dict:

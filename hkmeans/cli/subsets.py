@@ -19,6 +19,7 @@ from ..io import save_json, save_npy
 from ..readers import subset_rows
 from ..tables import positions
 from .run_layout import TOOL, RunDirError, read_json
+from .rundir import RunDir
 
 INDICES = re.compile(r"indices(?:-(\d+))?\.npy")  # RUN_DIR's curated subsets, one per target size
 
@@ -100,16 +101,41 @@ def input_rows(source):
     return rows
 
 
-def run_subsets(run_dir, source, tree) -> dict:
+def fitted_rows(run_dir, manifest):
+    """The rows of the whole input that the run's tree is over, in order: the rows its
+    dedup step kept (of the subset, if it had one), else its subset indices; None for
+    all rows of the input. Each row of the tree maps back to an input row through it."""
+    found = RunDir.dedup(run_dir, manifest)
+    if found is not None:
+        input_rows(manifest["input"])  # a subset is checked unchanged all the same
+        return found["kept"]
+    return input_rows(manifest["input"])
+
+
+def pool_positions(run_dir, manifest):
+    """Where the tree's rows lie among the rows the run read (its pool before the
+    dedup step: the subset's rows, if it had one), or None when it did not
+    deduplicate (they are the same rows)."""
+    found = RunDir.dedup(run_dir, manifest)
+    if found is None:
+        return None
+    rows = input_rows(manifest["input"])
+    return found["kept"] if rows is None else np.searchsorted(rows, found["kept"])
+
+
+def run_subsets(run_dir, manifest, tree) -> dict:
     """The curated subsets a run directory holds, by file name: ``indices.npy``, then
     ``indices-N.npy`` by N (one per target size), each as positions in the tree."""
     names = [name for name in os.listdir(run_dir) if INDICES.fullmatch(name)]
     names.sort(key=lambda name: (name != "indices.npy", int(INDICES.fullmatch(name).group(1) or 0)))  # type: ignore[union-attr]
-    rows = input_rows(source) if names else None
+    rows = fitted_rows(run_dir, manifest) if names else None
+    source = manifest["input"]
     return {name: load_indices(os.path.join(run_dir, name), source, tree, rows) for name in names}
 
 
-def run_indices(run_dir, source, tree):
+def run_indices(run_dir, manifest, tree):
     """``RUN_DIR/indices.npy`` as positions in the tree, or None if there is none."""
     path = os.path.join(run_dir, "indices.npy")
-    return load_indices(path, source, tree, input_rows(source)) if os.path.isfile(path) else None
+    if not os.path.isfile(path):
+        return None
+    return load_indices(path, manifest["input"], tree, fitted_rows(run_dir, manifest))
