@@ -2,11 +2,15 @@
 
 1. assignment throughput (n x d rows against k centres) against a cuBLAS SGEMM of
    the same shapes (CuPy, else torch);
-2. one Lloyd iteration against faiss-gpu (if importable) and against the paper's
+2. the throughput of the other kernels, in rows/s (and GB/s of the rows read for the
+   sums) beside that SGEMM's rows/s: the counting sort of the rows by label and the
+   segmented cluster sums (a Lloyd pass), the sort by (cluster, score, row) of a
+   resampling step's selection, and a k-means++ draw (block sums, scan, draw);
+3. one Lloyd iteration against faiss-gpu (if importable) and against the paper's
    PyTorch k-means code path (distances by matmul, argmin, index_add; torch on the GPU);
-3. the paper's large example end to end: 100k x 256, n_clusters (5000, 1000),
+4. the paper's large example end to end: 100k x 256, n_clusters (5000, 1000),
    10 resamples;
-4. peak device memory of each part.
+5. peak device memory of each part.
 
     python bench/gpu.py [--n 1000000] [--d 256] [--k 5000]
 
@@ -107,6 +111,44 @@ def torch_lloyd_iteration():
     return iteration
 
 
+def kernel_throughput(data, k, sync, gemm_rate):
+    """Section 2: the CUDA backend's grouping, sums, selection sort and seeding draw
+    on its resident rows, labels of ``k`` uneven clusters (one of half the rows)."""
+    from hkmeans.backends import cuda as backend
+
+    n, d = data.X.shape
+    cuda, seeding = data.k.cuda, data.k.seeding
+    rng = np.random.default_rng(1)
+    labels = cuda.to_device(np.where(rng.random(n) < 0.5, 0, rng.integers(1, k, n)))
+    scores = cuda.to_device(rng.random(n))
+    offsets, order, _ = data._group(labels, k)
+    sums = data._empty((k, d), np.float64, 0.0)
+    gemm = f"  ({gemm_rate / 1e6:8.1f} M rows/s for the SGEMM)" if gemm_rate else ""
+
+    def line(name, t, extra=""):
+        print(f"   {name:<44} {t * 1e3:8.1f} ms  {n / t / 1e6:8.1f} M rows/s{extra}")
+
+    line("counting sort of the rows by label", timed(lambda: data._group(labels, k), sync))
+    t = timed(lambda: data._segment_sums(data._dX, labels, offsets, order, sums), sync)
+    line("segmented cluster sums (float64)", t, f"  {data.X.nbytes / t / 1e9:6.1f} GB/s")
+    line("sort by (cluster, score, row), bitonic", timed(lambda: data._rank(labels, scores), sync, repeat=1))
+    chunk = data.threads
+    nb = -(-n // chunk)
+    closest, w = cuda.to_device(rng.random(n)), cuda.to_device(np.ones(n))
+    perm = cuda.to_device(rng.permutation(n))
+    bsums, bcum = data._empty((nb, 1), np.float64), data._empty((nb, 1), np.float64)
+    u, out = cuda.to_device(rng.random(8)), data._empty(8, np.int64)
+
+    def draw():
+        seeding.draw_sums[data._grid(nb)](perm, closest, w, chunk, bsums)
+        data._scan(bsums, bcum, True)
+        seeding.draw[data._grid(8)](bsums, bcum, perm, closest, w, chunk, u, backend.DRAW_SLACK, out)
+
+    line("k-means++ draw (block sums, scan, 8 draws)", timed(draw, sync))
+    if gemm:
+        print(f"   beside: cuBLAS SGEMM of the rows against {k} centres{gemm}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -147,7 +189,17 @@ def main():
         print(f"   hkmeans {label}: {t * 1e3:8.1f} ms  {flops / t / 1e12:6.1f} TFLOP/s{share}; {mem}")
         del data, labels, sqdist
 
-    print(f"\n2. one Lloyd iteration, {args.n} x {args.d}, k = {args.k}")
+    print(f"\n2. the other kernels, {args.n} x {args.d}, {args.k} clusters")
+    data = CUDABackend(X)
+    if data.resident:
+        with PeakMemory(cuda) as mem:
+            kernel_throughput(data, args.k, sync, args.n / t_gemm if gemm else None)
+        print(f"   {mem}")
+    else:
+        print("   skipped: the rows do not fit on the device")
+    del data
+
+    print(f"\n3. one Lloyd iteration, {args.n} x {args.d}, k = {args.k}")
     data = CUDABackend(X)
     run = data.lloyd_run(np.array([0, args.k]), bounds=False)
     with PeakMemory(cuda) as mem:
@@ -178,7 +230,7 @@ def main():
     except Exception as err:  # faiss missing, or built without GPU support
         print(f"   faiss-gpu: not available ({type(err).__name__}: {err})")
 
-    print("\n3. the paper's large example: 100k x 256, n_clusters (5000, 1000), 10 resamples")
+    print("\n4. the paper's large example: 100k x 256, n_clusters (5000, 1000), 10 resamples")
     Y = rng.normal(size=(100_000, 256)).astype(np.float32)
     with PeakMemory(cuda) as mem:
         start = time.perf_counter()

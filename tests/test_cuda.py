@@ -8,6 +8,7 @@ target. Inputs and thread blocks are tiny: the simulator runs every thread in Py
 """
 
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -78,12 +79,15 @@ def test_importing_hkmeans_does_not_import_the_cuda_target():
 
 @pytest.fixture
 def small_launch(monkeypatch):
-    """Blocks of 8 threads, tiles of 4 centres x 4 features, chunks of 8 rows: small
-    enough that every test crosses block, tile and chunk edges."""
+    """Blocks of 8 threads, tiles of 4 centres x 4 features, chunks of 8 rows, pieces
+    of the sums of about sqrt(n) positions, scans by tiles of 4: small enough that
+    every test crosses block, tile, chunk and piece edges."""
     monkeypatch.setattr(cuda_backend, "THREADS", 8)
     monkeypatch.setattr(cuda_backend, "TILE_K", 4)
     monkeypatch.setattr(cuda_backend, "TILE_D", 4)
     monkeypatch.setattr(cuda_backend, "GROUP_ROWS", 8)
+    monkeypatch.setattr(cuda_backend, "SUM_ROWS", 4)
+    monkeypatch.setattr(cuda_backend, "SCAN_TILE", 4)
 
 
 def _host_gemm(A, B, out):
@@ -114,42 +118,199 @@ def test_assign_matches_reference_and_cpu(small_launch, dtype, gemm, d):
     np.testing.assert_allclose(sqdist, ref_sqdist, rtol=1e-12)
 
 
+def _uneven_labels(seed, n, k):
+    """Labels of ``n`` rows in ``k`` clusters: cluster 1 takes about two thirds of the
+    rows (many blocks, chunks and pieces), 0 and ``k - 1`` none, the rest a few each,
+    rows of a cluster spread over the whole range."""
+    rng = np.random.default_rng(seed)
+    labels = np.where(rng.random(n) < 0.65, 1, rng.integers(2, k - 1, n))
+    labels[rng.choice(n, 3, replace=False)] = k - 2
+    return labels
+
+
 @cudasim
-def test_group_is_the_cpu_counting_sort(small_launch):
-    labels = np.random.default_rng(1).integers(0, 6, 45)
-    labels[labels == 4] = 5  # an empty cluster
-    b = _backend(np.zeros((45, 1)))
-    offsets, order, counts = b._group(b.k.cuda.to_device(labels), 6)
-    ref_offsets, ref_order = group_by_label(labels, 6)
+@pytest.mark.parametrize("n", [45, 61])
+def test_group_is_the_cpu_counting_sort(small_launch, monkeypatch, n):
+    """Chunks of 16 rows (two tiles of the 8 threads) and of 8; one cluster of most
+    rows, two empty; 45 and 61 rows, not a multiple of the block."""
+    monkeypatch.setattr(cuda_backend, "GROUP_ROWS", 16 if n == 61 else 8)
+    labels = _uneven_labels(n, n, 7)
+    b = _backend(np.zeros((n, 1)))
+    offsets, order, counts = b._group(b.k.cuda.to_device(labels), 7)
+    ref_offsets, ref_order = group_by_label(labels, 7)
     np.testing.assert_array_equal(offsets.copy_to_host(), ref_offsets)
     np.testing.assert_array_equal(order.copy_to_host(), ref_order)
     np.testing.assert_array_equal(counts, np.diff(ref_offsets))
 
 
+def _pieced_sums(X, labels, k, block_rows=64, min_piece=4):
+    """The clusters' float64 sums in the order of the CUDA backend: blocks of
+    ``block_rows`` rows (all rows of a block of threads' multiple), each block's CSR
+    positions cut into pieces of ``max(min_piece, isqrt(rows))``, a cluster's members
+    in each piece added in order, then its pieces in order, then the blocks in order."""
+    sums = np.zeros((k, X.shape[1]))
+    for a0 in range(0, X.shape[0], block_rows):
+        Xb, lb = X[a0 : a0 + block_rows], labels[a0 : a0 + block_rows]
+        piece = max(min_piece, math.isqrt(lb.shape[0]))
+        offsets, order = group_by_label(lb, k)
+        for c in np.flatnonzero(np.diff(offsets)):
+            lo, hi = int(offsets[c]), int(offsets[c + 1])
+            cuts = [lo, *range((lo // piece + 1) * piece, hi, piece), hi]
+            for f in range(X.shape[1]):
+                parts = []
+                for a, e in zip(cuts[:-1], cuts[1:]):
+                    s = 0.0
+                    for p in range(a, e):
+                        s += float(Xb[order[p], f])
+                    parts.append(s)
+                total = parts[0]
+                for part in parts[1:]:
+                    total += part
+                sums[c, f] += total
+    return sums
+
+
 @cudasim
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_cluster_sums_equal_the_cpu_bit_for_bit(small_launch, dtype):
-    X, _ = _data(2, 50, 5, 1, dtype)
-    labels = np.random.default_rng(2).integers(0, 7, 50)
-    sums, counts = _backend(X).cluster_sums(labels, 7)
+def test_cluster_sums_are_the_segmented_reduction(small_launch, dtype):
+    """70 rows, in blocks of 64 and 6 rows (pieces of 8 and 4 positions), one cluster
+    of about 45 members (six pieces, some wholly inside it), two empty clusters: the
+    sums are those of the same order in NumPy bit for bit (and so the same run after
+    run), within rounding of the CPU's row-order sums."""
+    X, _ = _data(2, 70, 5, 1, dtype)
+    X *= np.exp(np.random.default_rng(2).normal(scale=4, size=(70, 1))).astype(dtype)  # rounding shows
+    labels = _uneven_labels(2, 70, 7)
+    b = _backend(X)
+    sums, counts = b.cluster_sums(labels, 7)
     ref_sums, ref_counts = CPUBackend(X).cluster_sums(labels, 7)
-    np.testing.assert_array_equal(sums, ref_sums)  # members added in the same order
     np.testing.assert_array_equal(counts, ref_counts)
+    np.testing.assert_array_equal(sums, _pieced_sums(X, labels, 7))
+    np.testing.assert_allclose(sums, ref_sums, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(sums, naive.cluster_sums(X, labels, 7)[0], rtol=1e-12, atol=1e-12)
+    if dtype == np.float64:  # the test tells the orders apart: the big cluster's sums differ
+        assert not np.array_equal(sums[1], ref_sums[1])
+    again, _ = b.cluster_sums(labels, 7)
+    np.testing.assert_array_equal(again, sums)
 
 
 @cudasim
-def test_pick_members_matches_reference(small_launch):
+def test_inertia_is_the_segmented_sum_of_the_distances(small_launch):
+    X, C = _data(9, 70, 3, 7, np.float64)
+    labels = _uneven_labels(9, 70, 7)
+    b = _backend(X)
+    sqdist = ((X - C[labels]) ** 2).sum(1)
+    d_labels, d_sqdist = b.k.cuda.to_device(labels), b.k.cuda.to_device(sqdist)
+    _, _, inertia = b._sums(d_labels, 7, d_sqdist)
+    assert inertia == np.sum(_pieced_sums(sqdist[:, None], labels, 7))
+    assert inertia == pytest.approx(sqdist.sum(), rel=1e-12)
+
+
+@cudasim
+@pytest.mark.parametrize("dtype", [np.int64, np.float64])
+@pytest.mark.parametrize("inclusive", [True, False])
+def test_scan_by_tiles_is_the_cumulative_sum(small_launch, dtype, inclusive):
+    """101 rows by tiles of 4: three levels of tile sums; 3 columns."""
+    rng = np.random.default_rng(10)
+    a = rng.integers(0, 9, (101, 3)).astype(dtype)
+    if dtype == np.float64:
+        a *= rng.random((101, 3))
+    b = _backend(np.zeros((4, 1)))
+    d = b.k.cuda.to_device(a)
+    out = b._empty(a.shape, dtype)
+    b._scan(d, out, inclusive)
+    ref = np.cumsum(a, axis=0) - (0 if inclusive else a)
+    got = out.copy_to_host()
+    if dtype == np.int64:
+        np.testing.assert_array_equal(got, ref)
+    else:
+        np.testing.assert_allclose(got, ref, rtol=1e-13)  # not always monotone: see the draw
+    np.testing.assert_allclose(b._column_sums(d).copy_to_host()[0], a.sum(0), rtol=1e-13)
+    b._scan(d, d, inclusive)  # in place
+    np.testing.assert_array_equal(d.copy_to_host(), got)
+
+
+def _gpu_draw(b, vals, chunk, u, slack):
+    """The draw kernel on values ``vals`` taken in row order, blocks of ``chunk``."""
+    cuda, k = b.k.cuda, b.k.seeding
+    n = vals.shape[0]
+    order = cuda.to_device(np.arange(n))
+    closest, w = cuda.to_device(vals), cuda.to_device(np.ones(n))
+    nb = -(-n // chunk)
+    bsums = b._empty((nb, 1), np.float64)
+    k.draw_sums[b._grid(nb)](order, closest, w, chunk, bsums)
+    bcum = b._empty((nb, 1), np.float64)
+    b._scan(bsums, bcum, True)
+    out = b._empty(u.shape[0], np.int64)
+    k.draw[b._grid(u.shape[0])](bsums, bcum, order, closest, w, chunk, cuda.to_device(u), slack, out)
+    return out.copy_to_host()
+
+
+def _cpu_draw(vals, chunk, u):
+    """The CPU's draw over the same values and blocks (block sums in row order)."""
+    from hkmeans._kernels.cpu.seeding.draws import draw
+
+    n = vals.shape[0]
+    sums = np.array([sum(vals[a : a + chunk].tolist(), 0.0) for a in range(0, n, chunk)])
+    return draw(np.arange(n), vals, np.ones(n), sums, chunk, u)
+
+
+@cudasim
+def test_draw_falls_back_to_the_running_sum_where_the_scan_rounds_otherwise(small_launch):
+    """Block sums ``1, e, ..., e`` (``e = 2^-53``): the running sum stays at 1, the scan
+    by tiles of 4 ends at ``1 + 2^-51``; at ``u = 1 - 2^-53`` the CPU draws row 0 and the
+    scan alone a row of value ``e``. The draw notices the target is within rounding and
+    redoes it with the running sum."""
+    vals = np.full(9, 2.0**-53)
+    vals[0] = 1.0
+    u = np.array([1 - 2.0**-53, 0.5, 0.0])
+    b = _backend(np.zeros((4, 1)))
+    cpu = _cpu_draw(vals, 1, u)
+    assert cpu[0] == 0
+    assert _gpu_draw(b, vals, 1, u, 0.0)[0] != 0  # the scan alone
+    np.testing.assert_array_equal(_gpu_draw(b, vals, 1, u, cuda_backend.DRAW_SLACK), cpu)
+
+
+@cudasim
+@pytest.mark.parametrize("slack", [0.0, 2.0, 1e300])
+def test_draw_is_the_cpu_draw(small_launch, slack):
+    """130 rows in blocks of 3 (44 blocks: three levels of the scan), zeros among
+    them: the scan alone, the usual slack, and the running sum every time."""
+    rng = np.random.default_rng(11)
+    vals = rng.random(130) * (rng.random(130) < 0.7)
+    u = np.concatenate([rng.random(20), [0.0]])
+    b = _backend(np.zeros((4, 1)))
+    np.testing.assert_array_equal(_gpu_draw(b, vals, 3, u, slack), _cpu_draw(vals, 3, u))
+
+
+@cudasim
+@pytest.mark.parametrize("n", [40, 61])
+def test_pick_members_matches_reference(small_launch, n):
+    """Many ties among the scores; a cluster of most rows (more than a block), two
+    empty; whole copies, nothing, and all but one taken; 40 and 61 rows."""
     rng = np.random.default_rng(3)
-    labels = rng.integers(0, 5, 40)
-    scores = rng.integers(0, 4, 40).astype(np.float64)  # many ties
-    counts = np.bincount(labels, minlength=5)
+    labels = _uneven_labels(n, n, 7)
+    scores = rng.integers(0, 4, n).astype(np.float64)
+    counts = np.bincount(labels, minlength=7)
     take = np.minimum(counts, 3)
+    take[1] = counts[1] - 1
     take[labels[0]] = 2 * counts[labels[0]] + 1  # whole copies, then the smallest
-    take[labels[1]] = 0
-    got = _backend(np.zeros((40, 1))).select(labels, 5, take, scores)
-    np.testing.assert_array_equal(got, naive.pick_members(labels, 5, scores, take))
-    np.testing.assert_array_equal(got, CPUBackend(np.zeros((40, 1))).select(labels, 5, take, scores))
+    take[labels[1] if labels[1] != 1 else labels[2]] = 0
+    got = _backend(np.zeros((n, 1))).select(labels, 7, take, scores)
+    np.testing.assert_array_equal(got, naive.pick_members(labels, 7, scores, take))
+    np.testing.assert_array_equal(got, CPUBackend(np.zeros((n, 1))).select(labels, 7, take, scores))
+
+
+@cudasim
+@pytest.mark.parametrize("n", [1, 2, 37, 64])
+def test_rank_is_the_sort_by_cluster_score_row(small_launch, n):
+    """The bitonic sort over lengths that are and are not powers of two, with ties,
+    NaN scores (last in their cluster, as NumPy sorts them) and -0.0 == 0.0."""
+    rng = np.random.default_rng(n)
+    labels = rng.integers(0, 4, n)
+    scores = rng.choice([0.0, -0.0, 1.0, 2.5, np.nan, -3.0], n)
+    b = _backend(np.zeros((n, 1)))
+    got = b._rank(b.k.cuda.to_device(labels), b.k.cuda.to_device(scores)).copy_to_host()
+    np.testing.assert_array_equal(got, np.lexsort((np.arange(n), scores, labels)))
 
 
 @cudasim
@@ -214,7 +375,7 @@ def test_lloyd_steps_match_the_cpu_and_keep_state_on_the_device(small_launch):
     runs = [b.lloyd_run(np.array([0, 4]), bounds=False) for b in (_backend(X), CPUBackend(X))]
     for first in (True, False):
         got, ref = (run.step(C) for run in runs)
-        np.testing.assert_array_equal(got.sums, ref.sums)
+        np.testing.assert_allclose(got.sums, ref.sums, rtol=1e-13)  # pieces of 6: other rounding
         np.testing.assert_array_equal(got.counts, ref.counts)
         assert got.inertia == pytest.approx(ref.inertia, rel=1e-12)
         assert got.changed == ref.changed and (got.changed is None) == first
@@ -308,7 +469,10 @@ def test_dask_workers_each_run_cuda_kernels(small_launch):
     ):
         # the workers run the kernels with the launch sizes of this test
         client.run(
-            lambda: [setattr(cuda_backend, k, v) for k, v in dict(THREADS=8, TILE_K=4, TILE_D=4, GROUP_ROWS=8).items()]
+            lambda: [
+                setattr(cuda_backend, k, v)
+                for k, v in dict(THREADS=8, TILE_K=4, TILE_D=4, GROUP_ROWS=8, SUM_ROWS=4, SCAN_TILE=4).items()
+            ]
         )
         m = HierarchicalKMeans(**params, client=client).fit(X)
         for lv_a, lv_m in zip(alone.levels_, m.levels_):

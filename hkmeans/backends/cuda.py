@@ -13,6 +13,7 @@ else the tiled Numba kernel.
 from __future__ import annotations
 
 import importlib.util
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -28,8 +29,21 @@ DEVICE_SHARE = 0.5
 #: chunk grow with n x k past it.
 GROUP_ENTRIES = 1 << 24
 
-#: Rows per chunk of the counting sort, at least (one thread walks a chunk).
+#: Rows per chunk of the counting sort, at least (a block of threads places a chunk's
+#: rows, a tile of ``threads`` rows at a time).
 GROUP_ROWS = 1024
+
+#: Positions per piece of the segmented sums, at least: pieces of ``max(SUM_ROWS,
+#: isqrt(n))`` positions, so that neither pass walks more than about ``sqrt(n)``.
+SUM_ROWS = 256
+
+#: Entries per tile of the scans and column sums (one thread adds a tile).
+SCAN_TILE = 32
+
+#: How far, in bounds on the rounding, a seeding draw's target must lie from the
+#: cumulative sums of the parallel scan for the scan to decide it (else the running
+#: sum does, as on the CPU).
+DRAW_SLACK = 2.0
 
 #: Bytes of the dot-product block of the GEMM path (rows x centres).
 GEMM_BYTES = 256 << 20
@@ -194,37 +208,75 @@ class CUDABackend(HostRows):
             self.k.assign.nearest_in_ranges[self._grid(Xb.shape[0])](Xb, C, lo, hi, nearest, sqdist, a)
         return nearest.copy_to_host(), sqdist.copy_to_host()
 
+    def _scan(self, a, out, inclusive):
+        """Prefix sums of the columns of the 2-D device array ``a`` into ``out`` (may be
+        ``a``), by tiles of :data:`SCAN_TILE` rows: the tiles' sums are scanned the same
+        way, then each tile adds its rows to its offset."""
+        c = self.k.common
+        rows, cols = a.shape
+        n_tiles = -(-rows // SCAN_TILE)
+        offsets = self._empty((n_tiles, cols), a.dtype, 0)
+        if n_tiles > 1:
+            c.tile_sums[self._grid(n_tiles * cols)](a, SCAN_TILE, offsets)
+            self._scan(offsets, offsets, False)
+        c.tile_scan[self._grid(n_tiles * cols)](a, SCAN_TILE, offsets, out, inclusive)
+
+    def _column_sums(self, a):
+        """Sums of the columns of the 2-D device array ``a`` (a device array of one
+        row), by tiles of :data:`SCAN_TILE` rows, then tiles of those sums."""
+        while a.shape[0] > 1:
+            out = self.k.cuda.device_array((-(-a.shape[0] // SCAN_TILE), a.shape[1]), dtype=a.dtype)
+            self.k.common.tile_sums[self._grid(out.size)](a, SCAN_TILE, out)
+            a = out
+        return a
+
     def _group(self, labels, k):
         """CSR of device ``labels`` (values in ``[0, k)``): device ``offsets``, ``order``
-        (members in row order) and the host counts."""
+        (members in row order) and the host counts. A stable counting sort over chunks
+        of rows: counts per (chunk, cluster), scanned along the chunks, then each
+        chunk's rows placed by a block of threads."""
         g = self.k.groups
         n = labels.shape[0]
         chunk = max(GROUP_ROWS, -(-n * k // GROUP_ENTRIES))
         n_chunks = max(1, -(-n // chunk))
         counts = self._empty((n_chunks, k), np.int64, 0)
-        g.chunk_counts[self._grid(n_chunks)](labels, chunk, counts)
-        totals = self._empty(k, np.int64)
-        g.cluster_totals[self._grid(k)](counts, totals)
-        totals = totals.copy_to_host()
+        g.chunk_counts[self._grid(n)](labels, chunk, counts)
+        starts = self._empty((n_chunks, k), np.int64)
+        self._scan(counts, starts, False)
+        totals = starts[n_chunks - 1].copy_to_host() + counts[n_chunks - 1].copy_to_host()
         offsets = self.k.cuda.to_device(np.concatenate([[0], np.cumsum(totals)]).astype(np.int64))
-        g.chunk_starts[self._grid(k)](counts, offsets)
         order = self._empty(n, np.int64)
-        g.scatter[self._grid(n_chunks)](labels, chunk, counts, order)
+        scatter = g.scatter_kernel(self.threads)
+        scatter[min(n_chunks, self.k.common.MAX_BLOCKS), self.threads](labels, chunk, offsets, starts, order)
         return offsets, order, totals
+
+    def _segment_sums(self, X, labels, offsets, order, sums):
+        """``sums[c]`` += the float64 sum of the rows of the 2-D device array ``X`` in
+        cluster ``c`` (CSR ``offsets``, ``order``; ``labels`` the rows' clusters): a
+        segmented reduction over pieces of positions, then over the pieces of each
+        cluster, in an order fixed by the number of rows."""
+        g = self.k.groups
+        n, d = X.shape
+        piece = max(SUM_ROWS, math.isqrt(n))
+        n_pieces = -(-n // piece)
+        head = self.k.cuda.device_array((n_pieces, d), dtype=np.float64)
+        tail = self.k.cuda.device_array((n_pieces, d), dtype=np.float64)
+        g.piece_sums[self._grid(n_pieces * d)](X, labels, offsets, order, piece, sums, head, tail)
+        g.join_pieces[self._grid(sums.size)](offsets, piece, head, tail, sums)
 
     def _sums(self, labels, k, sqdist=None):
         """Per-cluster float64 sums (host), counts (host) and, with device ``sqdist``,
-        the inertia: block by block, each block's members summed in row order, blocks
-        added in order."""
-        g = self.k.groups
+        the inertia: block by block (:meth:`_segment_sums`), blocks added in order."""
         sums = self._empty((k, self.X.shape[1]), np.float64, 0.0)
-        inertia = self._empty(k, np.float64, 0.0)
+        inertia = self._empty((k, 1), np.float64, 0.0)
         counts = np.zeros(k, dtype=np.int64)
         for a, Xb in self._blocks():
-            offsets, order, totals = self._group(labels[a : a + Xb.shape[0]], k)
-            g.segment_sums[self._grid(sums.size)](Xb, offsets, order, sums)
+            m = Xb.shape[0]
+            block_labels = labels[a : a + m]
+            offsets, order, totals = self._group(block_labels, k)
+            self._segment_sums(Xb, block_labels, offsets, order, sums)
             if sqdist is not None:
-                g.segment_totals[self._grid(k)](sqdist[a : a + Xb.shape[0]], offsets, order, inertia)
+                self._segment_sums(sqdist[a : a + m].reshape(m, 1), block_labels, offsets, order, inertia)
             counts += totals
         return sums.copy_to_host(), counts, float(np.sum(inertia.copy_to_host()))
 
@@ -243,7 +295,7 @@ class CUDABackend(HostRows):
         uniform draws ``rand`` (one row per later centre) made through the rows in
         ``order``: per centre, one pass for the candidates' potentials, one to add the
         chosen one and one for the draw's sums, by blocks of ``threads`` rows of
-        ``order``."""
+        ``order``; the cumulative block sums by a scan (:meth:`_scan`)."""
         k, cuda = self.k.seeding, self.k.cuda
         n, t = self.X.shape[0], rand.shape[1]
         chunk = self.threads
@@ -254,9 +306,8 @@ class CUDABackend(HostRows):
         block_sums = self._empty((n_blocks, 1), np.float64)
         rows = min(n, self.block_rows)
         values = self._empty((rows, t), np.float64)
-        bcum = self._empty(n_blocks, np.float64)
+        bcum = self._empty((n_blocks, 1), np.float64)
         partial = self._empty((n_blocks, t), np.float64)
-        pots = self._empty(t, np.float64)
         cand = self._empty(t, np.int64)
 
         def add(row):
@@ -269,39 +320,54 @@ class CUDABackend(HostRows):
         idx[0] = first
         add(first)
         for c in range(1, idx.size):
-            k.cumulative[1, 1](block_sums, bcum)
-            k.draw[self._grid(t)](bcum, order_d, closest, w, chunk, cuda.to_device(rand[c - 1]), cand)
+            self._scan(block_sums, bcum, True)
+            u = cuda.to_device(np.ascontiguousarray(rand[c - 1]))
+            k.draw[self._grid(t)](block_sums, bcum, order_d, closest, w, chunk, u, DRAW_SLACK, cand)
             rows = cand.copy_to_host()
             cands = cuda.to_device(np.ascontiguousarray(self.X[rows]))
             for a, Xb in self._blocks():
                 m = Xb.shape[0]
                 k.trial_values[self._grid(m * t)](Xb, w, closest, cands, values, a)
                 k.chunk_sums[self._grid(-(-m // chunk) * t)](values, m, chunk, partial, a // chunk)
-            k.column_sums[self._grid(t)](partial, pots)
-            idx[c] = rows[best_trial(pots.copy_to_host())]
+            pots = self._column_sums(partial).copy_to_host()[0]
+            idx[c] = rows[best_trial(pots)]
             add(idx[c])
         return idx
 
     def select(self, labels, k, take, scores):
         """``take[c]`` rows of each cluster ``c`` (clusters as ``labels`` says), those
-        with the smallest ``scores``, concatenated in cluster order."""
+        with the smallest ``scores`` (ties by row), concatenated in cluster order: the
+        rows sorted by (cluster, score, row) (:meth:`_rank`), then each cluster's
+        first."""
         cuda = self.k.cuda
         labels = cuda.to_device(np.ascontiguousarray(labels, dtype=np.int64))
-        offsets, order, _ = self._group(labels, k)
         take = np.ascontiguousarray(take, dtype=np.int64)
         out_off = np.concatenate([[0], np.cumsum(take)]).astype(np.int64)
         out = self._empty(int(out_off[-1]), np.int64)
         if out.size:
-            self.k.select.pick_members[self._grid(labels.shape[0])](
-                offsets,
-                order,
-                labels,
-                cuda.to_device(np.ascontiguousarray(scores, dtype=np.float64)),
-                cuda.to_device(take),
-                cuda.to_device(out_off),
-                out,
+            offsets, order, _ = self._group(labels, k)
+            ranked = self._rank(labels, cuda.to_device(np.ascontiguousarray(scores, dtype=np.float64)))
+            self.k.select.pick_members[self._grid(out.size)](
+                offsets, order, ranked, cuda.to_device(take), cuda.to_device(out_off), out
             )
         return out.copy_to_host()
+
+    def _rank(self, labels, scores):
+        """The rows sorted by (``labels``, ``scores``, row), device arrays: a bitonic
+        sort, one launch per step of the network."""
+        n = labels.shape[0]
+        rows = self.k.cuda.to_device(np.arange(n, dtype=np.int64))
+        pairs = 1 << max(0, (n - 1).bit_length() - 1)  # half of n rounded up to a power of two
+        step = self.k.select.bitonic_step[self._grid(pairs)]
+        size = 2
+        while size <= 2 * pairs and n > 1:
+            step(rows, labels, scores, pairs, size, size // 2, True)
+            j = size // 4
+            while j > 0:
+                step(rows, labels, scores, pairs, size, j, False)
+                j //= 2
+            size *= 2
+        return rows
 
     def mean_variance(self) -> float:
         """Mean of the features' variances (a float64 pass over the host copy)."""

@@ -4,11 +4,24 @@ trial potentials of candidates, their per-block sums, and the draw of candidates
 A pass writes one value per row (and candidate); a second kernel sums each block of
 ``chunk`` rows in row order, one thread per block and candidate, as the CPU's kernels
 sum their blocks: the block sums, and so the draws, are the same run after run, with
-no float atomics and no barriers. Draws go through the rows in a given order (the
-CPU's ``_draw``), summed by blocks of that order.
+no float atomics. Draws go through the rows in a given order (the CPU's ``draw``),
+summed by blocks of that order.
+
+The cumulative block sums are a parallel scan by tiles (:func:`~._common.tile_scan`),
+whose rounding is not that of the CPU's running sum. :func:`draw` trusts them where
+they decide the draw with room to spare: where the target lies farther from every sum
+it is compared with than the two roundings could move them apart. Otherwise (on
+random data, about once in ``10^13 / blocks`` draws) the thread redoes the draw with
+the running sum, one block after the other, as the CPU does: the row drawn is the
+one the CPU's running sum gives, in every case.
 """
 
+import numpy as np
+
 from ._common import cuda, sqdist
+
+#: 2^-52, twice the unit roundoff of float64.
+EPS = float(np.finfo(np.float64).eps)
 
 
 @cuda.jit
@@ -60,35 +73,67 @@ def chunk_sums(values, m, chunk, out, b0):
         out[b0 + b, q] = s
 
 
-@cuda.jit
-def column_sums(partial, out):
-    """``out[q]``: the sum of ``partial[:, q]``, rows in order."""
-    for q in range(cuda.grid(1), partial.shape[1], cuda.gridsize(1)):
-        s = 0.0
-        for b in range(partial.shape[0]):
-            s += partial[b, q]
-        out[q] = s
+@cuda.jit(device=True)
+def _walk(order, closest, w, chunk, b, acc, target, margin):
+    """The row drawn inside block ``b`` of ``order`` (as the CPU's ``draw``): the first
+    whose running value, from ``acc``, passes ``target``, else the last of positive
+    value. Also whether one passed and every comparison was decided by more than
+    ``margin``."""
+    n = order.shape[0]
+    pick = order[b * chunk]
+    for j in range(b * chunk, min((b + 1) * chunk, n)):
+        r = order[j]
+        v = w[r] * closest[r]
+        if v > 0:
+            pick = r
+            acc += v
+            if abs(acc - target) <= margin:
+                return pick, False
+            if acc > target:
+                return pick, True
+    return pick, False
+
+
+@cuda.jit(device=True)
+def _running_draw(bsums, order, closest, w, chunk, u):
+    """The CPU's draw exactly: the block by the running sum of ``bsums`` (what
+    ``np.cumsum`` gives), one block after the other."""
+    nb = bsums.shape[0]
+    total = 0.0
+    for b in range(nb):
+        total += bsums[b, 0]
+    target = u * total
+    s = 0.0
+    for b in range(nb):
+        nxt = s + bsums[b, 0]
+        if nxt > target:
+            return _walk(order, closest, w, chunk, b, s, target, -1.0)[0]
+        s = nxt
+    s = 0.0
+    for b in range(nb):  # rounding: the first block whose sum reaches the total
+        nxt = s + bsums[b, 0]
+        if nxt >= total:
+            return _walk(order, closest, w, chunk, b, s, target, -1.0)[0]
+        s = nxt
+    return order[0]
 
 
 @cuda.jit
-def cumulative(values, out):
-    """``out = cumsum(values[:, 0])``, in order, on one thread (a short array: one
-    entry per block of rows)."""
-    if cuda.grid(1) == 0:
-        s = 0.0
-        for b in range(values.shape[0]):
-            s += values[b, 0]
-            out[b] = s
-
-
-@cuda.jit
-def draw(bcum, order, closest, w, chunk, u, out):
+def draw(bsums, bcum, order, closest, w, chunk, u, slack, out):
     """For each ``u[q]`` in [0, 1), the row drawn with probability proportional to
-    ``w * closest``, as the CPU's ``_draw`` draws it (the block by the cumulative block
-    sums ``bcum``, then the row inside it), one thread per draw."""
+    ``w * closest``, as the CPU's ``draw`` draws it: the block by the cumulative block
+    sums, then the row inside it; one thread per draw.
+
+    ``bsums[b, 0]`` are the block sums (:func:`draw_sums`) and ``bcum`` their inclusive
+    scan by tiles. Where the target lies within ``slack`` times the bound on the
+    rounding, ``(blocks + chunk + 64) * 2^-52 * total``, of a sum it is compared with,
+    the draw is redone with the running sum (:func:`_running_draw`). ``slack`` 0 never
+    redoes it (for tests: the scan alone decides).
+    """
     nb = bcum.shape[0]
     n = order.shape[0]
-    total = bcum[nb - 1]
+    total = bcum[nb - 1, 0]
+    margin = slack * (nb + chunk + 64) * EPS * total if slack > 0 else -1.0
     for q in range(cuda.grid(1), u.shape[0], cuda.gridsize(1)):
         if not total > 0:
             j = 0
@@ -100,26 +145,16 @@ def draw(bcum, order, closest, w, chunk, u, out):
         lo, hi = 0, nb  # first block whose cumulative sum passes the target
         while lo < hi:
             mid = (lo + hi) // 2
-            if bcum[mid] <= target:
+            if bcum[mid, 0] <= target:
                 lo = mid + 1
             else:
                 hi = mid
-        if lo >= nb:  # rounding: the last block of positive sum
-            lo, hi = 0, nb - 1
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if bcum[mid] < total:
-                    lo = mid + 1
-                else:
-                    hi = mid
-        b = lo
-        acc = bcum[b - 1] if b > 0 else 0.0
-        pick = order[b * chunk]
-        for j in range(b * chunk, min((b + 1) * chunk, n)):
-            v = w[order[j]] * closest[order[j]]
-            if v > 0:
-                pick = order[j]
-                acc += v
-                if acc > target:
-                    break
+        b = min(lo, nb - 1)
+        clear = lo < nb and bcum[b, 0] - target > margin
+        if clear and b > 0:
+            clear = target - bcum[b - 1, 0] > margin
+        acc = bcum[b - 1, 0] if b > 0 else 0.0
+        pick, passed = _walk(order, closest, w, chunk, b, acc, target, margin)
+        if slack > 0 and not (clear and passed):
+            pick = _running_draw(bsums, order, closest, w, chunk, u[q])
         out[q] = pick
