@@ -65,11 +65,13 @@ def make_pool(path, n, seed=0):
 
 def child(path, threshold, out):
     """hkmeans.dedup on the memory-mapped pool, phase by phase (as it runs them)."""
+    from hkmeans import _config
     from hkmeans import dedup as api
     from hkmeans._rng import as_generator
     from hkmeans._threads import single_threaded_blas
+    from hkmeans.backends import dedup as search
     from hkmeans.backends.in_memory import normalize_rows
-    from hkmeans.dedup import _borders, _check_data, _own_centroids, _rank_order, _search_radius, _sweep
+    from hkmeans.dedup import _check_data, _own_centroids
 
     X = np.load(path, mmap_mode="r")
     api(X[:2000].copy(), threshold)  # compile
@@ -81,25 +83,30 @@ def child(path, threshold, out):
         C = normalize_rows(_own_centroids(X, None, "cosine", rng).astype(np.float64))
         times["kmeans"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        labels, sqdist, rows, clusters = _borders(X, sq, C, True, _search_radius(threshold, True, X))
+        geometry = search.centroid_geometry(C, X.dtype)
+        err = search.border_err(X, float(np.max(sq)), geometry[2], True)
+        radius = search.search_radius(threshold, True, X)
+        labels, sqdist, rows, clusters = search.borders(X, sq, geometry, True, radius, err, _config.CHUNK_ROWS)
         times["labels_and_borders"] = time.perf_counter() - t1
         t1 = time.perf_counter()
-        order = _rank_order("hard", sqdist, rng)
-        res = _sweep(X, sq, labels, C.shape[0], order, rows, clusters, True, threshold)
+        order = search.rank_order("hard", sqdist, rng)
+        kept, duplicate_of, _, n_compared = search.sweep(
+            X, sq, labels, C.shape[0], order, rows, clusters, True, threshold
+        )
         times["sweep"] = time.perf_counter() - t1
     times["total"] = time.perf_counter() - t0
     status = open("/proc/self/status").read().split("\n")
     hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) * 1024
     np.savez(
         out,
-        kept=res.kept,
-        duplicate_of=res.duplicate_of,
-        labels=res.labels,
-        order=res.order,
+        kept=kept,
+        duplicate_of=duplicate_of,
+        labels=labels,
+        order=order,
         centroids=C,
         border_pairs=len(clusters),
     )
-    print(json.dumps(dict(times=times, peak_rss=hwm, n_compared=res.n_compared)))
+    print(json.dumps(dict(times=times, peak_rss=hwm, n_compared=n_compared)))
 
 
 def greedy(n, order, i, j):
