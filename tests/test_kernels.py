@@ -15,6 +15,7 @@ from numba import njit
 from hkmeans import _config
 from hkmeans._kernels.cpu import assign as assign_kernels
 from hkmeans._kernels.cpu import groups, seeding, select, simd
+from hkmeans._kernels.cpu.seeding import screen as seeding_screen
 from hkmeans._kernels.cpu.seeding import wide as seeding_wide
 from hkmeans.backends.cpu import search
 from hkmeans.kmeans import _group_centres, assign
@@ -238,6 +239,117 @@ def test_kmeans_plusplus_runs_only_the_path_the_data_need(monkeypatch, d, path):
     rand = rng.random((5, 3))
     got = seeding.kmeans_plusplus(X, np.ones(len(X)), np.arange(len(X)), 0, rand, 64, 8, 2)
     np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 0, rand, np.arange(len(X))))
+
+
+def _clustered(seed, n, d, n_blobs, spread, dtype, duplicates=0):
+    """Rows around ``n_blobs`` centres ``spread`` apart per feature (offset from the
+    origin), the first ``duplicates`` rows repeated at the end: blobs where the screen
+    leaves most rows out, and exact ties."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=spread, size=(n_blobs, d)) + rng.normal(scale=3.0, size=d)
+    X = means[rng.integers(0, n_blobs, n)] + rng.normal(size=(n, d))
+    return np.concatenate([X, X[:duplicates]]).astype(dtype)
+
+
+def _wide_state(X, n_centres, seed):
+    """``closest`` after ``n_centres`` random rows, and one step's candidates."""
+    rng = np.random.default_rng(seed)
+    X64 = X.astype(np.float64)
+    centres = rng.choice(len(X), n_centres, replace=False)
+    closest = np.min([((X64 - X64[c]) ** 2).sum(1) for c in centres], axis=0)
+    return closest, rng
+
+
+def _potentials(kernel, X, w, closest, cand, *extra):
+    chunk, t = 64, len(cand)
+    n_blocks = -(-len(X) // chunk)
+    x_sq = np.array([float(np.dot(x, x)) for x in X.astype(np.float64)])
+    out = {}
+    for name in ("partial", "move_code", "move_dist", "n_moves"):
+        out[name] = np.zeros((n_blocks, t)) if name == "partial" else None
+    move_code = np.zeros(n_blocks * chunk * t, dtype=np.int32)
+    move_dist = np.zeros(n_blocks * chunk * t)
+    n_moves = np.zeros(n_blocks, dtype=np.int64)
+    args = (X, w, x_sq, closest.copy(), cand, chunk, out["partial"], move_code, move_dist, n_moves, 2)
+    if kernel is seeding_wide._trial_potentials_wide:
+        pots = kernel(*args)
+    else:
+        kappa = seeding_screen.screen_margin(X)
+        mu = X.astype(np.float64).mean(axis=0)
+        Xq, gam, csq, bounds = seeding_screen._row_codes(X, mu, x_sq, kappa)
+        run = np.empty(len(X))
+        seeding_screen._all_running_sums(w, closest, chunk, run)
+        if extra:  # a broken screen: no bound for the 8-bit rounding, a margin too bold
+            bounds[:, 0] += 0.25 * csq
+            bounds[:, 1:] = 0.0
+        pots = kernel(*args, Xq, gam, mu, csq, bounds, run, kappa, chunk // 4)[0]
+    moves = {(b, code, dist) for b in range(n_blocks) for code, dist in zip(
+        move_code[b * chunk * t : b * chunk * t + n_moves[b]], move_dist[b * chunk * t : b * chunk * t + n_moves[b]]
+    )}  # fmt: skip
+    return pots, out["partial"], moves
+
+
+@pytest.mark.skipif(not simd.LANES_PAY, reason="the screen needs AVX2")
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    d=st.sampled_from([17, 40, 130]),
+    t=st.sampled_from([1, 3, 8, 10, 16]),
+    n_centres=st.sampled_from([1, 5, 40]),
+    spread=st.sampled_from([0.5, 3.0, 10.0]),
+    dtype=st.sampled_from(DTYPES),
+    weighted=st.booleans(),
+)
+def test_screened_potentials_are_the_exact_pass_bit_for_bit(seed, d, t, n_centres, spread, dtype, weighted):
+    # every block partial, potential and listed move as the unscreened pass, on blobs
+    # where most rows are screened out, overlapping ones where few are, and ties
+    X = _clustered(seed, 500, d, 12, spread, dtype, duplicates=40)
+    closest, rng = _wide_state(X, n_centres, seed)
+    w = rng.integers(0, 4, len(X)).astype(float) if weighted else np.ones(len(X))
+    cand = rng.choice(len(X), t)
+    want = _potentials(seeding_wide._trial_potentials_wide, X, w, closest, cand)
+    got = _potentials(seeding_screen._screened_potentials, X, w, closest, cand)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert got[2] == want[2]
+
+
+@pytest.mark.skipif(not simd.LANES_PAY, reason="the screen needs AVX2")
+def test_a_screen_that_leaves_out_a_mover_is_caught():
+    # with no bound for the 8-bit copies' rounding and a margin of -25 % of |x - mu|^2, the screen
+    # leaves out rows a candidate moves: the check above sees it
+    caught = 0
+    for seed in range(20):
+        X = _clustered(seed, 500, 40, 12, 0.5, np.float32)
+        closest, rng = _wide_state(X, 5, seed)
+        cand = rng.choice(len(X), 8)
+        want = _potentials(seeding_wide._trial_potentials_wide, X, np.ones(len(X)), closest, cand)
+        got = _potentials(seeding_screen._screened_potentials, X, np.ones(len(X)), closest, cand, "broken")
+        caught += got[2] != want[2] or not np.array_equal(got[1], want[1])
+    assert caught > 0
+
+
+@pytest.mark.skipif(not simd.LANES_PAY, reason="the screen needs AVX2")
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    d=st.sampled_from([17, 33, 64]),
+    n_trials=st.sampled_from([1, 4, 8, 10]),
+    spread=st.sampled_from([1.0, 4.0, 20.0]),
+    dtype=st.sampled_from(DTYPES),
+)
+def test_screened_kmeans_plusplus_matches_reference(seed, d, n_trials, spread, dtype):
+    # clustered rows, as many centres as a tenth of them (the screen leaves most rows
+    # out), exact duplicates (ties): the reference's picks, and the unscreened kernel's.
+    # Duplicates only in float64: two copies drawn in one step tie in the reference,
+    # while float32 dot products of a candidate round by its place among the others
+    # (the unscreened kernel does the same)
+    X = _clustered(seed, 400, d, 8, spread, dtype, duplicates=30 if dtype == np.float64 else 0)
+    rng = np.random.default_rng(seed)
+    rand = rng.random((40, n_trials))
+    order = rng.permutation(len(X))
+    w = np.ones(len(X))
+    got = seeding_screen.kmeans_plusplus_screened(X, w, order, 3, rand, 64, 2, 16)
+    np.testing.assert_array_equal(got, seeding_wide.kmeans_plusplus_wide(X, w, order, 3, rand, 64, 2))
+    np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 3, rand, order))
 
 
 def test_compile_notice_once_and_only_when_a_kernel_compiles(tmp_path):

@@ -1,9 +1,12 @@
 """Greedy (weighted) k-means++ seeding: spatial blocks in few dimensions
-(:mod:`.boxed`), candidates as vector lanes on wide rows (:mod:`.wide`), the draws
-they share (:mod:`.draws`)."""
+(:mod:`.boxed`), candidates as vector lanes on wide rows (:mod:`.wide`), those rows
+screened by 8-bit copies first where AVX2 is there (:mod:`.screen`), the draws they
+share (:mod:`.draws`)."""
 
+from .. import simd
 from .boxed import kmeans_plusplus_boxed
 from .draws import TRIAL_RTOL, best_trial, draw
+from .screen import kmeans_plusplus_screened
 from .wide import kmeans_plusplus_wide
 
 __all__ = ["TRIAL_RTOL", "best_trial", "draw", "kmeans_plusplus"]
@@ -20,9 +23,13 @@ def kmeans_plusplus(X, w, order, first, rand, chunk, small_d, n_tasks):
     Rows of up to ``small_d`` features get exact distances in vectorised loops over
     spatially ordered blocks, far blocks skipped; wider rows get dot products with the
     candidates per block (:func:`candidate_dots`), one pass over ``X`` per step on
-    ``n_tasks`` threads. The two paths are kernels of their own: only the one the data
-    need is compiled.
+    ``n_tasks`` threads; on x86 with AVX2 and FMA (:data:`simd.LANES_PAY`) an 8-bit
+    copy of the rows rules out first, with a proven margin, the rows no candidate can
+    move (:func:`kmeans_plusplus_screened`: the same rows chosen). The paths are
+    kernels of their own: only the one the data need is compiled.
     """
     if X.shape[1] > small_d:
+        if simd.LANES_PAY:
+            return kmeans_plusplus_screened(X, w, order, first, rand, chunk, n_tasks, chunk // 4)
         return kmeans_plusplus_wide(X, w, order, first, rand, chunk, n_tasks)
     return kmeans_plusplus_boxed(X, w, order, first, rand, chunk)

@@ -67,6 +67,49 @@ def candidate_dots(X, a, e, Yt, Y, G):
             simd.dots_row(X, a + i, Yt, col, G, i)
 
 
+@njit(cache=True)
+def candidate_rows(X, x_sq, cand):
+    """The candidates' rows ``Y``, the same feature-major (``Yt``: empty unless they
+    fill whole vectors of lanes, see :func:`candidate_dots`) and their squared norms
+    ``y_sq``, zero-padded to whole vectors."""
+    t, d = cand.shape[0], X.shape[1]
+    width = (t + simd.LANES - 1) // simd.LANES * simd.LANES
+    Y = np.empty((t, d), dtype=X.dtype)
+    Yt = np.empty((d, t if simd.LANES_PAY and t % simd.LANES == 0 else 0), dtype=X.dtype)
+    y_sq = np.zeros(width, dtype=np.float64)
+    for q in range(t):
+        y_sq[q] = x_sq[cand[q]]
+        Y[q] = X[cand[q]]
+        if q < Yt.shape[1]:
+            Yt[:, q] = Y[q]
+    return Y, Yt, y_sq
+
+
+@njit(cache=True)
+def block_potentials(X, w, x_sq, closest, Yt, Y, y_sq, a, e, G, acc, moved, move_code, move_dist, m):
+    """Rows ``a:e`` against every candidate: ``acc[q]`` gets their potential with
+    candidate ``q`` added (summed row by row, in order), and the moves are listed from
+    ``move_code[m]`` on (row in block times ``t`` plus ``q``; see
+    :func:`_trial_potentials_wide`). Returns the end of the list."""
+    t = Y.shape[0]
+    candidate_dots(X, a, e, Yt, Y, G)
+    acc[:] = 0.0
+    moved[:] = False
+    for col in range(0, y_sq.shape[0], simd.LANES):
+        simd.potentials_block(G, col, e - a, x_sq, closest, w, a, y_sq, t, acc, moved)
+    for i in range(e - a):
+        if moved[i]:  # rare after the first steps
+            ci = closest[a + i]
+            xi = x_sq[a + i]
+            for q in range(t):  # as potentials_block computes it
+                d2 = max(xi + y_sq[q] - 2.0 * G[i, q], 0.0)
+                if d2 < ci:
+                    move_code[m] = i * t + q
+                    move_dist[m] = d2
+                    m += 1
+    return m
+
+
 @njit(parallel=True, cache=True)
 def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code, move_dist, n_moves, n_tasks):
     """:func:`.boxed._trial_potentials` for wide rows: per block of rows, the dot products
@@ -77,17 +120,10 @@ def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code,
     ``move_dist``: the new distance; ``n_moves`` per block) so that taking a candidate
     needs no second pass over ``X``. Only moves are written: after the first steps
     they are rare, and a pass reads little more than ``X`` itself."""
-    n, d = X.shape
+    n = X.shape[0]
     t = cand.shape[0]
-    width = (t + simd.LANES - 1) // simd.LANES * simd.LANES
-    Y = np.empty((t, d), dtype=X.dtype)
-    Yt = np.empty((d, t if simd.LANES_PAY and t % simd.LANES == 0 else 0), dtype=X.dtype)
-    y_sq = np.zeros(width, dtype=np.float64)
-    for q in range(t):
-        y_sq[q] = x_sq[cand[q]]
-        Y[q] = X[cand[q]]
-        if q < Yt.shape[1]:
-            Yt[:, q] = Y[q]
+    Y, Yt, y_sq = candidate_rows(X, x_sq, cand)
+    width = y_sq.shape[0]
     n_blocks = partial.shape[0]
     n_tasks = max(1, min(n_tasks, n_blocks))
     for task in prange(n_tasks):
@@ -98,22 +134,7 @@ def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code,
         for b in range(lo, hi):
             a = b * chunk
             e = min(a + chunk, n)
-            candidate_dots(X, a, e, Yt, Y, G)
-            acc[:] = 0.0
-            moved[:] = False
-            for col in range(0, width, simd.LANES):
-                simd.potentials_block(G, col, e - a, x_sq, closest, w, a, y_sq, t, acc, moved)
-            m = a * t  # block b's share of the move lists: chunk * t entries
-            for i in range(e - a):
-                if moved[i]:  # rare after the first steps
-                    ci = closest[a + i]
-                    xi = x_sq[a + i]
-                    for q in range(t):  # as potentials_block computes it
-                        d2 = max(xi + y_sq[q] - 2.0 * G[i, q], 0.0)
-                        if d2 < ci:
-                            move_code[m] = i * t + q
-                            move_dist[m] = d2
-                            m += 1
+            m = block_potentials(X, w, x_sq, closest, Yt, Y, y_sq, a, e, G, acc, moved, move_code, move_dist, a * t)
             partial[b] = acc[:t]
             n_moves[b] = m - a * t
     return column_sums(partial)
