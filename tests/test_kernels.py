@@ -485,3 +485,16 @@ def test_potentials_block_is_the_scalar_loop(t):
     np.testing.assert_array_equal(acc, ref)
     np.testing.assert_array_equal(moved, ref_moved)
     assert 0 < ref_moved.sum() < m
+
+
+def test_the_demo_sees_whether_the_dedup_kernels_are_cached(tmp_path):
+    """On a first run the demo compiles the dedup kernels in a second process: it must
+    tell an empty cache from a filled one."""
+    from hkmeans import demo
+
+    demo.load_dedup_kernels()  # compiled or loaded here: in the cache now
+    assert demo._dedup_kernels_cached()
+    code = "from hkmeans import demo; print(demo._dedup_kernels_cached())"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))  # empty
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert run.stdout.strip() == "False"
