@@ -232,8 +232,13 @@ def dedup(
         found = dask_module().dedup.dedup(X, threshold, metric, keep, rng, centroids, device, client)
         return DedupResult(*found)
     X, sq = _check_data(X, metric)
+    return _search(X, sq, centroids(X), threshold, metric, keep, rng, device)
+
+
+def _search(X, sq, C, threshold, metric, keep, rng, device="cpu") -> DedupResult:
+    """The in-process search of checked rows ``X`` (squared norms ``sq``) over the
+    clusters of centroids ``C``."""
     cosine = metric == "cosine"
-    C = centroids(X)
     with single_threaded_blas():
         geometry = search.centroid_geometry(C, X.dtype)
         err = search.border_err(X, float(np.max(sq)), geometry[2], cosine)
@@ -244,6 +249,14 @@ def dedup(
             X, sq, labels, C.shape[0], order, offsets, clusters, cosine, threshold, device
         )
     return DedupResult(kept, duplicate_of, similarity, order, labels, compared)
+
+
+def load_search_kernels(dtype=np.float64, metric="euclidean") -> None:
+    """Compile (first run) or load the kernels of the in-process search for rows of
+    ``dtype``, on a few rows: those of its own k-means are left out (the fit's)."""
+    X = np.random.default_rng(0).normal(size=(64, 2)).astype(dtype)
+    X, sq = _check_data(X, metric)
+    _search(X, sq, X[:4].astype(np.float64), 0.5, metric, "first", as_generator(0))
 
 
 def _check_backend(X, backend, device, client) -> bool:

@@ -133,9 +133,9 @@ def load_kernels() -> float:
     start = time.perf_counter()
     helper = None
     if not _dedup_kernels_cached():
-        code = (
+        code = (  # the search's own kernels: those of its k-means are the fit's, compiled here
             "from hkmeans._kernels import silence_compile_notice; silence_compile_notice(); "
-            "from hkmeans.demo import load_dedup_kernels; load_dedup_kernels()"
+            "from hkmeans.dedup import load_search_kernels; load_search_kernels()"
         )
         helper = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
