@@ -7,6 +7,9 @@ rule and its proof: :mod:`hkmeans.dedup`, ``docs/guide/dedup.md``). The Dask bac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numba
 import numpy as np
 
@@ -94,39 +97,56 @@ def band_of(X) -> float:
     return 3.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
 
 
-def sweep_pass(
-    X,
-    sq,
-    rank,
-    labels,
-    open_rows,
-    member_offsets,
-    members,
-    runs,
-    border_offsets,
-    border_clusters,
-    state,
-    first_kept,
-    cosine,
-    threshold,
-    compared,
-    scorer=None,
-):
-    """One sweep over the clusters of ``open_rows`` (see
+@dataclass
+class Candidates:
+    """What the sweeps read of a set of rows: the rows, their squared norms, their
+    dense rank (0 to n - 1), labels, the members of each cluster in rank order, the
+    runs of border rows each cluster imports, and each row's border clusters (CSR)."""
+
+    X: np.ndarray
+    sq: np.ndarray
+    rank: np.ndarray
+    labels: np.ndarray
+    member_offsets: np.ndarray
+    members: np.ndarray
+    runs: Any  # the arrays of kernels.import_runs
+    border_offsets: np.ndarray
+    border_clusters: np.ndarray
+
+    @classmethod
+    def of(cls, X, sq, rank, labels, k, border_offsets, border_clusters) -> Candidates:
+        member_offsets, _ = group_by_label(labels, k)
+        members = np.lexsort((rank, labels))
+        runs = kernels.import_runs(labels, rank, border_offsets, border_clusters, k)
+        return cls(X, sq, rank, labels, member_offsets, members, runs, border_offsets, border_clusters)
+
+
+def sweep_pass(c, open_rows, state, first_kept, cosine, threshold, compared, scorer=None):
+    """One sweep of the :class:`Candidates` ``c`` over the clusters of ``open_rows`` (see
     :func:`hkmeans._kernels.cpu.dedup.sweep`), in place; the states before it.
     ``scorer`` (:class:`hkmeans.backends.cuda_dedup.Scorer`) puts the block
-    similarities on the GPU. ``rank`` must rank ``X``'s rows densely (0 to n - 1)."""
-    k = member_offsets.shape[0] - 1
-    sizes = np.bincount(labels[open_rows], minlength=k)
+    similarities on the GPU."""
+    k = c.member_offsets.shape[0] - 1
+    sizes = np.bincount(c.labels[open_rows], minlength=k)
     clusters = np.flatnonzero(sizes)
     clusters = clusters[np.argsort(-sizes[clusters], kind="stable")]
     before = state.copy()
-    args = (X, sq, rank, clusters, member_offsets, members, *runs, border_offsets, border_clusters, before, state)
-    args += (first_kept, cosine, threshold, band_of(X), QUERY_ROWS, CANDIDATE_ROWS)
+    args = (
+        c.X,
+        c.sq,
+        c.rank,
+        clusters,
+        c.member_offsets,
+        c.members,
+        *c.runs,
+        c.border_offsets,
+        c.border_clusters,
+    )
+    args += (before, state, first_kept, cosine, threshold, band_of(c.X), QUERY_ROWS, CANDIDATE_ROWS)
     if scorer is not None:
         cuda_dedup.sweep(scorer, *args, compared)
         return before
-    with kernel_threads(float(np.sum(sizes.astype(np.float64) ** 2)) * X.shape[1]):
+    with kernel_threads(float(np.sum(sizes.astype(np.float64) ** 2)) * c.X.shape[1]):
         n_tasks = max(1, min(numba.get_num_threads(), len(clusters)))
         kernels.sweep(*args, n_tasks, compared)
     return before
@@ -138,9 +158,7 @@ def sweep(X, sq, labels, k, order, border_offsets, border_clusters, cosine, thre
     n = X.shape[0]
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
-    member_offsets, _ = group_by_label(labels, k)
-    members = np.lexsort((rank, labels))
-    runs = kernels.import_runs(labels, rank, border_offsets, border_clusters, k)
+    candidates = Candidates.of(X, sq, rank, labels, k, border_offsets, border_clusters)
     state = np.zeros(n, dtype=np.int8)
     first_kept = np.full(n, n, dtype=np.int64)
     compared = np.zeros(k, dtype=np.int64)
@@ -149,24 +167,7 @@ def sweep(X, sq, labels, k, order, border_offsets, border_clusters, cosine, thre
         scorer = cuda_dedup.Scorer(X, sq, cosine)
     open_rows = np.arange(n)
     while open_rows.size:
-        before = sweep_pass(
-            X,
-            sq,
-            rank,
-            labels,
-            open_rows,
-            member_offsets,
-            members,
-            runs,
-            border_offsets,
-            border_clusters,
-            state,
-            first_kept,
-            cosine,
-            threshold,
-            compared,
-            scorer,
-        )
+        before = sweep_pass(candidates, open_rows, state, first_kept, cosine, threshold, compared, scorer)
         still = (state == kernels.UNDECIDED) | (state == kernels.PENDING)
         if np.count_nonzero(still[open_rows]) == open_rows.size and np.array_equal(state, before):
             raise RuntimeError("dedup made no progress in a sweep.")  # the rule guarantees progress

@@ -40,8 +40,7 @@ from ... import _config
 from ..._kernels.cpu import dedup as kernels
 from ..._threads import single_threaded_blas
 from ..cuda_dedup import Scorer
-from ..dedup import border_err, borders, centroid_geometry, rank_order, search_radius, sweep_pass
-from ..in_memory import group_by_label
+from ..dedup import Candidates, border_err, borders, centroid_geometry, rank_order, search_radius, sweep_pass
 from .client import check_workers, compute, persist, pick_client
 from .tasks import KERNELS_LOCK
 
@@ -273,9 +272,6 @@ def _gather(g, group_of, k, *pieces):
     by_rank = np.argsort(global_rank, kind="stable")
     rank = np.empty(ids.shape[0], dtype=np.int64)
     rank[by_rank] = np.arange(ids.shape[0])  # dense: the kernels' "no row" is the row count
-    member_offsets, _ = group_by_label(labels, k)
-    members = np.lexsort((rank, labels))
-    runs = kernels.import_runs(labels, rank, border_offsets, border_clusters, k)
     own = group_of[labels] == g
     # own rows that other groups import, by importing group
     row_of = np.repeat(np.arange(ids.shape[0]), np.diff(border_offsets))
@@ -283,21 +279,8 @@ def _gather(g, group_of, k, *pieces):
     pick = own[row_of] & (dest >= 0) & (dest != g)
     pairs = np.unique(np.stack([dest[pick], row_of[pick]]), axis=1)
     exports = {int(h): pairs[1, pairs[0] == h] for h in np.unique(pairs[0])}
-    return dict(
-        ids=ids,
-        X=X,
-        sq=sq,
-        rank=rank,
-        by_rank=by_rank,
-        labels=labels,
-        own=np.flatnonzero(own),
-        member_offsets=member_offsets,
-        members=members,
-        runs=runs,
-        border_offsets=border_offsets,
-        border_clusters=border_clusters,
-        exports=exports,
-    )
+    candidates = Candidates.of(X, sq, rank, labels, k, border_offsets, border_clusters)
+    return dict(ids=ids, by_rank=by_rank, own=np.flatnonzero(own), exports=exports, candidates=candidates)
 
 
 def _round(group, prev, cosine, threshold, device, *inbox):
@@ -316,31 +299,14 @@ def _round(group, prev, cosine, threshold, device, *inbox):
         state[np.searchsorted(group["ids"], ids)] = new
     own = group["own"]
     open_rows = own[(state[own] == kernels.UNDECIDED) | (state[own] == kernels.PENDING)]
-    k = group["member_offsets"].shape[0] - 1
-    compared = np.zeros(k, dtype=np.int64)
-    X, sq = group["X"], group["sq"]
+    c = group["candidates"]
+    compared = np.zeros(c.member_offsets.shape[0] - 1, dtype=np.int64)
+    X, sq = c.X, c.sq
     scorer = None
     if device == "cuda":
         scorer = Scorer(X, sq, cosine)
     with KERNELS_LOCK, single_threaded_blas():
-        before = sweep_pass(
-            X,
-            sq,
-            group["rank"],
-            group["labels"],
-            open_rows,
-            group["member_offsets"],
-            group["members"],
-            group["runs"],
-            group["border_offsets"],
-            group["border_clusters"],
-            state,
-            first_kept,
-            cosine,
-            threshold,
-            compared,
-            scorer,
-        )
+        before = sweep_pass(c, open_rows, state, first_kept, cosine, threshold, compared, scorer)
     changed = np.flatnonzero(state != before)
     removed = changed[state[changed] == kernels.REMOVED]
     dup = group["by_rank"][first_kept[removed]]
