@@ -232,32 +232,53 @@ def run_shell(block: Block, cwd: Path, env: dict, root: Path) -> None:
         )
 
 
-def hkmeans_commands(block: Block) -> list[tuple[int, list[str]]] | None:
-    """The page line and arguments of each command of a shell ``block`` whose commands
-    are all plain ``hkmeans`` command lines (no pipes, redirections, variables or
-    continuations) and that has no setup code; None for any other block. Such a block
-    runs in this process (:func:`run_commands`): a process of its own adds nothing."""
-    if block.marker is not None:
+def _command_lines(block: Block) -> list[tuple[int, str]] | None:
+    """The block's lines, continuations (a final backslash) joined, each with the
+    page line it starts on; None for a block that ends inside a continuation."""
+    lines, text, start = [], "", None
+    for i, raw in enumerate(block.code.splitlines()):
+        start = block.line + 1 + i if start is None else start
+        if raw.rstrip().endswith("\\"):
+            text += raw.rstrip()[:-1] + " "
+            continue
+        lines.append((start, text + raw))
+        text, start = "", None
+    return None if start is not None else lines
+
+
+def hkmeans_commands(block: Block) -> list[tuple[int, list[str], str | None]] | None:
+    """The page line, arguments and output file of each command of a shell ``block``
+    whose commands are all plain ``hkmeans`` command lines (no pipes, variables or
+    globs; continuations and one final ``> FILE`` allowed) and that has no setup code;
+    None for any other block. Such a block runs in this process
+    (:func:`run_commands`): a process of its own adds nothing."""
+    lines = _command_lines(block)
+    if block.marker is not None or lines is None:
         return None
     commands = []
-    for i, line in enumerate(block.code.splitlines()):
+    for line, text in lines:
         try:
-            words = shlex.split(line, comments=True)
+            words = shlex.split(text, comments=True)
         except ValueError:
             return None
         if not words:
             continue
-        if words[0] != "hkmeans" or SHELL_SYNTAX & set(line.split("#")[0]):
+        bare = re.sub(r"'[^']*'|\"[^\"]*\"", "x", text.split("#")[0])  # quoted words are plain
+        out = None
+        if len(words) > 3 and words[-2] == ">" and bare.count(">") == 1:
+            out, words, bare = words[-1], words[:-2], bare.replace(">", " ")
+        if words[0] != "hkmeans" or SHELL_SYNTAX & set(bare):
             return None
-        commands.append((block.line + 1 + i, words[1:]))
+        commands.append((line, words[1:], out))
     return commands or None
 
 
-def run_commands(block: Block, commands: list[tuple[int, list[str]]], cwd: Path, root: Path) -> None:
+def run_commands(block: Block, commands: list[tuple[int, list[str], str | None]], cwd: Path, root: Path) -> None:
     """Run ``hkmeans`` ``commands`` (from :func:`hkmeans_commands`) in this process, in
-    ``cwd``, in order: each must succeed, as under :func:`run_shell`."""
+    ``cwd``, in order: each must succeed, as under :func:`run_shell`; the output of a
+    command with an output file goes there."""
     with chdir(cwd):
-        for line, argv in commands:
+        for line, argv, out in commands:
             done = run_in_process(argv)
             if done.returncode != 0:
                 output = done.stdout + done.stderr
@@ -266,3 +287,5 @@ def run_commands(block: Block, commands: list[tuple[int, list[str]]], cwd: Path,
                     f"its output ends:\n{output[-TAIL:]}",
                     pytrace=False,
                 )
+            if out is not None:
+                Path(out).write_text(done.stdout)

@@ -317,10 +317,10 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
     on_dask = where.endswith("on dask")
     if on_dask:
         pytest.importorskip("distributed")
-    X = blobs(n=40_000, d=32, seed=1)
+    X = blobs(n=20_000, d=16, seed=1)  # large enough that a step lasts a while
     path = tmp_path / "x.npy"
     np.save(path, X)
-    args = ["fit", path, "--n-clusters", "300,30", "--n-resamples", "6", "--checkpoint-interval", "0", "-q"]
+    args = ["fit", path, "--n-clusters", "200,20", "--n-resamples", "6", "--checkpoint-interval", "0", "-q"]
     args += ["--workers", "2"] if on_dask else []
     hkmeans(*args, "--out", tmp_path / "straight")
     run = tmp_path / "run"

@@ -160,6 +160,25 @@ def test_commands_of_a_shell_block():
     assert commands(code) == ["python", "hkmeans", "sbatch", "tee", "python", "nvidia-smi"]
 
 
+def test_plain_hkmeans_blocks_run_in_process_others_in_bash(tmp_path):
+    page = tmp_path / "page.md"
+    plain = "hkmeans fit a.npy \\\n    --out run/  # a comment\nhkmeans advise 'shards/*.npy' > c.toml\n"
+    assert hkmeans_commands(Block(page, 3, "shell", plain)) == [
+        (4, ["fit", "a.npy", "--out", "run/"], None),
+        (6, ["advise", "shards/*.npy"], "c.toml"),
+    ]
+    for code in (
+        "hkmeans info run/ | head -1\n",
+        "hkmeans info run/ > a.txt 2>&1\n",
+        "hkmeans fit shards/*.npy --out run/\n",
+        "hkmeans fit $X --out run/\n",
+        "hkmeans fit a.npy \\\n",
+        "python -m hkmeans info run/\n",
+    ):
+        assert hkmeans_commands(Block(page, 3, "shell", code)) is None, code
+    assert hkmeans_commands(Block(page, 3, "shell", "hkmeans info run/\n", "setup", "N=1")) is None
+
+
 def test_a_shell_block_calling_a_missing_command_is_skipped(tmp_path, shell_env):
     block = Block(tmp_path / "page.md", 3, "shell", "hkmeans info run/\nsbatch curate.slurm\n")
     assert skip_reason(block, shell_env["PATH"]) == "needs the command sbatch, not on the PATH"
