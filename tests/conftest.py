@@ -1,11 +1,8 @@
 import os
-import subprocess
-import sys
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
-
-from . import kernel_warmup
 
 settings.register_profile(
     "ci",
@@ -27,17 +24,6 @@ def pytest_configure(config):
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(hkmeans.__file__)))
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    if not hasattr(config, "workerinput") and (config.getoption("numprocesses", None) or 0) != 0:
-        _compile_before_workers()
-
-
-def _compile_before_workers():
-    """One process per dtype compiles the common kernels into the disk cache before
-    the workers start (see ``tests/kernel_warmup.py``); about 3 s once cached."""
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel_warmup.py")
-    procs = [subprocess.Popen([sys.executable, script, dtype]) for dtype in kernel_warmup.DTYPES]
-    for proc in procs:
-        proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +33,15 @@ def warm_kernels():
     this process and read its stderr (the compile notice comes first) or start
     processes that must not compile. Elsewhere kernels compile as tests first call
     them."""
-    for dtype in kernel_warmup.DTYPES:
-        kernel_warmup.warm(dtype)
+    from hkmeans import HierarchicalKMeans
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for d in (2, 40):
+            X = rng.normal(size=(60, d)).astype(dtype)
+            m = HierarchicalKMeans((6, 3), n_resamples=1, random_state=0).fit(X)
+            m.sample(20, strategy="closest")
+            m.sample(20)
 
 
 @pytest.fixture(autouse=True)
@@ -64,8 +57,12 @@ def threads_as_set(monkeypatch):
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``cudasim`` need numba imported with the CUDA simulator on
     (``NUMBA_ENABLE_CUDASIM=1``): in any other process they are deselected, and
-    ``tests/test_cuda.py`` runs them in a process of their own."""
+    ``tests/test_cuda.py`` runs them in processes of their own."""
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        if "HKMEANS_TEST_SHARD" in os.environ:  # i/n: every n-th test from the i-th
+            i, n = map(int, os.environ["HKMEANS_TEST_SHARD"].split("/"))
+            config.hook.pytest_deselected(items=[item for j, item in enumerate(items) if j % n != i])
+            items[:] = items[i::n]
         return
     deselected = [item for item in items if "cudasim" in item.keywords]
     if deselected:

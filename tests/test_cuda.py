@@ -36,16 +36,19 @@ IN_SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 HAS_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
 cudasim = pytest.mark.cudasim
 DTYPES = [np.float32, np.float64]
+SIMULATOR_SHARDS = 2
 
 
 @pytest.mark.slow
-def test_cuda_simulator_suite():
-    """Runs the ``cudasim`` tests of this file in a process with the simulator on."""
+@pytest.mark.parametrize("shard", range(SIMULATOR_SHARDS))
+def test_cuda_simulator_suite(shard):
+    """Runs the ``cudasim`` tests of this file in processes with the simulator on, a
+    share of them in each (two test workers run two shares at once)."""
     if IN_SIMULATOR:
         pytest.skip("already in the simulator process")
     if not HAS_NUMBA_CUDA:
         pytest.skip("numba-cuda is not installed (pip install 'hkmeans[cuda]'): the CUDA tests did not run")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", HKMEANS_TEST_SHARD=f"{shard}/{SIMULATOR_SHARDS}")
     root = Path(__file__).resolve().parents[1]
     simulated = ["-m", "cudasim", "-n", "0", "-p", "no:cacheprovider"]  # in this one process
     cmd = [sys.executable, "-m", "pytest", "-q", *simulated, str(Path(__file__))]
