@@ -97,6 +97,40 @@ def test_device_cuda_without_a_gpu_is_one_line_with_nothing_written(pool, tmp_pa
     assert not out.exists()
 
 
+@needs_pyarrow
+def test_workers_search_on_dask_and_write_what_the_search_in_process_writes(pool, tmp_path):
+    pytest.importorskip("distributed")
+    import pyarrow.parquet as pq
+
+    X, path = pool
+    (tmp_path / "shards").mkdir()
+    for i, (a, b) in enumerate([(0, 250), (250, 600)]):  # the duplicates of rows 0-99 in the other shard
+        np.save(tmp_path / "shards" / f"s{i}.npy", X[a:b])
+    run("dedup", path, "--threshold", 0.99, "--out", tmp_path / "here")
+    proc = run("dedup", tmp_path / "shards", "--threshold", 0.99, "--workers", 2, "--out", tmp_path / "dask")
+    np.testing.assert_array_equal(np.load(tmp_path / "dask" / "kept.npy"), np.load(tmp_path / "here" / "kept.npy"))
+    assert pq.read_table(tmp_path / "dask" / "duplicates.parquet").equals(
+        pq.read_table(tmp_path / "here" / "duplicates.parquet")
+    )
+    assert proc.stdout.startswith("600 rows, ")
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "not both"),
+        (["--workers", "0"], "positive integer"),
+    ],
+)
+def test_bad_dask_flags_exit_2_with_nothing_written(pool, tmp_path, args, match):
+    pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    proc = run("dedup", pool[1], "--threshold", 0.9, *args, "--out", out, check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert re.search(match, proc.stderr)
+    assert not out.exists()
+
+
 # curate --dedup: the fit on the rows kept, every output in rows of the pool
 
 DEDUP_FIT = ["--n-clusters", "20,5", "--sample-size", "8,2", "--n-resamples", "2", "--checkpoint-interval", "0"]

@@ -14,11 +14,13 @@ from ..io import save_npy, save_parquet
 from ..readers import open_pool
 from ..tables import _structured
 from . import config as cfg
+from .fitting import client_of
 from .inputs import read_ids
 
 EXAMPLES = [
     "hkmeans dedup emb.npy --threshold 0.95 --out dedup/",
     "hkmeans dedup pool.parquet --column emb --id-column url --threshold 0.9 --out dedup/",
+    "hkmeans dedup 'shards/*.npy' --threshold 0.95 --workers 4 --out dedup/",
 ]
 PARQUET_HINT = 'install pyarrow (pip install "hkmeans[parquet]")'
 
@@ -69,6 +71,18 @@ def add_arguments(p) -> None:
         default="cpu",
         help="cuda: the block similarities on an NVIDIA GPU, the result the CPU's (default: cpu)",
     )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="search on the Dask cluster of the scheduler at ADDRESS, its workers reading the input chunk "
+        "by chunk (they must see its files at the same paths); the result is the one in process",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="search on a local Dask cluster of N worker processes; the result is the one in process",
+    )
     p.set_defaults(verbosity=0)
 
 
@@ -104,22 +118,31 @@ def run(args) -> None:
             check_available()
         except RuntimeError as e:
             raise cfg.ConfigError(f"--device: {e}") from None
+    config = {"scheduler": args.scheduler, "workers": args.workers, "device": args.device}
+    if args.workers is not None and args.workers < 1:
+        raise cfg.ConfigError(f"--workers must be a positive integer, got {args.workers}.")
+    if args.scheduler is not None and args.workers is not None:
+        raise cfg.ConfigError("give --scheduler (an existing cluster) or --workers (a local one), not both.")
     _check_out(args.out)
     if importlib.util.find_spec("pyarrow") is None:
         raise cfg.ConfigError(f"dedup writes duplicates.parquet: {PARQUET_HINT}.")
+    if cfg.on_dask(config) and importlib.util.find_spec("distributed") is None:
+        raise cfg.ConfigError('--scheduler/--workers need Dask: pip install "hkmeans[dask]".')
     pool = open_pool(args.embeddings, column=args.column)
     ids = read_ids(pool, {"ids": args.ids, "id_column": args.id_column})
     ids = None if ids is None else ids[0]
-    X = rows_of(pool)
-    res = dedup(
-        X,
-        args.threshold,
-        metric=args.metric,
-        keep=args.keep,
-        random_state=args.seed,
-        n_clusters=args.n_clusters,
-        device=args.device,
+    search = dict(
+        metric=args.metric, keep=args.keep, random_state=args.seed, n_clusters=args.n_clusters, device=args.device
     )
+    client = client_of(config)
+    if client is None:
+        res = dedup(rows_of(pool), args.threshold, **search)
+    else:
+        from ..backends.dask.storage import pool_array
+
+        dtype = np.float64 if pool.dtype == np.float64 else np.float32
+        X = pool_array(args.embeddings, dtype, column=args.column, shape=pool.shape)
+        res = dedup(X, args.threshold, backend="dask", client=client, **search)
     os.makedirs(args.out, exist_ok=True)
     save_parquet(os.path.join(args.out, "duplicates.parquet"), [_table(res, ids)])
     save_npy(os.path.join(args.out, "kept.npy"), res.kept)

@@ -71,10 +71,10 @@ def prepare_fit(args, config):
     if fingerprint is None:
         log.info("checking %s: %d x %d %s", args.embeddings, *pool.shape, pool.dtype)
         fingerprint = scan(pool, dtype, nonzero=config["dedup"] is not None and config["dedup_metric"] == "cosine")
-    return params, pool, dtype, {**source, "fingerprint": fingerprint}, ids, _client(config)
+    return params, pool, dtype, {**source, "fingerprint": fingerprint}, ids, client_of(config)
 
 
-def _client(config):
+def client_of(config):
     """The Dask client of ``--scheduler`` or ``--workers`` (workers with a GPU each
     for ``--device cuda``), or None."""
     if not cfg.on_dask(config):
