@@ -74,23 +74,24 @@ def sweep(
     """:func:`hkmeans._kernels.cpu.dedup.sweep` (same arguments, ``n_tasks`` aside),
     its similarities from ``scorer``; clusters one after another."""
     n = X.shape[0]
-    qpos = np.arange(q_rows)
     for a in clusters:
         mem = members[member_offsets[a] : member_offsets[a + 1]]
-        n_pairs = 0
-        pos = 0
-        while True:
-            start = pos
-            st = state[mem[pos:]]
-            taken = np.flatnonzero((st == UNDECIDED) | (st == PENDING))[:q_rows] + pos
-            b = taken.shape[0]
-            if b == 0:
-                break
-            pos = int(taken[-1]) + 1 if b == q_rows else mem.shape[0]
-            qrows = mem[taken]
-            kq = np.full(b, n, dtype=np.int64)
-            uq = np.full(b, n, dtype=np.int64)
-            last = rank[qrows[-1]]
+        st = state[mem]
+        where = np.flatnonzero((st == UNDECIDED) | (st == PENDING))  # the open rows' places in mem
+        open_rows = mem[where].astype(np.int64)
+        kq = np.full(open_rows.shape[0], n, dtype=np.int64)
+        uq = np.full(open_rows.shape[0], n, dtype=np.int64)
+        n_pairs = _imports_pass(
+            scorer, X, sq, rank, a, open_rows, run_offsets, run_sources, run_starts, imports,
+            border_offsets, border_clusters, before, cosine, threshold, band, q_rows, p_rows, kq, uq,
+        )  # fmt: skip
+        # the open rows block by block: against the cluster's own rows, then each other
+        for taken in range(0, open_rows.shape[0], q_rows):
+            b = min(q_rows, open_rows.shape[0] - taken)
+            qrows = open_rows[taken : taken + b]
+            qpos = np.arange(taken, taken + b)
+            start = int(where[taken])
+            pos = int(where[taken + b - 1]) + 1 if b == q_rows else mem.shape[0]
             # own rows: those before the block not removed, kept rows inside it
             s = state[mem[:pos]]
             own = mem[:pos][(s == KEPT) | ((s == UNDECIDED) & (np.arange(pos) < start))]
@@ -101,46 +102,44 @@ def sweep(
                     G, X, sq, b, qrows, qpos, prow.shape[0], prow, state[prow], rank, cosine, threshold, band, kq, uq
                 )
                 n_pairs += b * prow.shape[0]
-            # imports, run by run, against the queries that border the run's source
-            count = border_offsets[qrows + 1] - border_offsets[qrows]
-            first = np.cumsum(count) - count
-            entry = np.arange(count.sum()) - np.repeat(first - border_offsets[qrows], count)
-            by_source = np.argsort(border_clusters[entry], kind="stable")
-            sources = border_clusters[entry][by_source]
-            query_of = np.repeat(np.arange(b), count)[by_source]  # by source, then query
-            for u in range(run_offsets[a], run_offsets[a + 1]):
-                c = run_sources[u]
-                src = query_of[np.searchsorted(sources, c) : np.searchsorted(sources, c, side="right")]
-                m = src.shape[0]
-                if m == 0:
-                    continue
-                run = imports[run_starts[u] : run_starts[u + 1]].astype(np.int64)
-                run = run[: np.searchsorted(rank[run], last)]  # by rank: those before the block's last
-                s = before[run]
-                run = run[(s == KEPT) | (s == UNDECIDED)]
-                for c0 in range(0, run.shape[0], p_rows):
-                    prow = run[c0 : c0 + p_rows]
-                    G = scorer.scores(qrows[src], prow)
-                    kernels.scan_scores(
-                        G,
-                        X,
-                        sq,
-                        m,
-                        qrows[src],
-                        src,
-                        prow.shape[0],
-                        prow,
-                        before[prow],
-                        rank,
-                        cosine,
-                        threshold,
-                        band,
-                        kq,
-                        uq,
-                    )
-                    n_pairs += m * prow.shape[0]
             # the block against itself, row by row in rank order
             G = scorer.scores(qrows, qrows)
             n_pairs += b * (b - 1) // 2
-            kernels.decide_block(G, X, sq, b, qrows, rank, state, first_kept, cosine, threshold, band, kq, uq)
+            kernels.decide_block(
+                G, X, sq, b, qrows, rank, state, first_kept, cosine, threshold, band, kq[taken:], uq[taken:]
+            )
         compared[a] += n_pairs
+
+
+def _imports_pass(
+    scorer, X, sq, rank, a, open_rows, run_offsets, run_sources, run_starts, imports,
+    border_offsets, border_clusters, before, cosine, threshold, band, q_rows, p_rows, kq, uq,
+):  # fmt: skip
+    """:func:`hkmeans._kernels.cpu.dedup._imports_pass`, its similarities from
+    ``scorer``: the pairs compared."""
+    n_pairs = 0
+    count = border_offsets[open_rows + 1] - border_offsets[open_rows]
+    first = np.cumsum(count) - count
+    entry = np.arange(count.sum()) - np.repeat(first - border_offsets[open_rows], count)
+    by_source = np.argsort(border_clusters[entry], kind="stable")
+    sources = border_clusters[entry][by_source]
+    query_of = np.repeat(np.arange(open_rows.shape[0]), count)[by_source]  # by source, then rank
+    for u in range(run_offsets[a], run_offsets[a + 1]):
+        c = run_sources[u]
+        src = query_of[np.searchsorted(sources, c) : np.searchsorted(sources, c, side="right")]
+        for t0 in range(0, src.shape[0], q_rows):
+            qpos = src[t0 : t0 + q_rows]
+            qrows = open_rows[qpos]
+            m = qpos.shape[0]
+            run = imports[run_starts[u] : run_starts[u + 1]].astype(np.int64)
+            run = run[: np.searchsorted(rank[run], rank[qrows[-1]])]  # by rank: those before the last query
+            s = before[run]
+            run = run[(s == KEPT) | (s == UNDECIDED)]
+            for c0 in range(0, run.shape[0], p_rows):
+                prow = run[c0 : c0 + p_rows]
+                G = scorer.scores(qrows, prow)
+                kernels.scan_scores(
+                    G, X, sq, m, qrows, qpos, prow.shape[0], prow, before[prow], rank, cosine, threshold, band, kq, uq
+                )
+                n_pairs += m * prow.shape[0]
+    return n_pairs

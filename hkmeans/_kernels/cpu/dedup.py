@@ -215,7 +215,10 @@ def sweep(
     runs are ``run_offsets[a]:run_offsets[a + 1]``, run ``u`` is
     ``imports[run_starts[u]:run_starts[u + 1]]``, sorted by rank); a query meets a
     run only if it is itself a border row of the run's source (``border_clusters``
-    of row ``i``: ``border_offsets[i]:border_offsets[i + 1]``).
+    of row ``i``: ``border_offsets[i]:border_offsets[i + 1]``). The imports come
+    first (:func:`_imports_pass`), for all the cluster's open rows at once: their
+    states are fixed for the sweep, so each run meets every open row that borders
+    its source in blocks as large as the query block, not a few rows per block.
 
     A row with a kept match is removed; its duplicate is known (``first_kept``, a
     rank) unless an undecided match ranks before the first kept one. A row whose
@@ -229,40 +232,81 @@ def sweep(
     k = member_offsets.shape[0] - 1
     for task in prange(n_tasks):
         Q = np.empty((q_rows, d), dtype=X.dtype)
-        Qs = np.empty((q_rows, d), dtype=X.dtype)
         P = np.empty((p_rows, d), dtype=X.dtype)
         S = np.empty(q_rows * max(q_rows, p_rows), dtype=X.dtype)
         qrows = np.empty(q_rows, dtype=np.int64)
-        qpos = np.arange(q_rows)
-        srows = np.empty(q_rows, dtype=np.int64)
-        spos = np.empty(q_rows, dtype=np.int64)
-        kq = np.empty(q_rows, dtype=np.int64)
-        uq = np.empty(q_rows, dtype=np.int64)
+        qpos = np.empty(q_rows, dtype=np.int64)
         prow = np.empty(p_rows, dtype=np.int64)
         pstate = np.empty(p_rows, dtype=np.int8)
-        # the block's queries by source cluster they border (CSR over clusters)
+        # the cluster's open rows (rank order), their matches found so far, and the
+        # open rows by source cluster they border (CSR over clusters)
+        open_rows = np.empty(0, dtype=np.int64)
+        kq = np.empty(0, dtype=np.int64)
+        uq = np.empty(0, dtype=np.int64)
         src_count = np.zeros(k + 1, dtype=np.int64)
         src_list = np.empty(0, dtype=np.int64)
         for ci in range(task, clusters.shape[0], n_tasks):
             a = clusters[ci]
             mem = members[member_offsets[a] : member_offsets[a + 1]]
-            n_pairs = 0
+            n_open = 0
+            for t in range(mem.shape[0]):
+                s = state[mem[t]]
+                n_open += s == UNDECIDED or s == PENDING
+            if open_rows.shape[0] < n_open:
+                open_rows = np.empty(2 * n_open, dtype=np.int64)
+                kq = np.empty(2 * n_open, dtype=np.int64)
+                uq = np.empty(2 * n_open, dtype=np.int64)
+            n_open = 0
+            for t in range(mem.shape[0]):
+                s = state[mem[t]]
+                if s == UNDECIDED or s == PENDING:
+                    open_rows[n_open] = mem[t]
+                    kq[n_open] = n
+                    uq[n_open] = n
+                    n_open += 1
+            n_pairs = _imports_pass(
+                X,
+                sq,
+                rank,
+                a,
+                open_rows[:n_open],
+                run_offsets,
+                run_sources,
+                run_starts,
+                imports,
+                border_offsets,
+                border_clusters,
+                before,
+                cosine,
+                threshold,
+                band,
+                Q,
+                P,
+                S,
+                qrows,
+                qpos,
+                prow,
+                pstate,
+                src_count,
+                src_list,
+                kq,
+                uq,
+            )
+            # the open rows block by block: against the cluster's own rows (their states
+            # as this sweep leaves them), then against each other
             pos = 0
-            while True:
+            taken = 0
+            while taken < n_open:
                 start = pos
                 b = 0
                 while pos < mem.shape[0] and b < q_rows:
                     i = mem[pos]
                     pos += 1
-                    if state[i] == UNDECIDED or state[i] == PENDING:
+                    if taken + b < n_open and open_rows[taken + b] == i:
                         qrows[b] = i
+                        qpos[b] = taken + b
                         _load(X, i, sq, cosine, Q[b])
-                        kq[b] = n
-                        uq[b] = n
                         b += 1
-                if b == 0:
-                    break
-                last = rank[qrows[b - 1]]
                 # own rows: those before the block not removed, kept rows inside it
                 pn = 0
                 for src in range(pos):
@@ -281,81 +325,106 @@ def sweep(
                 if pn > 0:
                     _scan(X, sq, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq)
                     n_pairs += b * pn
-                # imports, run by run, against the queries that border the run's source
-                total = 0
-                for r in range(b):
-                    i = qrows[r]
-                    for e in range(border_offsets[i], border_offsets[i + 1]):
-                        src_count[border_clusters[e] + 1] += 1
-                        total += 1
-                if total > 0:
-                    for c in range(k):
-                        src_count[c + 1] += src_count[c]
-                    if src_list.shape[0] < total:
-                        src_list = np.empty(2 * total, dtype=np.int64)
-                    fill = src_count[:k].copy()
-                    for r in range(b):
-                        i = qrows[r]
-                        for e in range(border_offsets[i], border_offsets[i + 1]):
-                            c = border_clusters[e]
-                            src_list[fill[c]] = r
-                            fill[c] += 1
-                    for u in range(run_offsets[a], run_offsets[a + 1]):
-                        c = run_sources[u]
-                        m = src_count[c + 1] - src_count[c]
-                        if m == 0:
-                            continue
-                        for t in range(m):
-                            r = src_list[src_count[c] + t]
-                            srows[t] = qrows[r]
-                            spos[t] = r
-                            Qs[t] = Q[r]
-                        pn = 0
-                        for e in range(run_starts[u], run_starts[u + 1]):
-                            p = imports[e]
-                            if rank[p] >= last:
-                                break
-                            s = before[p]
-                            if not (s == KEPT or s == UNDECIDED):
-                                continue
-                            prow[pn] = p
-                            _load(X, p, sq, cosine, P[pn])
-                            pstate[pn] = s
-                            pn += 1
-                            if pn == p_rows:
-                                _scan(
-                                    X,
-                                    sq,
-                                    Qs,
-                                    m,
-                                    srows,
-                                    spos,
-                                    P,
-                                    pn,
-                                    prow,
-                                    pstate,
-                                    S,
-                                    rank,
-                                    cosine,
-                                    threshold,
-                                    band,
-                                    kq,
-                                    uq,
-                                )
-                                n_pairs += m * pn
-                                pn = 0
-                        if pn > 0:
-                            _scan(
-                                X, sq, Qs, m, srows, spos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq
-                            )
-                            n_pairs += m * pn
-                    src_count[:] = 0
                 # the block against itself, row by row in rank order
                 G = S[: b * b].reshape((b, b))
                 np.dot(Q[:b], Q[:b].T, G)
                 n_pairs += b * (b - 1) // 2
-                decide_block(G, X, sq, b, qrows, rank, state, first_kept, cosine, threshold, band, kq, uq)
+                decide_block(
+                    G, X, sq, b, qrows, rank, state, first_kept, cosine, threshold, band, kq[taken:], uq[taken:]
+                )
+                taken += b
             compared[a] += n_pairs
+
+
+@njit(cache=True)
+def _imports_pass(
+    X,
+    sq,
+    rank,
+    a,
+    open_rows,
+    run_offsets,
+    run_sources,
+    run_starts,
+    imports,
+    border_offsets,
+    border_clusters,
+    before,
+    cosine,
+    threshold,
+    band,
+    Q,
+    P,
+    S,
+    qrows,
+    qpos,
+    prow,
+    pstate,
+    src_count,
+    src_list,
+    kq,
+    uq,
+):
+    """The open rows of cluster ``a`` (rank order) against the border rows it imports,
+    run by run, each run with the open rows that border its source, in blocks of
+    ``len(Q)`` of them: each block against the run's rows ranked before its last that
+    are not removed (their states ``before`` the sweep, so the matches found do not
+    depend on the sweep's progress inside the cluster). Lowers ``kq`` and ``uq``;
+    returns the pairs compared. The buffers are :func:`sweep`'s (``src_count`` zero
+    on entry and on return)."""
+    k = src_count.shape[0] - 1
+    q_rows, p_rows = Q.shape[0], P.shape[0]
+    n_pairs = 0
+    total = 0
+    for r in range(open_rows.shape[0]):
+        i = open_rows[r]
+        for e in range(border_offsets[i], border_offsets[i + 1]):
+            src_count[border_clusters[e] + 1] += 1
+            total += 1
+    if total == 0:
+        return 0
+    for c in range(k):
+        src_count[c + 1] += src_count[c]
+    if src_list.shape[0] < total:
+        src_list = np.empty(2 * total, dtype=np.int64)
+    fill = src_count[:k].copy()
+    for r in range(open_rows.shape[0]):  # by source, each in rank order
+        i = open_rows[r]
+        for e in range(border_offsets[i], border_offsets[i + 1]):
+            c = border_clusters[e]
+            src_list[fill[c]] = r
+            fill[c] += 1
+    for u in range(run_offsets[a], run_offsets[a + 1]):
+        c = run_sources[u]
+        for t0 in range(src_count[c], src_count[c + 1], q_rows):
+            m = min(q_rows, src_count[c + 1] - t0)
+            for t in range(m):
+                r = src_list[t0 + t]
+                qrows[t] = open_rows[r]
+                qpos[t] = r
+                _load(X, open_rows[r], sq, cosine, Q[t])
+            last = rank[qrows[m - 1]]
+            pn = 0
+            for e in range(run_starts[u], run_starts[u + 1]):
+                p = imports[e]
+                if rank[p] >= last:
+                    break
+                s = before[p]
+                if not (s == KEPT or s == UNDECIDED):
+                    continue
+                prow[pn] = p
+                _load(X, p, sq, cosine, P[pn])
+                pstate[pn] = s
+                pn += 1
+                if pn == p_rows:
+                    _scan(X, sq, Q, m, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq)
+                    n_pairs += m * pn
+                    pn = 0
+            if pn > 0:
+                _scan(X, sq, Q, m, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq)
+                n_pairs += m * pn
+    src_count[:] = 0
+    return n_pairs
 
 
 @njit(cache=True)
