@@ -19,6 +19,7 @@ from sklearn.utils import check_array
 
 from . import _config
 from ._kernels.cpu import dedup as kernels
+from ._kernels.cpu._common import kernel_input
 from ._params import BACKENDS, DEVICES
 from ._rng import as_generator
 from ._threads import single_threaded_blas
@@ -90,7 +91,7 @@ def _check_data(X, metric):
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"X must be a non-empty 2-D array, got shape {X.shape}.")
     sq = np.empty(X.shape[0])
-    kernels.exact_sq_norms(X, sq)
+    kernels.exact_sq_norms(kernel_input(X), sq)
     if not np.all(np.isfinite(sq)):
         bad = int(np.flatnonzero(~np.isfinite(sq))[0])
         raise ValueError(f"X contains NaN or infinity (row {bad}).")

@@ -84,3 +84,45 @@ def test_arrays_of_picks_the_kind_and_both_kinds_agree():
     want = memory.pick(labels, 5, take, scores, sizes, lambda: memory.members(labels, 5))
     np.testing.assert_array_equal(got, want)
     assert np.all(np.diff(want) >= 0) and np.array_equal(np.bincount(labels[want], minlength=5), take)
+
+
+READ_ONLY_RUN = """
+import sys
+import numpy as np
+from numba import types
+import hkmeans
+from hkmeans._kernels.cpu import _common, assign, dedup, groups
+from hkmeans._kernels.cpu.seeding import boxed, wide
+
+X = np.load(sys.argv[1], mmap_mode="r")
+model = hkmeans.HierarchicalKMeans((20, 4), n_resamples=1, random_state=0).fit(X)
+hkmeans.dedup(X, 0.9, random_state=0)
+kernels = (assign.assign, groups.cluster_sums, boxed.kmeans_plusplus_boxed, wide.kmeans_plusplus_wide,
+           dedup.exact_sq_norms, dedup.nearest_and_borders, dedup.sweep, dedup.pair_scores)
+used = [k for k in kernels if k.signatures]
+read_only = [k.py_func.__name__ for k in used for sig in k.signatures
+             for t in sig if isinstance(t, types.Array) and not t.mutable]
+print(len(used), read_only)
+"""
+
+
+@pytest.mark.parametrize("d", [2, 12])
+def test_read_only_rows_reach_the_kernels_as_writable_ones(tmp_path, d):
+    """A memory-mapped file is read-only: the kernels get an alias of it typed writable,
+    so they compile one version for both (the alias is checked for equal results)."""
+    import subprocess
+    import sys
+
+    X = np.random.default_rng(0).normal(size=(500, d))
+    np.save(tmp_path / "x.npy", X)
+    done = subprocess.run(
+        [sys.executable, "-c", READ_ONLY_RUN, str(tmp_path / "x.npy")], capture_output=True, text=True, check=True
+    )
+    n_used, read_only = done.stdout.split(maxsplit=1)
+    assert int(n_used) >= 6 and read_only.strip() == "[]", done.stdout
+    from hkmeans._kernels.cpu._common import kernel_input
+
+    R = np.load(tmp_path / "x.npy", mmap_mode="r")
+    alias = kernel_input(R)
+    assert alias.flags.writeable and np.shares_memory(alias, R) and np.array_equal(alias, X)
+    assert kernel_input(X) is X  # writable arrays pass as they are

@@ -17,6 +17,7 @@ import numpy as np
 from .. import _config
 from .._kernels.cpu import assign as assign_kernels
 from .._kernels.cpu import groups, seeding, select
+from .._kernels.cpu._common import kernel_input
 from .._threads import kernel_threads, single_threaded_blas
 from .in_memory import group_by_label, normalize_rows, pick_members, rounding_bound, row_blocks, weighted_total
 
@@ -40,6 +41,7 @@ def search(X, centers, labels, sqdist, lower=None, group_offsets=None):
         group_offsets = np.array([0, centers.shape[0]])
     with kernel_threads(X.shape[0] * centers.shape[0] * X.shape[1]):
         n_tasks = max(1, min(numba.get_num_threads(), -(-X.shape[0] // chunk)))
+        X = kernel_input(X)
         assign_kernels.assign(
             X, centers, chunk, n_tasks, gemm, rounding_bound(X), labels, sqdist, lower, group_offsets, bounded
         )
@@ -269,10 +271,11 @@ class CPUBackend(HostRows):
         """Per-cluster float64 sums of the rows (members summed in index order) and
         counts; with weights, weighted sums and the clusters' weights."""
         offsets, order = group_by_label(labels, k)
-        with kernel_threads(self.X.size):
+        X = kernel_input(self.X)
+        with kernel_threads(X.size):
             if self.weights is None:
-                return groups.cluster_sums(self.X, offsets, order), np.diff(offsets)
-            return groups.weighted_cluster_sums(self.X, self.weights, offsets, order), self.cluster_weights(labels, k)
+                return groups.cluster_sums(X, offsets, order), np.diff(offsets)
+            return groups.weighted_cluster_sums(X, self.weights, offsets, order), self.cluster_weights(labels, k)
 
     def lloyd_run(self, group_offsets, bounds=True, state=None) -> CPULloydRun:
         """The per-row state of a Lloyd run over centres grouped as ``group_offsets``
@@ -284,8 +287,9 @@ class CPUBackend(HostRows):
         uniform draws ``rand`` (one row per later centre) made through the rows in
         ``order``."""
         with single_threaded_blas(), kernel_threads():
+            X = kernel_input(self.X)
             return seeding.kmeans_plusplus(
-                self.X, weights, order, first, rand, _config.SEEDING_ROWS, _config.SMALL_D, numba.get_num_threads()
+                X, weights, order, first, rand, _config.SEEDING_ROWS, _config.SMALL_D, numba.get_num_threads()
             )
 
     def select(self, labels, k, take, scores):

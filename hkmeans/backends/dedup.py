@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from .._kernels.cpu import dedup as kernels
+from .._kernels.cpu._common import kernel_input
 from .._threads import kernel_threads
 from . import cuda_dedup
 from .in_memory import group_by_label, rounding_bound
@@ -63,7 +64,7 @@ def borders(X, sq, geometry, cosine, radius, err, chunk):
     offsets = np.zeros(n + 1, dtype=np.int64)
     with kernel_threads(n * C.shape[0] * X.shape[1]):
         n_tasks = max(1, min(numba.get_num_threads(), -(-n // chunk)))
-        args = (X, sq, C, CT, c_sq, cdist, cosine, radius, err, chunk, n_tasks, labels, sqdist, counts)
+        args = (kernel_input(X), sq, C, CT, c_sq, cdist, cosine, radius, err, chunk, n_tasks, labels, sqdist, counts)
         kernels.nearest_and_borders(*args, offsets, np.empty(0, np.int32), False)
         np.cumsum(counts, out=offsets[1:])
         clusters = np.empty(offsets[-1], dtype=np.int32)
@@ -132,7 +133,7 @@ def sweep_pass(c, open_rows, state, first_kept, cosine, threshold, compared, sco
     clusters = clusters[np.argsort(-sizes[clusters], kind="stable")]
     before = state.copy()
     args = (
-        c.X,
+        kernel_input(c.X),
         c.sq,
         c.rank,
         clusters,
@@ -177,6 +178,6 @@ def sweep(X, sq, labels, k, order, border_offsets, border_clusters, cosine, thre
     duplicate_of[removed] = order[first_kept[removed]]
     similarity = np.full(n, np.nan)
     scores = np.empty(len(removed))
-    kernels.pair_scores(X, sq, removed, duplicate_of[removed], cosine, scores)
+    kernels.pair_scores(kernel_input(X), sq, removed, duplicate_of[removed], cosine, scores)
     similarity[removed] = scores
     return np.flatnonzero(state == kernels.KEPT), duplicate_of, similarity, int(compared.sum())

@@ -1,5 +1,7 @@
-"""Helpers the CPU kernels share: the GIL-free ``njit``, task ranges, minima and
-squared distances."""
+"""Helpers the CPU kernels share: the GIL-free ``njit``, the arrays they are given,
+task ranges, minima and squared distances."""
+
+import ctypes
 
 import numba
 import numpy as np
@@ -9,6 +11,18 @@ def njit(**options):
     """``numba.njit`` that releases the GIL: split levels call kernels from several
     threads at once."""
     return numba.njit(nogil=True, **options)
+
+
+def kernel_input(X):
+    """``X``, or for a read-only C-ordered array an alias of the same memory that
+    Numba types as writable. Numba compiles a kernel again for a read-only argument
+    (a memory-mapped file, a chunk from Dask), as much work as the first time; no
+    kernel writes the rows it reads, so the alias spares that. Pass it straight to
+    the kernel: it does not keep ``X`` alive."""
+    if not isinstance(X, np.ndarray) or X.flags.writeable or not X.flags.c_contiguous or X.size == 0:
+        return X
+    memory = (ctypes.c_char * X.nbytes).from_address(X.ctypes.data)
+    return np.ndarray(X.shape, X.dtype, buffer=memory)
 
 
 @njit(cache=True, inline="always")

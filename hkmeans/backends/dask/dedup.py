@@ -38,6 +38,7 @@ import numpy as np
 
 from ... import _config
 from ..._kernels.cpu import dedup as kernels
+from ..._kernels.cpu._common import kernel_input
 from ..._threads import single_threaded_blas
 from ..cuda_dedup import Scorer
 from ..dedup import Candidates, border_err, borders, centroid_geometry, rank_order, search_radius, sweep_pass
@@ -205,7 +206,7 @@ def _norms(x, start, cosine):
     checks of :func:`hkmeans.dedup._check_data`."""
     x = np.ascontiguousarray(x)
     sq = np.empty(x.shape[0])
-    kernels.exact_sq_norms(x, sq)
+    kernels.exact_sq_norms(kernel_input(x), sq)
     if not np.all(np.isfinite(sq)):
         bad = start + int(np.flatnonzero(~np.isfinite(sq))[0])
         raise ValueError(f"X contains NaN or infinity (row {bad}).")
@@ -311,7 +312,7 @@ def _round(group, prev, cosine, threshold, device, *inbox):
     removed = changed[state[changed] == kernels.REMOVED]
     dup = group["by_rank"][first_kept[removed]]
     scores = np.empty(removed.shape[0])
-    kernels.pair_scores(X, sq, removed, dup, cosine, scores)
+    kernels.pair_scores(kernel_input(X), sq, removed, dup, cosine, scores)
     outbox = {}
     for h, rows in group["exports"].items():
         moved = rows[state[rows] != before[rows]]
