@@ -265,33 +265,10 @@ def sweep(
                     uq[n_open] = n
                     n_open += 1
             n_pairs = _imports_pass(
-                X,
-                sq,
-                rank,
-                a,
-                open_rows[:n_open],
-                run_offsets,
-                run_sources,
-                run_starts,
-                imports,
-                border_offsets,
-                border_clusters,
-                before,
-                cosine,
-                threshold,
-                band,
-                Q,
-                P,
-                S,
-                qrows,
-                qpos,
-                prow,
-                pstate,
-                src_count,
-                src_list,
-                kq,
-                uq,
-            )
+                X, sq, rank, a, open_rows[:n_open], run_offsets, run_sources, run_starts, imports,
+                border_offsets, border_clusters, before, cosine, threshold, band,
+                Q, P, S, qrows, qpos, prow, pstate, src_count, src_list, kq, uq,
+            )  # fmt: skip
             # the open rows block by block: against the cluster's own rows (their states
             # as this sweep leaves them), then against each other
             pos = 0
@@ -338,33 +315,10 @@ def sweep(
 
 @njit(cache=True)
 def _imports_pass(
-    X,
-    sq,
-    rank,
-    a,
-    open_rows,
-    run_offsets,
-    run_sources,
-    run_starts,
-    imports,
-    border_offsets,
-    border_clusters,
-    before,
-    cosine,
-    threshold,
-    band,
-    Q,
-    P,
-    S,
-    qrows,
-    qpos,
-    prow,
-    pstate,
-    src_count,
-    src_list,
-    kq,
-    uq,
-):
+    X, sq, rank, a, open_rows, run_offsets, run_sources, run_starts, imports,
+    border_offsets, border_clusters, before, cosine, threshold, band,
+    Q, P, S, qrows, qpos, prow, pstate, src_count, src_list, kq, uq,
+):  # fmt: skip
     """The open rows of cluster ``a`` (rank order) against the border rows it imports,
     run by run, each run with the open rows that border its source, in blocks of
     ``len(Q)`` of them: each block against the run's rows ranked before its last that
