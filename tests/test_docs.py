@@ -79,12 +79,13 @@ def example_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page_folder(example_files):
-    """The folder of a page: a copy of the example files, made on first use."""
+    """The folder of a page: a copy of the example files, made on first use (named
+    after them: a worker that comes back to this module makes both anew)."""
     folders = {}
 
     def folder(page: Path) -> Path:
         if page not in folders:
-            folders[page] = example_files.parent / f"page-{len(folders)}-{page.stem}"
+            folders[page] = example_files.parent / f"{example_files.name}-page-{len(folders)}-{page.stem}"
             shutil.copytree(example_files, folders[page])
         return folders[page]
 
