@@ -113,12 +113,12 @@ def rows_of(pool) -> np.ndarray:
 def run(args) -> None:
 
     check_threshold(args.threshold, args.metric)
-    if args.device == "cuda":
+    config = {"scheduler": args.scheduler, "workers": args.workers, "device": args.device}
+    if args.device == "cuda" and not cfg.on_dask(config):  # on Dask, the workers' GPUs are checked
         try:
             check_available()
         except RuntimeError as e:
             raise cfg.ConfigError(f"--device: {e}") from None
-    config = {"scheduler": args.scheduler, "workers": args.workers, "device": args.device}
     if args.workers is not None and args.workers < 1:
         raise cfg.ConfigError(f"--workers must be a positive integer, got {args.workers}.")
     if args.scheduler is not None and args.workers is not None:
