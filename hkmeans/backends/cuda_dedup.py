@@ -95,13 +95,7 @@ def sweep(
             # own rows: those before the block not removed, kept rows inside it
             s = state[mem[:pos]]
             own = mem[:pos][(s == KEPT) | ((s == UNDECIDED) & (np.arange(pos) < start))]
-            for c0 in range(0, own.shape[0], p_rows):
-                prow = own[c0 : c0 + p_rows]
-                G = scorer.scores(qrows, prow)
-                kernels.scan_scores(
-                    G, X, sq, b, qrows, qpos, prow.shape[0], prow, state[prow], rank, cosine, threshold, band, kq, uq
-                )
-                n_pairs += b * prow.shape[0]
+            n_pairs += _scan(scorer, X, sq, qrows, qpos, own, state, rank, cosine, threshold, band, p_rows, kq, uq)
             # the block against itself, row by row in rank order
             G = scorer.scores(qrows, qrows)
             n_pairs += b * (b - 1) // 2
@@ -130,16 +124,21 @@ def _imports_pass(
         for t0 in range(0, src.shape[0], q_rows):
             qpos = src[t0 : t0 + q_rows]
             qrows = open_rows[qpos]
-            m = qpos.shape[0]
             run = imports[run_starts[u] : run_starts[u + 1]].astype(np.int64)
             run = run[: np.searchsorted(rank[run], rank[qrows[-1]])]  # by rank: those before the last query
             s = before[run]
             run = run[(s == KEPT) | (s == UNDECIDED)]
-            for c0 in range(0, run.shape[0], p_rows):
-                prow = run[c0 : c0 + p_rows]
-                G = scorer.scores(qrows, prow)
-                kernels.scan_scores(
-                    G, X, sq, m, qrows, qpos, prow.shape[0], prow, before[prow], rank, cosine, threshold, band, kq, uq
-                )
-                n_pairs += m * prow.shape[0]
+            n_pairs += _scan(scorer, X, sq, qrows, qpos, run, before, rank, cosine, threshold, band, p_rows, kq, uq)
     return n_pairs
+
+
+def _scan(scorer, X, sq, qrows, qpos, candidates, states, rank, cosine, threshold, band, p_rows, kq, uq):
+    """The queries ``qrows`` (slots ``qpos``) against ``candidates`` (their states in
+    ``states``), ``p_rows`` at a time, as the CPU kernel's ``_scan``: the pairs compared."""
+    for c0 in range(0, candidates.shape[0], p_rows):
+        prow = candidates[c0 : c0 + p_rows]
+        G = scorer.scores(qrows, prow)
+        kernels.scan_scores(
+            G, X, sq, len(qrows), qrows, qpos, len(prow), prow, states[prow], rank, cosine, threshold, band, kq, uq
+        )
+    return len(qrows) * candidates.shape[0]

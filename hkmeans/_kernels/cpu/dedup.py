@@ -150,10 +150,13 @@ def _load(X, i, sq, cosine, out):
 def _scan(X, sq, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq):
     """Matches of the ``b`` queries (rows ``qrows``, slots ``qpos`` in the block) among
     the ``pn`` candidates ranked before them: lowers ``kq`` (rank of the first kept
-    match) and ``uq`` (of the first undecided one)."""
+    match) and ``uq`` (of the first undecided one). Returns the pairs compared."""
+    if pn == 0:
+        return 0
     G = S[: b * pn].reshape((b, pn))
     np.dot(Q[:b], P[:pn].T, G)
     scan_scores(G, X, sq, b, qrows, qpos, pn, prow, pstate, rank, cosine, threshold, band, kq, uq)
+    return b * pn
 
 
 @njit(cache=True)
@@ -244,18 +247,13 @@ def sweep(
         kq = np.empty(0, dtype=np.int64)
         uq = np.empty(0, dtype=np.int64)
         src_count = np.zeros(k + 1, dtype=np.int64)
-        src_list = np.empty(0, dtype=np.int64)
         for ci in range(task, clusters.shape[0], n_tasks):
             a = clusters[ci]
             mem = members[member_offsets[a] : member_offsets[a + 1]]
-            n_open = 0
-            for t in range(mem.shape[0]):
-                s = state[mem[t]]
-                n_open += s == UNDECIDED or s == PENDING
-            if open_rows.shape[0] < n_open:
-                open_rows = np.empty(2 * n_open, dtype=np.int64)
-                kq = np.empty(2 * n_open, dtype=np.int64)
-                uq = np.empty(2 * n_open, dtype=np.int64)
+            if open_rows.shape[0] < mem.shape[0]:
+                open_rows = np.empty(2 * mem.shape[0], dtype=np.int64)
+                kq = np.empty(2 * mem.shape[0], dtype=np.int64)
+                uq = np.empty(2 * mem.shape[0], dtype=np.int64)
             n_open = 0
             for t in range(mem.shape[0]):
                 s = state[mem[t]]
@@ -267,7 +265,7 @@ def sweep(
             n_pairs = _imports_pass(
                 X, sq, rank, a, open_rows[:n_open], run_offsets, run_sources, run_starts, imports,
                 border_offsets, border_clusters, before, cosine, threshold, band,
-                Q, P, S, qrows, qpos, prow, pstate, src_count, src_list, kq, uq,
+                Q, P, S, qrows, qpos, prow, pstate, src_count, kq, uq,
             )  # fmt: skip
             # the open rows block by block: against the cluster's own rows (their states
             # as this sweep leaves them), then against each other
@@ -289,19 +287,19 @@ def sweep(
                 for src in range(pos):
                     p = mem[src]
                     s = state[p]
-                    if not (s == KEPT or (s == UNDECIDED and src < start)):
-                        continue
-                    prow[pn] = p
-                    _load(X, p, sq, cosine, P[pn])
-                    pstate[pn] = s
-                    pn += 1
-                    if pn == p_rows:
-                        _scan(X, sq, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq)
-                        n_pairs += b * pn
-                        pn = 0
-                if pn > 0:
-                    _scan(X, sq, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq)
-                    n_pairs += b * pn
+                    if s == KEPT or (s == UNDECIDED and src < start):
+                        prow[pn] = p
+                        _load(X, p, sq, cosine, P[pn])
+                        pstate[pn] = s
+                        pn += 1
+                        if pn == P.shape[0]:
+                            n_pairs += _scan(
+                                X, sq, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq
+                            )
+                            pn = 0
+                n_pairs += _scan(
+                    X, sq, Q, b, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq
+                )
                 # the block against itself, row by row in rank order
                 G = S[: b * b].reshape((b, b))
                 np.dot(Q[:b], Q[:b].T, G)
@@ -317,7 +315,7 @@ def sweep(
 def _imports_pass(
     X, sq, rank, a, open_rows, run_offsets, run_sources, run_starts, imports,
     border_offsets, border_clusters, before, cosine, threshold, band,
-    Q, P, S, qrows, qpos, prow, pstate, src_count, src_list, kq, uq,
+    Q, P, S, qrows, qpos, prow, pstate, src_count, kq, uq,
 ):  # fmt: skip
     """The open rows of cluster ``a`` (rank order) against the border rows it imports,
     run by run, each run with the open rows that border its source, in blocks of
@@ -327,7 +325,7 @@ def _imports_pass(
     returns the pairs compared. The buffers are :func:`sweep`'s (``src_count`` zero
     on entry and on return)."""
     k = src_count.shape[0] - 1
-    q_rows, p_rows = Q.shape[0], P.shape[0]
+    q_rows = Q.shape[0]
     n_pairs = 0
     total = 0
     for r in range(open_rows.shape[0]):
@@ -339,8 +337,7 @@ def _imports_pass(
         return 0
     for c in range(k):
         src_count[c + 1] += src_count[c]
-    if src_list.shape[0] < total:
-        src_list = np.empty(2 * total, dtype=np.int64)
+    src_list = np.empty(total, dtype=np.int64)
     fill = src_count[:k].copy()
     for r in range(open_rows.shape[0]):  # by source, each in rank order
         i = open_rows[r]
@@ -364,19 +361,17 @@ def _imports_pass(
                 if rank[p] >= last:
                     break
                 s = before[p]
-                if not (s == KEPT or s == UNDECIDED):
-                    continue
-                prow[pn] = p
-                _load(X, p, sq, cosine, P[pn])
-                pstate[pn] = s
-                pn += 1
-                if pn == p_rows:
-                    _scan(X, sq, Q, m, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq)
-                    n_pairs += m * pn
-                    pn = 0
-            if pn > 0:
-                _scan(X, sq, Q, m, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq)
-                n_pairs += m * pn
+                if s == KEPT or s == UNDECIDED:
+                    prow[pn] = p
+                    _load(X, p, sq, cosine, P[pn])
+                    pstate[pn] = s
+                    pn += 1
+                    if pn == P.shape[0]:
+                        n_pairs += _scan(
+                            X, sq, Q, m, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq
+                        )
+                        pn = 0
+            n_pairs += _scan(X, sq, Q, m, qrows, qpos, P, pn, prow, pstate, S, rank, cosine, threshold, band, kq, uq)
     src_count[:] = 0
     return n_pairs
 
