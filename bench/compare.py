@@ -258,10 +258,18 @@ def peer_runs(n, d, k, seed=0):
     matched = dict(n_init=1, max_iter=10, tol=0)
     return {
         "hkmeans KMeans()": ("defaults", est_fit(hkmeans.KMeans)),
+        "hkmeans KMeans(init_points_per_centroid=40)": (
+            "defaults",
+            est_fit(hkmeans.KMeans, init_points_per_centroid=40),
+        ),
         "SuperKMeans()": ("defaults", skm_fit()),
         "faiss Kmeans()": ("defaults", faiss_fit()),
         "scikit-learn KMeans()": ("defaults", est_fit(sklearn.cluster.KMeans)),
         "hkmeans, k-means++": ("10 iterations, all rows", est_fit(hkmeans.KMeans, **matched)),
+        "hkmeans, k-means++ from 40 rows per centre": (
+            "10 iterations, all rows",
+            est_fit(hkmeans.KMeans, init_points_per_centroid=40, **matched),
+        ),
         'hkmeans, init="random"': ("10 iterations, all rows", est_fit(hkmeans.KMeans, init="random", **matched)),
         "SuperKMeans flat": (
             "10 iterations, all rows",

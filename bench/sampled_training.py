@@ -1,11 +1,12 @@
-"""Sampled training (``max_points_per_centroid``) against fitting every row: time,
-level-0 inertia and the balance of the curated subset over the mixture's components.
+"""Sampled training (``max_points_per_centroid``) and seeding on a sample
+(``init_points_per_centroid``) against fitting and seeding on every row: time, level-0
+inertia and the balance of the curated subset over the mixture's components.
 
 The data are a mixture of Gaussians of Zipf-distributed sizes, so that a plain random
 subset is unbalanced; balance is the normalised entropy of the subset's counts per
 component (1: every component equally often).
 
-    python bench/sampled_training.py [--n 1000000] [--d 64] [--k 1000,100] [--m 256]
+    python bench/sampled_training.py [--n 1000000] [--d 64] [--k 1000,100] [--m 256] [--init-m 40]
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def main():
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--d", type=int, default=64)
     parser.add_argument("--k", default="1000,100")
-    parser.add_argument("--m", type=int, default=256)
+    parser.add_argument("--m", type=int, default=256, help="max_points_per_centroid")
+    parser.add_argument("--init-m", type=int, default=40, help="init_points_per_centroid")
     parser.add_argument("--resamples", type=int, default=2)
     parser.add_argument("--max-iter", type=int, default=20)
     parser.add_argument("--target", type=float, default=0.1, help="curated subset, as a fraction of the rows")
@@ -52,16 +54,18 @@ def main():
         f"n_clusters={ks}, {args.resamples} resamples, max_iter={args.max_iter}, subset {args.target:.0%}"
     )
     print(f"random subset's balance: {balance(comp[: int(args.n * args.target)], n_comp):.4f}")
-    print("| max_points_per_centroid | fit (s) | level-0 inertia per row | curated balance |")
-    print("|---|---|---|---|")
-    for m in (None, args.m):
+    print(
+        "| max_points_per_centroid | init_points_per_centroid | fit (s) | level-0 inertia per row | curated balance |"
+    )
+    print("|---|---|---|---|---|")
+    for m, init_m in ((None, None), (args.m, None), (None, args.init_m), (args.m, args.init_m)):
         start = time.perf_counter()
-        model = hkmeans.HierarchicalKMeans(**params, max_points_per_centroid=m).fit(X)
+        model = hkmeans.HierarchicalKMeans(**params, max_points_per_centroid=m, init_points_per_centroid=init_m).fit(X)
         seconds = time.perf_counter() - start
         level = model.levels_[0]
         subset = model.sample(int(args.n * args.target), random_state=0)
         print(
-            f"| {m} | {seconds:.1f} | {level.sqdist.sum() / args.n:.4f} | {balance(comp[subset], n_comp):.4f} |",
+            f"| {m} | {init_m} | {seconds:.1f} | {level.sqdist.sum() / args.n:.4f} | {balance(comp[subset], n_comp):.4f} |",
             flush=True,
         )
 

@@ -9,6 +9,12 @@ the potential is that of the chosen centres.
 
     python bench/seeding.py                      # the three shapes, 3 runs each
     python bench/seeding.py --shapes mixture --repeats 5
+
+With ``--sample M[,M...]``: seeding from every row against seeding from a random sample
+of ``k x M`` rows (``init_points_per_centroid``), one run per seed: seeding time,
+potential over every row, and the inertia after 10 Lloyd iterations from those centres.
+
+    python bench/seeding.py --shapes mixture --sample 40,100 --seeds 0,1,2
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ import time
 import numba
 import numpy as np
 
+import hkmeans
 from hkmeans import _config
 from hkmeans._kernels.cpu import seeding
 from hkmeans._kernels.cpu.seeding import kmeans_plusplus_boxed, kmeans_plusplus_wide
 from hkmeans._threads import single_threaded_blas
-from hkmeans.kmeans import assign
+from hkmeans.backends import resolve
+from hkmeans.kmeans import assign, seeding_rows
+from hkmeans.seeding import init_centers
 
 
 def mixture(n, d, n_components, seed=0):
@@ -52,9 +61,12 @@ def now(X, w, order, first, rand, chunk, n_tasks):
     return seeding.kmeans_plusplus(X, w, order, first, rand, chunk, _config.SMALL_D, n_tasks)
 
 
-def potential(X, rows):
+def potential(X, rows_or_centres):
+    """Sum of squared distances of the rows to the nearest of the centres (given as
+    rows of ``X`` or as an array)."""
+    C = X[rows_or_centres] if rows_or_centres.ndim == 1 else rows_or_centres
     with single_threaded_blas():
-        return float(np.sum(assign(X, X[rows])[1]))
+        return float(np.sum(assign(X, C)[1]))
 
 
 def run_shape(name, repeats):
@@ -90,12 +102,42 @@ def run_shape(name, repeats):
     return same
 
 
+def sample_shape(name, per_centre, seeds):
+    """Seeding from every row and from ``k x M`` sampled rows, each seed one run."""
+    n, d, k, make = SHAPES[name]
+    X = make(n, d)
+    data = resolve(X)
+    hkmeans.KMeans(10, n_init=1, max_iter=2).fit(X[:3000])  # compile or load first
+    print(f"\n## {name}: {n} x {d} float32, k = {k}, seeds {', '.join(map(str, seeds))}")
+    print("| rows per centre | seeding (s), median | potential per row, mean | after 10 Lloyd iterations, mean |")
+    print("|---|---|---|---|")
+    for m in (None, *per_centre):
+        runs = []
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            start = time.perf_counter()
+            with single_threaded_blas():
+                C, _ = init_centers(seeding_rows(data, k, "k-means++", m, rng), k, "k-means++", rng)
+            seconds = time.perf_counter() - start
+            lloyd = hkmeans.KMeans(k, init=C, n_init=1, max_iter=10, tol=0).fit(X)
+            runs.append((seconds, potential(X, C) / n, lloyd.inertia_ / n))
+        t, pot, inertia = np.array(runs).T
+        label = "every row" if m is None else m
+        print(f"| {label} | {np.median(t):.2f} | {pot.mean():.4f} | {inertia.mean():.4f} |", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", default=",".join(SHAPES), help="which shapes (comma-separated)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sample", help="rows per centre of the seeding samples (comma-separated)")
+    ap.add_argument("--seeds", default="0,1,2", help="seeds of --sample's runs (comma-separated)")
     args = ap.parse_args(argv)
     print(f"load average before: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if args.sample:
+        for name in args.shapes.split(","):
+            sample_shape(name, [int(m) for m in args.sample.split(",")], [int(s) for s in args.seeds.split(",")])
+        return
     same = [run_shape(name, args.repeats) for name in args.shapes.split(",")]
     print(f"\nload average after: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if not all(same):

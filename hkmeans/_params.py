@@ -118,6 +118,14 @@ FIT_PARAMS = {
         "assign every row (default: fit on every row)",
         metavar="M",
     ),
+    "init_points_per_centroid": Param(
+        None,
+        lambda v: v is None or is_int(v, 1),
+        "a positive integer or None",
+        "seed each k-means (k-means++ or k-means||) from a random sample of this many "
+        "rows per cluster (default: from every row)",
+        metavar="M",
+    ),
     "metric": choice(METRICS, "euclidean", "cosine: spherical k-means on unit rows"),
     "device": choice(DEVICES, "cpu", "where the kernels run"),
     "backend": choice(

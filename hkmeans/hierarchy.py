@@ -94,6 +94,7 @@ def hierarchical_kmeans(
     tol=0.0,
     metric="euclidean",
     max_points_per_centroid=None,
+    init_points_per_centroid=None,
     random_state=None,
     verbose=False,
     device="cpu",
@@ -124,7 +125,7 @@ def hierarchical_kmeans(
         own, so the result does not depend on the thread count); each row goes to the
         nearest sub-centroid of its nearest top centroid, and sub-clusters left empty
         are dropped, so such a level may end with fewer clusters.
-    init, n_init, max_iter, tol, metric, max_points_per_centroid, random_state
+    init, n_init, max_iter, tol, metric, max_points_per_centroid, init_points_per_centroid, random_state
         As in :class:`~hkmeans.HierarchicalKMeans`.
     verbose : bool, default=False
         Progress bars (levels, resampling steps, Lloyd iterations) and a line per
@@ -168,6 +169,7 @@ def hierarchical_kmeans(
         tol=tol,
         metric=metric,
         max_points_per_centroid=max_points_per_centroid,
+        init_points_per_centroid=init_points_per_centroid,
         device=device,
         backend=backend,
     )
@@ -202,6 +204,7 @@ def fit_levels(
         verbose=verbose,
         device=device,
         max_points_per_centroid=params.max_points_per_centroid,
+        init_points_per_centroid=params.init_points_per_centroid,
     )
     if data.name == "dask" and splits[0] > 1:
         raise ValueError("n_splits > 1 at level 0 is not supported on the dask backend; split a level above.")
@@ -262,10 +265,17 @@ class _Steps:
         self.count += 1
         return run_step(self.checkpoints, key, self.rng, lambda: compute(key))
 
-    def kmeans(self, rows, k, params, key=None, sample_weight=None):
+    def kmeans(self, rows, k, params, key=None, sample_weight=None, centers_only=False):
         """A k-means of ``rows`` whose runs may save partial states under ``key``."""
         return kmeans(
-            rows, k, random_state=self.rng, checkpoints=self.checkpoints, key=key, sample_weight=sample_weight, **params
+            rows,
+            k,
+            random_state=self.rng,
+            checkpoints=self.checkpoints,
+            key=key,
+            sample_weight=sample_weight,
+            centers_only=centers_only,
+            **params,
         )
 
 
@@ -298,7 +308,7 @@ def _resampled_level(rows, k, n_resamples, sample_size, strategy, step, params) 
                 )
                 if subset.shape[0] < k:  # weighted: fewer rows than clusters
                     return None
-                res = step.kmeans(subset, k, params, key, weights)
+                res = step.kmeans(subset, k, params, key, weights, centers_only=True)
                 labels, sqdist = rows.assign(res.centers)
                 centers, labels, sqdist = reseed_empty(rows, res.centers, labels, sqdist)
                 return dict(centers=centers, labels=labels, sqdist=sqdist, n_iter=res.n_iter)

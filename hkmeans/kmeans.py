@@ -174,6 +174,16 @@ def training_sample(data, m, rng, device="cpu"):
     return resolve(np.ascontiguousarray(data.take(rows)), device).weighted(weights)
 
 
+def seeding_rows(data, n_clusters, init, points_per_centroid, rng, device="cpu"):
+    """The rows a seeding ``init`` draws from: ``data``, or a random sample of
+    ``n_clusters * points_per_centroid`` of them (see :func:`training_sample`) for
+    k-means++ and k-means|| when there are more."""
+    if points_per_centroid is None or init not in ("k-means++", "k-means||"):
+        return data
+    m = n_clusters * points_per_centroid
+    return data if data.shape[0] <= m else training_sample(data, m, rng, device)
+
+
 def kmeans(
     X,
     n_clusters,
@@ -192,6 +202,8 @@ def kmeans(
     log=None,
     device="cpu",
     max_points_per_centroid=None,
+    init_points_per_centroid=None,
+    centers_only=False,
 ) -> KMeansResult:
     """Best of ``n_init`` k-means runs (lowest inertia) on validated data.
 
@@ -210,6 +222,10 @@ def kmeans(
     ``n_clusters`` times it, the runs fit a random sample of that many rows (drawn
     from ``random_state``, in memory), and one search of every row against the best
     run's centres gives the labels, distances and inertia (faiss's training sample).
+    With ``init_points_per_centroid``, each run seeds (k-means++ or k-means||) from
+    its own random sample of ``n_clusters`` times that many rows, when there are more.
+    ``centers_only`` skips that search for a caller that keeps only the centres (the
+    labels, distances and inertia are then the sample's).
     """
     rng = as_generator(random_state)
     data = resolve(X, device)
@@ -237,7 +253,9 @@ def kmeans(
         for run in range(first_run, n_init):
             centers = None
             if state is None:
-                centers, _ = init_centers(data, n_clusters, init, rng)
+                centers, _ = init_centers(
+                    seeding_rows(data, n_clusters, init, init_points_per_centroid, rng, device), n_clusters, init, rng
+                )
                 if spherical:
                     centers = normalize_rows(centers)
                 if log is not None:
@@ -273,6 +291,8 @@ def kmeans(
                 best = res
     checkpoints.discard(partial)
     assert best is not None  # n_init >= 1 runs
+    if centers_only:
+        full = data
     if full is not data:  # fitted on a sample: every row to its nearest centre
         labels, sqdist = full.assign(best.centers)
         inertia = full.total(sqdist if full.weights is None else full.weights * sqdist)

@@ -138,9 +138,10 @@ def test_labels_predict_transform_are_dask_arrays_equal_to_in_memory_prediction(
     assert m.score(Xd) == pytest.approx(m.score(X), rel=1e-6)
 
 
-def test_sampled_training_agrees_with_the_in_process_backend(client):
-    # the sample is drawn alike and fitted in memory, then one search of all rows
-    params = dict(n_clusters=(12,), n_resamples=0, max_iter=20, random_state=0, max_points_per_centroid=40)
+@pytest.mark.parametrize("sampled", [dict(max_points_per_centroid=40), dict(init_points_per_centroid=10)])
+def test_sampled_training_agrees_with_the_in_process_backend(client, sampled):
+    # the sample is drawn alike and fitted (or seeded: greedily) in memory
+    params = dict(n_clusters=(12,), n_resamples=0, max_iter=20, random_state=0, **sampled)
     md = HierarchicalKMeans(**params).fit(da.from_array(X, chunks=(CHUNK, D)))
     mc = HierarchicalKMeans(**params).fit(X)
     np.testing.assert_array_equal(np.asarray(md.levels_[0].labels), mc.levels_[0].labels)

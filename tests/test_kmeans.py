@@ -3,11 +3,15 @@
 import numba
 import numpy as np
 import pytest
+import scipy.sparse
 import sklearn.cluster
 from sklearn.exceptions import ConvergenceWarning
 
 from hkmeans import KMeans, kmeans_plusplus
+from hkmeans.backends import resolve
+from hkmeans.backends.cpu import CPUBackend
 from hkmeans.kmeans import kmeans, lloyd
+from hkmeans.seeding import init_centers
 
 from . import naive
 
@@ -43,6 +47,44 @@ def test_sampled_training_fits_the_sample_then_assigns_every_row(weighted):
     np.testing.assert_allclose(res.sqdist, sqdist, rtol=1e-9, atol=1e-9)
     total = sqdist.sum() if w is None else w @ sqdist
     assert res.inertia == pytest.approx(total, rel=1e-9)
+
+
+def test_centers_only_skips_the_search_of_the_rows_left_out_of_the_sample(monkeypatch):
+    X = blobs(n=900, d=20, k=8)
+    full = kmeans(X, 6, max_points_per_centroid=25, random_state=0)
+    searched = []
+    original = CPUBackend.assign
+    monkeypatch.setattr(CPUBackend, "assign", lambda self, C: searched.append(len(self.X)) or original(self, C))
+    res = kmeans(X, 6, max_points_per_centroid=25, random_state=0, centers_only=True)
+    np.testing.assert_array_equal(res.centers, full.centers)
+    assert len(res.labels) == 150 and len(X) not in searched  # the sample's labels only
+
+
+@pytest.mark.parametrize("init", ["k-means++", "k-means||"])
+def test_seeding_on_a_sample_draws_the_sample_first_then_seeds_from_it(init):
+    X = blobs(n=900, d=20, k=8)
+    res = kmeans(X, 6, init=init, init_points_per_centroid=20, random_state=0, max_iter=5)
+    # the contract: 120 distinct rows drawn first from the generator, the seeding's from them
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(len(X), 120, replace=False))
+    C0, seeds = init_centers(resolve(X[rows]), 6, init, rng)
+    assert seeds is not None and set(rows[seeds]) <= set(rows)
+    ref = kmeans(X, 6, init=C0, max_iter=5)
+    np.testing.assert_array_equal(res.centers, ref.centers)
+    np.testing.assert_array_equal(res.labels, ref.labels)
+    # more rows per centre than there are: every row, the same draws as without
+    same = kmeans(X, 6, init=init, init_points_per_centroid=150, random_state=0, max_iter=5)
+    np.testing.assert_array_equal(same.centers, kmeans(X, 6, init=init, random_state=0, max_iter=5).centers)
+
+
+def test_seeding_on_a_sample_is_checked_and_kept_off_sparse_input():
+    X = blobs(n=300, d=5, k=3)
+    with pytest.raises(ValueError, match="init_points_per_centroid must be a positive integer or None"):
+        KMeans(3, init_points_per_centroid=0).fit(X)
+    with pytest.raises(ValueError, match="init_points_per_centroid needs dense input"):
+        KMeans(3, init_points_per_centroid=5).fit(scipy.sparse.csr_matrix(X))
+    km = KMeans(3, n_init=1, init_points_per_centroid=5, max_points_per_centroid=50, random_state=0).fit(X)
+    assert km.cluster_centers_.shape == (3, 5) and len(km.labels_) == 300
 
 
 def test_sampled_training_without_more_rows_than_the_sample_is_a_full_fit():

@@ -200,7 +200,7 @@ def fit_params(config) -> dict:
     per-level keys written out as one entry per level, so that ``n_resamples = 10``
     and ``n_resamples = [10, 10]`` name the same run."""
     params = {key: config[key] for key in FIT_KEYS}
-    for key, default in (("device", "cpu"), ("max_points_per_centroid", None)):
+    for key, default in (("device", "cpu"), ("max_points_per_centroid", None), ("init_points_per_centroid", None)):
         if params[key] == default:  # as runs made before the key existed recorded them
             del params[key]
     if on_dask(config):  # chunked and seeded otherwise than in process: another run
