@@ -158,21 +158,22 @@ def table(result: RingsResult) -> str:
 def plot(result: RingsResult, path) -> None:
     """Scatter of the pool beside the curated and random subsets, as a PNG at ``path``
     (written atomically). Needs matplotlib."""
-    import matplotlib
+    from matplotlib import colormaps
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plot import figure
 
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.5), sharex=True, sharey=True)
+    fig = figure(13.5, 3.4)
+    axes = fig.subplots(1, 3, sharex=True, sharey=True)
+    colours = colormaps["tab10"]
     panels = [("pool", np.arange(len(result.X))), ("curated", result.curated), ("random", result.random)]
     for ax, (name, idx) in zip(axes, panels):
-        ax.scatter(*result.X[idx].T, s=1 if name == "pool" else 3, c=result.ring[idx], cmap="tab10", vmin=0, vmax=9)
+        for r in range(len(RING_SIZES)):  # one marker line per ring: faster than a scatter
+            points = result.X[idx[result.ring[idx] == r]]
+            ax.plot(*points.T, ls="", marker="o", ms=1.5 if name == "pool" else 2.2, mew=0, color=colours(r))
         ax.set_title(f"{name}: {len(idx)} points")
         ax.set_aspect("equal")
-    fig.tight_layout()
     with atomic_path(os.fspath(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
 def report(result: RingsResult, path) -> None:

@@ -15,7 +15,8 @@ from .sampling import hierarchical_sampling
 from .tree import ClusterTree
 
 
-def _figure(width=6.4, height=4.0):
+def figure(width=6.4, height=4.0):
+    """A figure with constrained layout, made without pyplot."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -127,7 +128,7 @@ def cluster_sizes(tree: ClusterTree, selected=None, level: int = 0, random_rows=
     -------
     matplotlib.figure.Figure
     """
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     sizes = tree.sizes(level)
     order = np.argsort(-sizes, kind="stable")
@@ -195,7 +196,7 @@ def balance(tree: ClusterTree, target_sizes, strategy="random", random_state=Non
     matplotlib.figure.Figure
     """
     sizes, curated, rand = balance_curve(tree, target_sizes, strategy, random_state)
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     ax.semilogx(sizes, curated, "o-", label="curated")
     ax.semilogx(sizes, rand, "s--", label="random")
@@ -268,7 +269,7 @@ def label_shares(labels, selected, random_state=None, name: str = "curated", ran
     values, pool = label_counts(labels)
     order = np.argsort(-pool, kind="stable")
     x = np.arange(values.size)
-    fig = _figure(min(16.0, max(6.4, 0.22 * values.size + 2)), 4.4)
+    fig = figure(min(16.0, max(6.4, 0.22 * values.size + 2)), 4.4)
     ax = fig.add_subplot()
     ax.set_yscale("log")
     lines: list[tuple[str, Any, dict]] = [
@@ -307,7 +308,7 @@ def similarity_histogram(similarity, threshold=None, metric: str = "cosine"):
     matplotlib.figure.Figure
     """
     values = np.asarray(similarity, dtype=np.float64)
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     if values.size:
         lo, hi = float(values.min()), float(values.max())
@@ -354,7 +355,7 @@ def centroid_map(tree: ClusterTree, selected=None, random_rows=None, method="pca
     P, how = _project(Y, method, 0) if len(Y) > 2 else (Y[:, :2], "first two coordinates")
     pool = tree.sizes(top).astype(np.float64)
     scale = 900.0 / max(1.0, pool.max())
-    fig = _figure(6.4, 5.6)
+    fig = figure(6.4, 5.6)
     ax = fig.add_subplot()
     ax.scatter(P[:, 0], P[:, 1], s=pool * scale, facecolors="none", edgecolors="0.4", linewidths=0.7, label="pool")
     for series, rows, style in [
@@ -421,7 +422,7 @@ def projection(
         Y = np.column_stack([Y, np.zeros(len(Y))])
     P, how = _project(Y, method, 0)
     colour = tree.point_labels(tree.n_levels - 1)[rows]
-    fig = _figure(6.4, 5.6)
+    fig = figure(6.4, 5.6)
     ax = fig.add_subplot()
     ax.scatter(P[:, 0], P[:, 1], c=colour, s=6, cmap="tab20", alpha=0.85, linewidths=0)
     if selected is not None:
