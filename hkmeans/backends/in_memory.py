@@ -87,10 +87,9 @@ class InMemoryArrays:
         return euclidean_distances(X, centers)
 
     def inertia(self, X, centers, labels, sample_weight=None, client=None) -> float:
-        if sparse.issparse(X):  # one densified block of rows at a time
-            sq = np.concatenate([_row_sqdist(X[r].toarray(), centers[labels[r]]) for r in row_blocks(X)])
-        else:
-            sq = _row_sqdist(X, centers[labels])
+        # one block of rows at a time (densified, for sparse X): no n x d temporary
+        rows = (lambda r: X[r].toarray()) if sparse.issparse(X) else (lambda r: X[r])
+        sq = np.concatenate([_row_sqdist(rows(r), centers[labels[r]]) for r in row_blocks(X)])
         return weighted_total(sq, sample_weight)
 
     def lookup(self, table, labels):
