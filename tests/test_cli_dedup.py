@@ -452,3 +452,14 @@ def test_advise_with_dedup_sizes_the_levels_for_the_rows_kept(pool, tmp_path):
     assert len(np.load(tmp_path / "run" / "indices.npy")) == 100
     proc = run("advise", path, "--target-size", 100, "--dedup", 2, check=False)
     assert_error(proc, "--dedup: threshold must be in (0, 1]")
+    proc = run("advise", path, "--target-size", 100, "--workers", 2, check=False)
+    assert_error(proc, "--scheduler/--workers run the --dedup search; give --dedup T.")
+    proc = run("advise", path, "--target-size", 100, "--dedup", 0.99, "--workers", 0, check=False)
+    assert_error(proc, "--workers must be a positive integer, got 0.")
+
+
+def test_advise_runs_its_dedup_on_dask_with_the_same_rows_kept(pool, tmp_path):
+    pytest.importorskip("distributed")
+    X, path = pool
+    here = run("advise", path, "--target-size", 100, "--dedup", 0.99).stdout
+    assert run("advise", path, "--target-size", 100, "--dedup", 0.99, "--workers", 2).stdout == here

@@ -13,14 +13,14 @@ from .. import demo as rings
 from .._progress import log
 from ..advise import advise as propose
 from ..datasets import RING_SIZES
-from ..dedup import check_threshold, dedup
+from ..dedup import check_threshold
 from ..io import InputError, save_parquet, save_text
 from ..readers import open_pool
 from ..report import DedupSummary, curation_report
 from ..sampling import flat_sampling, hierarchical_sampling
 from ..tables import assignments, cluster_table, selected_table
 from . import config as cfg
-from .dedup import rows_of
+from .dedup import check_dask_arguments, search_pool
 from .fitting import fit_run, prepare_fit
 from .inputs import PARQUET_HINT, read_labels, show_column
 from .outputs import check_output
@@ -310,8 +310,12 @@ def export(args) -> None:
 
 def advise(args) -> None:
 
-    pool = open_pool(args.embeddings, column=args.column)
     config = cfg.effective(None, {key: getattr(args, key) for key in (*cfg.DEDUP_KEYS, "seed")})
+    on = {"scheduler": args.scheduler, "workers": args.workers, "device": "cpu"}
+    check_dask_arguments(on)
+    if config["dedup"] is None and cfg.on_dask(on):
+        raise cfg.ConfigError("--scheduler/--workers run the --dedup search; give --dedup T.")
+    pool = open_pool(args.embeddings, column=args.column)
     n_kept, dedup_keys = None, {}
     if config["dedup"] is not None:
         try:
@@ -319,8 +323,15 @@ def advise(args) -> None:
         except ValueError as e:
             raise cfg.ConfigError(f"--dedup: {e}") from None
         log.info("removing near-duplicates to count the rows kept")
-        found = dedup(
-            rows_of(pool), config["dedup"], config["dedup_metric"], config["dedup_keep"], random_state=config["seed"]
+        found = search_pool(
+            pool,
+            args.embeddings,
+            args.column,
+            config["dedup"],
+            on,
+            metric=config["dedup_metric"],
+            keep=config["dedup_keep"],
+            random_state=config["seed"],
         )
         n_kept, dedup_keys = len(found.kept), {key: config[key] for key in (*cfg.DEDUP_KEYS, "seed")}
     advice = propose(pool.shape[0], args.target_size, n_kept=n_kept)

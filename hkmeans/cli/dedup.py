@@ -71,6 +71,12 @@ def add_arguments(p) -> None:
         default="cpu",
         help="cuda: the block similarities on an NVIDIA GPU, the result the CPU's (default: cpu)",
     )
+    add_dask_arguments(p)
+    p.set_defaults(verbosity=0)
+
+
+def add_dask_arguments(p) -> None:
+    """``--scheduler`` and ``--workers``: where the search runs."""
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
@@ -83,7 +89,29 @@ def add_arguments(p) -> None:
         metavar="N",
         help="search on a local Dask cluster of N worker processes; the result is the one in process",
     )
-    p.set_defaults(verbosity=0)
+
+
+def check_dask_arguments(config) -> None:
+    """One-line errors for ``--scheduler``/``--workers``, before any work."""
+    if config["workers"] is not None and config["workers"] < 1:
+        raise cfg.ConfigError(f"--workers must be a positive integer, got {config['workers']}.")
+    if config["scheduler"] is not None and config["workers"] is not None:
+        raise cfg.ConfigError("give --scheduler (an existing cluster) or --workers (a local one), not both.")
+    if cfg.on_dask(config) and importlib.util.find_spec("distributed") is None:
+        raise cfg.ConfigError('--scheduler/--workers need Dask: pip install "hkmeans[dask]".')
+
+
+def search_pool(pool, source, column, threshold, config, **search):
+    """:func:`hkmeans.dedup` of the rows of ``pool`` (opened from ``source``): in
+    process, or on the Dask cluster ``config`` names, its workers reading the input."""
+    client = client_of(config)
+    if client is None:
+        return dedup(rows_of(pool), threshold, device=config["device"], **search)
+    from ..backends.dask.storage import pool_array
+
+    dtype = np.float64 if pool.dtype == np.float64 else np.float32
+    X = pool_array(source, dtype, column=column, shape=pool.shape)
+    return dedup(X, threshold, backend="dask", client=client, device=config["device"], **search)
 
 
 def _check_out(out):
@@ -119,30 +147,15 @@ def run(args) -> None:
             check_available()
         except RuntimeError as e:
             raise cfg.ConfigError(f"--device: {e}") from None
-    if args.workers is not None and args.workers < 1:
-        raise cfg.ConfigError(f"--workers must be a positive integer, got {args.workers}.")
-    if args.scheduler is not None and args.workers is not None:
-        raise cfg.ConfigError("give --scheduler (an existing cluster) or --workers (a local one), not both.")
+    check_dask_arguments(config)
     _check_out(args.out)
     if importlib.util.find_spec("pyarrow") is None:
         raise cfg.ConfigError(f"dedup writes duplicates.parquet: {PARQUET_HINT}.")
-    if cfg.on_dask(config) and importlib.util.find_spec("distributed") is None:
-        raise cfg.ConfigError('--scheduler/--workers need Dask: pip install "hkmeans[dask]".')
     pool = open_pool(args.embeddings, column=args.column)
     ids = read_ids(pool, {"ids": args.ids, "id_column": args.id_column})
     ids = None if ids is None else ids[0]
-    search = dict(
-        metric=args.metric, keep=args.keep, random_state=args.seed, n_clusters=args.n_clusters, device=args.device
-    )
-    client = client_of(config)
-    if client is None:
-        res = dedup(rows_of(pool), args.threshold, **search)
-    else:
-        from ..backends.dask.storage import pool_array
-
-        dtype = np.float64 if pool.dtype == np.float64 else np.float32
-        X = pool_array(args.embeddings, dtype, column=args.column, shape=pool.shape)
-        res = dedup(X, args.threshold, backend="dask", client=client, **search)
+    search = dict(metric=args.metric, keep=args.keep, random_state=args.seed, n_clusters=args.n_clusters)
+    res = search_pool(pool, args.embeddings, args.column, args.threshold, config, **search)
     os.makedirs(args.out, exist_ok=True)
     save_parquet(os.path.join(args.out, "duplicates.parquet"), [_table(res, ids)])
     save_npy(os.path.join(args.out, "kept.npy"), res.kept)

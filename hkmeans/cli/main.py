@@ -134,6 +134,7 @@ EXAMPLES = {
         "hkmeans advise emb.npy --target-size 1000000",
         "hkmeans advise emb.npy --target-size 200000 > curation.toml",
         "hkmeans advise emb.npy --target-size 200000 --dedup 0.95 > curation.toml",
+        "hkmeans advise 'shards/*.npy' --target-size 200000 --dedup 0.95 --workers 4",
     ],
 }
 
@@ -223,6 +224,7 @@ def parser() -> argparse.ArgumentParser:
     for key, spec in cfg.DEDUP_KEYS.items():  # levels for the rows a dedup keeps
         _flag(p, key, spec)
     _flag(p, "seed", cfg.KEYS["seed"])
+    dedup.add_dask_arguments(p)
     p.set_defaults(verbosity=0)
     return top
 
