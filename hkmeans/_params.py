@@ -64,6 +64,11 @@ def choice(options, default, help) -> Param:
     return Param(default, lambda v: v in options, "one of " + ", ".join(map(repr, options)), help, choices=options)
 
 
+def rows_per_centroid(help) -> Param:
+    """A number of rows per cluster to sample, or None (default) for every row."""
+    return Param(None, lambda v: v is None or is_int(v, 1), "a positive integer or None", help, metavar="M")
+
+
 FIT_PARAMS = {
     "n_clusters": Param(
         8,
@@ -110,21 +115,13 @@ FIT_PARAMS = {
         "stop a k-means when its squared centre shift falls to this, relative to the data's variance",
         metavar="TOL",
     ),
-    "max_points_per_centroid": Param(
-        None,
-        lambda v: v is None or is_int(v, 1),
-        "a positive integer or None",
+    "max_points_per_centroid": rows_per_centroid(
         "fit each k-means on a random sample of this many rows per cluster, then "
-        "assign every row (default: fit on every row)",
-        metavar="M",
+        "assign every row (default: fit on every row)"
     ),
-    "init_points_per_centroid": Param(
-        None,
-        lambda v: v is None or is_int(v, 1),
-        "a positive integer or None",
+    "init_points_per_centroid": rows_per_centroid(
         "seed each k-means (k-means++ or k-means||) from a random sample of this many "
-        "rows per cluster (default: from every row)",
-        metavar="M",
+        "rows per cluster (default: from every row)"
     ),
     "metric": choice(METRICS, "euclidean", "cosine: spherical k-means on unit rows"),
     "device": choice(DEVICES, "cpu", "where the kernels run"),
