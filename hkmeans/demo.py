@@ -18,6 +18,7 @@ from .datasets import RING_SIZES, make_rings
 from .dedup import DedupResult, dedup
 from .estimator import HierarchicalKMeans
 from .io import atomic_path, save_text
+from .plot import figure
 from .report import curation_report
 
 
@@ -159,8 +160,6 @@ def plot(result: RingsResult, path) -> None:
     """Scatter of the pool beside the curated and random subsets, as a PNG at ``path``
     (written atomically). Needs matplotlib."""
     from matplotlib import colormaps
-
-    from .plot import figure
 
     fig = figure(13.5, 3.4)
     axes = fig.subplots(1, 3, sharex=True, sharey=True)
