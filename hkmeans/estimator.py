@@ -336,9 +336,10 @@ class HierarchicalKMeans(_CentroidClusterer):
         row, as the paper does. See ``docs/performance.md`` for its effect.
     init_points_per_centroid : int or None, default=None
         Each k-means seeds ("k-means++" or "k-means||") from a random sample of
-        ``n_clusters * init_points_per_centroid`` rows when it has more: about 40
-        rows per centre seed in a fifth of the time, within the spread of the
-        seeding's own draws (``docs/performance.md``). None seeds from every row.
+        ``n_clusters * init_points_per_centroid`` rows when it has more: with 40
+        rows per centre the seeding takes about a seventh of the time, its
+        potential within the spread of its own draws (``docs/performance.md``).
+        None seeds from every row.
     random_state : int, Generator, RandomState or None
     verbose : bool, default=False
         Progress bars (levels, resampling steps, Lloyd iterations) and one line per
@@ -349,7 +350,8 @@ class HierarchicalKMeans(_CentroidClusterer):
         How level 0 runs: in this process, or over the chunks of a dask array on a
         Dask cluster (an in-memory array is then wrapped in chunks); "auto" is
         "dask" for a dask array. On Dask, "k-means++" seeds by k-means|| (no pass per
-        centre); see ``docs/scaling.md`` for how results compare.
+        centre), or greedily in memory from the sample ``init_points_per_centroid``
+        draws; see ``docs/scaling.md`` for how results compare.
     client : distributed.Client or None, default=None
         The cluster for the dask backend; None takes the active Client, else a local
         scheduler if one is configured, else starts a ``LocalCluster`` of worker
