@@ -270,7 +270,6 @@ def _with_row(X, row, value, tmp_path):
         ("bad keep", "argument --dedup-keep: invalid choice: 'last'"),
         ("NaN row", r"1 row\(s\) hold NaN or infinity \(as float32\); the first is row 7"),
         ("zero row", r"1 row\(s\) are zero \(as float32\); the first is row 9"),
-        ("on dask", "--dedup runs in process"),
         ("bad config", "c.toml: dedup_metric must be one of 'cosine', 'euclidean', got 'dot'"),
     ],
 )
@@ -281,7 +280,6 @@ def test_bad_dedup_input_is_one_line_with_nothing_written(pool, tmp_path, case, 
         "above 1": ["--dedup", "1.5"],
         "negative": ["--dedup", "-1", "--dedup-metric", "euclidean"],
         "bad keep": ["--dedup", "0.9", "--dedup-keep", "last"],
-        "on dask": ["--dedup", "0.9", "--workers", "2"],
         "bad config": ["--config", tmp_path / "c.toml"],
     }.get(case, ["--dedup", "0.9"])
     if case == "NaN row":
@@ -294,6 +292,32 @@ def test_bad_dedup_input_is_one_line_with_nothing_written(pool, tmp_path, case, 
     assert_error(proc)
     assert re.search(match, proc.stderr), proc.stderr
     assert not out.exists()
+
+
+@needs_pyarrow
+def test_curate_dedup_on_dask_keeps_the_rows_in_process_keeps_and_fits_them_on_dask(pool, tmp_path):
+    pytest.importorskip("distributed")
+    X, path = pool
+    on_dask = ["--workers", "2", "--target-size", 100, "-q"]
+    run("curate", path, "--out", tmp_path / "run", *DEDUP_FIT, "--dedup", 0.99, *on_dask)
+    run("dedup", path, "--threshold", 0.99, "--out", tmp_path / "dedup")
+    with np.load(tmp_path / "run" / "dedup.npz") as f:
+        np.testing.assert_array_equal(f["kept"], np.load(tmp_path / "dedup" / "kept.npy"))
+    # the fit is Dask's on the rows kept (the same chunks; on one process here)
+    import dask
+    import dask.array as da
+
+    from hkmeans.backends.dask.storage import chunk_rows
+
+    kept = X[np.load(tmp_path / "dedup" / "kept.npy")]
+    with dask.config.set(scheduler="synchronous"):
+        model = hkmeans.HierarchicalKMeans(**DEDUP_API, backend="dask")
+        model.fit(da.from_array(kept, chunks=(chunk_rows(8, np.float32), 8)))
+    tree = tree_of(tmp_path / "run")
+    for t, level in enumerate(model.levels_):
+        np.testing.assert_array_equal(tree.labels[t], np.asarray(level.labels))
+        np.testing.assert_array_equal(tree.centroids[t], level.centroids)
+    assert not list((tmp_path / "run").glob("scratch-*"))
 
 
 def test_a_zero_row_is_fine_under_euclidean(pool, tmp_path):

@@ -1,7 +1,7 @@
 """The fit of a run: every check before anything is written, then the dedup step (if
-asked for: in process, its result kept in the run) and level 0 in process (the input,
-or the rows the dedup kept, read in place or copied once as C-ordered rows) or on
-Dask."""
+asked for: in process or on Dask, its result kept in the run) and level 0 in process
+(the input, or the rows the dedup kept, read in place or copied once as C-ordered
+rows) or on Dask (the workers reading those rows chunk by chunk)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,16 @@ from ..backends import dask_module, resolve
 from ..backends.cuda import check_available
 from ..dedup import check_threshold, dedup
 from ..hierarchy import fit_levels, tree_from_levels
-from ..io import convert, scan
+from ..io import convert, save_npy, scan
 from ..readers import SubsetPool, open_pool
 from . import config as cfg
 from .inputs import compute_dtype, read_ids
-from .run_layout import DASK_SCRATCH, RunDirError, owned
+from .run_layout import DASK_SCRATCH, RunDirError, inside, owned
 from .rundir import RunDir
 
 SCRATCH = "data.npy"
 DEDUP_SCRATCH = "scratch-dedup.npy"  # the input as the dedup reads it, when not in place
+KEPT_SCRATCH = "scratch-kept.npy"  # the rows the dedup kept, as the Dask workers read them
 
 
 def prepare_fit(args, config):
@@ -43,11 +44,6 @@ def prepare_fit(args, config):
             check_threshold(config["dedup"], config["dedup_metric"])
         except ValueError as e:
             raise cfg.ConfigError(f"--dedup: {e}") from None
-        if cfg.on_dask(config):
-            raise cfg.ConfigError(
-                "--dedup runs in process: drop --scheduler/--workers, or remove duplicates first "
-                "(hkmeans dedup) and fit the rows of its kept.npy with --subset-indices."
-            )
     if config["device"] == "cuda" and not cfg.on_dask(config):  # on Dask, the workers are checked
         try:
             check_available()
@@ -114,12 +110,12 @@ def fit_run(args, config, params, pool, dtype, source, ids=None, client=None):
     if run.manifest["status"] == "done":
         log.info("%s: the fit is already done", args.out)
         return run
+    if config["dedup"] is not None:
+        pool = _kept_rows(run, pool, dtype, config, params, args.embeddings, client)
     if client is not None:
         _fit_on_dask(args, config, params, pool, dtype, run, client)
         log.info("%s: fit done", args.out)
         return run
-    if config["dedup"] is not None:
-        pool = _kept_rows(run, pool, dtype, config, params)
     scratch = os.path.join(run.path, SCRATCH)
     X = _in_place(pool, dtype, scratch)
     levels = _levels(resolve(X, config["device"]), args, config, params, run)
@@ -144,15 +140,25 @@ def _in_place(pool, dtype, scratch):
     return X
 
 
-def _kept_rows(run, pool, dtype, config, params):
-    """The dedup step: the rows of ``pool`` it keeps, as a pool over the whole input
-    (:class:`~hkmeans.readers.SubsetPool`, as ``--subset-indices`` gives). Done once
-    the manifest lists its file; until then (a first run, or one killed during it)
-    it runs on the whole pool and writes ``dedup.npz``."""
+def _kept_rows(run, pool, dtype, config, params, source, client=None):
+    """The dedup step: the rows of ``pool`` (opened from ``source``) it keeps, as a
+    pool over the whole input (:class:`~hkmeans.readers.SubsetPool`, as
+    ``--subset-indices`` gives). Done once the manifest lists its file; until then (a
+    first run, or one killed during it) it runs on the whole pool, in process or on
+    ``client``'s workers (the same result), and writes ``dedup.npz``."""
     found = run.dedup(run.path, run.manifest)
     if found is None:
         scratch = os.path.join(run.path, DEDUP_SCRATCH)
-        X = _in_place(pool, dtype, scratch)
+        if client is None:
+            X = _in_place(pool, dtype, scratch)
+            on = {}
+        else:
+            from ..backends.dask.storage import pool_array
+
+            X = pool_array(
+                source, dtype, column=config["column"], subset_indices=config["subset_indices"], shape=pool.shape
+            )
+            on = {"backend": "dask", "client": client}
         rule = ">=" if config["dedup_metric"] == "cosine" else "<="
         log.info("removing near-duplicates: %s %s %g", config["dedup_metric"], rule, config["dedup"])
         res = dedup(
@@ -162,6 +168,7 @@ def _kept_rows(run, pool, dtype, config, params):
             keep=config["dedup_keep"],
             random_state=config["seed"],
             device=config["device"],
+            **on,
         )
         del X
         removed = res.removed
@@ -202,13 +209,16 @@ def _fit_on_dask(args, config, params, pool, dtype, run, client):
     dask = dask_module()
     from ..backends.dask.storage import pool_array
 
-    X = pool_array(
-        args.embeddings, dtype, column=config["column"], subset_indices=config["subset_indices"], shape=pool.shape
-    )
+    subset = config["subset_indices"]
+    if config["dedup"] is not None and pool.shape[0] < run.manifest["dedup"]["rows"]:
+        # the workers read the rows kept from a file, as they read --subset-indices
+        subset = inside(run.path, KEPT_SCRATCH)
+        save_npy(subset, pool.rows)
+    X = pool_array(args.embeddings, dtype, column=config["column"], subset_indices=subset, shape=pool.shape)
     scratch = dask_config.get("hkmeans.scratch", None)
     scratch = os.path.join(run.path, DASK_SCRATCH) if scratch is None else scratch
     with dask.using(client), dask_config.set({"hkmeans.scratch": scratch}):
         levels = _levels(resolve(X, config["device"], client, "dask"), args, config, params, run)
         labels, sqdist = dask.compute(levels[0].labels, levels[0].sqdist, client=client)
     levels = [dataclasses.replace(levels[0], labels=labels, sqdist=sqdist), *levels[1:]]
-    run.finish(levels, tree_from_levels(levels))
+    run.finish(levels, tree_from_levels(levels))  # deletes the scratch files, the rows kept among them
