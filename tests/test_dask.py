@@ -375,6 +375,19 @@ def test_pool_array_reads_shards_on_the_workers_and_store_load_round_trip(client
         dask_io.load(folder, client=client)
 
 
+def test_a_subset_file_rewritten_at_its_path_is_read_anew_by_the_workers(client, tmp_path):
+    # the workers outlive a run: a rerun's subset at the same path must not hit their cache
+    from hkmeans.backends.dask import storage as dask_io
+    from hkmeans.io import save_npy
+
+    np.save(tmp_path / "x.npy", X)
+    subset = tmp_path / "rows.npy"
+    for rows in (np.arange(0, N, 2), np.arange(1, N, 2)):  # the same shape, other rows
+        save_npy(subset, rows)
+        A = dask_io.pool_array(tmp_path / "x.npy", np.float32, subset_indices=subset, rows=CHUNK)
+        np.testing.assert_array_equal(dask_backend.compute(A, client=client)[0], X[rows])
+
+
 def test_spill_writes_one_file_per_chunk_and_reads_any_slice_back(client, tmp_path):
     import gc
 

@@ -102,9 +102,20 @@ def map_rows(array, fn):
 
 
 @functools.lru_cache(maxsize=8)
-def _open(source, column, subset_indices):
-
+def _open(source, column, subset_indices, stamps=None):
+    """The pool, opened once per worker for each version of its files: ``stamps``
+    (see :func:`_stamp`) is only part of the cache key."""
     return open_pool(source, column=column, subset_indices=subset_indices)
+
+
+def _stamp(path):
+    """What tells one version of the file at ``path`` from another (a file replaced
+    atomically is a new inode), or None for a folder, a glob or no path."""
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns) if os.path.isfile(path) else None
 
 
 class _PoolRows:
@@ -116,15 +127,26 @@ class _PoolRows:
     def __init__(self, source, column, subset_indices, shape, dtype):
         self.source, self.column, self.subset_indices = source, column, subset_indices
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        # a file rewritten at the same path (a rerun's subset) is another array, on
+        # the workers (their cache of open pools) as in the graph
+        self.stamps = (_stamp(source), _stamp(subset_indices))
 
     def __dask_tokenize__(self):
-        return (type(self).__name__, self.source, self.column, self.subset_indices, self.shape, self.dtype.str)
+        return (
+            type(self).__name__,
+            self.source,
+            self.column,
+            self.subset_indices,
+            self.stamps,
+            self.shape,
+            self.dtype.str,
+        )
 
     def __getitem__(self, key):
         rows, cols = key
         start, stop, _ = rows.indices(self.shape[0])
-        block = _open(self.source, self.column, self.subset_indices).read(start, stop).astype(self.dtype, copy=False)
-        return block[:, cols]
+        pool = _open(self.source, self.column, self.subset_indices, self.stamps)
+        return pool.read(start, stop).astype(self.dtype, copy=False)[:, cols]
 
 
 def pool_array(source, dtype, column=None, subset_indices=None, shape=None, rows=None):
@@ -135,7 +157,7 @@ def pool_array(source, dtype, column=None, subset_indices=None, shape=None, rows
     source = os.path.abspath(os.fspath(source))
     subset = None if subset_indices is None else os.path.abspath(os.fspath(subset_indices))
     if shape is None:
-        shape = _open(source, column, subset).shape
+        shape = _open(source, column, subset, (_stamp(source), _stamp(subset))).shape
     n, d = map(int, shape)
     rows = chunk_rows(d, dtype) if rows is None else int(rows)
     return rows_array(_PoolRows(source, column, subset, (n, d), dtype), (rows, d))
