@@ -9,7 +9,8 @@ Sections (medians of alternating runs, ratios against the GEMM of the same shape
 - ``large``: the paper's large example end to end, beside its GEMM roofline (long);
 - ``peers``: hkmeans, SuperKMeans, faiss and scikit-learn at their defaults and at
   matched settings (10 iterations on every row) on three shapes, one run each (long;
-  ``--scale`` shrinks rows and clusters alike).
+  ``--scale`` shrinks rows and clusters alike, ``--only hkmeans,SuperKMeans`` keeps
+  the runs whose names contain one of those).
 
     python bench/compare.py [--sections lloyd,assign,seeding] [--repeats 3]
 
@@ -290,18 +291,24 @@ def section_peers(args):
         n, k = max(int(n0 * args.scale), 20), max(int(k0 * args.scale), 2)
         X = mixture(n, d, n_components=200)
         results = {}
-        for name, (kind, fit) in peer_runs(n, d, k).items():
+        runs = peer_runs(n, d, k)
+        wanted = [w for w in args.only.split(",") if w] if args.only else None
+        runs = {name: run for name, run in runs.items() if wanted is None or any(w in name for w in wanted)}
+        for name, (kind, fit) in runs.items():
             fit(X[: 20 * k]) if name.startswith("hkmeans") else None  # compile or load first
             seconds, (C, n_iter) = timed(lambda: fit(X))
             results[name] = kind, seconds, n_iter, potential(X, np.asarray(C, dtype=X.dtype)) / n
-        sk, skm = results["scikit-learn KMeans()"][3], results["SuperKMeans()"][3]
+        sk, skm = (results[name][3] if name in results else None for name in ("scikit-learn KMeans()", "SuperKMeans()"))
         print(f"\n## Peers: {n} x {d} float32, mixture of 200 Gaussians, k = {k}, one run each")
         print(
             "| run | settings | time (s) | iterations | inertia per row | reaches scikit-learn's | reaches SuperKMeans's |"
         )
         print("|---|---|---|---|---|---|---|")
         for name, (kind, seconds, n_iter, inertia) in results.items():
-            reach = [f"{seconds:.2f} s" if inertia <= target * (1 + 1e-6) else "no" for target in (sk, skm)]
+            reach = [
+                "-" if target is None else f"{seconds:.2f} s" if inertia <= target * (1 + 1e-6) else "no"
+                for target in (sk, skm)
+            ]
             print(f"| {name} | {kind} | {seconds:.2f} | {n_iter} | {inertia:.4f} | {reach[0]} | {reach[1]} |")
 
 
@@ -326,6 +333,7 @@ def main():
     parser.add_argument("--init", default="k-means++", help="seeding of the large example")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the rows and clusters of peers' shapes")
     parser.add_argument("--shapes", default="0,1,2", help="which of peers' shapes (indices)")
+    parser.add_argument("--only", help="peers: the runs whose names contain one of these (comma-separated)")
     args = parser.parse_args()
     blas = ", ".join(
         sorted({f"{i['internal_api']} {i.get('version')}" for i in threadpool_info() if i["user_api"] == "blas"})

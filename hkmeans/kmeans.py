@@ -168,10 +168,12 @@ def lloyd(
 
 def training_sample(data, m, rng, device="cpu"):
     """``m`` distinct random rows of backend ``data`` (in row order, with their
-    weights), as an in-memory backend on ``device``."""
+    weights), as an in-memory backend on ``device`` (on the CPU for Dask's rows: the
+    client, where the sample lands, need not have the workers' GPUs)."""
     rows = np.sort(rng.choice(data.shape[0], m, replace=False))
     weights = None if data.weights is None else data.weights[rows]
-    return resolve(np.ascontiguousarray(data.take(rows)), device).weighted(weights)
+    where = "cpu" if data.name == "dask" else device
+    return resolve(np.ascontiguousarray(data.take(rows)), where).weighted(weights)
 
 
 def seeding_rows(data, n_clusters, init, points_per_centroid, rng, device="cpu"):

@@ -67,8 +67,7 @@ def test_seeding_on_a_sample_draws_the_sample_first_then_seeds_from_it(init):
     # the contract: 120 distinct rows drawn first from the generator, the seeding's from them
     rng = np.random.default_rng(0)
     rows = np.sort(rng.choice(len(X), 120, replace=False))
-    C0, seeds = init_centers(resolve(X[rows]), 6, init, rng)
-    assert seeds is not None and set(rows[seeds]) <= set(rows)
+    C0, _ = init_centers(resolve(X[rows]), 6, init, rng)
     ref = kmeans(X, 6, init=C0, max_iter=5)
     np.testing.assert_array_equal(res.centers, ref.centers)
     np.testing.assert_array_equal(res.labels, ref.labels)

@@ -115,7 +115,7 @@ RUN_KEYS = {
         None,
         _text,
         "an address",
-        "run level 0 on the Dask cluster of the scheduler at ADDRESS (e.g. tcp://host:8786), "
+        "run level 0 (and --dedup) on the Dask cluster of the scheduler at ADDRESS (e.g. tcp://host:8786), "
         "its workers reading the input chunk by chunk (they must see its files at the same paths)",
         metavar="ADDRESS",
         parse=str,
@@ -124,7 +124,8 @@ RUN_KEYS = {
         None,
         lambda v: is_int(v, 1),
         "a positive integer",
-        "run level 0 on a local Dask cluster of N worker processes, each with cores / N Numba and BLAS threads",
+        "run level 0 (and --dedup) on a local Dask cluster of N worker processes, each with cores / N "
+        "Numba and BLAS threads",
         metavar="N",
     ),
 }
