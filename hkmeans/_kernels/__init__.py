@@ -25,8 +25,9 @@ import numba
 from numba.core import event
 
 #: Said once per process, before the first kernel compiles (never when all load from
-#: the cache). The time: a first `hkmeans demo` on an idle 2-core machine (about 27 s).
-COMPILE_NOTICE = "hkmeans: compiling kernels for this machine, once (about 30 s; then cached)"
+#: the cache). The time: a first `hkmeans demo` on an idle 2-core machine (38-46 s of
+#: kernels in fresh installs).
+COMPILE_NOTICE = "hkmeans: compiling kernels for this machine, once (about 40 s; then cached)"
 
 
 def _probe():
