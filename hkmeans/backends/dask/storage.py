@@ -124,12 +124,12 @@ class _PoolRows:
 
     ndim = 2
 
-    def __init__(self, source, column, subset_indices, shape, dtype):
+    def __init__(self, source, column, subset_indices, stamps, shape, dtype):
         self.source, self.column, self.subset_indices = source, column, subset_indices
-        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         # a file rewritten at the same path (a rerun's subset) is another array, on
         # the workers (their cache of open pools) as in the graph
-        self.stamps = (_stamp(source), _stamp(subset_indices))
+        self.stamps = stamps
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
 
     def __dask_tokenize__(self):
         return (
@@ -156,11 +156,12 @@ def pool_array(source, dtype, column=None, subset_indices=None, shape=None, rows
     uses it. ``shape`` is the pool's (opened here if not given)."""
     source = os.path.abspath(os.fspath(source))
     subset = None if subset_indices is None else os.path.abspath(os.fspath(subset_indices))
+    stamps = (_stamp(source), _stamp(subset))
     if shape is None:
-        shape = _open(source, column, subset, (_stamp(source), _stamp(subset))).shape
+        shape = _open(source, column, subset, stamps).shape
     n, d = map(int, shape)
     rows = chunk_rows(d, dtype) if rows is None else int(rows)
-    return rows_array(_PoolRows(source, column, subset, (n, d), dtype), (rows, d))
+    return rows_array(_PoolRows(source, column, subset, stamps, (n, d), dtype), (rows, d))
 
 
 # ---------------------------------------------------------------------------
