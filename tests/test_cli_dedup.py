@@ -375,10 +375,26 @@ def _kill_at(monkeypatch, where):
 
 
 @pytest.mark.parametrize(
-    "where",
-    ["in the dedup", "dedup written, not yet listed", "between steps of the fit", "inside a k-means run"],
+    "where, engine",
+    [
+        ("in the dedup", "in process"),
+        ("dedup written, not yet listed", "in process"),
+        ("between steps of the fit", "in process"),
+        ("inside a k-means run", "in process"),
+        pytest.param("between steps of the fit", "dask", marks=pytest.mark.slow),
+    ],
 )
-def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_result(pool, tmp_path, monkeypatch, where):
+def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_result(pool, tmp_path, monkeypatch, where, engine):
+    if engine == "dask":  # the three runs on one cluster, which outlives the killed command as a real one would
+        distributed = pytest.importorskip("distributed")
+        # worker threads in this process start fast; they still read the rows kept from the run directory
+        with distributed.LocalCluster(2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+            _killed_then_resumed(pool, tmp_path, monkeypatch, where, ["--scheduler", cluster.scheduler_address])
+    else:
+        _killed_then_resumed(pool, tmp_path, monkeypatch, where, [])
+
+
+def _killed_then_resumed(pool, tmp_path, monkeypatch, where, engine):
     import gc
 
     from hkmeans.cli import fitting
@@ -386,7 +402,7 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_result(pool, tmp_pat
     X, _ = pool
     path = tmp_path / "x16.npy"
     np.save(path, X.astype(np.float16))  # read through copies: scratch-dedup.npy, then data.npy
-    args = ["curate", path, *DEDUP_FIT, "--dedup", 0.99, "--target-size", 100, "-q"]
+    args = ["curate", path, *DEDUP_FIT, "--dedup", 0.99, "--target-size", 100, "-q", *engine]
     run(*args, "--out", tmp_path / "straight")
     run_dir = tmp_path / "run"
     with monkeypatch.context() as m:
@@ -401,7 +417,8 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_result(pool, tmp_pat
     assert ("dedup" in before) == in_fit
     assert (run_dir / "dedup.npz").exists() == (where != "in the dedup")
     if in_fit:  # the dedup is done: the rerun must not run it again
-        assert (run_dir / "data.npy").exists() and before["steps"][-1] == "level0/step0001"
+        rows_kept = "scratch-kept.npy" if engine else "data.npy"  # as the workers or this process read them
+        assert (run_dir / rows_kept).exists() and before["steps"][-1] == "level0/step0001"
         assert list(run_dir.glob("steps/level0/*.partial.npz")) or where == "between steps of the fit"
         monkeypatch.setattr(fitting, "dedup", lambda *a, **k: pytest.fail("the dedup ran again"))
     run(*args, "--out", run_dir)
