@@ -19,12 +19,13 @@ from ._params import FIT_PARAMS, INITS
 
 
 def check(name, value):
-    """``value`` if it suits parameter ``name`` (one that is not per level); a
-    ``ValueError`` saying what it must be otherwise."""
+    """``value`` if it suits parameter ``name`` (one that is not per level), an
+    integer as a Python int (NumPy's would wrap around in products); a ``ValueError``
+    saying what it must be otherwise."""
     param = FIT_PARAMS[name]
     if not param.accepts(value):
         raise ValueError(f"{name} must be {param.what}, got {value!r}.")
-    return value
+    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
 
 
 def per_level(name, value, n_levels) -> list:
@@ -195,7 +196,7 @@ def check_hierarchy(X, **params) -> HierarchyParams:
     init, n_init = check_kmeans_params(
         X, ks[0], p["init"], p["n_init"], p["max_iter"], p["tol"], p["metric"], hierarchical=True
     )
-    for name in ("max_points_per_centroid", "init_points_per_centroid", "device", "backend"):
-        check(name, p[name])
+    for name in ("max_iter", "max_points_per_centroid", "init_points_per_centroid", "device", "backend"):
+        p[name] = check(name, p[name])
     p.update(n_clusters=ks, n_resamples=resamples, sample_size=sizes, n_splits=splits, init=init, n_init=n_init)
     return HierarchyParams(**p)

@@ -239,9 +239,10 @@ class KMeans(_CentroidClusterer):
             X, self.n_clusters, self.init, self.n_init, self.max_iter, self.tol, self.metric
         )
         check("device", self.device)
+        per_centroid = {}
         for name in ("max_points_per_centroid", "init_points_per_centroid"):
-            check(name, getattr(self, name))
-            if getattr(self, name) is not None and sp.issparse(X):
+            per_centroid[name] = check(name, getattr(self, name))
+            if per_centroid[name] is not None and sp.issparse(X):
                 raise ValueError(f"{name} needs dense input; got a sparse matrix.")
         if self.algorithm not in ("lloyd", "elkan"):
             raise ValueError(f"algorithm must be 'lloyd' or 'elkan', got {self.algorithm!r}.")
@@ -256,17 +257,16 @@ class KMeans(_CentroidClusterer):
         self._n_init = n_init
         res = kmeans(
             data,
-            self.n_clusters,
+            int(self.n_clusters),
             init=init,
             n_init=n_init,
-            max_iter=self.max_iter,
+            max_iter=check("max_iter", self.max_iter),
             tol=self.tol,
             metric=self.metric,
             random_state=self.random_state,
             log=print if self.verbose else None,
             device=self.device,
-            max_points_per_centroid=self.max_points_per_centroid,
-            init_points_per_centroid=self.init_points_per_centroid,
+            **per_centroid,
         )
         self.cluster_centers_ = res.centers
         self.labels_ = res.labels
@@ -333,7 +333,8 @@ class HierarchicalKMeans(_CentroidClusterer):
         Each k-means with more rows than ``n_clusters * max_points_per_centroid``
         fits a random sample of that many rows, then assigns every row to its
         nearest centroid once (faiss's name and rule; it uses 256). None fits every
-        row, as the paper does. See ``docs/performance.md`` for its effect.
+        row, as the paper does. See ``docs/performance.md`` for its effect. With
+        ``sample_weight``, rows of weight 0 are never sampled (as absent rows).
     init_points_per_centroid : int or None, default=None
         Each k-means seeds ("k-means++" or "k-means||") from a random sample of
         ``n_clusters * init_points_per_centroid`` rows when it has more: with 40

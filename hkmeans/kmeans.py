@@ -168,22 +168,31 @@ def lloyd(
 
 def training_sample(data, m, rng, device="cpu"):
     """``m`` distinct random rows of backend ``data`` (in row order, with their
-    weights), as an in-memory backend on ``device`` (on the CPU for Dask's rows: the
-    client, where the sample lands, need not have the workers' GPUs)."""
-    rows = np.sort(rng.choice(data.shape[0], m, replace=False))
+    weights; rows of weight 0 left out, as absent rows), as an in-memory backend on
+    ``device`` (on the CPU for Dask's rows: the client, where the sample lands, need
+    not have the workers' GPUs); ``data`` itself when it has no more than ``m``
+    such rows."""
+    if data.weights is None:
+        if data.shape[0] <= m:
+            return data
+        rows = np.sort(rng.choice(data.shape[0], m, replace=False))
+    else:
+        positive = np.flatnonzero(data.weights > 0)
+        if positive.size <= m:
+            return data
+        rows = positive[np.sort(rng.choice(positive.size, m, replace=False))]
     weights = None if data.weights is None else data.weights[rows]
     where = "cpu" if data.name == "dask" else device
     return resolve(np.ascontiguousarray(data.take(rows)), where).weighted(weights)
 
 
 def seeding_rows(data, n_clusters, init, points_per_centroid, rng, device="cpu"):
-    """The rows a seeding ``init`` draws from: ``data``, or a random sample of
-    ``n_clusters * points_per_centroid`` of them (see :func:`training_sample`) for
-    k-means++ and k-means|| when there are more."""
-    if points_per_centroid is None or init not in ("k-means++", "k-means||"):
+    """The rows a seeding ``init`` draws from: ``data``, or for k-means++ and
+    k-means|| a random sample of ``n_clusters * points_per_centroid`` of them (see
+    :func:`training_sample`)."""
+    if points_per_centroid is None or not (isinstance(init, str) and init in ("k-means++", "k-means||")):
         return data
-    m = n_clusters * points_per_centroid
-    return data if data.shape[0] <= m else training_sample(data, m, rng, device)
+    return training_sample(data, n_clusters * points_per_centroid, rng, device)
 
 
 def kmeans(
@@ -220,8 +229,8 @@ def kmeans(
     the means, the inertia and the variance ``tol`` is relative to (scikit-learn's is
     unweighted; weighted, it is as for the rows repeated). ``log`` gets scikit-learn's
     verbose lines. ``device`` says where an array ``X`` is searched ("cpu" or "cuda";
-    a backend stays where it is). With ``max_points_per_centroid`` and more rows than
-    ``n_clusters`` times it, the runs fit a random sample of that many rows (drawn
+    a backend stays where it is). With ``max_points_per_centroid`` and more rows (of
+    positive weight) than ``n_clusters`` times it, the runs fit a random sample of that many rows (drawn
     from ``random_state``, in memory), and one search of every row against the best
     run's centres gives the labels, distances and inertia (faiss's training sample).
     With ``init_points_per_centroid``, each run seeds (k-means++ or k-means||) from
@@ -238,7 +247,7 @@ def kmeans(
         data = data.normalized()
     tol_abs = data.mean_variance() * tol if tol > 0 else 0.0
     full = data
-    if max_points_per_centroid is not None and data.shape[0] > n_clusters * max_points_per_centroid:
+    if max_points_per_centroid is not None:
         data = training_sample(data, n_clusters * max_points_per_centroid, rng, device)
     resumable = key is not None and checkpoints is not None and data.resumable_runs
     checkpoints = checkpoints if resumable and checkpoints is not None else Checkpoints()

@@ -86,6 +86,30 @@ def test_seeding_on_a_sample_is_checked_and_kept_off_sparse_input():
     assert km.cluster_centers_.shape == (3, 5) and len(km.labels_) == 300
 
 
+@pytest.mark.parametrize("option", ["max_points_per_centroid", "init_points_per_centroid"])
+def test_a_sample_is_drawn_among_rows_of_positive_weight_as_if_the_others_were_absent(option):
+    X = blobs(n=900, d=20, k=8) + 10
+    w = np.zeros(len(X))
+    w[::7] = np.random.default_rng(1).integers(1, 4, len(w[::7]))  # 129 rows: more than the 60 sampled
+    present = w > 0
+    res = kmeans(X, 6, random_state=0, sample_weight=w, max_iter=5, **{option: 10})
+    ref = kmeans(X[present], 6, random_state=0, sample_weight=w[present], max_iter=5, **{option: 10})
+    np.testing.assert_array_equal(res.centers, ref.centers)
+
+
+def test_sample_options_take_numpy_integers_and_leave_an_array_init_alone():
+    X = blobs(n=900, d=4, k=8)
+    full = KMeans(20, random_state=0).fit(X)
+    # 20 x 200 does not wrap around in uint8's 8 bits: no sample, the full fit
+    same = KMeans(np.uint8(20), random_state=0, max_points_per_centroid=np.uint8(200)).fit(X)
+    np.testing.assert_array_equal(same.cluster_centers_, full.cluster_centers_)
+    huge = KMeans(20, random_state=0, init_points_per_centroid=np.int64(2**62)).fit(X)
+    np.testing.assert_array_equal(huge.cluster_centers_, full.cluster_centers_)
+    init = X[:20].copy()  # seeded by the user: the option has nothing to seed
+    given = KMeans(20, init=init, init_points_per_centroid=5).fit(X)
+    np.testing.assert_array_equal(given.cluster_centers_, KMeans(20, init=init).fit(X).cluster_centers_)
+
+
 def test_sampled_training_without_more_rows_than_the_sample_is_a_full_fit():
     X = blobs()
     full = kmeans(X, 6, random_state=0)
