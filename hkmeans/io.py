@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -74,6 +75,25 @@ def atomic_path(path, fsync=True):
             os.unlink(tmp)
         if isinstance(e, OSError) and e.filename in (None, tmp) and e.errno is not None:
             raise OSError(e.errno, e.strerror, path) from e  # name the file being written, not the temporary
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yield a temporary folder beside ``path`` (which must be missing or an empty
+    folder; its parents are made); once the block has filled it without error, rename
+    it to ``path``, else remove it: ``path`` holds all the files or none."""
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=parent)
+    try:
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it 0700
+        yield tmp
+        os.replace(tmp, path)  # onto an empty folder too
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -199,7 +219,13 @@ def save_parquet(path, blocks) -> None:
         writer = None
         try:
             for block in blocks:
-                table = pa.table({name: block[name] for name in block.dtype.names})
+                # object columns hold string ids: typed so even when empty
+                table = pa.table(
+                    {
+                        name: pa.array(block[name], type=pa.string() if block.dtype[name].hasobject else None)
+                        for name in block.dtype.names
+                    }
+                )
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table)

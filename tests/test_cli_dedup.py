@@ -82,6 +82,39 @@ def test_nan_rows_and_busy_out_exit_2(pool, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
+@needs_pyarrow
+def test_nothing_removed_still_types_the_string_id_columns(pool, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    X, path = pool
+    (tmp_path / "ids.txt").write_text("".join(f"img{i}\n" for i in range(len(X))))
+    run("dedup", path, "--threshold", 1.0, "--ids", tmp_path / "ids.txt", "--out", tmp_path / "out")
+    schema = pq.read_schema(tmp_path / "out" / "duplicates.parquet")
+    assert pq.read_metadata(tmp_path / "out" / "duplicates.parquet").num_rows == 0
+    assert schema.field("id").type == pa.string() and schema.field("duplicate_of_id").type == pa.string()
+
+
+@needs_pyarrow
+def test_out_is_written_whole_or_not_at_all_and_a_bad_parent_fails_first(pool, tmp_path, monkeypatch):
+    from hkmeans.cli import dedup as command
+
+    def full_disk(path, array):
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(command, "save_npy", full_disk)  # after duplicates.parquet
+    for out in (tmp_path / "new", tmp_path / "empty"):
+        if out.name == "empty":
+            out.mkdir()
+        proc = run("dedup", pool[1], "--threshold", 0.99, "--out", out, check=False)
+        assert proc.returncode != 0 and "No space left" in proc.stderr
+        assert (out.name == "empty") == out.exists() and not list(tmp_path.glob("*/*.parquet"))
+    assert not list(tmp_path.glob(".tmp-*"))
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setattr(command, "search_pool", lambda *a, **k: pytest.fail("searched before --out was checked"))
+    assert_error(run("dedup", pool[1], "--threshold", 0.9, "--out", tmp_path / "afile" / "sub", check=False))
+
+
 def test_device_cuda_without_a_gpu_is_one_line_with_nothing_written(pool, tmp_path):
     from hkmeans.backends.cuda import check_available
 
@@ -113,6 +146,19 @@ def test_workers_search_on_dask_and_write_what_the_search_in_process_writes(pool
         pq.read_table(tmp_path / "here" / "duplicates.parquet")
     )
     assert proc.stdout.startswith("600 rows, ")
+
+
+@pytest.mark.slow
+def test_bad_rows_the_workers_find_are_one_line_on_the_terminal(pool, tmp_path):
+    pytest.importorskip("distributed")
+    X = pool[0].copy()
+    X[3, 2] = np.nan
+    np.save(tmp_path / "bad.npy", X)
+    out = tmp_path / "out"
+    # a process of its own: the workers' logs reach its terminal, not this process's capture
+    proc = run("dedup", tmp_path / "bad.npy", "--threshold", 0.9, "--workers", 1, "--out", out, check=False, env=None)
+    assert_error(proc, "row 3")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import numpy as np
 from .._params import DEVICES
 from ..backends.cuda import check_available
 from ..dedup import KEEP, check_threshold, dedup
-from ..io import save_npy, save_parquet
+from ..io import atomic_folder, save_npy, save_parquet
 from ..readers import open_pool
 from ..tables import _structured
 from . import config as cfg
@@ -119,6 +119,11 @@ def _check_out(out):
         raise cfg.ConfigError(f"{out}: exists and is not a folder; give another --out.")
     if os.path.isdir(out) and os.listdir(out):
         raise cfg.ConfigError(f"{out}: exists and is not empty; give a new or empty folder as --out.")
+    above = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise cfg.ConfigError(f"{out}: {above} is not a folder; give another --out.")
 
 
 def _table(res, ids):
@@ -156,9 +161,9 @@ def run(args) -> None:
     ids = None if ids is None else ids[0]
     search = dict(metric=args.metric, keep=args.keep, random_state=args.seed, n_clusters=args.n_clusters)
     res = search_pool(pool, args.embeddings, args.column, args.threshold, config, **search)
-    os.makedirs(args.out, exist_ok=True)
-    save_parquet(os.path.join(args.out, "duplicates.parquet"), [_table(res, ids)])
-    save_npy(os.path.join(args.out, "kept.npy"), res.kept)
+    with atomic_folder(args.out) as out:  # both files or neither: a rerun finds the folder empty
+        save_parquet(os.path.join(out, "duplicates.parquet"), [_table(res, ids)])
+        save_npy(os.path.join(out, "kept.npy"), res.kept)
     n = len(res.duplicate_of)
     removed = n - len(res.kept)
     largest = 1 + int(np.bincount(res.duplicate_of[res.duplicate_of >= 0], minlength=1).max())

@@ -8,6 +8,7 @@ import contextlib
 import contextvars
 import functools
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -24,6 +25,23 @@ def cluster_layout(cores: int) -> tuple[int, int]:
     workers x threads <= cores, about 4 threads each."""
     threads = min(cores, 4)
     return max(1, cores // threads), threads
+
+
+class _TaskFailureLogs(logging.Filter):
+    """Drops a worker's log of a failed task (a multi-line traceback on the terminal
+    of a cluster hkmeans started): the client raises the task's error itself."""
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith("Compute Failed")
+
+
+#: No dashboard, and the scheduler's HTTP server (which starts without one) on a free
+#: port: on its default, 8787, a notebook's cluster would make it warn.
+NO_DASHBOARD = dict(dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"})
+
+
+def _drop_task_failure_logs():
+    logging.getLogger("distributed.worker").addFilter(_TaskFailureLogs())
 
 
 # The scratch folders of the clusters hkmeans started (on this machine: every worker sees them).
@@ -66,8 +84,9 @@ def local_cuda_client(workers=None):
     from dask_cuda import LocalCUDACluster
     from distributed import Client
 
-    cluster = LocalCUDACluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+    cluster = LocalCUDACluster(n_workers=workers, threads_per_worker=1, **NO_DASHBOARD)
     client = Client(cluster, set_as_default=False)
+    client.run(_drop_task_failure_logs)
     atexit.register(lambda: (client.close(), cluster.close()))
     return _own_scratch(client)
 
@@ -111,8 +130,9 @@ def local_client(workers=None, cores=None):
         name: str(threads)
         for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     }
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, env=env, **NO_DASHBOARD)
     client = Client(cluster, set_as_default=False)
+    client.run(_drop_task_failure_logs)
 
     def close():
         client.close()
