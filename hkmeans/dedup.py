@@ -85,7 +85,14 @@ def check_threshold(threshold, metric) -> float:
     return float(threshold)
 
 
-def _check_data(X, metric):
+#: Euclidean searches of float32 rows run in float64 when a squared norm is above
+#: this (float32 dot products of such rows overflow), or the threshold below
+#: ``FLOAT32_SMALLEST`` (distances that small are products that underflow).
+FLOAT32_LARGEST_SQ = 1e36
+FLOAT32_SMALLEST = 1e-15
+
+
+def _check_data(X, metric, threshold=1.0):
     if not isinstance(X, np.ndarray) or X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
         X = check_array(X, dtype=[np.float64, np.float32], order="C")
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
@@ -98,6 +105,12 @@ def _check_data(X, metric):
     if metric == "cosine" and np.any(sq == 0):
         bad = int(np.flatnonzero(sq == 0)[0])
         raise ValueError(f'Row {bad} of X is zero: metric="cosine" needs rows of non-zero norm.')
+    if (
+        metric == "euclidean"
+        and X.dtype == np.float32
+        and (sq.max() > FLOAT32_LARGEST_SQ or 0 < threshold < FLOAT32_SMALLEST)
+    ):
+        X = X.astype(np.float64)
     return X, sq
 
 
@@ -232,7 +245,7 @@ def dedup(
             _check_n_clusters(X.shape[0], n_clusters)
         found = dask_module().dedup.dedup(X, threshold, metric, keep, rng, centroids, device, client)
         return DedupResult(*found)
-    X, sq = _check_data(X, metric)
+    X, sq = _check_data(X, metric, threshold)
     return _search(X, sq, centroids(X), threshold, metric, keep, rng, device)
 
 

@@ -106,6 +106,19 @@ def test_chain_keeps_both_ends():
     np.testing.assert_array_equal(res.similarity[[1]], [1.0])
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # the k-means's float32 ranks of 1e40 norms
+@pytest.mark.parametrize("scale, threshold", [(1e20, 0.5e20), (1e-25, 0.5e-25)])
+def test_float32_rows_too_large_or_too_small_for_float32_products(scale, threshold):
+    # their dot products overflow or underflow in float32: the search runs in float64
+    X = np.random.default_rng(0).normal(size=(300, 4))
+    X[150:] = X[:150] + 0.01 * np.random.default_rng(1).normal(size=(150, 4))
+    X = (X * scale).astype(np.float32)
+    res = hkmeans.dedup(X, threshold, metric="euclidean", keep="first", random_state=0)
+    ref = hkmeans.dedup(X.astype(np.float64), threshold, metric="euclidean", keep="first", random_state=0)
+    np.testing.assert_array_equal(res.duplicate_of, ref.duplicate_of)
+    assert len(res.removed) >= 150
+
+
 def test_pairs_across_cluster_borders_are_found():
     # pairs 0.01 apart around x=0, with one centroid either side: every pair straddles
     rng = np.random.default_rng(1)
