@@ -131,7 +131,7 @@ def _values(show, rows, kind):
     for row in rows:
         value = show[int(row)]
         if kind == "image":
-            out[int(row)] = thumbnail(value)
+            out[int(row)] = None if value is None else thumbnail(value)  # a null of the column
         else:
             text = "" if value is None else str(value)
             out[int(row)] = text if len(text) <= SNIPPET else text[: SNIPPET - 1] + "\u2026"

@@ -35,8 +35,7 @@ def load_ids(path) -> np.ndarray:
         raise InputError(f"{path}: ids are read from .npy, .txt or .csv files.")
     try:
         if text:
-            with open(path, encoding="utf-8-sig", newline="") as f:
-                return _from_lines(path, f.read().split("\n"))
+            return _from_lines(path, text_lines(path))
         return np.load(path, allow_pickle=False)
     except PermissionError:
         raise InputError(f"{path}: not readable (permission denied).") from None
@@ -48,11 +47,19 @@ def load_ids(path) -> np.ndarray:
         raise InputError(f"{path}: not a readable {kind} ({first}).") from None
 
 
-def _from_lines(path, lines):
-    """One id per line (``\\n`` or ``\\r\\n``), trailing empty lines dropped."""
-    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+def text_lines(path) -> list:
+    """The lines of the UTF-8 text file ``path`` (with or without a BOM), ended by
+    ``\\n`` or ``\\r\\n`` only (other line-break characters stay inside a value),
+    trailing empty lines dropped."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        lines = [line.removesuffix("\r") for line in f.read().split("\n")]
     while lines and not lines[-1]:
         lines.pop()
+    return lines
+
+
+def _from_lines(path, lines):
+    """One id per line of ``lines`` (see :func:`text_lines`)."""
     empty = [i for i, line in enumerate(lines) if not line.strip()]
     if empty:
         raise InputError(f"{path}: line {empty[0] + 1} is empty; give one id per line.")

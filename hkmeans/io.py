@@ -110,8 +110,9 @@ def save_npz(path, **arrays) -> None:
 
 
 def save_text(path, text: str) -> None:
-    """``text`` to ``path``, atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
+    """``text`` to ``path`` in UTF-8 (what the report's page declares, whatever the
+    locale), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
 
 

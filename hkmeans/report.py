@@ -478,7 +478,7 @@ def curation_report(
             raise ValueError(f"subset {name!r} must be 1-D indices in [0, {tree.n_samples}).")
     rng = as_generator(random_state)
     name = largest(subsets)
-    random_rows = rng.choice(tree.n_samples, subsets[name].size, replace=False)
+    random_rows = rng.choice(tree.n_samples, min(subsets[name].size, tree.n_samples), replace=False)
     seed = f"seed {random_state}" if isinstance(random_state, (int, np.integer)) else "the random_state given"
     info = {"hkmeans": __version__, **(info or {})}
     tables = [

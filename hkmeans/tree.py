@@ -65,11 +65,10 @@ class ClusterTree:
             centroids = [np.asarray(c) for c in centroids]
             if len(centroids) != n_levels:
                 raise ValueError(f"centroids has {len(centroids)} levels but labels has {n_levels}.")
+            width = centroids[0].shape[-1]
             for t, c in enumerate(centroids):
-                if c.ndim != 2 or c.shape[1] != centroids[0].shape[1]:
-                    raise ValueError(
-                        f"centroids[{t}] must be 2-D with {centroids[0].shape[1]} columns, got shape {c.shape}."
-                    )
+                if c.ndim != 2 or c.shape[1] != width:
+                    raise ValueError(f"centroids[{t}] must be 2-D with {width} columns, got shape {c.shape}.")
         n_clusters = []
         for t in range(n_levels):
             if t + 1 < n_levels:
@@ -250,7 +249,7 @@ class ClusterTree:
             return cls(labels, centroids=centroids, distances=distances, sample_weight=sample_weight)
         except FileNotFoundError:
             raise ValueError(f"{name}: no such file.") from None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        except (OSError, ValueError, KeyError, EOFError, TypeError, IndexError, zipfile.BadZipFile) as e:
             reason = f"missing {e}" if isinstance(e, KeyError) else str(e).rstrip(".")
             raise ValueError(f"{name}: not a readable ClusterTree file ({reason}).") from None
 
@@ -258,7 +257,7 @@ class ClusterTree:
         return f"ClusterTree(n_samples={self.n_samples}, n_clusters={self.n_clusters})"
 
     def _check_level(self, level) -> int:
-        if not isinstance(level, (int, np.integer)) or not 0 <= level < self.n_levels:
+        if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < self.n_levels:
             raise ValueError(f"level must be an integer in [0, {self.n_levels - 1}], got {level!r}.")
         return int(level)
 

@@ -4,6 +4,7 @@ import base64
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -315,6 +316,14 @@ def test_command_line_report_and_advise(tmp_path):
     bad = hkmeans("report", tmp_path / "run", "--show", "caption", check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "neither a file nor a column" in bad.stderr
     assert not (tmp_path / "run" / "report.html").exists()
+    # values to show: one per line, whatever other line-break characters a line holds
+    (tmp_path / "show.txt").write_text("".join(f"row {i} \x85 \u2028 \x0c end\n" for i in range(len(X))), "utf-8")
+    hkmeans("report", tmp_path / "run", "--show", tmp_path / "show.txt", "-o", tmp_path / "s.html")
+    # a subset upsampled past the pool (multiplier 2), in a locale without the page's characters
+    hkmeans("sample", tmp_path / "run", "--target-size", 2 * len(X) - 5, "--multiplier", 2)
+    env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONIOENCODING="ascii")
+    proc = hkmeans("report", tmp_path / "run", "-o", tmp_path / "up.html", env=env)
+    assert proc.returncode == 0 and "\u2605" in (tmp_path / "up.html").read_text("utf-8")
 
 
 def test_command_line_report_of_a_deduplicated_run(tmp_path):
@@ -509,3 +518,23 @@ def test_user_strings_stay_text_in_a_real_browser(fitted, tmp_path):
     assert "level 0 cluster" in shown  # the script ran and opened the cluster
     assert all(f"{attack}#" in shown for attack in ATTACKS)  # ids, in the tables the script drew
     assert all(f"{ATTACKS[b % 4]} {b}" in shown for b in range(5))  # labels, in the label table
+
+
+def test_a_null_image_path_shows_no_thumbnail(tmp_path):
+    from hkmeans.browser import _values
+
+    pytest.importorskip("PIL")
+    show = np.array([str(tmp_path / "missing.png"), None], dtype=object)
+    assert _values(show, [0, 1], "image") == {0: None, 1: None}
+
+
+def test_labels_errors_of_a_parquet_file_name_it_once(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from hkmeans.cli.config import ConfigError
+    from hkmeans.cli.inputs import read_labels
+
+    pq.write_table(pa.table({"label": pa.array(["a", None, "b"])}), tmp_path / "lab.parquet")
+    with pytest.raises(ConfigError, match="holds 1 null") as e:
+        read_labels(str(tmp_path / "lab.parquet"), None, 3)
+    assert str(e.value).count("lab.parquet") == 1 and "cannot read labels" not in str(e.value)

@@ -74,6 +74,14 @@ def test_load_refuses_other_files(tmp_path):
     np.savez(path, a=np.arange(3))
     with pytest.raises(ValueError, match="not a ClusterTree"):
         ClusterTree.load(path)
+    np.save(tmp_path / "array.npy", np.arange(5))  # np.load gives an array, not an archive
+    (tmp_path / "array.npy").rename(tmp_path / "array.npz")
+    np.savez(tmp_path / "shapes.npz", format=np.array([1, 1]), n_levels=np.array(1), labels_0=np.array([0]))
+    np.savez(tmp_path / "flat.npz", format=1, n_levels=1, labels_0=np.array([0, 0]), centroids_0=np.zeros(3))
+    for name in ("array.npz", "shapes.npz", "flat.npz"):
+        with pytest.raises(ValueError, match="not a readable ClusterTree file") as e:
+            ClusterTree.load(tmp_path / name)
+        assert "\n" not in str(e.value)
 
 
 def test_flatten_keeps_point_membership():
@@ -99,6 +107,8 @@ def test_flatten_keeps_point_membership():
             "has 3 rows",
         ),
         (dict(level_labels=[np.array([0, 1])], centroids=[np.zeros((2, 2))] * 2), "levels"),
+        (dict(level_labels=[np.array([0, 0])], centroids=[np.zeros(3)]), "must be 2-D"),
+        (dict(level_labels=[np.array([2**63], np.uint64)]), "above 2"),
     ],
 )
 def test_bad_trees_are_refused(kwargs, match):
@@ -109,3 +119,5 @@ def test_bad_trees_are_refused(kwargs, match):
 def test_bad_level_is_refused():
     with pytest.raises(ValueError, match="level must be"):
         small_tree().sizes(2)
+    with pytest.raises(ValueError, match="level must be"):
+        small_tree().sizes(True)

@@ -101,6 +101,8 @@ class InMemoryArrays:
             raise ValueError(f"{name} must be a 1-D integer array, got shape {a.shape} and dtype {a.dtype}.")
         if a.size and a.min() < 0:
             raise ValueError(f"{name} has negative labels; labels must be cluster indices >= 0.")
+        if a.size and a.dtype == np.uint64 and a.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{name} has labels above 2**63 - 1; labels must be cluster indices.")
         return np.ascontiguousarray(a, dtype=np.int64)
 
     def max_label(self, a) -> int | None:

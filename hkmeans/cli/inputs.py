@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from ..ids import check_ids, column_ids, digest, load_ids
+from ..ids import check_ids, column_ids, digest, load_ids, text_lines
 from ..readers import SubsetPool
 from . import config as cfg
 
@@ -86,6 +86,8 @@ def read_labels(path, column, n, pool=None):
             labels = values.to_numpy(zero_copy_only=False)
         else:
             labels = np.load(path, allow_pickle=False)
+    except cfg.ConfigError:  # already one line naming the file
+        raise
     except ImportError:
         raise cfg.ConfigError('reading labels from Parquet needs pyarrow: pip install "hkmeans[parquet]"') from None
     except (OSError, ValueError, KeyError, EOFError) as e:
@@ -122,8 +124,7 @@ def show_column(name, source, n, rows=None, pool=None):
     if os.path.isfile(name):
         try:
             if name.endswith(".txt"):
-                with open(name, encoding="utf-8") as f:
-                    values = np.array(f.read().splitlines(), dtype=object)
+                values = np.array(text_lines(name), dtype=object)
             else:
                 values = np.load(name, allow_pickle=False)
         except (OSError, ValueError, UnicodeDecodeError) as e:
