@@ -233,6 +233,12 @@ def test_curate_equals_fit_then_sample(data, tmp_path):
     hkmeans("sample", tmp_path / "b", "--target-size", 300)
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b" / "indices.npy"))
     assert not (tmp_path / "a" / "indices.npy").exists()
+    # the run's own names, given with -o: their tables keep the run's names too
+    for name in ("indices.npy", "indices-7.npy"):
+        hkmeans("sample", tmp_path / "b", "--target-size", 300, "-o", tmp_path / "b" / name, "--force")
+        np.testing.assert_array_equal(np.load(tmp_path / "b" / name), np.load(tmp_path / "a.npy"))
+    if importlib.util.find_spec("pyarrow") is not None:
+        assert {"selected.parquet", "selected-7.parquet"} <= {p.name for p in (tmp_path / "b").iterdir()}
 
 
 def test_info_reports_levels_and_sizes(data, tmp_path):

@@ -57,8 +57,8 @@ def _sizes(config):
 def _outputs(output, run_dir, sizes):
     """``(size, indices file, Parquet file)`` per target size: ``RUN_DIR/indices.npy``
     and ``selected.parquet`` (``X.npy`` and ``X.parquet`` for ``-o X.npy``; ``X`` and
-    ``X.parquet`` for ``-o X``), with ``-SIZE`` before the suffix when there are
-    several sizes."""
+    ``X.parquet`` for ``-o X``; ``selected...`` beside ``-o RUN_DIR/indices...``),
+    with ``-SIZE`` before the suffix when there are several sizes."""
     suffix = ".npy"
     if output is None:
         npy, parquet = os.path.join(run_dir, "indices"), os.path.join(run_dir, "selected")
@@ -70,6 +70,9 @@ def _outputs(output, run_dir, sizes):
         if not output.endswith(".npy"):
             suffix = ""  # the name as given
         npy = parquet = output[: len(output) - len(suffix)]
+        name = os.path.basename(npy)
+        if name.startswith("indices") and os.path.abspath(os.path.dirname(npy)) == os.path.abspath(run_dir):
+            parquet = os.path.join(os.path.dirname(npy), "selected" + name.removeprefix("indices"))  # the run's names
     tag = (lambda n: f"-{n}") if len(sizes) > 1 else (lambda n: "")
     return [(n, f"{npy}{tag(n)}{suffix}", f"{parquet}{tag(n)}.parquet") for n in sizes]
 
