@@ -783,16 +783,25 @@ def test_huge_multipliers_and_targets_give_the_right_indices(data, tmp_path):
         ),
         (lambda run: _set_n_levels(run / "tree.npz", 5), "not a readable ClusterTree file (missing 'labels_2"),
         (lambda run: _set_n_levels(run / "tree.npz", 1), "holds more levels than its n_levels"),
+        (lambda run: _edit_manifest(run, input=dict(manifest(run)["input"], shape=[3000])), "input.shape"),
+        (lambda run: _edit_manifest(run, ids={"n": 3000}), "malformed: ids"),
+        (lambda run: _edit_manifest(run, created=5), "malformed: created"),
     ],
-    ids=["list", "keys", "truncated", "more levels", "fewer levels"],
+    ids=["list", "keys", "truncated", "more levels", "fewer levels", "shape", "ids", "created"],
 )
 def test_a_damaged_run_directory_is_one_line_and_exit_2(data, tmp_path, damage, message):
     _, path = data
     run = tmp_path / "run"
     hkmeans("fit", path, "--out", run, *FIT)
     damage(run)
-    assert_error(hkmeans("sample", run, "--target-size", 5, check=False), message)
-    assert not (run / "indices.npy").exists()
+    for command in ("sample", "info", "report"):
+        args = ("--target-size", 5) if command != "info" else ()
+        assert_error(hkmeans(command, run, *args, check=False), message)
+    assert not (run / "indices.npy").exists() and not (run / "report.html").exists()
+
+
+def _edit_manifest(run, **fields):
+    (run / "manifest.json").write_text(json.dumps({**manifest(run), **fields}))
 
 
 def _set_n_levels(file, n_levels):

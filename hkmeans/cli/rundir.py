@@ -95,6 +95,31 @@ _MANIFEST_KEYS = {"format": int, "input": dict, "params": dict, "steps": list, "
 _INPUT_KEYS = {"path": str, "shape": list, "dtype": str, "fingerprint": str}
 
 
+def _is_record(value, **fields) -> bool:
+    return isinstance(value, dict) and all(isinstance(value.get(k), kind) for k, kind in fields.items())
+
+
+def _malformed_fields(manifest) -> list:
+    """The names of the optional or nested fields the commands read that a hand edit
+    left of the wrong kind (the keys of :data:`_MANIFEST_KEYS` checked already)."""
+    bad = [key for key in ("created", "finished", "updated") if key in manifest and not isinstance(manifest[key], str)]
+    source = manifest.get("input")
+    if isinstance(source, dict):
+        shape = source.get("shape")
+        if isinstance(shape, list) and not (
+            len(shape) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in shape)
+        ):
+            bad.append("input.shape")
+        if "subset_indices" in source and not _is_record(source["subset_indices"], path=str, digest=str):
+            bad.append("input.subset_indices")
+        files = source.get("files", [])
+        if not isinstance(files, list) or not all(_is_record(f, path=str) for f in files):
+            bad.append("input.files")
+    if "ids" in manifest and not _is_record(manifest["ids"], dtype=str):
+        bad.append("ids")
+    return bad
+
+
 SCRATCH_BYTES = 64 << 20  # intermediate arrays above this go to files in RUN_DIR
 
 
@@ -149,6 +174,7 @@ class RunDir(Checkpoints):
             ]
         if "dedup" in manifest and not isinstance(manifest["dedup"], dict):
             bad.append("dedup")
+        bad += _malformed_fields(manifest)
         if bad:
             raise RunDirError(
                 f"{file}: damaged (missing or malformed: {', '.join(bad)}); use --overwrite to start over."
