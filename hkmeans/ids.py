@@ -37,6 +37,8 @@ def load_ids(path) -> np.ndarray:
         if text:
             return _from_lines(path, text_lines(path))
         return np.load(path, allow_pickle=False)
+    except InputError:  # already one line naming the file
+        raise
     except PermissionError:
         raise InputError(f"{path}: not readable (permission denied).") from None
     except UnicodeDecodeError as e:

@@ -149,7 +149,7 @@ def _open_files(source, paths, column, what):
 def natural_key(path):
     """Sort key of a file name with its runs of digits as numbers: ``shard_2`` before
     ``shard_10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", os.path.basename(path))], path
+    return [int(part) if part.isdecimal() else part for part in re.split(r"(\d+)", os.path.basename(path))], path
 
 
 def _import(module, extra, source):

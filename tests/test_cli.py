@@ -705,6 +705,50 @@ def test_overwrite_touches_only_a_run_directory_and_only_what_hkmeans_wrote(data
     np.testing.assert_array_equal(np.load(run / "data.npy"), X)
 
 
+def test_overwrite_starts_over_from_a_damaged_manifest_and_deletes_it_last(data, tmp_path, monkeypatch):
+    from hkmeans.cli import run_layout
+
+    _, path = data
+    run = tmp_path / "run"
+    hkmeans("fit", path, "--out", run, *FIT)
+    _edit_manifest(run, steps="none")
+    assert_error(hkmeans("fit", path, "--out", run, *FIT, check=False), "damaged", "use --overwrite")
+    removed = []
+    remove = run_layout._remove
+    monkeypatch.setattr(run_layout, "_remove", lambda full: removed.append(os.path.basename(full)) or remove(full))
+    hkmeans("fit", path, "--out", run, *FIT, "--overwrite")
+    assert removed[-1] == "manifest.json" and {"tree.npz", "steps"} <= set(removed)  # killed midway: still a run
+    assert manifest(run)["status"] == "done"
+
+
+def test_a_rerun_with_other_ids_is_refused_and_a_touched_input_is_read_once(data, tmp_path):
+    X, path = data
+    run = tmp_path / "run"
+    np.save(tmp_path / "ids.npy", np.arange(len(X)) + 100)
+    np.save(tmp_path / "other.npy", np.arange(len(X)) + 200)
+    hkmeans("fit", path, "--out", run, *FIT, "--ids", tmp_path / "ids.npy")
+    proc = hkmeans("fit", path, "--out", run, *FIT, "--ids", tmp_path / "other.npy", check=False)
+    assert_error(proc, "holds a run with other ids")
+    np.testing.assert_array_equal(np.load(run / "ids.npy"), np.arange(len(X)) + 100)
+    os.utime(path, ns=(10**18, 10**18))  # the same bytes, a new time: read once more, then known
+    hkmeans("fit", path, "--out", run, *FIT, "--ids", tmp_path / "ids.npy")
+    assert manifest(run)["input"]["stat"]["mtime_ns"] == 10**18
+
+
+def test_an_output_the_input_folder_or_glob_would_take_in_is_refused(data, tmp_path):
+    X, _ = data
+    (tmp_path / "shards").mkdir()
+    np.save(tmp_path / "shards" / "a.npy", X[:1500])
+    np.save(tmp_path / "shards" / "b.npy", X[1500:])
+    for source in (tmp_path / "shards", str(tmp_path / "shards" / "*.npy")):
+        out = tmp_path / "shards" / "subset.npy"
+        proc = hkmeans("curate", source, "--out", tmp_path / "run", *FIT, "--target-size", 5, "-o", out, check=False)
+        assert_error(proc, "would read it as one of its files")
+        assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["a.npy", "b.npy"]
+    hkmeans("curate", tmp_path / "shards", "--out", tmp_path / "run", *FIT, "--target-size", 5)
+    hkmeans("report", tmp_path / "run", "-o", tmp_path / "shards" / "report.html")  # not an input file
+
+
 def test_output_never_replaces_the_input_a_run_file_or_a_non_regular_file(data, tmp_path):
     X, path = data
     run = tmp_path / "run"

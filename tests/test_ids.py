@@ -246,6 +246,7 @@ def test_bad_ids_file(pool, case):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hkmeans: error: ") and EXPECTED[case] in lines[0], proc.stderr
+    assert lines[0].count(bad_ids(tmp, case).name) == 1  # the file named once, not wrapped twice
     assert not (tmp / "run").exists()
 
 

@@ -92,6 +92,8 @@ def test_shards_are_in_natural_order_and_hidden_files_are_left_out(tmp_path):
     pool = open_pool(tmp_path)
     assert [os.path.basename(f) for f in pool.files] == ["s_1.npy", "s_2.npy", "s_10.npy"]
     np.testing.assert_array_equal(pool.read(0, 12), X)
+    np.save(tmp_path / "\u00b2s.npy", X[:4])  # a digit that is not a decimal one sorts as text
+    assert os.path.basename(open_pool(tmp_path).files[-1]) == "\u00b2s.npy"
 
 
 def test_parquet_column_is_the_only_list_column_or_named(tmp_path):

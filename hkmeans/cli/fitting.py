@@ -104,7 +104,7 @@ def _known_fingerprint(run_dir, source):
 
 
 def fit_run(args, config, params, pool, dtype, source, ids=None, client=None):
-    run = RunDir.open(args.out, config, source, overwrite=args.overwrite)
+    run = RunDir.open(args.out, config, source, overwrite=args.overwrite, ids=None if ids is None else ids[1])
     if ids is not None:
         run.set_ids(*ids)
     if run.manifest["status"] == "done":

@@ -9,14 +9,18 @@ A command may write:
 
 Refused, before any work: a path that is not a regular file (a folder, a link, a FIFO),
 a file the run reads (embeddings, shards, subset indices, ids, labels, ``--show``
-files), any other file or folder inside a run directory (its manifest, steps, tree, the
-outputs of another command, another run's files).
+files), a new file the input's folder or glob of shards would take in, any other file
+or folder inside a run directory (its manifest, steps, tree, the outputs of another
+command, another run's files).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import os
 
+from ..readers import NPY, PARQUET
 from .config import ConfigError
 from .run_layout import below, run_holding
 
@@ -30,6 +34,8 @@ def check_output(path, *, own_run, names, reads=(), force=False) -> None:
         raise ConfigError(f"{path}: is a symbolic link; give the path of a regular file.")
     if os.path.exists(path) and not os.path.isfile(path):
         raise ConfigError(f"{path}: exists and is not a regular file; give another output path.")
+    if reads and reads[0] is not None and _taken_in(path, os.fspath(reads[0])):
+        raise ConfigError(f"{path}: the input {reads[0]} would read it as one of its files; give a path outside it.")
     for i, read in enumerate(reads):
         if read is not None and os.path.exists(read) and os.path.exists(path) and os.path.samefile(path, read):
             what = "the input embeddings file" if i == 0 else f"a file this run reads ({read})"
@@ -50,3 +56,14 @@ def check_output(path, *, own_run, names, reads=(), force=False) -> None:
         raise ConfigError(f"{path}: its folder {folder} does not exist.")
     if os.path.exists(path) and not force:
         raise ConfigError(f"{path}: exists; give --force to replace it, or another output path.")
+
+
+def _taken_in(path, source) -> bool:
+    """Whether a file at ``path`` would be among the files of the input ``source``: an
+    array or table file (by its suffix) in its folder, or matched by its glob."""
+    full = os.path.abspath(path)
+    if not full.endswith((*NPY, *PARQUET)) or os.path.basename(full).startswith("."):
+        return False
+    if glob.has_magic(source):
+        return fnmatch.fnmatch(full, os.path.abspath(source))
+    return os.path.isdir(source) and os.path.dirname(full) == os.path.abspath(source)

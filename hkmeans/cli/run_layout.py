@@ -167,7 +167,7 @@ def _remove(full) -> None:
 def remove_owned(path, keep):
     """Delete what hkmeans writes at the top of the run directory ``path``, by exact
     name or pattern (never a path of ``keep``, the input's files, nor anything else)."""
-    for name in os.listdir(path):
+    for name in sorted(os.listdir(path), key=lambda n: n == MANIFEST):  # the manifest last: still a run if killed
         full = os.path.join(path, name)
         if name == LOCK or any(same_file(full, k) for k in keep):
             continue

@@ -149,9 +149,10 @@ class RunDir(Checkpoints):
     # opening
 
     @staticmethod
-    def read_manifest(path) -> dict:
+    def read_manifest(path, whole=True) -> dict:
         """The manifest of an existing run directory; :class:`RunDirError` if ``path``
-        is not one (no manifest, or one hkmeans did not write) or it is damaged."""
+        is not one (no manifest, or one hkmeans did not write) or, when ``whole``, it
+        is damaged (not ``whole``: enough to start the run over)."""
         file = os.path.join(path, MANIFEST)
         if not os.path.isfile(file):
             raise RunDirError(f"{path}: not an hkmeans run directory (no {MANIFEST}); run 'hkmeans fit' first.")
@@ -162,6 +163,8 @@ class RunDir(Checkpoints):
             raise RunDirError(f"{file}: cannot be read ({e}).") from None
         if not is_run_manifest(manifest):
             raise RunDirError(f"{path}: not an hkmeans run directory (its {MANIFEST} was not written by hkmeans).")
+        if not whole:
+            return manifest
         if manifest.get("format") != FORMAT:
             raise RunDirError(
                 f"{file}: run directory format {manifest.get('format')!r}, this hkmeans reads format {FORMAT}; "
@@ -187,12 +190,13 @@ class RunDir(Checkpoints):
         return manifest
 
     @classmethod
-    def open(cls, path, config, source: dict, overwrite=False) -> RunDir:
+    def open(cls, path, config, source: dict, overwrite=False, ids=None) -> RunDir:
         """Make the run directory ``path`` or reopen it to resume. ``source`` describes
         the input (shape, dtype, fingerprint and what
-        :meth:`hkmeans.readers.Pool.describe` records). Refused, before anything is
-        written, if it holds a run of other parameters or another input (unless
-        ``overwrite``) or cannot be written."""
+        :meth:`hkmeans.readers.Pool.describe` records), ``ids`` the record of the ids
+        given (or None). Refused, before anything is written, if it holds a run of
+        other parameters, another input or other ids (unless ``overwrite``), or cannot
+        be written."""
         path = os.fspath(path)
         params = fit_params(config)
         if os.path.exists(path) and not os.path.isdir(path):
@@ -200,7 +204,8 @@ class RunDir(Checkpoints):
         exists = os.path.isdir(path) and bool(set(os.listdir(path)) - {LOCK})
         if exists and not os.path.isfile(os.path.join(path, MANIFEST)):
             raise RunDirError(f"{path}: not empty and not an hkmeans run directory; choose another --out.")
-        manifest = cls.read_manifest(path) if exists else None  # refuses what hkmeans did not write
+        # refuses what hkmeans did not write; damage is what --overwrite is for
+        manifest = cls.read_manifest(path, whole=not overwrite) if exists else None
         if exists and not overwrite:
             assert manifest is not None
             if manifest["input"]["fingerprint"] != source["fingerprint"]:
@@ -215,12 +220,19 @@ class RunDir(Checkpoints):
                     if manifest["params"].get(k) != params.get(k)
                 )
                 raise RunDirError(f"{path}: holds a run with other parameters ({diff}); use --overwrite to start over.")
+            known = manifest.get("ids")
+            if ids is not None and known is not None and known.get("digest") != ids["digest"]:
+                raise RunDirError(
+                    f"{path}: holds a run with other ids ({known.get('from')}); give the same ids, "
+                    "or use --overwrite to start over."
+                )
             check_writable(path)
             lock = take_lock(path)
             manifest = cls.read_manifest(path)  # as the last process to hold the lock left it
             remove_temporaries(path)  # left by a process killed while writing
             manifest["input"].update(source)  # the same bytes; paths and times as found now
             run = cls(path, manifest, config["checkpoint_interval"], lock)
+            run.write_manifest()  # so that the next run need not read the input again
             save_text(os.path.join(path, "config.toml"), to_toml(config))  # this run's flags
             return run
         if not exists:
