@@ -721,6 +721,40 @@ def test_overwrite_starts_over_from_a_damaged_manifest_and_deletes_it_last(data,
     assert manifest(run)["status"] == "done"
 
 
+def test_a_resume_without_its_labels_is_one_line_and_a_damaged_saved_state_starts_over(data, tmp_path):
+    _, path = data
+    run = tmp_path / "run"
+    hkmeans("fit", path, "--out", run, *FIT)
+    done = ClusterTree.load(run / "tree.npz")
+
+    def stopped_after_level0():  # as a kill after the last step of level 0 leaves it
+        m = manifest(run)
+        _edit_manifest(run, status="running", steps=[s for s in m["steps"] if s.startswith("level0/")])
+        (run / "tree.npz").unlink(missing_ok=True)
+
+    stopped_after_level0()
+    newest = run / "steps" / "level0" / "step0003.labels.npz"
+    data_labels = newest.read_bytes()
+    newest.unlink()  # copied in part
+    assert_error(hkmeans("fit", path, "--out", run, *FIT, check=False), "step0003.labels.npz: missing")
+    newest.write_bytes(data_labels)
+    (run / "steps" / "level1").mkdir(exist_ok=True)
+    (run / "steps" / "level1" / "step0000.partial.npz").write_bytes(b"not a saved state")
+    proc = hkmeans("fit", path, "--out", run, *FIT)
+    assert "step0000.partial.npz: damaged; its k-means starts over" in proc.stderr
+    for t in range(2):
+        np.testing.assert_array_equal(ClusterTree.load(run / "tree.npz").labels[t], done.labels[t])
+
+
+def test_a_path_that_is_not_utf8_is_refused_before_the_run_directory_is_made(data, tmp_path):
+    _, path = data
+    subset = tmp_path / os.fsdecode(b"rows\xff.npy")
+    np.save(subset, np.arange(0, 3000, 2))
+    proc = hkmeans("fit", path, "--out", tmp_path / "run", *FIT, "--subset-indices", subset, check=False)
+    assert_error(proc, "not valid UTF-8")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_rerun_with_other_ids_is_refused_and_a_touched_input_is_read_once(data, tmp_path):
     X, path = data
     run = tmp_path / "run"

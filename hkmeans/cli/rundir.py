@@ -35,6 +35,7 @@ import platform
 import shutil
 import sys
 import time
+import warnings
 import zipfile
 from datetime import datetime
 from importlib import metadata
@@ -199,6 +200,11 @@ class RunDir(Checkpoints):
         be written."""
         path = os.fspath(path)
         params = fit_params(config)
+        flags = to_toml(config)
+        try:
+            flags.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise RunDirError(f"a path given is not valid UTF-8 ({e.object[e.start : e.end]!r}); rename it.") from None
         if os.path.exists(path) and not os.path.isdir(path):
             raise RunDirError(f"{path}: exists and is not a directory.")
         exists = os.path.isdir(path) and bool(set(os.listdir(path)) - {LOCK})
@@ -233,7 +239,7 @@ class RunDir(Checkpoints):
             manifest["input"].update(source)  # the same bytes; paths and times as found now
             run = cls(path, manifest, config["checkpoint_interval"], lock)
             run.write_manifest()  # so that the next run need not read the input again
-            save_text(os.path.join(path, "config.toml"), to_toml(config))  # this run's flags
+            save_text(os.path.join(path, "config.toml"), flags)  # this run's flags
             return run
         if not exists:
             try:
@@ -257,7 +263,7 @@ class RunDir(Checkpoints):
         }
         run = cls(path, manifest, config["checkpoint_interval"], lock)
         run.write_manifest()  # first: a directory with a manifest is a run directory
-        save_text(os.path.join(path, "config.toml"), to_toml(config))
+        save_text(os.path.join(path, "config.toml"), flags)
         return run
 
     def write_manifest(self) -> None:
@@ -291,7 +297,11 @@ class RunDir(Checkpoints):
         if partial is not None or key not in self.manifest["steps"]:
             if partial is None or not os.path.isfile(partial):
                 return None
-            return _read_npz(partial)
+            try:
+                return _read_npz(partial)
+            except RunDirError:  # a saved state is optional: that k-means starts over
+                warnings.warn(f"{partial}: damaged; its k-means starts over.", UserWarning, stacklevel=2)
+                return None
         out = _read_npz(self._file(key))
         if os.path.isfile(self._file(key, ".labels")):
             out.update(_read_npz(self._file(key, ".labels")))
@@ -300,6 +310,10 @@ class RunDir(Checkpoints):
                 out.update(_dask_io().load(self._chunks(key)))
             except (OSError, ValueError) as e:
                 raise RunDirError(f"{self._chunks(key)}: damaged ({e}); use --overwrite to start over.") from None
+        elif key == self._previous(key):  # the level's newest step: the next one starts from its labels
+            raise RunDirError(
+                f"{self._file(key, '.labels')}: missing (a copy in part?); restore it, or use --overwrite to start over."
+            )
         return out
 
     def save(self, key, arrays):
