@@ -746,6 +746,19 @@ def test_a_resume_without_its_labels_is_one_line_and_a_damaged_saved_state_start
         np.testing.assert_array_equal(ClusterTree.load(run / "tree.npz").labels[t], done.labels[t])
 
 
+def test_out_of_memory_is_one_line(data, tmp_path, monkeypatch):
+    from hkmeans.cli import commands
+
+    _, path = data
+    hkmeans("fit", path, "--out", tmp_path / "run", *FIT)
+
+    def too_large(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(commands, "hierarchical_sampling", too_large)
+    assert_error(hkmeans("sample", tmp_path / "run", "--target-size", 10, check=False), "out of memory")
+
+
 def test_a_path_that_is_not_utf8_is_refused_before_the_run_directory_is_made(data, tmp_path):
     _, path = data
     subset = tmp_path / os.fsdecode(b"rows\xff.npy")

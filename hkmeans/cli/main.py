@@ -263,6 +263,11 @@ def main(argv=None) -> int:
                 "free space and rerun the same command to resume."
             )
         return _fail(f"{e.strerror or e}{':' + where if where else ''}")
+    except MemoryError:
+        return _fail(
+            "out of memory; finished steps are kept: free memory (or fit on Dask workers) "
+            "and rerun the same command to resume."
+        )
     except KeyboardInterrupt:
         print("hkmeans: interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
