@@ -197,6 +197,14 @@ def test_water_fill_is_max_min_fair(caps, frac, seed):
         assert np.all(counts <= low + 1)
 
 
+def test_water_fill_of_counts_near_the_int64_limit():
+    uneven = np.array([2**61, 2**61 + 5, 2**62, 2**62], dtype=np.int64)
+    for target, caps in ((2**61, np.full(8, 2**61, dtype=np.int64)), (2**62, uneven)):
+        counts = select.water_fill(target, caps, np.arange(caps.size, dtype=np.float64))
+        assert int(counts.sum()) == target and np.all((counts >= 0) & (counts <= caps))
+        assert counts.max() - counts.min() <= 1  # no bin capped below the even share
+
+
 @pytest.mark.parametrize("d", [2, 30])
 @pytest.mark.parametrize("small_d", [0, _config.SMALL_D])
 @pytest.mark.parametrize(

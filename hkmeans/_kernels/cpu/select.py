@@ -96,7 +96,7 @@ def water_fill(target, caps, keys):
     j = 0
     while j < m:
         c = caps[by_cap[j]]
-        if c * (m - j) > remaining:
+        if c > remaining // (m - j):  # c * (m - j) > remaining, without overflow near 2**63
             break
         counts[by_cap[j]] = c
         remaining -= c
