@@ -192,10 +192,14 @@ def _load_npy(path):
     except PermissionError:
         raise InputError(f"{path}: not readable (permission denied).") from None
     except (ValueError, OSError, EOFError) as e:
+        with open(path, "rb") as f:
+            head = f.read(6)
+        if head and head != b"\x93NUMPY" and not head.startswith(b"PK"):  # numpy reads others as pickles
+            raise InputError(f"{path}: not a .npy file (numpy.save writes one).") from None
         raise InputError(f"{path}: not a readable .npy array ({e}).") from None
     if not isinstance(X, np.ndarray):  # an .npz archive
         X.close()
-        raise InputError(f"{path}: an .npz archive; save the embeddings as one array with numpy.save.")
+        raise InputError(f"{path}: an .npz archive; save one array with numpy.save.")
     return X
 
 
@@ -469,6 +473,8 @@ def subset_rows(indices, n=None):
         )
     if idx.size == 0:
         raise InputError(f"{name}: no subset indices.")
+    if idx.dtype.kind == "u" and idx.max() > np.iinfo(np.int64).max:
+        raise InputError(f"{name}: subset index {idx.max()} out of range.")
     idx = np.asarray(idx, dtype=np.int64)
     steps = np.diff(idx)
     if (steps <= 0).any():

@@ -476,7 +476,7 @@ def bad_file(tmp_path, kind):
     "kind, message",
     [
         ("missing", "no such file"),
-        ("not npy", "not a readable .npy array"),
+        ("not npy", "not a .npy file (numpy.save writes one)"),
         ("3-D", "expected 2-D"),
         ("1-D", "expected 2-D"),
         ("strings", "not numeric"),
@@ -573,6 +573,7 @@ def test_run_dir_that_cannot_be_made(data, tmp_path):
         ("n_clusters = [60, 10]\nseed = -1\n", "seed must be a non-negative integer, got -1"),
         ('n_clusters = [60, 10]\nresample_strategy = "far"\n', "resample_strategy must be one of 'closest', 'random'"),
         ("n_clusters = [60, 10\n", "not valid TOML"),
+        ("# caf\xe9\nn_clusters = [60, 10]\n", "c.toml: not a UTF-8 text file"),
         (
             "n_clusters = [60, 10]\nn_resamples = -1\n",
             "n_resamples must be a non-negative integer or one per level, got -1",
@@ -581,7 +582,7 @@ def test_run_dir_that_cannot_be_made(data, tmp_path):
 )
 def test_bad_config(data, tmp_path, text, message):
     _, path = data
-    (tmp_path / "c.toml").write_text(text)
+    (tmp_path / "c.toml").write_text(text, encoding="latin-1")
     proc = hkmeans("fit", path, "--out", tmp_path / "run", "--config", tmp_path / "c.toml", check=False)
     assert_error(proc, message)
     assert not (tmp_path / "run").exists()

@@ -136,6 +136,7 @@ def test_bad_sources_raise_one_line_input_errors(tmp_path, case):
         (np.zeros(0, np.int64), "no subset indices"),
         ([[1, 2]], "must be a 1-D array of integers, got shape (1, 2)"),
         ([1.0, 2.0], "must be a 1-D array of integers, got shape (2,) of float64"),
+        (np.array([3, 2**63], np.uint64), "subset index 9223372036854775808 out of range"),
     ],
 )
 def test_bad_subset_indices(tmp_path, indices, message):

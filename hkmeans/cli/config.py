@@ -173,6 +173,8 @@ def read(path) -> dict:
         raise ConfigError(f"{path}: cannot read the config file ({e.strerror}).") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e}).") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start} cannot be decoded).") from None
     return {key: check(key, value, str(path)) for key, value in raw.items()}
 
 
