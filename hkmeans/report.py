@@ -473,6 +473,9 @@ def curation_report(
             raise ValueError(f"{name} has {len(values)} entries but the pool has {tree.n_samples} points.")
     if not subsets:
         raise ValueError("selected holds no subset.")
+    reserved = sorted(set(subsets) & {"pool", "random"})
+    if reserved:
+        raise ValueError(f"subset name {reserved[0]!r} is the report's own column; give the subset another name.")
     for name, rows in subsets.items():
         if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= tree.n_samples)):
             raise ValueError(f"subset {name!r} must be 1-D indices in [0, {tree.n_samples}).")

@@ -144,6 +144,8 @@ def test_the_report_holds_every_table_and_figure_with_and_without_labels(fitted)
     assert sum(int(r["random count"]) for r in every) == 300
     with pytest.raises(ValueError, match="selected holds no subset"):
         curation_report(m.tree_, {})
+    with pytest.raises(ValueError, match="subset name 'random' is the report's own column"):
+        curation_report(m.tree_, {"random": [1, 2]})
     with pytest.raises(ValueError, match="labels has 3 entries but the pool has 4000 points"):
         curation_report(m.tree_, selected, labels=[1, 2, 3])
     with pytest.raises(ValueError, match=r"subset 'curated' must be 1-D indices in \[0, 4000\)"):
