@@ -55,6 +55,20 @@ class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clus
         """Context in which Dask work runs on ``client`` (if given)."""
         return dask_module().using(self.client) if self.client is not None else contextlib.nullcontext()
 
+    @contextlib.contextmanager
+    def _fitting(self):
+        """Context of a fit: Dask work on ``client`` (if given), and a fit that fails
+        (bad parameters found after the data set ``n_features_in_``, an error late in
+        the work) leaves the estimator as it was, a fitted model still whole."""
+        before = dict(self.__dict__)
+        try:
+            with self._scheduler():
+                yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
     def _inertia(self, X, labels, sample_weight=None):
         """(Weighted) sum of squared distances of the rows of ``X`` to their centres
         ``labels``."""
@@ -230,7 +244,7 @@ class KMeans(_CentroidClusterer):
         -------
         self : KMeans
         """
-        with self._scheduler():
+        with self._fitting():
             return self._fit(X, sample_weight)
 
     def _fit(self, X, sample_weight):
@@ -432,7 +446,7 @@ class HierarchicalKMeans(_CentroidClusterer):
         -------
         self : HierarchicalKMeans
         """
-        with self._scheduler():
+        with self._fitting():
             return self._fit(X, sample_weight)
 
     def _fit(self, X, sample_weight):

@@ -109,3 +109,30 @@ def test_defaults_come_from_the_one_table_of_parameters():
         if name in FIT_KEYS and name != "n_clusters":  # required on the command line
             assert FIT_KEYS[name].default == param.default, name
     assert set(estimator) == set(FIT_PARAMS) | {"random_state", "verbose", "client"}
+
+
+@pytest.mark.parametrize(
+    "est, bad",
+    [
+        (KMeans(10, random_state=0), dict(max_iter=0)),
+        (HierarchicalKMeans((10, 3), random_state=0), dict(n_resamples=-1)),
+    ],
+)
+def test_a_failed_fit_leaves_the_fitted_model_whole(est, bad):
+    X = np.random.default_rng(0).normal(size=(300, 8))
+    est.fit(X)
+    labels, centres = est.predict(X), est.cluster_centers_.copy()
+    with pytest.raises(ValueError):  # found after the data of 3 features was checked
+        est.set_params(**bad).fit(X[:, :3])
+    assert est.n_features_in_ == 8
+    np.testing.assert_array_equal(est.predict(X), labels)
+    np.testing.assert_array_equal(est.cluster_centers_, centres)
+
+
+def test_an_empty_cluster_is_reseeded_whatever_the_weights():
+    X = np.random.default_rng(0).normal(size=(200, 4))
+    init = np.r_[X[:2], [[100.0] * 4]]  # no row nearest to the third: it takes the farthest
+    light = KMeans(3, init=init).fit(X)
+    for weight in (5e7, 1e19):  # whole units of weight are not materialised, one row each at most
+        heavy = KMeans(3, init=init).fit(X, sample_weight=np.full(200, weight))
+        np.testing.assert_array_equal(heavy.labels_, light.labels_)

@@ -70,7 +70,7 @@ def farthest_units(sqdist, weights, m, rank):
     rows = rows[np.lexsort((-rank[rows], -sqdist[rows]))[:m]]  # at least one unit each
     if weights is None:
         return rows, np.ones(len(rows))
-    units = np.maximum(np.ceil(weights[rows]), 1).astype(np.int64)
+    units = np.clip(np.ceil(weights[rows]), 1, m).astype(np.int64)  # no more than m are taken
     rows = np.repeat(rows, units)[:m]
     first = np.concatenate([[True], rows[1:] != rows[:-1]])
     # a row's whole units first, then what is left of its weight
