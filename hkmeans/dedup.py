@@ -241,7 +241,7 @@ def dedup(
         return normalize_rows(np.asarray(C, dtype=np.float64)) if metric == "cosine" else C
 
     if dask:
-        if model is None:
+        if model is None and X.ndim == 2 and X.shape[0] > 0:  # else (no rows, sizes unknown) the rows' check says
             _check_n_clusters(X.shape[0], n_clusters)
         found = dask_module().dedup.dedup(X, threshold, metric, keep, rng, centroids, device, client)
         return DedupResult(*found)

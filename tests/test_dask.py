@@ -529,3 +529,18 @@ def test_thresholds_by_bins_are_those_of_the_whole_merge(data):
         )
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_empty_chunks_zero_features_and_unknown_sizes_are_handled_or_one_line():
+    dX = da.from_array(X[:400], chunks=((200, 0, 200), (X.shape[1],)))
+    with dask.config.set(scheduler="synchronous"):
+        m = KMeans(5, random_state=0).fit(dX)
+        np.testing.assert_allclose(m.transform(dX).compute(), m.transform(X[:400]), rtol=1e-5)
+        for est in (KMeans(5), HierarchicalKMeans(5)):
+            with pytest.raises(ValueError, match=r"0 feature\(s\)"):
+                est.fit(dX[:, :0])
+        unknown = dX[dX[:, 0] > 0]
+        with pytest.raises(ValueError, match="unknown chunk sizes"):
+            hkmeans.dedup(unknown, 0.99)
+        with pytest.raises(ValueError, match="non-empty 2-D array"):
+            hkmeans.dedup(dX[:0], 0.99)

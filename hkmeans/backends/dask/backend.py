@@ -58,6 +58,8 @@ def as_rows(X):
         X = da.from_array(X, chunks=(max(1, (1 << 22) // max(1, X.shape[1] * X.itemsize)), -1))
     if any(np.isnan(c) for c in X.shape) or any(np.isnan(c).any() for c in map(np.array, X.chunks)):
         raise ValueError("X has unknown chunk sizes: call X.compute_chunk_sizes() first.")
+    if X.shape[1] == 0:
+        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
     if X.dtype.kind not in "fiub":
         raise TypeError(f"X must hold numbers, got dtype {X.dtype}.")
     if X.dtype not in (np.float32, np.float64):

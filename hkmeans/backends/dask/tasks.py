@@ -163,6 +163,8 @@ def inertia_block(x, labels, centers):
 def distances_block(x, centers):
     from sklearn.metrics import euclidean_distances
 
+    if x.shape[0] == 0:  # an empty chunk (scikit-learn refuses it)
+        return np.empty((0, centers.shape[0]), dtype=np.result_type(x.dtype, centers.dtype))
     return euclidean_distances(x, centers)
 
 
