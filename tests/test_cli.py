@@ -408,6 +408,18 @@ def test_bad_dask_flags_are_one_line_before_anything_is_written(data, tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    "address, message", [("notanaddress", "missing port number"), ("foo://x:1", "unknown address scheme 'foo'")]
+)
+def test_a_malformed_scheduler_address_is_one_line(data, tmp_path, address, message):
+    pytest.importorskip("distributed")
+    _, path = data
+    # in a process of its own: a client left half-made would print its traceback at exit
+    proc = hkmeans("fit", path, "--out", tmp_path / "run", *FIT, "--scheduler", address, check=False, env=None)
+    assert_error(proc, message)
+    assert not (tmp_path / "run").exists()
+
+
 def test_rerun_of_a_finished_fit_does_nothing_and_other_parameters_are_refused(data, tmp_path):
     X, path = data
     run = tmp_path / "run"

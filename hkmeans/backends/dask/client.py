@@ -146,8 +146,15 @@ def connect(address, timeout=10):
     """A :class:`distributed.Client` of the scheduler at ``address``; a ValueError of
     one line if it cannot be reached within ``timeout`` seconds."""
     from distributed import Client
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
 
     try:
+        # a malformed address first: a Client failing on it waits 20 s to close, then prints a traceback
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
         return Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError, TypeError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
