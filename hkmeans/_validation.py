@@ -196,7 +196,7 @@ def check_hierarchy(X, **params) -> HierarchyParams:
     init, n_init = check_kmeans_params(
         X, ks[0], p["init"], p["n_init"], p["max_iter"], p["tol"], p["metric"], hierarchical=True
     )
-    for name in ("max_iter", "max_points_per_centroid", "init_points_per_centroid", "device", "backend"):
+    for name in ("max_points_per_centroid", "init_points_per_centroid", "device", "backend"):
         p[name] = check(name, p[name])
     p.update(n_clusters=ks, n_resamples=resamples, sample_size=sizes, n_splits=splits, init=init, n_init=n_init)
     return HierarchyParams(**p)

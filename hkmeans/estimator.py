@@ -274,7 +274,7 @@ class KMeans(_CentroidClusterer):
             int(self.n_clusters),
             init=init,
             n_init=n_init,
-            max_iter=check("max_iter", self.max_iter),
+            max_iter=self.max_iter,
             tol=self.tol,
             metric=self.metric,
             random_state=self.random_state,

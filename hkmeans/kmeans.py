@@ -172,15 +172,13 @@ def training_sample(data, m, rng, device="cpu"):
     ``device`` (on the CPU for Dask's rows: the client, where the sample lands, need
     not have the workers' GPUs); ``data`` itself when it has no more than ``m``
     such rows."""
-    if data.weights is None:
-        if data.shape[0] <= m:
-            return data
-        rows = np.sort(rng.choice(data.shape[0], m, replace=False))
-    else:
-        positive = np.flatnonzero(data.weights > 0)
-        if positive.size <= m:
-            return data
-        rows = positive[np.sort(rng.choice(positive.size, m, replace=False))]
+    present = None if data.weights is None else np.flatnonzero(data.weights > 0)
+    n = data.shape[0] if present is None else present.size
+    if n <= m:
+        return data
+    rows = np.sort(rng.choice(n, m, replace=False))
+    if present is not None:
+        rows = present[rows]
     weights = None if data.weights is None else data.weights[rows]
     where = "cpu" if data.name == "dask" else device
     return resolve(np.ascontiguousarray(data.take(rows)), where).weighted(weights)

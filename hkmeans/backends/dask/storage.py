@@ -19,6 +19,7 @@ import functools
 import os
 import re
 import shutil
+import stat
 import tempfile
 import weakref
 
@@ -115,7 +116,7 @@ def _stamp(path):
         st = os.stat(path)
     except (OSError, TypeError):
         return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns) if os.path.isfile(path) else None
+    return (st.st_ino, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
 
 
 class _PoolRows:
