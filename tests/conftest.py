@@ -68,3 +68,29 @@ def pytest_collection_modifyitems(config, items):
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if "cudasim" not in item.keywords]
+    items[:] = heavy_first(items)
+
+
+def _movable_slow(item) -> bool:
+    """Marked ``slow`` and sharing no module-scoped fixture (a cluster, a built site)
+    with its neighbours, so it can run away from them without a second setup."""
+    if item.get_closest_marker("slow") is None:
+        return False
+    defs = getattr(item, "_fixtureinfo", None)
+    scopes = [d.scope for ds in (defs.name2fixturedefs.values() if defs else ()) for d in ds]
+    return all(scope in ("function", "session") for scope in scopes)
+
+
+def heavy_first(items: list) -> list:
+    """The movable slow tests at the heads of the two halves that pytest-xdist's
+    ``worksteal`` hands its two workers (longest first, by the marker's ``seconds``),
+    so that a run ends on short tests instead of one worker waiting for a long one."""
+    heavy = sorted(
+        (item for item in items if _movable_slow(item)),
+        key=lambda item: -item.get_closest_marker("slow").kwargs.get("seconds", 0),
+    )
+    chosen = set(map(id, heavy))
+    rest = [item for item in items if id(item) not in chosen]
+    head, other = heavy[0::2], heavy[1::2]
+    cut = max(0, len(items) // 2 - len(head))
+    return head + rest[:cut] + other + rest[cut:]

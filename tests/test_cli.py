@@ -1,6 +1,7 @@
 """The ``hkmeans`` command on generated ``.npy`` files: in this process, and as a
 process of its own where a test needs one (kills, environment, start-up)."""
 
+import functools
 import importlib.util
 import json
 import os
@@ -323,7 +324,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
     on_dask = where.endswith("on dask")
     if on_dask:
         pytest.importorskip("distributed")
-    X = blobs(n=20_000, d=16, seed=1)  # large enough that a step lasts a while
+    # large enough that a step lasts a while (a Dask step does: its tasks' round trips)
+    X = blobs(n=5_000 if on_dask else 20_000, d=16, seed=1)
     path = tmp_path / "x.npy"
     np.save(path, X)
     args = ["fit", path, "--n-clusters", "200,20", "--n-resamples", "6", "--checkpoint-interval", "0", "-q"]
@@ -401,8 +403,12 @@ def test_dask_fit_reads_shards_as_one_npy_and_is_another_run_than_in_process(tmp
         (["--workers", "2", "--n-splits", "2,1", "--n-resamples", "0"], "n_splits > 1 at level 0"),
     ],
 )
-def test_bad_dask_flags_are_one_line_before_anything_is_written(data, tmp_path, flags, message):
+def test_bad_dask_flags_are_one_line_before_anything_is_written(data, tmp_path, monkeypatch, flags, message):
     pytest.importorskip("distributed")
+    from hkmeans.backends import dask
+
+    # nothing listens there: a second is as good a wait as the default 10
+    monkeypatch.setattr(dask, "connect", functools.partial(dask.connect, timeout=1))
     _, path = data
     assert_error(hkmeans("fit", path, "--out", tmp_path / "run", *FIT, *flags, check=False), message)
     assert not (tmp_path / "run").exists()

@@ -33,7 +33,7 @@ from hkmeans.backends.dask import client as dask_client  # noqa: E402
 from hkmeans.backends.dask import reductions, selection, tasks  # noqa: E402
 
 N, D, CHUNK = 2000, 8, 500
-PARAMS = dict(n_clusters=(12, 4), n_resamples=2, sample_size=10, max_iter=20, random_state=0)
+PARAMS = dict(n_clusters=(12, 4), n_resamples=2, sample_size=10, max_iter=6, random_state=0)
 
 
 def blobs(n, d, seed):
@@ -241,7 +241,7 @@ def test_large_resampling_subsets_stay_on_the_workers_same_result_anywhere(clien
     from hkmeans import _config
 
     monkeypatch.setattr(_config, "DASK_CLIENT_SUBSET_BYTES", 0)
-    params = dict(PARAMS, sample_size=None)
+    params = dict(PARAMS, sample_size=None, max_iter=20)  # converged enough to compare
     m = HierarchicalKMeans(**params).fit(da.from_array(X, chunks=(CHUNK, D)))
     with dask.config.set(scheduler="synchronous"):
         local = HierarchicalKMeans(**params).fit(da.from_array(X, chunks=(CHUNK, D)))
