@@ -77,7 +77,7 @@ def _mean_distances(tree: ClusterTree, level: int):
     if level == 0:
         if tree.distances is None:
             return None
-        labels, dist = np.asarray(tree.labels[0]), np.asarray(tree.distances)
+        labels, dist = tree.arrays.gathered(tree.labels[0]), tree.arrays.gathered(tree.distances)
     else:
         if tree.centroids is None:
             return None
@@ -170,7 +170,7 @@ def cluster_data(
     levels, examples = [], set()
     for t in range(tree.n_levels):
         sizes = tree.sizes(t)
-        point_labels = np.asarray(tree.point_labels(t))
+        point_labels = tree.arrays.gathered(tree.point_labels(t))
         keep, note = shown_clusters(sizes, max_clusters, rng)
         counts = np.bincount(point_labels[selected], minlength=sizes.size)
         children = np.bincount(tree.labels[t], minlength=sizes.size) if t else None

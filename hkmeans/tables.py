@@ -31,7 +31,7 @@ def _point_columns(tree, points, ids, rows):
     row = points if rows is None else np.asarray(rows)[points]
     columns = {} if ids is None else {"id": np.asarray(ids)[row]}
     columns["row"] = row.astype(np.int64)
-    lab = np.asarray(tree.labels[0][points], dtype=np.int64)
+    lab = tree.arrays.gathered(tree.labels[0][points]).astype(np.int64, copy=False)
     columns[level_field(0)] = lab
     for t in range(1, tree.n_levels):
         lab = tree.labels[t][lab]
@@ -39,7 +39,7 @@ def _point_columns(tree, points, ids, rows):
     if tree.distances is None:
         columns["distance"] = np.full(len(points), np.nan)
     else:
-        columns["distance"] = np.asarray(tree.distances[points], dtype=np.float64)
+        columns["distance"] = tree.arrays.gathered(tree.distances[points]).astype(np.float64, copy=False)
     return columns
 
 
@@ -160,13 +160,14 @@ def cluster_table(tree: ClusterTree, selected=None) -> np.ndarray:
         centroid; NaN for an empty cluster or a tree without distances).
     """
     _check(tree, None, None)
+    labels = tree.arrays.gathered(tree.labels[0])
     picked = np.zeros(tree.n_clusters[0], np.int64)
     if selected is not None and len(selected):
-        picked = np.bincount(
-            np.asarray(tree.labels[0])[positions(tree, selected, "selected")], minlength=tree.n_clusters[0]
-        ).astype(np.int64)
-    dist = np.zeros(tree.n_samples) if tree.distances is None else np.asarray(tree.distances)
-    sums = np.bincount(np.asarray(tree.labels[0]), weights=dist, minlength=tree.n_clusters[0])
+        picked = np.bincount(labels[positions(tree, selected, "selected")], minlength=tree.n_clusters[0]).astype(
+            np.int64
+        )
+    dist = np.zeros(tree.n_samples) if tree.distances is None else tree.arrays.gathered(tree.distances)
+    sums = np.bincount(labels, weights=dist, minlength=tree.n_clusters[0])
     parts = []
     for t in range(tree.n_levels):
         if t:  # what level t - 1 holds, summed into its parents

@@ -208,11 +208,11 @@ class ClusterTree:
         """
         arrays = {"format": np.array(_FORMAT), "n_levels": np.array(self.n_levels)}
         for t in range(self.n_levels):
-            arrays[f"labels_{t}"] = np.asarray(self.labels[t])
+            arrays[f"labels_{t}"] = self.arrays.gathered(self.labels[t]) if t == 0 else self.labels[t]
             if self.centroids is not None:
                 arrays[f"centroids_{t}"] = self.centroids[t]
         if self.distances is not None:
-            arrays["distances"] = np.asarray(self.distances)
+            arrays["distances"] = self.arrays.gathered(self.distances)
         if self.sample_weight is not None:
             arrays["sample_weight"] = self.sample_weight
         save_npz(path, **arrays)

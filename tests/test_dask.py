@@ -89,12 +89,19 @@ def reference(client):
     return m, fingerprint(m)
 
 
-def test_same_seed_same_result_on_one_and_two_workers_and_locally(client, reference):
+def test_same_seed_same_result_on_one_and_two_workers_and_locally(client, reference, tmp_path):
     _, ref = reference
     with cluster(1) as c, distributed.Client(c, set_as_default=False) as one:
         m = HierarchicalKMeans(**PARAMS, client=one).fit(da.from_array(X, chunks=(CHUNK, D)))
         assert len(one.scheduler_info()["workers"]) == 1
         assert_same(fingerprint(m), ref)
+        # its per-row state is on that client's workers, not the default one's: what
+        # gathers it asks that client
+        reference_model = reference[0]
+        np.testing.assert_array_equal(m.assignments(), reference_model.assignments())
+        np.testing.assert_array_equal(m.cluster_table(), reference_model.cluster_table())
+        m.tree_.save(tmp_path / "tree.npz")
+        np.testing.assert_array_equal(hkmeans.ClusterTree.load(tmp_path / "tree.npz").labels[0], ref[0])
     with dask.config.set(scheduler="synchronous"):
         m = HierarchicalKMeans(**PARAMS).fit(da.from_array(X, chunks=(CHUNK, D)))
         assert_same(fingerprint(m), ref)
@@ -149,12 +156,14 @@ def test_sampled_training_agrees_with_the_in_process_backend(client, sampled):
 
 
 def test_agrees_with_the_in_process_backend_on_the_same_draws(client):
-    params = dict(PARAMS, init="random")
-    md = HierarchicalKMeans(**params).fit(da.from_array(X, chunks=(CHUNK, D)))
-    mc = HierarchicalKMeans(**params).fit(X)
-    for a, b in zip(md.levels_, mc.levels_):
-        np.testing.assert_array_equal(np.asarray(a.labels), b.labels)
-        np.testing.assert_allclose(a.centroids, b.centroids, rtol=1e-5, atol=1e-5)
+    # sample_size 200: level 0's clusters (about 170 rows) are taken whole, then some
+    for sample_size in (10, 200):
+        params = dict(PARAMS, init="random", sample_size=sample_size)
+        md = HierarchicalKMeans(**params).fit(da.from_array(X, chunks=(CHUNK, D)))
+        mc = HierarchicalKMeans(**params).fit(X)
+        for a, b in zip(md.levels_, mc.levels_):
+            np.testing.assert_array_equal(np.asarray(a.labels), b.labels)
+            np.testing.assert_allclose(a.centroids, b.centroids, rtol=1e-5, atol=1e-5)
     kwargs = dict(strategy="closest", multiplier=2, random_state=3)
     np.testing.assert_array_equal(md.sample(300, **kwargs), mc.sample(300, **kwargs))
     # the flat estimator too, and backend="dask" on an in-memory array
@@ -207,6 +216,8 @@ def test_a_resampling_subset_on_the_workers_holds_the_selected_rows(client):
     take = np.minimum(sizes, 60)
     take[:3] = sizes[:3] * 2 + 5  # whole copies and then some
     rows = dask_backend.select(labels, k, take, scores, sort=True)
+    in_process = CPUBackend(X[:n]).select(labels.compute(), k, take, scores.compute())
+    np.testing.assert_array_equal(dask_backend.select(labels, k, take, scores), in_process)  # in its order too
     got = dask_backend.subset(Xd, labels, k, take, scores)
     assert got.chunks[0] == tuple(m for m in got.chunks[0] if m > 0)
     np.testing.assert_array_equal(got.compute(), X[rows])

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..in_memory import normalize_rows
 from .backend import DaskBackend, as_rows
+from .client import compute
 from .reductions import counts, lookup, random_scores
 from .selection import select
 from .storage import map_rows, store
@@ -73,7 +74,7 @@ class DaskArrays:
         store(folder, **arrays)
 
     def gathered(self, a) -> np.ndarray:
-        return np.asarray(a)
+        return compute(a)[0]
 
 
 LAZY = DaskArrays()

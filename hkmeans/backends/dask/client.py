@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import weakref
 
@@ -203,16 +204,31 @@ def pick_client(client=None, device="cpu"):
         return _embedded_client(device)
 
 
+def holder(collections):
+    """The client whose workers hold the results that ``collections`` were persisted
+    into (their futures), or None: only that client can compute them, whatever client
+    is the default."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import futures_of
+
+    for future in futures_of(list(collections)):
+        return future.client
+    return None
+
+
 def compute(*collections, client=None):
-    """The values of ``collections``, computed on :func:`pick_client`'s scheduler."""
-    c = pick_client(client)
+    """The values of ``collections``, computed on the client given, else the one
+    holding what they were persisted into, else :func:`pick_client`'s scheduler."""
+    c = pick_client(client if client is not None else holder(collections))
     if c is None:
         return dask.compute(*collections)
     return tuple(c.compute(list(collections), sync=True))
 
 
 def persist(*collections, client=None):
-    """``collections`` persisted (kept on the workers) on :func:`pick_client`'s scheduler."""
-    c = pick_client(client)
+    """``collections`` persisted (kept on the workers), on the client :func:`compute`
+    would compute them on."""
+    c = pick_client(client if client is not None else holder(collections))
     out = dask.persist(*collections) if c is None else c.persist(list(collections))
     return tuple(out)

@@ -77,26 +77,51 @@ def select(labels, k, take, scores, sizes=None, client=None, sort=False) -> np.n
     ``sort``. Costs a pass for the ``sizes`` if not given, one for the smallest rows of
     each cluster (a tree of merges), and, when some cluster gives whole copies, one
     that picks the rows per chunk against per-cluster thresholds."""
-    copies, r, smallest = _smallest_of(labels, k, take, scores, sizes, client)
+    copies, r, sizes, smallest = _smallest_of(labels, k, take, scores, sizes, client)
     lab, score, rows = compute(smallest, client=client)[0]
     if not copies.any():
         return np.sort(rows) if sort else rows
     picks = (copies, r, *last_picks((lab, score, rows), k))
     picked = map_chunks([labels, scores], picked_block, *map(dask.delayed, picks))
     out = np.concatenate(gather_blocks(picked, client))  # chunk order: sorted
-    if not sort:  # cluster order, as the in-process select
-        out = out[np.argsort(lookup_np(labels, out, client), kind="stable")]
+    if sort:
+        return out
+    out_labels = lookup_np(labels, out, client)
+    whole = copies[out_labels] > 0
+    rows_whole, first = np.unique(out[whole], return_index=True)
+    return in_cluster_order(rows_whole, out_labels[whole][first], copies, sizes, (lab, rows))
+
+
+def in_cluster_order(whole, whole_labels, copies, sizes, smallest):
+    """The rows of a selection in the in-process order: cluster by cluster, its
+    ``copies[c]`` copies of its rows in row order (``whole``, sorted, and their labels:
+    the rows of the clusters that give copies), then its rows among ``smallest``
+    (``(labels, rows)`` by cluster, then ``(score, row)``)."""
+    lab_s, rows_s = smallest
+    take = copies * sizes + np.bincount(lab_s, minlength=copies.shape[0])
+    base = np.cumsum(take) - take  # where each cluster's rows start
+    out = np.empty(int(take.sum()), dtype=np.int64)
+    o = np.lexsort((whole, whole_labels))
+    w_rows, w_lab = whole[o], whole_labels[o]
+    j = np.arange(w_rows.shape[0]) - np.searchsorted(w_lab, w_lab, side="left")  # place within the cluster
+    rep = copies[w_lab]
+    t = np.arange(int(rep.sum())) - np.repeat(np.cumsum(rep) - rep, rep)  # which copy
+    e_lab = np.repeat(w_lab, rep)
+    out[base[e_lab] + t * sizes[e_lab] + np.repeat(j, rep)] = np.repeat(w_rows, rep)
+    rank = np.arange(lab_s.shape[0]) - np.searchsorted(lab_s, lab_s, side="left")
+    out[base[lab_s] + copies[lab_s] * sizes[lab_s] + rank] = rows_s
     return out
 
 
 def _smallest_of(labels, k, take, scores, sizes, client):
-    """``(copies, r, sizes)`` of a selection of ``take[c]`` rows per cluster: whole
-    copies of every row and ``r[c]`` more, from clusters of ``sizes`` rows (counted if
-    None); then the ``r[c]`` smallest ``(score, row)`` of each cluster (a Delayed:
-    ``(labels, scores, rows)`` merged in a tree)."""
+    """``(copies, r, sizes, smallest)`` of a selection of ``take[c]`` rows per cluster:
+    whole copies of every row and ``r[c]`` more, from clusters of ``sizes`` rows
+    (counted if None); ``smallest``: the ``r[c]`` smallest ``(score, row)`` of each
+    cluster (a Delayed: ``(labels, scores, rows)`` merged in a tree)."""
     copies, r, sizes = _copies(labels, k, take, sizes, client)
     r_ = dask.delayed(r)
-    return copies, r, tree_reduce(map_chunks([labels, scores], smallest_block, r_), first_item, _merge_smallest, r_)
+    smallest = tree_reduce(map_chunks([labels, scores], smallest_block, r_), first_item, _merge_smallest, r_)
+    return copies, r, sizes, smallest
 
 
 def _copies(labels, k, take, sizes, client):
