@@ -83,7 +83,7 @@ def dedup(X, threshold, order, metric="cosine"):
     """The greedy rule over all pairs: in ``order``, a row is removed iff within the
     threshold of a row already kept; its duplicate is the first such in ``order``.
     Scores are float64 products summed in feature order, the cosine over
-    ``sqrt(|x|^2 |y|^2)``. Returns
+    ``sqrt(|x|^2 |y|^2)`` (scaled where that product leaves float64's range). Returns
     ``(kept, duplicate_of, similarity)``."""
     X = np.asarray(X, dtype=np.float64)
     n = len(X)
@@ -94,7 +94,8 @@ def dedup(X, threshold, order, metric="cosine"):
     for i in order:
         for j in kept_so_far:
             if metric == "cosine":
-                s = np.cumsum(X[i] * X[j])[-1] / np.sqrt(sq[i] * sq[j])
+                s, d = np.cumsum(X[i] * X[j])[-1], sq[i] * sq[j]
+                s = s / np.sqrt(d) if 0 < d < np.inf else (s / sq[i]) / np.sqrt(sq[j] / sq[i])
                 match = s >= threshold
             else:
                 s = np.sqrt(np.cumsum((X[i] - X[j]) ** 2)[-1])

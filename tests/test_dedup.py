@@ -119,6 +119,18 @@ def test_float32_rows_too_large_or_too_small_for_float32_products(scale, thresho
     assert len(res.removed) >= 150
 
 
+@pytest.mark.parametrize("scale", [1e100, 1e-100])
+def test_cosine_of_rows_whose_squared_norms_multiply_out_of_float64s_range(scale):
+    # |x|^2 |y|^2 overflows (underflows): copies must still score 1, others not inf
+    X = np.random.default_rng(0).normal(size=(300, 4))
+    X[150:] = X[:150]
+    res = hkmeans.dedup(X * scale, 0.999, keep="first", random_state=0)
+    ref = hkmeans.dedup(X, 0.999, keep="first", random_state=0)
+    np.testing.assert_array_equal(res.duplicate_of, ref.duplicate_of)
+    np.testing.assert_array_equal(res.similarity[150:], 1.0)
+    check_rule(X * scale, 0.999, "cosine", res)
+
+
 def test_pairs_across_cluster_borders_are_found():
     # pairs 0.01 apart around x=0, with one centroid either side: every pair straddles
     rng = np.random.default_rng(1)
