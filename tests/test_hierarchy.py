@@ -270,3 +270,19 @@ def test_level_above_a_split_that_lost_clusters_is_refused_clearly():
     X = np.repeat(mixture(n=300, d=2)[:20], 10, axis=0)  # 20 distinct points
     with pytest.warns(Warning), pytest.raises(ValueError, match="kept only"):
         hierarchical_kmeans(X, (40, 40), n_resamples=0, n_splits=(10, 1), random_state=0)
+
+
+@pytest.mark.parametrize("scale", [2.0**70, 2.0**-70])
+def test_float64_rows_beyond_float32s_range_fit_as_the_rows_scaled_back(scale):
+    # a power of 2 scales every sum and product exactly: the same labels and samples,
+    # though squared distances leave float32's range (the "closest" ranks round to its
+    # precision, not its range)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 6)) + 4 * rng.integers(0, 8, size=(3000, 1))
+    params = dict(n_clusters=(40, 8), n_resamples=3, random_state=0)
+    a, b = HierarchicalKMeans(**params).fit(X), HierarchicalKMeans(**params).fit(X * scale)
+    for la, lb in zip(a.levels_, b.levels_):
+        np.testing.assert_array_equal(la.labels, lb.labels)
+        np.testing.assert_array_equal(la.centroids * scale, lb.centroids)
+    for kwargs in ({"random_state": 1}, {"strategy": "closest"}):
+        np.testing.assert_array_equal(a.sample(300, **kwargs), b.sample(300, **kwargs))

@@ -19,7 +19,15 @@ from .._kernels.cpu import assign as assign_kernels
 from .._kernels.cpu import groups, seeding, select
 from .._kernels.cpu._common import kernel_input
 from .._threads import kernel_threads, single_threaded_blas
-from .in_memory import group_by_label, normalize_rows, pick_members, rounding_bound, row_blocks, weighted_total
+from .in_memory import (
+    float32_rounded,
+    group_by_label,
+    normalize_rows,
+    pick_members,
+    rounding_bound,
+    row_blocks,
+    weighted_total,
+)
 
 
 def _chunk_rows(k, itemsize):
@@ -138,7 +146,7 @@ class HostRows:
         if getattr(self, "_draw_order", None) is None:
             direction = np.random.default_rng(_DRAW_DIRECTION_SEED).standard_normal(self.shape[1])
             key = np.empty(self.shape[0], dtype=np.float64)
-            self._norms = np.empty(self.shape[0], dtype=np.float32)
+            self._norms = np.empty(self.shape[0], dtype=np.float64)
             for rows in row_blocks(self.X):
                 x = self.X[rows]
                 key[rows] = np.asarray(x @ direction).ravel()
@@ -154,12 +162,14 @@ class HostRows:
         return self._draw_order
 
     def rounded(self, sqdist) -> np.ndarray:
-        """``sqdist`` as float32 rounds it, and 0 where it is within the rounding of a
-        search of the row's own squared norm (see :func:`~hkmeans.backends.in_memory.rounding_bound`): distances that
-        differ by rounding alone (as those to the centroids of a weighted row and of
-        its copies do) compare equal."""
+        """``sqdist`` rounded to float32's precision (not its range: see
+        :func:`~hkmeans.backends.in_memory.float32_rounded`), and 0 where it is within
+        the rounding of a search of the row's own squared norm (see
+        :func:`~hkmeans.backends.in_memory.rounding_bound`): distances that differ by
+        rounding alone (as those to the centroids of a weighted row and of its copies
+        do) compare equal."""
         self.draw_order()
-        s = sqdist.astype(np.float32).astype(np.float64)
+        s = float32_rounded(sqdist)
         s[s <= 2.0 * rounding_bound(self.X) * self._norms] = 0.0
         return s
 

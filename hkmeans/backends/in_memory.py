@@ -61,6 +61,14 @@ def rounding_bound(X) -> float:
     return 2.0 * (X.shape[1] + 4) * float(np.finfo(X.dtype).eps)
 
 
+def float32_rounded(a) -> np.ndarray:
+    """Float64 ``a`` rounded to float32's 24-bit significand (to nearest, ties to
+    even), kept in float64: ``a.astype(np.float32)`` where that is a normal float32,
+    and without float32's range elsewhere (no overflow to inf, no flush to 0)."""
+    mantissa, exponent = np.frexp(np.asarray(a, dtype=np.float64))
+    return np.ldexp(np.round(mantissa * 2.0**24) * 2.0**-24, exponent)
+
+
 def weighted_total(values, weights) -> float:
     """``sum(weights * values)``; the plain sum without weights."""
     return float(np.sum(values)) if weights is None else float(np.dot(weights, values))
