@@ -309,9 +309,14 @@ def kmeans(
     best = KMeansResult(best.centers, best.labels, best.sqdist, float(best.inertia), int(best.n_iter))
     n_distinct = np.count_nonzero(full.cluster_weights(best.labels, n_clusters))
     if n_distinct < n_clusters:
+        positive = None if full.weights is None else int(np.count_nonzero(full.weights))
+        why = (
+            f"X has {positive} rows of positive weight."
+            if positive is not None and positive < n_clusters
+            else "Possibly due to duplicate points in X."
+        )
         warnings.warn(
-            f"Number of distinct clusters ({n_distinct}) found smaller than "
-            f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
+            f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters ({n_clusters}). {why}",
             ConvergenceWarning,
             stacklevel=3,
         )

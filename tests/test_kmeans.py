@@ -169,8 +169,15 @@ def test_empty_cluster_is_reseeded_with_farthest_point():
 
 def test_fewer_distinct_points_than_clusters_warns():
     X = np.repeat(np.arange(3.0)[:, None], 5, axis=0)
-    with pytest.warns(ConvergenceWarning, match="distinct clusters"):
+    with pytest.warns(ConvergenceWarning, match="distinct clusters.*duplicate points"):
         KMeans(4, random_state=0).fit(X)
+    # distinct rows, but only 3 of them weigh anything: the warning says so
+    w = np.zeros(15)
+    w[[0, 5, 10]] = 1.0
+    with pytest.warns(
+        ConvergenceWarning, match=r"\(3\) found smaller than n_clusters \(4\)\. X has 3 rows of positive"
+    ):
+        KMeans(4, random_state=0).fit(np.arange(15.0)[:, None], sample_weight=w)
 
 
 def test_cosine_metric_gives_unit_centres():
