@@ -94,14 +94,19 @@ def test_same_seed_same_result_on_one_and_two_workers_and_locally(client, refere
     with cluster(1) as c, distributed.Client(c, set_as_default=False) as one:
         m = HierarchicalKMeans(**PARAMS, client=one).fit(da.from_array(X, chunks=(CHUNK, D)))
         assert len(one.scheduler_info()["workers"]) == 1
-        assert_same(fingerprint(m), ref)
         # its per-row state is on that client's workers, not the default one's: what
-        # gathers it asks that client
+        # gathers or counts it asks that client, outside the estimator's methods too
+        # (first: sample() counts the clusters on that client and keeps the counts)
         reference_model = reference[0]
-        np.testing.assert_array_equal(m.assignments(), reference_model.assignments())
+        for sample in (hkmeans.hierarchical_sampling, hkmeans.flat_sampling):
+            np.testing.assert_array_equal(
+                sample(m.tree_, 150, random_state=0), sample(reference_model.tree_, 150, random_state=0)
+            )
         np.testing.assert_array_equal(m.cluster_table(), reference_model.cluster_table())
+        np.testing.assert_array_equal(m.assignments(), reference_model.assignments())
         m.tree_.save(tmp_path / "tree.npz")
         np.testing.assert_array_equal(hkmeans.ClusterTree.load(tmp_path / "tree.npz").labels[0], ref[0])
+        assert_same(fingerprint(m), ref)
     with dask.config.set(scheduler="synchronous"):
         m = HierarchicalKMeans(**PARAMS).fit(da.from_array(X, chunks=(CHUNK, D)))
         assert_same(fingerprint(m), ref)

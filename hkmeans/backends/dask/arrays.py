@@ -1,7 +1,9 @@
 """Per-row arrays that stay on a Dask cluster: :data:`LAZY`, the
 :class:`~hkmeans.backends.protocol.PerRowArrays` of dask arrays (its in-memory twin is
 :data:`~hkmeans.backends.in_memory.IN_MEMORY`). Labels and distances are checked
-chunk by chunk where they are computed, not here."""
+chunk by chunk where they are computed, not here. What they compute runs on the
+client holding them (:func:`~hkmeans.backends.dask.client.holder`): their chunks turn
+into ``Delayed`` objects that no longer show it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import numpy as np
 
 from ..in_memory import normalize_rows
 from .backend import DaskBackend, as_rows
-from .client import compute
+from .client import compute, holder
 from .reductions import counts, lookup, random_scores
 from .selection import select
 from .storage import map_rows, store
@@ -59,7 +61,7 @@ class DaskArrays:
         return d.astype(np.float64)
 
     def counts(self, labels, k: int) -> np.ndarray:
-        return counts(labels, k).astype(np.int64)
+        return counts(labels, k, holder([labels])).astype(np.int64)
 
     def members(self, labels, k: int) -> tuple:
         raise ValueError("the level-0 members of a tree over a dask array stay on the workers.")
@@ -68,10 +70,10 @@ class DaskArrays:
         return random_scores(rng, labels)
 
     def pick(self, labels, k, take, scores, sizes, members) -> np.ndarray:
-        return select(labels, k, take, scores, sizes=sizes, sort=True)
+        return select(labels, k, take, scores, sizes=sizes, client=holder([labels, scores]), sort=True)
 
     def save(self, arrays: dict, file, folder) -> None:
-        store(folder, **arrays)
+        store(folder, holder(list(arrays.values())), **arrays)
 
     def gathered(self, a) -> np.ndarray:
         return compute(a)[0]
