@@ -95,7 +95,10 @@ def dedup(X, threshold, order, metric="cosine"):
         for j in kept_so_far:
             if metric == "cosine":
                 s, d = np.cumsum(X[i] * X[j])[-1], sq[i] * sq[j]
-                s = s / np.sqrt(d) if 0 < d < np.inf else (s / sq[i]) / np.sqrt(sq[j] / sq[i])
+                if np.finfo(np.float64).tiny <= d < np.inf:
+                    s = s / np.sqrt(d)
+                else:
+                    s = s / sq[i] if sq[i] == sq[j] else s / (np.sqrt(sq[i]) * np.sqrt(sq[j]))
                 match = s >= threshold
             else:
                 s = np.sqrt(np.cumsum((X[i] - X[j]) ** 2)[-1])

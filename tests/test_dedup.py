@@ -131,6 +131,15 @@ def test_cosine_of_rows_whose_squared_norms_multiply_out_of_float64s_range(scale
     check_rule(X * scale, 0.999, "cosine", res)
 
 
+def test_cosine_of_a_tiny_row_and_a_normal_one():
+    # |x|^2 |y|^2 is below float64's normal numbers: the cosine, either way round
+    X = np.array([[1e-5, 1e-5], [1e-150, 0.0], [0.0, 3e-150]])
+    res = hkmeans.dedup(X, 0.5, keep="first", n_clusters=1, random_state=0)
+    np.testing.assert_array_equal(res.duplicate_of, [-1, 0, 0])
+    np.testing.assert_allclose(res.similarity[1:], np.sqrt(0.5), rtol=1e-12)
+    check_rule(X, 0.5, "cosine", res)
+
+
 def test_pairs_across_cluster_borders_are_found():
     # pairs 0.01 apart around x=0, with one centroid either side: every pair straddles
     rng = np.random.default_rng(1)

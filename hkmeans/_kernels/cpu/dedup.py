@@ -32,17 +32,17 @@ def exact_score(x, y, sqx, sqy, cosine):
     """Cosine similarity or Euclidean distance of ``x`` and ``y`` (squared norms
     ``sqx``, ``sqy``): float64 products summed in feature order, so that every caller
     gets the same bits. The cosine divides by ``sqrt(sqx * sqy)``, which is exactly
-    ``sqx`` for equal rows: copies score exactly 1. Where ``sqx * sqy`` overflows or
-    underflows (norms beyond about 1e77 or below 1e-77) it is ``(s / sqx) /
-    sqrt(sqy / sqx)``, exactly 1 for copies too."""
+    ``sqx`` for equal rows: copies score exactly 1. Where ``sqx * sqy`` leaves float64's
+    normal numbers (norms beyond about 1e77 or below 1e-77) it is ``s / sqx`` for equal
+    norms (the same value), else ``s / (sqrt(sqx) sqrt(sqy))``."""
     s = 0.0
     if cosine:
         for f in range(x.shape[0]):
             p = np.float64(x[f]) * np.float64(y[f])
             s += p
         d = sqx * sqy
-        if d == np.inf or d == 0.0:
-            return (s / sqx) / np.sqrt(sqy / sqx)
+        if not 2.2250738585072014e-308 <= d < np.inf:  # beyond float64's normal numbers
+            return s / sqx if sqx == sqy else s / (np.sqrt(sqx) * np.sqrt(sqy))
         return s / np.sqrt(d)
     for f in range(x.shape[0]):
         t = np.float64(x[f]) - np.float64(y[f])
