@@ -126,3 +126,16 @@ def test_read_only_rows_reach_the_kernels_as_writable_ones(tmp_path, d):
     alias = kernel_input(R)
     assert alias.flags.writeable and np.shares_memory(alias, R) and np.array_equal(alias, X)
     assert kernel_input(X) is X  # writable arrays pass as they are
+
+
+@pytest.mark.parametrize("tiny", [1e-310, 1e-300])
+def test_closest_ranks_rows_at_zero_before_any_positive_distance(tiny):
+    # rows at distance 0 first, by their place in the draw order, then the tiny one
+    X = np.array([[1.0], [2.0], [3.0], [4.0]]) * 1e-155
+    backend = CPUBackend(X)
+    for i in range(4):
+        sqdist = np.zeros(4)
+        sqdist[i] = tiny
+        order = np.argsort(backend.closeness(sqdist), kind="stable")
+        zeros = np.delete(np.arange(4), i)
+        np.testing.assert_array_equal(order, [*zeros[np.argsort(backend._draw_rank[zeros])], i])

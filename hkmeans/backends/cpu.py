@@ -180,8 +180,8 @@ class HostRows:
         s = self.rounded(sqdist)
         rank = self._draw_rank.astype(np.float64)
         # float32 neighbours differ by 2**-23 relative at least: the rank stays below
-        # that; rows at 0 get scores below any float32 but the rank's order
-        return np.where(s > 0, s * (1.0 + rank * (2.0**-26 / self.shape[0])), rank * 2.0**-1000)
+        # that; rows at 0 get negative scores, in the rank's order
+        return np.where(s > 0, s * (1.0 + rank * (2.0**-26 / self.shape[0])), rank - self.shape[0])
 
     def farthest_units(self, sqdist, m):
         """:func:`farthest_units` of these rows."""

@@ -66,7 +66,8 @@ def float32_rounded(a) -> np.ndarray:
     even), kept in float64: ``a.astype(np.float32)`` where that is a normal float32,
     and without float32's range elsewhere (no overflow to inf, no flush to 0)."""
     mantissa, exponent = np.frexp(np.asarray(a, dtype=np.float64))
-    return np.ldexp(np.round(mantissa * 2.0**24) * 2.0**-24, exponent)
+    with np.errstate(over="ignore"):  # float64's largest values round up to inf
+        return np.ldexp(np.round(mantissa * 2.0**24) * 2.0**-24, exponent)
 
 
 def weighted_total(values, weights) -> float:
