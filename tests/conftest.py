@@ -54,10 +54,12 @@ def threads_as_set(monkeypatch):
     monkeypatch.setitem(_threads._available, "sample", None)
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected theirs
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``cudasim`` need numba imported with the CUDA simulator on
     (``NUMBA_ENABLE_CUDASIM=1``): in any other process they are deselected, and
-    ``tests/test_cuda.py`` runs them in processes of their own."""
+    ``tests/test_cuda.py`` runs them in processes of their own. The others run
+    :func:`heavy_first`."""
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         if "HKMEANS_TEST_SHARD" in os.environ:  # i/n: every n-th test from the i-th
             i, n = map(int, os.environ["HKMEANS_TEST_SHARD"].split("/"))
