@@ -76,7 +76,7 @@ class DaskArrays:
         store(folder, holder(list(arrays.values())), **arrays)
 
     def gathered(self, a) -> np.ndarray:
-        return compute(a)[0]
+        return compute(a, client=holder([a]))[0]
 
 
 LAZY = DaskArrays()
