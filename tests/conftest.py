@@ -61,10 +61,6 @@ def pytest_collection_modifyitems(config, items):
     ``tests/test_cuda.py`` runs them in processes of their own. The others run
     :func:`heavy_first`."""
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-        if "HKMEANS_TEST_SHARD" in os.environ:  # i/n: every n-th test from the i-th
-            i, n = map(int, os.environ["HKMEANS_TEST_SHARD"].split("/"))
-            config.hook.pytest_deselected(items=[item for j, item in enumerate(items) if j % n != i])
-            items[:] = items[i::n]
         return
     deselected = [item for item in items if "cudasim" in item.keywords]
     if deselected:

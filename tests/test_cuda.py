@@ -36,20 +36,17 @@ IN_SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 HAS_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
 cudasim = pytest.mark.cudasim
 DTYPES = [np.float32, np.float64]
-SIMULATOR_SHARDS = 1
 
 
 @pytest.mark.slow(seconds=60)
-@pytest.mark.parametrize("shard", range(SIMULATOR_SHARDS))
-def test_cuda_simulator_suite(shard):
-    """Runs the ``cudasim`` tests of this file in processes with the simulator on, a
-    share of them in each of ``SIMULATOR_SHARDS`` (one: the suite starts it first, and
-    the other worker runs the rest meanwhile)."""
+def test_cuda_simulator_suite():
+    """Runs the ``cudasim`` tests of this file in a process with the simulator on (the
+    suite starts it first, and the other worker runs the rest meanwhile)."""
     if IN_SIMULATOR:
         pytest.skip("already in the simulator process")
     if not HAS_NUMBA_CUDA:
         pytest.skip("numba-cuda is not installed (pip install 'hkmeans[cuda]'): the CUDA tests did not run")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", HKMEANS_TEST_SHARD=f"{shard}/{SIMULATOR_SHARDS}")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     root = Path(__file__).resolve().parents[1]
     simulated = ["-m", "cudasim", "-n", "0", "-p", "no:cacheprovider"]  # in this one process
     cmd = [sys.executable, "-m", "pytest", "-q", *simulated, str(Path(__file__))]
