@@ -27,6 +27,10 @@ def exact_sq_norms(X, out):
         out[i] = s
 
 
+#: The smallest normal float64.
+FLOAT64_TINY = float(np.finfo(np.float64).tiny)
+
+
 @njit(cache=True, inline="always")
 def exact_score(x, y, sqx, sqy, cosine):
     """Cosine similarity or Euclidean distance of ``x`` and ``y`` (squared norms
@@ -41,7 +45,7 @@ def exact_score(x, y, sqx, sqy, cosine):
             p = np.float64(x[f]) * np.float64(y[f])
             s += p
         d = sqx * sqy
-        if not 2.2250738585072014e-308 <= d < np.inf:  # beyond float64's normal numbers
+        if not FLOAT64_TINY <= d < np.inf:  # beyond float64's normal numbers
             return s / sqx if sqx == sqy else s / (np.sqrt(sqx) * np.sqrt(sqy))
         return s / np.sqrt(d)
     for f in range(x.shape[0]):
