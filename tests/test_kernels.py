@@ -4,6 +4,7 @@ import importlib
 import os
 import subprocess
 import sys
+import time
 
 import numba
 import numpy as np
@@ -386,6 +387,31 @@ def test_no_compile_notice_once_silenced(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert run.stderr == ""
     assert any(tmp_path.rglob("*.nbi"))  # it did compile
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no file locks on Windows: processes compile side by side")
+def test_processes_started_together_compile_a_kernel_once(tmp_path):
+    """Three processes call the same uncompiled kernel at the same moment: one compiles
+    it (and says so), the others wait and load it from the cache it saved."""
+    go = tmp_path / "go"
+    code = "\n".join(
+        [
+            "import os, time, numpy as np",
+            "from hkmeans._kernels.cpu.groups import cluster_sums",
+            f"while not os.path.exists({str(go)!r}):",
+            "    time.sleep(0.001)",
+            "cluster_sums(np.ones((4, 2)), np.array([0, 2, 4]), np.arange(4))",
+        ]
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))  # empty: the kernel compiles
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)
+    ]
+    time.sleep(3)  # all three imported and waiting
+    go.touch()
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errs
+    assert sorted(err.count("compiling kernels") for err in errs) == [0, 0, 1], errs
 
 
 @pytest.mark.parametrize("quiet", [True, False])

@@ -14,15 +14,24 @@ another user could write would let that user run code as this one.
 """
 
 import atexit
+import contextlib
+import hashlib
 import os
 import shutil
 import stat
 import sys
 import tempfile
+import time
 import warnings
 
 import numba
-from numba.core import event
+from numba.core import event, sigutils
+from numba.core.compiler_lock import global_compiler_lock
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there processes compile side by side
+    fcntl = None  # type: ignore[assignment]
 
 #: Said once per process, before the first kernel compiles (never when all load from
 #: the cache). The time: a first `hkmeans demo` on an idle 2-core machine (38-46 s of
@@ -112,3 +121,63 @@ event.register("numba:compile", _NOTICE)
 def silence_compile_notice() -> None:
     """Print no :data:`COMPILE_NOTICE` in this process (``hkmeans -q``)."""
     _NOTICE.said = True
+
+
+#: How long a process waits for another one compiling the same kernel before it
+#: compiles the kernel itself.
+COMPILE_WAIT_S = 600.0
+
+
+@contextlib.contextmanager
+def _file_lock(path, timeout):
+    """An exclusive lock on the file at ``path`` (made if missing) for the ``with``
+    block, or none where it cannot be had within ``timeout`` seconds or at all."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            except OSError:  # a file system without locks
+                break
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def compile_once(dispatcher):
+    """``dispatcher`` (a Numba CPU dispatcher with ``cache=True``) made to compile each
+    signature in one process at a time: processes started together on one machine
+    (test workers, Dask workers, parallel jobs) then compile a kernel once, and the
+    others load it from the disk cache as the first one saves it.
+
+    The lock is a file beside the kernel's cache index, one per signature, taken
+    inside Numba's own compiler lock (so threads of one process never wait on each
+    other's file locks). A kernel holds its lock while the kernels it calls compile
+    and take theirs; calls between kernels form no cycle, so neither do the waits.
+    """
+    index = getattr(getattr(dispatcher._cache, "_cache_file", None), "_index_path", None)
+    if fcntl is None or index is None:
+        return dispatcher
+    compile_signature = dispatcher.compile
+
+    def compile(sig):
+        with global_compiler_lock:
+            args, _ = sigutils.normalize_signature(sig)
+            if tuple(args) in dispatcher.overloads:  # typing a caller asks again
+                return compile_signature(sig)
+            key = hashlib.sha1(str(tuple(args)).encode()).hexdigest()[:16]
+            with _file_lock(f"{index}.{key}.lock", COMPILE_WAIT_S):
+                return compile_signature(sig)
+
+    dispatcher.compile = compile
+    return dispatcher

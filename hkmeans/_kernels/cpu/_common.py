@@ -6,11 +6,19 @@ import ctypes
 import numba
 import numpy as np
 
+from .. import compile_once
+
 
 def njit(**options):
-    """``numba.njit`` that releases the GIL: split levels call kernels from several
-    threads at once."""
-    return numba.njit(nogil=True, **options)
+    """``numba.njit`` that releases the GIL (split levels call kernels from several
+    threads at once) and, when cached, compiles each signature in one process at a
+    time (:func:`hkmeans._kernels.compile_once`)."""
+
+    def decorate(func):
+        dispatcher = numba.njit(nogil=True, **options)(func)
+        return compile_once(dispatcher) if options.get("cache") else dispatcher
+
+    return decorate
 
 
 def kernel_input(X):
