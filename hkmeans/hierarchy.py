@@ -22,7 +22,7 @@ from ._rng import as_generator
 from ._threads import available_threads, map_side_by_side
 from ._validation import HierarchyParams, check_hierarchy, check_sample_weight
 from .advise import ParameterWarning, far_off
-from .backends import Backend, resolve
+from .backends import Backend, arrays_of, check_backend, resolve
 from .backends.in_memory import group_by_label
 from .checkpoint import Checkpoints, run_step
 from .kmeans import kmeans, reseed_empty
@@ -103,15 +103,17 @@ def hierarchical_kmeans(
     checkpoints: Checkpoints | None = None,
     sample_weight=None,
 ) -> list[Level]:
-    """Fit the levels of a hierarchical k-means on validated data ``X``.
+    """Fit the levels of a hierarchical k-means on data ``X``.
 
     The engine behind :class:`~hkmeans.HierarchicalKMeans`, whose parameters these
     are, one to one, with the same defaults and constraints.
 
     Parameters
     ----------
-    X : ndarray, memory map or dask array of shape (n_samples, n_features)
-        Validated: 2-D, C-contiguous, float32 or float64, finite.
+    X : array-like, memory map or dask array of shape (n_samples, n_features)
+        Checked as :meth:`HierarchicalKMeans.fit <hkmeans.HierarchicalKMeans.fit>`
+        checks it: 2-D, numeric and finite (a dask array's rows as the first pass reads
+        them), computed in float32 if it is float32, else in float64.
     n_clusters : int or sequence of int
         Clusters per level, finest first.
     n_resamples, sample_size : int, sequence of int (or None for sample_size)
@@ -156,6 +158,8 @@ def hierarchical_kmeans(
     list of Level
         One per level, finest first.
     """
+    check_backend(X, backend)
+    X = arrays_of(X).validated(None, X, reset=True, accept_sparse=False)
     params = check_hierarchy(
         X,
         n_clusters=n_clusters,

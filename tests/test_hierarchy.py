@@ -286,3 +286,22 @@ def test_float64_rows_beyond_float32s_range_fit_as_the_rows_scaled_back(scale):
         np.testing.assert_array_equal(la.centroids * scale, lb.centroids)
     for kwargs in ({"random_state": 1}, {"strategy": "closest"}):
         np.testing.assert_array_equal(a.sample(300, **kwargs), b.sample(300, **kwargs))
+
+
+def test_the_function_checks_its_input_as_the_estimator_does():
+    X = mixture(n=400)
+    model = HierarchicalKMeans((12, 4), n_resamples=2, random_state=0).fit(X)
+    for rows in (X.tolist(), np.asfortranarray(X)):
+        levels = hierarchical_kmeans(rows, (12, 4), n_resamples=2, random_state=0)
+        np.testing.assert_array_equal(levels[0].labels, model.levels_[0].labels)
+        np.testing.assert_array_equal(levels[1].centroids, model.levels_[1].centroids)
+    integers = np.round(X).astype(np.int64)
+    got = hierarchical_kmeans(integers, 12, n_resamples=0, random_state=0)[0]  # as scikit-learn: in float64
+    np.testing.assert_array_equal(
+        got.centroids, hierarchical_kmeans(integers * 1.0, 12, n_resamples=0, random_state=0)[0].centroids
+    )
+    bad = X.copy()
+    bad[7, 1] = np.nan
+    for rows, match in ((bad, "NaN"), (X[:, 0], "2D"), (np.full((20, 2), "a"), "convert")):
+        with pytest.raises(ValueError, match=match):
+            hierarchical_kmeans(rows, 4, random_state=0)

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.metrics import euclidean_distances
 from sklearn.preprocessing import normalize
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_array, validate_data
 
 from .._kernels.cpu import groups, select
 from .._threads import kernel_threads
@@ -87,6 +87,8 @@ class InMemoryArrays:
     lazy = False
 
     def validated(self, estimator, X, reset: bool, accept_sparse):
+        if estimator is None:
+            return check_array(X, accept_sparse=accept_sparse, dtype=FLOAT_DTYPES, order="C")
         return validate_data(estimator, X, accept_sparse=accept_sparse, dtype=FLOAT_DTYPES, order="C", reset=reset)
 
     def normalized(self, X):

@@ -143,7 +143,7 @@ class PerRowArrays(Protocol):
 
     def validated(self, estimator: Any, X: Any, reset: bool, accept_sparse: Any) -> Any:
         """Rows ``X`` checked for ``estimator`` (its ``n_features_in_`` set with ``reset``,
-        else compared); a lazy array by shape and dtype only."""
+        else compared), or on their own for None; a lazy array by shape and dtype only."""
 
     def normalized(self, X: Any) -> Any:
         """The rows scaled to unit norm."""

@@ -24,6 +24,8 @@ class DaskArrays:
 
     def validated(self, estimator, X, reset: bool, accept_sparse):
         X = as_rows(X)
+        if estimator is None:
+            return X
         if reset:
             estimator.n_features_in_ = X.shape[1]
         elif X.shape[1] != estimator.n_features_in_:
