@@ -22,7 +22,7 @@ from ._rng import as_generator
 from ._threads import available_threads, map_side_by_side
 from ._validation import HierarchyParams, check_hierarchy, check_sample_weight
 from .advise import ParameterWarning, far_off
-from .backends import Backend, arrays_of, check_backend, resolve
+from .backends import Backend, arrays_of, check_backend, picklable, resolve
 from .backends.in_memory import group_by_label
 from .checkpoint import Checkpoints, run_step
 from .kmeans import kmeans, reseed_empty
@@ -60,6 +60,9 @@ class Level:
     n_iter: int
     parents: np.ndarray | None = None
     child_offsets: np.ndarray | None = None
+
+    def __getstate__(self):
+        return picklable(self.__dict__)  # a Dask fit's per-row state stays with its cluster
 
     def assign(self, X):
         """Cluster and squared distance of each row of ``X`` as the level assigns its

@@ -12,7 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .backends import PerRowArrays, arrays_of
+from .backends import PerRowArrays, arrays_of, picklable
 from .backends.in_memory import IN_MEMORY
 from .io import save_npz
 
@@ -102,6 +102,9 @@ class ClusterTree:
         self.n_clusters = tuple(n_clusters)
         self.n_levels = n_levels
         self.n_samples = labels[0].size
+
+    def __getstate__(self):
+        return picklable(self.__dict__)  # a Dask tree's per-row state stays with its cluster
 
     @classmethod
     def from_labels(cls, level_labels, centroids=None, distances=None) -> ClusterTree:

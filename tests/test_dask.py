@@ -228,6 +228,41 @@ def test_a_resampling_subset_on_the_workers_holds_the_selected_rows(client):
     np.testing.assert_array_equal(got.compute(), X[rows])
 
 
+def test_a_pickled_fit_predicts_and_says_where_its_per_row_state_is(reference, tmp_path):
+    """A copy of a fit on Dask, in this process or another, carries its centroids and
+    no futures of the cluster: it predicts as the fit does; its per-row state (labels,
+    distances, sampling) raises one line saying how to keep it."""
+    import pickle
+
+    m = reference[0]
+    blob = pickle.dumps(m)
+    assert b"distributed" not in blob  # no futures, no client
+    copy = pickle.loads(blob)
+    np.testing.assert_array_equal(copy.predict(X[:50]), m.predict(X[:50]))
+    np.testing.assert_array_equal(copy.transform(X[:50]), m.transform(X[:50]))
+    np.testing.assert_array_equal(copy.tree_.sizes(0), m.tree_.sizes(0))
+    assert copy.labels_.shape == m.labels_.shape
+    uses = [
+        lambda: copy.sample(50, random_state=0),
+        lambda: hkmeans.hierarchical_sampling(copy.tree_, 50, random_state=0),
+        lambda: np.asarray(copy.labels_),
+        lambda: copy.cluster_table(),
+        lambda: copy.tree_.save(tmp_path / "copy.npz"),
+        lambda: pickle.loads(pickle.dumps(copy.levels_[0])).sqdist[:3],
+    ]
+    for use in uses:
+        with pytest.raises(ValueError, match=r"^this object was unpickled from a fit on Dask[^\n]*tree_\.save"):
+            use()
+    m.tree_.save(tmp_path / "tree.npz")  # what the message says to do
+    loaded = hkmeans.ClusterTree.load(tmp_path / "tree.npz")
+    kept = pickle.loads(pickle.dumps(loaded))
+    np.testing.assert_array_equal(kept.labels[0], reference[1][0])
+    np.testing.assert_array_equal(
+        hkmeans.hierarchical_sampling(kept, 50, random_state=0),
+        hkmeans.hierarchical_sampling(loaded, 50, random_state=0),
+    )
+
+
 def test_a_subset_with_chunks_of_no_rows_spills_and_reads_back(client, tmp_path, monkeypatch):
     """Chunks without a picked row are left out of the subset, in files as in memory,
     and the subset's passes read what was picked."""

@@ -29,12 +29,14 @@ __all__ = [
     "Backend",
     "CPUBackend",
     "CUDABackend",
+    "Detached",
     "LloydRunProtocol",
     "PerRowArrays",
     "SparseBackend",
     "arrays_of",
     "check_backend",
     "dask_module",
+    "picklable",
     "resolve",
     "runs_on_dask",
 ]
@@ -115,3 +117,55 @@ if TYPE_CHECKING:  # every backend and per-row kind conforms, checked by the typ
         lazy: DaskArrays,
     ) -> tuple[Backend, Backend, Backend, Backend, PerRowArrays, PerRowArrays]:
         return cpu, csr, cuda, dask, memory, lazy
+
+
+#: What using per-row state that stayed on a Dask cluster, in an unpickled copy, says.
+DETACHED = (
+    "this object was unpickled from a fit on Dask, whose per-row state (labels, "
+    "distances) stays with the cluster of the fit and is not pickled; keep it with "
+    "model.tree_.save(path) before pickling and read it with ClusterTree.load(path)."
+)
+
+
+class Detached:
+    """Stands in, in an unpickled copy, for a per-row array of a fit on Dask: its
+    chunks live in the workers' memory or a scratch folder of the fitting process,
+    which a copy elsewhere (or later) cannot reach. Its shape and dtype remain; any
+    other use raises a ValueError of one line (:data:`DETACHED`)."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # protocols probed by pickle, NumPy and Dask
+            raise AttributeError(name)
+        raise ValueError(DETACHED)
+
+    def __array__(self, *args, **kwargs):
+        raise ValueError(DETACHED)
+
+    def __getitem__(self, key):
+        raise ValueError(DETACHED)
+
+    def __len__(self):
+        raise ValueError(DETACHED)
+
+    def __repr__(self) -> str:
+        return f"<per-row array of shape {self.shape} left with the Dask cluster of its fit>"
+
+
+def picklable(state: dict) -> dict:
+    """``state`` (an object's ``__dict__``, to pickle) with each dask array in it,
+    alone or in a tuple or list, replaced by a :class:`Detached` stand-in: a copy of
+    a model fitted on Dask carries its centroids, not futures of the cluster it was
+    fitted on (which fail once the original is gone, or in another process) nor its
+    per-row state (n rows gathered into every copy, every task a model is sent to)."""
+
+    def one(value):
+        if is_dask(value):
+            return Detached(value.shape, value.dtype)
+        if isinstance(value, (tuple, list)) and any(is_dask(v) for v in value):
+            return type(value)(one(v) for v in value)
+        return value
+
+    return {name: one(value) for name, value in state.items()}
