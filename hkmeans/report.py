@@ -49,7 +49,7 @@ def target_sizes(n_samples: int, selected_sizes) -> list[int]:
     return sorted(s for s in sizes if 0 < s <= n_samples)
 
 
-def subset_rows(tree: ClusterTree, selected, random_state=0) -> list[dict]:
+def subset_rows(tree: ClusterTree, selected, random_state=0, random_rows=None) -> list[dict]:
     """One row per curated subset: its points (repeats counted), distinct points, the
     top-level clusters it reaches and its balance over them (normalised entropy),
     beside that of a uniformly random subset of the same size.
@@ -60,6 +60,9 @@ def subset_rows(tree: ClusterTree, selected, random_state=0) -> list[dict]:
     selected : array-like of int or mapping of str to array-like of int
         See :func:`hkmeans.plot.named_subsets`.
     random_state : int, Generator, RandomState or None, default=0
+    random_rows : array-like of int or None, default=None
+        A random subset drawn already (the one the report's figures show): the
+        random subset of the subsets of its size; others are drawn.
 
     Returns
     -------
@@ -70,7 +73,11 @@ def subset_rows(tree: ClusterTree, selected, random_state=0) -> list[dict]:
     rows = []
     for name, subset in plot.named_subsets(selected).items():
         counts = plot.per_cluster(tree, subset, top)
-        random = rng.choice(tree.n_samples, min(subset.size, tree.n_samples), replace=False)
+        size = min(subset.size, tree.n_samples)
+        if random_rows is not None and len(random_rows) == size:
+            random = np.asarray(random_rows)
+        else:
+            random = rng.choice(tree.n_samples, size, replace=False)
         rows.append(
             {
                 "subset": name,
@@ -488,7 +495,7 @@ def curation_report(
         (
             "Curated subsets",
             "subsets",
-            subset_rows(tree, subsets, rng),
+            subset_rows(tree, subsets, rng, random_rows),
             "Balance: normalised entropy over the top-level clusters, 1 for an even spread.",
         )
     ]

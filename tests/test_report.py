@@ -152,6 +152,21 @@ def test_the_report_holds_every_table_and_figure_with_and_without_labels(fitted)
         curation_report(m.tree_, [5, 4000])
 
 
+def test_the_subsets_table_and_the_figures_compare_with_one_random_subset(fitted):
+    """The points' labels are their top-level clusters: the label table's random
+    column then counts per top cluster the random subset the figures show, and the
+    subsets table's random balance must be that subset's."""
+    X, _, m = fitted
+    top = m.tree_.point_labels(m.tree_.n_levels - 1)
+    assert np.all(m.tree_.sizes(m.tree_.n_levels - 1) > 0)  # one label per top cluster
+    selected = {"curated": m.sample(300), "small": m.sample(40, random_state=1)}
+    for seed in range(3):
+        page = parse(curation_report(m.tree_, selected, labels=np.array([f"top {c}" for c in top]), random_state=seed))
+        summary = {r["subset"]: r for r in page.tables["label-summary"]}
+        subsets = {r["subset"]: r for r in page.tables["subsets"]}
+        assert subsets["curated"]["balance, random"] == summary["random"]["normalised entropy"]
+
+
 def test_the_dedup_section_counts_what_was_removed_and_escapes_ids(fitted):
     X, _, m = fitted
     n = len(X)
