@@ -168,14 +168,15 @@ def _blocks(offsets, sizes, step):
     return np.concatenate([*starts, [sum(sizes)]]).astype(np.int64)
 
 
-def _checked(name, X):
-    """``X`` if it is a non-empty 2-D numeric array; :class:`InputError` otherwise."""
+def _checked(name, X, rows_needed=True):
+    """``X`` if it is a 2-D numeric array with columns (and, with ``rows_needed``,
+    rows); :class:`InputError` otherwise."""
     shape, dtype = tuple(X.shape), np.dtype(X.dtype)
     if dtype.kind not in "fiu":
         raise InputError(f"{name}: dtype {dtype} is not numeric; expected float or integer embeddings.")
     if len(shape) != 2:
         raise InputError(f"{name}: array of shape {shape}; expected 2-D (n_samples, n_features).")
-    if 0 in shape:
+    if shape[1] == 0 or (rows_needed and shape[0] == 0):
         raise InputError(f"{name}: empty array of shape {shape}.")
     return X
 
@@ -258,7 +259,7 @@ class _PartsPool(Pool):
             lo, hi = self._offsets[i], self._offsets[i + 1]
             if lo >= stop:
                 break
-            if hi > start:
+            if hi > max(start, lo):  # a part of no rows is not read
                 pieces.append(self._part(i, max(start, lo) - lo, min(stop, hi) - lo))
         if not pieces:
             return np.empty((0, self.shape[1]), self.dtype)
@@ -270,13 +271,15 @@ class _PartsPool(Pool):
 
 class ShardsPool(_PartsPool):
     """``.npy`` shards of one width and dtype, one after the other; each shard is
-    memory-mapped only while it is read, so that thousands of them hold no file open."""
+    memory-mapped only while it is read, so that thousands of them hold no file open.
+    A shard of no rows adds none (as an empty Parquet file does); all of them empty
+    is an :class:`InputError`."""
 
     def __init__(self, source, paths):
         self.source, self.files = source, paths
         shapes = []
         for path in paths:
-            X = open_embeddings(path)
+            X = _checked(path, _load_npy(path), rows_needed=False)
             if shapes and (X.shape[1], X.dtype) != (shapes[0][1], self.dtype):
                 raise InputError(
                     f"{path}: {X.shape[1]} columns of {X.dtype}, but {paths[0]} has {shapes[0][1]} of {self.dtype}; "
@@ -286,6 +289,8 @@ class ShardsPool(_PartsPool):
             self.dtype = X.dtype
             del X
         sizes = [s[0] for s in shapes]
+        if not sum(sizes):
+            raise InputError(f"{source}: no rows.")
         self.shape = (int(sum(sizes)), int(shapes[0][1]))
         self._set_parts(sizes)
         # a memory map reads any rows alike: a shard larger than a block is cut in blocks

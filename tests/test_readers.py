@@ -96,6 +96,35 @@ def test_shards_are_in_natural_order_and_hidden_files_are_left_out(tmp_path):
     assert os.path.basename(open_pool(tmp_path).files[-1]) == "\u00b2s.npy"
 
 
+@pytest.mark.parametrize("suffix", [".npy", ".parquet"])
+def test_a_shard_of_no_rows_adds_none_and_a_pool_of_none_is_refused(tmp_path, suffix):
+    """A job that wrote no rows leaves an empty shard: .npy shards and Parquet files
+    alike read past it; a pool whose shards are all empty has nothing to read."""
+    X = embeddings(n=9)
+
+    def save(path, rows):
+        np.save(path, rows) if suffix == ".npy" else write_parquet(path, rows, 4)
+
+    for i, (a, b) in enumerate([(0, 4), (4, 4), (4, 9), (9, 9)]):
+        save(tmp_path / f"part_{i}{suffix}", X[a:b])
+    pool = open_pool(tmp_path)
+    assert pool.shape == X.shape and pool.chunks.tolist()[-1] == 9
+    np.testing.assert_array_equal(pool.read(0, 9), X)
+    np.testing.assert_array_equal(pool.read(3, 6), X[3:6])
+    np.testing.assert_array_equal(np.concatenate([rows for _, rows in pool.iter_chunks()]), X)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    save(empty / f"a{suffix}", X[:0])
+    with pytest.raises(InputError, match=r"empty: no rows\.$"):
+        open_pool(empty)
+    if suffix == ".npy":  # a single file of no rows, or a shard without columns, stays refused
+        with pytest.raises(InputError, match=r"empty array of shape \(0, 3\)"):
+            open_pool(empty / "a.npy")
+        np.save(tmp_path / "part_9.npy", np.zeros((2, 0), np.float32))
+        with pytest.raises(InputError, match=r"part_9.npy: empty array of shape \(2, 0\)"):
+            open_pool(tmp_path)
+
+
 def test_parquet_column_is_the_only_list_column_or_named(tmp_path):
     X = embeddings()
     write_parquet(tmp_path / "a.parquet", X, 5, id=np.arange(len(X)))
