@@ -414,6 +414,18 @@ def test_processes_started_together_compile_a_kernel_once(tmp_path):
     assert sorted(err.count("compiling kernels") for err in errs) == [0, 0, 1], errs
 
 
+def test_kernels_run_as_python_with_the_jit_off():
+    """NUMBA_DISABLE_JIT=1 (to debug a kernel in Python): the kernels are plain
+    functions, with no cache to lock."""
+    code = (
+        "import numpy as np, hkmeans; X = np.random.default_rng(0).normal(size=(40, 2)); "
+        "print(len(hkmeans.HierarchicalKMeans((4, 2), n_resamples=1, random_state=0).fit(X).sample(10)))"
+    )
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0 and run.stdout == "10\n", run.stderr[-2000:]
+
+
 @pytest.mark.parametrize("quiet", [True, False])
 def test_quiet_commands_silence_the_compile_notice(tmp_path, monkeypatch, quiet):
     main = importlib.import_module("hkmeans.cli.main")  # the package's name is the function

@@ -165,7 +165,8 @@ def compile_once(dispatcher):
     other's file locks). A kernel holds its lock while the kernels it calls compile
     and take theirs; calls between kernels form no cycle, so neither do the waits.
     """
-    index = getattr(getattr(dispatcher._cache, "_cache_file", None), "_index_path", None)
+    cache = getattr(dispatcher, "_cache", None)  # none: a plain function under NUMBA_DISABLE_JIT=1
+    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
     if fcntl is None or index is None:
         return dispatcher
     compile_signature = dispatcher.compile
