@@ -22,7 +22,7 @@ from ._rng import as_generator
 from ._threads import available_threads, map_side_by_side
 from ._validation import HierarchyParams, check_hierarchy, check_sample_weight
 from .advise import ParameterWarning, far_off
-from .backends import Backend, arrays_of, check_backend, picklable, resolve
+from .backends import Backend, DetachedWhenPickled, arrays_of, check_backend, resolve
 from .backends.in_memory import group_by_label
 from .checkpoint import Checkpoints, run_step
 from .kmeans import kmeans, reseed_empty
@@ -30,7 +30,7 @@ from .tree import ClusterTree
 
 
 @dataclass(frozen=True)
-class Level:
+class Level(DetachedWhenPickled):
     """One fitted level: its centroids; for each row of its input (the data at level 0,
     the previous level's centroids above), the cluster and squared distance; and the
     Lloyd iterations its k-means runs took in all. A split level also keeps the
@@ -60,9 +60,6 @@ class Level:
     n_iter: int
     parents: np.ndarray | None = None
     child_offsets: np.ndarray | None = None
-
-    def __getstate__(self):
-        return picklable(self.__dict__)  # a Dask fit's per-row state stays with its cluster
 
     def assign(self, X):
         """Cluster and squared distance of each row of ``X`` as the level assigns its
@@ -113,10 +110,12 @@ def hierarchical_kmeans(
 
     Parameters
     ----------
-    X : array-like, memory map or dask array of shape (n_samples, n_features)
+    X : array-like, sparse CSR matrix, memory map, dask array or backend of shape (n_samples, n_features)
         Checked as :meth:`HierarchicalKMeans.fit <hkmeans.HierarchicalKMeans.fit>`
-        checks it: 2-D, numeric and finite (a dask array's rows as the first pass reads
-        them), computed in float32 if it is float32, else in float64.
+        checks it (2-D, numeric and finite; a dask array's rows as the first pass reads
+        them) and cast as it is cast (see the scaling page for dask arrays); a
+        :class:`~hkmeans.backends.Backend` made by the caller (a ``CUDABackend``
+        streaming its rows, say) as it is.
     n_clusters : int or sequence of int
         Clusters per level, finest first.
     n_resamples, sample_size : int, sequence of int (or None for sample_size)
@@ -161,8 +160,9 @@ def hierarchical_kmeans(
     list of Level
         One per level, finest first.
     """
-    check_backend(X, backend)
-    X = arrays_of(X).validated(None, X, reset=True, accept_sparse=False)
+    if not hasattr(X, "lloyd_run"):  # a backend made by the caller (see resolve) holds checked rows
+        check_backend(X, backend)
+        X = arrays_of(X).validated(None, X, reset=True, accept_sparse="csr")
     params = check_hierarchy(
         X,
         n_clusters=n_clusters,

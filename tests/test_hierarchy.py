@@ -300,6 +300,18 @@ def test_the_function_checks_its_input_as_the_estimator_does():
     np.testing.assert_array_equal(
         got.centroids, hierarchical_kmeans(integers * 1.0, 12, n_resamples=0, random_state=0)[0].centroids
     )
+    # a backend made by the caller is taken as it is; a sparse matrix as the sparse backend
+    from scipy import sparse
+
+    from hkmeans.backends import CPUBackend
+
+    backend = hierarchical_kmeans(CPUBackend(X), (12, 4), n_resamples=2, random_state=0)
+    np.testing.assert_array_equal(backend[1].centroids, model.levels_[1].centroids)
+    rows = sparse.random(60, 9, density=0.4, format="csr", random_state=0)
+    as_csr = hierarchical_kmeans(rows, 4, n_resamples=1, random_state=0)[0]
+    np.testing.assert_array_equal(
+        as_csr.labels, hierarchical_kmeans(rows.tocoo(), 4, n_resamples=1, random_state=0)[0].labels
+    )
     bad = X.copy()
     bad[7, 1] = np.nan
     for rows, match in ((bad, "NaN"), (X[:, 0], "2D"), (np.full((20, 2), "a"), "convert")):
