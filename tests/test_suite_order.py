@@ -20,7 +20,8 @@ class Item:
 
 def test_slow_tests_start_both_halves_longest_first_and_the_rest_keep_their_order():
     quick = [Item(f"t{i}") for i in range(10)]
-    items = quick[:4] + [Item("a", 10), Item("b", 60)] + quick[4:] + [Item("c", 30), Item("m", 90, scope="module")]
+    shared = Item("m", 90, scope="module")
+    items = quick[:4] + [Item("a", 10), Item("b", 60)] + quick[4:7] + [shared] + quick[7:] + [Item("c", 30)]
     names = [item.name for item in heavy_first(items)]
     assert sorted(names) == sorted(item.name for item in items)
     # worksteal gives each of two workers one half: each starts on its longest
