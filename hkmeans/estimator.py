@@ -14,7 +14,7 @@ from ._params import FIT_PARAMS
 from ._rng import as_generator
 from ._threads import single_threaded_blas
 from ._validation import check, check_hierarchy, check_kmeans_params, check_sample_weight
-from .backends import arrays_of, check_backend, dask_module, picklable, resolve
+from .backends import DetachedWhenPickled, arrays_of, check_backend, dask_module, resolve
 from .hierarchy import fit_levels, tree_from_levels
 from .kmeans import kmeans
 from .sampling import flat_sampling, hierarchical_sampling
@@ -24,18 +24,19 @@ from .tables import assignments, cluster_table
 _DTYPES = [np.float64, np.float32]
 
 
-class _CentroidClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+class _CentroidClusterer(
+    DetachedWhenPickled, ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator
+):
     """What both estimators share: prediction input, ``transform`` and ``score``."""
 
     #: sparse matrices taken by fit and prediction (False: dense only)
     _accept_sparse: bool | str = False
 
     def __getstate__(self):
-        """As scikit-learn pickles an estimator; a fit on Dask without its per-row
-        state (``labels_``, the tree's labels and distances), which stays with the
-        cluster of the fit: the copy predicts and transforms, and says what to do
-        where it is asked for that state."""
-        return picklable(super().__getstate__())
+        """As scikit-learn pickles an estimator, without a Dask fit's per-row state
+        (:class:`~hkmeans.backends.DetachedWhenPickled`) and without ``client``, a
+        connection that cannot travel: the copy uses the default client."""
+        return {**super().__getstate__(), "client": None}
 
     def _validate_fit_data(self, X):
         """``X`` checked; a dask array is checked by shape and dtype only (its rows are

@@ -12,14 +12,14 @@ from functools import cached_property
 
 import numpy as np
 
-from .backends import PerRowArrays, arrays_of, picklable
+from .backends import DetachedWhenPickled, PerRowArrays, arrays_of
 from .backends.in_memory import IN_MEMORY
 from .io import save_npz
 
 _FORMAT = 1
 
 
-class ClusterTree:
+class ClusterTree(DetachedWhenPickled):
     """A hierarchy of clusters over ``n_samples`` data points.
 
     ``labels[0]`` and ``distances`` may be dask arrays (a fit on the dask backend):
@@ -102,9 +102,6 @@ class ClusterTree:
         self.n_clusters = tuple(n_clusters)
         self.n_levels = n_levels
         self.n_samples = labels[0].size
-
-    def __getstate__(self):
-        return picklable(self.__dict__)  # a Dask tree's per-row state stays with its cluster
 
     @classmethod
     def from_labels(cls, level_labels, centroids=None, distances=None) -> ClusterTree:

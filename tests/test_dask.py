@@ -228,31 +228,43 @@ def test_a_resampling_subset_on_the_workers_holds_the_selected_rows(client):
     np.testing.assert_array_equal(got.compute(), X[rows])
 
 
-def test_a_pickled_fit_predicts_and_says_where_its_per_row_state_is(reference, tmp_path):
+def test_a_pickled_fit_predicts_and_says_where_its_per_row_state_is(client, reference, tmp_path):
     """A copy of a fit on Dask, in this process or another, carries its centroids and
     no futures of the cluster: it predicts as the fit does; its per-row state (labels,
-    distances, sampling) raises one line saying how to keep it."""
+    distances, sampling) raises one line saying how to keep it. Copies made with the
+    copy module, in this process, keep that state."""
+    import copy
     import pickle
 
     m = reference[0]
+    for same in (copy.copy(m), copy.deepcopy(m)):
+        np.testing.assert_array_equal(same.sample(50, random_state=0), m.sample(50, random_state=0))
+        np.testing.assert_array_equal(*dask_backend.compute(same.labels_, m.labels_, client=client))
     blob = pickle.dumps(m)
     assert b"distributed" not in blob  # no futures, no client
-    copy = pickle.loads(blob)
-    np.testing.assert_array_equal(copy.predict(X[:50]), m.predict(X[:50]))
-    np.testing.assert_array_equal(copy.transform(X[:50]), m.transform(X[:50]))
-    np.testing.assert_array_equal(copy.tree_.sizes(0), m.tree_.sizes(0))
-    assert copy.labels_.shape == m.labels_.shape
+    copied = pickle.loads(blob)
+    np.testing.assert_array_equal(copied.predict(X[:50]), m.predict(X[:50]))
+    np.testing.assert_array_equal(copied.transform(X[:50]), m.transform(X[:50]))
+    np.testing.assert_array_equal(copied.tree_.sizes(0), m.tree_.sizes(0))
+    assert copied.labels_.shape == m.labels_.shape
     uses = [
-        lambda: copy.sample(50, random_state=0),
-        lambda: hkmeans.hierarchical_sampling(copy.tree_, 50, random_state=0),
-        lambda: np.asarray(copy.labels_),
-        lambda: copy.cluster_table(),
-        lambda: copy.tree_.save(tmp_path / "copy.npz"),
-        lambda: pickle.loads(pickle.dumps(copy.levels_[0])).sqdist[:3],
+        lambda: copied.sample(50, random_state=0),
+        lambda: hkmeans.hierarchical_sampling(copied.tree_, 50, random_state=0),
+        lambda: np.asarray(copied.labels_),
+        lambda: copied.cluster_table(),
+        lambda: copied.tree_.save(tmp_path / "copy.npz"),
+        lambda: pickle.loads(pickle.dumps(copied.levels_[0])).sqdist[:3],
+        lambda: np.array_equal(copied.labels_, reference[1][1]),  # NumPy would answer False
+        lambda: copied.labels_ == 0,  # Python would answer False
+        lambda: np.sum(copied.labels_),
+        lambda: copied.labels_ + 1,
+        lambda: bool(copied.labels_),
     ]
     for use in uses:
         with pytest.raises(ValueError, match=r"^this object was unpickled from a fit on Dask[^\n]*tree_\.save"):
             use()
+    unpickled = pickle.loads(pickle.dumps(HierarchicalKMeans(client=client)))
+    assert unpickled.client is None  # a connection does not travel: the copy uses the default client
     m.tree_.save(tmp_path / "tree.npz")  # what the message says to do
     loaded = hkmeans.ClusterTree.load(tmp_path / "tree.npz")
     kept = pickle.loads(pickle.dumps(loaded))

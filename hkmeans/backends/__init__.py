@@ -12,6 +12,7 @@ when one is made).
 
 from __future__ import annotations
 
+import copy
 import sys
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ __all__ = [
     "CPUBackend",
     "CUDABackend",
     "Detached",
+    "DetachedWhenPickled",
     "LloydRunProtocol",
     "PerRowArrays",
     "SparseBackend",
@@ -131,35 +133,67 @@ class Detached:
     """Stands in, in an unpickled copy, for a per-row array of a fit on Dask: its
     chunks live in the workers' memory or a scratch folder of the fitting process,
     which a copy elsewhere (or later) cannot reach. Its shape and dtype remain; any
-    other use raises a ValueError of one line (:data:`DETACHED`)."""
+    other use (NumPy, indexing, comparison, arithmetic, truth) raises a ValueError of
+    one line (:data:`DETACHED`)."""
 
     def __init__(self, shape, dtype):
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
 
     def __getattr__(self, name):
-        if name.startswith("__"):  # protocols probed by pickle, NumPy and Dask
+        if name.startswith("__"):  # protocols probed by pickle and Dask
             raise AttributeError(name)
-        raise ValueError(DETACHED)
-
-    def __array__(self, *args, **kwargs):
-        raise ValueError(DETACHED)
-
-    def __getitem__(self, key):
-        raise ValueError(DETACHED)
-
-    def __len__(self):
         raise ValueError(DETACHED)
 
     def __repr__(self) -> str:
         return f"<per-row array of shape {self.shape} left with the Dask cluster of its fit>"
 
+    __hash__ = object.__hash__
+
+
+def _refuse(self, *args, **kwargs):
+    raise ValueError(DETACHED)
+
+
+# NumPy's functions dispatch on __array_function__ before they convert (array_equal
+# would return False on the conversion's error), comparisons would fall back to
+# identity: every such use raises
+for _name in (
+    "__array__ __array_function__ __array_ufunc__ __getitem__ __len__ __iter__ __bool__ __int__ __float__ "
+    "__index__ __eq__ __ne__ __lt__ __le__ __gt__ __ge__ __neg__ __pos__ __abs__ __invert__"
+).split() + [
+    f"__{r}{op}__"
+    for op in "add sub mul matmul truediv floordiv mod pow and or xor lshift rshift".split()
+    for r in ("", "r")
+]:
+    setattr(Detached, _name, _refuse)
+
+
+class DetachedWhenPickled:
+    """Pickles an object (a model, a level, a tree) with each dask array of its state
+    replaced by a :class:`Detached` stand-in: a copy of a fit on Dask carries its
+    centroids, not futures of the cluster it was fitted on (which fail once the
+    original is gone, or in another process) nor its per-row state (n rows gathered
+    into every copy, every task a model is sent to). :func:`copy.copy` and
+    :func:`copy.deepcopy` in this process keep that state."""
+
+    def __getstate__(self):
+        return picklable(super().__getstate__() or {})  # type: ignore[misc]
+
+    def __copy__(self):
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __deepcopy__(self, memo):
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
+
 
 def picklable(state: dict) -> dict:
     """``state`` (an object's ``__dict__``, to pickle) with each dask array in it,
-    alone or in a tuple or list, replaced by a :class:`Detached` stand-in: a copy of
-    a model fitted on Dask carries its centroids, not futures of the cluster it was
-    fitted on (which fail once the original is gone, or in another process) nor its
-    per-row state (n rows gathered into every copy, every task a model is sent to)."""
+    alone or in a tuple or list, replaced by a :class:`Detached` stand-in."""
 
     def one(value):
         if is_dask(value):
