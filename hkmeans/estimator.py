@@ -38,6 +38,11 @@ class _CentroidClusterer(
         connection that cannot travel: the copy uses the default client."""
         return {**super().__getstate__(), "client": None}
 
+    def __deepcopy__(self, memo):
+        if self.client is not None:
+            memo[id(self.client)] = self.client  # a connection is shared, not copied
+        return super().__deepcopy__(memo)
+
     def _validate_fit_data(self, X):
         """``X`` checked; a dask array is checked by shape and dtype only (its rows are
         checked for NaN and infinity chunk by chunk in the first pass)."""

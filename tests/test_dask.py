@@ -265,6 +265,7 @@ def test_a_pickled_fit_predicts_and_says_where_its_per_row_state_is(client, refe
             use()
     unpickled = pickle.loads(pickle.dumps(HierarchicalKMeans(client=client)))
     assert unpickled.client is None  # a connection does not travel: the copy uses the default client
+    assert copy.deepcopy(HierarchicalKMeans(client=client)).client is client  # in process, it is shared
     m.tree_.save(tmp_path / "tree.npz")  # what the message says to do
     loaded = hkmeans.ClusterTree.load(tmp_path / "tree.npz")
     kept = pickle.loads(pickle.dumps(loaded))
