@@ -111,9 +111,9 @@ def hierarchical_kmeans(
     Parameters
     ----------
     X : array-like, sparse CSR matrix, memory map, dask array or backend of shape (n_samples, n_features)
-        Checked as :meth:`HierarchicalKMeans.fit <hkmeans.HierarchicalKMeans.fit>`
-        checks it (2-D, numeric and finite; a dask array's rows as the first pass reads
-        them) and cast as it is cast (see the scaling page for dask arrays); a
+        Checked as :meth:`~hkmeans.HierarchicalKMeans.fit` checks it (2-D, numeric
+        and finite; a dask array's rows as the first pass reads them) and cast as it
+        is cast (see the scaling page for dask arrays); a
         :class:`~hkmeans.backends.Backend` made by the caller (a ``CUDABackend``
         streaming its rows, say) as it is.
     n_clusters : int or sequence of int
