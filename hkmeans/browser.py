@@ -70,14 +70,15 @@ def _firsts(groups, rows, clusters, m):
     return [sorted_rows[a:b] for a, b in zip(start, stop)]
 
 
-def _mean_distances(tree: ClusterTree, level: int):
-    """Level 0: its points' mean distance to the centroid; above: its children's
-    centroids' mean distance to its centroid. None where the tree lacks them."""
+def _mean_distances(tree: ClusterTree, level: int, labels0):
+    """Level 0: its points' mean distance to the centroid (``labels0``: the level-0
+    labels, gathered); above: its children's centroids' mean distance to its
+    centroid. None where the tree lacks them."""
     k = tree.n_clusters[level]
     if level == 0:
         if tree.distances is None:
             return None
-        labels, dist = tree.arrays.gathered(tree.labels[0]), tree.arrays.gathered(tree.distances)
+        labels, dist = labels0, tree.arrays.gathered(tree.distances)
     else:
         if tree.centroids is None:
             return None
@@ -168,13 +169,16 @@ def cluster_data(
     curated = np.zeros(tree.n_samples, dtype=bool)
     curated[selected] = True
     levels, examples = [], set()
+    labels0 = tree.arrays.gathered(tree.labels[0])  # once: each level's follow in memory
+    point_labels = labels0
     for t in range(tree.n_levels):
         sizes = tree.sizes(t)
-        point_labels = tree.arrays.gathered(tree.point_labels(t))
+        if t:
+            point_labels = tree.labels[t][point_labels]
         keep, note = shown_clusters(sizes, max_clusters, rng)
         counts = np.bincount(point_labels[selected], minlength=sizes.size)
         children = np.bincount(tree.labels[t], minlength=sizes.size) if t else None
-        dist = _mean_distances(tree, t)
+        dist = _mean_distances(tree, t, labels0)
         drawn = rng.permutation(tree.n_samples)
         mine = curated[drawn]
         cur = _firsts(point_labels[drawn[mine]], drawn[mine], keep, EXAMPLES)
