@@ -147,8 +147,6 @@ class Detached:
     def __repr__(self) -> str:
         return f"<per-row array of shape {self.shape} left with the Dask cluster of its fit>"
 
-    __hash__ = object.__hash__
-
 
 def _refuse(self, *args, **kwargs):
     raise ValueError(DETACHED)
