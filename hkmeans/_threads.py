@@ -108,6 +108,18 @@ def available_threads() -> int:
 
 
 @contextlib.contextmanager
+def every_usable_cpu():
+    """Context in which the kernels take every usable CPU whatever the load, for
+    timings that describe the machine rather than its moment."""
+    before = _config.ADAPT_TO_LOAD
+    _config.ADAPT_TO_LOAD = False
+    try:
+        yield
+    finally:
+        _config.ADAPT_TO_LOAD = before
+
+
+@contextlib.contextmanager
 def kernel_threads(work: float | None = None):
     """Context in which Numba's kernels run on the threads they should: at most
     :func:`available_threads` (Numba's own default follows the affinity mask only),

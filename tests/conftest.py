@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -23,7 +25,16 @@ def pytest_configure(config):
     import hkmeans
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(hkmeans.__file__)))
+    # the cost model's measured rates, kept out of the user's cache (one folder for
+    # the run, made by the first process, which removes it)
+    if "HKMEANS_CACHE_DIR" not in os.environ:
+        os.environ["HKMEANS_CACHE_DIR"] = config._hkmeans_rates = tempfile.mkdtemp(prefix="hkmeans-rates-")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+
+
+def pytest_unconfigure(config):
+    if hasattr(config, "_hkmeans_rates"):
+        shutil.rmtree(config._hkmeans_rates, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

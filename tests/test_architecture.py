@@ -32,7 +32,10 @@ LAYERS = [
     ("kernels", {"hkmeans._kernels"}),
     ("backends", {"hkmeans.backends"}),
     ("engine", {"hkmeans.seeding", "hkmeans.kmeans", "hkmeans.tree", "hkmeans.hierarchy", "hkmeans.sampling"}),
-    ("results", {"hkmeans.tables", "hkmeans.dedup", "hkmeans.browser", "hkmeans.plot", "hkmeans.report"}),
+    (
+        "results",
+        {"hkmeans.cost", "hkmeans.tables", "hkmeans.dedup", "hkmeans.browser", "hkmeans.plot", "hkmeans.report"},
+    ),
     ("api", {"hkmeans", "hkmeans.estimator", "hkmeans.demo"}),
     ("cli", {"hkmeans.cli", "hkmeans.__main__"}),
 ]

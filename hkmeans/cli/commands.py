@@ -12,6 +12,7 @@ import numpy as np
 from .. import demo as rings
 from .._progress import log
 from ..advise import advise as propose
+from ..cost import Hardware, estimate
 from ..datasets import RING_SIZES
 from ..dedup import check_threshold
 from ..io import InputError, save_parquet, save_text
@@ -22,7 +23,7 @@ from ..tables import assignments, cluster_table, selected_table
 from . import config as cfg
 from .dedup import check_dask_arguments, search_pool
 from .fitting import fit_run, prepare_fit
-from .inputs import PARQUET_HINT, read_labels, show_column
+from .inputs import PARQUET_HINT, compute_dtype, read_labels, show_column
 from .outputs import check_output
 from .run_layout import (
     EXPORT_OUTPUTS,
@@ -312,7 +313,11 @@ def export(args) -> None:
 
 
 def advise(args) -> None:
-
+    for flag, value in (("--cost-workers", args.cost_workers), ("--cost-gpus", args.cost_gpus)):
+        if value is not None and value < 1:
+            raise cfg.ConfigError(f"{flag} must be a positive integer, got {value}.")
+    if args.cost_workers is not None and args.cost_gpus is not None:
+        raise cfg.ConfigError("give --cost-workers or --cost-gpus, not both.")
     config = cfg.effective(None, {key: getattr(args, key) for key in (*cfg.DEDUP_KEYS, "seed")})
     on = {"scheduler": args.scheduler, "workers": args.workers, "device": "cpu"}
     check_dask_arguments(on)
@@ -346,3 +351,35 @@ def advise(args) -> None:
     print()
     for line in advice.reasons:
         print(f"# {line}")
+    if args.cost:
+        n = pool.shape[0] if n_kept is None else n_kept
+        _print_cost(n, pool.shape[1], compute_dtype(pool.dtype, "auto"), advice.params, args)
+
+
+def _print_cost(n, d, dtype, params, args) -> None:
+    """Each level's work, time and peak memory (:func:`hkmeans.cost.estimate`), as
+    comments of the config file."""
+    hardware = Hardware(workers=args.cost_workers or 1, gpus=args.cost_gpus or 0)
+    log.info("timing this machine's kernels for the cost (once; a few seconds)")
+    levels = estimate(n, d, dtype, hardware=hardware, **params)
+    where = "this machine"
+    if hardware.gpus:
+        where = f"{hardware.gpus} GPUs at {hardware.gpu_tflops:g} TFLOP/s each (assumed)"
+    elif hardware.workers > 1:
+        where = f"{hardware.workers} Dask workers as fast as this machine for level 0 (assumed)"
+    print(f"#\n# cost on {where}: the time at most (every k-means to max_iter,")
+    print("# every row searched), the peak memory beside the input (docs/scaling.md)")
+    for c in levels:
+        print(
+            f"# level {c.level}, {c.rows} rows -> {c.clusters} clusters: {c.flops / 1e12:.3g} TFLOP, "
+            f"at most {_duration(c.seconds)}, {c.peak_bytes / 2**20:.0f} MiB"
+        )
+    print(f"# in all: at most {_duration(sum(c.seconds for c in levels))}")
+
+
+def _duration(seconds) -> str:
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"

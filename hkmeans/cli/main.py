@@ -225,6 +225,11 @@ def parser() -> argparse.ArgumentParser:
         _flag(p, key, spec)
     _flag(p, "seed", cfg.KEYS["seed"])
     dedup.add_dask_arguments(p)
+    p.add_argument("--no-cost", dest="cost", action="store_false", help="leave out the time and memory of each level")
+    p.add_argument(
+        "--cost-workers", type=int, metavar="W", help="project level 0 on W Dask workers as fast as this machine"
+    )
+    p.add_argument("--cost-gpus", type=int, metavar="G", help="project the fit on G GPUs (15 TFLOP/s each assumed)")
     p.set_defaults(verbosity=0)
     return top
 

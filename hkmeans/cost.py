@@ -1,0 +1,359 @@
+"""What a hierarchical k-means will cost before it runs: each level's distance work,
+its time on this machine and its peak memory.
+
+The work is counted for the plain algorithm at its limits: every k-means seeds, then
+runs ``max_iter`` Lloyd iterations, each searching every row over every centre, and
+each resampling step reassigns every row. A real fit does less where Lloyd stops
+early (labels unchanged) and where its bounds prove a row's label without a search,
+so the time is an upper bound for the given parameters; how far below it a fit ends
+depends on the data (``docs/scaling.md`` gives measured runs beside it).
+
+The time is that work at the rates of this machine's kernels, measured in a few
+seconds on random rows of the pool's width and dtype (:func:`calibrate`, cached per
+machine, threads and package version), where the bounds skip little. Dask workers
+and GPUs are stated assumptions (:class:`Hardware`), not measurements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from types import SimpleNamespace
+
+import numba
+import numpy as np
+
+from . import _config
+from ._params import is_finite_non_negative, is_int
+from ._progress import log
+from ._threads import busy_elsewhere, cpu_sample, every_usable_cpu
+from ._validation import check_hierarchy
+from ._version import __version__
+from .backends.cpu import CPUBackend
+from .hierarchy import default_sample_size
+from .io import save_text
+from .seeding import kmeans_plusplus
+
+#: The calibration's random rows: about this many values, at most this many rows; each
+#: kernel is timed over them again and again for at least CALIBRATION_SECONDS.
+CALIBRATION_VALUES = 1 << 23
+CALIBRATION_ROWS = 1 << 17
+CALIBRATION_SECONDS = 0.3
+#: Rates timed while other processes kept this many cores busy or more are used once,
+#: not kept.
+BUSY_CORES = 0.5
+#: Centres chosen by the calibration's seeding (its rate per candidate and row
+#: changes little with more).
+CALIBRATION_SEEDS = 64
+#: Centres of the calibration's searches at most (the nearest power of 4 to a level's
+#: below it): a level's GEMMs run at about the same rate beyond.
+CALIBRATION_CENTRES = 1024
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Measured speeds of the kernels for one width, dtype and number of centres.
+
+    Attributes
+    ----------
+    search : float
+        Flops per second of a Lloyd iteration searching every row (2 x rows x
+        centres x features), its centre update included.
+    seeding : float
+        Flops per second of greedy k-means++ (2 x rows x features per row and
+        candidate).
+    iteration_seconds, seeding_seconds : float
+        Fixed cost of one Lloyd iteration and of one seeding, whatever their size.
+    """
+
+    search: float
+    seeding: float
+    iteration_seconds: float
+    seeding_seconds: float
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """Where a fit is projected to run.
+
+    Attributes
+    ----------
+    workers : int, default=1
+        Dask workers, each as fast as this machine; a pass over the rows is assumed
+        to split evenly among them, with no time for moving data (level 0 only: the
+        levels above run on the client, as in :mod:`hkmeans.backends.dask`).
+    gpus : int, default=0
+        GPUs instead (``device="cuda"``): every level's distance work at
+        ``gpu_tflops`` each, split evenly.
+    gpu_tflops : float, default=15.0
+        Sustained float32 GEMM rate assumed per GPU (an A100's peak is 19.5).
+    """
+
+    workers: int = 1
+    gpus: int = 0
+    gpu_tflops: float = 15.0
+
+    def __post_init__(self):
+        if not is_int(self.workers, 1) or not is_int(self.gpus, 0):
+            raise ValueError(f"workers must be a positive and gpus a non-negative integer, got {self}.")
+        if not (is_finite_non_negative(self.gpu_tflops) and self.gpu_tflops > 0):
+            raise ValueError(f"gpu_tflops must be a positive number, got {self.gpu_tflops!r}.")
+
+
+@dataclass(frozen=True)
+class LevelCost:
+    """One level's input rows and clusters, its distance work (flops), its time (an
+    upper bound, seconds) and its peak memory beside the input (bytes)."""
+
+    level: int
+    rows: int
+    clusters: int
+    flops: float
+    seconds: float
+    peak_bytes: int
+
+
+def _trials(k) -> int:
+    return 2 + int(math.log(k)) if k > 1 else 1
+
+
+@dataclass
+class _Work:
+    """Work of one k-means (or a level): flops of the searches and of the seeding, and
+    the calls whose fixed cost adds to them."""
+
+    search: float = 0.0
+    seeding: float = 0.0
+    iterations: int = 0
+    seedings: int = 0
+
+    def add(self, other: _Work, times: int = 1) -> None:
+        self.search += times * other.search
+        self.seeding += times * other.seeding
+        self.iterations += times * other.iterations
+        self.seedings += times * other.seedings
+
+
+def _kmeans_work(m, d, k, p, centers_only=False) -> _Work:
+    """The work of one k-means of ``k`` clusters on ``m`` rows, ``n_init`` runs
+    (``centers_only``: without the search of every row after a sampled fit)."""
+    fit = m if p.max_points_per_centroid is None else min(m, k * p.max_points_per_centroid)
+    seed = fit if p.init_points_per_centroid is None else min(fit, k * p.init_points_per_centroid)
+    w = _Work(search=2.0 * fit * k * d * (p.max_iter + 1), iterations=p.max_iter + 1)
+    groups = min(_config.BOUND_GROUPS, k // 8)  # the centres grouped for the bounds: 6 short searches
+    if groups >= 2:
+        w.search += 6 * 2.0 * k * groups * d
+    if p.init == "k-means++":
+        w.seeding, w.seedings = 2.0 * seed * d * (k - 1) * _trials(k), 1
+    elif p.init == "k-means||":
+        # 2k candidates a round expected (fewer where a row's chance is capped at 1)
+        rounds, candidates = _config.KMEANS_PARALLEL_ROUNDS, 1 + 2 * k * _config.KMEANS_PARALLEL_ROUNDS
+        w.search += 2.0 * seed * d * candidates
+        w.iterations += rounds + 1
+        w.seeding, w.seedings = 2.0 * min(seed, candidates) * d * (k - 1) * _trials(k), 1
+    if fit < m and not centers_only:  # sampled training: every row assigned once at the end
+        w.search += 2.0 * m * k * d
+        w.iterations += 1
+    total = _Work()
+    total.add(w, p.n_init)
+    return total
+
+
+def level_work(m, d, k, n_resamples, sample_size, n_splits, p) -> _Work:
+    """The work of a level of ``k`` clusters over ``m`` rows (see :mod:`hkmeans.hierarchy`)."""
+    w = _Work()
+    if n_splits > 1:  # a k-means of k / n_splits, then one of n_splits per cluster
+        top = k // n_splits
+        w.add(_kmeans_work(m, d, top, p))
+        split = _kmeans_work(m, d, n_splits, p)  # the clusters' rows add up to m
+        split.iterations *= top
+        split.seedings *= top
+        w.add(split)
+        return w
+    w.add(_kmeans_work(m, d, k, p))
+    if n_resamples:
+        step = _kmeans_work(min(m, k * sample_size), d, k, p, centers_only=True)
+        step.search += 2.0 * m * k * d  # every row reassigned
+        step.iterations += 1
+        w.add(step, n_resamples)
+    return w
+
+
+def peak_bytes(m, d, k, itemsize, sample_size, n_resamples, p, threads) -> int:
+    """Peak memory of a level beside its input rows: per row, the labels and distances
+    of the last step and of the running one, the labels of the pass before, the Lloyd
+    bounds, the seeding's distances, weights and draw order and its 8-bit copy of the
+    row; the resampling subset or the training sample; the centres and their copies;
+    each thread's block of distances."""
+    fit = m if p.max_points_per_centroid is None else min(m, k * p.max_points_per_centroid)
+    per_row = 2 * 16 + 8 + 4 * _config.BOUND_GROUPS + 24 + d
+    copies = fit * d * itemsize if fit < m else 0
+    if n_resamples:
+        copies = max(copies, min(m, k * sample_size) * d * itemsize)
+    if p.metric == "cosine":
+        copies += m * d * itemsize
+    blocks = threads * max(_config.CHUNK_BYTES, _config.CHUNK_ROWS * k * itemsize)
+    return int(m * per_row + copies + 4 * k * d * 8 + blocks)
+
+
+def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=None, threads=None, **params):
+    """Each level's work, time and peak memory for a fit of ``n_samples`` rows of
+    ``n_features`` features with the parameters of
+    :class:`~hkmeans.HierarchicalKMeans` (checked as a fit checks them).
+
+    Parameters
+    ----------
+    n_samples, n_features : int
+        Shape of the pool (of the rows the fit sees: after a dedup, its kept rows).
+    dtype : dtype, default=float32
+        dtype the fit computes in.
+    rates : callable or None
+        ``rates(k, dtype)`` returns the :class:`Rates` for searches over ``k``
+        centres; default: :func:`calibrate` for ``n_features``, measured once per
+        machine and cached.
+    hardware : Hardware or None
+        Dask workers for level 0, or GPUs (default: this machine alone).
+    threads : int or None
+        Threads of this machine, for the blocks' memory (default: Numba's).
+    **params
+        ``n_clusters``, ``n_resamples``, ``sample_size``, ``max_iter`` and the rest of
+        the fit parameters.
+
+    Returns
+    -------
+    list of LevelCost
+    """
+    for name, value in (("n_samples", n_samples), ("n_features", n_features)):
+        if not is_int(value, 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64 (what a fit computes in), got {dtype}.")
+    p = check_hierarchy(SimpleNamespace(shape=(n_samples, n_features), dtype=dtype), **params)
+    hardware = hardware or Hardware()
+    if threads is None:
+        threads = numba.get_num_threads()
+    if rates is None:
+        rates = lambda k, dt: calibrate(n_features, dt, k)  # noqa: E731
+    out, m, itemsize = [], n_samples, dtype.itemsize
+    for t, k in enumerate(p.n_clusters):
+        s = p.sample_size[t] if p.sample_size[t] is not None else default_sample_size(m, k)
+        r = p.n_resamples[t] if s > 1 else 0
+        w = level_work(m, n_features, k, r, s, p.n_splits[t], p)
+        rate = rates(k if p.n_splits[t] == 1 else p.n_splits[t], dtype)  # centroids keep the rows' dtype
+        compute = w.search / rate.search + w.seeding / rate.seeding
+        fixed = w.iterations * rate.iteration_seconds + w.seedings * rate.seeding_seconds
+        if hardware.gpus:
+            compute = (w.search + w.seeding) / (hardware.gpus * hardware.gpu_tflops * 1e12)
+        elif t == 0 and hardware.workers > 1:
+            compute /= hardware.workers
+        seconds = compute + fixed
+        mem = peak_bytes(m, n_features, k, itemsize, s, r, p, threads)
+        out.append(LevelCost(t, m, k, w.search + w.seeding, seconds, mem))
+        m = k
+    return out
+
+
+#: Rates measured in this process, by key (those not kept on disk too).
+_measured: dict[str, Rates] = {}
+
+
+def _cache_path(key) -> str:
+    root = os.environ.get("HKMEANS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "hkmeans"
+    )
+    return os.path.join(root, f"rates-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json")
+
+
+def calibrate(n_features, dtype, n_clusters, cache=True) -> Rates:
+    """The :class:`Rates` of this machine's kernels for rows of ``n_features`` of
+    ``dtype`` and searches over ``n_clusters`` centres (at most
+    :data:`CALIBRATION_CENTRES`), timed on random rows with every usable CPU: about a
+    second per combination, kept in ``~/.cache/hkmeans`` (``$HKMEANS_CACHE_DIR``)
+    for the next call on this machine with the same threads and version, unless
+    other processes kept cores busy meanwhile (:data:`BUSY_CORES`)."""
+    # a power of 4: the GEMMs' rate changes little between, and fewer calibrations
+    dtype, k = np.dtype(dtype), int(min(4 ** max(1, round(math.log(max(n_clusters, 2), 4))), CALIBRATION_CENTRES))
+    d = int(n_features)
+    key = json.dumps(
+        [
+            __version__,
+            platform.machine(),
+            platform.processor(),
+            os.cpu_count(),
+            numba.get_num_threads(),
+            d,
+            dtype.str,
+            k,
+        ]
+    )
+    path = _cache_path(key)
+    if cache and key in _measured:
+        return _measured[key]
+    if cache:
+        try:
+            with open(path) as f:
+                return Rates(**json.load(f))
+        except (OSError, ValueError, TypeError):
+            pass
+    before = _load_sample()
+    with every_usable_cpu():
+        rates = _measure(d, dtype, k)
+    after = _load_sample()
+    busy = busy_elsewhere(before, after) if before and after else 0.0
+    if cache:
+        _measured[key] = rates
+    if busy >= BUSY_CORES:
+        log.info(f"other processes kept {busy:.1f} cores busy while the kernels were timed: rates not kept")
+    elif cache:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            save_text(path, json.dumps(asdict(rates)))
+        except OSError:
+            pass  # a read-only home: measured again next time
+    return rates
+
+
+def _load_sample():
+    try:
+        return cpu_sample()
+    except (OSError, ValueError):
+        return None
+
+
+def _measure(d, dtype, k) -> Rates:
+    trials, ks = _trials(k), min(k, CALIBRATION_SEEDS)
+    rows = int(np.clip(CALIBRATION_VALUES // d, 4 * k, CALIBRATION_ROWS))
+    X = np.random.default_rng(0).standard_normal((rows, d), dtype=np.float32).astype(dtype, copy=False)
+    C = np.ascontiguousarray(X[:k])
+
+    def search(m):
+        CPUBackend(X[:m]).assign(C)
+        return 2.0 * m * k * d
+
+    def seeding(m):
+        kmeans_plusplus(X[:m], ks, random_state=0, n_local_trials=trials)
+        return 2.0 * m * d * (ks - 1) * trials
+
+    (search_rate, per_iteration), (seeding_rate, per_seeding) = _rate(search, rows, 2 * k), _rate(seeding, rows, 2 * ks)
+    return Rates(search_rate, seeding_rate, per_iteration, per_seeding)
+
+
+def _rate(call, rows, few) -> tuple[float, float]:
+    """``(flops per second, fixed seconds per call)`` of ``call(m) -> flops`` on ``m``
+    rows: its rate on ``rows`` rows, repeated until :data:`CALIBRATION_SECONDS`, and
+    the time of a call on ``few`` rows beyond that rate."""
+    call(few)  # compiled or loaded
+    start = time.perf_counter()
+    small = call(few)
+    small_seconds = time.perf_counter() - start
+    flops, start = 0.0, time.perf_counter()
+    while (seconds := time.perf_counter() - start) < CALIBRATION_SECONDS or flops == 0:
+        flops += call(rows)
+    rate = flops / seconds
+    return rate, max(0.0, small_seconds - small / rate)

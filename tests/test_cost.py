@@ -1,0 +1,195 @@
+"""The cost model (:mod:`hkmeans.cost`): its work counts against the searches and
+seedings a fit really makes, its memory against a fit's, and the advisor's lines."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import hkmeans
+from hkmeans import cost
+from hkmeans.backends import cpu
+
+#: Rates that make a level's time its work in flops, plus 1 s per call.
+UNIT = cost.Rates(search=1.0, seeding=1.0, iteration_seconds=0.0, seeding_seconds=0.0)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Flops of every search (2 x rows x centres x features, whatever the bounds
+    skip) and seeding (2 x rows x features per candidate) a fit makes on the CPU."""
+    work = {"search": 0.0, "seeding": 0.0}
+    search, seeding = cpu.search, cpu.CPUBackend.kmeans_plusplus
+
+    def counting_search(X, centers, *args, **kwargs):
+        work["search"] += 2.0 * X.shape[0] * centers.shape[0] * X.shape[1]
+        return search(X, centers, *args, **kwargs)
+
+    def counting_seeding(self, order, first, rand, weights):
+        work["seeding"] += 2.0 * self.X.shape[0] * self.X.shape[1] * rand.size
+        return seeding(self, order, first, rand, weights)
+
+    monkeypatch.setattr(cpu, "search", counting_search)
+    monkeypatch.setattr(cpu.CPUBackend, "kmeans_plusplus", counting_seeding)
+    return work
+
+
+def _rows(n, d, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+
+
+def _counted_and_modelled(counted, X, **params):
+    hkmeans.hierarchical_kmeans(X, random_state=0, **params)
+    levels = cost.estimate(*X.shape, rates=lambda k, dt: UNIT, **params)
+    return counted["search"] + counted["seeding"], sum(c.flops for c in levels)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(n_clusters=[40], n_resamples=[0]),
+        dict(n_clusters=[40], n_resamples=[0], max_points_per_centroid=20),
+        dict(n_clusters=[40], n_resamples=[0], init="random", n_init=2),
+        dict(n_clusters=[40], n_resamples=[0], init_points_per_centroid=10),
+    ],
+    ids=["k-means++", "sampled", "random-init", "seeding-sample"],
+)
+def test_work_is_the_fits_when_every_kmeans_runs_to_max_iter(counted, params):
+    # random rows in 24 dimensions: labels still change after 3 iterations, so the
+    # k-means runs to max_iter, as the model counts
+    counted, modelled = _counted_and_modelled(counted, _rows(3000, 24), max_iter=3, **params)
+    assert modelled == pytest.approx(counted, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(n_clusters=[40, 8], n_resamples=[2, 1], sample_size=[10, 2]),
+        dict(n_clusters=[40], n_resamples=[2], sample_size=[30], max_points_per_centroid=20),
+        dict(n_clusters=[40, 8], n_resamples=[0, 0], n_splits=[1, 2]),
+    ],
+    ids=["two-levels", "sampled-resampling", "split-level"],
+)
+def test_work_bounds_the_fits_with_resampling_or_splits(counted, params):
+    # a k-means on a few rows per cluster (a resampling step's, a split's) may stop
+    # before max_iter
+    counted, modelled = _counted_and_modelled(counted, _rows(3000, 24), max_iter=3, **params)
+    assert 0.95 * modelled <= counted <= modelled
+
+
+def test_work_of_kmeans_parallel_is_its_expected_candidates(counted):
+    # its rounds draw about 2k candidates each, at random
+    counted, modelled = _counted_and_modelled(counted, _rows(3000, 24), max_iter=3, n_clusters=[40], init="k-means||")
+    assert counted == pytest.approx(modelled, rel=0.02)
+
+
+def test_work_is_an_upper_bound_when_lloyd_stops_early(counted):
+    # well separated blobs: Lloyd stops long before max_iter
+    rng = np.random.default_rng(1)
+    X = (rng.standard_normal((2000, 8)) + 50 * rng.standard_normal((20, 8))[rng.integers(20, size=2000)]).astype(
+        np.float32
+    )
+    params = dict(n_clusters=[20, 4], n_resamples=[2, 0], max_iter=50)
+    hkmeans.hierarchical_kmeans(X, random_state=0, **params)
+    modelled = sum(c.flops for c in cost.estimate(*X.shape, rates=lambda k, dt: UNIT, **params))
+    assert counted["search"] + counted["seeding"] < 0.5 * modelled
+
+
+def test_time_adds_the_fixed_cost_of_each_call():
+    rates = cost.Rates(search=1e9, seeding=1e9, iteration_seconds=1.0, seeding_seconds=10.0)
+    (level,) = cost.estimate(1000, 8, rates=lambda k, dt: rates, n_clusters=[10], n_resamples=[0], max_iter=4)
+    # 4 iterations and the last search, one seeding
+    assert level.seconds == pytest.approx(level.flops / 1e9 + 5 * 1.0 + 10.0)
+
+
+def test_workers_divide_level_zero_and_gpus_every_level():
+    params = dict(n_clusters=[100, 10], n_resamples=[0, 0])
+    one = cost.estimate(10_000, 16, rates=lambda k, dt: UNIT, **params)
+    four = cost.estimate(10_000, 16, rates=lambda k, dt: UNIT, hardware=cost.Hardware(workers=4), **params)
+    gpus = cost.estimate(10_000, 16, rates=lambda k, dt: UNIT, hardware=cost.Hardware(gpus=2, gpu_tflops=1), **params)
+    assert four[0].seconds == pytest.approx(one[0].seconds / 4) and four[1].seconds == one[1].seconds
+    assert [c.seconds for c in gpus] == pytest.approx([c.flops / 2e12 for c in one])
+
+
+@pytest.mark.parametrize(
+    "bad", [dict(workers=0), dict(gpus=-1), dict(gpu_tflops=0), dict(gpu_tflops=float("nan")), dict(workers=True)]
+)
+def test_hardware_refuses_bad_values(bad):
+    with pytest.raises(ValueError, match="must be a positive"):
+        cost.Hardware(**bad)
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, match",
+    [
+        ((0, 4), np.float32, "n_samples must be a positive integer, got 0"),
+        ((100, 2.5), np.float32, "n_features must be a positive integer, got 2.5"),
+        ((100, 4), np.float16, "dtype must be float32 or float64"),
+    ],
+)
+def test_bad_shape_or_dtype_is_one_line(shape, dtype, match):
+    with pytest.raises(ValueError, match=match):
+        cost.estimate(*shape, dtype, rates=lambda k, dt: UNIT, n_clusters=[2])
+
+
+def test_parameters_are_checked_as_a_fit_checks_them():
+    with pytest.raises(ValueError, match="n_clusters"):
+        cost.estimate(100, 4, rates=lambda k, dt: UNIT, n_clusters=[200])
+    with pytest.raises(TypeError, match="unknown fit parameters: n_cluster"):
+        cost.estimate(100, 4, rates=lambda k, dt: UNIT, n_cluster=[2])
+
+
+def test_calibration_is_measured_once_and_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("HKMEANS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cost, "_measured", {})
+    monkeypatch.setattr(cost, "BUSY_CORES", float("inf"))  # whatever else runs beside the test
+    calls = []
+    measure = cost._measure
+    monkeypatch.setattr(cost, "_measure", lambda *a: calls.append(a) or measure(*a))
+    first = cost.calibrate(8, np.float32, 40)
+    assert first.search > 0 and first.seeding > 0 and first.iteration_seconds >= 0
+    # 40 and 60 centres are both calibrated at 64; another width or dtype is measured anew
+    assert cost.calibrate(8, np.float32, 60) == first and len(calls) == 1
+    cost.calibrate(8, np.float64, 40)
+    assert len(calls) == 2 and len(list(tmp_path.glob("rates-*.json"))) == 2
+    (path,) = [p for p in tmp_path.glob("rates-*.json") if json.loads(p.read_text()) == dataclasses.asdict(first)]
+    path.write_text("{not json")  # a damaged cache is measured again
+    monkeypatch.setattr(cost, "_measured", {})
+    cost.calibrate(8, np.float32, 40)
+    assert len(calls) == 3
+
+
+def test_rates_timed_on_a_busy_machine_are_not_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("HKMEANS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cost, "_measured", {})
+    monkeypatch.setattr(cost, "busy_elsewhere", lambda before, after: 1.0)
+    first = cost.calibrate(8, np.float32, 40)
+    assert not list(tmp_path.iterdir())
+    assert cost.calibrate(8, np.float32, 40) is first  # measured once in this process all the same
+
+
+def test_advise_prints_each_levels_cost_as_comments(tmp_path):
+    import tomllib
+
+    from .test_cli import assert_error
+    from .test_cli import hkmeans as run
+
+    np.save(tmp_path / "x.npy", _rows(3000, 8))
+    out = run("advise", tmp_path / "x.npy", "--target-size", 300).stdout
+    params = tomllib.loads(out)  # the cost lines are comments: still a config file
+    levels = cost.estimate(3000, 8, np.float32, **{k: params[k] for k in ("n_clusters", "sample_size", "n_resamples")})
+    lines = [line for line in out.splitlines() if line.startswith("# level ") and "TFLOP" in line]
+    assert len(lines) == len(levels) == len(params["n_clusters"])
+    for line, c in zip(lines, levels):
+        assert line.startswith(f"# level {c.level}, {c.rows} rows -> {c.clusters} clusters: {c.flops / 1e12:.3g} TFLOP")
+        assert line.endswith(f" {c.peak_bytes / 2**20:.0f} MiB")
+    gpus = run("advise", tmp_path / "x.npy", "--target-size", 300, "--cost-gpus", 8).stdout
+    assert "cost on 8 GPUs at 15 TFLOP/s each" in gpus
+    assert "TFLOP" not in run("advise", tmp_path / "x.npy", "--target-size", 300, "--no-cost").stdout
+    for flags, message in [
+        (("--cost-gpus", 0), "--cost-gpus must be a positive integer, got 0."),
+        (("--cost-workers", -1), "--cost-workers must be a positive integer, got -1."),
+        (("--cost-workers", 2, "--cost-gpus", 2), "give --cost-workers or --cost-gpus, not both."),
+    ]:
+        assert_error(run("advise", tmp_path / "x.npy", "--target-size", 300, *flags, check=False), message)
