@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 
 import numpy as np
@@ -42,6 +43,18 @@ class _CentroidClusterer(
         if self.client is not None:
             memo[id(self.client)] = self.client  # a connection is shared, not copied
         return super().__deepcopy__(memo)
+
+    def __sklearn_clone__(self):
+        """scikit-learn's ``clone`` (grid searches, pipelines), the ``client`` shared
+        as a deep copy shares it: its parameters are otherwise deep-copied one by one,
+        and a connection cannot be."""
+        if self.client is None:
+            return super().__sklearn_clone__()
+        twin = copy.copy(self)
+        twin.client = None
+        new = super(_CentroidClusterer, twin).__sklearn_clone__()
+        new.client = self.client
+        return new
 
     def _validate_fit_data(self, X):
         """``X`` checked; a dask array is checked by shape and dtype only (its rows are

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import pytest
+import sklearn.base
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -266,6 +267,10 @@ def test_a_pickled_fit_predicts_and_says_where_its_per_row_state_is(client, refe
     unpickled = pickle.loads(pickle.dumps(HierarchicalKMeans(client=client)))
     assert unpickled.client is None  # a connection does not travel: the copy uses the default client
     assert copy.deepcopy(HierarchicalKMeans(client=client)).client is client  # in process, it is shared
+    model = HierarchicalKMeans(n_clusters=[7, 2], client=client).set_output(transform="default")
+    cloned = sklearn.base.clone(model)  # as a grid search or a pipeline clones it
+    assert cloned.client is client and model.client is client
+    assert cloned.get_params()["n_clusters"] == [7, 2] and cloned._sklearn_output_config == {"transform": "default"}
     m.tree_.save(tmp_path / "tree.npz")  # what the message says to do
     loaded = hkmeans.ClusterTree.load(tmp_path / "tree.npz")
     kept = pickle.loads(pickle.dumps(loaded))
