@@ -160,14 +160,13 @@ def cluster_table(tree: ClusterTree, selected=None) -> np.ndarray:
         centroid; NaN for an empty cluster or a tree without distances).
     """
     _check(tree, None, None)
-    labels = tree.arrays.gathered(tree.labels[0])
-    picked = np.zeros(tree.n_clusters[0], np.int64)
-    if selected is not None and len(selected):
-        picked = np.bincount(labels[positions(tree, selected, "selected")], minlength=tree.n_clusters[0]).astype(
-            np.int64
-        )
-    dist = np.zeros(tree.n_samples) if tree.distances is None else tree.arrays.gathered(tree.distances)
-    sums = np.bincount(labels, weights=dist, minlength=tree.n_clusters[0])
+    k0 = tree.n_clusters[0]
+    picked = np.zeros(k0, np.int64)
+    if selected is not None and len(selected):  # the labels of the selected points only
+        chosen = tree.arrays.gathered(tree.labels[0][positions(tree, selected, "selected")])
+        picked = np.bincount(chosen, minlength=k0).astype(np.int64)
+    # per-cluster sums where the rows are: a tree on a Dask cluster gathers no per-row array
+    sums = np.zeros(k0) if tree.distances is None else tree.arrays.sums(tree.labels[0], tree.distances, k0)
     parts = []
     for t in range(tree.n_levels):
         if t:  # what level t - 1 holds, summed into its parents

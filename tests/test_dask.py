@@ -359,9 +359,9 @@ def test_the_client_never_holds_an_n_long_array(client, monkeypatch, on_workers)
     def refuse(self, *args, **kwargs):
         raise AssertionError("a dask array was computed implicitly on the client")
 
-    from hkmeans.backends.dask import backend, storage
+    from hkmeans.backends.dask import arrays, backend, storage
 
-    for module in (dask_client, reductions, selection, storage, backend):  # every caller's name
+    for module in (dask_client, reductions, selection, storage, backend, arrays):  # every caller's name
         if hasattr(module, "compute"):
             monkeypatch.setattr(module, "compute", watched)
     for name in ("__array__", "__bool__", "__float__", "__int__"):
@@ -369,6 +369,8 @@ def test_the_client_never_holds_an_n_long_array(client, monkeypatch, on_workers)
     m = HierarchicalKMeans(**dict(PARAMS, sample_size=None if on_workers else 5)).fit(Xd)
     m.sample(300, random_state=0)
     m.sample(300, strategy="closest", multiplier=3)
+    table = m.cluster_table(m.sample(300, random_state=0))  # summed on the workers
+    assert table["selected"][table["level"] == 0].sum() == 300
     biggest = max(max(a.shape, default=0) for out in gathered for a in walk(out))
     assert gathered and biggest < n // 4
 

@@ -130,6 +130,9 @@ class InMemoryArrays:
     def counts(self, labels, k: int) -> np.ndarray:
         return np.bincount(labels, minlength=k).astype(np.int64)
 
+    def sums(self, labels, weights, k: int) -> np.ndarray:
+        return np.bincount(labels, weights=weights, minlength=k)
+
     def members(self, labels, k: int) -> tuple:
         return group_by_label(labels, k)
 

@@ -169,6 +169,9 @@ class PerRowArrays(Protocol):
     def counts(self, labels: Any, k: int) -> np.ndarray:
         """Rows per cluster."""
 
+    def sums(self, labels: Any, weights: Any, k: int) -> np.ndarray:
+        """Per cluster, the float64 sum of ``weights`` (one per row) over its rows."""
+
     def members(self, labels: Any, k: int) -> tuple:
         """``(offsets, order)``: the rows of each cluster, in CSR form."""
 

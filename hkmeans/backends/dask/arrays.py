@@ -12,7 +12,7 @@ import numpy as np
 from ..in_memory import normalize_rows
 from .backend import DaskBackend, as_rows
 from .client import compute, holder
-from .reductions import counts, lookup, random_scores
+from .reductions import counts, lookup, random_scores, sums
 from .selection import select
 from .storage import map_rows, store
 
@@ -64,6 +64,9 @@ class DaskArrays:
 
     def counts(self, labels, k: int) -> np.ndarray:
         return counts(labels, k, holder([labels])).astype(np.int64)
+
+    def sums(self, labels, weights, k: int) -> np.ndarray:
+        return sums(labels, weights, k, holder([labels, weights]))
 
     def members(self, labels, k: int) -> tuple:
         raise ValueError("the level-0 members of a tree over a dask array stay on the workers.")

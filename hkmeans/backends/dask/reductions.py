@@ -14,7 +14,7 @@ from dask.utils import funcname, has_keyword
 
 from .client import compute
 from .storage import read_rows, source_of
-from .tasks import count_block, lookup_block, random_block
+from .tasks import count_block, lookup_block, random_block, weighted_count_block
 
 #: Chunks combined per task of a reduction tree.
 SPLIT_EVERY = 8
@@ -114,3 +114,10 @@ def random_scores(rng, like):
 def counts(labels, k, client=None) -> np.ndarray:
     """Rows per cluster of dask ``labels``."""
     return compute(tree_reduce(map_chunks([labels], count_block, k), first_item, add_all), client=client)[0]
+
+
+def sums(labels, weights, k, client=None) -> np.ndarray:
+    """Per cluster of dask ``labels``, the float64 sum of ``weights`` over its rows,
+    chunk by chunk in a fixed order (the same whatever the workers)."""
+    blocks = map_chunks([labels, weights], weighted_count_block, k)
+    return compute(tree_reduce(blocks, first_item, add_all), client=client)[0]

@@ -140,6 +140,10 @@ def count_block(labels, k):
     return one_block(np.bincount(labels, minlength=k))
 
 
+def weighted_count_block(labels, weights, k):
+    return one_block(np.bincount(labels, weights=weights, minlength=k))
+
+
 def sum_block(values):
     return one_block(float(np.sum(values)))
 
