@@ -377,6 +377,19 @@ def test_compile_notice_once_and_only_when_a_kernel_compiles(tmp_path):
     assert runs[1].stderr == ""  # loaded from the cache
 
 
+def test_users_own_numba_functions_compile_beside_the_notice():
+    """The notice listens to every compile of the process: a function of the user's
+    whose module is None (made by exec) compiles, without the notice."""
+    import numba
+
+    import hkmeans._kernels  # noqa: F401 (registers the listener)
+
+    namespace = {}
+    exec("def twice(x):\n    return 2 * x\n", namespace)
+    assert namespace["twice"].__module__ is None
+    assert numba.njit(namespace["twice"])(21) == 42
+
+
 def test_no_compile_notice_once_silenced(tmp_path):
     code = (
         "import numpy as np; from hkmeans._kernels import silence_compile_notice; "

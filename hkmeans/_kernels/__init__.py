@@ -106,7 +106,9 @@ class _CompileNotice(event.Listener):
 
     def on_start(self, ev):
         func = getattr(ev.data["dispatcher"], "py_func", None)
-        if not self.said and func is not None and func.__module__.startswith("hkmeans."):
+        # every Numba compile of the process comes here, the user's own functions too,
+        # whose module may be None (made by exec)
+        if not self.said and (getattr(func, "__module__", None) or "").startswith("hkmeans."):
             self.said = True
             print(COMPILE_NOTICE, file=sys.stderr, flush=True)
 
