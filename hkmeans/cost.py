@@ -16,6 +16,7 @@ and GPUs are stated assumptions (:class:`Hardware`), not measurements.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -31,27 +32,30 @@ import numpy as np
 from . import _config
 from ._params import is_finite_non_negative, is_int
 from ._progress import log
-from ._threads import busy_elsewhere, cpu_sample, every_usable_cpu
+from ._threads import busy_elsewhere, cpu_sample, every_usable_cpu, usable_cpus
 from ._validation import check_hierarchy
 from ._version import __version__
-from .backends.cpu import CPUBackend
 from .hierarchy import default_sample_size
 from .io import save_text
+from .kmeans import lloyd
 from .seeding import kmeans_plusplus
 
 #: The calibration's random rows: about this many values, at most this many rows; each
-#: kernel is timed over them again and again for at least CALIBRATION_SECONDS.
-CALIBRATION_VALUES = 1 << 23
-CALIBRATION_ROWS = 1 << 17
+#: kernel is timed over them at least CALIBRATION_CALLS times and CALIBRATION_SECONDS.
+CALIBRATION_VALUES = 1 << 22
+CALIBRATION_ROWS = 1 << 16
+CALIBRATION_CALLS = 3
 CALIBRATION_SECONDS = 0.3
+#: Lloyd iterations of each timed call.
+CALIBRATION_ITERATIONS = 3
 #: Rates timed while other processes kept this many cores busy or more are used once,
 #: not kept.
 BUSY_CORES = 0.5
 #: Centres chosen by the calibration's seeding (its rate per candidate and row
 #: changes little with more).
 CALIBRATION_SEEDS = 64
-#: Centres of the calibration's searches at most (the nearest power of 4 to a level's
-#: below it): a level's GEMMs run at about the same rate beyond.
+#: Centres of the calibration's searches at most (the power of 2 at or below a
+#: level's): a level's GEMMs run at about the same rate beyond.
 CALIBRATION_CENTRES = 1024
 
 
@@ -62,8 +66,8 @@ class Rates:
     Attributes
     ----------
     search : float
-        Flops per second of a Lloyd iteration searching every row (2 x rows x
-        centres x features), its centre update included.
+        Flops per second of Lloyd iterations searching every row (2 x rows x
+        centres x features a search), their centres' sums and updates included.
     seeding : float
         Flops per second of greedy k-means++ (2 x rows x features per row and
         candidate).
@@ -86,7 +90,8 @@ class Hardware:
     workers : int, default=1
         Dask workers, each as fast as this machine; a pass over the rows is assumed
         to split evenly among them, with no time for moving data (level 0 only: the
-        levels above run on the client, as in :mod:`hkmeans.backends.dask`).
+        levels above run on the client, as in :mod:`hkmeans.backends.dask`), and
+        level 0's first k-means seeds by k-means|| (greedy k-means++ on a cluster).
     gpus : int, default=0
         GPUs instead (``device="cuda"``): every level's distance work at
         ``gpu_tflops`` each, split evenly.
@@ -139,11 +144,9 @@ class _Work:
         self.seedings += times * other.seedings
 
 
-def _kmeans_work(m, d, k, p, centers_only=False) -> _Work:
-    """The work of one k-means of ``k`` clusters on ``m`` rows, ``n_init`` runs
-    (``centers_only``: without the search of every row after a sampled fit)."""
-    fit = m if p.max_points_per_centroid is None else min(m, k * p.max_points_per_centroid)
-    seed = fit if p.init_points_per_centroid is None else min(fit, k * p.init_points_per_centroid)
+def _runs_work(fit, seed, d, k, p) -> _Work:
+    """One run of a k-means of ``k`` clusters: seeded from ``seed`` rows, then Lloyd
+    on ``fit`` rows (``max_iter`` iterations and the last search)."""
     w = _Work(search=2.0 * fit * k * d * (p.max_iter + 1), iterations=p.max_iter + 1)
     groups = min(_config.BOUND_GROUPS, k // 8)  # the centres grouped for the bounds: 6 short searches
     if groups >= 2:
@@ -156,26 +159,45 @@ def _kmeans_work(m, d, k, p, centers_only=False) -> _Work:
         w.search += 2.0 * seed * d * candidates
         w.iterations += rounds + 1
         w.seeding, w.seedings = 2.0 * min(seed, candidates) * d * (k - 1) * _trials(k), 1
-    if fit < m and not centers_only:  # sampled training: every row assigned once at the end
-        w.search += 2.0 * m * k * d
-        w.iterations += 1
+    return w
+
+
+def _kmeans_work(m, d, k, p, centers_only=False) -> _Work:
+    """The work of one k-means of ``k`` clusters on ``m`` rows: ``n_init`` runs, then
+    after a sampled fit one search of every row (not with ``centers_only``)."""
+    fit = m if p.max_points_per_centroid is None else min(m, k * p.max_points_per_centroid)
+    seed = fit if p.init_points_per_centroid is None else min(fit, k * p.init_points_per_centroid)
     total = _Work()
-    total.add(w, p.n_init)
+    total.add(_runs_work(fit, seed, d, k, p), p.n_init)
+    if fit < m and not centers_only:
+        total.search += 2.0 * m * k * d
+        total.iterations += 1
     return total
 
 
-def level_work(m, d, k, n_resamples, sample_size, n_splits, p) -> _Work:
-    """The work of a level of ``k`` clusters over ``m`` rows (see :mod:`hkmeans.hierarchy`)."""
+def level_work(m, d, k, n_resamples, sample_size, n_splits, p, first=None) -> _Work:
+    """The work of a level of ``k`` clusters over ``m`` rows (see :mod:`hkmeans.hierarchy`);
+    ``first``: other parameters for its first k-means."""
     w = _Work()
-    if n_splits > 1:  # a k-means of k / n_splits, then one of n_splits per cluster
+    if n_splits > 1:  # a k-means of k / n_splits, one of n_splits per cluster, the routed search
         top = k // n_splits
-        w.add(_kmeans_work(m, d, top, p))
-        split = _kmeans_work(m, d, n_splits, p)  # the clusters' rows add up to m
+        w.add(_kmeans_work(m, d, top, first or p))
+        # the clusters' rows add up to m; each cluster samples its own rows
+        fit = m if p.max_points_per_centroid is None else min(m, k * p.max_points_per_centroid)
+        seed = fit if p.init_points_per_centroid is None else min(fit, k * p.init_points_per_centroid)
+        split = _runs_work(fit, seed, d, n_splits, p)
+        groups = min(_config.BOUND_GROUPS, n_splits // 8)
+        if groups >= 2:
+            split.search += (top - 1) * 6 * 2.0 * n_splits * groups * d
         split.iterations *= top
         split.seedings *= top
-        w.add(split)
+        w.add(split, p.n_init)
+        if p.max_points_per_centroid is not None:  # a cluster fitted on a sample searches its rows
+            w.search += 2.0 * m * n_splits * d
+        w.search += 2.0 * m * d * (top + n_splits)
+        w.iterations += 2
         return w
-    w.add(_kmeans_work(m, d, k, p))
+    w.add(_kmeans_work(m, d, k, first or p))
     if n_resamples:
         step = _kmeans_work(min(m, k * sample_size), d, k, p, centers_only=True)
         step.search += 2.0 * m * k * d  # every row reassigned
@@ -235,16 +257,23 @@ def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=No
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64 (what a fit computes in), got {dtype}.")
     p = check_hierarchy(SimpleNamespace(shape=(n_samples, n_features), dtype=dtype), **params)
-    hardware = hardware or Hardware()
+    hardware = Hardware() if hardware is None else hardware
     if threads is None:
         threads = numba.get_num_threads()
+    if not is_int(threads, 1):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}.")
+    if not isinstance(hardware, Hardware):
+        raise ValueError(f"hardware must be a Hardware, got {hardware!r}.")
     if rates is None:
         rates = lambda k, dt: calibrate(n_features, dt, k)  # noqa: E731
     out, m, itemsize = [], n_samples, dtype.itemsize
     for t, k in enumerate(p.n_clusters):
         s = p.sample_size[t] if p.sample_size[t] is not None else default_sample_size(m, k)
         r = p.n_resamples[t] if s > 1 else 0
-        w = level_work(m, n_features, k, r, s, p.n_splits[t], p)
+        first = None
+        if t == 0 and hardware.workers > 1 and p.init == "k-means++" and p.init_points_per_centroid is None:
+            first = dataclasses.replace(p, init="k-means||")  # a Dask backend's seeding of every row
+        w = level_work(m, n_features, k, r, s, p.n_splits[t], p, first)
         rate = rates(k if p.n_splits[t] == 1 else p.n_splits[t], dtype)  # centroids keep the rows' dtype
         compute = w.search / rate.search + w.seeding / rate.seeding
         fixed = w.iterations * rate.iteration_seconds + w.seedings * rate.seeding_seconds
@@ -272,35 +301,31 @@ def _cache_path(key) -> str:
 
 def calibrate(n_features, dtype, n_clusters, cache=True) -> Rates:
     """The :class:`Rates` of this machine's kernels for rows of ``n_features`` of
-    ``dtype`` and searches over ``n_clusters`` centres (at most
-    :data:`CALIBRATION_CENTRES`), timed on random rows with every usable CPU: about a
-    second per combination, kept in ``~/.cache/hkmeans`` (``$HKMEANS_CACHE_DIR``)
-    for the next call on this machine with the same threads and version, unless
-    other processes kept cores busy meanwhile (:data:`BUSY_CORES`)."""
-    # a power of 4: the GEMMs' rate changes little between, and fewer calibrations
-    dtype, k = np.dtype(dtype), int(min(4 ** max(1, round(math.log(max(n_clusters, 2), 4))), CALIBRATION_CENTRES))
-    d = int(n_features)
+    ``dtype`` and ``n_clusters`` centres, timed on random rows with every usable CPU:
+    about a second per combination, kept in ``~/.cache/hkmeans``
+    (``$HKMEANS_CACHE_DIR``) for the next call on this machine (its CPU model and
+    usable CPUs) with the same threads and version, unless other processes kept cores
+    busy meanwhile (:data:`BUSY_CORES`). The centres are timed at the power of 2 at
+    or below ``n_clusters`` (at most :data:`CALIBRATION_CENTRES`): with fewer the
+    rate is no higher."""
+    if not is_int(n_features, 1) or not is_int(n_clusters, 1):
+        raise ValueError(f"n_features and n_clusters must be positive integers, got {n_features!r}, {n_clusters!r}.")
+    dtype, d = np.dtype(dtype), int(n_features)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
+    k = 2
+    while 2 * k <= min(n_clusters, CALIBRATION_CENTRES):
+        k *= 2
     key = json.dumps(
-        [
-            __version__,
-            platform.machine(),
-            platform.processor(),
-            os.cpu_count(),
-            numba.get_num_threads(),
-            d,
-            dtype.str,
-            k,
-        ]
+        [__version__, platform.machine(), _cpu_model(), usable_cpus(), numba.get_num_threads(), d, dtype.str, k]
     )
-    path = _cache_path(key)
     if cache and key in _measured:
         return _measured[key]
+    path = _cache_path(key)
     if cache:
-        try:
-            with open(path) as f:
-                return Rates(**json.load(f))
-        except (OSError, ValueError, TypeError):
-            pass
+        kept = _read_rates(path)
+        if kept is not None:
+            return kept
     before = _load_sample()
     with every_usable_cpu():
         rates = _measure(d, dtype, k)
@@ -319,6 +344,33 @@ def calibrate(n_features, dtype, n_clusters, cache=True) -> Rates:
     return rates
 
 
+def _read_rates(path) -> Rates | None:
+    """The rates kept at ``path``, or None where there are none fit to use."""
+    try:
+        with open(path) as f:
+            rates = Rates(**json.load(f))
+    except (OSError, ValueError, TypeError):
+        return None
+    values = [rates.search, rates.seeding, rates.iteration_seconds, rates.seeding_seconds]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        return None
+    if rates.search <= 0 or rates.seeding <= 0 or rates.iteration_seconds < 0 or rates.seeding_seconds < 0:
+        return None
+    return rates
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what Python knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def _load_sample():
     try:
         return cpu_sample()
@@ -328,32 +380,46 @@ def _load_sample():
 
 def _measure(d, dtype, k) -> Rates:
     trials, ks = _trials(k), min(k, CALIBRATION_SEEDS)
+    # wide rows: fewer centres, so that the rows stay within CALIBRATION_VALUES
+    k = int(min(k, max(2, CALIBRATION_VALUES // (4 * d))))
     rows = int(np.clip(CALIBRATION_VALUES // d, 4 * k, CALIBRATION_ROWS))
     X = np.random.default_rng(0).standard_normal((rows, d), dtype=np.float32).astype(dtype, copy=False)
-    C = np.ascontiguousarray(X[:k])
+    C = X[:k].astype(np.float64)
 
-    def search(m):
-        CPUBackend(X[:m]).assign(C)
-        return 2.0 * m * k * d
+    def iterations(m):
+        # Lloyd as a fit runs it: searches, the centres' sums and update; the last
+        # search after the iterations, unless the labels stopped changing first
+        res = lloyd(X[:m], C, max_iter=CALIBRATION_ITERATIONS, tol=0.0)
+        searches = res.n_iter if res.n_iter < CALIBRATION_ITERATIONS else res.n_iter + 1
+        return 2.0 * m * k * d * searches, searches
 
     def seeding(m):
         kmeans_plusplus(X[:m], ks, random_state=0, n_local_trials=trials)
-        return 2.0 * m * d * (ks - 1) * trials
+        return 2.0 * m * d * (ks - 1) * trials, 1
 
-    (search_rate, per_iteration), (seeding_rate, per_seeding) = _rate(search, rows, 2 * k), _rate(seeding, rows, 2 * ks)
+    (search_rate, per_iteration), (seeding_rate, per_seeding) = (
+        _rate(iterations, rows, 2 * k),
+        _rate(seeding, rows, 2 * ks),
+    )
     return Rates(search_rate, seeding_rate, per_iteration, per_seeding)
 
 
 def _rate(call, rows, few) -> tuple[float, float]:
-    """``(flops per second, fixed seconds per call)`` of ``call(m) -> flops`` on ``m``
-    rows: its rate on ``rows`` rows, repeated until :data:`CALIBRATION_SECONDS`, and
-    the time of a call on ``few`` rows beyond that rate."""
+    """``(flops per second, fixed seconds per unit)`` of ``call(m) -> (flops, units)``
+    on ``m`` rows: the best rate of its calls on ``rows`` rows (at least
+    :data:`CALIBRATION_CALLS`, and :data:`CALIBRATION_SECONDS` in all), and the
+    fastest of as many calls on ``few`` rows beyond that rate, per unit (an
+    iteration, a seeding). The best, as timeit takes: a machine shared with other
+    work only ever slows a call down."""
     call(few)  # compiled or loaded
-    start = time.perf_counter()
-    small = call(few)
-    small_seconds = time.perf_counter() - start
-    flops, start = 0.0, time.perf_counter()
-    while (seconds := time.perf_counter() - start) < CALIBRATION_SECONDS or flops == 0:
-        flops += call(rows)
-    rate = flops / seconds
-    return rate, max(0.0, small_seconds - small / rate)
+    small = []
+    for _ in range(CALIBRATION_CALLS):
+        start = time.perf_counter()
+        flops, units = call(few)
+        small.append((time.perf_counter() - start, flops, units))
+    rate, calls, begin = 0.0, 0, time.perf_counter()
+    while calls < CALIBRATION_CALLS or time.perf_counter() - begin < CALIBRATION_SECONDS:
+        start = time.perf_counter()
+        flops = call(rows)[0]
+        rate, calls = max(rate, flops / max(time.perf_counter() - start, 1e-9)), calls + 1
+    return rate, min(max(0.0, t - f / rate) / u for t, f, u in small)
