@@ -42,6 +42,9 @@ LOAD_CHECK_SECONDS = 0.25
 #: that one input gives the same chunking, hence the same result, in any layout.
 DASK_CHUNK_BYTES = 64 << 20
 
+#: Chunks (or partial results) combined per task of the dask backend's reductions.
+DASK_SPLIT_EVERY = 8
+
 #: Largest resampling subset (in bytes of rows) the dask backend gathers on the client
 #: to cluster in memory; a larger one stays on the workers, a dask array of its own,
 #: so the client's memory does not grow with the pool.

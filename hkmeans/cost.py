@@ -113,7 +113,8 @@ class Hardware:
 @dataclass(frozen=True)
 class LevelCost:
     """One level's input rows and clusters, its distance work (flops), its time (an
-    upper bound, seconds) and its peak memory beside the input (bytes)."""
+    upper bound, seconds) and its peak memory (bytes): beside the input in process,
+    or of each Dask worker for level 0 on workers (:class:`Hardware`)."""
 
     level: int
     rows: int
@@ -223,6 +224,20 @@ def peak_bytes(m, d, k, itemsize, sample_size, n_resamples, p, threads) -> int:
     return int(m * per_row + copies + 4 * k * d * 8 + blocks)
 
 
+#: A Dask worker's memory before any chunk: Python, NumPy, Numba's kernels, Dask
+#: (measured, ``docs/scaling.md``).
+WORKER_RUNTIME_BYTES = 260 << 20
+
+
+def worker_peak_bytes(k, d, itemsize) -> int:
+    """Peak memory of a Dask worker in a pass of level 0 (``docs/scaling.md``): its
+    runtime, 3 chunks (the one read, its cast, the kernels' temporaries), the
+    centres, and the float64 sums a reduction task combines."""
+    return int(
+        WORKER_RUNTIME_BYTES + 3 * _config.DASK_CHUNK_BYTES + k * d * itemsize + _config.DASK_SPLIT_EVERY * k * d * 8
+    )
+
+
 def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=None, threads=None, **params):
     """Each level's work, time and peak memory for a fit of ``n_samples`` rows of
     ``n_features`` features with the parameters of
@@ -282,7 +297,10 @@ def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=No
         elif t == 0 and hardware.workers > 1:
             compute /= hardware.workers
         seconds = compute + fixed
-        mem = peak_bytes(m, n_features, k, itemsize, s, r, p, threads)
+        if t == 0 and hardware.workers > 1:  # the per-row state is in the workers' scratch folders
+            mem = worker_peak_bytes(k, n_features, itemsize)
+        else:
+            mem = peak_bytes(m, n_features, k, itemsize, s, r, p, threads)
         out.append(LevelCost(t, m, k, w.search + w.seeding, seconds, mem))
         m = k
     return out

@@ -122,6 +122,9 @@ def test_workers_divide_level_zero_and_gpus_every_level():
     greedy = cost.level_work(10_000, 16, 100, 0, 0, 1, _checked(**params))
     assert on_workers[0].flops == here[0].flops - (greedy.search + greedy.seeding) + parallel.search + parallel.seeding
     assert on_workers[1].flops == here[1].flops
+    # level 0's per-row state is in the workers' scratch folders: its peak is a worker's
+    assert on_workers[0].peak_bytes == cost.worker_peak_bytes(100, 16, 4) != here[0].peak_bytes
+    assert on_workers[1].peak_bytes == here[1].peak_bytes
 
 
 def _checked(**params):
@@ -237,6 +240,9 @@ def test_advise_prints_each_levels_cost_as_comments(tmp_path):
         assert line.endswith(f" {c.peak_bytes / 2**20:.0f} MiB")
     gpus = run("advise", tmp_path / "x.npy", "--target-size", 300, "--cost-gpus", 8).stdout
     assert "cost on 8 GPUs at 15 TFLOP/s each" in gpus
+    workers = run("advise", tmp_path / "x.npy", "--target-size", 300, "--cost-workers", 4).stdout
+    assert "cost on 4 Dask workers" in workers
+    assert f"{cost.worker_peak_bytes(params['n_clusters'][0], 8, 4) / 2**20:.0f} MiB per worker" in workers
     assert "TFLOP" not in run("advise", tmp_path / "x.npy", "--target-size", 300, "--no-cost").stdout
     for flags, message in [
         (("--cost-gpus", 0), "--cost-gpus must be a positive integer, got 0."),

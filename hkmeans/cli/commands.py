@@ -370,9 +370,10 @@ def _print_cost(n, d, dtype, params, args) -> None:
     print(f"#\n# cost on {where}: the time at most (every k-means to max_iter,")
     print("# every row searched), the peak memory beside the input (docs/scaling.md)")
     for c in levels:
+        each = " per worker" if c.level == 0 and hardware.workers > 1 else ""
         print(
             f"# level {c.level}, {c.rows} rows -> {c.clusters} clusters: {c.flops / 1e12:.3g} TFLOP, "
-            f"at most {_duration(c.seconds)}, {c.peak_bytes / 2**20:.0f} MiB"
+            f"at most {_duration(c.seconds)}, {c.peak_bytes / 2**20:.0f} MiB{each}"
         )
     print(f"# in all: at most {_duration(sum(c.seconds for c in levels))}")
 

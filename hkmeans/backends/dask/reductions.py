@@ -12,12 +12,13 @@ import dask.array as da
 import numpy as np
 from dask.utils import funcname, has_keyword
 
+from ... import _config
 from .client import compute
 from .storage import read_rows, source_of
 from .tasks import count_block, lookup_block, random_block, weighted_count_block
 
 #: Chunks combined per task of a reduction tree.
-SPLIT_EVERY = 8
+SPLIT_EVERY = _config.DASK_SPLIT_EVERY
 
 
 def map_chunks(arrays, fn, *args):
