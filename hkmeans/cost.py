@@ -16,7 +16,6 @@ and GPUs are stated assumptions (:class:`Hardware`), not measurements.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -88,10 +87,10 @@ class Hardware:
     Attributes
     ----------
     workers : int, default=1
-        Dask workers, each as fast as this machine; a pass over the rows is assumed
-        to split evenly among them, with no time for moving data (level 0 only: the
-        levels above run on the client, as in :mod:`hkmeans.backends.dask`), and
-        level 0's first k-means seeds by k-means|| (greedy k-means++ on a cluster).
+        Dask workers, each as fast as this machine: level 0's searches of every row
+        are assumed to split evenly among them, with no time for moving data; the
+        rest (seedings, fits of samples and subsets, the levels above) is counted
+        on this machine, as the client runs some of it (:mod:`hkmeans.backends.dask`).
     gpus : int, default=0
         GPUs instead (``device="cuda"``): every level's distance work at
         ``gpu_tflops`` each, split evenly.
@@ -130,81 +129,93 @@ def _trials(k) -> int:
 
 @dataclass
 class _Work:
-    """Work of one k-means (or a level): flops of the searches and of the seeding, and
-    the calls whose fixed cost adds to them."""
+    """Work of k-means over ``k`` centres: flops of the searches (``full``: those over
+    every row of the level, which Dask workers share) and of the seeding, and the
+    calls whose fixed cost adds to them."""
 
+    k: int
     search: float = 0.0
+    full: float = 0.0
     seeding: float = 0.0
     iterations: int = 0
     seedings: int = 0
 
     def add(self, other: _Work, times: int = 1) -> None:
         self.search += times * other.search
+        self.full += times * other.full
         self.seeding += times * other.seeding
         self.iterations += times * other.iterations
         self.seedings += times * other.seedings
 
+    @property
+    def flops(self) -> float:
+        return self.search + self.seeding
 
-def _runs_work(fit, seed, d, k, p) -> _Work:
-    """One run of a k-means of ``k`` clusters: seeded from ``seed`` rows, then Lloyd
-    on ``fit`` rows (``max_iter`` iterations and the last search)."""
-    w = _Work(search=2.0 * fit * k * d * (p.max_iter + 1), iterations=p.max_iter + 1)
+
+def _runs_work(fit, seed, d, k, p, parts=1, full=False) -> _Work:
+    """One run of a k-means of ``k`` clusters (or of ``parts`` of them, one per cluster
+    of the level above, their rows adding up): seeded from ``seed`` rows, then Lloyd
+    on ``fit`` rows (``max_iter`` iterations and the last search); ``full`` when
+    ``fit`` is every row of the level."""
+    lloyd = 2.0 * fit * k * d * (p.max_iter + 1)
+    w = _Work(k, search=lloyd, full=lloyd if full else 0.0, iterations=parts * (p.max_iter + 1))
     groups = min(_config.BOUND_GROUPS, k // 8)  # the centres grouped for the bounds: 6 short searches
     if groups >= 2:
-        w.search += 6 * 2.0 * k * groups * d
+        w.search += parts * 6 * 2.0 * k * groups * d
     if p.init == "k-means++":
-        w.seeding, w.seedings = 2.0 * seed * d * (k - 1) * _trials(k), 1
+        w.seeding, w.seedings = 2.0 * seed * d * (k - 1) * _trials(k), parts
     elif p.init == "k-means||":
         # 2k candidates a round expected (fewer where a row's chance is capped at 1)
         rounds, candidates = _config.KMEANS_PARALLEL_ROUNDS, 1 + 2 * k * _config.KMEANS_PARALLEL_ROUNDS
         w.search += 2.0 * seed * d * candidates
-        w.iterations += rounds + 1
-        w.seeding, w.seedings = 2.0 * min(seed, candidates) * d * (k - 1) * _trials(k), 1
+        w.iterations += parts * (rounds + 1)
+        w.seeding, w.seedings = 2.0 * min(seed, parts * candidates) * d * (k - 1) * _trials(k), parts
     return w
 
 
-def _kmeans_work(m, d, k, p, centers_only=False) -> _Work:
-    """The work of one k-means of ``k`` clusters on ``m`` rows: ``n_init`` runs, then
-    after a sampled fit one search of every row (not with ``centers_only``)."""
+def _kmeans_work(m, d, k, p, level_rows, centers_only=False) -> _Work:
+    """The work of one k-means of ``k`` clusters on ``m`` rows (of the level's
+    ``level_rows``): ``n_init`` runs, then after a sampled fit one search of every
+    row (not with ``centers_only``)."""
     fit = m if p.max_points_per_centroid is None else min(m, k * p.max_points_per_centroid)
     seed = fit if p.init_points_per_centroid is None else min(fit, k * p.init_points_per_centroid)
-    total = _Work()
-    total.add(_runs_work(fit, seed, d, k, p), p.n_init)
+    total = _Work(k)
+    total.add(_runs_work(fit, seed, d, k, p, full=fit == level_rows), p.n_init)
     if fit < m and not centers_only:
         total.search += 2.0 * m * k * d
+        total.full += 2.0 * m * k * d if m == level_rows else 0.0
         total.iterations += 1
     return total
 
 
-def level_work(m, d, k, n_resamples, sample_size, n_splits, p, first=None) -> _Work:
-    """The work of a level of ``k`` clusters over ``m`` rows (see :mod:`hkmeans.hierarchy`);
-    ``first``: other parameters for its first k-means."""
-    w = _Work()
+def level_work(m, d, k, n_resamples, sample_size, n_splits, p) -> list[_Work]:
+    """The work of a level of ``k`` clusters over ``m`` rows (see
+    :mod:`hkmeans.hierarchy`), in parts of one number of centres each: a split
+    level's top k-means and its clusters' own."""
     if n_splits > 1:  # a k-means of k / n_splits, one of n_splits per cluster, the routed search
         top = k // n_splits
-        w.add(_kmeans_work(m, d, top, first or p))
+        first = _kmeans_work(m, d, top, p, m)
+        first.search += 2.0 * m * d * top  # the routed search: the parents, then (below) the children
+        first.full += 2.0 * m * d * top
+        first.iterations += 1
         # the clusters' rows add up to m; each cluster samples its own rows
         fit = m if p.max_points_per_centroid is None else min(m, k * p.max_points_per_centroid)
         seed = fit if p.init_points_per_centroid is None else min(fit, k * p.init_points_per_centroid)
-        split = _runs_work(fit, seed, d, n_splits, p)
-        groups = min(_config.BOUND_GROUPS, n_splits // 8)
-        if groups >= 2:
-            split.search += (top - 1) * 6 * 2.0 * n_splits * groups * d
-        split.iterations *= top
-        split.seedings *= top
-        w.add(split, p.n_init)
+        split = _Work(n_splits)
+        split.add(_runs_work(fit, seed, d, n_splits, p, parts=top), p.n_init)
         if p.max_points_per_centroid is not None:  # a cluster fitted on a sample searches its rows
-            w.search += 2.0 * m * n_splits * d
-        w.search += 2.0 * m * d * (top + n_splits)
-        w.iterations += 2
-        return w
-    w.add(_kmeans_work(m, d, k, first or p))
+            split.search += 2.0 * m * n_splits * d
+        split.search += 2.0 * m * d * n_splits
+        split.iterations += 1
+        return [first, split]
+    w = _kmeans_work(m, d, k, p, m)
     if n_resamples:
-        step = _kmeans_work(min(m, k * sample_size), d, k, p, centers_only=True)
+        step = _kmeans_work(min(m, k * sample_size), d, k, p, m, centers_only=True)
         step.search += 2.0 * m * k * d  # every row reassigned
+        step.full += 2.0 * m * k * d
         step.iterations += 1
         w.add(step, n_resamples)
-    return w
+    return [w]
 
 
 def peak_bytes(m, d, k, itemsize, sample_size, n_resamples, p, threads) -> int:
@@ -281,27 +292,28 @@ def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=No
         raise ValueError(f"hardware must be a Hardware, got {hardware!r}.")
     if rates is None:
         rates = lambda k, dt: calibrate(n_features, dt, k)  # noqa: E731
+    if hardware.workers > 1 and p.n_splits[0] > 1:
+        raise ValueError("n_splits > 1 at level 0 is not supported on the dask backend; split a level above.")
     out, m, itemsize = [], n_samples, dtype.itemsize
     for t, k in enumerate(p.n_clusters):
         s = p.sample_size[t] if p.sample_size[t] is not None else default_sample_size(m, k)
         r = p.n_resamples[t] if s > 1 else 0
-        first = None
-        if t == 0 and hardware.workers > 1 and p.init == "k-means++" and p.init_points_per_centroid is None:
-            first = dataclasses.replace(p, init="k-means||")  # a Dask backend's seeding of every row
-        w = level_work(m, n_features, k, r, s, p.n_splits[t], p, first)
-        rate = rates(k if p.n_splits[t] == 1 else p.n_splits[t], dtype)  # centroids keep the rows' dtype
-        compute = w.search / rate.search + w.seeding / rate.seeding
-        fixed = w.iterations * rate.iteration_seconds + w.seedings * rate.seeding_seconds
-        if hardware.gpus:
-            compute = (w.search + w.seeding) / (hardware.gpus * hardware.gpu_tflops * 1e12)
-        elif t == 0 and hardware.workers > 1:
-            compute /= hardware.workers
-        seconds = compute + fixed
+        parts = level_work(m, n_features, k, r, s, p.n_splits[t], p)
+        seconds = 0.0
+        for w in parts:  # each at the rate of its number of centres; the rows keep their dtype
+            rate = rates(w.k, dtype)
+            fixed = w.iterations * rate.iteration_seconds + w.seedings * rate.seeding_seconds
+            if hardware.gpus:
+                compute = w.flops / (hardware.gpus * hardware.gpu_tflops * 1e12)
+            else:  # on Dask workers, level 0's searches of every row are shared; the rest is the client's
+                workers = hardware.workers if t == 0 else 1
+                compute = (w.search - w.full + w.full / workers) / rate.search + w.seeding / rate.seeding
+            seconds += compute + fixed
         if t == 0 and hardware.workers > 1:  # the per-row state is in the workers' scratch folders
             mem = worker_peak_bytes(k, n_features, itemsize)
         else:
             mem = peak_bytes(m, n_features, k, itemsize, s, r, p, threads)
-        out.append(LevelCost(t, m, k, w.search + w.seeding, seconds, mem))
+        out.append(LevelCost(t, m, k, sum(w.flops for w in parts), seconds, mem))
         m = k
     return out
 
@@ -397,10 +409,11 @@ def _load_sample():
 
 
 def _measure(d, dtype, k) -> Rates:
-    trials, ks = _trials(k), min(k, CALIBRATION_SEEDS)
+    trials = _trials(k)
     # wide rows: fewer centres, so that the rows stay within CALIBRATION_VALUES
     k = int(min(k, max(2, CALIBRATION_VALUES // (4 * d))))
     rows = int(np.clip(CALIBRATION_VALUES // d, 4 * k, CALIBRATION_ROWS))
+    ks = max(2, min(k, CALIBRATION_SEEDS, rows // 2))
     X = np.random.default_rng(0).standard_normal((rows, d), dtype=np.float32).astype(dtype, copy=False)
     C = X[:k].astype(np.float64)
 

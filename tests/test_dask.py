@@ -27,6 +27,7 @@ import dask  # noqa: E402
 import dask.array as da  # noqa: E402
 
 import hkmeans  # noqa: E402
+import hkmeans.tables  # noqa: E402
 from hkmeans import HierarchicalKMeans, KMeans  # noqa: E402
 from hkmeans.backends import dask as dask_backend  # noqa: E402
 from hkmeans.backends.cpu import CPUBackend  # noqa: E402
@@ -319,6 +320,21 @@ def test_large_resampling_subsets_stay_on_the_workers_same_result_anywhere(clien
     monkeypatch.setattr(_config, "DASK_CLIENT_SUBSET_BYTES", 1 << 40)
     gathered = HierarchicalKMeans(**params).fit(da.from_array(X, chunks=(CHUNK, D)))
     assert -m.score(X) <= 1.05 * -gathered.score(X)
+
+
+@pytest.mark.parametrize("chunks", [(1000, 500), (500, 1000), (1000, None)], ids=["finer", "coarser", "in memory"])
+def test_cluster_table_of_labels_and_distances_chunked_apart(client, chunks):
+    """A tree takes distances chunked otherwise than its labels, or in memory beside
+    them: its table is the in-memory tree's."""
+    rng = np.random.default_rng(0)
+    labels, dist, up = rng.integers(0, 12, 4000), rng.random(4000), rng.integers(0, 3, 12)
+    selected = np.array([5, 5, 3999, 0])
+    expected = hkmeans.tables.cluster_table(hkmeans.ClusterTree([labels, up], distances=dist), selected)
+    d = dist if chunks[1] is None else da.from_array(dist, chunks=chunks[1])
+    tree = hkmeans.ClusterTree([da.from_array(labels, chunks=chunks[0]), up], distances=d)
+    got = hkmeans.tables.cluster_table(tree, selected)
+    for name in expected.dtype.names:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-12)
 
 
 @pytest.mark.slow

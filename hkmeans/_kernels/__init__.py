@@ -108,7 +108,8 @@ class _CompileNotice(event.Listener):
         func = getattr(ev.data["dispatcher"], "py_func", None)
         # every Numba compile of the process comes here, the user's own functions too,
         # whose module may be None (made by exec)
-        if not self.said and (getattr(func, "__module__", None) or "").startswith("hkmeans."):
+        module = getattr(func, "__module__", None)
+        if not self.said and isinstance(module, str) and module.startswith("hkmeans."):
             self.said = True
             print(COMPILE_NOTICE, file=sys.stderr, flush=True)
 

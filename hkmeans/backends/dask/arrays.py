@@ -7,6 +7,7 @@ into ``Delayed`` objects that no longer show it."""
 
 from __future__ import annotations
 
+import dask.array as da
 import numpy as np
 
 from ..in_memory import normalize_rows
@@ -66,6 +67,9 @@ class DaskArrays:
         return counts(labels, k, holder([labels])).astype(np.int64)
 
     def sums(self, labels, weights, k: int) -> np.ndarray:
+        # chunked as the labels, whatever the weights are (a tree takes in-memory
+        # distances beside dask labels, or other chunks)
+        weights = da.asarray(weights).rechunk(labels.chunks)
         return sums(labels, weights, k, holder([labels, weights]))
 
     def members(self, labels, k: int) -> tuple:
