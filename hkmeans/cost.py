@@ -291,7 +291,7 @@ def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=No
     if not isinstance(hardware, Hardware):
         raise ValueError(f"hardware must be a Hardware, got {hardware!r}.")
     if rates is None:
-        rates = lambda k, dt: calibrate(n_features, dt, k)  # noqa: E731
+        rates = lambda k, dt: calibrate(n_features, dt, k)
     if hardware.workers > 1 and p.n_splits[0] > 1:
         raise ValueError("n_splits > 1 at level 0 is not supported on the dask backend; split a level above.")
     out, m, itemsize = [], n_samples, dtype.itemsize

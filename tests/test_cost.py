@@ -144,7 +144,7 @@ def test_workers_share_level_zeros_full_searches_and_gpus_every_level():
 
 def test_each_part_of_a_split_level_is_timed_at_its_own_centres():
     seen = []
-    rates = lambda k, dt: seen.append(k) or UNIT  # noqa: E731
+    rates = lambda k, dt: seen.append(k) or UNIT
     cost.estimate(10_000, 16, rates=rates, n_clusters=[200], n_splits=[4], n_resamples=[0])
     assert seen == [50, 4]
 
