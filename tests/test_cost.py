@@ -203,10 +203,16 @@ def test_calibration_is_measured_once_and_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(cost, "BUSY_CORES", float("inf"))  # whatever else runs beside the test
     calls = []
     measure = cost._measure
-    monkeypatch.setattr(cost, "_measure", lambda *a: calls.append(a) or measure(*a))
+
+    def counted_measure(*args):  # the kernels timed once, then a stand-in: only the cache is tested
+        calls.append(args)
+        return measure(*args) if len(calls) == 1 else cost.Rates(1e9 + len(calls), 1e9, 0.0, 0.0)
+
+    monkeypatch.setattr(cost, "_measure", counted_measure)
     first = cost.calibrate(8, np.float32, 40)
     assert first.search > 0 and first.seeding > 0 and first.iteration_seconds >= 0
-    # 40 and 60 centres are both calibrated at 32 (at or below); another width or dtype is measured anew
+    assert calls == [(8, np.float32, 32)]  # 40 centres are timed at 32, the power of 2 at or below
+    # so are 60; another width or dtype is measured anew
     assert cost.calibrate(8, np.float32, 60) == first and len(calls) == 1
     cost.calibrate(8, np.float64, 40)
     assert len(calls) == 2 and len(list(tmp_path.glob("rates-*.json"))) == 2
