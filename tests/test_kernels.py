@@ -379,7 +379,7 @@ def test_compile_notice_once_and_only_when_a_kernel_compiles(tmp_path):
 
 def test_users_own_numba_functions_compile_beside_the_notice():
     """The notice listens to every compile of the process: a function of the user's
-    whose module is None (made by exec) compiles, without the notice."""
+    whose module is None (made by exec) compiles all the same."""
     import numba
 
     import hkmeans._kernels  # noqa: F401 (registers the listener)
