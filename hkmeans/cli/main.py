@@ -135,6 +135,7 @@ EXAMPLES = {
         "hkmeans advise emb.npy --target-size 200000 > curation.toml",
         "hkmeans advise emb.npy --target-size 200000 --dedup 0.95 > curation.toml",
         "hkmeans advise 'shards/*.npy' --target-size 200000 --dedup 0.95 --workers 4",
+        "hkmeans advise 'shards/*.npy' --target-size 200000 --cost-gpus 64",
     ],
 }
 
@@ -217,7 +218,12 @@ def parser() -> argparse.ArgumentParser:
 
     dedup.add_arguments(_subcommand(sub, "dedup", "near-duplicate rows removed, exactly, into a folder", dedup.run))
 
-    p = _subcommand(sub, "advise", "levels, clusters and sample sizes for a pool and a target size", commands.advise)
+    p = _subcommand(
+        sub,
+        "advise",
+        "levels, clusters and sample sizes for a pool and a target size, and what the fit will cost",
+        commands.advise,
+    )
     _input(p)
     p.add_argument("--target-size", type=int, required=True, metavar="N", help="points wanted (required)")
     p.add_argument("--column", metavar="NAME", help="the embedding column of a Parquet input")
