@@ -91,22 +91,33 @@ class Hardware:
         are assumed to split evenly among them, with no time for moving data; the
         rest (seedings, fits of samples and subsets, the levels above) is counted
         on this machine, as the client runs some of it (:mod:`hkmeans.backends.dask`).
+        Level 0's peak memory is then a worker's.
     gpus : int, default=0
         GPUs instead (``device="cuda"``): every level's distance work at
-        ``gpu_tflops`` each, split evenly.
+        ``gpu_tflops`` each, split evenly, plus this machine's fixed cost of each
+        call (the Python around the kernels); the peak memory is still the host's.
     gpu_tflops : float, default=15.0
         Sustained float32 GEMM rate assumed per GPU (an A100's peak is 19.5).
+    dask : bool, default=False
+        Level 0 on Dask workers even with ``workers=1`` (more than one implies it).
     """
 
     workers: int = 1
     gpus: int = 0
     gpu_tflops: float = 15.0
+    dask: bool = False
+
+    @property
+    def on_dask(self) -> bool:
+        return self.dask or self.workers > 1
 
     def __post_init__(self):
         if not is_int(self.workers, 1) or not is_int(self.gpus, 0):
             raise ValueError(f"workers must be a positive and gpus a non-negative integer, got {self}.")
         if not (is_finite_non_negative(self.gpu_tflops) and self.gpu_tflops > 0):
             raise ValueError(f"gpu_tflops must be a positive number, got {self.gpu_tflops!r}.")
+        if self.on_dask and self.gpus:
+            raise ValueError("give Dask workers or GPUs, not both.")
 
 
 @dataclass(frozen=True)
@@ -235,18 +246,21 @@ def peak_bytes(m, d, k, itemsize, sample_size, n_resamples, p, threads) -> int:
     return int(m * per_row + copies + 4 * k * d * 8 + blocks)
 
 
+#: Parameters of the estimators that do not change a fit's work.
+NOT_WORK = ("random_state", "verbose", "client")
+
 #: A Dask worker's memory before any chunk: Python, NumPy, Numba's kernels, Dask
 #: (measured, ``docs/scaling.md``).
 WORKER_RUNTIME_BYTES = 260 << 20
 
 
-def worker_peak_bytes(k, d, itemsize) -> int:
-    """Peak memory of a Dask worker in a pass of level 0 (``docs/scaling.md``): its
-    runtime, 3 chunks (the one read, its cast, the kernels' temporaries), the
-    centres, and the float64 sums a reduction task combines."""
-    return int(
-        WORKER_RUNTIME_BYTES + 3 * _config.DASK_CHUNK_BYTES + k * d * itemsize + _config.DASK_SPLIT_EVERY * k * d * 8
-    )
+def worker_peak_bytes(k, d, itemsize, n) -> int:
+    """Peak memory of a Dask worker in a pass of level 0 over ``n`` rows
+    (``docs/scaling.md``): its runtime, 3 chunks (the one read, its cast, the
+    kernels' temporaries; a chunk no larger than the pool), the centres, and the
+    float64 sums a reduction task combines."""
+    chunk = min(_config.DASK_CHUNK_BYTES, n * d * itemsize)
+    return int(WORKER_RUNTIME_BYTES + 3 * chunk + k * d * itemsize + _config.DASK_SPLIT_EVERY * k * d * 8)
 
 
 def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=None, threads=None, **params):
@@ -270,7 +284,10 @@ def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=No
         Threads of this machine, for the blocks' memory (default: Numba's).
     **params
         ``n_clusters``, ``n_resamples``, ``sample_size``, ``max_iter`` and the rest of
-        the fit parameters.
+        the fit parameters (``HierarchicalKMeans(...).get_params()`` too: those that
+        do not change the work, ``random_state``, ``verbose``, ``client``, are left
+        out; ``device`` and ``backend`` change nothing either: ``hardware`` says where
+        it runs).
 
     Returns
     -------
@@ -282,6 +299,7 @@ def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=No
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64 (what a fit computes in), got {dtype}.")
+    params = {name: value for name, value in params.items() if name not in NOT_WORK}
     p = check_hierarchy(SimpleNamespace(shape=(n_samples, n_features), dtype=dtype), **params)
     hardware = Hardware() if hardware is None else hardware
     if threads is None:
@@ -292,7 +310,7 @@ def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=No
         raise ValueError(f"hardware must be a Hardware, got {hardware!r}.")
     if rates is None:
         rates = lambda k, dt: calibrate(n_features, dt, k)
-    if hardware.workers > 1 and p.n_splits[0] > 1:
+    if hardware.on_dask and p.n_splits[0] > 1:
         raise ValueError("n_splits > 1 at level 0 is not supported on the dask backend; split a level above.")
     out, m, itemsize = [], n_samples, dtype.itemsize
     for t, k in enumerate(p.n_clusters):
@@ -306,11 +324,11 @@ def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=No
             if hardware.gpus:
                 compute = w.flops / (hardware.gpus * hardware.gpu_tflops * 1e12)
             else:  # on Dask workers, level 0's searches of every row are shared; the rest is the client's
-                workers = hardware.workers if t == 0 else 1
+                workers = hardware.workers if t == 0 and hardware.on_dask else 1
                 compute = (w.search - w.full + w.full / workers) / rate.search + w.seeding / rate.seeding
             seconds += compute + fixed
-        if t == 0 and hardware.workers > 1:  # the per-row state is in the workers' scratch folders
-            mem = worker_peak_bytes(k, n_features, itemsize)
+        if t == 0 and hardware.on_dask:  # the per-row state is in the workers' scratch folders
+            mem = worker_peak_bytes(k, n_features, itemsize, m)
         else:
             mem = peak_bytes(m, n_features, k, itemsize, s, r, p, threads)
         out.append(LevelCost(t, m, k, sum(w.flops for w in parts), seconds, mem))

@@ -128,7 +128,16 @@ def test_workers_share_level_zeros_full_searches_and_gpus_every_level():
     assert four[1].seconds == one[1].seconds and four[0].flops == one[0].flops
     assert [c.seconds for c in gpus] == pytest.approx([c.flops / 2e12 for c in one])
     # level 0's per-row state is in the workers' scratch folders: its peak is a worker's
-    assert four[0].peak_bytes == cost.worker_peak_bytes(100, 16, 4) != one[0].peak_bytes
+    assert four[0].peak_bytes == cost.worker_peak_bytes(100, 16, 4, 10_000) != one[0].peak_bytes
+    # one worker is a Dask run too when said so; a chunk is never larger than the pool
+    (single, _) = cost.estimate(
+        10_000, 16, rates=lambda k, dt: UNIT, hardware=cost.Hardware(workers=1, dask=True), **params
+    )
+    assert (
+        single.peak_bytes
+        == four[0].peak_bytes
+        == cost.WORKER_RUNTIME_BYTES + 3 * 10_000 * 16 * 4 + 100 * 16 * (4 + 8 * 8)
+    )
     assert four[1].peak_bytes == one[1].peak_bytes
     with pytest.raises(ValueError, match="n_splits > 1 at level 0 is not supported on the dask backend"):
         cost.estimate(
@@ -155,6 +164,16 @@ def test_each_part_of_a_split_level_is_timed_at_its_own_centres():
 def test_hardware_refuses_bad_values(bad):
     with pytest.raises(ValueError, match="must be a positive"):
         cost.Hardware(**bad)
+    with pytest.raises(ValueError, match="give Dask workers or GPUs, not both"):
+        cost.Hardware(workers=2, gpus=2)
+
+
+def test_an_estimators_parameters_are_taken():
+    from hkmeans import HierarchicalKMeans
+
+    params = HierarchicalKMeans(n_clusters=[100, 10], n_resamples=[2, 0], random_state=3, verbose=True).get_params()
+    got = cost.estimate(10_000, 16, rates=lambda k, dt: UNIT, **params)
+    assert got == cost.estimate(10_000, 16, rates=lambda k, dt: UNIT, n_clusters=[100, 10], n_resamples=[2, 0])
 
 
 @pytest.mark.parametrize(
@@ -268,7 +287,9 @@ def test_advise_prints_each_levels_cost_as_comments(tmp_path):
     assert "cost on 8 GPUs at 15 TFLOP/s each" in gpus
     workers = run("advise", tmp_path / "x.npy", "--target-size", 300, "--cost-workers", 4).stdout
     assert "cost on 4 Dask workers" in workers
-    assert f"{cost.worker_peak_bytes(params['n_clusters'][0], 8, 4) / 2**20:.0f} MiB per worker" in workers
+    assert f"{cost.worker_peak_bytes(params['n_clusters'][0], 8, 4, 3000) / 2**20:.0f} MiB per worker" in workers
+    one_worker = run("advise", tmp_path / "x.npy", "--target-size", 300, "--cost-workers", 1).stdout
+    assert "cost on 1 Dask workers" in one_worker and "MiB per worker" in one_worker
     assert "TFLOP" not in run("advise", tmp_path / "x.npy", "--target-size", 300, "--no-cost").stdout
     for flags, message in [
         (("--cost-gpus", 0), "--cost-gpus must be a positive integer, got 0."),

@@ -359,18 +359,18 @@ def advise(args) -> None:
 def _print_cost(n, d, dtype, params, args) -> None:
     """Each level's work, time and peak memory (:func:`hkmeans.cost.estimate`), as
     comments of the config file."""
-    hardware = Hardware(workers=args.cost_workers or 1, gpus=args.cost_gpus or 0)
-    log.info("timing this machine's kernels for the cost (once; a few seconds)")
+    hardware = Hardware(workers=args.cost_workers or 1, gpus=args.cost_gpus or 0, dask=args.cost_workers is not None)
     levels = estimate(n, d, dtype, hardware=hardware, **params)
     where = "this machine"
     if hardware.gpus:
         where = f"{hardware.gpus} GPUs at {hardware.gpu_tflops:g} TFLOP/s each (assumed)"
-    elif hardware.workers > 1:
+    elif hardware.on_dask:
         where = f"{hardware.workers} Dask workers as fast as this machine for level 0 (assumed)"
     print(f"#\n# cost on {where}: the time at most (every k-means to max_iter,")
-    print("# every row searched), the peak memory beside the input (docs/scaling.md)")
+    print("# every row searched; indicative below a second), the peak memory beside the")
+    print("# input in this process, or per worker (docs/scaling.md)")
     for c in levels:
-        each = " per worker" if c.level == 0 and hardware.workers > 1 else ""
+        each = " per worker" if c.level == 0 and hardware.on_dask else ""
         print(
             f"# level {c.level}, {c.rows} rows -> {c.clusters} clusters: {c.flops / 1e12:.3g} TFLOP, "
             f"at most {_duration(c.seconds)}, {c.peak_bytes / 2**20:.0f} MiB{each}"

@@ -235,7 +235,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cost-workers", type=int, metavar="W", help="project level 0 on W Dask workers as fast as this machine"
     )
-    p.add_argument("--cost-gpus", type=int, metavar="G", help="project the fit on G GPUs (15 TFLOP/s each assumed)")
+    p.add_argument(
+        "--cost-gpus",
+        type=int,
+        metavar="G",
+        help="project the fit on G GPUs (15 TFLOP/s each assumed, plus this machine's cost of each call)",
+    )
     p.set_defaults(verbosity=0)
     return top
 
