@@ -34,10 +34,10 @@ from ._progress import log
 from ._threads import busy_elsewhere, cpu_sample, every_usable_cpu, usable_cpus
 from ._validation import check_hierarchy
 from ._version import __version__
-from .hierarchy import default_sample_size
+from .hierarchy import DASK_SPLIT_REFUSED, default_sample_size
 from .io import save_text
-from .kmeans import lloyd
-from .seeding import kmeans_plusplus
+from .kmeans import bound_groups, lloyd
+from .seeding import kmeans_plusplus, local_trials
 
 #: The calibration's random rows: about this many values, at most this many rows; each
 #: kernel is timed over them at least CALIBRATION_CALLS times and CALIBRATION_SECONDS.
@@ -134,10 +134,6 @@ class LevelCost:
     peak_bytes: int
 
 
-def _trials(k) -> int:
-    return 2 + int(math.log(k)) if k > 1 else 1
-
-
 @dataclass
 class _Work:
     """Work of k-means over ``k`` centres: flops of the searches (``full``: those over
@@ -170,26 +166,32 @@ def _runs_work(fit, seed, d, k, p, parts=1, full=False) -> _Work:
     ``fit`` is every row of the level."""
     lloyd = 2.0 * fit * k * d * (p.max_iter + 1)
     w = _Work(k, search=lloyd, full=lloyd if full else 0.0, iterations=parts * (p.max_iter + 1))
-    groups = min(_config.BOUND_GROUPS, k // 8)  # the centres grouped for the bounds: 6 short searches
+    groups = bound_groups(k)  # the centres grouped for the bounds: 6 short searches
     if groups >= 2:
         w.search += parts * 6 * 2.0 * k * groups * d
     if p.init == "k-means++":
-        w.seeding, w.seedings = 2.0 * seed * d * (k - 1) * _trials(k), parts
+        w.seeding, w.seedings = 2.0 * seed * d * (k - 1) * local_trials(k), parts
     elif p.init == "k-means||":
         # 2k candidates a round expected (fewer where a row's chance is capped at 1)
         rounds, candidates = _config.KMEANS_PARALLEL_ROUNDS, 1 + 2 * k * _config.KMEANS_PARALLEL_ROUNDS
         w.search += 2.0 * seed * d * candidates
         w.iterations += parts * (rounds + 1)
-        w.seeding, w.seedings = 2.0 * min(seed, parts * candidates) * d * (k - 1) * _trials(k), parts
+        w.seeding, w.seedings = 2.0 * min(seed, parts * candidates) * d * (k - 1) * local_trials(k), parts
     return w
+
+
+def _sampled_rows(m, k, p) -> tuple[int, int]:
+    """Rows a k-means of ``k`` clusters on ``m`` rows fits and seeds from (see
+    :func:`hkmeans.kmeans.training_sample` and :func:`~hkmeans.kmeans.seeding_rows`)."""
+    fit = m if p.max_points_per_centroid is None else min(m, k * p.max_points_per_centroid)
+    return fit, fit if p.init_points_per_centroid is None else min(fit, k * p.init_points_per_centroid)
 
 
 def _kmeans_work(m, d, k, p, level_rows, centers_only=False) -> _Work:
     """The work of one k-means of ``k`` clusters on ``m`` rows (of the level's
     ``level_rows``): ``n_init`` runs, then after a sampled fit one search of every
     row (not with ``centers_only``)."""
-    fit = m if p.max_points_per_centroid is None else min(m, k * p.max_points_per_centroid)
-    seed = fit if p.init_points_per_centroid is None else min(fit, k * p.init_points_per_centroid)
+    fit, seed = _sampled_rows(m, k, p)
     total = _Work(k)
     total.add(_runs_work(fit, seed, d, k, p, full=fit == level_rows), p.n_init)
     if fit < m and not centers_only:
@@ -210,8 +212,7 @@ def level_work(m, d, k, n_resamples, sample_size, n_splits, p) -> list[_Work]:
         first.full += 2.0 * m * d * top
         first.iterations += 1
         # the clusters' rows add up to m; each cluster samples its own rows
-        fit = m if p.max_points_per_centroid is None else min(m, k * p.max_points_per_centroid)
-        seed = fit if p.init_points_per_centroid is None else min(fit, k * p.init_points_per_centroid)
+        fit, seed = _sampled_rows(m, k, p)
         split = _Work(n_splits)
         split.add(_runs_work(fit, seed, d, n_splits, p, parts=top), p.n_init)
         if p.max_points_per_centroid is not None:  # a cluster fitted on a sample searches its rows
@@ -235,7 +236,7 @@ def peak_bytes(m, d, k, itemsize, sample_size, n_resamples, p, threads) -> int:
     bounds, the seeding's distances, weights and draw order and its 8-bit copy of the
     row; the resampling subset or the training sample; the centres and their copies;
     each thread's block of distances."""
-    fit = m if p.max_points_per_centroid is None else min(m, k * p.max_points_per_centroid)
+    fit, _ = _sampled_rows(m, k, p)
     per_row = 2 * 16 + 8 + 4 * _config.BOUND_GROUPS + 24 + d
     copies = fit * d * itemsize if fit < m else 0
     if n_resamples:
@@ -311,7 +312,7 @@ def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=No
     if rates is None:
         rates = lambda k, dt: calibrate(n_features, dt, k)
     if hardware.on_dask and p.n_splits[0] > 1:
-        raise ValueError("n_splits > 1 at level 0 is not supported on the dask backend; split a level above.")
+        raise ValueError(DASK_SPLIT_REFUSED)
     out, m, itemsize = [], n_samples, dtype.itemsize
     for t, k in enumerate(p.n_clusters):
         s = p.sample_size[t] if p.sample_size[t] is not None else default_sample_size(m, k)
@@ -427,7 +428,7 @@ def _load_sample():
 
 
 def _measure(d, dtype, k) -> Rates:
-    trials = _trials(k)
+    trials = local_trials(k)
     # wide rows: fewer centres, so that the rows stay within CALIBRATION_VALUES
     k = int(min(k, max(2, CALIBRATION_VALUES // (4 * d))))
     rows = int(np.clip(CALIBRATION_VALUES // d, 4 * k, CALIBRATION_ROWS))

@@ -184,6 +184,10 @@ def hierarchical_kmeans(
     return fit_levels(resolve(X, device, client, backend), params, random_state, verbose, checkpoints, sample_weight)
 
 
+#: Why a fit on the dask backend refuses ``n_splits > 1`` at level 0.
+DASK_SPLIT_REFUSED = "n_splits > 1 at level 0 is not supported on the dask backend; split a level above."
+
+
 def fit_levels(
     data: Backend,
     params: HierarchyParams,
@@ -214,7 +218,7 @@ def fit_levels(
         init_points_per_centroid=params.init_points_per_centroid,
     )
     if data.name == "dask" and splits[0] > 1:
-        raise ValueError("n_splits > 1 at level 0 is not supported on the dask backend; split a level above.")
+        raise ValueError(DASK_SPLIT_REFUSED)
     data = data.weighted(sample_weight)
     if metric == "cosine":  # once, for every level and step
         data = data.normalized(lambda shape, dtype: checkpoints.empty("normalized", shape, dtype))

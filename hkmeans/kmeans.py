@@ -81,11 +81,16 @@ def reseed_empty(data, centers, labels, sqdist):
     return (centers, *data.assign(centers))
 
 
+def bound_groups(k) -> int:
+    """Groups of centres the Lloyd bounds keep (fewer than 2: no grouping)."""
+    return min(_config.BOUND_GROUPS, k // 8)
+
+
 def _group_centres(centers):
     """Order and offsets that put the centres in groups of neighbours (a short k-means
     over the centres themselves), for the per-group bounds of :func:`lloyd`."""
     k = centers.shape[0]
-    n_groups = min(_config.BOUND_GROUPS, k // 8)
+    n_groups = bound_groups(k)
     if n_groups < 2:
         return np.arange(k), np.array([0, k])
     data = CPUBackend(centers)

@@ -24,6 +24,11 @@ def seeding_weights(data):
     return None if w is None or np.all(w == w[0]) else w
 
 
+def local_trials(n_clusters) -> int:
+    """Candidates per step of greedy k-means++ by default (scikit-learn's rule)."""
+    return 2 + int(np.log(n_clusters))
+
+
 def _seed_greedy(data, n_clusters, rng, n_local_trials=None, weights=None):
     """Rows chosen by greedy (weighted) k-means++; the first with probability
     proportional to its weight. Every draw goes through the rows in the order of
@@ -32,7 +37,7 @@ def _seed_greedy(data, n_clusters, rng, n_local_trials=None, weights=None):
     alike."""
     n = data.shape[0]
     if n_local_trials is None:
-        n_local_trials = 2 + int(np.log(n_clusters))
+        n_local_trials = local_trials(n_clusters)
     if weights is None:
         weights = np.ones(n)
     order = data.draw_order()

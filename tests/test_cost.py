@@ -111,6 +111,7 @@ def test_work_is_an_upper_bound_when_lloyd_stops_early(counted):
 
 
 def test_time_adds_the_fixed_cost_of_each_call():
+    # the model's arithmetic on rates given here, nothing timed
     rates = cost.Rates(search=1e9, seeding=1e9, iteration_seconds=1.0, seeding_seconds=10.0)
     (level,) = cost.estimate(1000, 8, rates=lambda k, dt: rates, n_clusters=[10], n_resamples=[0], max_iter=4)
     # 4 iterations and the last search, one seeding
@@ -118,6 +119,7 @@ def test_time_adds_the_fixed_cost_of_each_call():
 
 
 def test_workers_share_level_zeros_full_searches_and_gpus_every_level():
+    # the model's arithmetic on the unit rates (seconds = flops), nothing timed
     params = dict(n_clusters=[100, 10], n_resamples=[2, 0])
     one = cost.estimate(10_000, 16, rates=lambda k, dt: UNIT, **params)
     four = cost.estimate(10_000, 16, rates=lambda k, dt: UNIT, hardware=cost.Hardware(workers=4), **params)
