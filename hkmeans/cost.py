@@ -375,6 +375,7 @@ def calibrate(n_features, dtype, n_clusters, cache=True) -> Rates:
         kept = _read_rates(path)
         if kept is not None:
             return kept
+    log.info(f"timing this machine's kernels: {d} features, {dtype}, {k} centres (once; then cached)")
     before = _load_sample()
     with every_usable_cpu():
         rates = _measure(d, dtype, k)

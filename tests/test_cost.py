@@ -299,3 +299,20 @@ def test_advise_prints_each_levels_cost_as_comments(tmp_path):
         (("--cost-workers", 2, "--cost-gpus", 2), "give --cost-workers or --cost-gpus, not both."),
     ]:
         assert_error(run("advise", tmp_path / "x.npy", "--target-size", 300, *flags, check=False), message)
+
+
+def test_advise_verbose_says_when_it_times_the_kernels(tmp_path, monkeypatch):
+    from .test_cli import hkmeans as run
+
+    monkeypatch.setenv("HKMEANS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(cost, "_measured", {})
+    np.save(tmp_path / "x.npy", _rows(3000, 8))
+    first = run("advise", tmp_path / "x.npy", "--target-size", 300, "-v")
+    assert "timing this machine's kernels: 8 features, float32" in first.stderr
+    quiet = run("advise", tmp_path / "x.npy", "--target-size", 300, "-q")
+    assert quiet.stderr == ""
+
+    def config(out):  # the cost comments may differ: rates timed on a busy machine are not kept
+        return [line for line in out.splitlines() if not line.startswith("# level")]
+
+    assert config(quiet.stdout) == config(first.stdout)

@@ -99,6 +99,10 @@ def _force(p):
 def _common(p):
     p.add_argument("--config", metavar="FILE", help="TOML file of parameters; flags override it")
     _flag(p, "seed", cfg.KEYS["seed"])
+    _verbosity(p)
+
+
+def _verbosity(p):
     g = p.add_mutually_exclusive_group()
     g.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, help="errors and warnings only")
     g.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, help="timestamped log lines")
@@ -241,7 +245,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="G",
         help="project the fit on G GPUs (15 TFLOP/s each assumed, plus this machine's cost of each call)",
     )
-    p.set_defaults(verbosity=0)
+    _verbosity(p)
     return top
 
 
