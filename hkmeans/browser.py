@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from ._rng import as_generator
+from .tables import positions
 from .tree import ClusterTree
 
 #: Clusters described per level at most: above it, the largest and smallest quarter
@@ -25,6 +26,11 @@ MAX_IMAGES = 2400  # thumbnails in the page at most (about 2 kB each)
 MAX_TEXTS = 20000  # text snippets in the page at most
 SNIPPET = 120  # characters of a text snippet
 THUMBNAIL = 64  # pixels, the longer side
+#: Rows of a cluster let through per example wanted, on average, by the pass that
+#: finds its example members (see :func:`_other_examples`).
+OVERSAMPLE = 4
+#: A key limit above every key of :func:`row_keys`.
+EVERY_KEY = np.uint64(2**63)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -70,23 +76,102 @@ def _firsts(groups, rows, clusters, m):
     return [sorted_rows[a:b] for a, b in zip(start, stop)]
 
 
-def _mean_distances(tree: ClusterTree, level: int, labels0):
-    """Level 0: its points' mean distance to the centroid (``labels0``: the level-0
-    labels, gathered); above: its children's centroids' mean distance to its
-    centroid. None where the tree lacks them."""
+def row_keys(rows, seed: int) -> np.ndarray:
+    """A pseudo-random key per row in ``[0, 2**63)``, the top bits of SplitMix64 of
+    ``rows + seed``: the same whatever chunk of rows computes it."""
+    z = np.asarray(rows).astype(np.uint64) + np.uint64(seed)
+    z *= np.uint64(0x9E3779B97F4A7C15)  # arrays wrap around, as the hash wants
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return (z ^ (z >> np.uint64(31))) >> np.uint64(1)
+
+
+def _smallest(clusters, keys, rows, keep, m):
+    """Per cluster of ``keep``, its ``m`` rows of smallest key, smallest first (the
+    first of ``rows`` on a tie)."""
+    by_key = np.argsort(keys, kind="stable")
+    return _firsts(clusters[by_key], rows[by_key], keep, m)
+
+
+def _candidates(labels, start, ups, limits, seeds, curated):
+    """Per level ``t``: ``(cluster, key, row)`` of each row of the chunk ``labels``
+    (from row ``start``) that is not in ``curated`` (sorted) and whose key is below
+    the limit of its cluster of that level (``ups[t][label]``) in ``limits[t]``."""
+    rows = np.arange(start, start + labels.size, dtype=np.int64)
+    fresh = np.ones(labels.size, dtype=bool)
+    lo, hi = np.searchsorted(curated, [start, start + labels.size])
+    fresh[curated[lo:hi] - start] = False
+    labels, rows = np.asarray(labels)[fresh], rows[fresh]
+    out = []
+    for up, limit, seed in zip(ups, limits, seeds):
+        c = up[labels]
+        keys = row_keys(rows, seed)
+        ok = keys < limit[c]
+        out.append((c[ok], keys[ok], rows[ok]))
+    return out
+
+
+def _concat(parts):
+    """The chunks' :func:`_candidates`, level by level."""
+    return [tuple(np.concatenate(a) for a in zip(*level)) for level in zip(*parts)]
+
+
+def _key_limits(wanted, rows):
+    """Per cluster, the key below which about ``wanted`` of its ``rows`` keys fall
+    (:data:`EVERY_KEY` where that is more than half of them)."""
+    limit = np.full(rows.shape, EVERY_KEY, dtype=np.uint64)
+    some = wanted < rows / 2
+    limit[some] = (wanted[some] / rows[some] * 2.0**63).astype(np.uint64)
+    return limit
+
+
+def _other_examples(tree, ups, keeps, others, curated, seeds, m):
+    """Per level ``t``, per cluster of ``keeps[t]``: its ``m`` rows of smallest key
+    (seed ``seeds[t]``) not in ``curated``, of which it has ``others[t]``.
+
+    One pass over the level-0 labels, chunk by chunk where they are (on a Dask
+    cluster's workers), keeps only rows whose key is below a limit per cluster that
+    lets about :data:`OVERSAMPLE` times ``m`` through: the ``m`` smallest are among
+    them where at least ``m`` are. A cluster with fewer (about one in 10**9) passes
+    again with a limit 16 times higher, until it has them or its limit is every key."""
+    wanted = [np.full(keep.size, OVERSAMPLE * m) for keep in keeps]
+    found: list[dict] = [{} for _ in keeps]
+    while True:
+        pending = [np.array([c for c in keep if c not in done], dtype=np.int64) for keep, done in zip(keeps, found)]
+        if not any(p.size for p in pending):
+            return [[found[t][c] for c in keep] for t, keep in enumerate(keeps)]
+        limits = []
+        for keep, other, w, p in zip(keeps, others, wanted, pending):
+            limit = np.zeros(other.size, dtype=np.uint64)  # no key is below 0: not searched
+            limit[keep] = _key_limits(w, other[keep].astype(np.float64))
+            limit[np.setdiff1d(keep, p)] = 0
+            limits.append(limit)
+        parts = tree.arrays.reduce_rows(tree.labels[0], _candidates, _concat, (ups, limits, seeds, curated))
+        for t, (c, keys, rows) in enumerate(parts):
+            position = {int(cluster): i for i, cluster in enumerate(keeps[t])}
+            for cluster, got in zip(pending[t], _smallest(c, keys, rows, pending[t], m)):
+                if got.size >= m or limits[t][cluster] == EVERY_KEY:
+                    found[t][int(cluster)] = got
+                else:
+                    wanted[t][position[int(cluster)]] *= 16
+
+
+def _mean_distances(tree: ClusterTree, level: int, counts0):
+    """Level 0: its points' mean distance to the centroid (summed where the labels
+    are; ``counts0``: its points); above: its children's centroids' mean distance to
+    its centroid. None where the tree lacks them."""
     k = tree.n_clusters[level]
     if level == 0:
         if tree.distances is None:
             return None
-        labels, dist = labels0, tree.arrays.gathered(tree.distances)
+        total, count = tree.arrays.sums(tree.labels[0], tree.distances, k), counts0
     else:
         if tree.centroids is None:
             return None
         labels = tree.labels[level]
         child = np.asarray(tree.centroids[level - 1], dtype=np.float64)
         dist = np.linalg.norm(child - np.asarray(tree.centroids[level], dtype=np.float64)[labels], axis=1)
-    total = np.bincount(labels, weights=dist, minlength=k)
-    count = np.bincount(labels, minlength=k)
+        total, count = np.bincount(labels, weights=dist, minlength=k), np.bincount(labels, minlength=k)
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
@@ -165,26 +250,33 @@ def cluster_data(
         JSON-ready.
     """
     rng = as_generator(random_state)
-    selected = np.unique(np.asarray(selected, dtype=np.int64))
-    curated = np.zeros(tree.n_samples, dtype=bool)
-    curated[selected] = True
+    selected = np.unique(positions(tree, selected, "selected"))
+    # the level-0 labels stay where they are (a Dask cluster): only those of the
+    # curated rows are gathered, and the examples found chunk by chunk
+    labels0 = tree.arrays.gathered(tree.labels[0][selected]) if selected.size else np.zeros(0, np.int64)
+    counts0 = tree.arrays.counts(tree.labels[0], tree.n_clusters[0])
+    ups = [np.arange(tree.n_clusters[0])]
+    for t in range(1, tree.n_levels):
+        ups.append(tree.labels[t][ups[-1]])
+    shown = [shown_clusters(tree.sizes(t), max_clusters, rng) for t in range(tree.n_levels)]
+    keeps = [keep for keep, _ in shown]
+    seeds = [int(s) for s in rng.integers(2**63, size=tree.n_levels)]  # of each level's example draws
+    picked = [np.bincount(up[labels0], minlength=k) for up, k in zip(ups, tree.n_clusters)]
+    points = [np.bincount(up, weights=counts0, minlength=k).astype(np.int64) for up, k in zip(ups, tree.n_clusters)]
+    others = [n - s for n, s in zip(points, picked)]
+    curated = []
+    for up, keep, seed in zip(ups, keeps, seeds):
+        c = up[labels0]
+        mine = np.isin(c, keep)
+        curated.append(_smallest(c[mine], row_keys(selected[mine], seed), selected[mine], keep, EXAMPLES))
+    other = _other_examples(tree, ups, keeps, others, selected, seeds, EXAMPLES)
     levels, examples = [], set()
-    labels0 = tree.arrays.gathered(tree.labels[0])  # once: each level's follow in memory
-    point_labels = labels0
-    for t in range(tree.n_levels):
+    for t, (keep, note) in enumerate(shown):
         sizes = tree.sizes(t)
-        if t:
-            point_labels = tree.labels[t][point_labels]
-        keep, note = shown_clusters(sizes, max_clusters, rng)
-        counts = np.bincount(point_labels[selected], minlength=sizes.size)
         children = np.bincount(tree.labels[t], minlength=sizes.size) if t else None
-        dist = _mean_distances(tree, t, labels0)
-        drawn = rng.permutation(tree.n_samples)
-        mine = curated[drawn]
-        cur = _firsts(point_labels[drawn[mine]], drawn[mine], keep, EXAMPLES)
-        other = _firsts(point_labels[drawn[~mine]], drawn[~mine], keep, EXAMPLES)
+        dist = _mean_distances(tree, t, counts0)
         members = []
-        for a, b in zip(cur, other):
+        for a, b in zip(curated[t], other[t]):
             half = a[: EXAMPLES // 2]
             rows = np.concatenate([half, b[: EXAMPLES - half.size]])
             rows = np.concatenate([rows, a[half.size : half.size + EXAMPLES - rows.size]])
@@ -197,11 +289,11 @@ def cluster_data(
                 "note": note,
                 "c": keep.tolist(),
                 "n": sizes[keep].tolist(),
-                "s": counts[keep].tolist(),
+                "s": picked[t][keep].tolist(),
                 "p": np.asarray(parent).tolist(),
                 "h": None if children is None else children[keep].tolist(),
                 "d": None if dist is None else [None if np.isnan(x) else round(float(x), 4) for x in dist[keep]],
-                "e": [[[_id(ids, r), int(curated[r]), int(r)] for r in rows] for rows in members],
+                "e": [[[_id(ids, r), int(_in(selected, r)), int(r)] for r in rows] for rows in members],
             }
         )
     data: dict = {"levels": levels, "kind": None, "values": {}, "note": ""}
@@ -218,6 +310,11 @@ def cluster_data(
                 f"{rows.size} example members (the top level's largest clusters first)."
             )
     return data
+
+
+def _in(sorted_rows, row) -> bool:
+    i = np.searchsorted(sorted_rows, row)
+    return bool(i < sorted_rows.size and sorted_rows[i] == row)
 
 
 def _id(ids, row):

@@ -33,6 +33,7 @@ from hkmeans.backends import dask as dask_backend  # noqa: E402
 from hkmeans.backends.cpu import CPUBackend  # noqa: E402
 from hkmeans.backends.dask import client as dask_client  # noqa: E402
 from hkmeans.backends.dask import reductions, selection, tasks  # noqa: E402
+from hkmeans.browser import cluster_data  # noqa: E402
 
 N, D, CHUNK = 2000, 8, 500
 PARAMS = dict(n_clusters=(12, 4), n_resamples=2, sample_size=10, max_iter=6, random_state=0)
@@ -337,6 +338,20 @@ def test_cluster_table_of_labels_and_distances_chunked_apart(client, chunks):
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-12)
 
 
+def test_report_browser_of_a_dask_tree_is_the_in_memory_trees(client):
+    """The browser's data (sizes, curated counts, mean distances, example members)
+    is found chunk by chunk on the workers and equals that of the same tree in memory."""
+    rng = np.random.default_rng(1)
+    labels, dist, up = rng.integers(0, 12, 4000), rng.random(4000), rng.integers(0, 3, 12)
+    selected = rng.choice(4000, 700, replace=False)
+    expected = cluster_data(hkmeans.ClusterTree([labels, up], distances=dist), selected, max_clusters=5)
+    tree = hkmeans.ClusterTree([da.from_array(labels, chunks=700), up], distances=da.from_array(dist, chunks=700))
+    got = cluster_data(tree, selected, max_clusters=5)
+    for a, b in zip(got["levels"], expected["levels"]):
+        assert a["d"] == pytest.approx(b["d"], abs=2e-4)
+        assert {**a, "d": None} == {**b, "d": None}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("on_workers", [False, True], ids=["small subsets", "subsets on the workers"])
 def test_the_client_never_holds_an_n_long_array(client, monkeypatch, on_workers):
@@ -387,6 +402,8 @@ def test_the_client_never_holds_an_n_long_array(client, monkeypatch, on_workers)
     m.sample(300, strategy="closest", multiplier=3)
     table = m.cluster_table(m.sample(300, random_state=0))  # summed on the workers
     assert table["selected"][table["level"] == 0].sum() == 300
+    browsed = cluster_data(m.tree_, m.sample(300, random_state=0))  # examples found on the workers
+    assert sum(len(e) for e in browsed["levels"][0]["e"]) == min(n, 12 * PARAMS["n_clusters"][0])
     biggest = max(max(a.shape, default=0) for out in gathered for a in walk(out))
     assert gathered and biggest < n // 4
 

@@ -11,6 +11,8 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("matplotlib")
 
@@ -274,6 +276,44 @@ def test_browser_data_names_each_cluster_its_children_and_examples(fitted):
         assert sum(cur for _, cur, _ in ex) == curated_examples(n, s)
     assert data["kind"] == "text" and data["values"][str(bottom["e"][0][0][2])].startswith("text ")
     assert "<" not in to_json({"x": "</script><script>"})
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 4000),
+    k=st.integers(1, 8),
+    share=st.floats(0, 1),
+    max_clusters=st.integers(1, 8),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_browser_examples_are_each_clusters_smallest_keys_however_few_pass_the_screen(n, k, share, max_clusters, seed):
+    """The screen by key limits (with the default share let through, with almost none,
+    so that clusters pass again, and with every row) gives the examples of a full
+    sort of every cluster's rows by key."""
+    from hkmeans import browser
+
+    rng = np.random.default_rng(seed)
+    labels0 = rng.integers(k, size=n)
+    tree = ClusterTree.from_labels([labels0, rng.integers(3, size=k)])
+    selected = rng.choice(n, int(share * n), replace=False)
+    found = []
+    for oversample in (browser.OVERSAMPLE, 1e-3, 1e12):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(browser, "OVERSAMPLE", oversample)
+            data = cluster_data(tree, selected, random_state=seed, max_clusters=max_clusters)
+        found.append([level["e"] for level in data["levels"]])
+    assert found[0] == found[1] == found[2]
+    assert all(len(ex) == min(12, size) for level in data["levels"] for ex, size in zip(level["e"], level["n"]))
+
+
+def test_browser_row_keys_are_a_chunks_own_and_distinct():
+    from hkmeans.browser import row_keys
+
+    rows = np.arange(100_000)
+    keys = row_keys(rows, 12345)
+    assert np.unique(keys).size == rows.size and keys.max() < 2**63
+    np.testing.assert_array_equal(np.concatenate([row_keys(rows[:777], 12345), row_keys(rows[777:], 12345)]), keys)
+    assert not np.array_equal(row_keys(rows, 12346), keys)
 
 
 @pytest.mark.slow

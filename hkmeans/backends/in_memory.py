@@ -149,5 +149,10 @@ class InMemoryArrays:
     def gathered(self, a) -> np.ndarray:
         return np.asarray(a)
 
+    def reduce_rows(self, a, leaf, combine, args):
+        block = 1 << 20  # a memory map is read a block at a time
+        starts = range(0, a.size, block) if a.size else [0]
+        return combine([leaf(np.asarray(a[s : s + block]), s, *args) for s in starts])
+
 
 IN_MEMORY = InMemoryArrays()

@@ -16,6 +16,7 @@ Every backend (:class:`~hkmeans.backends.cpu.CPUBackend`,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -188,3 +189,8 @@ class PerRowArrays(Protocol):
 
     def gathered(self, a: Any) -> np.ndarray:
         """``a`` as an in-memory array."""
+
+    def reduce_rows(self, a: Any, leaf: Callable, combine: Callable, args: tuple) -> Any:
+        """``combine`` of the list of ``leaf(chunk, first_row, *args)`` over the 1-D
+        ``a`` in chunks of rows, where they are (a Dask cluster's workers); the
+        parts in row order, a few at a time on a cluster."""

@@ -7,15 +7,17 @@ into ``Delayed`` objects that no longer show it."""
 
 from __future__ import annotations
 
+import dask
 import dask.array as da
 import numpy as np
 
 from ..in_memory import normalize_rows
 from .backend import DaskBackend, as_rows
 from .client import compute, holder
-from .reductions import counts, lookup, random_scores, sums
+from .reductions import counts, first_item, lookup, map_chunks, random_scores, sums, tree_reduce
 from .selection import select
 from .storage import map_rows, store
+from .tasks import rows_block
 
 
 class DaskArrays:
@@ -86,6 +88,10 @@ class DaskArrays:
 
     def gathered(self, a) -> np.ndarray:
         return compute(a, client=holder([a]))[0]
+
+    def reduce_rows(self, a, leaf, combine, args):
+        blocks = map_chunks([a], rows_block, leaf, dask.delayed(args))
+        return compute(tree_reduce(blocks, first_item, combine), client=holder([a]))[0]
 
 
 LAZY = DaskArrays()

@@ -140,6 +140,10 @@ def count_block(labels, k):
     return one_block(np.bincount(labels, minlength=k))
 
 
+def rows_block(a, leaf, args, block_info=None):
+    return one_block(leaf(a, first_row(block_info), *args))
+
+
 def weighted_count_block(labels, weights, k):
     return one_block(np.bincount(labels, weights=weights, minlength=k))
 
