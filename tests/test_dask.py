@@ -247,6 +247,18 @@ def test_a_pickled_fit_predicts_and_says_where_its_per_row_state_is(client, refe
     assert b"distributed" not in blob  # no futures, no client
     copied = pickle.loads(blob)
     np.testing.assert_array_equal(copied.predict(X[:50]), m.predict(X[:50]))
+    elsewhere = subprocess.run(  # where dask is not installed
+        [
+            sys.executable,
+            "-c",
+            "import pickle, sys; sys.modules['dask'] = sys.modules['distributed'] = None; "
+            "m, X = pickle.loads(sys.stdin.buffer.read()); sys.stdout.buffer.write(pickle.dumps(m.predict(X)))",
+        ],
+        input=pickle.dumps((m, X[:50])),
+        capture_output=True,
+        check=True,
+    )
+    np.testing.assert_array_equal(pickle.loads(elsewhere.stdout), m.predict(X[:50]))
     np.testing.assert_array_equal(copied.transform(X[:50]), m.transform(X[:50]))
     np.testing.assert_array_equal(copied.tree_.sizes(0), m.tree_.sizes(0))
     assert copied.labels_.shape == m.labels_.shape

@@ -191,11 +191,15 @@ class DetachedWhenPickled:
 
 def picklable(state: dict) -> dict:
     """``state`` (an object's ``__dict__``, to pickle) with each dask array in it,
-    alone or in a tuple or list, replaced by a :class:`Detached` stand-in."""
+    alone or in a tuple or list, replaced by a :class:`Detached` stand-in, and the
+    per-row arrays of dask arrays by those in memory (which refuse the stand-ins as
+    well): a copy loads where dask is not installed."""
 
     def one(value):
         if is_dask(value):
             return Detached(value.shape, value.dtype)
+        if isinstance(value, PerRowArrays) and value.lazy:
+            return IN_MEMORY
         if isinstance(value, (tuple, list)) and any(is_dask(v) for v in value):
             return type(value)(one(v) for v in value)
         return value
