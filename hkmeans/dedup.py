@@ -18,8 +18,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
 from . import _config
-from ._kernels.cpu import dedup as kernels
-from ._kernels.cpu._common import kernel_input
 from ._params import BACKENDS, DEVICES
 from ._rng import as_generator
 from ._threads import single_threaded_blas
@@ -97,14 +95,7 @@ def _check_data(X, metric, threshold=1.0):
         X = check_array(X, dtype=[np.float64, np.float32], order="C")
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"X must be a non-empty 2-D array, got shape {X.shape}.")
-    sq = np.empty(X.shape[0])
-    kernels.exact_sq_norms(kernel_input(X), sq)
-    if not np.all(np.isfinite(sq)):
-        bad = int(np.flatnonzero(~np.isfinite(sq))[0])
-        raise ValueError(f"X contains NaN or infinity (row {bad}).")
-    if metric == "cosine" and np.any(sq == 0):
-        bad = int(np.flatnonzero(sq == 0)[0])
-        raise ValueError(f'Row {bad} of X is zero: metric="cosine" needs rows of non-zero norm.')
+    sq = search.exact_norms(X, cosine=metric == "cosine")
     if (
         metric == "euclidean"
         and X.dtype == np.float32

@@ -60,12 +60,16 @@ class _CentroidClusterer(
         """``X`` checked; a dask array is checked by shape and dtype only (its rows are
         checked for NaN and infinity chunk by chunk in the first pass)."""
         check_backend(X, self.backend)
-        return arrays_of(X).validated(self, X, reset=True, accept_sparse=self._accept_sparse)
+        arrays = arrays_of(X)
+        X = arrays.validated(self, X, reset=True, accept_sparse=self._accept_sparse)
+        arrays.check_range(X, X.dtype, self.metric)
+        return X
 
     def _validate_test_data(self, X):
         check_is_fitted(self)
         arrays = arrays_of(X)
         X = arrays.validated(self, X, reset=False, accept_sparse=self._accept_sparse)
+        arrays.check_range(X, self.cluster_centers_.dtype, self.metric)
         X = X.astype(self.cluster_centers_.dtype, copy=False)
         return arrays.normalized(X) if self.metric == "cosine" else X
 
@@ -263,7 +267,8 @@ class KMeans(_CentroidClusterer):
             Ignored; present for scikit-learn's API.
         sample_weight : array-like of shape (n_samples,) or None
             Non-negative weights: the seeding draws, the centroid means and the inertia
-            are weighted (an integer weight counts as that many copies of its row).
+            are weighted (with the default draws, an integer weight counts as that
+            many copies of its row: see the user guide).
             Not on the dask backend.
 
         Returns

@@ -151,8 +151,9 @@ def hierarchical_kmeans(
         seeding, Lloyd means and inertia, and each resampling step: ``sample_size`` is
         an amount of weight per cluster (its default, half a cluster's average weight),
         taken from the rows of smallest score, the last one with only the weight still
-        missing, and the resampling k-means weights its rows by what was taken. Integer
-        weights give the fit of the rows repeated that many times. The levels above
+        missing, and the resampling k-means weights its rows by what was taken. With the
+        default draws, integer weights give the fit of the rows repeated that many
+        times. The levels above
         cluster centroids unweighted.
 
     Returns
@@ -163,6 +164,7 @@ def hierarchical_kmeans(
     if not hasattr(X, "lloyd_run"):  # a backend made by the caller (see resolve) holds checked rows
         check_backend(X, backend)
         X = arrays_of(X).validated(None, X, reset=True, accept_sparse="csr")
+        arrays_of(X).check_range(X, X.dtype, metric)
     params = check_hierarchy(
         X,
         n_clusters=n_clusters,

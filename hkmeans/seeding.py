@@ -94,7 +94,12 @@ def init_centers(data, n_clusters, init, rng, n_local_trials=None):
         if init == "random":
             w = seeding_weights(data)
             p = None if w is None else w / w.sum()
-            idx = np.sort(rng.choice(data.shape[0], n_clusters, replace=False, p=p))
+            if p is not None and np.count_nonzero(p) < n_clusters:  # every such row, then repeats
+                rows = np.flatnonzero(p)
+                repeats = rng.choice(rows, n_clusters - rows.size, p=p[rows] / p[rows].sum())
+                idx = np.sort(np.concatenate([rows, repeats]))
+            else:
+                idx = np.sort(rng.choice(data.shape[0], n_clusters, replace=False, p=p))
         elif init == "k-means||" or not data.greedy_seeding:
             idx = _seed_parallel(data, n_clusters, rng)
         else:

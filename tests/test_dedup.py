@@ -230,3 +230,9 @@ def test_bad_rows_one_line():
     with pytest.raises(ValueError, match="Row 7 of X is zero"):
         hkmeans.dedup(X, 0.9)
     assert len(hkmeans.dedup(X, 0.5, metric="euclidean").kept) >= 1
+    X[7] = 1e-200  # finite, not zero: a squared norm float64 cannot hold, said as such
+    with pytest.raises(ValueError, match=r"^The squared norm of row 7 of X underflows float64 \(values up to 1e-200\)"):
+        hkmeans.dedup(X, 0.9)
+    X[7] = 1e200
+    with pytest.raises(ValueError, match=r"^The squared norm of row 7 of X overflows float64 \(values up to 1e\+200\)"):
+        hkmeans.dedup(X, 0.9, metric="euclidean")

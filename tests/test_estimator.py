@@ -136,3 +136,35 @@ def test_an_empty_cluster_is_reseeded_whatever_the_weights():
     for weight in (5e7, 1e19):  # whole units of weight are not materialised, one row each at most
         heavy = KMeans(3, init=init).fit(X, sample_weight=np.full(200, weight))
         np.testing.assert_array_equal(heavy.labels_, light.labels_)
+
+
+def test_cosine_fits_rows_of_any_magnitude_alike():
+    """Cosine ignores scale: rows whose float64 squares overflow or underflow are
+    normalised as the others, and fit the same."""
+    from hkmeans.backends.in_memory import normalize_rows
+
+    X = np.random.default_rng(0).normal(size=(200, 4))
+    for scale in (1e-300, 1e-170, 1e155, 1e300):
+        np.testing.assert_allclose(normalize_rows(X * scale), normalize_rows(X), rtol=1e-12)
+    reference = KMeans(4, metric="cosine", random_state=0).fit(X)
+    for scale in (1e-170, 1e155):
+        m = KMeans(4, metric="cosine", random_state=0).fit(X * scale)
+        np.testing.assert_array_equal(m.labels_, reference.labels_)
+        np.testing.assert_array_equal(m.predict(X * scale), reference.predict(X))
+
+
+def test_values_whose_distances_overflow_are_refused_before_any_work():
+    X = np.random.default_rng(0).normal(size=(200, 4))
+    for make in (lambda: HierarchicalKMeans((10, 3)), lambda: KMeans(4)):
+        with pytest.raises(
+            ValueError, match=r"^X has values up to 3.9e\+200 .* overflow float64 .*; scale the data\.$"
+        ):
+            make().fit(X * 1e200)
+    m = KMeans(4, random_state=0).fit(X.astype(np.float32))
+    big = np.full((2, 4), 1e39)
+    for method in (m.predict, m.transform, m.score):
+        with pytest.raises(ValueError, match=r"beyond float32's range"):
+            method(big)
+    with pytest.raises(ValueError, match=r"overflow float32"):
+        m.predict(np.full((2, 4), 1e30))
+    assert m.predict(np.full((2, 4), 1e17)).shape == (2,)  # large, but within the limit for 4 features

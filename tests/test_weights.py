@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given
 from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
 
 from hkmeans import HierarchicalKMeans, KMeans, kmeans_plusplus
 from hkmeans.advise import ParameterWarning
@@ -82,6 +83,18 @@ def test_zero_weight_rows_are_never_seeds(init):
     centres, rows = kmeans_plusplus(X, 10, sample_weight=w, random_state=0)
     assert np.all(rows % 2 == 1)
     np.testing.assert_array_equal(centres, X[rows])
+
+
+@pytest.mark.parametrize("init", ["k-means++", "k-means||", "random"])
+def test_fewer_rows_of_positive_weight_than_clusters_fit_with_a_warning(init):
+    """Every seeding takes each row of positive weight, then repeats of them: the
+    fit warns of the clusters it could not make, whatever the init."""
+    X = blobs(seed=8, dtype=np.float64)
+    w = np.zeros(len(X))
+    w[[3, 77]] = 1
+    with pytest.warns(ConvergenceWarning, match=r"distinct clusters \(2\) .* X has 2 rows of positive weight"):
+        m = KMeans(3, init=init, random_state=0).fit(X, sample_weight=w)
+    np.testing.assert_array_equal(np.unique(m.cluster_centers_, axis=0), np.unique(X[[3, 77]], axis=0))
 
 
 @pytest.mark.parametrize(

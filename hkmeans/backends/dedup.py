@@ -26,6 +26,32 @@ QUERY_ROWS = 256
 CANDIDATE_ROWS = 1024
 
 
+def exact_norms(x, start=0, cosine=False) -> np.ndarray:
+    """The exact squared norms of the rows ``x`` (the first is row ``start``), or a
+    one-line ValueError: a row not finite, one whose squared norm leaves float64's
+    range, or (``cosine``) a zero row."""
+    sq = np.empty(x.shape[0])
+    kernels.exact_sq_norms(kernel_input(x), sq)
+    if not np.all(np.isfinite(sq)):
+        bad = int(np.flatnonzero(~np.isfinite(sq))[0])
+        if not np.all(np.isfinite(x[bad])):
+            raise ValueError(f"X contains NaN or infinity (row {start + bad}).")
+        big = float(np.abs(x[bad]).max())
+        raise ValueError(
+            f"The squared norm of row {start + bad} of X overflows float64 (values up to {big:.3g}): scale the data."
+        )
+    if cosine and np.any(sq == 0):
+        bad = int(np.flatnonzero(sq == 0)[0])
+        if np.any(x[bad]):
+            small = float(np.abs(x[bad]).max())
+            raise ValueError(
+                f"The squared norm of row {start + bad} of X underflows float64 (values up to {small:.3g}): "
+                "scale the data."
+            )
+        raise ValueError(f'Row {start + bad} of X is zero: metric="cosine" needs rows of non-zero norm.')
+    return sq
+
+
 def centroid_distances(C):
     """``|a - c|`` for all pairs of centroids, float32 rounded up."""
     C64 = C.astype(np.float64)

@@ -43,16 +43,52 @@ def row_blocks(X):
     return [slice(a, a + block) for a in range(0, X.shape[0], block)]
 
 
+#: Rows whose float64 norm is below this or not finite are scaled by their largest
+#: value before they are normalised: their squares underflow or overflow.
+_SAFE_NORMS = (1e-150, 1e150)
+
+
 def normalize_rows(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero), into ``out`` (by default a
-    new array), in blocks of rows."""
+    new array), in blocks of rows; rows of any finite magnitude."""
     out = np.empty(X.shape, dtype=X.dtype) if out is None else out
     for rows in row_blocks(X):
         x = X[rows]
         norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+        far = ~((norms > _SAFE_NORMS[0]) & (norms < _SAFE_NORMS[1]))
         norms[norms == 0] = 1.0
-        out[rows] = x / norms[:, None]
+        y = x / norms[:, None]
+        if far.any():
+            scale = np.abs(x[far]).max(axis=1, initial=0.0)
+            scale[scale == 0] = 1.0
+            z = x[far] / scale[:, None]
+            y[far] = z / np.sqrt(np.einsum("ij,ij->i", z, z, dtype=np.float64))[:, None]
+        out[rows] = y
     return out
+
+
+def largest_magnitude(X) -> float:
+    """The largest absolute value of ``X`` (dense or sparse), in blocks of rows."""
+    if sparse.issparse(X):
+        return float(np.abs(X.data).max(initial=0.0))
+    return max((float(np.abs(X[rows]).max(initial=0.0)) for rows in row_blocks(X)), default=0.0)
+
+
+def range_error(largest: float, dtype, n_features: int, metric: str) -> str | None:
+    """Why rows whose largest absolute value is ``largest`` cannot be clustered in
+    ``dtype`` with ``metric``, or None: beyond the dtype's range, or (Euclidean) so
+    large that squared distances of ``n_features`` features overflow it."""
+    dtype = np.dtype(dtype)
+    top = float(np.finfo(dtype).max)
+    if largest > top:
+        return f"X has values up to {largest:.3g} in absolute value, beyond {dtype.name}'s range (the model's dtype)."
+    limit = (top / (4 * max(1, n_features))) ** 0.5
+    if metric == "euclidean" and largest > limit:
+        return (
+            f"X has values up to {largest:.3g} in absolute value: squared distances of such rows overflow "
+            f"{dtype.name} (at most {limit:.3g} with {n_features} features); scale the data."
+        )
+    return None
 
 
 def rounding_bound(X) -> float:
@@ -93,6 +129,11 @@ class InMemoryArrays:
 
     def normalized(self, X):
         return normalize(X) if sparse.issparse(X) else normalize_rows(X)
+
+    def check_range(self, X, dtype, metric: str) -> None:
+        why = range_error(largest_magnitude(X), dtype, X.shape[1], metric)
+        if why is not None:
+            raise ValueError(why)
 
     def distances(self, X, centers, client=None):
         return euclidean_distances(X, centers)

@@ -149,6 +149,11 @@ class PerRowArrays(Protocol):
     def normalized(self, X: Any) -> Any:
         """The rows scaled to unit norm."""
 
+    def check_range(self, X: Any, dtype: Any, metric: str) -> None:
+        """A one-line ValueError if the rows' values leave ``dtype``'s range or (with
+        ``metric="euclidean"``) their squared distances would (in memory only: a
+        lazy array is not read for it)."""
+
     def distances(self, X: Any, centers: np.ndarray, client: Any = None) -> Any:
         """Euclidean distance of each row to each centre."""
 

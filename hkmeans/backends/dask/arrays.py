@@ -41,6 +41,9 @@ class DaskArrays:
     def normalized(self, X):
         return map_rows(X, normalize_rows)
 
+    def check_range(self, X, dtype, metric: str) -> None:
+        pass  # a pass over every chunk; NaN and infinity are checked in the fit's first
+
     def distances(self, X, centers, client=None):
         return DaskBackend(X, client, persist=False).distances(centers)
 

@@ -41,7 +41,16 @@ from ..._kernels.cpu import dedup as kernels
 from ..._kernels.cpu._common import kernel_input
 from ..._threads import single_threaded_blas
 from ..cuda_dedup import Scorer
-from ..dedup import Candidates, border_err, borders, centroid_geometry, rank_order, search_radius, sweep_pass
+from ..dedup import (
+    Candidates,
+    border_err,
+    borders,
+    centroid_geometry,
+    exact_norms,
+    rank_order,
+    search_radius,
+    sweep_pass,
+)
 from .client import check_workers, compute, persist, pick_client
 from .tasks import KERNELS_LOCK
 
@@ -205,15 +214,7 @@ def _norms(x, start, cosine):
     """A chunk's rows (first row ``start``) and their exact squared norms, with the
     checks of :func:`hkmeans.dedup._check_data`."""
     x = np.ascontiguousarray(x)
-    sq = np.empty(x.shape[0])
-    kernels.exact_sq_norms(kernel_input(x), sq)
-    if not np.all(np.isfinite(sq)):
-        bad = start + int(np.flatnonzero(~np.isfinite(sq))[0])
-        raise ValueError(f"X contains NaN or infinity (row {bad}).")
-    if cosine and np.any(sq == 0):
-        bad = start + int(np.flatnonzero(sq == 0)[0])
-        raise ValueError(f'Row {bad} of X is zero: metric="cosine" needs rows of non-zero norm.')
-    return x, sq
+    return x, exact_norms(x, start, cosine)
 
 
 def _max_sq(chunk):
