@@ -200,3 +200,20 @@ def check_hierarchy(X, **params) -> HierarchyParams:
         p[name] = check(name, p[name])
     p.update(n_clusters=ks, n_resamples=resamples, sample_size=sizes, n_splits=splits, init=init, n_init=n_init)
     return HierarchyParams(**p)
+
+
+def range_error(largest: float, dtype, n_features: int, metric: str) -> str | None:
+    """Why rows whose largest absolute value is ``largest`` cannot be clustered in
+    ``dtype`` with ``metric``, or None: beyond the dtype's range, or (Euclidean) so
+    large that squared distances of ``n_features`` features overflow it."""
+    dtype = np.dtype(dtype)
+    top = float(np.finfo(dtype).max)
+    if largest > top:
+        return f"X has values up to {largest:.3g} in absolute value, beyond {dtype.name}'s range (the model's dtype)."
+    limit = (top / (4 * max(1, n_features))) ** 0.5
+    if metric == "euclidean" and largest > limit:
+        return (
+            f"X has values up to {largest:.3g} in absolute value: squared distances of such rows overflow "
+            f"{dtype.name} (at most {limit:.3g} with {n_features} features); scale the data."
+        )
+    return None

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ._validation import range_error
+
 BLOCK_BYTES = 32 << 20  # bytes of input read at a time
 
 
@@ -144,10 +146,11 @@ def _bad_rows(block, dtype):
         return ~np.isfinite(block.astype(dtype)).all(axis=1)
 
 
-def scan(pool, dtype, nonzero=False) -> str:
+def scan(pool, dtype, nonzero=False, metric=None) -> str:
     """Check chunk by chunk, on all cores, that every row of ``pool`` (a
     :class:`~hkmeans.readers.Pool`) is finite once cast to ``dtype`` (and, with
-    ``nonzero``, not all zeros: a cosine has no meaning for it); returns a
+    ``nonzero``, not all zeros: a cosine has no meaning for it), and with ``metric``
+    that its values suit it in ``dtype`` (:func:`~hkmeans._validation.range_error`); returns a
     fingerprint (BLAKE2b over shape, dtype, the pool's salt and the SHA-1 of each
     chunk) or raises :class:`InputError` saying how many rows are not and the first."""
 
@@ -158,14 +161,15 @@ def scan(pool, dtype, nonzero=False) -> str:
         for bad in (_bad_rows(block, dtype), _zero_rows(block, dtype) if nonzero else None):
             if bad is not None:
                 found.append((int(bad.sum()), a + int(np.argmax(bad)) if bad.any() else -1))
-        return hashlib.sha1(block.data).digest(), found
+        largest = float(np.abs(block).max(initial=0)) if metric is not None else 0.0
+        return hashlib.sha1(block.data).digest(), found, largest
 
     chunks = pool.chunks.tolist()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as threads:
         results = list(threads.map(one, zip(chunks[:-1], chunks[1:])))
     digest = hashlib.blake2b(repr((tuple(pool.shape), pool.dtype.str)).encode(), digest_size=16)
     digest.update(pool.salt)
-    for block_digest, _ in results:
+    for block_digest, _, _ in results:
         digest.update(block_digest)
     problems = (
         "hold NaN or infinity (as {dtype}); the first is row {first}. Drop or fix them before clustering.",
@@ -173,10 +177,15 @@ def scan(pool, dtype, nonzero=False) -> str:
         "norm: drop them, or compare by Euclidean distance.",
     )
     for i, problem in enumerate(problems[: 2 if nonzero else 1]):
-        n_bad = sum(found[i][0] for _, found in results)
+        n_bad = sum(found[i][0] for _, found, _ in results)
         if n_bad:
-            first = next(found[i][1] for _, found in results if found[i][1] >= 0)
+            first = next(found[i][1] for _, found, _ in results if found[i][1] >= 0)
             raise InputError(f"{n_bad} row(s) " + problem.format(dtype=np.dtype(dtype).name, first=first))
+    why = (
+        None if metric is None else range_error(max((r[2] for r in results), default=0.0), dtype, pool.shape[1], metric)
+    )
+    if why is not None:
+        raise InputError(why)
     return digest.hexdigest()
 
 

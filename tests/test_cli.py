@@ -485,6 +485,10 @@ def bad_file(tmp_path, kind):
         X = blobs(dtype=np.float64)
         X[42, 1] = 1e300
         np.save(path, X)
+    elif kind == "squares overflow float64":
+        X = blobs(dtype=np.float64)
+        X[42, 1] = -1e200
+        np.save(path, X)
     elif kind == "few points":
         np.save(path, blobs(n=40))
     return path
@@ -499,6 +503,7 @@ def bad_file(tmp_path, kind):
         ("1-D", "expected 2-D"),
         ("strings", "not numeric"),
         ("nan", "3 row(s) hold NaN or infinity (as float32); the first is row 5"),
+        ("squares overflow float64", "X has values up to 1e+200 in absolute value: squared distances of such rows"),
         ("few points", "n_samples=40 should be >= n_clusters=60"),
     ],
 )

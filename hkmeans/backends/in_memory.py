@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_array, validate_data
 
 from .._kernels.cpu import groups, select
 from .._threads import kernel_threads
+from .._validation import range_error
 from ..io import save_npz
 
 group_by_label = groups.group_by_label
@@ -72,23 +73,6 @@ def largest_magnitude(X) -> float:
     if sparse.issparse(X):
         return float(np.abs(X.data).max(initial=0.0))
     return max((float(np.abs(X[rows]).max(initial=0.0)) for rows in row_blocks(X)), default=0.0)
-
-
-def range_error(largest: float, dtype, n_features: int, metric: str) -> str | None:
-    """Why rows whose largest absolute value is ``largest`` cannot be clustered in
-    ``dtype`` with ``metric``, or None: beyond the dtype's range, or (Euclidean) so
-    large that squared distances of ``n_features`` features overflow it."""
-    dtype = np.dtype(dtype)
-    top = float(np.finfo(dtype).max)
-    if largest > top:
-        return f"X has values up to {largest:.3g} in absolute value, beyond {dtype.name}'s range (the model's dtype)."
-    limit = (top / (4 * max(1, n_features))) ** 0.5
-    if metric == "euclidean" and largest > limit:
-        return (
-            f"X has values up to {largest:.3g} in absolute value: squared distances of such rows overflow "
-            f"{dtype.name} (at most {limit:.3g} with {n_features} features); scale the data."
-        )
-    return None
 
 
 def rounding_bound(X) -> float:

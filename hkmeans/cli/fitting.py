@@ -66,7 +66,8 @@ def prepare_fit(args, config):
     fingerprint = None if args.overwrite else _known_fingerprint(args.out, source)
     if fingerprint is None:
         log.info("checking %s: %d x %d %s", args.embeddings, *pool.shape, pool.dtype)
-        fingerprint = scan(pool, dtype, nonzero=config["dedup"] is not None and config["dedup_metric"] == "cosine")
+        cosine_dedup = config["dedup"] is not None and config["dedup_metric"] == "cosine"
+        fingerprint = scan(pool, dtype, nonzero=cosine_dedup, metric=params.metric)
     return params, pool, dtype, {**source, "fingerprint": fingerprint}, ids, client_of(config)
 
 
