@@ -1,5 +1,8 @@
 """hkmeans: automatic data curation by hierarchical k-means with resampling."""
 
+# first: settles where kernels are cached (a private fallback where Numba's own
+# folders are read-only) before any module defines a cached kernel
+from . import _kernels as _kernels
 from ._version import __version__ as __version__
 from .advise import advise
 from .dedup import DedupResult, dedup

@@ -818,6 +818,24 @@ def test_an_output_the_input_folder_or_glob_would_take_in_is_refused(data, tmp_p
         assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["a.npy", "b.npy"]
     hkmeans("curate", tmp_path / "shards", "--out", tmp_path / "run", *FIT, "--target-size", 5)
     hkmeans("report", tmp_path / "run", "-o", tmp_path / "shards" / "report.html")  # not an input file
+    (tmp_path / "shards" / "deeper").mkdir()  # below the input's folder: refused whatever the name
+    proc = hkmeans(
+        "sample", tmp_path / "run", "--target-size", 5, "-o", tmp_path / "shards" / "deeper" / "s", check=False
+    )
+    assert_error(proc, "would read it as one of its files")
+
+
+def test_no_output_goes_into_a_zarr_store(data, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    X, _ = data
+    store = zarr.create_array(str(tmp_path / "z.zarr"), shape=X.shape, chunks=(700, X.shape[1]), dtype="f4")
+    store[:] = X
+    hkmeans("curate", tmp_path / "z.zarr", "--out", tmp_path / "run", *FIT, "--target-size", 5, "-q")
+    before = sorted(str(p) for p in (tmp_path / "z.zarr").rglob("*"))
+    for out in ("c/s.npy", "report.html"):
+        proc = hkmeans("sample", tmp_path / "run", "--target-size", 5, "-o", tmp_path / "z.zarr" / out, check=False)
+        assert_error(proc, "would read it as one of its files")
+    assert sorted(str(p) for p in (tmp_path / "z.zarr").rglob("*")) == before
 
 
 def test_output_never_replaces_the_input_a_run_file_or_a_non_regular_file(data, tmp_path):

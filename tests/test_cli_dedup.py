@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import hkmeans
+from hkmeans.cli import commands
 
 from .test_cli import assert_error
 from .test_cli import hkmeans as run
@@ -543,6 +544,11 @@ def test_advise_with_dedup_sizes_the_levels_for_the_rows_kept(pool, tmp_path):
     assert_error(proc, "--scheduler/--workers run the --dedup search; give --dedup T.")
     proc = run("advise", path, "--target-size", 100, "--dedup", 0.99, "--workers", 0, check=False)
     assert_error(proc, "--workers must be a positive integer, got 0.")
+    searched = []  # a bad target is refused before the dedup's search
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(commands, "search_pool", lambda *a, **k: searched.append(1))
+        assert_error(run("advise", path, "--target-size", 0, "--dedup", 0.99, check=False), "target_size must be")
+    assert not searched
 
 
 def test_advise_runs_its_dedup_on_dask_with_the_same_rows_kept(pool, tmp_path):

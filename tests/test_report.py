@@ -425,6 +425,31 @@ def test_command_line_report_of_a_deduplicated_run(tmp_path):
     assert bad.returncode == 2 and "for a pool of 2000 rows (2203 before dedup)" in bad.stderr
 
 
+def test_command_line_report_of_a_run_on_a_subset_takes_values_per_input_row(tmp_path):
+    """``fit --subset-indices`` (and a dedup step): labels and values to show are taken
+    one per row of the whole input too, at the rows fitted."""
+    X, blob = unbalanced(n=2000, seed=5)
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "labels.npy", blob)
+    (tmp_path / "show.txt").write_text("".join(f"input row {i}\n" for i in range(len(X))))
+    subset = np.arange(0, len(X), 3)
+    np.save(tmp_path / "rows.npy", subset)
+    for flags in ((), ("--dedup", 0.9999999)):
+        run_dir = tmp_path / f"run{len(flags)}"
+        hkmeans("curate", tmp_path / "x.npy", "--out", run_dir, "--n-clusters", "20,4", "--n-resamples", 1,
+                "--target-size", 100, "--subset-indices", tmp_path / "rows.npy", *flags, "-q")  # fmt: skip
+        out = tmp_path / f"r{len(flags)}.html"
+        hkmeans("report", run_dir, "--labels", tmp_path / "labels.npy", "--show", tmp_path / "show.txt", "-o", out)
+        page = parse(out.read_text())
+        pool = {r["label"]: int(r["pool count"]) for r in page.tables["labels"]}
+        assert pool == {str(b): int(c) for b, c in zip(*np.unique(blob[subset], return_counts=True))}
+        examples = [e for level in page.data["levels"] for cluster in level["e"] for e in cluster]
+        assert examples and all(page.data["values"][str(row)] == f"input row {name}" for name, _, row in examples)
+    np.save(tmp_path / "short.npy", blob[:10])
+    bad = hkmeans("report", run_dir, "--labels", tmp_path / "short.npy", check=False)
+    assert bad.returncode == 2 and "(667 before dedup) (2000 in the whole input)" in bad.stderr
+
+
 def test_command_line_report_shows_every_target_size_of_the_run(tmp_path):
     """``sample --target-size 100,300`` writes a subset per size; the report shows each
     (a row of the subsets table, a line per cluster-size figure, a star of the balance

@@ -98,6 +98,55 @@ def test_a_symlinked_folder_inside_the_run_is_not_followed(run, tmp_path):
     assert sorted(p.name for p in outside.rglob("*")) == before
 
 
+@pytest.mark.parametrize("name", ["centroids", "tree.npz"])
+def test_no_link_in_the_run_is_written_or_read_through(run, tmp_path, name):
+    """What the run keeps is refused as a symbolic link, written (the centroids of a
+    resumed fit) as read (the tree a sample comes from)."""
+    outside = tmp_path / "outside"
+    shutil.move(run / name, outside)
+    os.symlink(outside, run / name)
+    if name == "centroids":
+        (run / "manifest.json").write_text(json.dumps(_unfinished(run)))
+        proc = _resume(run)
+    else:
+        proc = hkmeans("sample", run, "--target-size", 5, "-o", tmp_path / "s.npy", check=False)
+    before = sorted(p.name for p in outside.rglob("*")) if outside.is_dir() else outside.read_bytes()
+    assert_error(proc, f"{run / name}: a symbolic link inside the run directory")
+    assert (sorted(p.name for p in outside.rglob("*")) if outside.is_dir() else outside.read_bytes()) == before
+    assert not (tmp_path / "s.npy").exists()
+
+
+def test_a_linked_copy_of_the_input_is_not_fitted(tmp_path):
+    """A float16 input is fitted from its float32 copy in the run: a link put in its
+    place (to other rows of the same shape) is refused, not fitted."""
+    np.save(tmp_path / "x.npy", blobs().astype(np.float16))
+    np.save(tmp_path / "other.npy", blobs(seed=1))
+    hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT, "-q")
+    run = tmp_path / "run"
+    (run / "manifest.json").write_text(json.dumps(_unfinished(run)))
+    os.symlink(tmp_path / "other.npy", run / "data.npy")
+    assert_error(_resume(run), f"{run / 'data.npy'}: a symbolic link inside the run directory")
+
+
+def test_a_tree_of_other_rows_is_refused(run, tmp_path):
+    ClusterTree.from_labels([np.arange(100) % 7, np.arange(7) % 2]).save(run / "tree.npz")
+    for args in (("sample", run, "--target-size", 5, "-o", tmp_path / "s.npy"), ("export", run), ("info", run)):
+        assert_error(hkmeans(*args, check=False), "tree.npz: a tree of 100 rows and [7, 2] clusters, not the one")
+    assert not (tmp_path / "s.npy").exists() and not (run / "assignments.parquet").exists()
+
+
+def test_replaced_ids_are_refused_before_anything_is_written(tmp_path):
+    X = blobs()
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "ids.npy", np.arange(len(X)) + 7)
+    run = tmp_path / "run"
+    hkmeans("fit", tmp_path / "x.npy", "--out", run, *FIT, "--ids", tmp_path / "ids.npy", "-q")
+    np.save(run / "ids.npy", np.arange(100))
+    proc = hkmeans("sample", run, "--target-size", 200, "-o", tmp_path / "s.npy", check=False)
+    assert_error(proc, f"{run / 'ids.npy'}: 100 ids, where the run kept {len(X)} (changed or replaced)")
+    assert not (tmp_path / "s.npy").exists() and not (tmp_path / "s.parquet").exists()
+
+
 # 2. no shared kernel cache
 
 

@@ -103,9 +103,10 @@ def _sample(tree, config, outputs, verbosity, source, run_dir, rows, ids=None):
             tree, size, strategy=config["strategy"], multiplier=config["multiplier"], random_state=config["seed"]
         )
         in_run = os.path.dirname(os.path.abspath(npy)) == os.path.abspath(run_dir)
+        table = selected_table(tree, idx, ids, rows) if tables else None  # its checks before any file is written
         save_indices(npy, idx if rows is None else rows[idx], source, in_run)
-        if tables:
-            save_parquet(parquet, [selected_table(tree, idx, ids, rows)])
+        if table is not None:
+            save_parquet(parquet, [table])
         if verbosity >= 0:
             print(
                 f"{len(idx)} indices written to {npy}" + (f", their rows to {parquet}" if tables else ""),
@@ -161,6 +162,15 @@ def _warn_if_changed(source) -> None:
             "drawn from the tree of the old contents: rerun the fit to curate the new ones.",
             UserWarning,
         )
+
+
+def _whole_input_rows(source):
+    """The rows of the whole input a run on a subset of it read, or None when it
+    cannot be opened any more."""
+    try:
+        return open_pool(source["path"], column=source.get("column")).shape[0]
+    except (InputError, OSError, ValueError):
+        return None
 
 
 def info(args) -> None:
@@ -247,8 +257,10 @@ def report(args) -> None:
             )
     rows, positions = fitted_rows(args.run_dir, manifest), pool_positions(args.run_dir, manifest)
     pool = None if positions is None else (source["shape"][0], positions)
-    labels = read_labels(args.labels, args.column, tree.n_samples, pool)
-    show = show_column(args.show, source, tree.n_samples, rows, pool)
+    whole = None if rows is None or "subset_indices" not in source else _whole_input_rows(source)
+    whole = None if whole is None else (whole, rows)
+    labels = read_labels(args.labels, args.column, tree.n_samples, pool, whole)
+    show = show_column(args.show, source, tree.n_samples, rows, pool, whole)
     ids = RunDir.ids(args.run_dir)
     if rows is not None:  # the browser names the input's rows: by id, or by row number
         ids = rows if ids is None else ids[rows]
@@ -324,6 +336,7 @@ def advise(args) -> None:
     if config["dedup"] is None and cfg.on_dask(on):
         raise cfg.ConfigError("--scheduler/--workers run the --dedup search; give --dedup T.")
     pool = open_pool(args.embeddings, column=args.column)
+    propose(pool.shape[0], args.target_size)  # its checks of the sizes, before a dedup's work
     n_kept, dedup_keys = None, {}
     if config["dedup"] is not None:
         try:

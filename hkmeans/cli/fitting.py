@@ -117,7 +117,7 @@ def fit_run(args, config, params, pool, dtype, source, ids=None, client=None):
         _fit_on_dask(args, config, params, pool, dtype, run, client)
         log.info("%s: fit done", args.out)
         return run
-    scratch = os.path.join(run.path, SCRATCH)
+    scratch = inside(run.path, SCRATCH)
     X = _in_place(pool, dtype, scratch)
     levels = _levels(resolve(X, config["device"]), args, config, params, run)
     run.finish(levels, tree_from_levels(levels))
@@ -149,7 +149,7 @@ def _kept_rows(run, pool, dtype, config, params, source, client=None):
     ``client``'s workers (the same result), and writes ``dedup.npz``."""
     found = run.dedup(run.path, run.manifest)
     if found is None:
-        scratch = os.path.join(run.path, DEDUP_SCRATCH)
+        scratch = inside(run.path, DEDUP_SCRATCH)
         if client is None:
             X = _in_place(pool, dtype, scratch)
             on = {}
@@ -217,7 +217,7 @@ def _fit_on_dask(args, config, params, pool, dtype, run, client):
         save_npy(subset, pool.rows)
     X = pool_array(args.embeddings, dtype, column=config["column"], subset_indices=subset, shape=pool.shape)
     scratch = dask_config.get("hkmeans.scratch", None)
-    scratch = os.path.join(run.path, DASK_SCRATCH) if scratch is None else scratch
+    scratch = inside(run.path, DASK_SCRATCH) if scratch is None else scratch
     with dask.using(client), dask_config.set({"hkmeans.scratch": scratch}):
         levels = _levels(resolve(X, config["device"], client, "dask"), args, config, params, run)
         labels, sqdist = dask.compute(levels[0].labels, levels[0].sqdist, client=client)

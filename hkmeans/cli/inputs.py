@@ -53,12 +53,13 @@ def is_parquet(path) -> bool:
         return False
 
 
-def read_labels(path, column, n, pool=None):
+def read_labels(path, column, n, pool=None, whole=None):
     """One label per pool row from a ``.npy`` file or a Parquet column (told apart
     by their contents); a one-line error if unreadable, of the wrong length, or with
     missing or nested values. ``pool``: ``(rows, positions)`` of a run whose dedup
     step kept ``n`` of its ``rows`` at ``positions``: labels of all its rows are
-    taken there."""
+    taken there. ``whole``: ``(rows, fitted)`` of a run on ``fitted`` rows of an input
+    of ``rows``: labels of all its rows are taken at ``fitted``."""
     if path is None:
         return None
     if not os.path.isfile(path):
@@ -94,29 +95,33 @@ def read_labels(path, column, n, pool=None):
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         kind = "Parquet file" if is_parquet(path) else ".npy file (or a Parquet file)"
         raise cfg.ConfigError(f"{path}: cannot read labels as a {kind} ({first}).") from None
-    labels = _per_row(labels, n, pool, f"{path}: labels", "label")
+    labels = _per_row(labels, n, pool, f"{path}: labels", "label", whole)
     if labels.dtype.kind == "f" and np.isnan(labels).any():
         raise cfg.ConfigError(f"{path}: {int(np.isnan(labels).sum())} labels are NaN; every row needs a label.")
     return labels
 
 
-def _per_row(values, n, pool, what, one):
+def _per_row(values, n, pool, what, one, whole=None):
     """``values``, one per fitted row: as given when there are ``n``; at the kept
     positions when there is one per row of the run's ``pool`` before its dedup step
-    (``(rows, positions)``); a one-line error otherwise."""
+    (``(rows, positions)``); at the fitted rows when there is one per row of the
+    whole input (``whole``: ``(rows, fitted)``); a one-line error otherwise."""
     if values.ndim == 1 and len(values) == n:
         return values
     if pool is not None and values.ndim == 1 and len(values) == pool[0]:
         return values[pool[1]]
+    if whole is not None and values.ndim == 1 and len(values) == whole[0]:
+        return values[whole[1]]
     before = "" if pool is None else f" ({pool[0]} before dedup)"
+    before += "" if whole is None else f" ({whole[0]} in the whole input)"
     raise cfg.ConfigError(
         f"{what} of shape {values.shape} for a pool of {n} rows{before}; give one {one} per row (a 1-D array or column)."
     )
 
 
-def show_column(name, source, n, rows=None, pool=None):
+def show_column(name, source, n, rows=None, pool=None, whole=None):
     """The values ``report --show`` shows per fitted row: a file of one value per row
-    (``.npy``, or ``.txt`` lines; see :func:`_per_row` for ``pool``), or a column of
+    (``.npy``, or ``.txt`` lines; see :func:`_per_row` for ``pool`` and ``whole``), or a column of
     the Parquet input (taken at ``rows``, the input rows fitted, if not None); None
     for None."""
     if name is None:
@@ -141,4 +146,4 @@ def show_column(name, source, n, rows=None, pool=None):
                 f"--show {name}: neither a file nor a column of the Parquet input {source['path']}."
             ) from None
         values = values if rows is None else values[rows]
-    return _per_row(values, n, pool, f"--show {name}: values", "value")
+    return _per_row(values, n, pool, f"--show {name}: values", "value", whole)

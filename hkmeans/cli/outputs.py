@@ -9,7 +9,8 @@ A command may write:
 
 Refused, before any work: a path that is not a regular file (a folder, a link, a FIFO),
 a file the run reads (embeddings, shards, subset indices, ids, labels, ``--show``
-files), a new file the input's folder or glob of shards would take in, any other file
+files), a new file the input's folder or glob of shards would take in (in a zarr
+store, any file), any other file
 or folder inside a run directory (its manifest, steps, tree, the outputs of another
 command, another run's files).
 """
@@ -20,7 +21,7 @@ import fnmatch
 import glob
 import os
 
-from ..readers import NPY, PARQUET
+from ..readers import NPY, PARQUET, ZARR_MARKERS
 from .config import ConfigError
 from .run_layout import below, run_holding
 
@@ -60,10 +61,15 @@ def check_output(path, *, own_run, names, reads=(), force=False) -> None:
 
 def _taken_in(path, source) -> bool:
     """Whether a file at ``path`` would be among the files of the input ``source``: an
-    array or table file (by its suffix) in its folder, or matched by its glob."""
+    array or table file (by its suffix) in its folder or matched by its glob, or any
+    file in a zarr store or in a folder below the input's."""
     full = os.path.abspath(path)
-    if not full.endswith((*NPY, *PARQUET)) or os.path.basename(full).startswith("."):
-        return False
+    table = full.endswith((*NPY, *PARQUET)) and not os.path.basename(full).startswith(".")
     if glob.has_magic(source):
-        return fnmatch.fnmatch(full, os.path.abspath(source))
-    return os.path.isdir(source) and os.path.dirname(full) == os.path.abspath(source)
+        return table and fnmatch.fnmatch(full, os.path.abspath(source))
+    if not os.path.isdir(source):
+        return False
+    src = os.path.abspath(source)
+    if os.path.dirname(full) != src:
+        return below(full, src)
+    return table or any(os.path.exists(os.path.join(src, marker)) for marker in ZARR_MARKERS)

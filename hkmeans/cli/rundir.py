@@ -154,7 +154,7 @@ class RunDir(Checkpoints):
         """The manifest of an existing run directory; :class:`RunDirError` if ``path``
         is not one (no manifest, or one hkmeans did not write) or, when ``whole``, it
         is damaged (not ``whole``: enough to start the run over)."""
-        file = os.path.join(path, MANIFEST)
+        file = inside(path, MANIFEST)
         if not os.path.isfile(file):
             raise RunDirError(f"{path}: not an hkmeans run directory (no {MANIFEST}); run 'hkmeans fit' first.")
         try:
@@ -239,7 +239,7 @@ class RunDir(Checkpoints):
             manifest["input"].update(source)  # the same bytes; paths and times as found now
             run = cls(path, manifest, config["checkpoint_interval"], lock)
             run.write_manifest()  # so that the next run need not read the input again
-            save_text(os.path.join(path, "config.toml"), flags)  # this run's flags
+            save_text(inside(path, "config.toml"), flags)  # this run's flags
             return run
         if not exists:
             try:
@@ -263,12 +263,12 @@ class RunDir(Checkpoints):
         }
         run = cls(path, manifest, config["checkpoint_interval"], lock)
         run.write_manifest()  # first: a directory with a manifest is a run directory
-        save_text(os.path.join(path, "config.toml"), flags)
+        save_text(inside(path, "config.toml"), flags)
         return run
 
     def write_manifest(self) -> None:
         self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        save_json(os.path.join(self.path, MANIFEST), self.manifest)
+        save_json(inside(self.path, MANIFEST), self.manifest)
 
     # checkpoints of the engine
 
@@ -358,7 +358,7 @@ class RunDir(Checkpoints):
         the kernel can write their pages out instead of holding them in memory."""
         if int(np.prod(shape)) * np.dtype(dtype).itemsize < SCRATCH_BYTES:
             return np.empty(shape, dtype=dtype)
-        path = os.path.join(self.path, f"scratch-{name}.npy")
+        path = inside(self.path, f"scratch-{name}.npy")
         if os.path.lexists(path):  # a new file, not the old one truncated under a live mapping
             if not SCRATCH_FILE.match(os.path.basename(path)) or os.path.isdir(path) and not os.path.islink(path):
                 raise RunDirError(f"{path}: in the way of a scratch file hkmeans writes; move it away.")
@@ -369,13 +369,13 @@ class RunDir(Checkpoints):
 
     def finish(self, levels, tree: ClusterTree) -> None:
         """Write the tree and per-level centroids, then mark the run done."""
-        tree.save(os.path.join(self.path, "tree.npz"))
-        os.makedirs(os.path.join(self.path, "centroids"), exist_ok=True)
+        tree.save(inside(self.path, "tree.npz"))
+        os.makedirs(inside(self.path, "centroids"), exist_ok=True)
         for t, level in enumerate(levels):
-            save_npy(os.path.join(self.path, "centroids", f"level{t}.npy"), level.centroids)
+            save_npy(inside(self.path, "centroids", f"level{t}.npy"), level.centroids)
             if level.parents is not None:  # a split level: what routes new rows
-                save_npy(os.path.join(self.path, "centroids", f"level{t}-parents.npy"), level.parents)
-                save_npy(os.path.join(self.path, "centroids", f"level{t}-child-offsets.npy"), level.child_offsets)
+                save_npy(inside(self.path, "centroids", f"level{t}-parents.npy"), level.parents)
+                save_npy(inside(self.path, "centroids", f"level{t}-child-offsets.npy"), level.child_offsets)
         remove_scratch(self.path)
         self.manifest["status"] = "done"
         self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -389,13 +389,14 @@ class RunDir(Checkpoints):
         commands need not read them again."""
         if ids.dtype.kind == "O":
             offsets, data = encode(ids)
-            save_npz(os.path.join(self.path, STRING_IDS), offsets=offsets, data=data)
+            save_npz(inside(self.path, STRING_IDS), offsets=offsets, data=data)
             other = IDS
         else:
-            save_npy(os.path.join(self.path, IDS), ids)
+            save_npy(inside(self.path, IDS), ids)
             other = STRING_IDS
-        if os.path.isfile(os.path.join(self.path, other)):
-            os.unlink(os.path.join(self.path, other))
+        stale = inside(self.path, other)
+        if os.path.isfile(stale):
+            os.unlink(stale)
         self.manifest["ids"] = record
         self.write_manifest()
 
@@ -404,7 +405,7 @@ class RunDir(Checkpoints):
         input; ``n_rows`` the rows it read) as ``dedup.npz``; the step is done once the
         manifest lists it, with a digest that ties the file to this run."""
         arrays = {name: np.ascontiguousarray(arrays[name]) for name in DEDUP_ARRAYS}
-        save_npz(os.path.join(self.path, DEDUP), **arrays)
+        save_npz(inside(self.path, DEDUP), **arrays)
         self.manifest["dedup"] = {
             "file": DEDUP,
             "rows": int(n_rows),
@@ -447,7 +448,7 @@ class RunDir(Checkpoints):
             return {}
         out = {"fit, created to finished (s)": f"{end - start:.0f}"}
         for t in range(n_levels):
-            folder = os.path.join(path, "steps", f"level{t}")
+            folder = inside(path, "steps", f"level{t}")
             times = [e.stat().st_mtime for e in os.scandir(folder)] if os.path.isdir(folder) else []
             if not times:
                 break
@@ -458,17 +459,25 @@ class RunDir(Checkpoints):
     @staticmethod
     def ids(path):
         """The ids kept with the run at ``path`` (int64, or an object array of ``str``), or None."""
-        strings, integers = os.path.join(path, STRING_IDS), os.path.join(path, IDS)
+        strings, integers = inside(path, STRING_IDS), inside(path, IDS)
         file = strings if os.path.isfile(strings) else integers
         if not os.path.isfile(file):
             return None
         try:
             if file == strings:
                 with np.load(file, allow_pickle=False) as f:
-                    return decode(f["offsets"], f["data"])
-            return np.load(file, allow_pickle=False)
+                    ids = decode(f["offsets"], f["data"])
+            else:
+                ids = np.load(file, allow_pickle=False)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise RunDirError(f"{file}: damaged ({e}); rerun 'hkmeans fit' with the ids to write it again.") from None
+        n = RunDir.read_manifest(path).get("ids", {}).get("n")
+        if n is not None and (ids.ndim != 1 or len(ids) != n):
+            raise RunDirError(
+                f"{file}: {len(ids) if ids.ndim == 1 else ids.shape} ids, where the run kept {n} (changed or replaced); "
+                "rerun 'hkmeans fit' with the ids to write them again."
+            )
+        return ids
 
     @staticmethod
     def tree(path) -> ClusterTree:
@@ -478,10 +487,19 @@ class RunDir(Checkpoints):
             raise RunDirError(
                 f"{path}: the fit has not finished; rerun 'hkmeans fit' with the same arguments to resume it."
             )
+        file = inside(path, "tree.npz")
         try:
-            return ClusterTree.load(os.path.join(path, "tree.npz"))
+            tree = ClusterTree.load(file)
         except (OSError, ValueError) as e:
             raise RunDirError(f"{e} Rerun 'hkmeans fit' with --overwrite to fit it again.") from None
+        rows = manifest["dedup"]["kept"] if "dedup" in manifest else manifest["input"]["shape"][0]
+        clusters = manifest.get("n_clusters", list(tree.n_clusters))
+        if tree.n_samples != rows or list(tree.n_clusters) != clusters:
+            raise RunDirError(
+                f"{file}: a tree of {tree.n_samples} rows and {list(tree.n_clusters)} clusters, not the one this run "
+                f"wrote ({rows} rows, {clusters} clusters); rerun 'hkmeans fit' with --overwrite to fit it again."
+            )
+        return tree
 
 
 def _dask_io():
