@@ -133,6 +133,7 @@ def test_a_tree_of_other_rows_is_refused(run, tmp_path):
     for args in (("sample", run, "--target-size", 5, "-o", tmp_path / "s.npy"), ("export", run), ("info", run)):
         assert_error(hkmeans(*args, check=False), "tree.npz: a tree of 100 rows and [7, 2] clusters, not the one")
     assert not (tmp_path / "s.npy").exists() and not (run / "assignments.parquet").exists()
+    assert hkmeans("info", run, check=False).stdout == ""  # no half of its lines before the error
 
 
 def test_replaced_ids_are_refused_before_anything_is_written(tmp_path):

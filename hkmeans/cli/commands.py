@@ -175,35 +175,40 @@ def _whole_input_rows(source):
 
 def info(args) -> None:
     manifest = RunDir.read_manifest(args.run_dir)
+    tree = RunDir.tree(args.run_dir) if manifest["status"] == "done" else None  # checked before any line
     src = manifest["input"]
-    print(f"run directory  {os.path.abspath(args.run_dir)}")
-    print(f"status         {manifest['status']} ({len(manifest['steps'])} steps done)")
+    lines = [
+        f"run directory  {os.path.abspath(args.run_dir)}",
+        f"status         {manifest['status']} ({len(manifest['steps'])} steps done)",
+    ]
     subset = f" (the rows listed in {src['subset_indices']['path']})" if "subset_indices" in src else ""
-    print(f"input          {src['path']}: {src['shape'][0]} x {src['shape'][1]} {np.dtype(src['dtype']).name}{subset}")
+    lines.append(
+        f"input          {src['path']}: {src['shape'][0]} x {src['shape'][1]} {np.dtype(src['dtype']).name}{subset}"
+    )
     if "ids" in manifest:
         kind = "strings" if manifest["ids"]["dtype"] in ("str", "<U") or "U" in manifest["ids"]["dtype"] else "integers"
-        print(f"ids            {manifest['ids']['n']} {kind} from {manifest['ids']['from']}")
+        lines.append(f"ids            {manifest['ids']['n']} {kind} from {manifest['ids']['from']}")
     if "dedup" in manifest:
         d, p = manifest["dedup"], manifest["params"]
         rule = f"cosine >= {p.get('dedup')}" if p.get("dedup_metric") == "cosine" else f"distance <= {p.get('dedup')}"
-        print(
+        lines.append(
             f"dedup          {rule}, keep {p.get('dedup_keep')}: {d.get('kept')} of {d.get('rows')} rows kept, "
             f"{d.get('removed')} removed"
         )
-    print(f"hkmeans        {manifest['versions'].get('hkmeans')}")
-    print("parameters     " + ", ".join(f"{k}={v}" for k, v in manifest["params"].items() if v is not None))
-    if manifest["status"] != "done":
-        return
-    tree = RunDir.tree(args.run_dir)
-    print(
-        f"{'level':>5} {'clusters':>9} {'empty':>6}   points per cluster: {'min':>7} {'median':>8} {'mean':>9} {'max':>8}"
-    )
-    for t in range(tree.n_levels):
-        sizes = tree.sizes(t)
-        print(
-            f"{t:>5} {len(sizes):>9} {int(np.sum(sizes == 0)):>6}   {'':>20}{sizes.min():>7} "
-            f"{np.median(sizes):>8.1f} {sizes.mean():>9.1f} {sizes.max():>8}"
+    lines.append(f"hkmeans        {manifest['versions'].get('hkmeans')}")
+    lines.append("parameters     " + ", ".join(f"{k}={v}" for k, v in manifest["params"].items() if v is not None))
+    if tree is not None:
+        lines.append(
+            f"{'level':>5} {'clusters':>9} {'empty':>6}   points per cluster: "
+            f"{'min':>7} {'median':>8} {'mean':>9} {'max':>8}"
         )
+        for t in range(tree.n_levels):
+            sizes = tree.sizes(t)
+            lines.append(
+                f"{t:>5} {len(sizes):>9} {int(np.sum(sizes == 0)):>6}   {'':>20}{sizes.min():>7} "
+                f"{np.median(sizes):>8.1f} {sizes.mean():>9.1f} {sizes.max():>8}"
+            )
+    print("\n".join(lines))
 
 
 def demo(args) -> None:
