@@ -269,6 +269,7 @@ def test_a_pickled_fit_predicts_and_says_where_its_per_row_state_is(client, refe
         lambda: copied.cluster_table(),
         lambda: copied.tree_.save(tmp_path / "copy.npz"),
         lambda: pickle.loads(pickle.dumps(copied.levels_[0])).sqdist[:3],
+        lambda: pickle.loads(pickle.dumps(copied)).tree_.members(0),  # a copy pickles again
         lambda: np.array_equal(copied.labels_, reference[1][1]),  # NumPy would answer False
         lambda: copied.labels_ == 0,  # Python would answer False
         lambda: np.sum(copied.labels_),

@@ -146,6 +146,10 @@ def test_cosine_fits_rows_of_any_magnitude_alike():
     X = np.random.default_rng(0).normal(size=(200, 4))
     for scale in (1e-300, 1e-170, 1e155, 1e300):
         np.testing.assert_allclose(normalize_rows(X * scale), normalize_rows(X), rtol=1e-12)
+    with_zero = X.copy()
+    with_zero[7] = 0  # zero rows stay zero
+    np.testing.assert_array_equal(normalize_rows(with_zero)[7], 0)
+    assert np.isfinite(KMeans(4, metric="cosine", random_state=0).fit(with_zero).inertia_)
     reference = KMeans(4, metric="cosine", random_state=0).fit(X)
     for scale in (1e-170, 1e155):
         m = KMeans(4, metric="cosine", random_state=0).fit(X * scale)

@@ -166,6 +166,22 @@ for _name in (
     setattr(Detached, _name, _refuse)
 
 
+class DetachedArrays:
+    """The per-row arrays of an unpickled copy of a fit on Dask (:class:`Detached`
+    labels and distances): every operation raises the ValueError of one line
+    (:data:`DETACHED`)."""
+
+    lazy = True
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # protocols probed by pickle and copy
+            raise AttributeError(name)
+        return _refuse
+
+
+DETACHED_ARRAYS = DetachedArrays()
+
+
 class DetachedWhenPickled:
     """Pickles an object (a model, a level, a tree) with each dask array of its state
     replaced by a :class:`Detached` stand-in: a copy of a fit on Dask carries its
@@ -192,14 +208,14 @@ class DetachedWhenPickled:
 def picklable(state: dict) -> dict:
     """``state`` (an object's ``__dict__``, to pickle) with each dask array in it,
     alone or in a tuple or list, replaced by a :class:`Detached` stand-in, and the
-    per-row arrays of dask arrays by those in memory (which refuse the stand-ins as
-    well): a copy loads where dask is not installed."""
+    per-row arrays of dask arrays by :data:`DETACHED_ARRAYS`: a copy loads where dask
+    is not installed."""
 
     def one(value):
         if is_dask(value):
             return Detached(value.shape, value.dtype)
-        if isinstance(value, PerRowArrays) and value.lazy:
-            return IN_MEMORY
+        if getattr(type(value), "lazy", False) is True:  # on the type: a Detached refuses attributes
+            return DETACHED_ARRAYS
         if isinstance(value, (tuple, list)) and any(is_dask(v) for v in value):
             return type(value)(one(v) for v in value)
         return value

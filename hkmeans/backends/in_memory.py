@@ -60,8 +60,9 @@ def normalize_rows(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         norms[norms == 0] = 1.0
         y = x / norms[:, None]
         if far.any():
+            far = np.flatnonzero(far)
             scale = np.abs(x[far]).max(axis=1, initial=0.0)
-            scale[scale == 0] = 1.0
+            far, scale = far[scale > 0], scale[scale > 0]  # zero rows stay zero
             z = x[far] / scale[:, None]
             y[far] = z / np.sqrt(np.einsum("ij,ij->i", z, z, dtype=np.float64))[:, None]
         out[rows] = y

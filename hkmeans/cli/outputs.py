@@ -61,8 +61,8 @@ def check_output(path, *, own_run, names, reads=(), force=False) -> None:
 
 def _taken_in(path, source) -> bool:
     """Whether a file at ``path`` would be among the files of the input ``source``: an
-    array or table file (by its suffix) in its folder or matched by its glob, or any
-    file in a zarr store or in a folder below the input's."""
+    array or table file (by its suffix) at the top of its folder or matched by its
+    glob, or any file in a zarr store (whose folders it reads)."""
     full = os.path.abspath(path)
     table = full.endswith((*NPY, *PARQUET)) and not os.path.basename(full).startswith(".")
     if glob.has_magic(source):
@@ -70,6 +70,6 @@ def _taken_in(path, source) -> bool:
     if not os.path.isdir(source):
         return False
     src = os.path.abspath(source)
-    if os.path.dirname(full) != src:
+    if any(os.path.exists(os.path.join(src, marker)) for marker in ZARR_MARKERS):
         return below(full, src)
-    return table or any(os.path.exists(os.path.join(src, marker)) for marker in ZARR_MARKERS)
+    return table and os.path.dirname(full) == src
