@@ -513,6 +513,16 @@ def test_lanes_are_used_only_where_they_pay(monkeypatch, machine, name, features
     assert simd._lanes_pay() is pays
 
 
+@pytest.mark.parametrize(
+    "name, features, screen_from",
+    [("icelake-server", "+avx2,+fma,+avx512f", 128), ("znver3", "+avx2,+fma", 0), ("generic", "", 0)],
+)
+def test_the_seeding_screens_from_128_features_with_avx512(monkeypatch, name, features, screen_from):
+    monkeypatch.setattr(simd.numba.config, "CPU_NAME", name)
+    monkeypatch.setattr(simd.numba.config, "CPU_FEATURES", features)
+    assert simd._screen_features() == screen_from
+
+
 @njit
 def _potentials_by_blocks(G, t, x_sq, closest, w, y_sq):
     acc = np.zeros(G.shape[1])

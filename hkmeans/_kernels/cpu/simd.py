@@ -38,22 +38,28 @@ _i32 = ir.IntType(32)
 _i64 = ir.IntType(64)
 
 
-def _lanes_pay():
-    """Whether the kernels are compiled for an x86-64 CPU with AVX2 and FMA: there the
-    lanes beat a row against four candidates (measured with AVX-512 and with AVX2 code);
-    compiled for a generic x86-64 (``NUMBA_CPU_NAME=generic``, for portable caches)
-    they were 1.5 times slower, and other architectures are not measured."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
+def _target_features():
+    """The features of the CPU the kernels are compiled for (``+avx2,+fma,...``): the
+    host's, or those Numba is told; None for a generic x86-64 (``NUMBA_CPU_NAME=generic``,
+    for portable caches) or where they are unknown."""
     name, features = numba.config.CPU_NAME, numba.config.CPU_FEATURES
     if name in (None, "host"):
         try:
-            features = ll.get_host_cpu_features().flatten()
+            return ll.get_host_cpu_features().flatten()
         except RuntimeError:  # features unknown on this host
-            return False
-    elif name in ("generic", "x86-64"):
+            return None
+    return None if name in ("generic", "x86-64") else features or ""
+
+
+def _lanes_pay():
+    """Whether the kernels are compiled for an x86-64 CPU with AVX2 and FMA: there the
+    lanes beat a row against four candidates (measured with AVX-512 and with AVX2 code);
+    compiled for a generic x86-64 they were 1.5 times slower, and other architectures
+    are not measured."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
-    return not features or ("+avx2" in features and "+fma" in features)
+    features = _target_features()
+    return features is not None and (not features or ("+avx2" in features and "+fma" in features))
 
 
 #: Whether :func:`dots_tile` is used (see :func:`_lanes_pay`).
@@ -66,13 +72,7 @@ def _screen_features():
     that the screen paid only from about 128 features (a Rocket Lake Xeon: 1.13 times
     slower at 32, 0.92 to 1.33 at 64, 0.77 at 128); with AVX2 alone from 32 (an AMD
     EPYC, Zen 3: 0.82)."""
-    name, features = numba.config.CPU_NAME, numba.config.CPU_FEATURES
-    if name in (None, "host"):
-        try:
-            features = ll.get_host_cpu_features().flatten()
-        except RuntimeError:
-            features = ""
-    return 128 if "+avx512f" in (features or "") else 0
+    return 128 if "+avx512f" in (_target_features() or "") else 0
 
 
 #: Rows narrower than this are seeded without the screen (see :func:`_screen_features`).
