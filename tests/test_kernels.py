@@ -513,14 +513,31 @@ def test_lanes_are_used_only_where_they_pay(monkeypatch, machine, name, features
     assert simd._lanes_pay() is pays
 
 
+class _Host:
+    def __init__(self, features):
+        self.features = features
+
+    def flatten(self):
+        return self.features
+
+
 @pytest.mark.parametrize(
-    "name, features, screen_from",
-    [("icelake-server", "+avx2,+fma,+avx512f", 128), ("znver3", "+avx2,+fma", 0), ("generic", "", 0)],
+    "name, features, host, lanes, screen_from",
+    [
+        ("icelake-server", "+avx2,+fma,+avx512f", "", True, 128),
+        ("znver3", "+avx2,+fma", "+avx2,+fma,+avx512f", True, 0),  # Numba's features: those given
+        ("skylake-avx512", None, "+avx2,+fma,+avx512f", True, 128),  # a name alone: the host's
+        ("skylake-avx512", None, "+avx2,+fma", True, 0),
+        (None, "-avx2,-fma", "+avx2,+fma,+avx512f", False, 0),  # turned off: no lanes (LLVM could not select them)
+        ("generic", None, "+avx2,+fma,+avx512f", False, 0),
+    ],
 )
-def test_the_seeding_screens_from_128_features_with_avx512(monkeypatch, name, features, screen_from):
+def test_the_choices_read_the_features_numba_compiles_for(monkeypatch, name, features, host, lanes, screen_from):
+    monkeypatch.setattr(simd.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(simd.numba.config, "CPU_NAME", name)
     monkeypatch.setattr(simd.numba.config, "CPU_FEATURES", features)
-    assert simd._screen_features() == screen_from
+    monkeypatch.setattr(simd.ll, "get_host_cpu_features", lambda: _Host(host))
+    assert (simd._lanes_pay(), simd._screen_features()) == (lanes, screen_from)
 
 
 @njit

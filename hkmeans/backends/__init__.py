@@ -176,7 +176,7 @@ class DetachedArrays:
     def __getattr__(self, name):
         if name.startswith("__"):  # protocols probed by pickle and copy
             raise AttributeError(name)
-        return _refuse
+        raise ValueError(DETACHED)
 
 
 DETACHED_ARRAYS = DetachedArrays()

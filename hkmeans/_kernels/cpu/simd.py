@@ -39,16 +39,18 @@ _i64 = ir.IntType(64)
 
 
 def _target_features():
-    """The features of the CPU the kernels are compiled for (``+avx2,+fma,...``): the
-    host's, or those Numba is told; None for a generic x86-64 (``NUMBA_CPU_NAME=generic``,
-    for portable caches) or where they are unknown."""
-    name, features = numba.config.CPU_NAME, numba.config.CPU_FEATURES
-    if name in (None, "host"):
-        try:
-            return ll.get_host_cpu_features().flatten()
-        except RuntimeError:  # features unknown on this host
-            return None
-    return None if name in ("generic", "x86-64") else features or ""
+    """The features the kernels are compiled for, as Numba takes them: those of
+    ``NUMBA_CPU_FEATURES``, else the host's, whatever ``NUMBA_CPU_NAME`` names (e.g.
+    ``+avx2,+fma,...``; empty: the named CPU's own); None for a generic x86-64
+    (``NUMBA_CPU_NAME=generic``, for portable caches) or where they are unknown."""
+    if numba.config.CPU_NAME in ("generic", "x86-64"):
+        return None
+    if numba.config.CPU_FEATURES is not None:
+        return numba.config.CPU_FEATURES
+    try:
+        return ll.get_host_cpu_features().flatten()
+    except RuntimeError:  # features unknown on this host
+        return None
 
 
 def _lanes_pay():
