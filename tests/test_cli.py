@@ -818,11 +818,20 @@ def test_an_output_the_input_folder_or_glob_would_take_in_is_refused(data, tmp_p
         assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["a.npy", "b.npy"]
     hkmeans("curate", tmp_path / "shards", "--out", tmp_path / "run", *FIT, "--target-size", 5)
     hkmeans("report", tmp_path / "run", "-o", tmp_path / "shards" / "report.html")  # not an input file
-    # a folder below the input's is not read: a run there, and its outputs, are fine
-    run = tmp_path / "shards" / "run"
-    hkmeans("curate", tmp_path / "shards", "--out", run, *FIT, "--target-size", 5, "-q")
-    hkmeans("report", run)
-    assert (run / "indices.npy").is_file() and (run / "report.html").is_file()
+    # a folder below the input's is not read, nor matched by its glob: a run there is fine
+    for name, source in (("run", tmp_path / "shards"), ("run2", str(tmp_path / "shards" / "*.npy"))):
+        run = tmp_path / "shards" / name
+        hkmeans("curate", source, "--out", run, *FIT, "--target-size", 5, "-q")
+        hkmeans("report", run)
+        assert (run / "indices.npy").is_file() and (run / "report.html").is_file()
+
+
+def test_an_input_folder_named_like_a_glob_is_a_folder(tmp_path):
+    from hkmeans.cli.outputs import _taken_in
+
+    (tmp_path / "br[1]").mkdir()
+    assert _taken_in(tmp_path / "br[1]" / "x.npy", str(tmp_path / "br[1]"))
+    assert not _taken_in(tmp_path / "br[1]" / "sub" / "x.npy", str(tmp_path / "br[1]"))
 
 
 def test_no_output_goes_into_a_zarr_store(data, tmp_path):

@@ -65,8 +65,10 @@ def _taken_in(path, source) -> bool:
     glob, or any file in a zarr store (whose folders it reads)."""
     full = os.path.abspath(path)
     table = full.endswith((*NPY, *PARQUET)) and not os.path.basename(full).startswith(".")
-    if glob.has_magic(source):
-        return table and fnmatch.fnmatch(full, os.path.abspath(source))
+    if not os.path.exists(source) and glob.has_magic(source):  # as the readers tell a glob
+        # glob's wildcards match within one path component ("*" does not cross "/")
+        parts, pattern = full.split(os.sep), os.path.abspath(source).split(os.sep)
+        return table and len(parts) == len(pattern) and all(map(fnmatch.fnmatch, parts, pattern))
     if not os.path.isdir(source):
         return False
     src = os.path.abspath(source)
