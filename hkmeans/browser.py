@@ -156,15 +156,15 @@ def _other_examples(tree, ups, keeps, others, curated, seeds, m):
                     wanted[t][position[int(cluster)]] *= 16
 
 
-def _mean_distances(tree: ClusterTree, level: int, counts0):
+def _mean_distances(tree: ClusterTree, level: int):
     """Level 0: its points' mean distance to the centroid (summed where the labels
-    are; ``counts0``: its points); above: its children's centroids' mean distance to
-    its centroid. None where the tree lacks them."""
+    are); above: its children's centroids' mean distance to its centroid. None where
+    the tree lacks them."""
     k = tree.n_clusters[level]
     if level == 0:
         if tree.distances is None:
             return None
-        total, count = tree.arrays.sums(tree.labels[0], tree.distances, k), counts0
+        total, count = tree.arrays.sums(tree.labels[0], tree.distances, k), tree.sizes(0)
     else:
         if tree.centroids is None:
             return None
@@ -254,7 +254,6 @@ def cluster_data(
     # the level-0 labels stay where they are (a Dask cluster): only those of the
     # curated rows are gathered, and the examples found chunk by chunk
     labels0 = tree.arrays.gathered(tree.labels[0][selected]) if selected.size else np.zeros(0, np.int64)
-    counts0 = tree.arrays.counts(tree.labels[0], tree.n_clusters[0])
     ups = [np.arange(tree.n_clusters[0])]
     for t in range(1, tree.n_levels):
         ups.append(tree.labels[t][ups[-1]])
@@ -262,8 +261,7 @@ def cluster_data(
     keeps = [keep for keep, _ in shown]
     seeds = [int(s) for s in rng.integers(2**63, size=tree.n_levels)]  # of each level's example draws
     picked = [np.bincount(up[labels0], minlength=k) for up, k in zip(ups, tree.n_clusters)]
-    points = [np.bincount(up, weights=counts0, minlength=k).astype(np.int64) for up, k in zip(ups, tree.n_clusters)]
-    others = [n - s for n, s in zip(points, picked)]
+    others = [tree.sizes(t) - s for t, s in enumerate(picked)]  # rows not curated, per cluster
     curated = []
     for up, keep, seed in zip(ups, keeps, seeds):
         c = up[labels0]
@@ -274,7 +272,7 @@ def cluster_data(
     for t, (keep, note) in enumerate(shown):
         sizes = tree.sizes(t)
         children = np.bincount(tree.labels[t], minlength=sizes.size) if t else None
-        dist = _mean_distances(tree, t, counts0)
+        dist = _mean_distances(tree, t)
         members = []
         for a, b in zip(curated[t], other[t]):
             half = a[: EXAMPLES // 2]

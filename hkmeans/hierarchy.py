@@ -163,8 +163,9 @@ def hierarchical_kmeans(
     """
     if not hasattr(X, "lloyd_run"):  # a backend made by the caller (see resolve) holds checked rows
         check_backend(X, backend)
-        X = arrays_of(X).validated(None, X, reset=True, accept_sparse="csr")
-        arrays_of(X).check_range(X, X.dtype, metric)
+        arrays = arrays_of(X)
+        X = arrays.validated(None, X, reset=True, accept_sparse="csr")
+        arrays.check_range(X, X.dtype, metric)
     params = check_hierarchy(
         X,
         n_clusters=n_clusters,

@@ -128,20 +128,15 @@ def block_rows(X) -> int:
     return max(1, BLOCK_BYTES // max(1, X.shape[1] * X.dtype.itemsize))
 
 
-def _bad_rows(block, dtype):
-    """Rows of ``block`` that are not finite once cast to ``dtype``: a quick test of
-    the whole block first (exponent bits for float16, min and max otherwise), the exact
-    one row by row only for a block that fails it."""
+def _bad_rows(block, dtype, lo, hi):
+    """Rows of ``block`` (of smallest and largest value ``lo`` and ``hi``, NaN if it
+    holds one) that are not finite once cast to ``dtype``: a quick test of the whole
+    block first, the exact one row by row only for a block that fails it."""
     if block.dtype.kind in "iu":
         return np.zeros(len(block), dtype=bool)  # every integer is finite in float32
-    if block.dtype == np.float16 and np.dtype(dtype).itemsize >= 4:
-        if not ((block.view(np.uint16) & 0x7C00) == 0x7C00).any():  # no inf/NaN exponent
-            return np.zeros(len(block), dtype=bool)
-    else:
-        limit = np.finfo(dtype).max
-        lo, hi = block.min(), block.max()  # NaN propagates
-        if -limit <= lo and hi <= limit:
-            return np.zeros(len(block), dtype=bool)
+    limit = np.finfo(dtype).max
+    if -limit <= lo and hi <= limit:
+        return np.zeros(len(block), dtype=bool)
     with np.errstate(over="ignore", invalid="ignore"):
         return ~np.isfinite(block.astype(dtype)).all(axis=1)
 
@@ -157,11 +152,12 @@ def scan(pool, dtype, nonzero=False, metric=None) -> str:
     def one(bounds):
         a, b = bounds
         block = pool.read(a, b)
+        lo, hi = (block.min(), block.max()) if block.size else (0, 0)  # NaN propagates
         found = []
-        for bad in (_bad_rows(block, dtype), _zero_rows(block, dtype) if nonzero else None):
+        for bad in (_bad_rows(block, dtype, lo, hi), _zero_rows(block, dtype) if nonzero else None):
             if bad is not None:
                 found.append((int(bad.sum()), a + int(np.argmax(bad)) if bad.any() else -1))
-        largest = float(np.abs(block).max(initial=0)) if metric is not None else 0.0
+        largest = max(-float(lo), float(hi))
         return hashlib.sha1(block.data).digest(), found, largest
 
     chunks = pool.chunks.tolist()
