@@ -7,7 +7,7 @@ row against every candidate in float dot products) or the boxed one for few feat
 screened by 8-bit copies first where AVX2 is there). Both must choose the same rows;
 the potential is that of the chosen centres.
 
-    python bench/seeding.py                      # the three shapes, 3 runs each
+    python bench/seeding.py                      # every shape, 3 runs each
     python bench/seeding.py --shapes mixture --repeats 5
 
 With ``--sample M[,M...]``: seeding from every row against seeding from a random sample
@@ -48,6 +48,8 @@ SHAPES = {
     "mixture": (200_000, 128, 1000, lambda n, d: mixture(n, d, 200)),
     "mixture-32": (200_000, 32, 1000, lambda n, d: mixture(n, d, 200)),
     "few-8": (200_000, 8, 1000, lambda n, d: mixture(n, d, 200)),
+    # a resampling step of the paper's large example: 10 rows per centre
+    "paper-step": (50_000, 256, 5000, lambda n, d: np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)),
 }
 
 

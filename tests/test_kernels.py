@@ -322,6 +322,46 @@ def test_screened_potentials_are_the_exact_pass_bit_for_bit(seed, d, t, n_centre
     assert got[2] == want[2]
 
 
+def _screen_masks(vnni):
+    """``f(Xq, Pq, gam, thr, coef)``: the screen's bits, products by ``vpdpbusd`` or AVX2's."""
+    screen = seeding_screen._screen(seeding_screen.TILE_ROWS, vnni)
+
+    @njit
+    def masks(Xq, Pq, gam, thr, coef):
+        mask = np.zeros((Xq.shape[0], coef.shape[1] // simd.LANES), dtype=np.uint8)
+        for col in range(0, coef.shape[1], simd.LANES):
+            for i in range(0, Xq.shape[0], seeding_screen.TILE_ROWS):
+                screen(Xq, i, Pq, col, gam, thr, i, coef, mask, i)
+        return mask
+
+    return masks
+
+
+_masks_avx2, _masks_vnni = _screen_masks(False), _screen_masks(True)
+
+
+@pytest.mark.skipif(not simd.VNNI, reason="needs AVX-512 VNNI or AVX-VNNI")
+@given(seed=st.integers(0, 2**32 - 1), groups=st.integers(1, 40))
+def test_the_screens_vnni_products_are_avx2s(seed, groups):
+    # the same rows screened out by both instructions' products, on codes the AVX2
+    # sequence takes without saturating (rows q + 63 <= 126, candidates in [-63, 63]),
+    # with thresholds at the exact integer sums, so a sum off by one flips a bit
+    rng = np.random.default_rng(seed)
+    n, width, dq = 16, 16, groups * seeding_screen.GROUP
+    Xq = rng.integers(0, 127, (n, dq)).astype(np.uint8)
+    P = rng.integers(-63, 64, (dq, width))
+    Pq = np.ascontiguousarray(P.reshape(dq // 4, 4, width).transpose(0, 2, 1).reshape(dq // 4, -1), dtype=np.int8)
+    coef = np.zeros((3, width))
+    coef[0], coef[2] = 1.0, 63.0 * P.sum(axis=0)
+    J = (Xq.astype(np.int64) - 63) @ P
+    gam = np.ones(n)
+    thr = J[np.arange(n), rng.integers(0, width, n)].astype(float) - 0.5  # J > thr where J >= the picked sum
+    want = _masks_avx2(Xq, Pq, gam, thr, coef)
+    np.testing.assert_array_equal(_masks_vnni(Xq, Pq, gam, thr, coef), want)
+    bits = np.unpackbits(want, axis=1, bitorder="little")
+    np.testing.assert_array_equal(bits, J > thr[:, None])
+
+
 @pytest.mark.skipif(not simd.LANES_PAY, reason="the screen needs AVX2")
 def test_a_screen_that_leaves_out_a_mover_is_caught():
     # with no bound for the 8-bit copies' rounding and a margin of -25 % of |x - mu|^2, the screen
@@ -522,22 +562,28 @@ class _Host:
 
 
 @pytest.mark.parametrize(
-    "name, features, host, lanes, screen_from",
+    "name, features, host, lanes, vnni, screen_from",
     [
-        ("icelake-server", "+avx2,+fma,+avx512f", "", True, 128),
-        ("znver3", "+avx2,+fma", "+avx2,+fma,+avx512f", True, 0),  # Numba's features: those given
-        ("skylake-avx512", None, "+avx2,+fma,+avx512f", True, 128),  # a name alone: the host's
-        ("skylake-avx512", None, "+avx2,+fma", True, 0),
-        (None, "-avx2,-fma", "+avx2,+fma,+avx512f", False, 0),  # turned off: no lanes (LLVM could not select them)
-        ("generic", None, "+avx2,+fma,+avx512f", False, 0),
+        ("icelake-server", "+avx2,+fma,+avx512f", "", True, False, 128),
+        ("znver3", "+avx2,+fma", "+avx2,+fma,+avx512f", True, False, 0),  # Numba's features: those given
+        ("skylake-avx512", None, "+avx2,+fma,+avx512f", True, False, 128),  # a name alone: the host's
+        ("skylake-avx512", None, "+avx2,+fma", True, False, 0),
+        # turned off: no lanes (LLVM could not select them)
+        (None, "-avx2,-fma", "+avx2,+fma,+avx512f", False, False, 0),
+        ("generic", None, "+avx2,+fma,+avx512f", False, False, 0),
+        (None, None, "+avx2,+fma,+avx512f,+avx512vl,+avx512vnni", True, True, 0),  # vpdpbusd: the screen from any width
+        (None, None, "+avx2,+fma,+avx512f,-avx512vl,+avx512vnni", True, False, 128),  # no 256-bit form without VL
+        (None, None, "+avx2,+fma,+avxvnni", True, True, 0),
+        (None, None, "+avx2,-fma,+avxvnni", False, False, 0),
+        ("icelake-server", "", "+avx2,+fma,+avx512f,+avx512vl,+avx512vnni", True, False, 0),  # the name's own: unknown
     ],
 )
-def test_the_choices_read_the_features_numba_compiles_for(monkeypatch, name, features, host, lanes, screen_from):
+def test_the_choices_read_the_features_numba_compiles_for(monkeypatch, name, features, host, lanes, vnni, screen_from):
     monkeypatch.setattr(simd.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(simd.numba.config, "CPU_NAME", name)
     monkeypatch.setattr(simd.numba.config, "CPU_FEATURES", features)
     monkeypatch.setattr(simd.ll, "get_host_cpu_features", lambda: _Host(host))
-    assert (simd._lanes_pay(), simd._screen_features()) == (lanes, screen_from)
+    assert (simd._lanes_pay(), simd._has_vnni(), simd._screen_features()) == (lanes, vnni, screen_from)
 
 
 @njit

@@ -46,8 +46,9 @@ from .wide import _trial_potentials_wide, block_potentials, candidate_dots, cand
 #: Largest magnitude of the rows' and of the candidates' integers. ``pmaddubsw`` adds
 #: two products of an unsigned byte (the row's ``q + LEVELS`` <= 126) and a signed one
 #: into 16 bits, and two such sums are added before they are widened:
-#: ``4 * 126 * 63 < 2**15``.
-LEVELS = 63
+#: ``4 * 126 * 63 < 2**15``. ``vpdpbusd`` widens to 32 bits at once: the row's
+#: ``q + LEVELS`` <= 254 fits its unsigned byte and ``p`` its signed one.
+LEVELS = 127 if simd.VNNI else 63
 
 #: Features per group: two ``pmaddubsw`` of four features each, added in 16 bits.
 GROUP = 8
@@ -64,7 +65,7 @@ RETRY = 16
 _i8, _i16, _i32, _i64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 
 
-def _screen(n_rows):
+def _screen(n_rows, vnni):
     """Intrinsic ``f(Xq, row, Pq, col, gam, thr, trow, coef, mask, mrow)``: for the
     ``n_rows`` rows from ``row`` of ``Xq`` (uint8, ``q + LEVELS``) and the candidates
     ``col:col + LANES`` of ``Pq`` (int8, ``Pq[g, 4 l + j]`` is feature ``4 g + j`` of
@@ -72,7 +73,8 @@ def _screen(n_rows):
     which holds ``LEVELS sum(p)``); then bit ``l`` of ``mask[mrow + r, col // LANES]``
     is set where ``gam[row + r] * (coef[0, l] * J) - coef[1, l] > thr[trow + r]`` (or
     either side is NaN). ``Xq``'s width is a multiple of :data:`GROUP`. No bounds are
-    checked."""
+    checked. With ``vnni``, the products of four features take one ``vpdpbusd``
+    (AVX-512 VNNI or AVX-VNNI) instead of the AVX2 sequence: the same integers."""
 
     @intrinsic
     def screen(typingctx, Xq, row, Pq, col, gam, thr, trow, coef, mask, mrow):
@@ -115,8 +117,13 @@ def _screen(n_rows):
             maddwd = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ints_ty, [words_ty, words_ty]), "llvm.x86.avx2.pmadd.wd"
             )
+            dpbusd = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ints_ty, [ints_ty] * 3), "llvm.x86.avx512.vpdpbusd.256"
+            )
             ones = ir.Constant(words_ty, [1] * (2 * LANES))
             accs = [cgutils.alloca_once_value(builder, ir.Constant(ints_ty, None)) for _ in range(n_rows)]
+            # a second sum per row for the odd groups of four: two chains of vpdpbusd per row
+            odds = [cgutils.alloca_once_value(builder, ir.Constant(ints_ty, None)) for _ in range(n_rows)]
             firsts = [
                 builder.gep(xp, [builder.mul(builder.add(row_v, ir.Constant(_i64, r)), xs)]) for r in range(n_rows)
             ]
@@ -137,11 +144,20 @@ def _screen(n_rows):
                 g1 = builder.add(g0, ir.Constant(_i64, 1))
                 y0, y1 = y_vector(g0), y_vector(g1)
                 for r in range(n_rows):
+                    if vnni:
+                        for acc, g, y in ((accs[r], g0, y0), (odds[r], g1, y1)):
+                            x = builder.bitcast(x_splat(r, g), ints_ty)
+                            builder.store(
+                                builder.call(dpbusd, [builder.load(acc), x, builder.bitcast(y, ints_ty)]), acc
+                            )
+                        continue
                     pairs = builder.add(
                         builder.call(maddubs, [x_splat(r, g0), y0]), builder.call(maddubs, [x_splat(r, g1), y1])
                     )
                     wide_ = builder.call(maddwd, [pairs, ones])
                     builder.store(builder.add(builder.load(accs[r]), wide_), accs[r])
+            for acc, odd in zip(accs, odds):
+                builder.store(builder.add(builder.load(acc), builder.load(odd)), acc)
             scale = builder.load(_vector_at(builder, cp, col_v, dty), align=1)
             shift = builder.load(_vector_at(builder, cp, builder.add(cs, col_v), dty), align=1)
             offset = builder.load(_vector_at(builder, cp, builder.add(builder.add(cs, cs), col_v), dty), align=1)
@@ -192,8 +208,8 @@ def prefetch_row(typingctx, X, row):
 
 
 #: A tile of :data:`TILE_ROWS` rows, and a single row (:func:`_screen`).
-screen_tile = _screen(TILE_ROWS)
-screen_row = _screen(1)
+screen_tile = _screen(TILE_ROWS, simd.VNNI)
+screen_row = _screen(1, simd.VNNI)
 
 
 @njit(cache=True)
