@@ -118,10 +118,11 @@ def load_dedup_kernels() -> None:
 
 
 def _dedup_kernels_cached() -> bool:
-    """Whether the largest dedup kernel has an entry in the disk cache (when in doubt,
-    yes: nothing is started beside this process)."""
+    """Whether the largest dedup kernel has a fresh entry in the disk cache (not one
+    of kernel sources since changed; when in doubt, yes: nothing is started beside
+    this process)."""
     try:
-        return os.path.exists(dedup_kernels.sweep._cache._cache_file._index_path)
+        return bool(dedup_kernels.sweep._cache._cache_file._load_index())
     except AttributeError:
         return True
 

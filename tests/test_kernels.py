@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numba import njit
 
-from hkmeans import _config
+from hkmeans import _config, _kernels
 from hkmeans._kernels.cpu import assign as assign_kernels
 from hkmeans._kernels.cpu import groups, seeding, select, simd
 from hkmeans._kernels.cpu.seeding import screen as seeding_screen
@@ -442,6 +442,26 @@ def test_no_compile_notice_once_silenced(tmp_path):
     assert any(tmp_path.rglob("*.nbi"))  # it did compile
 
 
+def test_a_change_to_any_kernel_module_makes_every_cached_kernel_stale(tmp_path):
+    # a kernel's cache holds the code of the kernels and intrinsics it calls from other
+    # files, so its index is stamped with every kernel module, not only its own file
+    digest = _kernels.sources_digest.__wrapped__
+    (tmp_path / "seeding").mkdir()
+    (tmp_path / "simd.py").write_text("LANES = 8\n")
+    (tmp_path / "seeding" / "screen.py").write_text("x = 1\n")
+    first = digest(str(tmp_path))
+    (tmp_path / "notes.txt").write_text("not a module")
+    assert digest(str(tmp_path)) == first
+    (tmp_path / "simd.py").write_text("LANES = 16\n")
+    assert digest(str(tmp_path)) != first
+    (tmp_path / "simd.py").write_text("LANES = 8\n")
+    (tmp_path / "seeding" / "screen.py").rename(tmp_path / "seeding" / "other.py")
+    assert digest(str(tmp_path)) != first
+    # and every cached kernel carries this package's digest in its index's stamp
+    stamp = seeding_screen.kmeans_plusplus_screened._cache._cache_file._source_stamp
+    assert stamp[1] == _kernels.sources_digest() == digest(os.path.dirname(simd.__file__)) is not None
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="no file locks on Windows: processes compile side by side")
 def test_processes_started_together_compile_a_kernel_once(tmp_path):
     """Three processes call the same uncompiled kernel at the same moment: one compiles
@@ -630,3 +650,11 @@ def test_the_demo_sees_whether_the_dedup_kernels_are_cached(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))  # empty
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert run.stdout.strip() == "False"
+    # an entry from kernel sources since changed (an upgrade) is no cache either
+    cache_file = demo.dedup_kernels.sweep._cache._cache_file
+    stamp = cache_file._source_stamp
+    try:
+        cache_file._source_stamp = (stamp[0], "the digest of other sources")
+        assert not demo._dedup_kernels_cached()
+    finally:
+        cache_file._source_stamp = stamp

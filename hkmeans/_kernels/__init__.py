@@ -5,7 +5,8 @@ cached on disk: the first run on a machine compiles those it needs, and says so 
 on stderr before it starts; later runs load them in well under a second.
 
 Numba caches compiled kernels beside their source (``__pycache__``) or in the user's
-cache folder. Where neither can be written (a read-only install and no writable home),
+cache folder, each checked against the sources of every kernel module (a change to any
+of them compiles them all anew). Where neither can be written (a read-only install and no writable home),
 the kernels are cached in a private folder under the system's temporary directory
 (owned by this user, mode 0700; refused if another user made it first or opened its
 mode), else in a new private folder that lives as long as the process, with a warning,
@@ -15,6 +16,7 @@ another user could write would let that user run code as this one.
 
 import atexit
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -157,6 +159,28 @@ def _file_lock(path, timeout):
         os.close(fd)  # releases the lock
 
 
+#: The folder of the kernel modules.
+KERNELS_ROOT = os.path.join(os.path.dirname(__file__), "cpu")
+
+
+@functools.cache
+def sources_digest(root=KERNELS_ROOT):
+    """A digest of every kernel module under ``root`` (names and contents), or None
+    where they cannot be read (e.g. from a zip file)."""
+    digest = hashlib.sha256()
+    try:
+        for folder, subfolders, names in os.walk(root):
+            subfolders.sort()
+            for name in sorted(n for n in names if n.endswith(".py")):
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, root).encode() + b"\0")
+                with open(path, "rb") as f:
+                    digest.update(f.read() + b"\0")
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 def compile_once(dispatcher):
     """``dispatcher`` (a Numba CPU dispatcher with ``cache=True``) made to compile each
     signature in one process at a time: processes started together on one machine
@@ -169,7 +193,13 @@ def compile_once(dispatcher):
     and take theirs; calls between kernels form no cycle, so neither do the waits.
     """
     cache = getattr(dispatcher, "_cache", None)  # none: a plain function under NUMBA_DISABLE_JIT=1
-    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+    cache_file = getattr(cache, "_cache_file", None)
+    # Numba checks a cached kernel against its own file only, while the kernel holds
+    # the code of what it calls from other files (kernels, SIMD intrinsics): a kernel
+    # cached before any kernel module changed (an upgrade, an edit) must not load
+    if hasattr(cache_file, "_source_stamp") and sources_digest() is not None:
+        cache_file._source_stamp = (cache_file._source_stamp, sources_digest())
+    index = getattr(cache_file, "_index_path", None)
     if fcntl is None or index is None:
         return dispatcher
     compile_signature = dispatcher.compile

@@ -6,9 +6,6 @@ themselves. Here the candidates are the vector lanes instead: eight candidates, 
 feature-major, against a tile of rows, one fused multiply-add per row and feature, so
 no reduction is left. Each pair is summed the same way whatever its tile: runs of
 :data:`FEATURE_BLOCK` features in the data's precision, added up in float64.
-
-Numba caches a kernel by its own file's time stamp: after a change here, clear the
-kernels' cache (``hkmeans/_kernels/__pycache__/*.nbi``, ``*.nbc``).
 """
 
 import platform
