@@ -42,7 +42,7 @@ class DaskArrays:
         return map_rows(X, normalize_rows)
 
     def check_range(self, X, dtype, metric: str) -> None:
-        pass  # a pass over every chunk; NaN and infinity are checked in the fit's first
+        pass  # a pass over every chunk: checked in the fit's first (tasks.check_values)
 
     def distances(self, X, centers, client=None):
         return DaskBackend(X, client, persist=False).distances(centers)

@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 
+from ..._validation import range_error
 from .. import cuda
 from ..cpu import CPUBackend
 from .storage import save_scratch
@@ -38,10 +39,16 @@ def chunk_index(block_info) -> int:
     return int(block_info[0]["chunk-location"][0])
 
 
-def check_finite(x, start):
+def check_values(x, start):
+    """The rows of a chunk (from row ``start``) as the in-memory checks take them:
+    finite, and (the rows the kernels see, normalised for cosine) small enough that
+    their squared distances do not overflow the chunk's dtype."""
     if not np.all(np.isfinite(x)):
         bad = start + int(np.flatnonzero(~np.all(np.isfinite(x), axis=1))[0])
         raise ValueError(f"X contains NaN or infinity (row {bad} first): drop or fix those rows.")
+    why = range_error(float(np.max(np.abs(x), initial=0.0)), x.dtype, x.shape[1], "euclidean")
+    if why is not None:
+        raise ValueError(why)
 
 
 # Chunks a worker holds on its GPU, by (array name, chunk): kept for the next passes
@@ -68,7 +75,7 @@ def chunk_backend(x, device, key):
 
 def assign_block(x, centers, routing, device, name, block_info=None):
     start = first_row(block_info)
-    check_finite(x, start)
+    check_values(x, start)
     with KERNELS_LOCK:
         data = chunk_backend(x, device, (name, chunk_index(block_info)))
         labels, sqdist = data.assign(centers) if routing is None else data.routed_assign(centers, *routing)
@@ -84,7 +91,7 @@ def lloyd_block(x, prev, centers, group_offsets, bounds, moves, with_sums, devic
     start = first_row(block_info)
     st = None if prev is None else prev.ravel()[0]
     if st is None:
-        check_finite(x, start)
+        check_values(x, start)
         state = None
     else:
         state = {"labels": read_value(st["labels"])}
