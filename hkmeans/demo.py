@@ -123,7 +123,7 @@ def _dedup_kernels_cached() -> bool:
     this process)."""
     try:
         return bool(dedup_kernels.sweep._cache._cache_file._load_index())
-    except AttributeError:
+    except Exception:  # Numba's internals changed, or an unreadable index
         return True
 
 

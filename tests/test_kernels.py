@@ -363,6 +363,46 @@ def test_the_screens_vnni_products_are_avx2s(seed, groups):
 
 
 @pytest.mark.skipif(not simd.LANES_PAY, reason="the screen needs AVX2")
+def test_rows_too_wide_for_the_screens_int32_sums_are_not_screened(monkeypatch):
+    # codes at the extremes (rows q + LEVELS = 2 LEVELS, a candidate p = LEVELS): up to
+    # screen.MAX_FEATURES features the screen's int32 sums hold, one more would wrap
+    levels = seeding_screen.LEVELS
+    dq = seeding_screen.MAX_FEATURES // seeding_screen.GROUP * seeding_screen.GROUP
+    assert (seeding_screen.MAX_FEATURES + 1) * 2 * levels * levels > 2**31 - 1
+    Xq = np.full((8, dq), 2 * levels, np.uint8)
+    Pq = np.zeros((dq // 4, 4 * simd.LANES), np.int8)
+    Pq[:, :4] = levels  # candidate 0: every feature at LEVELS
+    coef = np.zeros((3, simd.LANES))
+    coef[0], coef[2, 0] = 1.0, levels * levels * dq
+    J = levels * levels * dq  # (2 LEVELS - LEVELS) * LEVELS per feature
+    masks = (_masks_vnni if simd.VNNI else _masks_avx2)(Xq, Pq, np.ones(8), np.full(8, J - 0.5), coef)
+    assert np.all(masks[:, 0] == 1)
+    # wider rows take the unscreened kernel
+    monkeypatch.setattr(seeding, "kmeans_plusplus_screened", lambda *args: pytest.fail("screened"))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, seeding_screen.MAX_FEATURES + 1))
+    rand = rng.random((3, 3))
+    got = seeding.kmeans_plusplus(X, np.ones(len(X)), np.arange(len(X)), 0, rand, 64, _config.SMALL_D, 2)
+    np.testing.assert_array_equal(got, naive.kmeans_plusplus(X, 0, rand, np.arange(len(X))))
+
+
+@pytest.mark.skipif(not simd.LANES_PAY, reason="the screen needs AVX2")
+@pytest.mark.parametrize("scale", [1e-25, 1e-36])
+def test_the_screen_holds_where_float32_products_underflow(scale):
+    # float32 rows near 1e-30: their products fall below float32's normal numbers,
+    # where the exact pass's rounding is no longer relative (without a margin for it,
+    # 4 of these 60 seedings chose other rows)
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        X = (rng.normal(size=(600, 33)) * scale).astype(np.float32)
+        w = rng.integers(0, 3, len(X)).astype(float)
+        rand = rng.random((30, 4))
+        order = rng.permutation(len(X))
+        got = seeding_screen.kmeans_plusplus_screened(X, w, order, 0, rand, 64, 2, 16)
+        np.testing.assert_array_equal(got, seeding_wide.kmeans_plusplus_wide(X, w, order, 0, rand, 64, 2))
+
+
+@pytest.mark.skipif(not simd.LANES_PAY, reason="the screen needs AVX2")
 def test_a_screen_that_leaves_out_a_mover_is_caught():
     # with no bound for the 8-bit copies' rounding and a margin of -25 % of |x - mu|^2, the screen
     # leaves out rows a candidate moves: the check above sees it
@@ -455,8 +495,13 @@ def test_a_change_to_any_kernel_module_makes_every_cached_kernel_stale(tmp_path)
     (tmp_path / "simd.py").write_text("LANES = 16\n")
     assert digest(str(tmp_path)) != first
     (tmp_path / "simd.py").write_text("LANES = 8\n")
+    (tmp_path / ".#simd.py").symlink_to(tmp_path / "nowhere")  # an editor's lock: no module
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "cached.nbi").write_text("")
+    assert digest(str(tmp_path)) == first
     (tmp_path / "seeding" / "screen.py").rename(tmp_path / "seeding" / "other.py")
     assert digest(str(tmp_path)) != first
+    assert digest(str(tmp_path / "simd.py")) is None  # no folder
     # and every cached kernel carries this package's digest in its index's stamp
     stamp = seeding_screen.kmeans_plusplus_screened._cache._cache_file._source_stamp
     assert stamp[1] == _kernels.sources_digest() == digest(os.path.dirname(simd.__file__)) is not None
@@ -573,12 +618,14 @@ def test_lanes_are_used_only_where_they_pay(monkeypatch, machine, name, features
     assert simd._lanes_pay() is pays
 
 
-class _Host:
+class _Host(dict):
+    """llvmlite's map of the host's features, from ``"+a,-b"``."""
+
     def __init__(self, features):
-        self.features = features
+        super().__init__((f[1:], f[0] == "+") for f in features.split(",") if f)
 
     def flatten(self):
-        return self.features
+        return ",".join(("+" if on else "-") + name for name, on in self.items())
 
 
 @pytest.mark.parametrize(
@@ -604,6 +651,17 @@ def test_the_choices_read_the_features_numba_compiles_for(monkeypatch, name, fea
     monkeypatch.setattr(simd.numba.config, "CPU_FEATURES", features)
     monkeypatch.setattr(simd.ll, "get_host_cpu_features", lambda: _Host(host))
     assert (simd._lanes_pay(), simd._has_vnni(), simd._screen_features()) == (lanes, vnni, screen_from)
+
+
+def test_numba_enable_avx_off_turns_the_simd_choices_off(monkeypatch):
+    # NUMBA_ENABLE_AVX=0 turns every avx* feature of the host's off for LLVM, which then
+    # cannot select vpdpbusd (nor the lanes): the choices must see the same
+    monkeypatch.setattr(simd.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(simd.numba.config, "CPU_NAME", None)
+    monkeypatch.setattr(simd.numba.config, "CPU_FEATURES", None)
+    monkeypatch.setattr(simd.numba.config, "ENABLE_AVX", False)
+    monkeypatch.setattr(simd.ll, "get_host_cpu_features", lambda: _Host("+avx2,+fma,+avx512f,+avx512vl,+avx512vnni"))
+    assert (simd._lanes_pay(), simd._has_vnni(), simd._screen_features()) == (False, False, 0)
 
 
 @njit

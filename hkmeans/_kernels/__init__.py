@@ -165,14 +165,24 @@ KERNELS_ROOT = os.path.join(os.path.dirname(__file__), "cpu")
 
 @functools.cache
 def sources_digest(root=KERNELS_ROOT):
-    """A digest of every kernel module under ``root`` (names and contents), or None
-    where they cannot be read (e.g. from a zip file)."""
+    """A digest of the kernel modules under ``root`` (the names and contents of its
+    ``.py`` files, hidden ones and other than plain files left out: an editor's lock
+    link), or None where ``root`` is no folder (e.g. inside a zip file) or one of
+    them cannot be read."""
+    if not os.path.isdir(root):
+        return None
     digest = hashlib.sha256()
+
+    def refuse(error):
+        raise error
+
     try:
-        for folder, subfolders, names in os.walk(root):
-            subfolders.sort()
-            for name in sorted(n for n in names if n.endswith(".py")):
+        for folder, subfolders, names in os.walk(root, onerror=refuse):
+            subfolders[:] = sorted(f for f in subfolders if not f.startswith("."))
+            for name in sorted(names):
                 path = os.path.join(folder, name)
+                if name.startswith(".") or not name.endswith(".py") or not os.path.isfile(path):
+                    continue
                 digest.update(os.path.relpath(path, root).encode() + b"\0")
                 with open(path, "rb") as f:
                     digest.update(f.read() + b"\0")

@@ -37,7 +37,8 @@ _i64 = ir.IntType(64)
 
 def _target_features():
     """The features the kernels are compiled for, as Numba takes them: those of
-    ``NUMBA_CPU_FEATURES``, else the host's, whatever ``NUMBA_CPU_NAME`` names (e.g.
+    ``NUMBA_CPU_FEATURES``, else the host's (every ``avx*`` one off under
+    ``NUMBA_ENABLE_AVX=0``), whatever ``NUMBA_CPU_NAME`` names (e.g.
     ``+avx2,+fma,...``; empty: the named CPU's own); None for a generic x86-64
     (``NUMBA_CPU_NAME=generic``, for portable caches) or where they are unknown."""
     if numba.config.CPU_NAME in ("generic", "x86-64"):
@@ -45,9 +46,14 @@ def _target_features():
     if numba.config.CPU_FEATURES is not None:
         return numba.config.CPU_FEATURES
     try:
-        return ll.get_host_cpu_features().flatten()
+        features = ll.get_host_cpu_features()
     except RuntimeError:  # features unknown on this host
         return None
+    if not numba.config.ENABLE_AVX:  # as Numba's codegen takes the host's features
+        for name in features:
+            if name.startswith("avx"):
+                features[name] = False
+    return features.flatten()
 
 
 def _lanes_pay():

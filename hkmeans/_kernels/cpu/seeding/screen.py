@@ -6,17 +6,19 @@ A candidate ``y`` moves row ``x`` only where the squared distance the exact pass
 computes (:func:`.wide.block_potentials`) is below the row's ``closest``. Distances do
 not change when the rows' mean ``mu`` is taken off, and the 8-bit rounding shrinks with
 the norms, so the copies are of ``x - mu``: each row is stored once as
-``x - mu = s q + e_x`` (``q`` in [-63, 63], one scale ``s`` per row) and each step's
-candidates as ``y - mu = t p + e_y`` (``p`` in [-63, 63]); the integer products
-``q . p`` take three AVX2 multiplies (two ``pmaddubsw``, one ``pmaddwd``) per eight
-features and eight candidates, against eight fused multiply-adds in the exact pass,
-and the copy is a quarter of the float32 data. With ``|e_x|`` and ``|e_y|``,
+``x - mu = s q + e_x`` (``q`` in [-L, L], one scale ``s`` per row) and each step's
+candidates as ``y - mu = t p + e_y`` (``p`` in [-L, L]; ``L`` is :data:`LEVELS`); the
+integer products ``q . p`` take three AVX2 multiplies (two ``pmaddubsw``, one
+``pmaddwd``), or two ``vpdpbusd`` where the CPU has VNNI, per eight features and eight
+candidates, against eight fused multiply-adds in the exact pass, and the copy is a
+quarter of the float32 data. With ``|e_x|`` and ``|e_y|``,
 Cauchy-Schwarz bounds the rest of the dot product (``x`` and ``y`` centred here):
 ``x . y <= s t (q . p) + (|x| + |e_x|) |e_y| + |e_x| |y|``; the exact pass's rounding
 (sums of ``d`` products in the data's dtype or finer, then ``|x|^2 + |y|^2 - 2 x . y`` in
 float64) stays below ``(d + 8) u (|x|^2 + |y|^2)``, ``u`` the unit roundoff of the
-data's dtype (``|x|``, ``|y|`` not centred), and the margin is twice that; the float64
-arithmetic of the bound itself gets a relative ``1e-9``. A row whose lower bound is not
+data's dtype (``|x|``, ``|y|`` not centred), plus ``(d + 8) eta`` where products
+fall below the dtype's normal numbers (``eta`` its smallest subnormal), and the margin
+is twice that; the float64 arithmetic of the bound itself gets a relative ``1e-9``. A row whose lower bound is not
 below its
 ``closest`` for a candidate provably keeps its distance: its term in that candidate's
 potential is ``w closest``, as the exact pass adds it.
@@ -49,6 +51,11 @@ from .wide import _trial_potentials_wide, block_potentials, candidate_dots, cand
 #: ``4 * 126 * 63 < 2**15``. ``vpdpbusd`` widens to 32 bits at once: the row's
 #: ``q + LEVELS`` <= 254 fits its unsigned byte and ``p`` its signed one.
 LEVELS = 127 if simd.VNNI else 63
+
+#: Widest rows the screen takes: its int32 sums of one product of at most
+#: ``2 LEVELS * LEVELS`` per feature must not wrap (66,572 features with ``vpdpbusd``'s
+#: codes, 270,536 with AVX2's).
+MAX_FEATURES = (2**31 - 1) // (2 * LEVELS * LEVELS)
 
 #: Features per group: two ``pmaddubsw`` of four features each, added in 16 bits.
 GROUP = 8
@@ -234,12 +241,13 @@ def _row_codes(X, mu, x_sq, kappa):
     """The rows' 8-bit copies ``Xq`` (``q + LEVELS`` of ``x - mu``, features padded to a
     multiple of :data:`GROUP` with ``q = 0``), ``gam = 2 s``, the centred squared norms
     ``|x - mu|^2`` and what the screen's threshold needs per row (``bounds``:
-    ``(1 - 1e-9) |x - mu|^2 - kappa |x|^2``, and the factors of the largest ``|e_y|``
+    ``(1 - 1e-9) |x - mu|^2 - kappa |x|^2`` less half the :func:`underflow_margin`, and the factors of the largest ``|e_y|``
     and ``|y - mu|`` in the Cauchy-Schwarz bound: ``2 (|x - mu| + |e_x|)`` and
     ``2 |e_x|``). Distances do not change with ``mu``; the copies' rounding, which grows
     with the rows' norms, does."""
     n, d = X.shape
     dq = (d + GROUP - 1) // GROUP * GROUP
+    floor = underflow_margin(X)
     Xq = np.full((n, dq), LEVELS, dtype=np.uint8)
     gam = np.empty(n, dtype=np.float64)
     csq = np.empty(n, dtype=np.float64)
@@ -256,7 +264,7 @@ def _row_codes(X, mu, x_sq, kappa):
             Xq[i, f] = np.uint8(q[f] + LEVELS)
         gam[i] = 2.0 * s
         csq[i] = c2
-        bounds[i, 0] = (1.0 - 1e-9) * c2 - kappa * x_sq[i]
+        bounds[i, 0] = (1.0 - 1e-9) * c2 - kappa * x_sq[i] - floor / 2
         bounds[i, 1] = 2.0 * (np.sqrt(c2) + err)
         bounds[i, 2] = 2.0 * err
     return Xq, gam, csq, bounds
@@ -266,9 +274,11 @@ def _row_codes(X, mu, x_sq, kappa):
 def _candidate_codes(X, mu, x_sq, csq, cand, dq, kappa):
     """Per step: the candidates' 8-bit copies ``Pq`` (of ``y - mu``; lanes padded to
     whole vectors, laid out for :func:`_screen`), ``coef`` (their scales ``t``,
-    ``(1 - 1e-9) |y - mu|^2 - kappa |y|^2`` and ``LEVELS sum(p)``; padded lanes never
+    ``(1 - 1e-9) |y - mu|^2 - kappa |y|^2`` less half the :func:`underflow_margin` and
+    ``LEVELS sum(p)``; padded lanes never
     pass), and the largest ``|e_y|`` and ``|y - mu|``, rounded up."""
     t, d = cand.shape[0], X.shape[1]
+    floor = underflow_margin(X)
     width = (t + LANES - 1) // LANES * LANES
     Pq = np.zeros((dq // 4, 4 * width), dtype=np.int8)
     coef = np.zeros((3, width), dtype=np.float64)
@@ -286,7 +296,7 @@ def _candidate_codes(X, mu, x_sq, csq, cand, dq, kappa):
             Pq[f // 4, 4 * q + f % 4] = np.int8(p[f])
             total += p[f]
         coef[0, q] = s
-        coef[1, q] = (1.0 - 1e-9) * csq[cand[q]] - kappa * x_sq[cand[q]]
+        coef[1, q] = (1.0 - 1e-9) * csq[cand[q]] - kappa * x_sq[cand[q]] - floor / 2
         coef[2, q] = LEVELS * total
         err_top = max(err_top, err)
         norm_top = max(norm_top, np.sqrt(csq[cand[q]]))
@@ -296,8 +306,17 @@ def _candidate_codes(X, mu, x_sq, csq, cand, dq, kappa):
 @njit(cache=True)
 def screen_margin(X):
     """``kappa``: the exact pass's squared distances are within ``kappa (|x|^2 + |y|^2)``
-    of the true ones (twice the bound in the module's notes)."""
+    of the true ones (twice the bound in the module's notes), where no product falls
+    below the dtype's normal numbers (else see :func:`underflow_margin`)."""
     return 2.0 * (X.shape[1] + 8) * (np.finfo(X.dtype).eps / 2)
+
+
+@njit(cache=True)
+def underflow_margin(X):
+    """What the exact pass's squared distances may lose besides ``kappa``'s share:
+    twice ``(d + 8)`` times the dtype's smallest subnormal, for products and sums that
+    fall below its normal numbers (rows of float32 values near 1e-23 and below)."""
+    return 2.0 * (X.shape[1] + 8) * (np.finfo(X.dtype).tiny * np.finfo(X.dtype).eps)
 
 
 @njit(cache=True)
