@@ -28,7 +28,7 @@ import numpy as np
 
 import hkmeans
 from hkmeans import _config
-from hkmeans._kernels.cpu import seeding
+from hkmeans._kernels.cpu import seeding, simd
 from hkmeans._kernels.cpu.seeding import kmeans_plusplus_boxed, kmeans_plusplus_wide
 from hkmeans._threads import single_threaded_blas
 from hkmeans.backends import resolve
@@ -81,8 +81,10 @@ def run_shape(name, repeats):
     first = int(rng.integers(n))
     args = (w, order, first, rand, _config.SEEDING_ROWS, numba.get_num_threads())
     small = slice(0, 3000)
-    for fn in (before, now):  # compile or load first
-        fn(X[small], w[small], np.arange(3000), 0, rand[:3], *args[4:])
+    for fn in (before, now, seeding.kmeans_plusplus_screened):  # compile or load first
+        extra = (args[4] // 4,) if fn is seeding.kmeans_plusplus_screened else ()
+        if fn is not seeding.kmeans_plusplus_screened or simd.LANES_PAY:
+            fn(X[small], w[small], np.arange(3000), 0, rand[:3], *args[4:], *extra)
     times = {"before": [], "now": []}
     picks = {}
     for _ in range(repeats):

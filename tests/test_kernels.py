@@ -363,6 +363,24 @@ def test_the_screens_vnni_products_are_avx2s(seed, groups):
 
 
 @pytest.mark.skipif(not simd.LANES_PAY, reason="the screen needs AVX2")
+def test_only_large_seedings_are_screened(monkeypatch):
+    # rows x steps x features below screen.MIN_WORK: the unscreened kernel (the screen
+    # would save little and compile on a first run); at it, the screened one
+    calls = []
+    screened = seeding.kmeans_plusplus_screened
+    monkeypatch.setattr(seeding, "kmeans_plusplus_screened", lambda *a: calls.append(1) or screened(*a))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, max(simd.SCREEN_FEATURES, _config.SMALL_D + 1)))
+    rand = rng.random((9, 3))
+    want = naive.kmeans_plusplus(X, 0, rand, np.arange(len(X)))
+    for min_work, n_calls in ((X.size * 9 + 1, 0), (X.size * 9, 1)):
+        monkeypatch.setattr(seeding_screen, "MIN_WORK", min_work)
+        got = seeding.kmeans_plusplus(X, np.ones(len(X)), np.arange(len(X)), 0, rand, 64, _config.SMALL_D, 2)
+        np.testing.assert_array_equal(got, want)
+        assert len(calls) == n_calls
+
+
+@pytest.mark.skipif(not simd.LANES_PAY, reason="the screen needs AVX2")
 def test_rows_too_wide_for_the_screens_int32_sums_are_not_screened(monkeypatch):
     # codes at the extremes (rows q + LEVELS = 2 LEVELS, a candidate p = LEVELS): up to
     # screen.MAX_FEATURES features the screen's int32 sums hold, one more would wrap
@@ -377,7 +395,8 @@ def test_rows_too_wide_for_the_screens_int32_sums_are_not_screened(monkeypatch):
     J = levels * levels * dq  # (2 LEVELS - LEVELS) * LEVELS per feature
     masks = (_masks_vnni if simd.VNNI else _masks_avx2)(Xq, Pq, np.ones(8), np.full(8, J - 0.5), coef)
     assert np.all(masks[:, 0] == 1)
-    # wider rows take the unscreened kernel
+    # wider rows take the unscreened kernel, however large the seeding
+    monkeypatch.setattr(seeding_screen, "MIN_WORK", 0)
     monkeypatch.setattr(seeding, "kmeans_plusplus_screened", lambda *args: pytest.fail("screened"))
     rng = np.random.default_rng(0)
     X = rng.normal(size=(12, seeding_screen.MAX_FEATURES + 1))

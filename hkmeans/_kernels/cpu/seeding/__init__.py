@@ -25,13 +25,16 @@ def kmeans_plusplus(X, w, order, first, rand, chunk, small_d, n_tasks):
     spatially ordered blocks, far blocks skipped; wider rows get dot products with the
     candidates per block (:func:`candidate_dots`), one pass over ``X`` per step on
     ``n_tasks`` threads; on x86 with AVX2 and FMA (:data:`simd.LANES_PAY`), for rows of
-    :data:`simd.SCREEN_FEATURES` features or more (up to :data:`screen.MAX_FEATURES`), an 8-bit copy of the rows rules
-    out first, with a proven margin, the rows no candidate can move
-    (:func:`kmeans_plusplus_screened`: the same rows chosen). The paths are
+    :data:`simd.SCREEN_FEATURES` to :data:`screen.MAX_FEATURES` features and
+    seedings of :data:`screen.MIN_WORK` or more (rows x steps x features), an 8-bit
+    copy of the rows rules out first, with a proven margin, the rows no candidate can
+    move (:func:`kmeans_plusplus_screened`: the same rows chosen). The paths are
     kernels of their own: only the one the data need is compiled.
     """
-    if X.shape[1] > small_d:
-        if simd.LANES_PAY and simd.SCREEN_FEATURES <= X.shape[1] <= screen.MAX_FEATURES:
+    n, d = X.shape
+    if d > small_d:
+        screened = simd.SCREEN_FEATURES <= d <= screen.MAX_FEATURES and n * rand.shape[0] * d >= screen.MIN_WORK
+        if simd.LANES_PAY and screened:
             return kmeans_plusplus_screened(X, w, order, first, rand, chunk, n_tasks, chunk // 4)
         return kmeans_plusplus_wide(X, w, order, first, rand, chunk, n_tasks)
     return kmeans_plusplus_boxed(X, w, order, first, rand, chunk)
