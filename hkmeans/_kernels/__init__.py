@@ -6,8 +6,9 @@ on stderr before it starts; later runs load them in well under a second.
 
 Numba caches compiled kernels beside their source (``__pycache__``) or in the user's
 cache folder, each checked against the sources of every kernel module (a change to any
-of them compiles them all anew). Where neither can be written (a read-only install and no writable home),
-the kernels are cached in a private folder under the system's temporary directory
+of them compiles them all anew). Where neither can be written (a read-only install and
+no writable home), the kernels are cached in a private folder under the system's
+temporary directory
 (owned by this user, mode 0700; refused if another user made it first or opened its
 mode), else in a new private folder that lives as long as the process, with a warning,
 rather than failing at import. A cache folder is code that Numba runs: one that

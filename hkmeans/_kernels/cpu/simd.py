@@ -86,11 +86,11 @@ VNNI = _has_vnni()
 def _screen_features():
     """Features from which the seeding's 8-bit screen beats its full pass: with
     ``vpdpbusd`` (:data:`VNNI`) from any width the screen is used at (a Rocket Lake
-    Xeon: 0.87 of the full pass's time at 32 features, 0.78-0.95 at 64, 0.65 at 128); on a
-    CPU with AVX-512 but AVX2's integer products, the full pass's float products are
-    wide enough that the screen paid only from about 128 features (the same Xeon: 1.13
-    times slower at 32, 0.92 to 1.33 at 64, 0.77 at 128); with AVX2 alone from 32 (an
-    AMD EPYC, Zen 3: 0.82)."""
+    Xeon: 0.87 of the full pass's time at 32 features, 0.78-0.95 at 64, 0.65 at 128);
+    on a CPU with AVX-512 but AVX2's integer products, the full pass's float products
+    are wide enough that the screen paid only from about 128 features (the same Xeon:
+    1.13 times slower at 32, 0.92 to 1.33 at 64, 0.77 at 128); with AVX2 alone from 32
+    (an AMD EPYC, Zen 3: 0.82)."""
     return 128 if "+avx512f" in (_target_features() or "") and not _has_vnni() else 0
 
 

@@ -33,8 +33,8 @@ def kmeans_plusplus(X, w, order, first, rand, chunk, small_d, n_tasks):
     """
     n, d = X.shape
     if d > small_d:
-        screened = simd.SCREEN_FEATURES <= d <= screen.MAX_FEATURES and n * rand.shape[0] * d >= screen.MIN_WORK
-        if simd.LANES_PAY and screened:
+        screenable = simd.SCREEN_FEATURES <= d <= screen.MAX_FEATURES
+        if simd.LANES_PAY and screenable and n * rand.shape[0] * d >= screen.MIN_WORK:
             return kmeans_plusplus_screened(X, w, order, first, rand, chunk, n_tasks, chunk // 4)
         return kmeans_plusplus_wide(X, w, order, first, rand, chunk, n_tasks)
     return kmeans_plusplus_boxed(X, w, order, first, rand, chunk)

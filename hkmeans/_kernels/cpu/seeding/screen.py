@@ -18,10 +18,10 @@ Cauchy-Schwarz bounds the rest of the dot product (``x`` and ``y`` centred here)
 float64) stays below ``(d + 8) u (|x|^2 + |y|^2)``, ``u`` the unit roundoff of the
 data's dtype (``|x|``, ``|y|`` not centred), plus ``(d + 8) eta`` where products
 fall below the dtype's normal numbers (``eta`` its smallest subnormal), and the margin
-is twice that; the float64 arithmetic of the bound itself gets a relative ``1e-9``. A row whose lower bound is not
-below its
-``closest`` for a candidate provably keeps its distance: its term in that candidate's
-potential is ``w closest``, as the exact pass adds it.
+is twice that; the float64 arithmetic of the bound itself gets a relative ``1e-9``. A
+row whose lower bound is not below its ``closest`` for a candidate provably keeps its
+distance: its term in that candidate's potential is ``w closest``, as the exact pass
+adds it.
 
 The potentials are the exact pass's, bit for bit: per block of rows, each candidate's
 sum is taken row by row from 0, in order. Up to the first row a candidate moves, that
@@ -246,9 +246,9 @@ def _row_codes(X, mu, x_sq, kappa):
     """The rows' 8-bit copies ``Xq`` (``q + LEVELS`` of ``x - mu``, features padded to a
     multiple of :data:`GROUP` with ``q = 0``), ``gam = 2 s``, the centred squared norms
     ``|x - mu|^2`` and what the screen's threshold needs per row (``bounds``:
-    ``(1 - 1e-9) |x - mu|^2 - kappa |x|^2`` less half the :func:`underflow_margin`, and the factors of the largest ``|e_y|``
-    and ``|y - mu|`` in the Cauchy-Schwarz bound: ``2 (|x - mu| + |e_x|)`` and
-    ``2 |e_x|``). Distances do not change with ``mu``; the copies' rounding, which grows
+    ``(1 - 1e-9) |x - mu|^2 - kappa |x|^2`` less half the :func:`underflow_margin`,
+    and the factors of the largest ``|e_y|`` and ``|y - mu|`` in the Cauchy-Schwarz
+    bound: ``2 (|x - mu| + |e_x|)`` and ``2 |e_x|``). Distances do not change with ``mu``; the copies' rounding, which grows
     with the rows' norms, does."""
     n, d = X.shape
     dq = (d + GROUP - 1) // GROUP * GROUP
@@ -280,8 +280,8 @@ def _candidate_codes(X, mu, x_sq, csq, cand, dq, kappa):
     """Per step: the candidates' 8-bit copies ``Pq`` (of ``y - mu``; lanes padded to
     whole vectors, laid out for :func:`_screen`), ``coef`` (their scales ``t``,
     ``(1 - 1e-9) |y - mu|^2 - kappa |y|^2`` less half the :func:`underflow_margin` and
-    ``LEVELS sum(p)``; padded lanes never
-    pass), and the largest ``|e_y|`` and ``|y - mu|``, rounded up."""
+    ``LEVELS sum(p)``; padded lanes never pass), and the largest ``|e_y|`` and
+    ``|y - mu|``, rounded up."""
     t, d = cand.shape[0], X.shape[1]
     floor = underflow_margin(X)
     width = (t + LANES - 1) // LANES * LANES
