@@ -432,8 +432,10 @@ def test_bad_input_gives_one_line_errors_before_work(client):
     huge[1234, 3] = 1e200  # squared distances overflow float64, as in memory
     with pytest.raises(ValueError, match=r"^X has values up to 1e\+200 .* overflow float64 .*; scale the data\.$"):
         HierarchicalKMeans(**PARAMS).fit(da.from_array(huge, chunks=(CHUNK, D)))
-    with pytest.raises(ValueError, match=r"overflow float64"):
-        KMeans(4, random_state=0).fit(X.astype(np.float64)).predict(da.from_array(huge, chunks=(CHUNK, D))).compute()
+    fitted = KMeans(4, random_state=0).fit(X.astype(np.float64))
+    for method in (fitted.predict, fitted.transform):
+        with pytest.raises(ValueError, match=r"overflow float64"):
+            method(da.from_array(huge, chunks=(CHUNK, D))).compute()
     model = HierarchicalKMeans(**PARAMS, metric="cosine")
     assert model.fit(da.from_array(huge, chunks=(CHUNK, D))).n_iter_  # cosine: the rows are normalised first
     with pytest.raises(ValueError, match="2-D array"):

@@ -1,6 +1,7 @@
 """Kernels against the plain-NumPy references in ``naive.py``."""
 
 import importlib
+import itertools
 import os
 import subprocess
 import sys
@@ -406,16 +407,17 @@ def test_rows_too_wide_for_the_screens_int32_sums_are_not_screened(monkeypatch):
 
 
 @pytest.mark.skipif(not simd.LANES_PAY, reason="the screen needs AVX2")
-@pytest.mark.parametrize("scale", [1e-25, 1e-36])
-def test_the_screen_holds_where_float32_products_underflow(scale):
-    # float32 rows near 1e-30: their products fall below float32's normal numbers,
-    # where the exact pass's rounding is no longer relative (without a margin for it,
-    # 4 of these 60 seedings chose other rows)
-    for seed in range(60):
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e-25), (np.float32, 1e-36), (np.float64, 1e-160)])
+def test_the_screen_holds_where_products_underflow(dtype, scale):
+    # rows whose products fall below their dtype's normal numbers, where the exact
+    # pass's rounding is no longer relative, and (float64) the squares of the 8-bit
+    # copies' residuals underflow (without the margin and the scaled residuals, 4 of
+    # these 60 float32 seedings chose other rows, and some float64 ones)
+    for seed, (n, d, steps, weighted) in itertools.product(range(60), [(600, 33, 30, True), (1000, 17, 80, False)]):
         rng = np.random.default_rng(seed)
-        X = (rng.normal(size=(600, 33)) * scale).astype(np.float32)
-        w = rng.integers(0, 3, len(X)).astype(float)
-        rand = rng.random((30, 4))
+        X = (rng.normal(size=(n, d)) * scale).astype(dtype)
+        w = rng.integers(0, 3, n).astype(float) if weighted else np.ones(n)
+        rand = rng.random((steps, 4))
         order = rng.permutation(len(X))
         got = seeding_screen.kmeans_plusplus_screened(X, w, order, 0, rand, 64, 2, 16)
         np.testing.assert_array_equal(got, seeding_wide.kmeans_plusplus_wide(X, w, order, 0, rand, 64, 2))

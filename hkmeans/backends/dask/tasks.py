@@ -175,9 +175,10 @@ def inertia_block(x, labels, centers):
     return one_block(float(np.einsum("ij,ij->", diff, diff, dtype=np.float64)))
 
 
-def distances_block(x, centers):
+def distances_block(x, centers, block_info=None):
     from sklearn.metrics import euclidean_distances
 
+    check_values(x, first_row(block_info))
     if x.shape[0] == 0:  # an empty chunk (scikit-learn refuses it)
         return np.empty((0, centers.shape[0]), dtype=np.result_type(x.dtype, centers.dtype))
     return euclidean_distances(x, centers)

@@ -54,7 +54,7 @@ LEVELS = 127 if simd.VNNI else 63
 
 #: Widest rows the screen takes: its int32 sums of one product of at most
 #: ``2 LEVELS * LEVELS`` per feature must not wrap (66,572 features with ``vpdpbusd``'s
-#: codes, 270,536 with AVX2's).
+#: codes, 270,532 with AVX2's).
 MAX_FEATURES = (2**31 - 1) // (2 * LEVELS * LEVELS)
 
 #: Rows x steps x features below which a seeding is not screened: there the screen
@@ -227,7 +227,8 @@ screen_row = _screen(1, simd.VNNI)
 @njit(cache=True)
 def _code(v, levels, out):
     """``v = s q + e`` (``q = out``, integers in [-levels, levels], as float64; ``s``
-    from ``v``'s largest magnitude): returns ``s`` and ``|e|``."""
+    from ``v``'s largest magnitude): returns ``s`` and ``|e|``, summed in units of
+    ``s`` (the squares of a tiny row's residuals would underflow)."""
     top = 0.0
     for f in range(v.shape[0]):
         top = max(top, abs(v[f]))
@@ -236,9 +237,9 @@ def _code(v, levels, out):
     for f in range(v.shape[0]):
         q = min(max(np.rint(v[f] / s), -levels), levels)
         out[f] = q
-        r = v[f] - s * q
+        r = (v[f] - s * q) / s
         e2 += r * r
-    return s, np.sqrt(e2)
+    return s, s * np.sqrt(e2)
 
 
 @njit(parallel=True, cache=True)
