@@ -58,7 +58,8 @@ class _CentroidClusterer(
 
     def _validate_fit_data(self, X):
         """``X`` checked; a dask array is checked by shape and dtype only (its rows are
-        checked for NaN and infinity chunk by chunk in the first pass)."""
+        checked for NaN, infinity and overflowing values chunk by chunk in the first
+        pass)."""
         check_backend(X, self.backend)
         arrays = arrays_of(X)
         X = arrays.validated(self, X, reset=True, accept_sparse=self._accept_sparse)

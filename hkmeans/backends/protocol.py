@@ -151,8 +151,8 @@ class PerRowArrays(Protocol):
 
     def check_range(self, X: Any, dtype: Any, metric: str) -> None:
         """A one-line ValueError if the rows' values leave ``dtype``'s range or (with
-        ``metric="euclidean"``) their squared distances would (in memory only: a
-        lazy array is not read for it)."""
+        ``metric="euclidean"``) their squared distances would (in memory: a lazy
+        array's chunks are checked by the tasks of the first pass that reads them)."""
 
     def distances(self, X: Any, centers: np.ndarray, client: Any = None) -> Any:
         """Euclidean distance of each row to each centre."""
