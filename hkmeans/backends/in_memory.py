@@ -76,6 +76,14 @@ def largest_magnitude(X) -> float:
     return max((float(np.abs(X[rows]).max(initial=0.0)) for rows in row_blocks(X)), default=0.0)
 
 
+def refuse_out_of_range(X, dtype, metric: str) -> None:
+    """A one-line ValueError if the values of ``X`` leave ``dtype``'s range or (with
+    ``metric="euclidean"``) their squared distances would (see :func:`range_error`)."""
+    why = range_error(largest_magnitude(X), dtype, X.shape[1], metric)
+    if why is not None:
+        raise ValueError(why)
+
+
 def rounding_bound(X) -> float:
     """Relative bound on the rounding of a full nearest-centroid search over the rows
     of ``X`` (see :func:`hkmeans._kernels.cpu.assign.assign`), with a factor 2 to spare."""
@@ -116,9 +124,7 @@ class InMemoryArrays:
         return normalize(X) if sparse.issparse(X) else normalize_rows(X)
 
     def check_range(self, X, dtype, metric: str) -> None:
-        why = range_error(largest_magnitude(X), dtype, X.shape[1], metric)
-        if why is not None:
-            raise ValueError(why)
+        refuse_out_of_range(X, dtype, metric)
 
     def distances(self, X, centers, client=None):
         return euclidean_distances(X, centers)

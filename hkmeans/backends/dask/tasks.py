@@ -12,9 +12,9 @@ import threading
 
 import numpy as np
 
-from ..._validation import range_error
 from .. import cuda
 from ..cpu import CPUBackend
+from ..in_memory import refuse_out_of_range
 from .storage import save_scratch
 
 # One chunk's kernels at a time in a process: each runs on all of the worker's Numba
@@ -46,9 +46,7 @@ def check_values(x, start):
     if not np.all(np.isfinite(x)):
         bad = start + int(np.flatnonzero(~np.all(np.isfinite(x), axis=1))[0])
         raise ValueError(f"X contains NaN or infinity (row {bad} first): drop or fix those rows.")
-    why = range_error(float(np.max(np.abs(x), initial=0.0)), x.dtype, x.shape[1], "euclidean")
-    if why is not None:
-        raise ValueError(why)
+    refuse_out_of_range(x, x.dtype, "euclidean")
 
 
 # Chunks a worker holds on its GPU, by (array name, chunk): kept for the next passes
