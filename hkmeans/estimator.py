@@ -70,8 +70,7 @@ class _CentroidClusterer(
         check_is_fitted(self)
         arrays = arrays_of(X)
         X = arrays.validated(self, X, reset=False, accept_sparse=self._accept_sparse)
-        arrays.check_range(X, self.cluster_centers_.dtype, self.metric)
-        X = X.astype(self.cluster_centers_.dtype, copy=False)
+        X = arrays.in_dtype(X, self.cluster_centers_.dtype, self.metric)
         return arrays.normalized(X) if self.metric == "cosine" else X
 
     def _on_metric(self, X):

@@ -436,6 +436,12 @@ def test_bad_input_gives_one_line_errors_before_work(client):
     for method in (fitted.predict, fitted.transform):
         with pytest.raises(ValueError, match=r"overflow float64"):
             method(da.from_array(huge, chunks=(CHUNK, D))).compute()
+    narrow = X.astype(np.float64)
+    narrow[1234, 3] = 1e39  # beyond the float32 model's range: named so, as in memory, not as infinity
+    for method in (KMeans(4, random_state=0).fit(X).predict, HierarchicalKMeans(**PARAMS).fit(X).predict):
+        for rows in (narrow, da.from_array(narrow, chunks=(CHUNK, D))):
+            with pytest.raises(ValueError, match=r"^X has values up to 1e\+39 .*beyond float32's range"):
+                np.asarray(method(rows))
     model = HierarchicalKMeans(**PARAMS, metric="cosine")
     assert model.fit(da.from_array(huge, chunks=(CHUNK, D))).n_iter_  # cosine: the rows are normalised first
     with pytest.raises(ValueError, match="2-D array"):

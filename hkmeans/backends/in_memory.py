@@ -126,6 +126,10 @@ class InMemoryArrays:
     def check_range(self, X, dtype, metric: str) -> None:
         refuse_out_of_range(X, dtype, metric)
 
+    def in_dtype(self, X, dtype, metric: str):
+        refuse_out_of_range(X, dtype, metric)
+        return X.astype(dtype, copy=False)
+
     def distances(self, X, centers, client=None):
         return euclidean_distances(X, centers)
 

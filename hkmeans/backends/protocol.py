@@ -154,6 +154,10 @@ class PerRowArrays(Protocol):
         ``metric="euclidean"``) their squared distances would (in memory: a lazy
         array's chunks are checked by the tasks of the first pass that reads them)."""
 
+    def in_dtype(self, X: Any, dtype: Any, metric: str) -> Any:
+        """``X`` cast to ``dtype``, its values checked as :meth:`check_range` checks them
+        against that dtype first (a lazy array's per chunk, before the cast)."""
+
     def distances(self, X: Any, centers: np.ndarray, client: Any = None) -> Any:
         """Euclidean distance of each row to each centre."""
 

@@ -17,7 +17,7 @@ from .client import compute, holder
 from .reductions import counts, first_item, lookup, map_chunks, random_scores, sums, tree_reduce
 from .selection import select
 from .storage import map_rows, store
-from .tasks import rows_block
+from .tasks import cast_checked, rows_block
 
 
 class DaskArrays:
@@ -43,6 +43,11 @@ class DaskArrays:
 
     def check_range(self, X, dtype, metric: str) -> None:
         pass  # a pass over every chunk: checked in the fit's first (tasks.check_values)
+
+    def in_dtype(self, X, dtype, metric: str):
+        if X.dtype == dtype:
+            return X
+        return X.map_blocks(cast_checked, np.dtype(dtype), metric, dtype=dtype)
 
     def distances(self, X, centers, client=None):
         return DaskBackend(X, client, persist=False).distances(centers)

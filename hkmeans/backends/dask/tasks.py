@@ -39,14 +39,22 @@ def chunk_index(block_info) -> int:
     return int(block_info[0]["chunk-location"][0])
 
 
-def check_values(x, start):
+def check_values(x, start, dtype=None, metric="euclidean"):
     """The rows of a chunk (from row ``start``) as the in-memory checks take them:
-    finite, and (the rows the kernels see, normalised for cosine) small enough that
-    their squared distances do not overflow the chunk's dtype."""
+    finite, and within ``dtype``'s range (the chunk's by default) and, for
+    ``metric="euclidean"`` (the rows the kernels see, normalised for cosine), small
+    enough that their squared distances do not overflow it."""
     if not np.all(np.isfinite(x)):
         bad = start + int(np.flatnonzero(~np.all(np.isfinite(x), axis=1))[0])
         raise ValueError(f"X contains NaN or infinity (row {bad} first): drop or fix those rows.")
-    refuse_out_of_range(x, x.dtype, "euclidean")
+    refuse_out_of_range(x, x.dtype if dtype is None else dtype, metric)
+
+
+def cast_checked(x, dtype, metric, block_info=None):
+    """A chunk cast to ``dtype`` (a model's) once :func:`check_values` has checked it
+    against that dtype: a value beyond its range is named as such, not as infinity."""
+    check_values(x, first_row(block_info), dtype, metric)
+    return x.astype(dtype, copy=False)
 
 
 # Chunks a worker holds on its GPU, by (array name, chunk): kept for the next passes
