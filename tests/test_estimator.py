@@ -157,6 +157,18 @@ def test_cosine_fits_rows_of_any_magnitude_alike():
         np.testing.assert_array_equal(m.predict(X * scale), reference.predict(X))
 
 
+def test_float64_rows_beyond_float32s_range_fit_as_scaled_ones():
+    """Rows of 1e39 fit as the same rows at scale 1 (a power of 2 scales exactly): the
+    Lloyd bounds, kept in float32, stay finite and loosen instead of stopping the run."""
+    X = np.random.default_rng(10).normal(size=(300, 4))
+    big = X * 2.0**130
+    for make in (lambda: KMeans(8, random_state=0), lambda: HierarchicalKMeans((8, 2), random_state=0)):
+        ref, m = make().fit(X), make().fit(big)
+        np.testing.assert_array_equal(m.labels_, ref.labels_)
+        np.testing.assert_array_equal(m.predict(big), m.labels_)
+    assert KMeans(8, random_state=0).fit(big).n_iter_ == KMeans(8, random_state=0).fit(X).n_iter_
+
+
 def test_values_whose_distances_overflow_are_refused_before_any_work():
     X = np.random.default_rng(0).normal(size=(200, 4))
     for make in (lambda: HierarchicalKMeans((10, 3)), lambda: KMeans(4)):

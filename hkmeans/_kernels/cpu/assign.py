@@ -9,6 +9,9 @@ from ._common import _argmin, _min, _row_sq, _sq_norms, _sqdist, _task_range, nj
 # bounds are kept in float32: scaled by this before they are stored, they stay below
 # the float64 values they round (float32 rounds by at most 2**-24 relative)
 _SHRINK = 1.0 - 2.0**-22
+# a bound beyond float32's range is stored as its largest value, still a lower bound,
+# not as inf, which never loosens (inf is kept for a group with no other centre)
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @njit(parallel=True, cache=True)
@@ -34,8 +37,10 @@ def _group_minima(row, best, group_offsets, out):
 @njit(cache=True, inline="always")
 def _lower_bound(value, shift):
     """A stored bound from a searched squared-distance ``value``: ``shift`` adds what the
-    search left out (``|x|^2`` for the GEMM) less its rounding bound; float32, rounded down."""
-    return np.sqrt(max(value + shift, 0.0)) * _SHRINK
+    search left out (``|x|^2`` for the GEMM) less its rounding bound; float32, rounded
+    down (at most float32's largest value where ``value`` is finite)."""
+    bound = np.sqrt(max(value + shift, 0.0)) * _SHRINK
+    return min(bound, _F32_MAX) if value < np.inf else bound
 
 
 @njit(cache=True)
@@ -190,7 +195,7 @@ def _search_groups(
                 other = g_min[r, g, 1] if g_arg[r, g] == p else g_min[r, g, 0]
                 lower[i, g] = _lower_bound(other, left_out - err)
         if p != old and not need[r, g_old]:  # the old centroid joins its group's others
-            lower[i, g_old] = min(lower[i, g_old], np.sqrt(ps[r]) * _SHRINK)
+            lower[i, g_old] = min(lower[i, g_old], np.sqrt(ps[r]) * _SHRINK, _F32_MAX)
     return m
 
 
