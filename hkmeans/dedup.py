@@ -83,26 +83,13 @@ def check_threshold(threshold, metric) -> float:
     return float(threshold)
 
 
-#: Euclidean searches of float32 rows run in float64 when a squared norm is above
-#: this (float32 dot products of such rows overflow), or the threshold below
-#: ``FLOAT32_SMALLEST`` (distances that small are products that underflow).
-FLOAT32_LARGEST_SQ = 1e36
-FLOAT32_SMALLEST = 1e-15
-
-
 def _check_data(X, metric, threshold=1.0):
     if not isinstance(X, np.ndarray) or X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
         X = check_array(X, dtype=[np.float64, np.float32], order="C")
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"X must be a non-empty 2-D array, got shape {X.shape}.")
     sq = search.exact_norms(X, cosine=metric == "cosine")
-    if (
-        metric == "euclidean"
-        and X.dtype == np.float32
-        and (sq.max() > FLOAT32_LARGEST_SQ or 0 < threshold < FLOAT32_SMALLEST)
-    ):
-        X = X.astype(np.float64)
-    return X, sq
+    return X.astype(search.search_dtype(X.dtype, sq, threshold, metric == "cosine"), copy=False), sq
 
 
 def _model_centroids(model, X, n_clusters, take=None):

@@ -119,6 +119,24 @@ def test_float32_rows_too_large_or_too_small_for_float32_products(scale, thresho
     assert len(res.removed) >= 150
 
 
+def test_exact_copies_of_float32_rows_too_small_for_float32_products():
+    # threshold 0 with rows of 1e-22: their float32 squares underflow; float64 finds them
+    X = np.random.default_rng(0).normal(size=(60, 8))
+    X[30:40] = X[:10]
+    X = (X * 1e-22).astype(np.float32)
+    res = hkmeans.dedup(X, 0.0, metric="euclidean", keep="first", random_state=0)
+    np.testing.assert_array_equal(res.duplicate_of[30:40], np.arange(10))
+    check_rule(X, 0.0, "euclidean", res)
+
+
+def test_cosine_of_float32_rows_whose_norms_leave_float32s_range():
+    # |x| above float32's largest value: the search runs in float64, rows 0 and 1 are copies
+    X = np.array([[3e38, 3e38, 0], [2e38, 2e38, 0], [2, 1, 0], [2, 1, 0.01]], np.float32)
+    res = hkmeans.dedup(X, 0.99, keep="first", n_clusters=2, random_state=0)
+    np.testing.assert_array_equal(res.duplicate_of, [-1, 0, -1, 2])
+    check_rule(X, 0.99, "cosine", res)
+
+
 @pytest.mark.parametrize("scale", [1e100, 1e-100])
 def test_cosine_of_rows_whose_squared_norms_multiply_out_of_float64s_range(scale):
     # |x|^2 |y|^2 overflows (underflows): copies must still score 1, others not inf
@@ -233,6 +251,10 @@ def test_bad_rows_one_line():
     X[7] = 1e-200  # finite, not zero: a squared norm float64 cannot hold, said as such
     with pytest.raises(ValueError, match=r"^The squared norm of row 7 of X underflows float64 \(values up to 1e-200\)"):
         hkmeans.dedup(X, 0.9)
+    X[7] = 1e-160  # a subnormal squared norm: less than float64's relative precision
+    for metric in ("cosine", "euclidean"):
+        with pytest.raises(ValueError, match=r"^The squared norm of row 7 of X underflows float64"):
+            hkmeans.dedup(X, 0.9, metric=metric)
     X[7] = 1e200
     with pytest.raises(ValueError, match=r"^The squared norm of row 7 of X overflows float64 \(values up to 1e\+200\)"):
         hkmeans.dedup(X, 0.9, metric="euclidean")

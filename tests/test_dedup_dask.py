@@ -95,6 +95,19 @@ def test_same_result_whatever_the_workers_chunks_and_groups(client, monkeypatch,
         assert_same(hkmeans.dedup(X, t, backend="dask", **kw), ref)
 
 
+@pytest.mark.parametrize(
+    "scale, t, metric", [(1e30, 1e28, "euclidean"), (1e-22, 0.0, "euclidean"), (1e37, 0.999, "cosine")]
+)
+def test_float32_rows_searched_in_float64_as_in_process(client, scale, t, metric):
+    # products of such float32 rows leave float32's range: float64 on Dask too
+    X = (chains(4, n=120) * scale).astype(np.float32)
+    X[60:80] = X[:20]
+    kw = dict(metric=metric, keep="first", random_state=0, n_clusters=6)
+    ref = hkmeans.dedup(X, t, **kw)
+    assert_same(hkmeans.dedup(da.from_array(X, chunks=(25, -1)), t, client=client, **kw), ref)
+    check_rule(X, t, metric, ref)
+
+
 def test_rounds_pass_decisions_between_groups(client, monkeypatch):
     # rows on a line 0.05 apart, threshold 0.1, in line order: a cluster's first row
     # waits on the last of the cluster before it, a round per cluster

@@ -26,10 +26,34 @@ QUERY_ROWS = 256
 CANDIDATE_ROWS = 1024
 
 
+#: Float32 rows are searched in float64 where their float32 products would leave
+#: float32's range: a squared norm above ``FLOAT32_LARGEST_SQ`` (products overflow), or
+#: a Euclidean threshold below ``FLOAT32_SMALLEST`` (distances that small are products
+#: that underflow; at threshold 0, exact copies, only where a row is that small).
+FLOAT32_LARGEST_SQ = 1e36
+FLOAT32_SMALLEST = 1e-15
+
+#: Squared norms below this (float64's smallest normal number), but not 0, are
+#: refused: they carry less than float64's relative precision, which the scores and
+#: the rounding margins assume (products that underflow within a row of a larger norm
+#: err by less than the margins allow).
+SMALLEST_SQ = float(np.finfo(np.float64).tiny)
+
+
+def search_dtype(dtype, sq, threshold, cosine) -> np.dtype:
+    """The dtype in which rows of ``dtype`` and squared norms ``sq`` are searched."""
+    if dtype != np.float32:
+        return np.dtype(dtype)
+    if float(np.max(sq)) > FLOAT32_LARGEST_SQ:
+        return np.dtype(np.float64)
+    tiny = threshold > 0 or float(np.min(sq)) < FLOAT32_SMALLEST**2
+    return np.dtype(np.float64 if not cosine and threshold < FLOAT32_SMALLEST and tiny else np.float32)
+
+
 def exact_norms(x, start=0, cosine=False) -> np.ndarray:
     """The exact squared norms of the rows ``x`` (the first is row ``start``), or a
     one-line ValueError: a row not finite, one whose squared norm leaves float64's
-    range, or (``cosine``) a zero row."""
+    range or is below :data:`SMALLEST_SQ`, or (``cosine``) a zero row."""
     sq = np.empty(x.shape[0])
     kernels.exact_sq_norms(kernel_input(x), sq)
     if not np.all(np.isfinite(sq)):
@@ -40,15 +64,17 @@ def exact_norms(x, start=0, cosine=False) -> np.ndarray:
         raise ValueError(
             f"The squared norm of row {start + bad} of X overflows float64 (values up to {big:.3g}): scale the data."
         )
-    if cosine and np.any(sq == 0):
-        bad = int(np.flatnonzero(sq == 0)[0])
-        if np.any(x[bad]):
-            small = float(np.abs(x[bad]).max())
+    tiny = np.flatnonzero(sq < SMALLEST_SQ)
+    if tiny.size and cosine and not np.any(x[tiny[0]]):
+        raise ValueError(f'Row {start + tiny[0]} of X is zero: metric="cosine" needs rows of non-zero norm.')
+    for block in np.split(tiny, range(4096, tiny.size, 4096)):  # zero rows pass for "euclidean"
+        nonzero = block[np.any(x[block], axis=1)]
+        if nonzero.size:
+            bad = int(nonzero[0])
             raise ValueError(
-                f"The squared norm of row {start + bad} of X underflows float64 (values up to {small:.3g}): "
-                "scale the data."
+                f"The squared norm of row {start + bad} of X underflows float64 (values up to "
+                f"{float(np.abs(x[bad]).max()):.3g}): scale the data."
             )
-        raise ValueError(f'Row {start + bad} of X is zero: metric="cosine" needs rows of non-zero norm.')
     return sq
 
 

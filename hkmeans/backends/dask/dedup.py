@@ -48,6 +48,7 @@ from ..dedup import (
     centroid_geometry,
     exact_norms,
     rank_order,
+    search_dtype,
     search_radius,
     sweep_pass,
 )
@@ -81,7 +82,12 @@ def dedup(X, threshold, metric, keep, rng, centroids, device, client):
     chunks = persist(
         *[dask.delayed(_norms)(p, int(s), cosine) for p, s in zip(X.to_delayed().ravel(), starts)], client=client
     )
-    max_sq = max(compute(*[dask.delayed(_max_sq)(c) for c in chunks], client=client))
+    ranges = np.array(compute(*[dask.delayed(_sq_range)(c) for c in chunks], client=client))
+    max_sq = float(ranges[:, 1].max())
+    dtype = search_dtype(X.dtype, ranges, threshold, cosine)
+    if dtype != X.dtype:  # as in process: float32 rows whose products would leave its range
+        chunks = persist(*[dask.delayed(_widened)(c, dtype) for c in chunks], client=client)
+        X = X.astype(dtype)  # its dtype and shape only: the rows are read from the chunks
 
     def take(rows):
         """Rows ``rows`` (sorted), gathered from the chunks that hold them."""
@@ -217,8 +223,12 @@ def _norms(x, start, cosine):
     return x, exact_norms(x, start, cosine)
 
 
-def _max_sq(chunk):
-    return float(np.max(chunk[1]))
+def _sq_range(chunk):
+    return float(np.min(chunk[1])), float(np.max(chunk[1]))
+
+
+def _widened(chunk, dtype):
+    return chunk[0].astype(dtype), chunk[1]
 
 
 def _rows_of(chunk, rows):
