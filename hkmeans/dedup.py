@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
@@ -84,6 +85,9 @@ def check_threshold(threshold, metric) -> float:
 
 
 def _check_data(X, metric, threshold=1.0):
+    dtype = getattr(X, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind not in "fiub":
+        raise ValueError(f"X must hold numbers, got dtype {dtype}.")
     if not isinstance(X, np.ndarray) or X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
         X = check_array(X, dtype=[np.float64, np.float32], order="C")
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
@@ -258,6 +262,8 @@ def _check_backend(X, backend, device, client) -> bool:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}.")
+    if sparse.issparse(X):
+        raise ValueError("dedup takes dense rows, got a sparse matrix: pass X.toarray().")
     check_backend(X, backend)
     on_dask = runs_on_dask(X, backend)
     if client is not None and not on_dask:

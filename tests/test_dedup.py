@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy import sparse
 
 import hkmeans
 from hkmeans import HierarchicalKMeans
@@ -258,3 +259,9 @@ def test_bad_rows_one_line():
     X[7] = 1e200
     with pytest.raises(ValueError, match=r"^The squared norm of row 7 of X overflows float64 \(values up to 1e\+200\)"):
         hkmeans.dedup(X, 0.9, metric="euclidean")
+    X[7] = 1
+    with pytest.raises(ValueError, match=r"^X must hold numbers, got dtype complex128\.$"):
+        hkmeans.dedup(X + 1j, 0.9)
+    for backend in ("auto", "dask"):
+        with pytest.raises(ValueError, match=r"^dedup takes dense rows, got a sparse matrix"):
+            hkmeans.dedup(sparse.csr_matrix(X), 0.9, backend=backend)
