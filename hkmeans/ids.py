@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 
 import numpy as np
 
@@ -25,7 +26,7 @@ DEFAULT_COLUMN = "id"
 def load_ids(path) -> np.ndarray:
     """The ids in ``path``: a ``.npy`` array of integers or strings, or a text file
     (``.txt``, ``.csv``, UTF-8 with or without a BOM) of one id per line, taken as
-    integers when every line is one; :class:`~hkmeans.io.InputError` of one line if it
+    integers when every line is one as Python writes it (``42``, ``-7``; not ``007``); :class:`~hkmeans.io.InputError` of one line if it
     cannot be read."""
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -65,10 +66,17 @@ def _from_lines(path, lines):
     empty = [i for i, line in enumerate(lines) if not line.strip()]
     if empty:
         raise InputError(f"{path}: line {empty[0] + 1} is empty; give one id per line.")
-    try:
-        return np.array([int(line) for line in lines], dtype=np.int64)
-    except (ValueError, OverflowError):
-        return _strings(lines)
+    if all(_INTEGER.fullmatch(line) for line in lines):
+        try:
+            return np.array([int(line) for line in lines], dtype=np.int64)
+        except OverflowError:
+            pass
+    return _strings(lines)
+
+
+#: A line read as an integer id: ASCII digits as Python writes an int, no leading
+#: zero, sign, space or separator (``007`` and ``7`` are two ids).
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
 def _strings(values) -> np.ndarray:
@@ -108,6 +116,8 @@ def check_ids(ids, n_rows: int, name: str) -> np.ndarray:
     if ids.dtype.kind == "O" and not all(isinstance(v, str) for v in ids.ravel()):
         kinds = sorted({type(v).__name__ for v in ids.ravel() if not isinstance(v, str)})
         raise InputError(f"{name}: ids must be integers or strings, got values of type {', '.join(kinds)}.")
+    if ids.dtype.kind == "O" and ids.ndim == 1:
+        _refuse_surrogates(ids, name)
     if ids.ndim != 1 or ids.dtype.kind not in "iuO":
         raise InputError(
             f"{name}: ids must be a 1-D array of integers or strings, got shape {ids.shape} of {ids.dtype}."
@@ -116,13 +126,33 @@ def check_ids(ids, n_rows: int, name: str) -> np.ndarray:
         raise InputError(f"{name}: {len(ids)} ids for an input of {n_rows} rows; give one id per row of the input.")
     if ids.dtype.kind == "u" and ids.size and ids.max() > np.iinfo(np.int64).max:
         raise InputError(f"{name}: ids above 2**63 - 1; give them as strings.")
-    ids = ids.astype(np.int64) if ids.dtype.kind in "iu" else ids
+    ids = ids.astype(np.int64, copy=False) if ids.dtype.kind in "iu" else ids
     twice = first_repeat(ids)
     if twice is not None:
         a, b = twice
         value = ids[a].item() if isinstance(ids[a], np.generic) else ids[a]
         raise InputError(f"{name}: id {value!r} is given twice (rows {a} and {b}); ids must be distinct.")
     return ids
+
+
+def _refuse_surrogates(ids, name) -> None:
+    """An :class:`~hkmeans.io.InputError` naming the first id that is not valid
+    Unicode (a lone surrogate, which no UTF-8 output can hold)."""
+    try:
+        "".join(ids).encode("utf-8")
+    except UnicodeEncodeError:
+        row = next(i for i, v in enumerate(ids) if not _encodes(v))
+        raise InputError(
+            f"{name}: id at row {row} ({ids[row]!a}) is not valid Unicode (a lone surrogate); give UTF-8 text."
+        ) from None
+
+
+def _encodes(value) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def first_repeat(ids):

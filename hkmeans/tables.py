@@ -14,7 +14,7 @@ import weakref
 
 import numpy as np
 
-from .ids import first_repeat
+from .ids import check_ids
 from .tree import ClusterTree
 
 
@@ -55,21 +55,22 @@ _CHECKED_IDS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # id(
 
 
 def _check(tree, ids, rows):
+    """``ids`` checked (see :func:`~hkmeans.ids.check_ids`) against ``tree`` and ``rows``."""
     if not isinstance(tree, ClusterTree):
         raise TypeError(f"tree must be a ClusterTree, got {type(tree).__name__}.")
     n_rows = tree.n_samples if rows is None else int(np.max(rows)) + 1
-    if ids is not None and (np.ndim(ids) != 1 or len(ids) < n_rows):
+    if ids is None:
+        return None
+    if np.ndim(ids) != 1 or len(ids) < n_rows:
         raise ValueError(
             f"ids must be a 1-D array of one id per row of the input ({n_rows}), got shape {np.shape(ids)}."
         )
-    if ids is not None and _CHECKED_IDS.get(id(ids)) is not ids:  # once per array, not per block
-        repeat = first_repeat(np.asarray(ids))
-        if repeat is not None:
-            raise ValueError(
-                f"ids must be distinct: rows {repeat[0]} and {repeat[1]} both hold {np.asarray(ids)[repeat[0]]!r}."
-            )
-        if isinstance(ids, np.ndarray):
-            _CHECKED_IDS[id(ids)] = ids
+    if _CHECKED_IDS.get(id(ids)) is ids:  # once per array, not per block
+        return ids
+    checked = check_ids(ids, len(ids), "ids")  # integers or strings, distinct
+    if checked is ids:
+        _CHECKED_IDS[id(ids)] = ids
+    return checked
 
 
 def positions(tree: ClusterTree, indices, name="indices") -> np.ndarray:
@@ -109,7 +110,7 @@ def assignments(tree: ClusterTree, ids=None, rows=None, start: int = 0, stop: in
         ``cluster_level0`` ... ``cluster_level{T}`` and ``distance`` (to the
         level-0 centroid).
     """
-    _check(tree, ids, rows)
+    ids = _check(tree, ids, rows)
     stop = tree.n_samples if stop is None else min(stop, tree.n_samples)
     return _structured(_point_columns(tree, np.arange(start, stop, dtype=np.int64), ids, rows))
 
@@ -133,7 +134,7 @@ def selected_table(tree: ClusterTree, indices, ids=None, rows=None) -> np.ndarra
         ``times``, ``cluster_level0`` ... and ``distance``; repeating each ``row``
         ``times`` times gives back the sorted ``indices`` (as input rows).
     """
-    _check(tree, ids, rows)
+    ids = _check(tree, ids, rows)
     points, times = np.unique(positions(tree, indices), return_counts=True)
     columns = _point_columns(tree, points, ids, rows)
     at = list(columns).index("row") + 1

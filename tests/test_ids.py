@@ -10,6 +10,8 @@ import pytest
 
 from hkmeans import ClusterTree, HierarchicalKMeans
 from hkmeans.cli.rundir import RunDir
+from hkmeans.ids import check_ids, load_ids
+from hkmeans.io import InputError
 from hkmeans.tables import assignments, cluster_table, selected_table
 
 from .sources import write_parquet
@@ -335,6 +337,39 @@ def test_tables_by_hand():
     np.testing.assert_array_equal(part["distance"], [2.0, 4.0])
     with pytest.raises(ValueError, match="positions in the tree"):
         selected_table(tree, [6])
+
+
+def test_text_ids_are_integers_only_as_python_writes_them(tmp_path):
+    cases = {
+        "42\n-7\n0\n": [42, -7, 0],
+        "00098\n00100\n": ["00098", "00100"],  # leading zeros: names, kept as given
+        "7\n007\n": ["7", "007"],  # two ids, not one given twice
+        "1_000\n +5\n\u0661\u0662\n": ["1_000", " +5", "\u0661\u0662"],
+        "9223372036854775808\n1\n": ["9223372036854775808", "1"],  # beyond int64
+    }
+    for text, want in cases.items():
+        (tmp_path / "ids.txt").write_text(text, encoding="utf-8")
+        got = load_ids(tmp_path / "ids.txt")
+        assert got.dtype == (np.int64 if isinstance(want[0], int) else object), text
+        assert got.tolist() == want
+
+
+def test_ids_that_no_utf8_output_can_hold_are_refused():
+    for ids in (np.array(["a", "b\ud800"]), ["a", "b\ud800"]):
+        with pytest.raises(InputError, match=r"^ids\.npy: id at row 1 \('b\\ud800'\) is not valid Unicode"):
+            check_ids(ids, 2, "ids.npy")
+
+
+def test_tables_take_ids_as_the_command_line_does():
+    tree = small_tree()
+    ids = ["a0\x00", "b", "c" * 1000, "d", "e", "f"]
+    table = assignments(tree, ids=ids)
+    assert table["id"].dtype == object and table["id"].tolist() == ids  # trailing NUL kept, no <U1000 copy
+    for bad, match in (([0, 1, 2, 3, 4, "a"], "integers or strings"), ([1, "1", 2, 3, 4, 5], "integers or strings")):
+        with pytest.raises(ValueError, match=match):
+            selected_table(tree, [0], ids=bad)
+    with pytest.raises(ValueError, match="is not valid Unicode"):
+        assignments(tree, ids=["a", "b\udfff", "c", "d", "e", "f"])
 
 
 def test_estimator_tables():

@@ -242,7 +242,7 @@ def test_tables_check_positions_and_ids(run):
             cluster_table(tree, selected=np.array(bad))
     ids = np.arange(tree.n_samples)
     ids[5] = ids[7]
-    with pytest.raises(ValueError, match="ids must be distinct: rows 5 and 7"):
+    with pytest.raises(ValueError, match=r"ids: id 7 is given twice \(rows 5 and 7\)"):
         assignments(tree, ids=ids)
 
 
