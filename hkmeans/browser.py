@@ -250,7 +250,9 @@ def cluster_data(
         JSON-ready.
     """
     rng = as_generator(random_state)
-    selected = np.unique(positions(tree, selected, "selected"))
+    # a row picked more than once (a multiplier above 1) counts each time, as in the
+    # run's tables; the examples and the rows not curated take each row once
+    selected, times = np.unique(positions(tree, selected, "selected"), return_counts=True)
     # the level-0 labels stay where they are (a Dask cluster): only those of the
     # curated rows are gathered, and the examples found chunk by chunk
     labels0 = tree.arrays.gathered(tree.labels[0][selected]) if selected.size else np.zeros(0, np.int64)
@@ -262,6 +264,9 @@ def cluster_data(
     seeds = [int(s) for s in rng.integers(2**63, size=tree.n_levels)]  # of each level's example draws
     picked = [np.bincount(up[labels0], minlength=k) for up, k in zip(ups, tree.n_clusters)]
     others = [tree.sizes(t) - s for t, s in enumerate(picked)]  # rows not curated, per cluster
+    picks = [
+        np.bincount(up[labels0], weights=times, minlength=k).astype(np.int64) for up, k in zip(ups, tree.n_clusters)
+    ]
     curated = []
     for up, keep, seed in zip(ups, keeps, seeds):
         c = up[labels0]
@@ -287,7 +292,7 @@ def cluster_data(
                 "note": note,
                 "c": keep.tolist(),
                 "n": sizes[keep].tolist(),
-                "s": picked[t][keep].tolist(),
+                "s": picks[t][keep].tolist(),
                 "p": np.asarray(parent).tolist(),
                 "h": None if children is None else children[keep].tolist(),
                 "d": None if dist is None else [None if np.isnan(x) else round(float(x), 4) for x in dist[keep]],
@@ -416,8 +421,8 @@ SCRIPT = r"""
     return grid;
   }
   function open(t, c) {
-    var i = index[t][c];
-    if (i === undefined) return;
+    var i = index[t] === undefined ? undefined : index[t][c];
+    if (i === undefined) return;  // a link to a level or cluster the page does not describe
     var r = row(t, i), path = [], u = t, p = c;
     while (u <= top && p !== undefined && p >= 0) {
       path.unshift("level " + u + " cluster " + p);

@@ -382,9 +382,10 @@ class ParquetPool(_PartsPool):
         """Whether the first file has a column ``name``."""
         return name in self._meta[0].schema.to_arrow_schema().names
 
-    def read_column(self, name) -> np.ndarray:
+    def read_column(self, name, nulls=False) -> np.ndarray:
         """Column ``name`` of every file, in order, one value per row, row group by
-        row group; :class:`InputError` if a file lacks it or it holds nulls or lists."""
+        row group; :class:`InputError` if a file lacks it or it holds lists, or nulls
+        unless ``nulls`` (then None, or NaN in a numeric column)."""
         pq = importlib.import_module("pyarrow.parquet")
         parts = []
         for f, path in enumerate(self.files):
@@ -400,7 +401,7 @@ class ParquetPool(_PartsPool):
                     values = pf.read_row_group(g, columns=[name]).column(0)
                 except (self._pa.ArrowException, OSError) as e:
                     raise InputError(f"{path}: row group {g} cannot be read ({_first_line(e)}).") from None
-                if values.null_count:
+                if values.null_count and not nulls:
                     raise InputError(f"{path}: column {name!r} holds nulls in row group {g}; every row needs a value.")
                 parts.append(values.to_numpy())
         return np.concatenate(parts) if parts else np.empty(0)

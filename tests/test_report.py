@@ -98,7 +98,7 @@ def fitted():
 
 def test_normalized_entropy_is_one_for_even_and_zero_for_one_bin():
     assert plot.normalized_entropy([5, 5, 5, 5]) == pytest.approx(1.0)
-    assert plot.normalized_entropy([0, 9, 0]) == 0.0
+    assert plot.normalized_entropy([0, 9, 0]) == 0.0 and f"{plot.normalized_entropy([0, 9, 0]):.3f}" == "0.000"
     assert 0 < plot.normalized_entropy([1, 2, 30]) < 1
 
 
@@ -276,6 +276,15 @@ def test_browser_data_names_each_cluster_its_children_and_examples(fitted):
         assert sum(cur for _, cur, _ in ex) == curated_examples(n, s)
     assert data["kind"] == "text" and data["values"][str(bottom["e"][0][0][2])].startswith("text ")
     assert "<" not in to_json({"x": "</script><script>"})
+    # rows picked twice (a multiplier above 1) count twice, as in the run's tables;
+    # the examples are those of the rows picked
+    twice = np.concatenate([selected, selected[:50]])
+    again = cluster_data(tree, twice, ids=ids)
+    for level, t in zip(again["levels"], range(tree.n_levels)):
+        labels = tree.point_labels(t)
+        assert level["s"] == [int(np.count_nonzero(labels[twice] == c)) for c in level["c"]]
+        assert level["e"] == data["levels"][t]["e"]
+    assert sum(again["levels"][1]["s"]) == 350
 
 
 @settings(max_examples=25, deadline=None)
@@ -478,6 +487,28 @@ def test_command_line_report_shows_every_target_size_of_the_run(tmp_path):
     assert [row["points"] for row in parse((tmp_path / "r.html").read_text()).tables["subsets"]] == ["50"]
 
 
+@pytest.mark.parametrize("pattern", ["", "*.parquet"])
+def test_shown_column_of_parquet_files_follows_the_rows_order(tmp_path, pattern):
+    """The values of ``--show COLUMN`` of a folder (or glob) of Parquet files are the
+    rows' own: the files taken in the order the rows were read (part-2 before
+    part-10), not in sorted order."""
+    pytest.importorskip("pyarrow")
+    from .sources import write_parquet
+
+    X, _ = unbalanced(n=600, seed=4)
+    (tmp_path / "pool").mkdir()
+    for name, rows in (("part-2", slice(0, 300)), ("part-10", slice(300, 600))):
+        ids = np.array([f"row{i}" for i in range(600)])[rows]
+        write_parquet(tmp_path / "pool" / f"{name}.parquet", X[rows], 100, id=ids, cap=np.char.add("cap-", ids))
+    source = tmp_path / "pool" / pattern if pattern else tmp_path / "pool"
+    fit = ("--column", "emb", "--n-clusters", "12,3", "--n-resamples", 1, "--target-size", 60, "-q")
+    hkmeans("curate", source, "--out", tmp_path / "run", *fit)
+    hkmeans("report", tmp_path / "run", "--show", "cap", "-o", tmp_path / "t.html")
+    data = parse((tmp_path / "t.html").read_text()).data
+    examples = [x for level in data["levels"] for cluster in level["e"] for x in cluster]
+    assert examples and all(data["values"][str(row)] == f"cap-{name}" for name, _, row in examples)
+
+
 def test_command_line_report_shows_text_and_image_columns(tmp_path):
     """``--show`` a Parquet column of text (snippets) and a file of image paths
     (thumbnails, curated members marked)."""
@@ -600,6 +631,32 @@ def test_user_strings_stay_text_in_a_real_browser(fitted, tmp_path):
     assert "level 0 cluster" in shown  # the script ran and opened the cluster
     assert all(f"{attack}#" in shown for attack in ATTACKS)  # ids, in the tables the script drew
     assert all(f"{ATTACKS[b % 4]} {b}" in shown for b in range(5))  # labels, in the label table
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on the PATH (.ci/run installs Debian's)")
+def test_a_link_to_a_level_the_page_lacks_raises_no_script_error(fitted, tmp_path):
+    _, _, m = fitted
+    page = tmp_path / "report.html"
+    page.write_text(curation_report(m.tree_, {"s": m.sample(100)}))
+    for where in ("#c=9.0", "#c=0.99999"):
+        proc = subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--dump-dom",
+                f"{page.as_uri()}{where}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "Top level:" in proc.stdout  # the script ran
+        assert "Uncaught" not in proc.stderr, proc.stderr[-2000:]
 
 
 def test_a_null_image_path_shows_no_thumbnail(tmp_path):

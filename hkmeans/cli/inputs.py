@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from ..ids import check_ids, column_ids, digest, load_ids, text_lines
-from ..readers import SubsetPool
+from ..readers import ParquetPool, SubsetPool, open_pool
 from . import config as cfg
 
 PARQUET_HINT = 'install pyarrow (pip install "hkmeans[parquet]")'
@@ -135,15 +135,15 @@ def show_column(name, source, n, rows=None, pool=None, whole=None):
         except (OSError, ValueError, UnicodeDecodeError) as e:
             raise cfg.ConfigError(f"{name}: cannot read the values to show ({str(e).splitlines()[0]}).") from None
     else:
+        # the whole input's column, its files in the order the rows were read
         try:
-            import pyarrow.parquet as pq
-
-            values = pq.read_table(source["path"], columns=[name]).column(0).to_numpy(zero_copy_only=False)
+            whole_input = open_pool(source["path"], column=source.get("column"))
         except ImportError:
             raise cfg.ConfigError(f"--show {name}: reading a Parquet column {PARQUET_HINT}.") from None
-        except (OSError, ValueError, KeyError, TypeError):
-            raise cfg.ConfigError(
-                f"--show {name}: neither a file nor a column of the Parquet input {source['path']}."
-            ) from None
+        except (OSError, ValueError):
+            whole_input = None
+        if not isinstance(whole_input, ParquetPool) or not whole_input.has_column(name):
+            raise cfg.ConfigError(f"--show {name}: neither a file nor a column of the Parquet input {source['path']}.")
+        values = whole_input.read_column(name, nulls=True)  # or an InputError naming the file
         values = values if rows is None else values[rows]
     return _per_row(values, n, pool, f"--show {name}: values", "value", whole)
