@@ -727,6 +727,17 @@ def test_overwrite_touches_only_a_run_directory_and_only_what_hkmeans_wrote(data
     proc = hkmeans("fit", run / "data.npy", "--out", run, *FIT, "--overwrite", check=False)
     assert_error(proc, "inside the run directory under a name hkmeans writes there")
     np.testing.assert_array_equal(np.load(run / "data.npy"), X)
+    # so are ids and subset indices under such names (a resume or --overwrite would delete them)
+    ids = np.array([f"img{i:05d}" for i in range(len(X))])
+    for name in ("ids.npy", "indices.npy", "scratch-ids.npy"):
+        np.save(run / name, ids)
+        for extra in ([], ["--overwrite"]):
+            proc = hkmeans("fit", path, "--out", run, *FIT, "--ids", run / name, *extra, check=False)
+            assert_error(proc, "inside the run directory under a name hkmeans writes there")
+            np.testing.assert_array_equal(np.load(run / name), ids)
+    np.save(run / "indices.npy", np.arange(0, len(X), 2))
+    proc = hkmeans("fit", path, "--out", run, *FIT, "--subset-indices", run / "indices.npy", check=False)
+    assert_error(proc, "inside the run directory under a name hkmeans writes there")
 
 
 def test_overwrite_starts_over_from_a_damaged_manifest_and_deletes_it_last(data, tmp_path, monkeypatch):

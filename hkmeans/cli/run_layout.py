@@ -94,6 +94,19 @@ def owned(path, run_dir=None) -> bool:
     return _owned_name(os.path.relpath(path, root).split(os.sep)[0])
 
 
+def written_in_run(path, run_dir) -> bool:
+    """Whether ``path`` is one hkmeans writes or removes in the run directory
+    ``run_dir`` (which need not exist yet): what :func:`owned` names, or an output
+    (``indices.npy``, ``report.html``, ...). No input of a run may be one."""
+    if owned(path, run_dir):
+        return True
+    path, own = os.path.abspath(path), os.path.abspath(run_dir)
+    if path == own or not below(path, own):
+        return False
+    top = os.path.relpath(path, own).split(os.sep)[0]
+    return any(p.match(top) for p in OUTPUTS)
+
+
 def read_json(file):
     """The parsed JSON file ``file``, or None if it is missing or not JSON."""
     try:
