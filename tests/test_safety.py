@@ -246,6 +246,24 @@ def test_tables_check_positions_and_ids(run):
         assignments(tree, ids=ids)
 
 
+def test_commands_that_read_a_run_wait_for_its_fit_and_hold_it_off(run, tmp_path):
+    """sample, export and report refuse a run a fit holds (a fit starting over would
+    swap the tree under them), and a fit cannot start over while one of them reads."""
+    from hkmeans.cli.run_layout import share_lock, take_lock
+
+    fit = take_lock(run)
+    before = sorted(p.name for p in run.iterdir())
+    for args in (("sample", run, "--target-size", 5), ("export", run), ("report", run)):
+        assert_error(hkmeans(*args, check=False), "a fit is running there")
+    assert sorted(p.name for p in run.iterdir()) == before
+    fit.close()
+    reading = share_lock(run)
+    assert_error(_resume(run, "--overwrite"), "in use by another hkmeans process")
+    assert share_lock(run) is not None  # readers share it
+    reading.close()
+    hkmeans("sample", run, "--target-size", 5, "-q")
+
+
 # 5. hkmeans deletes only what it wrote
 
 

@@ -33,6 +33,7 @@ from .run_layout import (
     input_files,
     read_files,
     run_holding,
+    share_lock,
 )
 from .rundir import RunDir
 from .subsets import fitted_rows, pool_positions, run_indices, run_subsets, save_indices
@@ -134,6 +135,7 @@ def curate(args) -> None:
 def sample(args) -> None:
     config = _config(args, cfg.SAMPLE_KEYS.keys() | {"seed"})
     _check_sampling(config)
+    _lock = share_lock(args.run_dir)  # held (open) to the end of the command
     tree = RunDir.tree(args.run_dir)
     manifest = RunDir.read_manifest(args.run_dir)
     outputs = _outputs(args.output, args.run_dir, _sizes(config))
@@ -235,7 +237,7 @@ def demo(args) -> None:
 
 
 def report(args) -> None:
-
+    _lock = share_lock(args.run_dir)  # held (open) to the end of the command
     manifest = RunDir.read_manifest(args.run_dir)
     source = manifest["input"]
     out = args.output or os.path.join(args.run_dir, "report.html")
@@ -301,6 +303,7 @@ def _dedup_summary(run_dir, manifest, ids):
 
 
 def export(args) -> None:
+    _lock = share_lock(args.run_dir)  # held (open) to the end of the command
     manifest = RunDir.read_manifest(args.run_dir)
     if importlib.util.find_spec("pyarrow") is None:
         raise cfg.ConfigError(f"export writes Parquet files: {PARQUET_HINT}.")

@@ -221,6 +221,27 @@ def take_lock(path):
     return f
 
 
+def share_lock(path):
+    """A shared lock on the run directory for a command that reads it (``sample``,
+    ``export``, ``report``), held as long as the returned file is open: a fit cannot
+    start over meanwhile, nor can it run when one starts. None where the run has no
+    ``.lock`` (no fit ever ran there) or it cannot be read (a read-only copy);
+    :class:`RunDirError` if a fit holds the run."""
+    file = os.path.join(path, LOCK)
+    try:
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    f = os.fdopen(fd, "r")
+    if fcntl is not None:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise RunDirError(f"{path}: a fit is running there; wait for it to end.") from None
+    return f
+
+
 def remove_temporaries(path):
     """Delete what a killed process left: its Dask scratch folder, and the temporary
     files of its atomic writes at the top of ``path`` and in hkmeans's own folders
