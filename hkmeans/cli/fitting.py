@@ -109,7 +109,10 @@ def fit_run(args, config, params, pool, dtype, source, ids=None, client=None):
     run = RunDir.open(args.out, config, source, overwrite=args.overwrite, ids=None if ids is None else ids[1])
     if ids is not None:
         run.set_ids(*ids)
+    scratch = inside(run.path, SCRATCH)
     if run.manifest["status"] == "done":
+        if os.path.isfile(scratch):  # a kill between the fit's end and its clean-up left it
+            os.unlink(scratch)
         log.info("%s: the fit is already done", args.out)
         return run
     if config["dedup"] is not None:
@@ -118,7 +121,6 @@ def fit_run(args, config, params, pool, dtype, source, ids=None, client=None):
         _fit_on_dask(args, config, params, pool, dtype, run, client)
         log.info("%s: fit done", args.out)
         return run
-    scratch = inside(run.path, SCRATCH)
     X = _in_place(pool, dtype, scratch)
     levels = _levels(resolve(X, config["device"]), args, config, params, run)
     run.finish(levels, tree_from_levels(levels))
