@@ -942,17 +942,19 @@ def test_huge_multipliers_and_targets_give_the_right_indices(data, tmp_path):
         (lambda run: _set_n_levels(run / "tree.npz", 1), "holds more levels than its n_levels"),
         (lambda run: _edit_manifest(run, input=dict(manifest(run)["input"], shape=[3000])), "input.shape"),
         (lambda run: _edit_manifest(run, ids={"n": 3000}), "malformed: ids"),
+        (lambda run: _edit_manifest(run, ids={"dtype": "str"}), "malformed: ids"),
+        (lambda run: _edit_manifest(run, dedup={}), "malformed: dedup"),
         (lambda run: _edit_manifest(run, created=5), "malformed: created"),
     ],
-    ids=["list", "keys", "truncated", "more levels", "fewer levels", "shape", "ids", "created"],
+    ids=["list", "keys", "truncated", "more levels", "fewer levels", "shape", "ids", "ids dtype", "dedup", "created"],
 )
 def test_a_damaged_run_directory_is_one_line_and_exit_2(data, tmp_path, damage, message):
     _, path = data
     run = tmp_path / "run"
     hkmeans("fit", path, "--out", run, *FIT)
     damage(run)
-    for command in ("sample", "info", "report"):
-        args = ("--target-size", 5) if command != "info" else ()
+    for command in ("sample", "info", "report", "export"):
+        args = ("--target-size", 5) if command == "sample" else ()
         assert_error(hkmeans(command, run, *args, check=False), message)
     assert not (run / "indices.npy").exists() and not (run / "report.html").exists()
 

@@ -116,8 +116,11 @@ def _malformed_fields(manifest) -> list:
         files = source.get("files", [])
         if not isinstance(files, list) or not all(_is_record(f, path=str) for f in files):
             bad.append("input.files")
-    if "ids" in manifest and not _is_record(manifest["ids"], dtype=str):
+    if "ids" in manifest and not _is_record(manifest["ids"], dtype=str, n=int, **{"from": str}):
         bad.append("ids")
+    counts = dict.fromkeys(("rows", "kept", "removed"), int)
+    if "dedup" in manifest and not _is_record(manifest["dedup"], file=str, digest=str, **counts):
+        bad.append("dedup")
     return bad
 
 
@@ -176,8 +179,6 @@ class RunDir(Checkpoints):
             bad += [
                 f"input.{key}" for key, kind in _INPUT_KEYS.items() if not isinstance(manifest["input"].get(key), kind)
             ]
-        if "dedup" in manifest and not isinstance(manifest["dedup"], dict):
-            bad.append("dedup")
         bad += _malformed_fields(manifest)
         if bad:
             raise RunDirError(
