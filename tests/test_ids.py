@@ -15,7 +15,7 @@ from hkmeans.io import InputError
 from hkmeans.tables import assignments, cluster_table, selected_table
 
 from .sources import write_parquet
-from .test_cli import API, FIT, blobs, hkmeans
+from .test_cli import API, FIT, assert_error, blobs, hkmeans
 
 pq = pytest.importorskip("pyarrow.parquet")
 
@@ -165,6 +165,12 @@ def test_export_agrees_with_the_tree(pool):
             np.testing.assert_array_equal(parents, tree.labels[t + 1])
         else:
             assert (parents == -1).all()
+    # a run directory given by a link: its tables written there, as sample and report read it
+    os.symlink(tmp / "run", tmp / "link")
+    hkmeans("export", tmp / "link")
+    assert read(tmp / "run" / "assignments.parquet")["row"] == rows["row"]
+    os.symlink(tmp / "new" / "tables", tmp / "out-link")
+    assert_error(hkmeans("export", tmp / "run", "--out", tmp / "out-link", check=False), "is not a directory")
 
 
 def test_several_target_sizes(pool):

@@ -308,8 +308,8 @@ def export(args) -> None:
     if importlib.util.find_spec("pyarrow") is None:
         raise cfg.ConfigError(f"export writes Parquet files: {PARQUET_HINT}.")
     tree = RunDir.tree(args.run_dir)
-    folder = args.out or args.run_dir
-    if os.path.islink(folder) or os.path.exists(folder) and not os.path.isdir(folder):
+    folder = args.out or args.run_dir  # a run directory given by a link is read as the other commands do
+    if args.out is not None and os.path.islink(folder) or os.path.exists(folder) and not os.path.isdir(folder):
         raise cfg.ConfigError(f"{folder}: exists and is not a directory; give another --out.")
     holder = run_holding(folder)
     if holder is not None and not os.path.samefile(holder, args.run_dir):
