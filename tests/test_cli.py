@@ -291,6 +291,16 @@ def test_demo_prints_counts_and_writes_a_png(tmp_path):
     page = (tmp_path / "demo" / "report.html").read_text()
     figures = re.findall(r"<figure id='([^']+)'>", page)
     assert figures == ["sizes-level-0", "sizes-level-1", "balance", "labels", "centroids"]
+    # a later demo replaces its own plot and report; a user's report.html only with --force
+    from hkmeans.cli.commands import _check_demo_folder
+
+    _check_demo_folder(tmp_path / "demo", force=False)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.html").write_text("mine")
+    assert_error(hkmeans("demo", "--out", mine, check=False), "was not written by a demo; give --force")
+    assert [p.name for p in mine.iterdir()] == ["report.html"] and (mine / "report.html").read_text() == "mine"
+    _check_demo_folder(mine, force=True)
 
 
 def test_the_demo_dedup_removes_exactly_the_planted_copies():

@@ -213,7 +213,28 @@ def info(args) -> None:
     print("\n".join(lines))
 
 
+#: Written in a demo's folder: a folder holding it is the demo's own, whose plot and
+#: report a later demo replaces without --force.
+DEMO_MARK = ".hkmeans-demo"
+DEMO_OUTPUTS = ("rings.png", "report.html")
+
+
+def _check_demo_folder(folder, force) -> None:
+    """Refuse (one line) a folder whose plot or report the demo would replace without
+    ``force``: files it did not write, or anything but regular files."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise cfg.ConfigError(f"{folder}: exists and is not a directory; give another --out.")
+    own = os.path.isfile(os.path.join(folder, DEMO_MARK))
+    for name in DEMO_OUTPUTS:
+        path = os.path.join(folder, name)
+        if os.path.islink(path) or os.path.exists(path) and not os.path.isfile(path):
+            raise cfg.ConfigError(f"{path}: exists and is not a regular file; give another --out.")
+        if os.path.exists(path) and not own and not force:
+            raise cfg.ConfigError(f"{path}: exists and was not written by a demo; give --force or another --out.")
+
+
 def demo(args) -> None:
+    _check_demo_folder(args.out, args.force)
 
     print(f"kernels ready in {rings.load_kernels():.1f} s (compiled on the first run, then cached)")
     copies = rings.dedup_rings(seed=args.seed)
@@ -228,6 +249,9 @@ def demo(args) -> None:
         print("(no PNG: install matplotlib, e.g. pip install 'hkmeans[plot]', to get one)")
         return
     os.makedirs(args.out, exist_ok=True)
+    save_text(
+        os.path.join(args.out, DEMO_MARK), "written by hkmeans demo: it replaces rings.png and report.html here\n"
+    )
     path = os.path.join(args.out, "rings.png")
     rings.plot(result, path)
     print(f"plot: {path}")

@@ -184,6 +184,7 @@ def parser() -> argparse.ArgumentParser:
     p = _subcommand(sub, "demo", "the paper's ring example, with a plot and a curation report", commands.demo)
     p.add_argument("--out", default="hkmeans-demo", metavar="DIR", help="where the PNG goes (default: hkmeans-demo)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the fit (default: 0)")
+    p.add_argument("--force", action="store_true", help="replace a rings.png or report.html a demo did not write")
     p.set_defaults(verbosity=0)
 
     p = _subcommand(sub, "info", "levels, clusters and parameters of a RUN_DIR", commands.info)
