@@ -212,6 +212,27 @@ def test_an_existing_file_is_replaced_only_with_force(run, tmp_path):
     hkmeans("sample", run, "--target-size", 10)
 
 
+def test_a_rerun_replaces_the_files_it_wrote_outside_its_run(run, tmp_path):
+    """A command rerun (a killed curate -o, say) may replace the subsets it wrote
+    outside the run directory, as they were left or while being written, not others."""
+    out = tmp_path / "o"
+    out.mkdir()
+    args = ("sample", run, "--target-size", "10,20", "-o", out / "sub.npy", "-q")
+    hkmeans(*args)
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(first) == ["sub-10.npy", "sub-10.parquet", "sub-20.npy", "sub-20.parquet"]
+    hkmeans(*args)  # the same command again: no --force needed
+    m = manifest(run)
+    m["outputs"][str(out / "sub-20.parquet")] = None  # a kill while it was being written
+    (run / "manifest.json").write_text(json.dumps(m))
+    (out / "sub-20.parquet").write_bytes(b"half")
+    hkmeans(*args)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    np.save(out / "sub-10.npy", np.arange(10))  # changed since: the user's now
+    assert_error(hkmeans(*args, check=False), "sub-10.npy: exists; give --force")
+    np.testing.assert_array_equal(np.load(out / "sub-10.npy"), np.arange(10))
+
+
 # 4. index files checked when loaded
 
 

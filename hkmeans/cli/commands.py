@@ -84,7 +84,9 @@ def _check_outputs(outputs, reads, run_dir, force):
         raise cfg.ConfigError("--target-size: a size is given twice; give each once.")
     for _, npy, parquet in outputs:
         for path in (npy, parquet):
-            check_output(path, own_run=run_dir, names=SAMPLE_OUTPUTS, reads=reads, force=force)
+            # a rerun (after a kill, say) may replace what the same run wrote outside it
+            ours = not force and os.path.isfile(path) and RunDir.wrote(run_dir, path)
+            check_output(path, own_run=run_dir, names=SAMPLE_OUTPUTS, reads=reads, force=force or ours)
 
 
 def _sample(tree, config, outputs, verbosity, source, run_dir, rows, ids=None):
@@ -105,9 +107,14 @@ def _sample(tree, config, outputs, verbosity, source, run_dir, rows, ids=None):
         )
         in_run = os.path.dirname(os.path.abspath(npy)) == os.path.abspath(run_dir)
         table = selected_table(tree, idx, ids, rows) if tables else None  # its checks before any file is written
+        written = [npy] + ([parquet] if table is not None else [])
+        for path in written if not in_run else []:
+            RunDir.record_output(run_dir, path, written=False)
         save_indices(npy, idx if rows is None else rows[idx], source, in_run)
         if table is not None:
             save_parquet(parquet, [table])
+        for path in written if not in_run else []:
+            RunDir.record_output(run_dir, path, written=True)
         if verbosity >= 0:
             print(
                 f"{len(idx)} indices written to {npy}" + (f", their rows to {parquet}" if tables else ""),

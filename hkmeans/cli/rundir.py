@@ -118,6 +118,11 @@ def _malformed_fields(manifest) -> list:
             bad.append("input.files")
     if "ids" in manifest and not _is_record(manifest["ids"], dtype=str, n=int, **{"from": str}):
         bad.append("ids")
+    outputs = manifest.get("outputs", {})
+    if not isinstance(outputs, dict) or not all(
+        isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in outputs.items()
+    ):
+        bad.append("outputs")
     counts = dict.fromkeys(("rows", "kept", "removed"), int)
     if "dedup" in manifest and not _is_record(manifest["dedup"], file=str, digest=str, **counts):
         bad.append("dedup")
@@ -458,6 +463,26 @@ class RunDir(Checkpoints):
         return out
 
     @staticmethod
+    def wrote(path, output) -> bool:
+        """Whether the file ``output`` (outside the run directory ``path``) is one a
+        command of this run wrote, as it left it: a rerun of the command may replace
+        it without ``--force``. It is if the manifest lists it with the digest it has
+        now, or with none (the command was killed while writing it)."""
+        if not os.path.isfile(inside(path, MANIFEST)):
+            return False
+        outputs = RunDir.read_manifest(path).get("outputs", {})
+        key = os.path.abspath(output)
+        return key in outputs and outputs[key] in (None, _file_digest(output))
+
+    @staticmethod
+    def record_output(path, output, written: bool) -> None:
+        """List ``output`` (outside the run directory ``path``) in its manifest: before
+        it is written (``written`` false, no digest), then with its digest."""
+        manifest = RunDir.read_manifest(path)
+        manifest.setdefault("outputs", {})[os.path.abspath(output)] = _file_digest(output) if written else None
+        save_json(inside(path, MANIFEST), manifest)
+
+    @staticmethod
     def ids(path):
         """The ids kept with the run at ``path`` (int64, or an object array of ``str``), or None."""
         strings, integers = inside(path, STRING_IDS), inside(path, IDS)
@@ -507,6 +532,18 @@ def _dask_io():
     from ..backends.dask import storage  # imports dask: only for a run on it
 
     return storage
+
+
+def _file_digest(path) -> str | None:
+    """BLAKE2b of the bytes of the file at ``path``, or None where it cannot be read."""
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 def _digest(arrays) -> str:
