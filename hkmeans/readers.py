@@ -125,7 +125,8 @@ def _open_path(source, column):
         names = [os.path.join(source, n) for n in os.listdir(source) if not n.startswith(".")]
         return _open_files(source, [p for p in names if os.path.isfile(p)], column, "directory")
     if not os.path.exists(source) and any(c in source for c in "*?["):
-        return _open_files(source, glob.glob(source), column, "pattern")
+        files = [p for p in glob.glob(source) if os.path.isfile(p)]  # folders left out, as in a directory
+        return _open_files(source, files, column, "pattern")
     if source.endswith(PARQUET):
         return ParquetPool(source, [source], column)
     return NpyPool(source)

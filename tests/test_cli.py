@@ -844,11 +844,25 @@ def test_an_output_the_input_folder_or_glob_would_take_in_is_refused(data, tmp_p
     hkmeans("curate", tmp_path / "shards", "--out", tmp_path / "run", *FIT, "--target-size", 5)
     hkmeans("report", tmp_path / "run", "-o", tmp_path / "shards" / "report.html")  # not an input file
     # a folder below the input's is not read, nor matched by its glob: a run there is fine
-    for name, source in (("run", tmp_path / "shards"), ("run2", str(tmp_path / "shards" / "*.npy"))):
+    for name, source in (("run", tmp_path / "shards"), ("run2.npy", str(tmp_path / "shards" / "*.npy"))):
         run = tmp_path / "shards" / name
         hkmeans("curate", source, "--out", run, *FIT, "--target-size", 5, "-q")
+        hkmeans("curate", source, "--out", run, *FIT, "--target-size", 5, "-q")  # the input unchanged
         hkmeans("report", run)
         assert (run / "indices.npy").is_file() and (run / "report.html").is_file()
+
+
+def test_a_run_or_tables_inside_a_zarr_store_are_refused(data, tmp_path):
+    pytest.importorskip("zarr")
+    X, _ = data
+    store, _ = write_source("zarr", X, tmp_path, sizes=(700,))
+    proc = hkmeans("fit", store, "--out", os.path.join(store, "run"), *FIT, check=False)
+    assert_error(proc, "would read it as one of its files")
+    assert not os.path.exists(os.path.join(store, "run"))
+    hkmeans("fit", store, "--out", tmp_path / "run", *FIT, "-q")
+    proc = hkmeans("export", tmp_path / "run", "--out", os.path.join(store, "tables"), check=False)
+    assert_error(proc, "would read it as one of its files")
+    assert not os.path.exists(os.path.join(store, "tables"))
 
 
 def test_an_input_folder_named_like_a_glob_is_a_folder(tmp_path):

@@ -24,7 +24,7 @@ from . import config as cfg
 from .dedup import check_dask_arguments, search_pool
 from .fitting import fit_run, prepare_fit
 from .inputs import PARQUET_HINT, compute_dtype, read_labels, show_column
-from .outputs import check_output
+from .outputs import check_not_taken_in, check_output
 from .run_layout import (
     EXPORT_OUTPUTS,
     REPORT_OUTPUTS,
@@ -350,9 +350,11 @@ def export(args) -> None:
             f"{folder}: inside the run directory {args.run_dir}; give the run directory itself or a folder outside it."
         )
     paths = [os.path.join(folder, name) for name in ("assignments.parquet", "clusters.parquet")]
-    if os.path.isdir(folder):
-        for path in paths:
+    for path in paths:
+        if os.path.isdir(folder):
             check_output(path, own_run=args.run_dir, names=EXPORT_OUTPUTS, reads=read_files(manifest), force=args.force)
+        else:  # a new folder: not in a zarr store the run reads
+            check_not_taken_in(path, manifest["input"]["path"])
     ids, rows = RunDir.ids(args.run_dir), fitted_rows(args.run_dir, manifest)
     selected = run_indices(args.run_dir, manifest, tree)
     os.makedirs(folder, exist_ok=True)

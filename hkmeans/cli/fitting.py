@@ -22,7 +22,8 @@ from ..io import convert, save_npy, scan
 from ..readers import SubsetPool, open_pool
 from . import config as cfg
 from .inputs import compute_dtype, read_ids
-from .run_layout import DASK_SCRATCH, RunDirError, inside, written_in_run
+from .outputs import check_not_taken_in
+from .run_layout import DASK_SCRATCH, MANIFEST, RunDirError, inside, written_in_run
 from .rundir import RunDir
 
 SCRATCH = "data.npy"
@@ -50,6 +51,7 @@ def prepare_fit(args, config):
         except RuntimeError as e:
             raise cfg.ConfigError(f"--device: {e}") from None
     pool = open_pool(args.embeddings, column=config["column"], subset_indices=config["subset_indices"])
+    check_not_taken_in(os.path.join(args.out, MANIFEST), args.embeddings)  # a run inside a zarr store, say
     given = [config[key] for key in ("ids", "subset_indices") if config[key] is not None]
     for path in [args.embeddings, *pool.files, *given]:
         if written_in_run(path, args.out):

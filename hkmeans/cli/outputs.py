@@ -35,8 +35,7 @@ def check_output(path, *, own_run, names, reads=(), force=False) -> None:
         raise ConfigError(f"{path}: is a symbolic link; give the path of a regular file.")
     if os.path.exists(path) and not os.path.isfile(path):
         raise ConfigError(f"{path}: exists and is not a regular file; give another output path.")
-    if reads and reads[0] is not None and _taken_in(path, os.fspath(reads[0])):
-        raise ConfigError(f"{path}: the input {reads[0]} would read it as one of its files; give a path outside it.")
+    check_not_taken_in(path, reads[0] if reads else None)
     for i, read in enumerate(reads):
         if read is not None and os.path.exists(read) and os.path.exists(path) and os.path.samefile(path, read):
             what = "the input embeddings file" if i == 0 else f"a file this run reads ({read})"
@@ -57,6 +56,13 @@ def check_output(path, *, own_run, names, reads=(), force=False) -> None:
         raise ConfigError(f"{path}: its folder {folder} does not exist.")
     if os.path.exists(path) and not force:
         raise ConfigError(f"{path}: exists; give --force to replace it, or another output path.")
+
+
+def check_not_taken_in(path, source) -> None:
+    """Refuse (one line) a file at ``path`` that the input ``source`` (None: no input)
+    would read as one of its files, ``path``'s folder made or not."""
+    if source is not None and _taken_in(path, os.fspath(source)):
+        raise ConfigError(f"{path}: the input {source} would read it as one of its files; give a path outside it.")
 
 
 def _taken_in(path, source) -> bool:
