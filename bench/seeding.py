@@ -48,6 +48,9 @@ SHAPES = {
     "mixture": (200_000, 128, 1000, lambda n, d: mixture(n, d, 200)),
     "mixture-32": (200_000, 32, 1000, lambda n, d: mixture(n, d, 200)),
     "few-8": (200_000, 8, 1000, lambda n, d: mixture(n, d, 200)),
+    # the other two shapes of `bench/compare.py --sections peers` (the first is "mixture")
+    "peers-64": (1_000_000, 64, 10_000, lambda n, d: mixture(n, d, 200)),
+    "peers-768": (100_000, 768, 1000, lambda n, d: mixture(n, d, 200)),
     # a resampling step of the paper's large example: 10 rows per centre
     "paper-step": (50_000, 256, 5000, lambda n, d: np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)),
 }
@@ -132,7 +135,7 @@ def sample_shape(name, per_centre, seeds):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shapes", default=",".join(SHAPES), help="which shapes (comma-separated)")
+    ap.add_argument("--shapes", default="mixture,mixture-32,few-8,paper-step", help="which shapes (comma-separated)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sample", help="rows per centre of the seeding samples (comma-separated)")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of --sample's runs (comma-separated)")
