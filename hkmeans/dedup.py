@@ -86,8 +86,8 @@ def check_threshold(threshold, metric) -> float:
 
 def _check_data(X, metric, threshold=1.0):
     dtype = getattr(X, "dtype", None)
-    if dtype is not None and np.dtype(dtype).kind not in "fiub":
-        raise ValueError(f"X must hold numbers, got dtype {dtype}.")
+    if dtype is not None and np.dtype(dtype).kind == "c":  # scikit-learn's message prints the array
+        raise ValueError(f"X must hold real numbers, got dtype {dtype}.")
     if not isinstance(X, np.ndarray) or X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
         X = check_array(X, dtype=[np.float64, np.float32], order="C")
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:

@@ -26,7 +26,7 @@ DEFAULT_COLUMN = "id"
 def load_ids(path) -> np.ndarray:
     """The ids in ``path``: a ``.npy`` array of integers or strings, or a text file
     (``.txt``, ``.csv``, UTF-8 with or without a BOM) of one id per line, taken as
-    integers when every line is one as Python writes it (``42``, ``-7``; not ``007``); :class:`~hkmeans.io.InputError` of one line if it
+    integers when every line is one in ASCII digits (``42``, ``-7``, ``007``); :class:`~hkmeans.io.InputError` of one line if it
     cannot be read."""
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -74,9 +74,9 @@ def _from_lines(path, lines):
     return _strings(lines)
 
 
-#: A line read as an integer id: ASCII digits as Python writes an int, no leading
-#: zero, sign, space or separator (``007`` and ``7`` are two ids).
-_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+#: A line read as an integer id: ASCII digits after an optional sign (``007`` is 7, as
+#: pandas and NumPy read it), no space, ``_`` separator or other script's digits.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def _strings(values) -> np.ndarray:

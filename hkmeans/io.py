@@ -198,6 +198,18 @@ def file_stat(path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
 
 
+def file_digest(path) -> str | None:
+    """BLAKE2b of the bytes of the file at ``path``, or None where it cannot be read."""
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
 def same_file(a, b) -> bool:
     """Whether the paths ``a`` and ``b`` both exist and name the same file."""
     return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)

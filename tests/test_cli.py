@@ -295,6 +295,8 @@ def test_demo_prints_counts_and_writes_a_png(tmp_path):
     from hkmeans.cli.commands import _check_demo_folder
 
     _check_demo_folder(tmp_path / "demo", force=False)
+    (tmp_path / "demo" / "report.html").write_text("edited since")  # the user's now
+    assert_error(hkmeans("demo", "--out", tmp_path / "demo", check=False), "was not written by a demo")
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "report.html").write_text("mine")
@@ -752,6 +754,8 @@ def test_overwrite_touches_only_a_run_directory_and_only_what_hkmeans_wrote(data
     np.save(run / "indices.npy", np.arange(0, len(X), 2))
     proc = hkmeans("fit", path, "--out", run, *FIT, "--subset-indices", run / "indices.npy", check=False)
     assert_error(proc, "inside the run directory under a name hkmeans writes there")
+    np.save(run / "ids.npy", ids)  # another run's ids, read by a run elsewhere: fine
+    hkmeans("fit", path, "--out", tmp_path / "elsewhere", *FIT, "--ids", run / "ids.npy", "-q")
 
 
 def test_overwrite_starts_over_from_a_damaged_manifest_and_deletes_it_last(data, tmp_path, monkeypatch):

@@ -260,8 +260,10 @@ def test_bad_rows_one_line():
     with pytest.raises(ValueError, match=r"^The squared norm of row 7 of X overflows float64 \(values up to 1e\+200\)"):
         hkmeans.dedup(X, 0.9, metric="euclidean")
     X[7] = 1
-    with pytest.raises(ValueError, match=r"^X must hold numbers, got dtype complex128\.$"):
+    with pytest.raises(ValueError, match=r"^X must hold real numbers, got dtype complex128\.$"):
         hkmeans.dedup(X + 1j, 0.9)
+    same = [hkmeans.dedup(a, 0.9, random_state=0).kept for a in (X.astype(object), X)]
+    np.testing.assert_array_equal(*same)
     for backend in ("auto", "dask"):
         with pytest.raises(ValueError, match=r"^dedup takes dense rows, got a sparse matrix"):
             hkmeans.dedup(sparse.csr_matrix(X), 0.9, backend=backend)

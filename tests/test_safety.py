@@ -233,6 +233,23 @@ def test_a_rerun_replaces_the_files_it_wrote_outside_its_run(run, tmp_path):
     np.testing.assert_array_equal(np.load(out / "sub-10.npy"), np.arange(10))
 
 
+def test_reading_a_run_needs_neither_a_writable_manifest_nor_flock(run, tmp_path, monkeypatch):
+    from hkmeans.cli import run_layout, rundir
+
+    def read_only(path, obj):
+        raise OSError(errno.EROFS, "Read-only file system", path)
+
+    def no_flock(f, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(rundir, "save_json", read_only)  # a read-only run directory
+    monkeypatch.setattr(run_layout.fcntl, "flock", no_flock)  # a file system without flock
+    hkmeans("sample", run, "--target-size", 10, "-o", tmp_path / "s.npy", "-q")
+    assert len(np.load(tmp_path / "s.npy")) == 10
+    hkmeans("export", run, "--out", tmp_path / "tables")
+    assert (tmp_path / "tables" / "clusters.parquet").is_file()
+
+
 # 4. index files checked when loaded
 
 

@@ -15,7 +15,7 @@ from ..advise import advise as propose
 from ..cost import Hardware, estimate
 from ..datasets import RING_SIZES
 from ..dedup import check_threshold
-from ..io import InputError, save_parquet, save_text
+from ..io import InputError, file_digest, save_json, save_parquet, save_text
 from ..readers import open_pool
 from ..report import DedupSummary, curation_report
 from ..sampling import flat_sampling, hierarchical_sampling
@@ -32,6 +32,7 @@ from .run_layout import (
     RunDirError,
     input_files,
     read_files,
+    read_json,
     run_holding,
     share_lock,
 )
@@ -220,23 +221,24 @@ def info(args) -> None:
     print("\n".join(lines))
 
 
-#: Written in a demo's folder: a folder holding it is the demo's own, whose plot and
-#: report a later demo replaces without --force.
-DEMO_MARK = ".hkmeans-demo"
+#: Written in a demo's folder: the digests of the plot and report it wrote there, which
+#: a later demo replaces without --force while they are unchanged.
+DEMO_MARK = ".hkmeans-demo.json"
 DEMO_OUTPUTS = ("rings.png", "report.html")
 
 
 def _check_demo_folder(folder, force) -> None:
     """Refuse (one line) a folder whose plot or report the demo would replace without
-    ``force``: files it did not write, or anything but regular files."""
+    ``force``: files a demo did not write as they are, or anything but regular files."""
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise cfg.ConfigError(f"{folder}: exists and is not a directory; give another --out.")
-    own = os.path.isfile(os.path.join(folder, DEMO_MARK))
+    written = read_json(os.path.join(folder, DEMO_MARK))
+    written = written if isinstance(written, dict) else {}
     for name in DEMO_OUTPUTS:
         path = os.path.join(folder, name)
         if os.path.islink(path) or os.path.exists(path) and not os.path.isfile(path):
             raise cfg.ConfigError(f"{path}: exists and is not a regular file; give another --out.")
-        if os.path.exists(path) and not own and not force:
+        if os.path.exists(path) and not force and written.get(name) != file_digest(path):
             raise cfg.ConfigError(f"{path}: exists and was not written by a demo; give --force or another --out.")
 
 
@@ -256,15 +258,12 @@ def demo(args) -> None:
         print("(no PNG: install matplotlib, e.g. pip install 'hkmeans[plot]', to get one)")
         return
     os.makedirs(args.out, exist_ok=True)
-    save_text(
-        os.path.join(args.out, DEMO_MARK), "written by hkmeans demo: it replaces rings.png and report.html here\n"
-    )
-    path = os.path.join(args.out, "rings.png")
-    rings.plot(result, path)
-    print(f"plot: {path}")
-    path = os.path.join(args.out, "report.html")
-    rings.report(result, path)
-    print(f"report: {path}")
+    paths = [os.path.join(args.out, name) for name in DEMO_OUTPUTS]
+    rings.plot(result, paths[0])
+    print(f"plot: {paths[0]}")
+    rings.report(result, paths[1])
+    print(f"report: {paths[1]}")
+    save_json(os.path.join(args.out, DEMO_MARK), {name: file_digest(p) for name, p in zip(DEMO_OUTPUTS, paths)})
 
 
 def report(args) -> None:

@@ -23,7 +23,7 @@ from ..readers import SubsetPool, open_pool
 from . import config as cfg
 from .inputs import compute_dtype, read_ids
 from .outputs import check_not_taken_in
-from .run_layout import DASK_SCRATCH, MANIFEST, RunDirError, inside, written_in_run
+from .run_layout import DASK_SCRATCH, MANIFEST, RunDirError, inside, owned, written_in_run
 from .rundir import RunDir
 
 SCRATCH = "data.npy"
@@ -54,7 +54,8 @@ def prepare_fit(args, config):
     check_not_taken_in(os.path.join(args.out, MANIFEST), args.embeddings)  # a run inside a zarr store, say
     given = [config[key] for key in ("ids", "subset_indices") if config[key] is not None]
     for path in [args.embeddings, *pool.files, *given]:
-        if written_in_run(path, args.out):
+        # the input's files, not even in another run; no file at all under the run's names
+        if written_in_run(path, args.out) or path not in given and owned(path, args.out):
             raise cfg.ConfigError(
                 f"{path}: inside the run directory under a name hkmeans writes there; move it or choose another --out."
             )

@@ -98,13 +98,11 @@ def written_in_run(path, run_dir) -> bool:
     """Whether ``path`` is one hkmeans writes or removes in the run directory
     ``run_dir`` (which need not exist yet): what :func:`owned` names, or an output
     (``indices.npy``, ``report.html``, ...). No input of a run may be one."""
-    if owned(path, run_dir):
-        return True
     path, own = os.path.abspath(path), os.path.abspath(run_dir)
     if path == own or not below(path, own):
         return False
     top = os.path.relpath(path, own).split(os.sep)[0]
-    return any(p.match(top) for p in OUTPUTS)
+    return _owned_name(top) or any(p.match(top) for p in OUTPUTS)
 
 
 def read_json(file):
@@ -225,7 +223,8 @@ def share_lock(path):
     """A shared lock on the run directory for a command that reads it (``sample``,
     ``export``, ``report``), held as long as the returned file is open: a fit cannot
     start over meanwhile, nor can it run when one starts. None where the run has no
-    ``.lock`` (no fit ever ran there) or it cannot be read (a read-only copy);
+    ``.lock`` (no fit ever ran there), it cannot be read (a read-only copy) or
+    locked (a file system without ``flock``);
     :class:`RunDirError` if a fit holds the run."""
     file = os.path.join(path, LOCK)
     try:
@@ -239,6 +238,9 @@ def share_lock(path):
         except BlockingIOError:
             f.close()
             raise RunDirError(f"{path}: a fit is running there; wait for it to end.") from None
+        except OSError:  # a file system without flock (ENOLCK, EOPNOTSUPP): read unlocked
+            f.close()
+            return None
     return f
 
 

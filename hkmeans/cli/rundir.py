@@ -52,7 +52,7 @@ from .._version import __version__
 from ..backends import arrays_of
 from ..checkpoint import Checkpoints
 from ..ids import decode, encode
-from ..io import save_json, save_npy, save_npz, save_text
+from ..io import file_digest, save_json, save_npy, save_npz, save_text
 from ..tree import ClusterTree
 from .config import fit_params, to_toml
 from .run_layout import (
@@ -468,19 +468,24 @@ class RunDir(Checkpoints):
         command of this run wrote, as it left it: a rerun of the command may replace
         it without ``--force``. It is if the manifest lists it with the digest it has
         now, or with none (the command was killed while writing it)."""
-        if not os.path.isfile(inside(path, MANIFEST)):
+        try:
+            outputs = RunDir.read_manifest(path).get("outputs", {})
+        except RunDirError:  # no run there, or a damaged one (being started over, say)
             return False
-        outputs = RunDir.read_manifest(path).get("outputs", {})
         key = os.path.abspath(output)
-        return key in outputs and outputs[key] in (None, _file_digest(output))
+        return key in outputs and outputs[key] in (None, file_digest(output))
 
     @staticmethod
     def record_output(path, output, written: bool) -> None:
         """List ``output`` (outside the run directory ``path``) in its manifest: before
-        it is written (``written`` false, no digest), then with its digest."""
+        it is written (``written`` false, no digest), then with its digest; nothing
+        where the manifest cannot be written (a read-only run directory)."""
         manifest = RunDir.read_manifest(path)
-        manifest.setdefault("outputs", {})[os.path.abspath(output)] = _file_digest(output) if written else None
-        save_json(inside(path, MANIFEST), manifest)
+        manifest.setdefault("outputs", {})[os.path.abspath(output)] = file_digest(output) if written else None
+        try:
+            save_json(inside(path, MANIFEST), manifest)
+        except OSError:
+            pass  # a rerun then asks for --force to replace the file
 
     @staticmethod
     def ids(path):
@@ -532,18 +537,6 @@ def _dask_io():
     from ..backends.dask import storage  # imports dask: only for a run on it
 
     return storage
-
-
-def _file_digest(path) -> str | None:
-    """BLAKE2b of the bytes of the file at ``path``, or None where it cannot be read."""
-    h = hashlib.blake2b(digest_size=16)
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except OSError:
-        return None
-    return h.hexdigest()
 
 
 def _digest(arrays) -> str:
