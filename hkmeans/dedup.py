@@ -93,7 +93,8 @@ def _check_data(X, metric, threshold=1.0):
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"X must be a non-empty 2-D array, got shape {X.shape}.")
     sq = search.exact_norms(X, cosine=metric == "cosine")
-    return X.astype(search.search_dtype(X.dtype, sq, threshold, metric == "cosine"), copy=False), sq
+    dtype = search.search_dtype(X.dtype, *search.sq_range(sq), threshold, metric == "cosine")
+    return X.astype(dtype, copy=False), sq
 
 
 def _model_centroids(model, X, n_clusters, take=None):

@@ -40,13 +40,19 @@ FLOAT32_SMALLEST = 1e-15
 SMALLEST_SQ = float(np.finfo(np.float64).tiny)
 
 
-def search_dtype(dtype, sq, threshold, cosine) -> np.dtype:
-    """The dtype in which rows of ``dtype`` and squared norms ``sq`` are searched."""
+def sq_range(sq) -> tuple[float, float]:
+    """The smallest non-zero (inf if none) and the largest of squared norms ``sq``."""
+    return float(np.min(sq, where=sq > 0, initial=np.inf)), float(np.max(sq, initial=0.0))
+
+
+def search_dtype(dtype, smallest, largest, threshold, cosine) -> np.dtype:
+    """The dtype in which rows of ``dtype`` are searched, their non-zero squared norms
+    from ``smallest`` to ``largest`` (see :func:`sq_range`)."""
     if dtype != np.float32:
         return np.dtype(dtype)
-    if float(np.max(sq)) > FLOAT32_LARGEST_SQ:
+    if largest > FLOAT32_LARGEST_SQ:
         return np.dtype(np.float64)
-    tiny = threshold > 0 or float(np.min(sq)) < FLOAT32_SMALLEST**2
+    tiny = threshold > 0 or smallest < FLOAT32_SMALLEST**2
     return np.dtype(np.float64 if not cosine and threshold < FLOAT32_SMALLEST and tiny else np.float32)
 
 

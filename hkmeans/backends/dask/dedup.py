@@ -50,6 +50,7 @@ from ..dedup import (
     rank_order,
     search_dtype,
     search_radius,
+    sq_range,
     sweep_pass,
 )
 from .client import check_workers, compute, persist, pick_client
@@ -84,7 +85,7 @@ def dedup(X, threshold, metric, keep, rng, centroids, device, client):
     )
     ranges = np.array(compute(*[dask.delayed(_sq_range)(c) for c in chunks], client=client))
     max_sq = float(ranges[:, 1].max())
-    dtype = search_dtype(X.dtype, ranges, threshold, cosine)
+    dtype = search_dtype(X.dtype, float(ranges[:, 0].min()), max_sq, threshold, cosine)
     if dtype != X.dtype:  # as in process: float32 rows whose products would leave its range
         chunks = persist(*[dask.delayed(_widened)(c, dtype) for c in chunks], client=client)
         X = X.astype(dtype)  # its dtype and shape only: the rows are read from the chunks
@@ -224,7 +225,7 @@ def _norms(x, start, cosine):
 
 
 def _sq_range(chunk):
-    return float(np.min(chunk[1])), float(np.max(chunk[1]))
+    return sq_range(chunk[1])
 
 
 def _widened(chunk, dtype):
