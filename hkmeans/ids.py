@@ -26,8 +26,8 @@ DEFAULT_COLUMN = "id"
 def load_ids(path) -> np.ndarray:
     """The ids in ``path``: a ``.npy`` array of integers or strings, or a text file
     (``.txt``, ``.csv``, UTF-8 with or without a BOM) of one id per line, taken as
-    integers when every line is one in ASCII digits (``42``, ``-7``, ``007``); :class:`~hkmeans.io.InputError` of one line if it
-    cannot be read."""
+    integers when every line is one in ASCII digits (``42``, ``-7``, ``007``);
+    :class:`~hkmeans.io.InputError` of one line if it cannot be read."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: {'is a directory' if os.path.isdir(path) else 'no such file'}; give a file of ids.")
