@@ -108,14 +108,12 @@ def _sample(tree, config, outputs, verbosity, source, run_dir, rows, ids=None):
         )
         in_run = os.path.dirname(os.path.abspath(npy)) == os.path.abspath(run_dir)
         table = selected_table(tree, idx, ids, rows) if tables else None  # its checks before any file is written
-        written = [npy] + ([parquet] if table is not None else [])
-        for path in written if not in_run else []:
-            RunDir.record_output(run_dir, path, written=False)
+        outside = [] if in_run else [npy] + ([parquet] if table is not None else [])
+        RunDir.record_outputs(run_dir, outside, written=False)
         save_indices(npy, idx if rows is None else rows[idx], source, in_run)
         if table is not None:
             save_parquet(parquet, [table])
-        for path in written if not in_run else []:
-            RunDir.record_output(run_dir, path, written=True)
+        RunDir.record_outputs(run_dir, outside, written=True)
         if verbosity >= 0:
             print(
                 f"{len(idx)} indices written to {npy}" + (f", their rows to {parquet}" if tables else ""),

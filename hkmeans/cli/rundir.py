@@ -476,12 +476,17 @@ class RunDir(Checkpoints):
         return key in outputs and outputs[key] in (None, file_digest(output))
 
     @staticmethod
-    def record_output(path, output, written: bool) -> None:
-        """List ``output`` (outside the run directory ``path``) in its manifest: before
-        it is written (``written`` false, no digest), then with its digest; nothing
-        where the manifest cannot be written (a read-only run directory)."""
+    def record_outputs(path, outputs, written: bool) -> None:
+        """List the files ``outputs`` (outside the run directory ``path``) in its
+        manifest: before they are written (``written`` false, no digest), then with
+        their digests; nothing where the manifest cannot be written (a read-only run
+        directory)."""
+        if not outputs:
+            return
         manifest = RunDir.read_manifest(path)
-        manifest.setdefault("outputs", {})[os.path.abspath(output)] = file_digest(output) if written else None
+        listed = manifest.setdefault("outputs", {})
+        for output in outputs:
+            listed[os.path.abspath(output)] = file_digest(output) if written else None
         try:
             save_json(inside(path, MANIFEST), manifest)
         except OSError:
