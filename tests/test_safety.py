@@ -128,6 +128,34 @@ def test_a_linked_copy_of_the_input_is_not_fitted(tmp_path):
     assert_error(_resume(run), f"{run / 'data.npy'}: a symbolic link inside the run directory")
 
 
+def test_a_hard_link_to_the_input_in_the_run_is_refused(tmp_path):
+    """The input hard-linked at ``data.npy`` of an unfinished run (where a float16
+    input's float32 copy goes) is refused by file, not only by name, and left whole."""
+    np.save(tmp_path / "x.npy", blobs().astype(np.float16))
+    hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT, "-q")
+    run = tmp_path / "run"
+    (run / "manifest.json").write_text(json.dumps(_unfinished(run)))
+    os.link(tmp_path / "x.npy", run / "data.npy")
+    before = (tmp_path / "x.npy").read_bytes()
+    assert_error(_resume(run), f"{tmp_path / 'x.npy'}: inside the run directory under a name hkmeans writes there")
+    assert (tmp_path / "x.npy").read_bytes() == before
+
+
+def test_a_copy_of_the_input_not_matching_it_is_made_again(tmp_path):
+    """A ``data.npy`` of another shape than the input is not fitted: the copy is made
+    again, and the resumed fit ends as an uninterrupted one."""
+    np.save(tmp_path / "x.npy", blobs().astype(np.float16))
+    hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT, "-q")
+    run = tmp_path / "run"
+    whole = ClusterTree.load(run / "tree.npz")
+    (run / "manifest.json").write_text(json.dumps({**_unfinished(run), "steps": []}))
+    np.save(run / "data.npy", blobs(n=2000))
+    hkmeans("fit", tmp_path / "x.npy", "--out", run, *FIT, "-q")
+    resumed = ClusterTree.load(run / "tree.npz")
+    assert all(np.array_equal(a, b) for a, b in zip(whole.labels, resumed.labels))
+    assert not (run / "data.npy").exists()
+
+
 def test_a_tree_of_other_rows_is_refused(run, tmp_path):
     ClusterTree.from_labels([np.arange(100) % 7, np.arange(7) % 2]).save(run / "tree.npz")
     for args in (("sample", run, "--target-size", 5, "-o", tmp_path / "s.npy"), ("export", run), ("info", run)):

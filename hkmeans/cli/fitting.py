@@ -23,7 +23,7 @@ from ..readers import SubsetPool, open_pool
 from . import config as cfg
 from .inputs import compute_dtype, read_ids
 from .outputs import check_not_taken_in
-from .run_layout import DASK_SCRATCH, MANIFEST, RunDirError, inside, owned, written_in_run
+from .run_layout import DASK_SCRATCH, MANIFEST, RunDirError, inside, linked_in_run, owned, written_in_run
 from .rundir import RunDir
 
 SCRATCH = "data.npy"
@@ -55,9 +55,15 @@ def prepare_fit(args, config):
     given = [config[key] for key in ("ids", "subset_indices") if config[key] is not None]
     for path in [args.embeddings, *pool.files, *given]:
         # the input's files, not even in another run; no file at all under the run's names
-        if written_in_run(path, args.out) or path not in given and owned(path, args.out):
+        if (
+            written_in_run(path, args.out)
+            or path not in given
+            and owned(path, args.out)
+            or linked_in_run(path, args.out)
+        ):
             raise cfg.ConfigError(
-                f"{path}: inside the run directory under a name hkmeans writes there; move it or choose another --out."
+                f"{path}: inside the run directory under a name hkmeans writes there (or linked to such a file); "
+                "move it or choose another --out."
             )
     ids = read_ids(pool, config)
     dtype = compute_dtype(pool.dtype, config["dtype"])
@@ -139,9 +145,8 @@ def _in_place(pool, dtype, scratch):
     map, or its copy at ``scratch`` (made chunk by chunk, atomically, unless there)."""
     X = pool.mapped()
     if X is None or X.dtype != dtype or not X.flags.c_contiguous:  # the kernels read C-ordered float32/64
-        if os.path.isfile(scratch):  # complete: written atomically
-            X = np.load(scratch, mmap_mode="r+")
-        else:
+        X = np.load(scratch, mmap_mode="r+") if os.path.isfile(scratch) else None  # complete: written atomically
+        if X is None or X.shape != pool.shape or X.dtype != dtype or not X.flags.c_contiguous:
             log.info("copying the input as C-ordered %s, chunk by chunk, into %s", dtype, scratch)
             X = convert(pool, scratch, dtype)
     return X
