@@ -37,9 +37,9 @@ except ImportError:  # not on Windows: there processes compile side by side
     fcntl = None  # type: ignore[assignment]
 
 #: Said once per process, before the first kernel compiles (never when all load from
-#: the cache). The time: a first `hkmeans demo` on an idle 2-core machine (38-46 s of
-#: kernels in fresh installs).
-COMPILE_NOTICE = "hkmeans: compiling kernels for this machine, once (about 40 s; then cached)"
+#: the cache). The time: a first `hkmeans demo` in a fresh install on an idle 2-core
+#: machine (21-27 s on an Intel Xeon VM, 35-38 s on an AMD EPYC VM).
+COMPILE_NOTICE = "hkmeans: compiling kernels for this machine, once (20-40 s on 2 cores; then cached)"
 
 
 def _probe():
