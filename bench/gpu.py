@@ -35,16 +35,21 @@ def fail(message):
 
 class PeakMemory:
     """Device memory in use at most while the block runs (sampled every 20 ms, above
-    what was in use on entry)."""
+    what was in use on entry; an allocation shorter than that can be missed)."""
 
     def __init__(self, cuda):
+        import numba
+
         self.cuda, self.peak, self._stop = cuda, 0, threading.Event()
+        self.simulated = numba.config.ENABLE_CUDASIM  # no device memory to read
 
     def _used(self):
         info = self.cuda.current_context().get_memory_info()
         return info.total - info.free
 
     def __enter__(self):
+        if self.simulated:
+            return self
         self.base = self._used()
         device = self.cuda.get_current_device().id
 
@@ -58,11 +63,15 @@ class PeakMemory:
         return self
 
     def __exit__(self, *exc):
+        if self.simulated:
+            return
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self._used() - self.base)
 
     def __str__(self):
+        if self.simulated:
+            return "peak device memory not read in the simulator"
         return f"peak device memory {self.peak / 2**20:.0f} MiB"
 
 
@@ -154,6 +163,7 @@ def main():
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--d", type=int, default=256)
     parser.add_argument("--k", type=int, default=5000)
+    parser.add_argument("--sections", default="1234", help="which sections to run (default: all)")
     args = parser.parse_args()
 
     from hkmeans.backends.cuda import check_available
@@ -162,80 +172,111 @@ def main():
         check_available()
     except RuntimeError as err:
         fail(f"no GPU run: {err}")
-    from hkmeans import HierarchicalKMeans
     from hkmeans._kernels.cuda._common import cuda
-    from hkmeans.backends.cuda import CUDABackend
 
-    sync = cuda.synchronize
-    print(f"device: {cuda.get_current_device().name}")
+    print(f"device: {getattr(cuda.get_current_device(), 'name', 'the Numba CUDA simulator')}")
     rng = np.random.default_rng(0)
     X = rng.normal(size=(args.n, args.d)).astype(np.float32)
     C = X[rng.choice(args.n, args.k, replace=False)]
-    flops = 2.0 * args.n * args.k * args.d
 
+    t_gemm = section_assignment(X, C, args, cuda) if "1" in args.sections else None
+    if "2" in args.sections:
+        section_kernels(X, args, cuda, t_gemm)
+    if "3" in args.sections:
+        section_lloyd(X, C, args, cuda)
+    if "4" in args.sections:
+        section_paper(rng, cuda)
+
+
+def section_assignment(X, C, args, cuda):
+    """Section 1; returns the SGEMM's time (None without CuPy or torch)."""
+    from hkmeans.backends.cuda import CUDABackend
+
+    sync, flops = cuda.synchronize, 2.0 * args.n * args.k * args.d
     print(f"\n1. assignment, {args.n} x {args.d} against {args.k} centres")
     name, gemm = sgemm(X, C)
     t_gemm = timed(gemm, sync) if gemm else None
-    if gemm:
+    if t_gemm:
         print(f"   cuBLAS SGEMM ({name}): {t_gemm * 1e3:8.1f} ms  {flops / t_gemm / 1e12:6.1f} TFLOP/s")
     for label, option in (("GEMM + fused argmin", "auto"), ("tiled Numba kernel", None)):
         if option == "auto" and not importlib.util.find_spec("cupy"):
             continue
-        data = CUDABackend(X, gemm=option)
-        labels, sqdist = data._empty(args.n, np.int64), data._empty(args.n, np.float64)
-        with PeakMemory(cuda) as mem:
+        with PeakMemory(cuda) as mem:  # the resident rows and the per-row outputs included
+            data = CUDABackend(X, gemm=option)
+            labels, sqdist = data._empty(args.n, np.int64), data._empty(args.n, np.float64)
             t = timed(lambda: data._search(C, labels, sqdist), sync)
-        share = f", {t_gemm / t:5.0%} of the SGEMM" if gemm else ""
+        share = f", {t_gemm / t:5.0%} of the SGEMM" if t_gemm else ""
         print(f"   hkmeans {label}: {t * 1e3:8.1f} ms  {flops / t / 1e12:6.1f} TFLOP/s{share}; {mem}")
         del data, labels, sqdist
+    del gemm  # its device copies; CuPy's pool then hands back what the SGEMMs took
+    if importlib.util.find_spec("cupy"):
+        import cupy
+
+        cupy.get_default_memory_pool().free_all_blocks()
+    return t_gemm
+
+
+def section_kernels(X, args, cuda, t_gemm):
+    """Section 2."""
+    from hkmeans.backends.cuda import CUDABackend
 
     print(f"\n2. the other kernels, {args.n} x {args.d}, {args.k} clusters")
     data = CUDABackend(X)
     if data.resident:
         with PeakMemory(cuda) as mem:
-            kernel_throughput(data, args.k, sync, args.n / t_gemm if gemm else None)
+            kernel_throughput(data, args.k, cuda.synchronize, args.n / t_gemm if t_gemm else None)
         print(f"   {mem}")
     else:
         print("   skipped: the rows do not fit on the device")
-    del data
+
+
+def section_lloyd(X, C, args, cuda):
+    """Section 3."""
+    from hkmeans.backends.cuda import CUDABackend
 
     print(f"\n3. one Lloyd iteration, {args.n} x {args.d}, k = {args.k}")
-    data = CUDABackend(X)
-    run = data.lloyd_run(np.array([0, args.k]), bounds=False)
-    with PeakMemory(cuda) as mem:
-        t = timed(lambda: run.step(C), sync)
+    with PeakMemory(cuda) as mem:  # the resident rows and the run's per-row state included
+        data = CUDABackend(X)
+        run = data.lloyd_run(np.array([0, args.k]), bounds=False)
+        t = timed(lambda: run.step(C), cuda.synchronize)
     print(f"   hkmeans (sums, counts, inertia back to the host): {t * 1e3:8.1f} ms; {mem}")
     del data, run
     iteration = torch_lloyd_iteration()
     if iteration is not None:
         import torch
 
+        torch.cuda.reset_peak_memory_stats()  # not section 1's SGEMM output
         Xt, Ct = torch.from_numpy(X).cuda(), torch.from_numpy(C).cuda()
         t = timed(lambda: iteration(Xt, Ct), torch.cuda.synchronize)
-        print(
-            f"   paper's PyTorch loop (matmul, argmin, index_add): {t * 1e3:8.1f} ms; torch peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
-        )
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        print(f"   paper's PyTorch loop (matmul, argmin, index_add): {t * 1e3:8.1f} ms; torch peak {peak:.0f} MiB")
         del Xt, Ct
     else:
         print("   paper's PyTorch loop: torch is not installed")
     try:
         import faiss
 
+        if faiss.get_num_gpus() == 0:  # a CPU build would quietly run on the CPU
+            raise RuntimeError("faiss sees no GPU (a CPU build?)")
         km = faiss.Kmeans(args.d, args.k, niter=5, gpu=True, seed=0, max_points_per_centroid=args.n)
         start = time.perf_counter()
         km.train(X, init_centroids=C)
-        print(
-            f"   faiss-gpu: {(time.perf_counter() - start) / 5 * 1e3:8.1f} ms per iteration (5 iterations, set-up included)"
-        )
+        per = (time.perf_counter() - start) / 5 * 1e3
+        print(f"   faiss-gpu: {per:8.1f} ms per iteration (5 iterations, set-up included)")
     except Exception as err:  # faiss missing, or built without GPU support
         print(f"   faiss-gpu: not available ({type(err).__name__}: {err})")
+
+
+def section_paper(rng, cuda):
+    """Section 4."""
+    from hkmeans import HierarchicalKMeans
 
     print("\n4. the paper's large example: 100k x 256, n_clusters (5000, 1000), 10 resamples")
     Y = rng.normal(size=(100_000, 256)).astype(np.float32)
     with PeakMemory(cuda) as mem:
         start = time.perf_counter()
         model = HierarchicalKMeans((5000, 1000), n_resamples=10, random_state=0, device="cuda").fit(Y)
-        sync()
+        cuda.synchronize()
     print(f"   fit: {time.perf_counter() - start:.1f} s, {model.n_iter_} Lloyd iterations; {mem}")
 
 

@@ -22,7 +22,7 @@ from . import _config
 from ._params import BACKENDS, DEVICES
 from ._rng import as_generator
 from ._threads import single_threaded_blas
-from .backends import check_backend, dask_module, runs_on_dask
+from .backends import check_backend, cuda_dedup, dask_module, runs_on_dask
 from .backends import dedup as search
 from .backends.cuda import check_available
 from .backends.in_memory import normalize_rows
@@ -229,6 +229,8 @@ def dedup(
         found = dask_module().dedup.dedup(X, threshold, metric, keep, rng, centroids, device, client)
         return DedupResult(*found)
     X, sq = _check_data(X, metric, threshold)
+    if device == "cuda":
+        cuda_dedup.check_fits(X)
     return _search(X, sq, centroids(X), threshold, metric, keep, rng, device)
 
 

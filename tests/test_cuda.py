@@ -119,6 +119,52 @@ def test_assign_matches_reference_and_cpu(small_launch, dtype, gemm, d):
     np.testing.assert_allclose(sqdist, ref_sqdist, rtol=1e-12)
 
 
+@cudasim
+def test_launch_shapes_a_card_cannot_run_are_refused():
+    """More threads than a block may have, or tiles whose shared memory exceeds a
+    block's 48 KiB, are refused before anything runs (the simulator would run them)."""
+    X = np.zeros((10, 4), np.float64)
+    with pytest.raises(ValueError, match="a power of two up to 1024, got 2048"):
+        _backend(X, threads=2048)
+    with pytest.raises(ValueError, match="69632 bytes of shared memory per block"):
+        _backend(X, threads=512, tile_k=32, tile_d=16)
+    assert _backend(X.astype(np.float32), threads=512, tile_k=32, tile_d=16).threads == 512
+
+
+@cudasim
+def test_normalized_rows_stay_on_the_device_as_the_rows_were(small_launch, monkeypatch):
+    """Cosine rows (a second backend over the normalised rows) are kept on the device
+    when the rows were, although the rows' copy still takes memory meanwhile."""
+    from numba.cuda.simulator.cudadrv import devices
+
+    X = np.random.default_rng(0).normal(size=(300, 25)).astype(np.float32)
+    free = X.nbytes * 8 // 3  # room for the rows (under half of it), not for both copies
+    monkeypatch.setattr(
+        devices.FakeCUDAContext, "get_memory_info", lambda self: devices._MemoryInfo(free=free, total=free)
+    )
+    first = _backend(X)
+    assert first.resident
+    free -= X.nbytes  # the rows' copy
+    second = first.normalized()
+    assert second.resident and second._dX is not None
+    np.testing.assert_allclose(np.linalg.norm(second.X, axis=1), 1, rtol=1e-6)
+
+
+@cudasim
+def test_gpu_benchmark_runs_through_in_the_simulator(capsys, monkeypatch):
+    """``bench/gpu.py`` on tiny sizes (its sections 1-3; section 4 is the fit tested
+    above): what a first GPU run would do, minus the card's speed and memory."""
+    import runpy
+
+    script = Path(__file__).parents[1] / "bench" / "gpu.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--n", "40", "--d", "5", "--k", "3", "--sections", "123"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    for line in ("1. assignment, 40 x 5", "tiled Numba kernel", "counting sort", "k-means++ draw", "3. one Lloyd"):
+        assert line in out
+    assert "faiss-gpu:" in out and "ms per iteration" not in out  # no GPU for faiss here: not timed on the CPU
+
+
 def _uneven_labels(seed, n, k):
     """Labels of ``n`` rows in ``k`` clusters: cluster 1 takes about two thirds of the
     rows (many blocks, chunks and pieces), 0 and ``k - 1`` none, the rest a few each,
@@ -500,12 +546,29 @@ def test_dedup_on_cuda_equals_the_rule_over_all_pairs_and_the_cpu(data):
     with (
         mock.patch.multiple(dedup_module, QUERY_ROWS=4, CANDIDATE_ROWS=8),
         mock.patch.object(cuda_backend, "THREADS", 8),
+        mock.patch("hkmeans.backends.cuda_dedup.SCALE_ROWS", 3),
     ):
         gpu = hkmeans.dedup(X, t, device="cuda", **kw)
         cpu = hkmeans.dedup(X, t, **kw)
     check_rule(X, t, metric, gpu)
     for name in ("kept", "duplicate_of", "similarity", "order", "labels", "n_compared"):
         np.testing.assert_array_equal(getattr(gpu, name), getattr(cpu, name), err_msg=name)
+
+
+@cudasim
+def test_dedup_of_rows_the_gpu_cannot_hold_is_one_clear_error(monkeypatch):
+    """The search keeps every row on the device: rows over half its free memory are
+    refused before the clustering starts."""
+    from numba.cuda.simulator.cudadrv import devices
+
+    X = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32)
+    free = X.nbytes  # the rows fit, not within half of it
+    monkeypatch.setattr(
+        devices.FakeCUDAContext, "get_memory_info", lambda self: devices._MemoryInfo(free=free, total=free)
+    )
+    monkeypatch.setattr(sys.modules["hkmeans.dedup"], "_own_centroids", None)  # not reached
+    with pytest.raises(ValueError, match="dedup on the GPU keeps the rows on it: .* use device='cpu'"):
+        hkmeans.dedup(X, 0.9, device="cuda")
 
 
 @cudasim

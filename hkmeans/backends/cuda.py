@@ -53,6 +53,10 @@ GEMM_BYTES = 256 << 20
 THREADS = 256
 TILE_K = 32
 TILE_D = 16
+#: Most threads per block on every CUDA card.
+MAX_THREADS = 1024
+#: Most static shared memory per block on every CUDA card.
+MAX_SHARED_BYTES = 48 * 1024
 
 
 def check_available() -> None:
@@ -127,8 +131,14 @@ class CUDABackend(HostRows):
     def __init__(self, X, *, device_bytes=None, block_rows=None, threads=None, tile_k=None, tile_d=None, gemm="auto"):
         check_available()
         threads, tile_k, tile_d = threads or THREADS, tile_k or TILE_K, tile_d or TILE_D
-        if threads < 1 or threads & (threads - 1):
-            raise ValueError(f"threads must be a power of two, got {threads}.")
+        if threads < 1 or threads & (threads - 1) or threads > MAX_THREADS:
+            raise ValueError(f"threads must be a power of two up to {MAX_THREADS}, got {threads}.")
+        shared = (threads + tile_k) * tile_d * X.dtype.itemsize
+        if min(tile_k, tile_d) < 1 or shared > MAX_SHARED_BYTES:
+            raise ValueError(
+                f"threads={threads}, tile_k={tile_k}, tile_d={tile_d}: the tiled search would take {shared} bytes "
+                f"of shared memory per block (at most {MAX_SHARED_BYTES}) for {X.dtype} rows."
+            )
         self.X = X
         self.k = _kernels()
         self.options = dict(
@@ -383,7 +393,10 @@ class CUDABackend(HostRows):
         """A backend over the rows scaled to unit norm, written to the array
         ``alloc(shape, dtype)`` gives if given."""
         out = None if alloc is None else alloc(self.X.shape, self.X.dtype)
-        return CUDABackend(normalize_rows(self.X, out), **self.options)
+        options = self.options
+        if self.resident:  # as these rows are: the free memory now counts their copy, freed with this backend
+            options = {**options, "device_bytes": self.X.nbytes}
+        return CUDABackend(normalize_rows(self.X, out), **options)
 
 
 class _OnDevice:

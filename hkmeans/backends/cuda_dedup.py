@@ -22,6 +22,20 @@ from . import cuda as cuda_backend
 
 UNDECIDED, KEPT, PENDING = kernels.UNDECIDED, kernels.KEPT, kernels.PENDING
 
+#: Rows scaled at a time for "cosine" (bounds the float64 temporary on the host).
+SCALE_ROWS = 1 << 16
+
+
+def check_fits(X) -> None:
+    """A one-line ValueError where the rows ``X`` would take more than the share of
+    the GPU's free memory a backend may use: the search keeps them all on the device."""
+    free = cuda_backend._kernels().cuda.current_context().get_memory_info().free
+    if X.nbytes > cuda_backend.DEVICE_SHARE * free:
+        raise ValueError(
+            f"dedup on the GPU keeps the rows on it: {X.nbytes / 2**30:.2f} GiB, more than half its "
+            f"{free / 2**30:.2f} GiB free; use device='cpu', or Dask workers with a GPU each."
+        )
+
 
 class Scorer:
     """The rows of ``X`` on the device (as the CPU sweep loads them: scaled to unit
@@ -32,8 +46,13 @@ class Scorer:
         from .._kernels.cuda import dedup as cuda_dedup
 
         self.kernel = cuda_dedup.block_scores
-        U = X * (1.0 / np.sqrt(sq))[:, None] if cosine else X
-        self.U = self.k.cuda.to_device(np.ascontiguousarray(U, dtype=X.dtype))
+        U = np.ascontiguousarray(X)
+        if cosine:  # scaled in blocks, in X's dtype: no float64 copy of the whole
+            U = np.empty_like(U)
+            for a in range(0, X.shape[0], SCALE_ROWS):
+                e = min(a + SCALE_ROWS, X.shape[0])
+                U[a:e] = X[a:e] * (1.0 / np.sqrt(sq[a:e]))[:, None]
+        self.U = self.k.cuda.to_device(U)
 
     def scores(self, qrows, prows):
         """Similarities of rows ``qrows`` with rows ``prows``, (len(qrows), len(prows))."""

@@ -23,8 +23,10 @@ def nearest_kernel(dtype, threads, tile_k, tile_d):
     the dot products of its row with one tile of centres.
     """
     dt = numba.from_dtype(np.dtype(dtype))
+    # a block has 65536 registers: more per thread and the launch fails on a card
+    limits = {} if numba.config.ENABLE_CUDASIM else {"max_registers": min(255, 65536 // threads)}
 
-    @cuda.jit
+    @cuda.jit(**limits)
     def nearest(X, C, c_sq, labels, sqdist_out, row0):
         n, d = X.shape
         k = C.shape[0]
@@ -103,8 +105,8 @@ def nearest_in_ranges(X, C, lo, hi, labels, sqdist_out, row0):
 def row_sq_norms(C, out):
     """``out[j] = ||C[j]||^2``, summed in ``C``'s dtype as the CPU's ``_sq_norms``."""
     for j in range(cuda.grid(1), C.shape[0], cuda.gridsize(1)):
-        s = C[j, 0] * 0
-        for f in range(C.shape[1]):
+        s = C[j, 0] * C[j, 0]  # in C's dtype (a literal 0 in the product would widen it on a card)
+        for f in range(1, C.shape[1]):
             s += C[j, f] * C[j, f]
         out[j] = s
 

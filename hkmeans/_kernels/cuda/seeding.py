@@ -12,8 +12,8 @@ whose rounding is not that of the CPU's running sum. :func:`draw` trusts them wh
 they decide the draw with room to spare: where the target lies farther from every sum
 it is compared with than the two roundings could move them apart. Otherwise (on
 random data, about once in ``10^13 / blocks`` draws) the thread redoes the draw with
-the running sum, one block after the other, as the CPU does: the row drawn is the
-one the CPU's running sum gives, in every case.
+the running sum, one block after the other, as the CPU does: given the same block
+sums, the row drawn is the one the CPU's running sum gives, in every case.
 """
 
 import numpy as np
