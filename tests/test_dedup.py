@@ -87,6 +87,18 @@ def test_rank_orders():
     assert np.all(np.diff(sq[res["easy"].order]) >= -1e-12)  # closest first
 
 
+@pytest.mark.parametrize("keep", ["hard", "easy"])
+def test_ranks_tied_by_distance_go_to_the_lower_row(keep):
+    """Exact copies lie at one distance from their centroid: "hard" and "easy" rank
+    the lower row first (as the docs say), so each earlier row is kept and its later
+    copy names it."""
+    X = np.random.default_rng(7).normal(size=(400, 16))
+    X[200:] = X[:200]
+    res = hkmeans.dedup(X, 0.999, keep=keep, random_state=0)
+    np.testing.assert_array_equal(res.kept, np.arange(200))
+    np.testing.assert_array_equal(res.duplicate_of[200:], np.arange(200))
+
+
 def test_copies_match_at_threshold_one():
     rng = np.random.default_rng(6)
     X = rng.normal(size=(200, 37)) * rng.uniform(0.01, 100, size=(200, 1))

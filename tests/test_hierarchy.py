@@ -317,3 +317,39 @@ def test_the_function_checks_its_input_as_the_estimator_does():
     for rows, match in ((bad, "NaN"), (X[:, 0], "2D"), (np.full((20, 2), "a"), "convert")):
         with pytest.raises(ValueError, match=match):
             hierarchical_kmeans(rows, 4, random_state=0)
+
+
+def test_a_resampling_step_clusters_the_rows_closest_to_each_centroid(monkeypatch):
+    """The k-means of a resampling step runs on each cluster's ``min(size,
+    sample_size)`` rows nearest its centroid, as the k-means before it labelled them."""
+    import hkmeans.hierarchy as hierarchy
+
+    calls = []
+
+    def spy(rows, k, **kwargs):
+        result = kmeans(rows, k, **kwargs)
+        calls.append((np.array(rows.X if hasattr(rows, "X") else rows), result))
+        return result
+
+    kmeans = hierarchy.kmeans
+    monkeypatch.setattr(hierarchy, "kmeans", spy)
+    X = mixture(n=500)
+    hierarchical_kmeans(X, 8, n_resamples=1, sample_size=20, random_state=0)
+    (_, first), (subset, _) = calls
+    sizes = np.bincount(first.labels, minlength=8)
+    expected = np.concatenate(
+        [
+            np.flatnonzero(first.labels == c)[np.argsort(first.sqdist[first.labels == c], kind="stable")][:20]
+            for c in range(8)
+        ]
+    )
+    assert len(subset) == np.minimum(sizes, 20).sum() == len(expected)
+    row_of = {X[i].tobytes(): i for i in range(len(X))}
+    np.testing.assert_array_equal(np.sort([row_of[r.tobytes()] for r in subset]), np.sort(expected))
+
+
+def test_default_sample_size_is_half_the_average_cluster_rounded():
+    from hkmeans.hierarchy import default_sample_size
+
+    assert default_sample_size(300, 8) == 19  # 18.75
+    assert default_sample_size(600, 10) == 30

@@ -391,3 +391,20 @@ def test_estimator_tables():
     assert table["size"][table["level"] == 0].sum() == N
     with pytest.raises(ValueError, match="one id per training sample"):
         model.assignments(ids=ids[:-1])
+    # distances, not squared: to each row's level-0 centroid
+    centroids = model.levels_[0].centroids
+    np.testing.assert_allclose(
+        rows["distance"], np.linalg.norm(X - centroids[rows["cluster_level0"]], axis=1), rtol=1e-5
+    )
+    np.testing.assert_allclose(model.tree_.distances, rows["distance"])
+
+
+def test_ids_one_short_of_the_rows_a_tree_maps_are_refused():
+    """With ``rows`` (a fit on a subset), ids must reach the largest input row: one
+    short is the one-line error, not an IndexError."""
+    tree = small_tree()
+    rows = np.array([0, 2, 4, 5, 7, 9])
+    ids = np.arange(10)
+    assert list(assignments(tree, ids=ids, rows=rows)["id"]) == list(rows)
+    with pytest.raises(ValueError, match=r"one id per row of the input \(10\)"):
+        assignments(tree, ids=ids[:9], rows=rows)

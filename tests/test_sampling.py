@@ -143,3 +143,31 @@ def test_counts_beyond_2_62_are_refused_in_one_line(name, value):
     kwargs = {"target_size": 2, "multiplier": 1, name: value}
     with pytest.raises(ValueError, match=f"^{name} must be an integer from"):
         hierarchical_sampling(tree, kwargs["target_size"], multiplier=kwargs["multiplier"])
+
+
+def test_random_strategy_picks_points_at_random():
+    """Within a cluster, "random" picks each point about equally often over seeds,
+    not the same ones (the first rows, say) every time."""
+    tree = ClusterTree.from_labels([np.zeros(100, np.int64)])
+    picks = [hierarchical_sampling(tree, 10, random_state=s) for s in range(200)]
+    frequency = np.bincount(np.concatenate(picks), minlength=100) / len(picks)
+    assert len({tuple(p) for p in picks}) > 190
+    assert frequency.min() > 0.02 and frequency.max() < 0.25  # 0.1 each on average
+
+
+def test_remainder_goes_to_random_clusters_below_the_top():
+    """A remainder split among the children of one top cluster goes to children that
+    vary with the seed, as at the top level."""
+    tree = ClusterTree.from_labels([np.repeat(np.arange(10), 5), np.zeros(10, np.int64)])
+    chosen = {tuple(np.unique(tree.labels[0][hierarchical_sampling(tree, 3, random_state=s)])) for s in range(20)}
+    assert len(chosen) > 1
+
+
+def test_flat_sampling_balances_the_level_asked():
+    """Level 1 has two clusters of 4 and 2 points over level-0 clusters of 4, 1 and
+    1: two points are one per level-1 cluster, whatever the seed (balancing level 0
+    would often take both from level-1 cluster 1)."""
+    tree = ClusterTree.from_labels([np.array([0, 0, 0, 0, 1, 2]), np.array([0, 1, 1])])
+    for seed in range(50):
+        idx = flat_sampling(tree, 2, level=1, random_state=seed)
+        np.testing.assert_array_equal(np.bincount(tree.point_labels(1)[idx], minlength=2), [1, 1])

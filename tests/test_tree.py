@@ -121,3 +121,11 @@ def test_bad_level_is_refused():
         small_tree().sizes(2)
     with pytest.raises(ValueError, match="level must be"):
         small_tree().sizes(True)
+
+
+def test_flatten_keeps_the_weights():
+    w = np.arange(1.0, 7.0)
+    tree = ClusterTree([np.array([0, 0, 1, 1, 2, 2]), np.array([0, 0, 1])], sample_weight=w)
+    flat = tree.flatten(1)
+    np.testing.assert_array_equal(flat.sample_weight, w)
+    np.testing.assert_array_equal(flat.weights(0), tree.weights(1))
