@@ -185,6 +185,23 @@ def test_pairs_across_cluster_borders_are_found():
     assert np.all(res.labels[near_border] != res.labels[400 + near_border])
 
 
+@pytest.mark.parametrize("depth", np.linspace(0.95, 0.999, 12))
+def test_a_pair_whose_kept_row_lies_deep_in_its_cluster_is_found(depth):
+    """Centroids at x = -1 and 1, threshold t: a kept row at depth ``depth * t`` left
+    of the border and its copy just under t away across it. The border filter must
+    reach that deep; a filter a percent too tight misses such pairs."""
+    import sys
+
+    api = sys.modules["hkmeans.dedup"]
+    t = 0.1
+    h = depth * t
+    X = np.array([[-h, 0.0], [t - h - 1e-5, 0.0], [-2.0, 0.0], [2.0, 0.0]])
+    X, sq = api._check_data(X, "euclidean", t)
+    res = api._search(X, sq, np.array([[-1.0, 0.0], [1.0, 0.0]]), t, "euclidean", "first", np.random.default_rng(0))
+    assert res.labels[0] != res.labels[1]
+    np.testing.assert_array_equal(res.duplicate_of, [-1, 0, -1, -1])
+
+
 def test_a_row_copied_many_times_stays_within_blocks():
     rng = np.random.default_rng(2)
     X = np.vstack([np.repeat(rng.normal(size=(1, 16)), 30000, axis=0), rng.normal(size=(500, 16))])

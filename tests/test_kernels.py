@@ -47,6 +47,19 @@ def test_assign_matches_reference(dtype, d, order):
     np.testing.assert_allclose(sqdist, ref_sqdist, rtol=1e-10, atol=1e-12)
 
 
+def test_assign_breaks_ties_by_the_first_centre():
+    """Equidistant centres, and a centre given twice: the first index, as documented
+    (integer rows make exact ties common)."""
+    X = np.array([[0.0], [3.0], [-5.0]])
+    np.testing.assert_array_equal(assign(X, np.array([[-1.0], [1.0]]))[0], [0, 1, 0])
+    C = np.array([[2.0, 1.0], [2.0, 1.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(assign(np.array([[2.0, 1.0], [1.0, 0.5], [5.0, 5.0]]), C)[0], [0, 0, 0])
+    rng = np.random.default_rng(0)
+    for d in (2, _config.SMALL_D + 1):
+        X, C = rng.integers(-2, 3, size=(500, d)).astype(float), rng.integers(-2, 3, size=(40, d)).astype(float)
+        np.testing.assert_array_equal(assign(X, C)[0], naive.assign(X, C)[0])
+
+
 @given(
     n=st.integers(1, 700),
     d=st.integers(1, 40),
@@ -99,6 +112,26 @@ def test_bounded_search_matches_full_search_and_keeps_valid_bounds(n, d, k, grid
         assert np.all(lower[:, g] <= D[:, a:e].min(1))
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_bounds_stay_lower_bounds_far_from_the_origin(seed):
+    """float32 rows around 30 in every feature: the rounding of the distances is then
+    far above their spread, and only the bounds' rounding term keeps them below the
+    distances they bound."""
+    rng = np.random.default_rng(seed)
+    n, d, k = 2000, 24, 64
+    X = (rng.normal(size=(n, d)) + 30).astype(np.float32)
+    C = (X[rng.choice(n, k, replace=False)] + 0.01 * rng.normal(size=(k, d))).astype(np.float32)
+    order, offsets = _group_centres(C)
+    C = C[order]
+    labels, sqdist = np.zeros(n, dtype=np.int64), np.empty(n)
+    lower = np.zeros((n, len(offsets) - 1), dtype=np.float32)
+    search(X, C, labels, sqdist, lower, offsets)
+    D = np.sqrt(naive.sqdist_matrix(X, C))
+    D[np.arange(n), labels] = np.inf
+    for g, (a, e) in enumerate(zip(offsets[:-1], offsets[1:])):
+        assert np.all(lower[:, g] <= D[:, a:e].min(1))
+
+
 @pytest.mark.parametrize("d", [3, 64])
 def test_assign_same_result_with_one_or_two_threads(d):
     X, C = _data(1, 5000, d, 300, np.float32)
@@ -140,11 +173,13 @@ def test_cluster_sums_match_reference(dtype):
     k=st.integers(1, 20),
     seed=st.integers(0, 2**32 - 1),
     max_take=st.integers(0, 50),
+    tied=st.booleans(),
 )
-def test_pick_members_matches_reference(n, k, seed, max_take):
+def test_pick_members_matches_reference(n, k, seed, max_take, tied):
+    # tied scores (duplicate rows): the lower position first, in clusters of any size
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, k, n)
-    scores = rng.random(n)
+    scores = rng.integers(0, 3, n).astype(float) if tied else rng.random(n)
     sizes = np.bincount(labels, minlength=k)
     n_take = np.where(sizes > 0, rng.integers(0, max_take + 1, k), 0).astype(np.int64)
     offsets, order = groups.group_by_label(labels, k)
@@ -152,18 +187,26 @@ def test_pick_members_matches_reference(n, k, seed, max_take):
     np.testing.assert_array_equal(got, naive.pick_members(labels, k, scores, n_take))
 
 
+def test_pick_members_takes_the_lower_positions_among_ties():
+    offsets, order = groups.group_by_label(np.zeros(40, np.int64), 1)
+    scores = np.repeat([0.0, 1.0], 20)[::-1].copy()  # rows 20..39 score 0
+    np.testing.assert_array_equal(select.pick_members(offsets, order, scores, np.array([5])), np.arange(20, 25))
+
+
 @given(
     n=st.integers(1, 300),
     k=st.integers(1, 20),
     seed=st.integers(0, 2**32 - 1),
     max_take=st.integers(0, 50),
+    tied=st.booleans(),
 )
-def test_pick_weight_takes_what_repeated_rows_would_give(n, k, seed, max_take):
+def test_pick_weight_takes_what_repeated_rows_would_give(n, k, seed, max_take, tied):
     # integer weights: the rows (with the weight taken of each) are the repeated rows'
-    # picks; weight 0 is never taken; fractional weights: each cluster gives its need
+    # picks; weight 0 is never taken; fractional weights: each cluster gives its need;
+    # tied scores: the lower position first
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, k, n)
-    scores = rng.random(n)
+    scores = rng.integers(0, 3, n).astype(float) if tied else rng.random(n)
     w = rng.integers(0, 4, n).astype(float)
     weight = np.bincount(labels, weights=w, minlength=k)
     need = np.minimum(weight, rng.integers(0, max_take + 1, k))
@@ -421,6 +464,32 @@ def test_the_screen_holds_where_products_underflow(dtype, scale):
         order = rng.permutation(len(X))
         got = seeding_screen.kmeans_plusplus_screened(X, w, order, 0, rand, 64, 2, 16)
         np.testing.assert_array_equal(got, seeding_wide.kmeans_plusplus_wide(X, w, order, 0, rand, 64, 2))
+
+
+@pytest.mark.skipif(not simd.LANES_PAY, reason="the screen needs AVX2")
+@pytest.mark.parametrize("seed", range(6))
+def test_the_screen_margin_alone_covers_rows_far_from_the_origin(seed):
+    """Rows at 65536 plus small integers whose 8-bit codes are exact (one entry per
+    row at +-LEVELS, mirrored so that the mean is 65536 exactly): the codes leave no
+    rounding slack, so only the margin ``kappa`` covers the float32 rounding of the
+    exact pass, and the screened pass must still be it bit for bit."""
+    rng = np.random.default_rng(seed)
+    levels = seeding_screen.LEVELS
+    V = rng.integers(-levels, levels + 1, size=(250, 40))
+    V[np.arange(250), rng.integers(0, 40, 250)] = levels
+    X = (65536 + np.concatenate([V, -V])).astype(np.float32)
+    closest, rng = _wide_state(X, 5, seed)
+    cand = rng.choice(len(X), 8)
+    w = np.ones(len(X))
+    want = _potentials(seeding_wide._trial_potentials_wide, X, w, closest, cand)
+    got = _potentials(seeding_screen._screened_potentials, X, w, closest, cand)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert got[2] == want[2]
+    rand = rng.random((100, 8))
+    order = rng.permutation(len(X))
+    got = seeding_screen.kmeans_plusplus_screened(X, w, order, 3, rand, 64, 2, 16)
+    np.testing.assert_array_equal(got, seeding_wide.kmeans_plusplus_wide(X, w, order, 3, rand, 64, 2))
 
 
 @pytest.mark.skipif(not simd.LANES_PAY, reason="the screen needs AVX2")
