@@ -108,8 +108,8 @@ def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hier
 
 def check_sample_weight(sample_weight, n_samples):
     """``sample_weight`` as float64 weights of ``n_samples`` rows (a scalar: the same
-    for all; None stays None); a ``ValueError`` unless finite, non-negative and not all
-    zero."""
+    for all; None stays None); a ``ValueError`` unless finite, non-negative, not all
+    zero and of a finite sum."""
     if sample_weight is None:
         return None
     w = np.asarray(sample_weight, dtype=np.float64)
@@ -125,6 +125,8 @@ def check_sample_weight(sample_weight, n_samples):
         raise ValueError("Negative values in data passed to sample_weight; weights must be >= 0.")
     if not np.any(w > 0):
         raise ValueError("sample_weight is all zero; at least one weight must be positive.")
+    if not np.isfinite(np.sum(w)):
+        raise ValueError("sample_weight sums to more than float64 holds; scale the weights down.")
     return np.ascontiguousarray(w)
 
 

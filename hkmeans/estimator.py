@@ -325,7 +325,8 @@ class KMeans(_CentroidClusterer):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
+        # a training sample or a seeding sample is drawn from dense rows only
+        tags.input_tags.sparse = self.max_points_per_centroid is None and self.init_points_per_centroid is None
         return tags
 
     def _init_centroids(self, X, x_squared_norms, init, random_state, sample_weight, init_size=None, n_centroids=None):
@@ -513,6 +514,30 @@ class HierarchicalKMeans(_CentroidClusterer):
         """
         with self._scheduler():
             return self._predict(self._validate_test_data(X), level)
+
+    def transform(self, X):
+        """Euclidean distance of each sample to each (top-level) cluster centre.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_clusters)
+            For a dask array, a lazy dask array.
+
+        Notes
+        -----
+        In a model of several levels the nearest of these centres is not always the
+        cluster :meth:`predict` gives, as it is for :class:`sklearn.cluster.KMeans`:
+        :meth:`predict` follows the tree from the nearest level-0 centroid (and
+        :meth:`score` measures to that cluster's centre). The distances to the
+        centroids of another level are
+        ``sklearn.metrics.pairwise_distances(X, model.levels_[t].centroids)``; at level
+        0 their nearest is ``predict(X, level=0)``.
+        """
+        return super().transform(X)
 
     def _predict(self, X, level=None):
         top = len(self.levels_) - 1

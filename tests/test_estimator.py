@@ -184,3 +184,28 @@ def test_values_whose_distances_overflow_are_refused_before_any_work():
     with pytest.raises(ValueError, match=r"overflow float32"):
         m.predict(np.full((2, 4), 1e30))
     assert m.predict(np.full((2, 4), 1e17)).shape == (2,)  # large, but within the limit for 4 features
+
+
+def test_transform_is_distances_to_the_top_centres_and_predict_follows_the_tree():
+    """Documented: ``transform`` measures to the top-level centres; ``predict``
+    routes through level 0, whose nearest centroid ``argmin`` of its distances is."""
+    from sklearn.metrics import pairwise_distances
+
+    X = np.random.default_rng(0).normal(size=(600, 5))
+    model = HierarchicalKMeans((30, 5), n_resamples=2, random_state=0).fit(X)
+    np.testing.assert_allclose(model.transform(X), pairwise_distances(X, model.cluster_centers_), rtol=1e-10)
+    level0 = pairwise_distances(X, model.levels_[0].centroids)
+    np.testing.assert_array_equal(level0.argmin(1), model.predict(X, level=0))
+
+
+def test_sample_weight_of_an_infinite_sum_is_refused():
+    X = np.random.default_rng(0).normal(size=(300, 3))
+    for est in (KMeans(3, random_state=0), HierarchicalKMeans((6, 2), random_state=0)):
+        with pytest.raises(ValueError, match="sample_weight sums to more than float64 holds"):
+            est.fit(X, sample_weight=np.full(300, 1e308))
+
+
+def test_sparse_tag_follows_the_sampling_options():
+    assert KMeans(3).__sklearn_tags__().input_tags.sparse
+    assert not KMeans(3, max_points_per_centroid=2).__sklearn_tags__().input_tags.sparse
+    assert not KMeans(3, init_points_per_centroid=2).__sklearn_tags__().input_tags.sparse
