@@ -95,7 +95,7 @@ def sgemm(X, C):
 
         a, b = cupy.asarray(X), cupy.asarray(C)
         return "CuPy", lambda: a @ b.T
-    if importlib.util.find_spec("torch"):
+    if _torch_on_gpu():
         import torch
 
         a, b = torch.from_numpy(X).cuda(), torch.from_numpy(C).cuda()
@@ -103,10 +103,19 @@ def sgemm(X, C):
     return None, None
 
 
+def _torch_on_gpu():
+    """Whether torch is installed and sees a GPU (not a CPU-only build)."""
+    if not importlib.util.find_spec("torch"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def torch_lloyd_iteration():
     """One iteration of the paper's PyTorch k-means (matmul distances, argmin,
-    index_add of the sums), or None without torch."""
-    if not importlib.util.find_spec("torch"):
+    index_add of the sums), or None without torch on a GPU."""
+    if not _torch_on_gpu():
         return None
     import torch
 
@@ -252,7 +261,7 @@ def section_lloyd(X, C, args, cuda):
         print(f"   paper's PyTorch loop (matmul, argmin, index_add): {t * 1e3:8.1f} ms; torch peak {peak:.0f} MiB")
         del Xt, Ct
     else:
-        print("   paper's PyTorch loop: torch is not installed")
+        print("   paper's PyTorch loop: torch is not installed, or sees no GPU")
     try:
         import faiss
 

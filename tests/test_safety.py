@@ -137,23 +137,25 @@ def test_a_hard_link_to_the_input_in_the_run_is_refused(tmp_path):
     (run / "manifest.json").write_text(json.dumps(_unfinished(run)))
     os.link(tmp_path / "x.npy", run / "data.npy")
     before = (tmp_path / "x.npy").read_bytes()
-    assert_error(_resume(run), f"{tmp_path / 'x.npy'}: inside the run directory under a name hkmeans writes there")
+    assert_error(_resume(run), f"{tmp_path / 'x.npy'}: the same file as {run / 'data.npy'}, which hkmeans writes")
     assert (tmp_path / "x.npy").read_bytes() == before
 
 
 def test_a_copy_of_the_input_not_matching_it_is_made_again(tmp_path):
-    """A ``data.npy`` of another shape than the input is not fitted: the copy is made
-    again, and the resumed fit ends as an uninterrupted one."""
+    """A ``data.npy`` of another shape than the input, empty, or no ``.npy`` file is
+    not fitted: the copy is made again, and the resumed fit ends as an uninterrupted
+    one."""
     np.save(tmp_path / "x.npy", blobs().astype(np.float16))
     hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT, "-q")
     run = tmp_path / "run"
     whole = ClusterTree.load(run / "tree.npz")
-    (run / "manifest.json").write_text(json.dumps({**_unfinished(run), "steps": []}))
-    np.save(run / "data.npy", blobs(n=2000))
-    hkmeans("fit", tmp_path / "x.npy", "--out", run, *FIT, "-q")
-    resumed = ClusterTree.load(run / "tree.npz")
-    assert all(np.array_equal(a, b) for a, b in zip(whole.labels, resumed.labels))
-    assert not (run / "data.npy").exists()
+    for stale in (lambda p: np.save(p, blobs(n=2000)), lambda p: p.write_bytes(b""), lambda p: p.write_text("rows")):
+        (run / "manifest.json").write_text(json.dumps({**_unfinished(run), "steps": []}))
+        stale(run / "data.npy")
+        hkmeans("fit", tmp_path / "x.npy", "--out", run, *FIT, "-q")
+        resumed = ClusterTree.load(run / "tree.npz")
+        assert all(np.array_equal(a, b) for a, b in zip(whole.labels, resumed.labels))
+        assert not (run / "data.npy").exists()
 
 
 def test_a_tree_of_other_rows_is_refused(run, tmp_path):

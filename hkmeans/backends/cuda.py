@@ -133,8 +133,9 @@ class CUDABackend(HostRows):
         threads, tile_k, tile_d = threads or THREADS, tile_k or TILE_K, tile_d or TILE_D
         if threads < 1 or threads & (threads - 1) or threads > MAX_THREADS:
             raise ValueError(f"threads must be a power of two up to {MAX_THREADS}, got {threads}.")
+        self.gemm = _cupy_gemm() if gemm == "auto" else gemm
         shared = (threads + tile_k) * tile_d * X.dtype.itemsize
-        if min(tile_k, tile_d) < 1 or shared > MAX_SHARED_BYTES:
+        if self.gemm is None and (min(tile_k, tile_d) < 1 or shared > MAX_SHARED_BYTES):
             raise ValueError(
                 f"threads={threads}, tile_k={tile_k}, tile_d={tile_d}: the tiled search would take {shared} bytes "
                 f"of shared memory per block (at most {MAX_SHARED_BYTES}) for {X.dtype} rows."
@@ -145,7 +146,6 @@ class CUDABackend(HostRows):
             device_bytes=device_bytes, block_rows=block_rows, threads=threads, tile_k=tile_k, tile_d=tile_d, gemm=gemm
         )
         self.threads, self.tile_k, self.tile_d = threads, tile_k, tile_d
-        self.gemm = _cupy_gemm() if gemm == "auto" else gemm
         n, d = X.shape
         row_bytes = max(1, d * X.dtype.itemsize)
         if device_bytes is None:
@@ -391,10 +391,14 @@ class CUDABackend(HostRows):
 
     def normalized(self, alloc=None) -> CUDABackend:
         """A backend over the rows scaled to unit norm, written to the array
-        ``alloc(shape, dtype)`` gives if given."""
+        ``alloc(shape, dtype)`` gives if given; kept on the device if these rows were,
+        in their place."""
         out = None if alloc is None else alloc(self.X.shape, self.X.dtype)
         options = self.options
-        if self.resident:  # as these rows are: the free memory now counts their copy, freed with this backend
+        if self.resident:  # the new rows take over this backend's device memory: one copy at a time
+            # (these rows are then read from the host, if ever; a failed allocation first
+            # frees what Numba has pending, this copy among it)
+            self._dX, self.resident = None, False
             options = {**options, "device_bytes": self.X.nbytes}
         return CUDABackend(normalize_rows(self.X, out), **options)
 

@@ -55,15 +55,15 @@ def prepare_fit(args, config):
     given = [config[key] for key in ("ids", "subset_indices") if config[key] is not None]
     for path in [args.embeddings, *pool.files, *given]:
         # the input's files, not even in another run; no file at all under the run's names
-        if (
-            written_in_run(path, args.out)
-            or path not in given
-            and owned(path, args.out)
-            or linked_in_run(path, args.out)
-        ):
+        if written_in_run(path, args.out) or path not in given and owned(path, args.out):
             raise cfg.ConfigError(
-                f"{path}: inside the run directory under a name hkmeans writes there (or linked to such a file); "
-                "move it or choose another --out."
+                f"{path}: inside the run directory under a name hkmeans writes there; move it or choose another --out."
+            )
+        linked = linked_in_run(path, args.out)
+        if linked is not None:
+            raise cfg.ConfigError(
+                f"{path}: the same file as {linked}, which hkmeans writes in the run directory; "
+                f"remove {linked} (a link to the input) or choose another --out."
             )
     ids = read_ids(pool, config)
     dtype = compute_dtype(pool.dtype, config["dtype"])
@@ -145,11 +145,23 @@ def _in_place(pool, dtype, scratch):
     map, or its copy at ``scratch`` (made chunk by chunk, atomically, unless there)."""
     X = pool.mapped()
     if X is None or X.dtype != dtype or not X.flags.c_contiguous:  # the kernels read C-ordered float32/64
-        X = np.load(scratch, mmap_mode="r+") if os.path.isfile(scratch) else None  # complete: written atomically
+        X = _load_copy(scratch)
         if X is None or X.shape != pool.shape or X.dtype != dtype or not X.flags.c_contiguous:
             log.info("copying the input as C-ordered %s, chunk by chunk, into %s", dtype, scratch)
             X = convert(pool, scratch, dtype)
     return X
+
+
+def _load_copy(path):
+    """The run's copy of the input at ``path`` (written atomically), memory-mapped;
+    None where there is none or it is no ``.npy`` file a copy could be (it is then
+    made again)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return np.load(path, mmap_mode="r+", allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
 
 
 def _kept_rows(run, pool, dtype, config, params, source, client=None):

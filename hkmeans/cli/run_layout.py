@@ -105,18 +105,20 @@ def written_in_run(path, run_dir) -> bool:
     return _owned_name(top) or any(p.match(top) for p in OUTPUTS)
 
 
-def linked_in_run(path, run_dir) -> bool:
-    """Whether ``path`` is, by another name, a file that the run directory ``run_dir``
-    keeps at its top under a name hkmeans writes (a hard link to the input placed
-    at ``data.npy``, say): :func:`written_in_run` for the same file under any name."""
+def linked_in_run(path, run_dir) -> str | None:
+    """The file that the run directory ``run_dir`` keeps at its top under a name
+    hkmeans writes and that ``path`` is by another name (a hard link to the input
+    placed at ``data.npy``, say), or None."""
     own = os.path.abspath(run_dir)
     try:
-        names = os.listdir(own)
+        names = sorted(os.listdir(own))
     except OSError:
-        return False
-    return any(
-        written_in_run(os.path.join(own, name), own) and same_file(path, os.path.join(own, name)) for name in names
-    )
+        return None
+    for name in names:
+        kept = os.path.join(own, name)
+        if written_in_run(kept, own) and same_file(path, kept):
+            return kept
+    return None
 
 
 def read_json(file):

@@ -103,7 +103,8 @@ def nearest_in_ranges(X, C, lo, hi, labels, sqdist_out, row0):
 
 @cuda.jit
 def row_sq_norms(C, out):
-    """``out[j] = ||C[j]||^2``, summed in ``C``'s dtype as the CPU's ``_sq_norms``."""
+    """``out[j] = ||C[j]||^2``, summed in ``C``'s dtype in the CPU's ``_sq_norms``
+    order (a card may fuse each multiply and add)."""
     for j in range(cuda.grid(1), C.shape[0], cuda.gridsize(1)):
         s = C[j, 0] * C[j, 0]  # in C's dtype (a literal 0 in the product would widen it on a card)
         for f in range(1, C.shape[1]):
