@@ -130,6 +130,16 @@ class _CentroidClusterer(
         -------
         ndarray of shape (n_samples, n_clusters)
             For a dask array, a lazy dask array.
+
+        Notes
+        -----
+        In a :class:`HierarchicalKMeans` of several levels the nearest of these centres
+        is not always the cluster :meth:`predict` gives, as it is for
+        :class:`sklearn.cluster.KMeans`: :meth:`predict` follows the tree from the
+        nearest level-0 centroid (and :meth:`score` measures to that cluster's centre).
+        The distances to the centroids of level ``t`` are
+        ``sklearn.metrics.pairwise_distances(X, model.levels_[t].centroids)``; at level
+        0 their nearest is ``predict(X, level=0)``.
         """
         X = self._validate_test_data(X)
         return arrays_of(X).distances(X, self.cluster_centers_, self.client)
@@ -514,30 +524,6 @@ class HierarchicalKMeans(_CentroidClusterer):
         """
         with self._scheduler():
             return self._predict(self._validate_test_data(X), level)
-
-    def transform(self, X):
-        """Euclidean distance of each sample to each (top-level) cluster centre.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_clusters)
-            For a dask array, a lazy dask array.
-
-        Notes
-        -----
-        In a model of several levels the nearest of these centres is not always the
-        cluster :meth:`predict` gives, as it is for :class:`sklearn.cluster.KMeans`:
-        :meth:`predict` follows the tree from the nearest level-0 centroid (and
-        :meth:`score` measures to that cluster's centre). The distances to the
-        centroids of another level are
-        ``sklearn.metrics.pairwise_distances(X, model.levels_[t].centroids)``; at level
-        0 their nearest is ``predict(X, level=0)``.
-        """
-        return super().transform(X)
 
     def _predict(self, X, level=None):
         top = len(self.levels_) - 1
