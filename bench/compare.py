@@ -27,6 +27,7 @@ import time
 import numba
 import numpy as np
 import sklearn.cluster
+from mixtures import mixture
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import hkmeans
@@ -34,14 +35,6 @@ import hkmeans.hierarchy
 import hkmeans.kmeans
 from hkmeans._threads import single_threaded_blas
 from hkmeans.kmeans import assign
-
-
-def mixture(n, d, seed=0, dtype=np.float32, n_components=50):
-    """A mixture of ``n_components`` overlapping Gaussians in ``d`` dimensions: with
-    1000 clusters, Lloyd's labels keep changing for well over 20 iterations."""
-    rng = np.random.default_rng(seed)
-    means = rng.normal(size=(n_components, d))
-    return (means[rng.integers(0, n_components, n)] + rng.normal(size=(n, d))).astype(dtype)
 
 
 def timed(fn):

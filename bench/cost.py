@@ -19,7 +19,8 @@ import subprocess
 import sys
 import time
 
-from compare import PEER_SHAPES, mixture
+from compare import PEER_SHAPES
+from mixtures import mixture
 
 
 def case(name, scale):

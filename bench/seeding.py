@@ -25,6 +25,7 @@ import time
 
 import numba
 import numpy as np
+from mixtures import mixture
 
 import hkmeans
 from hkmeans import _config
@@ -35,22 +36,14 @@ from hkmeans.backends import resolve
 from hkmeans.kmeans import assign, seeding_rows
 from hkmeans.seeding import init_centers
 
-
-def mixture(n, d, n_components, seed=0):
-    """``n_components`` overlapping Gaussians (means N(0, 1), unit spread), float32."""
-    rng = np.random.default_rng(seed)
-    means = rng.normal(size=(n_components, d))
-    return (means[rng.integers(0, n_components, n)] + rng.normal(size=(n, d))).astype(np.float32)
-
-
 #: name: (rows, features, clusters, data)
 SHAPES = {
-    "mixture": (200_000, 128, 1000, lambda n, d: mixture(n, d, 200)),
-    "mixture-32": (200_000, 32, 1000, lambda n, d: mixture(n, d, 200)),
-    "few-8": (200_000, 8, 1000, lambda n, d: mixture(n, d, 200)),
+    "mixture": (200_000, 128, 1000, lambda n, d: mixture(n, d, n_components=200)),
+    "mixture-32": (200_000, 32, 1000, lambda n, d: mixture(n, d, n_components=200)),
+    "few-8": (200_000, 8, 1000, lambda n, d: mixture(n, d, n_components=200)),
     # the other two shapes of `bench/compare.py --sections peers` (the first is "mixture")
-    "peers-64": (1_000_000, 64, 10_000, lambda n, d: mixture(n, d, 200)),
-    "peers-768": (100_000, 768, 1000, lambda n, d: mixture(n, d, 200)),
+    "peers-64": (1_000_000, 64, 10_000, lambda n, d: mixture(n, d, n_components=200)),
+    "peers-768": (100_000, 768, 1000, lambda n, d: mixture(n, d, n_components=200)),
     # a resampling step of the paper's large example: 10 rows per centre
     "paper-step": (50_000, 256, 5000, lambda n, d: np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)),
 }

@@ -19,14 +19,9 @@ import os
 import time
 
 import numpy as np
+from mixtures import mixture
 
 import hkmeans
-
-
-def mixture(n, d, n_components=200, seed=0):
-    rng = np.random.default_rng(seed)
-    means = rng.normal(size=(n_components, d))
-    return (means[rng.integers(0, n_components, n)] + rng.normal(size=(n, d))).astype(np.float32)
 
 
 def main(argv=None):
@@ -34,7 +29,7 @@ def main(argv=None):
     ap.add_argument("--shape", default="200000,128,1000", help="rows,features,centres")
     args = ap.parse_args(argv)
     n, d, k = (int(v) for v in args.shape.split(","))
-    X = mixture(n, d)
+    X = mixture(n, d, n_components=200)
     hkmeans.kmeans_plusplus(X[:3000], 50, random_state=0)  # compile or load
     start = time.perf_counter()
     _, rows = hkmeans.kmeans_plusplus(X, k, random_state=0)

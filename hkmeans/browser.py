@@ -264,7 +264,7 @@ def cluster_data(
     seeds = [int(s) for s in rng.integers(2**63, size=tree.n_levels)]  # of each level's example draws
     picked = [np.bincount(up[labels0], minlength=k) for up, k in zip(ups, tree.n_clusters)]
     others = [tree.sizes(t) - s for t, s in enumerate(picked)]  # rows not curated, per cluster
-    picks = [
+    times_picked = [
         np.bincount(up[labels0], weights=times, minlength=k).astype(np.int64) for up, k in zip(ups, tree.n_clusters)
     ]
     curated = []
@@ -292,7 +292,7 @@ def cluster_data(
                 "note": note,
                 "c": keep.tolist(),
                 "n": sizes[keep].tolist(),
-                "s": picks[t][keep].tolist(),
+                "s": times_picked[t][keep].tolist(),
                 "p": np.asarray(parent).tolist(),
                 "h": None if children is None else children[keep].tolist(),
                 "d": None if dist is None else [None if np.isnan(x) else round(float(x), 4) for x in dist[keep]],

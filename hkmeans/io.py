@@ -210,6 +210,16 @@ def file_digest(path) -> str | None:
     return h.hexdigest()
 
 
+def file_id(path) -> tuple | None:
+    """``(device, inode)`` of the file ``path`` names (through links), or None where
+    there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def same_file(a, b) -> bool:
     """Whether the paths ``a`` and ``b`` both exist and name the same file."""
     return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)

@@ -18,12 +18,12 @@ from ..backends import dask_module, resolve
 from ..backends.cuda import check_available
 from ..dedup import check_threshold, dedup
 from ..hierarchy import fit_levels, tree_from_levels
-from ..io import convert, save_npy, scan
+from ..io import convert, file_id, save_npy, scan
 from ..readers import SubsetPool, open_pool
 from . import config as cfg
 from .inputs import compute_dtype, read_ids
 from .outputs import check_not_taken_in
-from .run_layout import DASK_SCRATCH, MANIFEST, RunDirError, inside, linked_in_run, owned, written_in_run
+from .run_layout import DASK_SCRATCH, MANIFEST, RunDirError, inside, kept_at_top, owned, written_in_run
 from .rundir import RunDir
 
 SCRATCH = "data.npy"
@@ -53,13 +53,14 @@ def prepare_fit(args, config):
     pool = open_pool(args.embeddings, column=config["column"], subset_indices=config["subset_indices"])
     check_not_taken_in(os.path.join(args.out, MANIFEST), args.embeddings)  # a run inside a zarr store, say
     given = [config[key] for key in ("ids", "subset_indices") if config[key] is not None]
+    kept = kept_at_top(args.out)
     for path in [args.embeddings, *pool.files, *given]:
         # the input's files, not even in another run; no file at all under the run's names
         if written_in_run(path, args.out) or path not in given and owned(path, args.out):
             raise cfg.ConfigError(
                 f"{path}: inside the run directory under a name hkmeans writes there; move it or choose another --out."
             )
-        linked = linked_in_run(path, args.out)
+        linked = kept.get(file_id(path))
         if linked is not None:
             raise cfg.ConfigError(
                 f"{path}: the same file as {linked}, which hkmeans writes in the run directory; "

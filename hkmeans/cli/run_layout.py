@@ -17,7 +17,7 @@ except ImportError:  # Windows: runs are not locked
     fcntl = None  # type: ignore[assignment]
 
 
-from ..io import same_file
+from ..io import file_id, same_file
 
 
 class RunDirError(ValueError):
@@ -105,20 +105,22 @@ def written_in_run(path, run_dir) -> bool:
     return _owned_name(top) or any(p.match(top) for p in OUTPUTS)
 
 
-def linked_in_run(path, run_dir) -> str | None:
-    """The file that the run directory ``run_dir`` keeps at its top under a name
-    hkmeans writes and that ``path`` is by another name (a hard link to the input
-    placed at ``data.npy``, say), or None."""
+def kept_at_top(run_dir) -> dict:
+    """The files that the run directory ``run_dir`` keeps at its top under names
+    hkmeans writes, by :func:`~hkmeans.io.file_id`: what no input of the run may be
+    under another name (a hard link to the input placed at ``data.npy``, say)."""
     own = os.path.abspath(run_dir)
     try:
         names = sorted(os.listdir(own))
     except OSError:
-        return None
+        return {}
+    kept: dict = {}
     for name in names:
-        kept = os.path.join(own, name)
-        if written_in_run(kept, own) and same_file(path, kept):
-            return kept
-    return None
+        path = os.path.join(own, name)
+        key = file_id(path)
+        if key is not None and written_in_run(path, own):
+            kept.setdefault(key, path)
+    return kept
 
 
 def read_json(file):
