@@ -280,6 +280,19 @@ def test_reading_a_run_needs_neither_a_writable_manifest_nor_flock(run, tmp_path
     assert (tmp_path / "tables" / "clusters.parquet").is_file()
 
 
+def test_a_fit_runs_unlocked_with_a_warning_where_flock_is_missing(tmp_path, monkeypatch):
+    from hkmeans.cli import run_layout
+
+    def no_flock(f, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(run_layout.fcntl, "flock", no_flock)  # e.g. Lustre without -o flock
+    np.save(tmp_path / "x.npy", blobs(n=2000))
+    out = hkmeans("curate", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT, "--target-size", 100, "-q")
+    assert "cannot lock files (No locks available)" in out.stderr
+    assert len(np.load(tmp_path / "run" / "indices.npy")) == 100
+
+
 # 4. index files checked when loaded
 
 

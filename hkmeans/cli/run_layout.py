@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 
 try:
     import fcntl
@@ -216,7 +217,9 @@ def remove_scratch(path):
 def take_lock(path):
     """An exclusive lock on the run directory, held until the process ends (however
     it ends); :class:`RunDirError` if another process holds it. A ``.lock`` that is a
-    symbolic link is refused, not followed."""
+    symbolic link is refused, not followed. On a file system without ``flock`` (a
+    Lustre mount without ``-o flock``, some FUSE and SMB mounts) the run goes on
+    unlocked, with a warning."""
     file = os.path.join(path, LOCK)
     try:
         fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o666)
@@ -234,6 +237,13 @@ def take_lock(path):
         raise RunDirError(
             f"{path}: in use by another hkmeans process; wait for it to end, or use another --out."
         ) from None
+    except OSError as e:  # ENOLCK, EOPNOTSUPP, ENOSYS: no flock on this file system
+        warnings.warn(
+            f"{path}: this file system cannot lock files ({e.strerror}); nothing keeps a second "
+            "hkmeans process from writing this run at the same time.",
+            UserWarning,
+            stacklevel=2,
+        )
     return f
 
 
