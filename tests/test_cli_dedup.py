@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,6 +150,41 @@ def test_workers_search_on_dask_and_write_what_the_search_in_process_writes(pool
     assert proc.stdout.startswith("600 rows, ")
 
 
+def test_bad_ids_fail_before_the_search(pool, tmp_path, monkeypatch):
+    from hkmeans.cli import dedup as command
+
+    monkeypatch.setattr(command, "search_pool", lambda *a, **k: pytest.fail("searched before the ids were read"))
+    np.save(tmp_path / "ids.npy", np.arange(len(pool[0]) - 1))
+    proc = run(
+        "dedup", pool[1], "--threshold", 0.9, "--ids", tmp_path / "ids.npy", "--out", tmp_path / "o", check=False
+    )
+    assert_error(proc, "599 ids for an input of 600 rows")
+    assert not (tmp_path / "o").exists()
+
+
+@needs_pyarrow
+@pytest.mark.parametrize("engine", ["in process", "dask"])
+def test_float64_rows_are_searched_in_float64(tmp_path, engine):
+    """Pairs within 1e-8 of the threshold: float64 rows decide them as the API does on
+    the float64 array (in float32 some go the other way)."""
+    if engine == "dask":
+        pytest.importorskip("distributed")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 8))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    u = rng.normal(size=x.shape)
+    u -= (u * x).sum(1, keepdims=True) * x
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    c = 0.99 + rng.uniform(-1e-8, 1e-8, len(x))
+    X = np.concatenate([x, c[:, None] * x + np.sqrt(1 - c**2)[:, None] * u]) * rng.uniform(0.5, 2, (400, 1))
+    np.save(tmp_path / "x.npy", X)
+    flags = ["--workers", 1] if engine == "dask" else []
+    run("dedup", tmp_path / "x.npy", "--threshold", 0.99, *flags, "--out", tmp_path / "out")
+    api = hkmeans.dedup(X, 0.99, random_state=0)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "kept.npy"), api.kept)
+    assert not np.array_equal(hkmeans.dedup(X.astype(np.float32), 0.99, random_state=0).kept, api.kept)
+
+
 @pytest.mark.slow
 def test_bad_rows_the_workers_find_are_one_line_on_the_terminal(pool, tmp_path):
     pytest.importorskip("distributed")
@@ -279,6 +315,22 @@ def test_dedup_on_a_subset_keeps_rows_of_the_whole_input(pool, tmp_path):
         np.load(run_dir / "indices.npy"),
         rows[api.kept][hkmeans.hierarchical_sampling(tree_of(run_dir), 40, random_state=0)],
     )
+
+
+def test_indices_of_a_run_without_the_dedup_are_refused(pool, tmp_path):
+    """A subset drawn from the same input by a run without the dedup holds rows this
+    run removed: refused, not mapped onto the rows kept."""
+    path = pool[1]
+    a, b = tmp_path / "a", tmp_path / "b"
+    run("curate", path, "--out", a, "--n-clusters", "10,3", "--target-size", 50, "--dedup", 0.99, "-q")
+    run("curate", path, "--out", b, "--n-clusters", "10,3", "--target-size", 550, "-q")
+    with np.load(a / "dedup.npz") as f:
+        removed = np.setdiff1d(np.arange(600), f["kept"])
+    assert np.isin(np.load(b / "indices.npy"), removed).any()
+    for name in ("indices.npy", "indices.json"):
+        shutil.copy(b / name, a / name)
+    assert_error(run("export", a, check=False), "is not in the subset this run was fitted on")
+    assert not (a / "assignments.parquet").exists()
 
 
 def test_dedup_keys_in_a_config_file_are_the_flags(pool, tmp_path):

@@ -205,6 +205,13 @@ def test_overwrite_removes_ids_and_outputs(pool):
 def bad_ids(tmp, case):
     if case == "wrong length":
         np.save(tmp / "ids.npy", np.arange(N - 1))
+    elif case == "one too many":
+        np.save(tmp / "ids.npy", np.arange(N + 1))
+    elif case == "beyond int64":
+        np.save(tmp / "ids.npy", np.arange(N, dtype=np.uint64) + np.uint64(2**63))
+    elif case == "blank line":
+        (tmp / "ids.txt").write_text("".join(f"a{i}\n" if i != 5 else " \t\n" for i in range(N)))
+        return tmp / "ids.txt"
     elif case == "duplicates":
         ids = string_ids()
         ids[2000] = ids[17]
@@ -233,6 +240,9 @@ def bad_ids(tmp, case):
 
 EXPECTED = {
     "wrong length": "2999 ids for an input of 3000 rows",
+    "one too many": "3001 ids for an input of 3000 rows",
+    "beyond int64": "ids above 2**63 - 1",
+    "blank line": "line 6 is empty",
     "duplicates": "'img/00119.jpg' is given twice (rows 17 and 2000)",
     "duplicate lines": "id 0 is given twice (rows 0 and 2999)",
     "empty line": "line 6 is empty",
@@ -357,6 +367,16 @@ def test_text_ids_are_integers_only_in_ascii_digits(tmp_path):
         got = load_ids(tmp_path / "ids.txt")
         assert got.dtype == (np.int64 if isinstance(want[0], int) else object), text
         assert got.tolist() == want
+
+
+def test_text_ids_read_alike_whatever_the_line_ends(tmp_path):
+    """CRLF lines, a BOM and trailing empty lines give the ids of plain LF lines."""
+    for lines, want, kind in ((["img1", "img 2"], ["img1", "img 2"], object), (["1", "2"], [1, 2], np.int64)):
+        (tmp_path / "lf.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (tmp_path / "crlf.txt").write_bytes(("\r\n".join(lines) + "\r\n\r\n\n").encode("utf-8-sig"))
+        for name in ("lf.txt", "crlf.txt"):
+            got = load_ids(tmp_path / name)
+            assert got.dtype == kind and got.tolist() == want, name
 
 
 def test_ids_that_no_utf8_output_can_hold_are_refused():

@@ -77,6 +77,12 @@ def test_any_rows_read_equal_the_slice(sizes, kind, ranges, keep, block):
         if rows.size:
             subset = readers.SubsetPool(pool, rows)
             assert subset.shape == (rows.size, 2)
+            # its chunks are the base's: each within one base chunk, cut where the base is
+            base_chunk = np.searchsorted(pool.chunks, rows, side="right") - 1
+            c = subset.chunks
+            assert c[0] == 0 and c[-1] == rows.size and (np.diff(c) > 0).all()
+            assert all((base_chunk[a:b] == base_chunk[a]).all() for a, b in zip(c[:-1], c[1:]))
+            assert (base_chunk[c[1:-1]] != base_chunk[c[1:-1] - 1]).all()
             np.testing.assert_array_equal(np.concatenate([r for _, r in subset.iter_chunks()]), X[rows])
             for a, b in ranges:
                 a, b = sorted((a % (rows.size + 1), b % (rows.size + 1)))

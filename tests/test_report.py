@@ -459,6 +459,30 @@ def test_command_line_report_of_a_run_on_a_subset_takes_values_per_input_row(tmp
     assert bad.returncode == 2 and "(667 before dedup) (2000 in the whole input)" in bad.stderr
 
 
+def test_labels_per_row_of_a_subset_the_dedup_thinned(tmp_path):
+    """Labels one per row of the subset, or of the whole input, of a run whose dedup
+    removed rows of its subset: the same labels for the rows kept."""
+    X, blob = unbalanced(n=2000, seed=5)
+    subset = np.arange(0, len(X), 3)
+    X[subset[1:100:2]] = X[subset[0:99:2]]  # 50 copies inside the subset
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "rows.npy", subset)
+    run_dir = tmp_path / "run"
+    hkmeans("curate", tmp_path / "x.npy", "--out", run_dir, "--n-clusters", "20,4", "--n-resamples", 1,
+            "--target-size", 100, "--subset-indices", tmp_path / "rows.npy", "--dedup", 0.9999999, "-q")  # fmt: skip
+    with np.load(run_dir / "dedup.npz") as f:
+        kept = f["kept"]
+    assert len(kept) == len(subset) - 50
+    tables = []
+    for name, labels in (("whole.npy", blob), ("subset.npy", blob[subset])):
+        np.save(tmp_path / name, labels)
+        hkmeans("report", run_dir, "--labels", tmp_path / name, "-o", tmp_path / f"{name}.html")
+        tables.append(parse((tmp_path / f"{name}.html").read_text()).tables["labels"])
+    assert tables[0] == tables[1]
+    counts = {r["label"]: int(r["pool count"]) for r in tables[0]}
+    assert counts == {str(b): int(c) for b, c in zip(*np.unique(blob[kept], return_counts=True))}
+
+
 def test_command_line_report_shows_every_target_size_of_the_run(tmp_path):
     """``sample --target-size 100,300`` writes a subset per size; the report shows each
     (a row of the subsets table, a line per cluster-size figure, a star of the balance
@@ -507,6 +531,7 @@ def test_shown_column_of_parquet_files_follows_the_rows_order(tmp_path, pattern)
     data = parse((tmp_path / "t.html").read_text()).data
     examples = [x for level in data["levels"] for cluster in level["e"] for x in cluster]
     assert examples and all(data["values"][str(row)] == f"cap-{name}" for name, _, row in examples)
+    assert all(name == f"row{row}" for name, _, row in examples)  # the ids the files were written with
 
 
 def test_command_line_report_shows_text_and_image_columns(tmp_path):

@@ -439,7 +439,7 @@ def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("kind", ["pq suffix", "nulls", "lists", "npy objects"])
+@pytest.mark.parametrize("kind", ["pq suffix", "nulls", "lists", "npy objects", "npy NaN"])
 def test_labels_files_are_read_by_content_and_refused_in_one_line(run, tmp_path, kind):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -454,6 +454,10 @@ def test_labels_files_are_read_by_content_and_refused_in_one_line(run, tmp_path,
         path = tmp_path / "labels.npy"
         np.save(path, np.array([None] * 3000), allow_pickle=True)
         message = "cannot read labels"
+    elif kind == "npy NaN":
+        path = tmp_path / "labels.npy"
+        np.save(path, np.where(np.arange(3000) == 7, np.nan, np.arange(3000) % 5))
+        message = "1 labels are NaN"
     elif kind == "nulls":
         pq.write_table(pa.table({"label": ["a"] * 2999 + [None]}), path)
         message = "1 nulls"
