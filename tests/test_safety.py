@@ -159,6 +159,10 @@ def test_a_copy_of_the_input_not_matching_it_is_made_again(tmp_path):
 
 
 def test_a_tree_of_other_rows_is_refused(run, tmp_path):
+    tree = ClusterTree.load(run / "tree.npz")
+    clusters = [len(c) for c in tree.centroids]
+    ClusterTree.from_labels([tree.labels[0][:-1], *tree.labels[1:]]).save(run / "tree.npz")  # one row short
+    assert_error(hkmeans("export", run, check=False), f"a tree of 2999 rows and {clusters} clusters, not the one")
     ClusterTree.from_labels([np.arange(100) % 7, np.arange(7) % 2]).save(run / "tree.npz")
     for args in (("sample", run, "--target-size", 5, "-o", tmp_path / "s.npy"), ("export", run), ("info", run)):
         assert_error(hkmeans(*args, check=False), "tree.npz: a tree of 100 rows and [7, 2] clusters, not the one")
@@ -228,6 +232,42 @@ def test_outputs_never_replace_what_the_run_reads_or_keeps(run, tmp_path):
         assert_error(hkmeans(*args, check=False), message)
     assert all(p.read_bytes() == b for p, b in kept.items())
     assert not (run / "steps" / "r.html").exists() and not (other / "assignments.parquet").exists()
+
+
+def test_an_output_through_a_linked_folder_is_judged_where_it_lands(run, tmp_path):
+    """A folder linked to the input's shards, or into another run, is where the file
+    lands: refused there as it is written directly (``--force`` or not)."""
+    X = np.load(tmp_path / "x.npy")
+    (tmp_path / "shards").mkdir()
+    np.save(tmp_path / "shards" / "a.npy", X[:1500])
+    np.save(tmp_path / "shards" / "b.npy", X[1500:])
+    hkmeans("fit", tmp_path / "shards", "--out", tmp_path / "on-shards", "--n-clusters", "20,4", "-q")
+    hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "other", "--n-clusters", "20,4", "-q")
+    os.symlink(tmp_path / "shards", tmp_path / "to-shards")
+    os.symlink(tmp_path / "other" / "centroids", tmp_path / "to-centroids")
+    kept = {p: p.read_bytes() for p in (tmp_path / "other").rglob("*") if p.is_file()}
+    to_shards = ["sample", tmp_path / "on-shards", "--target-size", 5, "-o", tmp_path / "to-shards" / "out.npy"]
+    assert_error(hkmeans(*to_shards, check=False), "would read it as one of its files")
+    into_run = ["sample", run, "--target-size", 5, "-o", tmp_path / "to-centroids" / "level0.npy", "--force"]
+    assert_error(hkmeans(*into_run, check=False), "a file of another hkmeans run directory")
+    assert sorted(os.listdir(tmp_path / "shards")) == ["a.npy", "b.npy"]
+    assert {p: p.read_bytes() for p in (tmp_path / "other").rglob("*") if p.is_file()} == kept
+
+
+def test_an_output_beside_the_run_named_like_it_is_not_the_runs(run, tmp_path):
+    hkmeans("sample", run, "--target-size", 5, "-o", tmp_path / f"{run.name}-indices.npy", "-q")
+    assert len(np.load(tmp_path / f"{run.name}-indices.npy")) == 5
+
+
+def test_dedup_writes_nothing_inside_a_zarr_input(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    pytest.importorskip("pyarrow")
+    store = zarr.open(str(tmp_path / "x.zarr"), mode="w", shape=(500, 8), chunks=(100, 8), dtype="f4")
+    store[:] = blobs(n=500)
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "x.zarr").rglob("*"))
+    proc = hkmeans("dedup", tmp_path / "x.zarr", "--threshold", 0.99, "--out", tmp_path / "x.zarr" / "d", check=False)
+    assert_error(proc, "the input")
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "x.zarr").rglob("*")) == before
 
 
 def test_an_existing_file_is_replaced_only_with_force(run, tmp_path):
@@ -364,6 +404,38 @@ def test_resume_and_finish_leave_the_users_files_alone(run, tmp_path):
     assert (run / "scratch-notes.txt").read_text() == "mine"
     assert (run / "scratch-plots" / "a.png").read_text() == "mine"
     assert not (run / ".tmp-abcd1234-tree.npz").exists()
+
+
+def test_overwrite_leaves_a_users_folder_named_like_an_output(run):
+    (run / "indices-7.npy").mkdir()
+    (run / "indices-7.npy" / "notes.txt").write_text("mine")
+    _resume(run, "--overwrite", "-q")
+    assert manifest(run)["status"] == "done"
+    assert (run / "indices-7.npy" / "notes.txt").read_text() == "mine"
+
+
+def test_a_folder_holding_only_its_lock_fits_as_a_new_run(tmp_path):
+    """What an --overwrite killed after removing the run's files leaves."""
+    np.save(tmp_path / "x.npy", blobs())
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".lock").write_text("")
+    hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT, "-q")
+    assert manifest(tmp_path / "run")["status"] == "done"
+
+
+def test_scratch_arrays_write_through_no_link_and_go_when_the_fit_ends(run, tmp_path, monkeypatch):
+    from hkmeans.cli import rundir
+
+    monkeypatch.setattr(rundir, "SCRATCH_BYTES", 0)  # every intermediate array in a file
+    mine = tmp_path / "mine.npy"
+    np.save(mine, np.arange(10))
+    before = mine.read_bytes()
+    os.link(mine, run / "scratch-subset.npy")  # a user's file hard-linked under a scratch name
+    (run / "manifest.json").write_text(json.dumps(_unfinished(run)))
+    _resume(run, "-q")
+    assert manifest(run)["status"] == "done"
+    assert mine.read_bytes() == before
+    assert not list(run.glob("scratch-*"))
 
 
 def test_a_lock_that_is_a_symlink_is_not_followed(run, tmp_path):

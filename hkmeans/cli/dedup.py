@@ -16,6 +16,7 @@ from ..tables import _structured
 from . import config as cfg
 from .fitting import client_of
 from .inputs import read_ids
+from .outputs import check_not_taken_in
 
 EXAMPLES = [
     "hkmeans dedup emb.npy --threshold 0.95 --out dedup/",
@@ -154,6 +155,8 @@ def run(args) -> None:
             raise cfg.ConfigError(f"--device: {e}") from None
     check_dask_arguments(config)
     _check_out(args.out)
+    for name in ("duplicates.parquet", "kept.npy"):  # never inside a zarr input
+        check_not_taken_in(os.path.join(args.out, name), args.embeddings)
     if importlib.util.find_spec("pyarrow") is None:
         raise cfg.ConfigError(f"dedup writes duplicates.parquet: {PARQUET_HINT}.")
     pool = open_pool(args.embeddings, column=args.column)

@@ -40,7 +40,7 @@ def check_output(path, *, own_run, names, reads=(), force=False) -> None:
         if read is not None and os.path.exists(read) and os.path.exists(path) and os.path.samefile(path, read):
             what = "the input embeddings file" if i == 0 else f"a file this run reads ({read})"
             raise ConfigError(f"{path}: is {what}; give another output path.")
-    full, own = os.path.abspath(path), os.path.abspath(own_run)
+    full, own = resolved(path), os.path.realpath(own_run)
     folder = os.path.dirname(full)
     holder = own if below(full, own) else run_holding(folder)
     if holder is not None:
@@ -58,6 +58,14 @@ def check_output(path, *, own_run, names, reads=(), force=False) -> None:
         raise ConfigError(f"{path}: exists; give --force to replace it, or another output path.")
 
 
+def resolved(path) -> str:
+    """``path`` absolute, its folder with every symbolic link resolved (the name itself
+    is not: a link there is refused as such), so that a linked folder leads where the
+    file would be written."""
+    full = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(full)), os.path.basename(full))
+
+
 def check_not_taken_in(path, source) -> None:
     """Refuse (one line) a file at ``path`` that the input ``source`` (None: no input)
     would read as one of its files, ``path``'s folder made or not."""
@@ -69,15 +77,15 @@ def _taken_in(path, source) -> bool:
     """Whether a file at ``path`` would be among the files of the input ``source``: an
     array or table file (by its suffix) at the top of its folder or matched by its
     glob, or any file in a zarr store (whose folders it reads)."""
-    full = os.path.abspath(path)
+    full = resolved(path)
     table = full.endswith((*NPY, *PARQUET)) and not os.path.basename(full).startswith(".")
     if not os.path.exists(source) and glob.has_magic(source):  # as the readers tell a glob
         # glob's wildcards match within one path component ("*" does not cross "/")
-        parts, pattern = full.split(os.sep), os.path.abspath(source).split(os.sep)
+        parts, pattern = full.split(os.sep), resolved(source).split(os.sep)
         return table and len(parts) == len(pattern) and all(map(fnmatch.fnmatch, parts, pattern))
     if not os.path.isdir(source):
         return False
-    src = os.path.abspath(source)
+    src = os.path.realpath(source)
     if any(os.path.exists(os.path.join(src, marker)) for marker in ZARR_MARKERS):
         return below(full, src)
     return table and os.path.dirname(full) == src
