@@ -382,6 +382,55 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
     assert not list(run.glob("steps/**/*.partial.npz"))
 
 
+class Killed(BaseException):
+    """Stands for SIGKILL: no handler of the command catches it."""
+
+
+def _kill_after_write(monkeypatch, n):
+    """Stop the command right after its ``n``-th file written whole (0: never); the
+    returned list counts the writes."""
+    import contextlib
+
+    from hkmeans import io
+
+    atomic_path, done = io.atomic_path, [0]
+
+    @contextlib.contextmanager
+    def counted(path, *args, **kwargs):
+        with atomic_path(path, *args, **kwargs) as tmp:
+            yield tmp
+        done[0] += 1
+        if done[0] == n:
+            raise Killed(path)
+
+    monkeypatch.setattr(io, "atomic_path", counted)
+    return done
+
+
+def test_a_kill_after_any_write_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    """Each file a curate writes is in turn the last before a kill: the rerun of the
+    same command gives the uninterrupted tree and subset."""
+    import gc
+
+    np.save(tmp_path / "x.npy", blobs(n=600, seed=3))
+    args = ("curate", tmp_path / "x.npy", "--n-clusters", "12,3", "--n-resamples", 1, "--target-size", 40, "-q")
+    with monkeypatch.context() as m:
+        writes = _kill_after_write(m, 0)
+        hkmeans(*args, "--out", tmp_path / "straight")
+    assert writes[0] >= 8
+    for n in range(1, writes[0] + 1):
+        run = tmp_path / f"run{n}"
+        with monkeypatch.context() as m:
+            _kill_after_write(m, n)
+            with pytest.raises(Killed):
+                hkmeans(*args, "--out", run)
+        gc.collect()  # the killed command's run directory object: its lock is let go
+        hkmeans(*args, "--out", run)
+        assert manifest(run)["status"] == "done", n
+        assert_same_tree(run, tmp_path / "straight")
+        np.testing.assert_array_equal(np.load(run / "indices.npy"), np.load(tmp_path / "straight" / "indices.npy"))
+
+
 def test_dask_fit_reads_shards_as_one_npy_and_is_another_run_than_in_process(tmp_path):
     pytest.importorskip("distributed")
     X = blobs(n=6000, d=8, seed=2)
