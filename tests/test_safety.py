@@ -250,6 +250,9 @@ def test_an_output_through_a_linked_folder_is_judged_where_it_lands(run, tmp_pat
     assert_error(hkmeans(*to_shards, check=False), "would read it as one of its files")
     into_run = ["sample", run, "--target-size", 5, "-o", tmp_path / "to-centroids" / "level0.npy", "--force"]
     assert_error(hkmeans(*into_run, check=False), "a file of another hkmeans run directory")
+    os.symlink(run / "steps", tmp_path / "to-steps")
+    assert_error(hkmeans("export", run, "--out", tmp_path / "to-steps" / "e", check=False), "inside the run directory")
+    assert not (run / "steps" / "e").exists()
     assert sorted(os.listdir(tmp_path / "shards")) == ["a.npy", "b.npy"]
     assert {p: p.read_bytes() for p in (tmp_path / "other").rglob("*") if p.is_file()} == kept
 

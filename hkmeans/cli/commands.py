@@ -342,7 +342,7 @@ def export(args) -> None:
     holder = run_holding(folder)
     if holder is not None and not os.path.samefile(holder, args.run_dir):
         raise cfg.ConfigError(f"{folder}: another hkmeans run directory ({holder}), or inside one; give another --out.")
-    if holder is not None and os.path.abspath(folder) != holder:
+    if holder is not None and os.path.realpath(folder) != holder:
         raise cfg.ConfigError(
             f"{folder}: inside the run directory {args.run_dir}; give the run directory itself or a folder outside it."
         )

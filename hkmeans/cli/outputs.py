@@ -23,7 +23,7 @@ import os
 
 from ..readers import NPY, PARQUET, ZARR_MARKERS
 from .config import ConfigError
-from .run_layout import below, run_holding
+from .run_layout import below, resolved, run_holding
 
 
 def check_output(path, *, own_run, names, reads=(), force=False) -> None:
@@ -56,14 +56,6 @@ def check_output(path, *, own_run, names, reads=(), force=False) -> None:
         raise ConfigError(f"{path}: its folder {folder} does not exist.")
     if os.path.exists(path) and not force:
         raise ConfigError(f"{path}: exists; give --force to replace it, or another output path.")
-
-
-def resolved(path) -> str:
-    """``path`` absolute, its folder with every symbolic link resolved (the name itself
-    is not: a link there is refused as such), so that a linked folder leads where the
-    file would be written."""
-    full = os.path.abspath(path)
-    return os.path.join(os.path.realpath(os.path.dirname(full)), os.path.basename(full))
 
 
 def check_not_taken_in(path, source) -> None:

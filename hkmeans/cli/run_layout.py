@@ -87,8 +87,8 @@ def owned(path, run_dir=None) -> bool:
     (``tree.npz``, ``steps/...``; not ``indices.npy`` and the other outputs): writing it from
     outside would corrupt the run. The run directory is ``run_dir`` (which need not
     exist yet) or any folder above ``path`` holding a run's manifest."""
-    path = os.path.abspath(path)
-    own = None if run_dir is None else os.path.abspath(run_dir)
+    path = resolved(path)
+    own = None if run_dir is None else os.path.realpath(run_dir)
     root = own if own is not None and below(path, own) else run_holding(os.path.dirname(path))
     if root is None or root == path:
         return False
@@ -99,7 +99,7 @@ def written_in_run(path, run_dir) -> bool:
     """Whether ``path`` is one hkmeans writes or removes in the run directory
     ``run_dir`` (which need not exist yet): what :func:`owned` names, or an output
     (``indices.npy``, ``report.html``, ...). No input of a run may be one."""
-    path, own = os.path.abspath(path), os.path.abspath(run_dir)
+    path, own = resolved(path), os.path.realpath(run_dir)
     if path == own or not below(path, own):
         return False
     top = os.path.relpath(path, own).split(os.sep)[0]
@@ -135,13 +135,22 @@ def read_json(file):
 
 def run_holding(path):
     """The run directory ``path`` is or lies in: the nearest of ``path`` and the folders
-    above it that holds a manifest hkmeans wrote; None if there is none."""
-    folder = os.path.abspath(path)
+    above it that holds a manifest hkmeans wrote, links resolved (so the real path
+    of that folder); None if there is none."""
+    folder = os.path.realpath(path)
     while not is_run_manifest(read_json(os.path.join(folder, MANIFEST))):
         if folder == os.path.dirname(folder):
             return None
         folder = os.path.dirname(folder)
     return folder
+
+
+def resolved(path) -> str:
+    """``path`` absolute, its folder with every symbolic link resolved (the name itself
+    is not: a link there is refused as such), so that a linked folder leads where the
+    file would be."""
+    full = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(full)), os.path.basename(full))
 
 
 def below(path, folder) -> bool:
