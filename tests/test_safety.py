@@ -257,6 +257,19 @@ def test_an_output_through_a_linked_folder_is_judged_where_it_lands(run, tmp_pat
     assert {p: p.read_bytes() for p in (tmp_path / "other").rglob("*") if p.is_file()} == kept
 
 
+def test_no_run_or_dedup_folder_inside_another_run(run, tmp_path):
+    """An --out inside a run (its steps/, say, which its --overwrite removes whole) is
+    refused, through a linked folder too, with nothing written."""
+    os.symlink(run / "steps", tmp_path / "to-steps")
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    for out in (run / "steps" / "new", tmp_path / "to-steps" / "new", run / "new"):
+        fit = hkmeans("fit", tmp_path / "x.npy", "--out", out, *FIT, check=False)
+        assert_error(fit, "inside the hkmeans run directory")
+        dedup = hkmeans("dedup", tmp_path / "x.npy", "--threshold", 0.99, "--out", out, check=False)
+        assert_error(dedup, "inside the hkmeans run directory")
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
 def test_an_output_beside_the_run_named_like_it_is_not_the_runs(run, tmp_path):
     hkmeans("sample", run, "--target-size", 5, "-o", tmp_path / f"{run.name}-indices.npy", "-q")
     assert len(np.load(tmp_path / f"{run.name}-indices.npy")) == 5

@@ -23,7 +23,16 @@ from ..readers import SubsetPool, open_pool
 from . import config as cfg
 from .inputs import compute_dtype, read_ids
 from .outputs import check_not_taken_in
-from .run_layout import DASK_SCRATCH, MANIFEST, RunDirError, inside, kept_at_top, owned, written_in_run
+from .run_layout import (
+    DASK_SCRATCH,
+    MANIFEST,
+    RunDirError,
+    enclosing_run,
+    inside,
+    kept_at_top,
+    owned,
+    written_in_run,
+)
 from .rundir import RunDir
 
 SCRATCH = "data.npy"
@@ -52,6 +61,9 @@ def prepare_fit(args, config):
             raise cfg.ConfigError(f"--device: {e}") from None
     pool = open_pool(args.embeddings, column=config["column"], subset_indices=config["subset_indices"])
     check_not_taken_in(os.path.join(args.out, MANIFEST), args.embeddings)  # a run inside a zarr store, say
+    holder = enclosing_run(args.out)
+    if holder is not None:  # its --overwrite would remove this run with its own files
+        raise cfg.ConfigError(f"{args.out}: inside the hkmeans run directory {holder}; give a folder outside it.")
     given = [config[key] for key in ("ids", "subset_indices") if config[key] is not None]
     kept = kept_at_top(args.out)
     for path in [args.embeddings, *pool.files, *given]:

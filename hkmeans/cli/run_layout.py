@@ -153,6 +153,12 @@ def resolved(path) -> str:
     return os.path.join(os.path.realpath(os.path.dirname(full)), os.path.basename(full))
 
 
+def enclosing_run(path):
+    """The run directory that the folder ``path`` (which need not exist) lies inside,
+    ``path`` itself not counted; None if there is none."""
+    return run_holding(os.path.dirname(resolved(path)))
+
+
 def below(path, folder) -> bool:
     """Whether the absolute ``path`` is ``folder`` or lies in it."""
     return os.path.commonpath([path, folder]) == folder
