@@ -240,7 +240,10 @@ class DedupSummary:
             if self.ids is not None:
                 row["id"] = str(self.ids[rows[i]])
             row["duplicates"] = int(counts[i])
-            row["lowest similarity" if cosine else "largest distance"] = f"{(mine.min() if cosine else mine.max()):.9g}"
+            # every digit (repr): a near copy at 0.99999999995 is not shown as an exact one
+            row["lowest similarity" if cosine else "largest distance"] = repr(
+                float(mine.min() if cosine else mine.max())
+            )
             out.append(row)
         return out
 

@@ -84,3 +84,15 @@ def test_rows_a_dedup_keeps_size_the_levels_and_say_so():
         advise(1000, 100, n_kept=0)
     with pytest.raises(ValueError, match="n_kept=1: a pool of fewer than 2 points"):
         advise(1000, 100, n_kept=1)
+
+
+def test_reasons_quote_the_sizes_and_the_edges_hold():
+    advice = advise(100_000, 50_000)
+    k0 = advice.params["n_clusters"][0]
+    assert f"about {100_000 // k0} points each" in advice.reasons[0]
+    inputs = [100_000, *advice.params["n_clusters"][:-1]]
+    pairs = zip(inputs, advice.params["n_clusters"], advice.params["sample_size"])
+    line = next(r for r in advice.reasons if r.startswith("sample_size"))
+    assert ", ".join(f"{m // k} -> {s}" for m, k, s in pairs) in line
+    assert advise(4, 2).params["n_resamples"] == [0]  # clusters of 2 points: nothing to sample from
+    assert any("multiplier >= 3" in r for r in advise(100, 250).reasons)

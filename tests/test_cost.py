@@ -316,3 +316,13 @@ def test_advise_verbose_says_when_it_times_the_kernels(tmp_path, monkeypatch):
         return [line for line in out.splitlines() if not line.startswith("# level")]
 
     assert config(quiet.stdout) == config(first.stdout)
+
+
+def test_a_sample_of_one_point_is_no_resampling_and_cosine_rows_cost_a_copy():
+    unit = dict(rates=lambda k, dt: UNIT, n_clusters=[10], max_iter=4)
+    (none,) = cost.estimate(1000, 8, **unit, n_resamples=[0])
+    (one,) = cost.estimate(1000, 8, **unit, n_resamples=[5], sample_size=[1])
+    assert one.flops == none.flops  # nothing to resample from one point per cluster
+    (euclidean,) = cost.estimate(1000, 8, **unit, n_resamples=[0])
+    (cosine,) = cost.estimate(1000, 8, **unit, n_resamples=[0], metric="cosine")
+    assert cosine.peak_bytes - euclidean.peak_bytes == 1000 * 8 * 4  # the unit rows' copy

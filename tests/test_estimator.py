@@ -209,3 +209,40 @@ def test_sparse_tag_follows_the_sampling_options():
     assert KMeans(3).__sklearn_tags__().input_tags.sparse
     assert not KMeans(3, max_points_per_centroid=2).__sklearn_tags__().input_tags.sparse
     assert not KMeans(3, init_points_per_centroid=2).__sklearn_tags__().input_tags.sparse
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=type)
+def test_score_weights_are_repeated_rows(est):
+    X = data()
+    w = np.random.default_rng(1).integers(1, 4, len(X))
+    m = clone(est).fit(X)
+    assert m.score(X, sample_weight=w) == pytest.approx(m.score(np.repeat(X, w, axis=0)), rel=1e-12)
+    assert m.score(X, sample_weight=w) < m.score(X)  # every weight at least 1, most above
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=type)
+def test_a_refit_leaves_nothing_of_the_first_fit(est):
+    X = data()
+    refit = clone(est).fit(X).fit(3 * X)
+    fresh = clone(est).fit(3 * X)
+    assert refit.inertia_ == fresh.inertia_ and refit.n_iter_ == fresh.n_iter_
+    np.testing.assert_array_equal(refit.labels_, fresh.labels_)
+    np.testing.assert_array_equal(refit.cluster_centers_, fresh.cluster_centers_)
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=type)
+def test_feature_names_out_name_each_distance_column(est):
+    X = data()
+    m = clone(est).fit(X)
+    k = m.transform(X).shape[1]
+    prefix = type(est).__name__.lower()
+    assert m.get_feature_names_out().tolist() == [f"{prefix}{i}" for i in range(k)]
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=type)
+def test_set_output_pandas_names_the_columns(est):
+    pd = pytest.importorskip("pandas")
+    X = data()
+    frame = clone(est).set_output(transform="pandas").fit(X).transform(pd.DataFrame(X))
+    prefix = type(est).__name__.lower()
+    assert list(frame.columns) == [f"{prefix}{i}" for i in range(frame.shape[1])]

@@ -18,7 +18,7 @@ pytest.importorskip("matplotlib")
 
 from hkmeans import ClusterTree, HierarchicalKMeans, dedup, plot  # noqa: E402
 from hkmeans.browser import cluster_data, to_json  # noqa: E402
-from hkmeans.report import DedupSummary, curation_report  # noqa: E402
+from hkmeans.report import DedupSummary, curation_report, label_rows, level_rows, subset_rows  # noqa: E402
 
 from .test_cli import hkmeans  # noqa: E402
 
@@ -189,14 +189,20 @@ def test_the_dedup_section_counts_what_was_removed_and_escapes_ids(fitted):
         "kept row": "5",
         "id": "<b>doc</b> & 5",
         "duplicates": "3",
-        "lowest similarity": f"{res.similarity[-1]:.9g}",
+        "lowest similarity": repr(float(res.similarity[-1])),
     }
-    assert 0.999999 <= res.similarity[-1] < 1
+    assert 0.999999 <= res.similarity[-1] < 1 and groups[1]["lowest similarity"] == "1.0"  # exact copies
     assert [g["kept row"] for g in groups[1:4]] == ["0", "1", "2"] and groups[1]["duplicates"] == "2"
     assert len(groups) == 20 and page.csv["dedup-groups.csv"] == groups
     assert list(page.figures)[-1] == "dedup" and "threshold" in page.figures["dedup"]
     text = curation_report(m.tree_, m.sample(300), dedup=summary)
     assert "<b>doc</b>" not in text and "&lt;b&gt;doc&lt;/b&gt; &amp; 5" in text  # an id is text, not markup
+    euclidean = dedup(pool, 0.01, metric="euclidean", keep="first", random_state=0)
+    rows = DedupSummary.from_result(euclidean, 0.01, "euclidean", "first")
+    assert {r["name"]: r["value"] for r in rows.rows()}["duplicates when"] == "Euclidean distance <= 0.01; kept: first"
+    top = rows.groups()[0]
+    mine = euclidean.similarity[euclidean.duplicate_of == top["kept row"]]
+    assert top["largest distance"] == repr(float(mine.max())) and mine.max() > 0
     # nothing removed: the section says so, no figure and no groups
     none = dedup(X, 0.999999, random_state=0)
     assert len(none.removed) == 0
@@ -702,3 +708,26 @@ def test_labels_errors_of_a_parquet_file_name_it_once(tmp_path):
     with pytest.raises(ConfigError, match="holds 1 null") as e:
         read_labels(str(tmp_path / "lab.parquet"), None, 3)
     assert str(e.value).count("lab.parquet") == 1 and "cannot read labels" not in str(e.value)
+
+
+def test_the_tables_count_picks_shares_and_the_weights_of_the_pool():
+    tree = ClusterTree.from_labels([np.arange(12) % 4, np.arange(4) % 2])
+    (row,) = subset_rows(tree, {"s": [0, 0, 1, 1, 2]})
+    assert row["points"] == 5 and row["distinct points"] == 3  # a subset drawn with repeats
+    labels = np.array(["a"] * 6 + ["b"] * 6)
+    per_label, summary = label_rows(labels, {"pool": None, "curated": np.array([0, 1])})
+    assert sum(float(r["curated share"]) for r in per_label) == pytest.approx(1)
+    assert {r["subset"]: r["coverage"] for r in summary} == {"pool": "1.000", "curated": "0.500"}
+    split = level_rows(tree, {"n_resamples": 3, "n_splits": [2, 1], "sample_size": [2, 2]})
+    assert (split[0]["resamples"], split[0]["sample size"]) == (0, "-") and split[1]["resamples"] == 3
+    weighted = ClusterTree([np.arange(12) % 4, np.arange(4) % 2], sample_weight=np.full(12, 10.0))
+    assert level_rows(weighted, {"n_resamples": 1})[0]["sample size"] == 15  # half of 120 / 4
+
+
+def test_a_clusters_mean_distance_above_level_0_is_over_its_children():
+    from hkmeans.browser import _mean_distances
+
+    children = np.array([[0.0, 0.0], [0.0, 2.0], [5.0, 0.0], [5.0, 4.0]])
+    parents = np.array([[0.0, 1.0], [5.0, 1.0]])
+    tree = ClusterTree([np.arange(12) % 4, np.array([0, 0, 1, 1])], centroids=[children, parents])
+    np.testing.assert_allclose(_mean_distances(tree, 1), [1.0, 2.0])  # (1 + 1) / 2, (1 + 3) / 2
