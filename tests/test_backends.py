@@ -72,7 +72,6 @@ def test_arrays_of_picks_the_kind_and_both_kinds_agree():
     labels = rng.integers(0, 5, 103)
     scores = rng.random(103)
     table = np.arange(5) * 10
-    take = np.array([3, 0, 2, 7, 1])
     lazy_labels = da.from_array(labels, chunks=20)
     memory, lazy = arrays_of(labels), arrays_of(lazy_labels)
     assert not memory.lazy and lazy.lazy
@@ -80,10 +79,12 @@ def test_arrays_of_picks_the_kind_and_both_kinds_agree():
     with dask.config.set(scheduler="synchronous"):
         np.testing.assert_array_equal(lazy.counts(lazy_labels, 5), sizes)
         np.testing.assert_array_equal(lazy.lookup(table, lazy_labels).compute(), memory.lookup(table, labels))
-        got = lazy.pick(lazy_labels, 5, take, da.from_array(scores, chunks=20), sizes, None)
-    want = memory.pick(labels, 5, take, scores, sizes, lambda: memory.members(labels, 5))
-    np.testing.assert_array_equal(got, want)
-    assert np.all(np.diff(want) >= 0) and np.array_equal(np.bincount(labels[want], minlength=5), take)
+    for take in (np.array([3, 0, 2, 7, 1]), np.array([3, 0, 50, 7, 1])):  # 50: whole copies of a cluster, and some
+        with dask.config.set(scheduler="synchronous"):
+            got = lazy.pick(lazy_labels, 5, take, da.from_array(scores, chunks=20), sizes, None)
+        want = memory.pick(labels, 5, take, scores, sizes, lambda: memory.members(labels, 5))
+        np.testing.assert_array_equal(got, want)
+        assert np.all(np.diff(want) >= 0) and np.array_equal(np.bincount(labels[want], minlength=5), take)
 
 
 READ_ONLY_RUN = """

@@ -431,6 +431,23 @@ def test_a_kill_after_any_write_resumes_to_the_uninterrupted_result(tmp_path, mo
         np.testing.assert_array_equal(np.load(run / "indices.npy"), np.load(tmp_path / "straight" / "indices.npy"))
 
 
+def test_a_resume_missing_the_last_chunk_of_dask_labels_is_one_line(tmp_path):
+    """A step's labels written chunk by chunk on Dask, the last file lost: refused,
+    not read as a shorter array."""
+    distributed = pytest.importorskip("distributed")
+    np.save(tmp_path / "x.npy", blobs())
+    run = tmp_path / "run"
+    with distributed.LocalCluster(2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        args = ("fit", tmp_path / "x.npy", "--out", run, *FIT, "--scheduler", cluster.scheduler_address, "-q")
+        hkmeans(*args)
+        m = manifest(run)
+        m["status"], m["steps"] = "running", [s for s in m["steps"] if s.startswith("level0/")]
+        (run / "manifest.json").write_text(json.dumps(m))
+        (chunks,) = run.glob("steps/level0/*.chunks")
+        sorted(chunks.glob("labels-*.npy"))[-1].unlink()
+        assert_error(hkmeans(*args, check=False), "damaged")
+
+
 def test_dask_fit_reads_shards_as_one_npy_and_is_another_run_than_in_process(tmp_path):
     pytest.importorskip("distributed")
     X = blobs(n=6000, d=8, seed=2)

@@ -161,6 +161,28 @@ def test_sampled_training_agrees_with_the_in_process_backend(client, sampled):
     mc = HierarchicalKMeans(**params).fit(X)
     np.testing.assert_array_equal(np.asarray(md.levels_[0].labels), mc.levels_[0].labels)
     np.testing.assert_allclose(md.levels_[0].centroids, mc.levels_[0].centroids, rtol=1e-6)
+    flat = dict(init="random", n_init=1, max_iter=20, random_state=0, **sampled)
+    kd, kc = KMeans(12, **flat).fit(da.from_array(X, chunks=(CHUNK, D))), KMeans(12, **flat).fit(X)
+    assert kd.inertia_ == pytest.approx(kc.inertia_, rel=1e-9)  # every row's distance, once
+
+
+def test_integer_rows_and_empty_clusters_as_in_process(client):
+    """int64 rows are fitted in float64 (as in process: float32 would round values of
+    2**25), and clusters left empty are reseeded from the same far rows."""
+    rng = np.random.default_rng(0)
+    Xi = np.round(X * 100).astype(np.int64) + 2**25
+    kd = KMeans(5, init="random", n_init=1, random_state=0).fit(da.from_array(Xi, chunks=(CHUNK, D)))
+    kc = KMeans(5, init="random", n_init=1, random_state=0).fit(Xi)
+    assert kd.cluster_centers_.dtype == kc.cluster_centers_.dtype == np.float64
+    np.testing.assert_allclose(kd.cluster_centers_, kc.cluster_centers_, rtol=1e-12)
+    # 3 points repeated 180 times and 60 far rows: random starts leave clusters empty
+    few = np.concatenate([np.repeat(rng.normal(size=(3, D)), 180, axis=0), 50 + rng.normal(size=(60, D))])
+    few = few[rng.permutation(len(few))].astype(np.float32)
+    for seed in range(3):
+        kd = KMeans(8, init="random", n_init=1, random_state=seed).fit(da.from_array(few, chunks=(100, D)))
+        kc = KMeans(8, init="random", n_init=1, random_state=seed).fit(few)
+        np.testing.assert_array_equal(kd.labels_.compute(), kc.labels_)
+        np.testing.assert_allclose(kd.cluster_centers_, kc.cluster_centers_, rtol=1e-6)
 
 
 def test_agrees_with_the_in_process_backend_on_the_same_draws(client):
@@ -505,6 +527,10 @@ def test_pool_array_reads_shards_on_the_workers_and_store_load_round_trip(client
     back = dask_io.load(folder, client=client)["labels"]
     assert back.chunks == labels.chunks
     np.testing.assert_array_equal(dask_backend.compute(back, client=client)[0], np.arange(N) % 7)
+    sorted(folder.glob("labels-*.npy"))[-1].unlink()  # the last chunk lost: seen given the rows
+    assert dask_backend.compute(dask_io.load(folder, client=client)["labels"], client=client)[0].size == N - CHUNK
+    with pytest.raises(ValueError, match="do not cover its rows"):
+        dask_io.load(folder, client=client, n_rows=N)
     next(iter(sorted(folder.glob("labels-*.npy"))[1:2])).unlink()  # a chunk lost
     with pytest.raises(ValueError, match="do not cover its rows"):
         dask_io.load(folder, client=client)

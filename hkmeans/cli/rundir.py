@@ -145,6 +145,11 @@ def _versions():
     return out
 
 
+def n_fitted(manifest) -> int:
+    """The rows a run's level 0 is fitted on: those its dedup step kept, else its input's."""
+    return manifest["dedup"]["kept"] if "dedup" in manifest else manifest["input"]["shape"][0]
+
+
 class RunDir(Checkpoints):
     """A run directory, made or reopened for one input and one set of fit parameters."""
 
@@ -313,7 +318,11 @@ class RunDir(Checkpoints):
             out.update(_read_npz(self._file(key, ".labels")))
         elif os.path.isdir(self._chunks(key)):
             try:
-                out.update(_dask_io().load(self._chunks(key)))
+                rows = n_fitted(self.manifest) if key.startswith("level0/") else None  # level 0's rows
+                chunked = _dask_io().load(self._chunks(key), n_rows=rows)
+                if "labels" not in chunked:
+                    raise ValueError("no file of its labels")
+                out.update(chunked)
             except (OSError, ValueError) as e:
                 raise RunDirError(f"{self._chunks(key)}: damaged ({e}); use --overwrite to start over.") from None
         elif key == self._previous(key):  # the level's newest step: the next one starts from its labels
@@ -528,7 +537,7 @@ class RunDir(Checkpoints):
             tree = ClusterTree.load(file)
         except (OSError, ValueError) as e:
             raise RunDirError(f"{e} Rerun 'hkmeans fit' with --overwrite to fit it again.") from None
-        rows = manifest["dedup"]["kept"] if "dedup" in manifest else manifest["input"]["shape"][0]
+        rows = n_fitted(manifest)
         clusters = manifest.get("n_clusters", list(tree.n_clusters))
         if tree.n_samples != rows or list(tree.n_clusters) != clusters:
             raise RunDirError(

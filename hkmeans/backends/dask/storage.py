@@ -215,9 +215,10 @@ def store(folder, client=None, **arrays) -> None:
     compute(*_writes(arrays, folder, True), client=client)
 
 
-def load(folder, client=None) -> dict:
+def load(folder, client=None, n_rows=None) -> dict:
     """The arrays :func:`store` wrote into ``folder``, as dask arrays persisted on the
-    workers; a ValueError of one line if their chunks do not cover ``0..n`` in order."""
+    workers; a ValueError of one line if their chunks do not cover ``0..n`` in order
+    (``n``: ``n_rows`` if given, so that a lost last chunk is seen too)."""
     found: dict = {}
     for entry in sorted(os.listdir(folder)):
         m = _NAME.fullmatch(entry)
@@ -226,7 +227,8 @@ def load(folder, client=None) -> dict:
     out = {}
     for name, parts in found.items():
         parts.sort()
-        if parts[0][0] != 0 or any(a[1] != b[0] for a, b in zip(parts, parts[1:])):
+        ends = parts[0][0] != 0 or n_rows is not None and parts[-1][1] != n_rows
+        if ends or any(a[1] != b[0] for a, b in zip(parts, parts[1:])):
             raise ValueError(f"{folder}: the chunks of {name} do not cover its rows; use --overwrite to start over.")
         dtype = np.load(parts[0][2], mmap_mode="r").dtype
         out[name] = da.concatenate(
