@@ -665,6 +665,21 @@ def test_the_passes_read_their_chunks_inside_their_own_tasks(client, reference, 
     assert len(names) > 3 and any("lloyd_block" in str(k) for k in keys)  # the passes read the files
 
 
+def test_each_chunk_draws_its_own_stream_and_names_rows_of_the_pool():
+    """Random scores differ between chunks of one length (a shared stream would pick
+    rows at the same offsets in every chunk), and k-means||'s candidates are rows of
+    the whole pool: with weight only in the last chunk, only its rows."""
+    with dask.config.set(scheduler="synchronous"):
+        scores = reductions.random_scores(np.random.default_rng(0), da.zeros(400, chunks=100, dtype=np.int8))
+        parts = scores.compute().reshape(4, 100)
+        assert all(not np.array_equal(parts[0], p) for p in parts[1:])
+        w = np.zeros(400)
+        w[300:] = 1.0
+        blocks = reductions.map_chunks([da.from_array(w, chunks=100)], tasks.oversample_block, 7, 50.0, 100.0)
+        rows = np.concatenate(reductions.gather_blocks(blocks, None))
+    assert rows.size > 10 and rows.min() >= 300 and rows.max() < 400
+
+
 @given(data=st.data())
 @settings(max_examples=30, deadline=None)
 def test_thresholds_by_bins_are_those_of_the_whole_merge(data):
