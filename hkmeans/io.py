@@ -222,7 +222,8 @@ def file_id(path) -> tuple | None:
 
 def same_file(a, b) -> bool:
     """Whether the paths ``a`` and ``b`` both exist and name the same file."""
-    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    key = file_id(a)
+    return key is not None and key == file_id(b)
 
 
 def convert(pool, path, dtype) -> np.ndarray:

@@ -17,7 +17,7 @@ from . import config as cfg
 from .fitting import client_of
 from .inputs import read_ids
 from .outputs import check_not_taken_in
-from .run_layout import enclosing_run
+from .run_layout import refuse_inside_run
 
 EXAMPLES = [
     "hkmeans dedup emb.npy --threshold 0.95 --out dedup/",
@@ -121,9 +121,7 @@ def _check_out(out):
         raise cfg.ConfigError(f"{out}: exists and is not a folder; give another --out.")
     if os.path.isdir(out) and os.listdir(out):
         raise cfg.ConfigError(f"{out}: exists and is not empty; give a new or empty folder as --out.")
-    holder = enclosing_run(out)
-    if holder is not None:
-        raise cfg.ConfigError(f"{out}: inside the hkmeans run directory {holder}; give a folder outside it.")
+    refuse_inside_run(out)
     above = os.path.dirname(os.path.abspath(out))
     while not os.path.exists(above):
         above = os.path.dirname(above)

@@ -27,10 +27,10 @@ from .run_layout import (
     DASK_SCRATCH,
     MANIFEST,
     RunDirError,
-    enclosing_run,
     inside,
     kept_at_top,
     owned,
+    refuse_inside_run,
     written_in_run,
 )
 from .rundir import RunDir
@@ -61,9 +61,7 @@ def prepare_fit(args, config):
             raise cfg.ConfigError(f"--device: {e}") from None
     pool = open_pool(args.embeddings, column=config["column"], subset_indices=config["subset_indices"])
     check_not_taken_in(os.path.join(args.out, MANIFEST), args.embeddings)  # a run inside a zarr store, say
-    holder = enclosing_run(args.out)
-    if holder is not None:  # its --overwrite would remove this run with its own files
-        raise cfg.ConfigError(f"{args.out}: inside the hkmeans run directory {holder}; give a folder outside it.")
+    refuse_inside_run(args.out)
     given = [config[key] for key in ("ids", "subset_indices") if config[key] is not None]
     kept = kept_at_top(args.out)
     for path in [args.embeddings, *pool.files, *given]:

@@ -153,10 +153,13 @@ def resolved(path) -> str:
     return os.path.join(os.path.realpath(os.path.dirname(full)), os.path.basename(full))
 
 
-def enclosing_run(path):
-    """The run directory that the folder ``path`` (which need not exist) lies inside,
-    ``path`` itself not counted; None if there is none."""
-    return run_holding(os.path.dirname(resolved(path)))
+def refuse_inside_run(path) -> None:
+    """:class:`RunDirError` if the folder ``path`` (which need not exist) lies inside a
+    run directory, ``path`` itself not counted: that run's ``--overwrite`` could remove
+    it (``steps/`` goes whole)."""
+    holder = run_holding(os.path.dirname(resolved(path)))
+    if holder is not None:
+        raise RunDirError(f"{path}: inside the hkmeans run directory {holder}; give a folder outside it.")
 
 
 def below(path, folder) -> bool:
