@@ -28,6 +28,7 @@ from hkmeans.backends.in_memory import group_by_label
 from hkmeans.dedup import KEEP
 
 from . import naive
+from .conftest import simulate_briskly
 from .test_dedup import check_rule, pools
 
 dedup_module = sys.modules["hkmeans.backends.dedup"]
@@ -526,6 +527,7 @@ def test_dask_workers_each_run_cuda_kernels(small_launch):
                 for k, v in dict(THREADS=8, TILE_K=4, TILE_D=4, GROUP_ROWS=8, SUM_ROWS=4, SCAN_TILE=4).items()
             ]
         )
+        client.run(simulate_briskly)
         m = HierarchicalKMeans(**params, client=client).fit(X)
         for lv_a, lv_m in zip(alone.levels_, m.levels_):
             np.testing.assert_array_equal(lv_m.centroids, lv_a.centroids)
