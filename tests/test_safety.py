@@ -257,7 +257,7 @@ def test_an_output_through_a_linked_folder_is_judged_where_it_lands(run, tmp_pat
     assert {p: p.read_bytes() for p in (tmp_path / "other").rglob("*") if p.is_file()} == kept
 
 
-def test_no_run_or_dedup_folder_inside_another_run(run, tmp_path):
+def test_no_run_dedup_or_demo_folder_inside_another_run(run, tmp_path):
     """An --out inside a run (its steps/, say, which its --overwrite removes whole) is
     refused, through a linked folder too, with nothing written."""
     os.symlink(run / "steps", tmp_path / "to-steps")
@@ -267,6 +267,7 @@ def test_no_run_or_dedup_folder_inside_another_run(run, tmp_path):
         assert_error(fit, "inside the hkmeans run directory")
         dedup = hkmeans("dedup", tmp_path / "x.npy", "--threshold", 0.99, "--out", out, check=False)
         assert_error(dedup, "inside the hkmeans run directory")
+        assert_error(hkmeans("demo", "--out", out, check=False), "inside the hkmeans run directory")
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
 
 

@@ -33,6 +33,7 @@ from .run_layout import (
     input_files,
     read_files,
     read_json,
+    refuse_inside_run,
     run_holding,
     share_lock,
 )
@@ -241,6 +242,7 @@ def _check_demo_folder(folder, force) -> None:
 
 
 def demo(args) -> None:
+    refuse_inside_run(args.out)
     _check_demo_folder(args.out, args.force)
 
     print(f"kernels ready in {rings.load_kernels():.1f} s (compiled on the first run, then cached)")
