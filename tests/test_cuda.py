@@ -7,6 +7,7 @@ starts (with ``NUMBA_ENABLE_CUDASIM=1``); the rest of the suite keeps numba's CP
 target. Inputs and thread blocks are tiny: the simulator runs every thread in Python.
 """
 
+import collections
 import importlib.util
 import math
 import os
@@ -596,3 +597,160 @@ def test_dedup_on_dask_with_cuda_equals_the_cpu(small_launch, monkeypatch):
     for name in ("kept", "duplicate_of", "similarity", "order", "labels", "n_compared"):
         np.testing.assert_array_equal(getattr(gpu, name), getattr(cpu, name), err_msg=name)
     assert 0 < len(cpu.removed) <= 30
+
+
+# --- edges: sub-blocks, ties, exact draw targets, budgets, the chunks kept ---------
+
+
+@cudasim
+@pytest.mark.usefixtures("small_launch")
+def test_gemm_sub_blocks_write_the_rows_they_searched(monkeypatch):
+    """Few rows per GEMM (the dot products of many centres take ``GEMM_BYTES``): a block
+    of 32 rows is searched 5 rows at a time, each piece's labels at its own rows."""
+    X, C = _data(12, 37, 3, 11, np.float64)
+    monkeypatch.setattr(cuda_backend, "GEMM_BYTES", 5 * 11 * 8)
+    labels, sqdist = _backend(X, gemm=_host_gemm).assign(C)
+    ref_labels, ref_sqdist = naive.assign(X, C)
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_allclose(sqdist, ref_sqdist, rtol=1e-12)
+
+
+@cudasim
+@pytest.mark.usefixtures("small_launch")
+@pytest.mark.parametrize("gemm", [None, _host_gemm], ids=["tiled", "gemm"])
+def test_assign_ties_go_to_the_first_centre(gemm):
+    """Centres repeated (as when two centres are the same row), within a tile of 4
+    centres and across tiles: the first of equals wins, as on the CPU."""
+    X, C = _data(13, 21, 5, 7, np.float32)
+    C = np.concatenate([C, C[[1, 6, 1, 3]]])  # 7 = 9 = 1, 8 = 6, 10 = 3
+    labels, sqdist = _backend(X, gemm=gemm).assign(C)
+    ref_labels, ref_sqdist = naive.assign(X, C)
+    assert np.isin(ref_labels, [1, 3, 6]).any()  # ties do arise
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_allclose(sqdist, ref_sqdist, rtol=1e-12)
+
+
+def _naive_routed(X, parents, child_offsets, children):
+    p, _ = naive.assign(X, parents)
+    D = naive.sqdist_matrix(X, children)
+    lo, hi = child_offsets[p], child_offsets[p + 1]
+    labels = np.array([a + np.argmin(D[i, a:e]) for i, (a, e) in enumerate(zip(lo, hi))])
+    return labels, D[np.arange(len(X)), labels]
+
+
+@cudasim
+@pytest.mark.usefixtures("small_launch")
+@pytest.mark.parametrize("streamed", [False, True], ids=["resident", "streamed"])
+def test_routed_assign_over_several_blocks_with_tied_children(streamed):
+    """45 rows (blocks of 40 and 5 resident, of 16 streamed): each block's rows are
+    routed at their own places; children repeated within a parent's range: the first
+    of equals wins."""
+    X, _ = _data(14, 45, 3, 1, np.float64)
+    kids = np.random.default_rng(14).normal(size=(3, 3))
+    parents = np.array([[-1.0, 0, 0], [1.0, 0, 0]])
+    children = kids[[0, 1, 0, 2, 2]]
+    child_offsets = np.array([0, 3, 5])
+    b = _backend(X, device_bytes=64, block_rows=16) if streamed else _backend(X)
+    assert b.resident != streamed and b.block_rows == (16 if streamed else 40)
+    got = b.routed_assign(parents, child_offsets, children)
+    ref = _naive_routed(X, parents, child_offsets, children)
+    assert np.isin(ref[0], [0, 3]).any()  # ties do arise
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[0], CPUBackend(X).routed_assign(parents, child_offsets, children)[0])
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-12)
+
+
+@cudasim
+@pytest.mark.usefixtures("small_launch")
+def test_lloyd_rows_changed_are_counted_afresh_each_pass():
+    """Four passes: each pass's count of changed rows is that pass's alone."""
+    X, C = _data(15, 40, 3, 4, np.float64)
+    runs = [b.lloyd_run(np.array([0, 4]), bounds=False) for b in (_backend(X), CPUBackend(X))]
+    seen = []
+    for _ in range(4):
+        got, ref = (run.step(C) for run in runs)
+        assert got.changed == ref.changed
+        np.testing.assert_array_equal(got.counts, ref.counts)
+        seen.append(ref.changed)
+        C = ref.sums / ref.counts[:, None]
+    assert seen[0] is None and seen[1] > 0  # a later pass then counts on top of it if not reset
+
+
+@cudasim
+@pytest.mark.usefixtures("small_launch")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streamed_blocks_fit_the_device_budget(dtype):
+    """By default a streamed block holds what ``device_bytes`` holds, in bytes of rows."""
+    X = np.zeros((200, 5), dtype)
+    budget = 40 * X.shape[1] * X.itemsize  # 40 rows
+    b = _backend(X, device_bytes=budget)
+    assert not b.resident
+    assert b.block_rows * X.shape[1] * X.itemsize <= budget
+    assert b.block_rows == 40
+
+
+@cudasim
+@pytest.mark.usefixtures("small_launch")
+@pytest.mark.parametrize("chunk", [1, 3])
+@pytest.mark.parametrize("slack", [0.0, cuda_backend.DRAW_SLACK])
+def test_draw_target_on_a_cumulative_sum_takes_the_next_row(chunk, slack):
+    """Equal values: the targets ``u * total`` land exactly on cumulative sums, of blocks
+    and of rows; the row drawn is the first whose sum passes the target (the CPU's)."""
+    vals = np.ones(8)
+    u = np.array([0.25, 0.5, 0.75, 0.125, 0.0])
+    b = _backend(np.zeros((4, 1)))
+    np.testing.assert_array_equal(_gpu_draw(b, vals, chunk, u, slack), _cpu_draw(vals, chunk, u))
+
+
+@cudasim
+@pytest.mark.usefixtures("small_launch")
+def test_draw_falls_back_where_the_target_is_just_past_the_previous_block():
+    """Block sums ``1, 0, 0, 0, 3e, 3e, 3e, 3e, 0, 0, 0, 0, 1024`` (``e = 2^-53``, tiles
+    of 4): the running sum rounds up to ``1 + 16e`` by block 7, the scan's tiles add to
+    ``1 + 12e`` before block 12; both totals round to 1025. A target of ``1 + 14e`` is
+    past the scan's sum before block 12 by a hair (and far below block 12's own): the
+    CPU draws row 7, the scan alone row 12; the draw sees the lower edge is within
+    rounding and redoes it with the running sum."""
+    e = 2.0**-53
+    vals = np.array([1, 0, 0, 0, 3 * e, 3 * e, 3 * e, 3 * e, 0, 0, 0, 0, 1024])
+    u = np.array([(1 + 14 * e) / 1025])
+    b = _backend(np.zeros((4, 1)))
+    cpu = _cpu_draw(vals, 1, u)
+    assert cpu[0] == 7
+    assert _gpu_draw(b, vals, 1, u, 0.0)[0] == 12  # the scan alone
+    np.testing.assert_array_equal(_gpu_draw(b, vals, 1, u, cuda_backend.DRAW_SLACK), cpu)
+
+
+@cudasim
+@pytest.mark.usefixtures("small_launch")
+def test_weighted_trial_potentials_read_each_rows_own_weight():
+    """Weighted k-means++ over 30 rows (blocks of 24 and 6): the last rows weigh much
+    more than the first, so a trial's potential shows whose weight each row took."""
+    rng = np.random.default_rng(16)
+    X = rng.normal(size=(30, 2))
+    w = np.where(np.arange(30) >= 24, 50.0, 1.0)
+    order = rng.permutation(30)
+    for seed in range(3):
+        rand = np.random.default_rng(seed).random((5, 3))
+        got = _backend(X).kmeans_plusplus(order, 2, rand, w)
+        np.testing.assert_array_equal(got, CPUBackend(X).kmeans_plusplus(order, 2, rand, w))
+
+
+@cudasim
+def test_chunks_on_the_device_are_kept_by_array_and_chunk(monkeypatch):
+    """The chunks a worker keeps on its GPU are found by array name and chunk index
+    both: chunk 0 of another array is not chunk 0 of this one."""
+    pytest.importorskip("dask")
+    from hkmeans.backends.dask import tasks
+
+    monkeypatch.setattr(tasks, "ON_DEVICE", collections.OrderedDict())
+    rng = np.random.default_rng(17)
+    x0, x1, y0 = (rng.normal(size=(6, 3)).astype(np.float32) for _ in range(3))
+    a0 = tasks.chunk_backend(x0, "cuda", ("x", 0))
+    a1 = tasks.chunk_backend(x1, "cuda", ("x", 1))
+    b0 = tasks.chunk_backend(y0, "cuda", ("y", 0))
+    assert a0.resident and len(tasks.ON_DEVICE) == 3
+    assert tasks.chunk_backend(x0, "cuda", ("x", 0)) is a0  # kept for the next pass
+    for data, x in ((a0, x0), (a1, x1), (b0, y0)):
+        np.testing.assert_array_equal(data.X, x)
+        np.testing.assert_array_equal(data.assign(x[:2])[0][:2], [0, 1])
