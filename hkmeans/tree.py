@@ -65,10 +65,11 @@ class ClusterTree(DetachedWhenPickled):
             centroids = [np.asarray(c) for c in centroids]
             if len(centroids) != n_levels:
                 raise ValueError(f"centroids has {len(centroids)} levels but labels has {n_levels}.")
-            width = centroids[0].shape[-1]
+            width = centroids[0].shape[1] if centroids[0].ndim == 2 else None
             for t, c in enumerate(centroids):
                 if c.ndim != 2 or c.shape[1] != width:
-                    raise ValueError(f"centroids[{t}] must be 2-D with {width} columns, got shape {c.shape}.")
+                    columns = "" if width is None else f" with {width} columns"
+                    raise ValueError(f"centroids[{t}] must be 2-D{columns}, got shape {c.shape}.")
         n_clusters = []
         for t in range(n_levels):
             if t + 1 < n_levels:
@@ -95,6 +96,8 @@ class ClusterTree(DetachedWhenPickled):
                     f"sample_weight must have one entry per data point ({labels[0].size}), "
                     f"got shape {sample_weight.shape}."
                 )
+            if not np.isfinite(sample_weight).all() or (sample_weight < 0).any():
+                raise ValueError("sample_weight must be finite and non-negative.")
         self.sample_weight = sample_weight
         self.labels = tuple(labels)
         self.centroids = None if centroids is None else tuple(centroids)
@@ -135,7 +138,7 @@ class ClusterTree(DetachedWhenPickled):
         level = self._check_level(level)
         if level not in self._members:
             arrays = self.arrays if level == 0 else IN_MEMORY
-            self._members[level] = arrays.members(self.labels[level], self.n_clusters[level])
+            self._members[level] = read_only(*arrays.members(self.labels[level], self.n_clusters[level]))
         return self._members[level]
 
     def sizes(self, level: int) -> np.ndarray:
@@ -270,4 +273,13 @@ class ClusterTree(DetachedWhenPickled):
         sizes = [self.arrays.counts(self.labels[0], self.n_clusters[0])]
         for t in range(1, self.n_levels):
             sizes.append(np.bincount(self.labels[t], weights=sizes[-1], minlength=self.n_clusters[t]).astype(np.int64))
-        return sizes
+        return read_only(*sizes)
+
+
+def read_only(*arrays) -> tuple:
+    """``arrays``, those in memory made read-only: a tree hands out the arrays it keeps,
+    and a caller writing into one would change every later sample."""
+    for a in arrays:
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
+    return arrays

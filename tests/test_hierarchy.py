@@ -1,5 +1,7 @@
 """Hierarchical k-means with resampling: the engine and its parameters."""
 
+import warnings
+
 import numba
 import numpy as np
 import pytest
@@ -353,3 +355,67 @@ def test_default_sample_size_is_half_the_average_cluster_rounded():
 
     assert default_sample_size(300, 8) == 19  # 18.75
     assert default_sample_size(600, 10) == 30
+
+
+def test_a_level_may_keep_as_many_clusters_as_the_level_below():
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the advice that such a level barely merges
+        levels = hierarchical_kmeans(X, (8, 8), n_resamples=0, random_state=0)
+    assert len(levels[1].centroids) == 8
+    np.testing.assert_array_equal(np.sort(levels[1].labels), np.arange(8))  # one centroid each
+
+
+def test_a_split_cluster_smaller_than_n_splits_is_split_in_fewer():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(200, 2)), rng.normal(size=(200, 2)) + 20, [[500.0, 500.0]]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no k-means asked for more clusters than it has points
+        level = hierarchical_kmeans(X, 12, n_resamples=0, n_splits=4, random_state=0)[0]
+    assert sorted(np.diff(level.child_offsets)) == [1, 4, 4]  # the outlier's cluster: one centroid
+    assert np.sum(level.labels == level.labels[-1]) == 1
+
+
+def test_split_level_labels_stay_consistent_when_empty_sub_clusters_are_dropped():
+    X = np.repeat(np.random.default_rng(0).normal(size=(20, 2)) * 10, 10, axis=0)  # 20 distinct points
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        level = hierarchical_kmeans(X, 40, n_resamples=0, n_splits=10, random_state=0)[0]
+    assert len(level.centroids) < 40  # sub-clusters were dropped
+    assert 0 <= level.labels.min() and level.labels.max() < len(level.centroids)
+    np.testing.assert_array_equal(np.bincount(level.labels, minlength=len(level.centroids)) > 0, True)
+    np.testing.assert_array_equal(level.assign(X)[0], level.labels)
+    # each row sits on its own centroid (the distinct points are far apart)
+    np.testing.assert_allclose(level.centroids[level.labels], X)
+
+
+def test_a_parent_left_without_children_is_dropped(monkeypatch):
+    """A top centroid whose sub-centroids all end up empty after the routing is
+    dropped with them: ``child_offsets`` has one entry per parent, plus one."""
+    import hkmeans.hierarchy as hierarchy
+    from hkmeans.kmeans import KMeansResult
+
+    kmeans = hierarchy.kmeans
+    X = np.random.default_rng(0).normal(size=(100, 2))
+
+    def fake_top(rows, k, **kw):
+        if isinstance(kw["random_state"], int):  # a cluster's own k-means
+            return kmeans(rows, k, **kw)
+        labels = np.zeros(len(X), np.int64)
+        labels[:5] = 1  # five rows labelled with a centroid far from all of them
+        centers = np.array([[0.0, 0.0], [1000.0, 1000.0]])
+        return KMeansResult(centers, labels, np.zeros(len(X)), 0.0, 1)
+
+    monkeypatch.setattr(hierarchy, "kmeans", fake_top)
+    level = hierarchical_kmeans(X, 4, n_resamples=0, n_splits=2, random_state=0)[0]
+    assert len(level.parents) == len(level.child_offsets) - 1 == 1
+    np.testing.assert_array_equal(level.assign(X)[0], level.labels)
+    np.testing.assert_array_equal(level.assign(np.array([[1000.0, 1000.0]]))[0] < len(level.centroids), True)
+
+
+def test_tree_distances_are_euclidean_not_squared():
+    X = np.random.default_rng(0).normal(size=(300, 3)) * 5
+    model = HierarchicalKMeans((10, 3), n_resamples=1, random_state=0).fit(X)
+    leaf = model.levels_[0]
+    expected = np.linalg.norm(X - leaf.centroids[leaf.labels], axis=1)
+    np.testing.assert_allclose(model.tree_.distances, expected, rtol=1e-6, atol=1e-9)

@@ -171,3 +171,38 @@ def test_flat_sampling_balances_the_level_asked():
     for seed in range(50):
         idx = flat_sampling(tree, 2, level=1, random_state=seed)
         np.testing.assert_array_equal(np.bincount(tree.point_labels(1)[idx], minlength=2), [1, 1])
+
+
+def expected_picks(tree, idx, strategy, multiplier):
+    """Plain NumPy: given how many points each level-0 cluster gave, the points
+    "closest"/"furthest" must pick: whole copies, then the remainder by distance,
+    ties to the lower row."""
+    labels, sign = tree.labels[0], 1 if strategy == "closest" else -1
+    counts = np.bincount(labels[idx], minlength=tree.n_clusters[0])
+    picks = []
+    for c, need in enumerate(counts):
+        members = np.flatnonzero(labels == c)
+        if need == 0:
+            continue
+        ranked = members[np.argsort(sign * tree.distances[members], kind="stable")]
+        picks.append(np.tile(members, need // len(members)))
+        picks.append(ranked[: need % len(members)])
+    return np.sort(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
+
+
+@pytest.mark.parametrize("strategy", ["closest", "furthest"])
+def test_tied_distances_go_to_the_lower_rows_in_large_clusters(strategy):
+    # many ties in clusters of ~200 points: an unstable sort would pick other rows
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    tree = ClusterTree([labels], distances=rng.integers(0, 3, 600).astype(float))
+    for target, multiplier in ((301, 1), (1000, 2)):
+        idx = hierarchical_sampling(tree, target, strategy, multiplier, random_state=0)
+        np.testing.assert_array_equal(idx, expected_picks(tree, idx, strategy, multiplier))
+
+
+def test_bool_target_size_is_refused():
+    tree = ClusterTree([np.array([0, 1, 1])])
+    for sampler in (hierarchical_sampling, flat_sampling):
+        with pytest.raises(ValueError, match="target_size"):
+            sampler(tree, True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from hkmeans import ClusterTree
+from hkmeans import ClusterTree, hierarchical_sampling
 
 from .strategies import trees
 
@@ -129,3 +129,52 @@ def test_flatten_keeps_the_weights():
     flat = tree.flatten(1)
     np.testing.assert_array_equal(flat.sample_weight, w)
     np.testing.assert_array_equal(flat.weights(0), tree.weights(1))
+
+
+def test_a_label_equal_to_the_number_of_clusters_is_refused():
+    with pytest.raises(ValueError, match="refers to cluster 2"):
+        ClusterTree([np.array([0, 2]), np.array([0, 0])])  # level 0 has 2 clusters: 0 and 1
+    with pytest.raises(ValueError, match="refers to cluster 2"):
+        ClusterTree([np.array([0, 2])], centroids=[np.zeros((2, 1))])
+    with pytest.raises(ValueError, match="refers to cluster 1"):
+        ClusterTree([np.array([0, 1]), np.array([0, 1])], centroids=[np.zeros((2, 1)), np.zeros((1, 1))])
+
+
+@given(trees())
+def test_sizes_are_integer_counts_at_every_level(tree):
+    for t in range(tree.n_levels):
+        assert tree.sizes(t).dtype == np.int64
+
+
+def test_sample_weight_of_the_wrong_length_is_refused():
+    with pytest.raises(ValueError, match="one entry per data point"):
+        ClusterTree([np.array([0, 1, 1])], sample_weight=np.ones(2))
+
+
+def test_load_refuses_a_file_with_more_levels_than_it_says(tmp_path):
+    path = tmp_path / "tree.npz"
+    ClusterTree([np.array([0, 1, 1]), np.array([0, 0])]).save(path)
+    with np.load(path) as f:
+        arrays = dict(f)
+    arrays["n_levels"] = np.array(1)  # labels_1 left behind
+    np.savez(tmp_path / "cut.npz", **arrays)
+    with pytest.raises(ValueError, match="more levels than its n_levels"):
+        ClusterTree.load(tmp_path / "cut.npz")
+
+
+def test_bad_centroids_or_weights_are_one_line_errors():
+    with pytest.raises(ValueError, match=r"centroids\[0\] must be 2-D, got shape \(\)"):
+        ClusterTree([np.array([0, 0])], centroids=[np.float64(1.0)])
+    for w in ([-1.0, 1.0, 1.0], [np.nan, 1.0, 1.0], [np.inf, 1.0, 1.0]):
+        with pytest.raises(ValueError, match="sample_weight must be finite and non-negative"):
+            ClusterTree([np.array([0, 1, 1])], sample_weight=w)
+
+
+def test_the_arrays_a_tree_keeps_are_read_only():
+    """Members and sizes are the tree's own, kept for later samples: a caller cannot
+    write into them (a write would make later samples repeat points)."""
+    tree = ClusterTree([np.array([0, 1, 1]), np.array([0, 0])])
+    for a in (*tree.members(0), *tree.members(1), tree.sizes(0), tree.sizes(1)):
+        with pytest.raises(ValueError, match="read-only"):
+            a[0] = 0
+    np.testing.assert_array_equal(np.sort(hierarchical_sampling(tree, 3, random_state=0)), [0, 1, 2])
