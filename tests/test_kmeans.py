@@ -1,5 +1,8 @@
 """Flat k-means: Lloyd loop, seeding, empty clusters, the KMeans estimator."""
 
+import re
+import warnings
+
 import numba
 import numpy as np
 import pytest
@@ -304,3 +307,250 @@ def test_mean_variance_in_blocks(shape):
 
     X = (np.random.default_rng(1).normal(size=shape) * 3 + 10).astype(np.float32)
     np.testing.assert_allclose(CPUBackend(X).mean_variance(), np.mean(np.var(X.astype(np.float64), axis=0)), rtol=1e-10)
+
+
+# --- as scikit-learn: tol, n_iter, relocation, init, warnings -----------------------
+
+
+def scaled_blobs(n=500, d=4, k=5, seed=0, scale=10.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=scale, size=(k, d))
+    return centres[rng.integers(0, k, n)] + rng.normal(size=(n, d))
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+@pytest.mark.parametrize("tol", [1e-4, 1e-2])
+def test_tol_is_relative_to_the_mean_variance_as_in_scikit_learn(scale, tol):
+    """Same init, same tol: the run stops at scikit-learn's iteration, at any scale
+    of the data (tol times the mean feature variance, the squared shift compared)."""
+    X = scaled_blobs(seed=1) * scale
+    init = X[:5].copy()
+    ours = KMeans(5, init=init, n_init=1, tol=tol).fit(X)
+    theirs = sklearn.cluster.KMeans(5, init=init, n_init=1, tol=tol).fit(X)
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-9, atol=1e-12 * scale)
+
+
+def test_n_iter_counts_the_passes_as_scikit_learn():
+    # init already the means: the first update moves nothing, tol=0 stops there
+    X = np.array([[0.0], [2.0], [10.0], [12.0]])
+    init = np.array([[1.0], [11.0]])
+    for tol in (0.0, 1e-4):
+        assert KMeans(2, init=init, tol=tol).fit(X).n_iter_ == 1
+        assert sklearn.cluster.KMeans(2, init=init, n_init=1, tol=tol).fit(X).n_iter_ == 1
+    # stopped by max_iter, and by strict convergence
+    X = scaled_blobs(n=2000, d=2, k=12, seed=3, scale=3.0)
+    init = X[:12].copy()
+    for max_iter in (1, 2, 3, 300):
+        ours = KMeans(12, init=init, max_iter=max_iter, tol=0.0).fit(X)
+        theirs = sklearn.cluster.KMeans(12, init=init, n_init=1, max_iter=max_iter, tol=0.0).fit(X)
+        assert ours.n_iter_ == theirs.n_iter_ == min(max_iter, theirs.n_iter_)
+        np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # the repeated rows, one iteration in
+def test_empty_clusters_take_the_farthest_rows_at_once():
+    """One iteration: each empty cluster takes one of the rows farthest from their
+    centres, which leave their cluster (scikit-learn's relocation, hand-computed)."""
+    X = np.array([[0.0], [1.0], [2.0], [50.0], [100.0]])
+    init = np.array([[1.0], [1000.0], [2000.0]])  # the last two get no row
+    km = KMeans(3, init=init, max_iter=1).fit(X)
+    np.testing.assert_allclose(np.sort(km.cluster_centers_[:, 0]), [1.0, 50.0, 100.0])
+    sk = sklearn.cluster.KMeans(3, init=init, n_init=1, max_iter=1).fit(X)
+    np.testing.assert_allclose(np.sort(sk.cluster_centers_[:, 0]), [1.0, 50.0, 100.0])
+    res = lloyd(X, init, max_iter=1, tol=0.0)
+    np.testing.assert_allclose(np.sort(res.centers[:, 0]), [1.0, 50.0, 100.0])
+    # weights as repeated rows (the documented rule): a row of weight 3 is 3 farthest rows
+    w3 = KMeans(3, init=init, max_iter=1).fit(X, sample_weight=np.full(5, 3.0))
+    rep = sklearn.cluster.KMeans(3, init=init, n_init=1, max_iter=1).fit(np.repeat(X, 3, axis=0))
+    np.testing.assert_allclose(np.sort(w3.cluster_centers_[:, 0]), np.sort(rep.cluster_centers_[:, 0]))
+
+
+@pytest.mark.parametrize("tol", [1e-4, 1e-3])
+def test_tol_with_weights_is_relative_to_the_variance_of_the_repeated_rows(tol):
+    """Documented: the variance ``tol`` is relative to is weighted, as for the rows
+    repeated; the weighted fit stops where the repeated one does. A few far rows of
+    weight 1 make the unweighted variance some 40 times the weighted one."""
+    rng = np.random.default_rng(4)
+    centres = rng.normal(scale=3, size=(6, 2))
+    X = np.r_[centres[rng.integers(0, 6, 200)] + rng.normal(size=(200, 2)), rng.normal(size=(10, 2)) + 1000]
+    w = np.r_[np.full(200, 30), np.ones(10, dtype=int)]
+    init = np.r_[X[:6], X[-1:]]
+    weighted = KMeans(7, init=init, tol=tol).fit(X, sample_weight=w)
+    repeated = KMeans(7, init=init, tol=tol).fit(np.repeat(X, w, axis=0))
+    assert weighted.n_iter_ == repeated.n_iter_ > 1
+    np.testing.assert_allclose(weighted.cluster_centers_, repeated.cluster_centers_, rtol=1e-10, atol=1e-10)
+
+
+def test_n_init_runs_seeded_by_an_int_each_draw_their_own_init():
+    X = scaled_blobs(n=800, d=2, k=8, seed=12)
+    # the runs draw in turn from the one generator the int seeds
+    g = np.random.default_rng(7)
+    singles = [kmeans(X, 8, init="random", random_state=g).inertia for _ in range(6)]
+    assert len(set(singles)) > 1
+    assert kmeans(X, 8, init="random", n_init=6, random_state=7).inertia == min(singles)
+    # through the estimator: several runs beat one run for some seed, never lose
+    one = [KMeans(8, init="random", n_init=1, random_state=s).fit(X).inertia_ for s in range(4)]
+    many = [KMeans(8, init="random", n_init=6, random_state=s).fit(X).inertia_ for s in range(4)]
+    assert all(m <= o for m, o in zip(many, one)) and any(m < o for m, o in zip(many, one))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_convergence_warning_only_when_clusters_are_missing(weighted):
+    X = scaled_blobs(n=300, d=3, k=4, seed=2)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X)) if weighted else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        KMeans(4, random_state=0).fit(X, sample_weight=w)
+        kmeans(X, 4, random_state=0, sample_weight=w)
+    # rows of weight 0 do not make a cluster: 3 rows of weight, 4 clusters
+    w0 = np.zeros(len(X))
+    w0[[0, 1, 2]] = 1.0
+    with pytest.warns(ConvergenceWarning, match=r"\(3\) found smaller than n_clusters \(4\)"):
+        kmeans(X, 4, random_state=0, sample_weight=w0)
+    # after the last update, the middle cluster keeps only a row of weight 0: no cluster
+    X1 = np.array([[-3.0], [-2.0], [5.0], [12.0], [13.0]])
+    w1 = np.array([1.0, 1.0, 0.0, 1.0, 1.0])
+    with pytest.warns(ConvergenceWarning, match=r"\(2\) found smaller than n_clusters \(3\)"):
+        km = KMeans(3, init=np.array([[-10.0], [5.0], [20.0]]), max_iter=1).fit(X1, sample_weight=w1)
+    np.testing.assert_array_equal(km.labels_, [0, 0, 1, 2, 2])
+    np.testing.assert_allclose(km.cluster_centers_[:, 0], [-3.0, 5.0, 13.0])
+
+
+@pytest.mark.parametrize("k", [5, 40])  # 40: centres grouped for the Lloyd bounds
+@pytest.mark.parametrize("max_iter", [2, 300])  # stopped by max_iter, or converged
+def test_labels_and_inertia_are_those_of_the_returned_centres(k, max_iter):
+    X = scaled_blobs(n=3000, d=3, k=25, seed=6, scale=5.0)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, len(X))
+    km = KMeans(k, random_state=0, max_iter=max_iter).fit(X, sample_weight=w)
+    labels, sqdist = naive.assign(X, km.cluster_centers_)
+    np.testing.assert_array_equal(km.labels_, labels)
+    assert km.inertia_ == pytest.approx(float(w @ sqdist), rel=1e-9)
+    res = kmeans(X, k, random_state=0, max_iter=max_iter)
+    labels, sqdist = naive.assign(X, res.centers)
+    np.testing.assert_array_equal(res.labels, labels)
+    np.testing.assert_allclose(res.sqdist, sqdist, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_random_init_picks_distinct_rows(weighted):
+    X = scaled_blobs(n=40, d=3, seed=8)
+    data = resolve(X)
+    if weighted:
+        data = data.weighted(np.random.default_rng(0).uniform(0.1, 5.0, len(X)))
+    for seed in range(5):
+        centres, rows = init_centers(data, 30, "random", np.random.default_rng(seed))
+        assert len(np.unique(rows)) == 30
+        np.testing.assert_array_equal(centres, X[rows])
+
+
+def test_callable_init_gets_a_random_state_of_its_own_per_run():
+    X = scaled_blobs(n=200, d=3, seed=9)
+    seen = []
+
+    def init(X, n_clusters, random_state):
+        assert isinstance(random_state, np.random.RandomState)
+        rows = random_state.choice(len(X), n_clusters, replace=False)
+        seen.append(tuple(rows))
+        return X[rows]
+
+    KMeans(4, init=init, n_init=5, random_state=0).fit(X)
+    first = list(seen)
+    assert len(first) == 5 and len(set(first)) == 5  # each run its own draw
+    seen.clear()
+    KMeans(4, init=init, n_init=5, random_state=0).fit(X)
+    assert seen == first  # the same seed, the same draws
+    seen.clear()
+    KMeans(4, init=init, n_init=5, random_state=1).fit(X)
+    assert seen != first
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda X, k: X[: k - 1], r"shape of the initial centers \(3, 3\) does not match the number of clusters 4"),
+        (lambda X, k: X[:k, :2], r"does not match the number of features of the data 3"),
+        (lambda X, k: np.full((k, 3), np.nan), "init array contains NaN or infinity"),
+    ],
+)
+def test_callable_init_output_is_checked(make, match):
+    X = scaled_blobs(n=100, d=3, seed=10)
+    with pytest.raises(ValueError, match=match):
+        KMeans(4, init=lambda X, n_clusters, random_state: make(X, n_clusters), n_init=1).fit(X)
+    ok = KMeans(4, init=lambda X, n_clusters, random_state: X[:n_clusters].tolist(), n_init=1).fit(X)
+    assert ok.cluster_centers_.dtype == X.dtype and ok.cluster_centers_.flags.c_contiguous
+
+
+def test_cosine_init_array_of_any_norm_fits_as_the_unit_one():
+    """Cosine ignores scale: an init array's rows are put on the sphere first."""
+    X = scaled_blobs(n=400, d=5, k=4, seed=11) + 3
+    C0 = X[[0, 1, 2, 3]]
+    unit = C0 / np.linalg.norm(C0, axis=1, keepdims=True)
+    scaled = C0 * np.array([[0.01], [100.0], [1.0], [7.0]])
+    for max_iter in (1, 300):
+        a = KMeans(4, metric="cosine", init=scaled, max_iter=max_iter).fit(X)
+        b = KMeans(4, metric="cosine", init=unit, max_iter=max_iter).fit(X)
+        np.testing.assert_array_equal(a.labels_, b.labels_)
+        np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, rtol=1e-12, atol=1e-12)
+    # the first assignment: largest cosine to the initial centres
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    first = np.argmax(Xn @ unit.T, axis=1)
+    C1 = np.array([Xn[first == c].mean(0) for c in range(4)])
+    C1 /= np.linalg.norm(C1, axis=1, keepdims=True)
+    np.testing.assert_allclose(
+        KMeans(4, metric="cosine", init=scaled, max_iter=1).fit(X).cluster_centers_, C1, rtol=1e-10
+    )
+
+
+@pytest.mark.parametrize("n_local_trials", [1, 2, 7, None])
+def test_kmeans_plusplus_uses_the_trials_asked_for(n_local_trials):
+    """kmeans_plusplus against the NumPy greedy k-means++ fed the same draws: the
+    first row, then ``(n_clusters - 1, n_local_trials)`` uniforms (2 + int(ln k) by
+    default), all through the rows' order of contents."""
+    X = scaled_blobs(n=300, d=3, k=10, seed=13)
+    k = 12
+    trials = 2 + int(np.log(k)) if n_local_trials is None else n_local_trials
+    order = CPUBackend(X).draw_order()
+    rng = np.random.default_rng(3)
+    u = rng.random()
+    first = order[min(np.searchsorted(np.arange(1, len(X) + 1), u * len(X), side="right"), len(X) - 1)]
+    rand = rng.random((k - 1, trials))
+    expected = naive.kmeans_plusplus(X, first, rand, order)
+    centres, rows = kmeans_plusplus(X, k, random_state=3, n_local_trials=n_local_trials)
+    np.testing.assert_array_equal(rows, expected)
+    np.testing.assert_array_equal(centres, X[expected])
+
+
+@pytest.mark.parametrize("m", [6, 8, 12])
+def test_best_of_n_init_does_not_depend_on_the_row_order_at_exact_ties(m):
+    """A regular polygon: its halves are all equally good, their inertias equal up to
+    the rounding of the rows' order. The runs seed alike in any row order, and a
+    later run must beat an earlier by more than rounding: the same best run wins."""
+    t = 2 * np.pi * np.arange(m) / m
+    X = np.c_[np.cos(t), np.sin(t)] * 3.7 + 1.3
+    rng = np.random.default_rng(100)
+    for seed in range(6):
+        ref = KMeans(2, n_init=10, random_state=seed).fit(X)
+        for _ in range(4):
+            perm = rng.permutation(m)
+            got = KMeans(2, n_init=10, random_state=seed).fit(X[perm])
+            np.testing.assert_allclose(got.cluster_centers_, ref.cluster_centers_, atol=1e-12)
+            np.testing.assert_array_equal(got.labels_, ref.labels_[perm])
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-2])
+def test_verbose_lines_are_scikit_learns(tol, capsys):
+    X = scaled_blobs(seed=0)
+    init = X[:5].copy()
+    number = re.compile(r"\d+\.\d+(?:e[-+]\d+)?")
+    lines = []
+    for est in (
+        KMeans(5, init=init, tol=tol, verbose=1),
+        sklearn.cluster.KMeans(5, init=init, n_init=1, tol=tol, verbose=1),
+    ):
+        est.fit(X)
+        out = capsys.readouterr().out
+        lines.append(([number.sub("#", s) for s in out.splitlines()], [float(v) for v in number.findall(out)]))
+    (ours, our_values), (theirs, their_values) = lines
+    assert ours == theirs and len(ours) > 3
+    np.testing.assert_allclose(our_values, their_values, rtol=1e-9)
