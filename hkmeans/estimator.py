@@ -226,7 +226,10 @@ class KMeans(_CentroidClusterer):
     Notes
     -----
     An empty cluster (of weight 0) is re-seeded with the point farthest from its
-    centre, which leaves its old cluster, as scikit-learn does. Sparse CSR input is
+    centre, which leaves its old cluster, as scikit-learn does. With ``sample_weight``
+    it is done as on the rows repeated: a row of weight w counts as w rows, so when
+    several clusters are empty at once one row may seed several of them (scikit-learn's
+    weighted fit takes distinct rows). Sparse CSR input is
     densified one block of rows at a time inside each pass, never as a whole.
     """
 

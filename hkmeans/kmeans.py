@@ -50,8 +50,9 @@ def assign(X, centers: np.ndarray):
 def _update(step, farthest, spherical, dtype):
     """New centres as (weighted) cluster means from a pass's sums and counts (or
     weights); an empty cluster (of weight 0) takes the point farthest from its centre
-    (as scikit-learn does), which leaves its old cluster. ``farthest(m)`` gives the
-    ``m`` farthest rows, their labels and their weights."""
+    (as scikit-learn does), which leaves its old cluster; with weights, as on the rows
+    repeated (one row may seed several). ``farthest(m)`` gives the ``m`` farthest
+    rows, their labels and their weights."""
     sums, counts = step.sums, step.counts
     empty = np.flatnonzero(counts == 0)
     if empty.size:
