@@ -138,7 +138,7 @@ class ClusterTree(DetachedWhenPickled):
         level = self._check_level(level)
         if level not in self._members:
             arrays = self.arrays if level == 0 else IN_MEMORY
-            self._members[level] = read_only(*arrays.members(self.labels[level], self.n_clusters[level]))
+            self._members[level] = arrays.members(self.labels[level], self.n_clusters[level])
         return self._members[level]
 
     def sizes(self, level: int) -> np.ndarray:
@@ -273,13 +273,4 @@ class ClusterTree(DetachedWhenPickled):
         sizes = [self.arrays.counts(self.labels[0], self.n_clusters[0])]
         for t in range(1, self.n_levels):
             sizes.append(np.bincount(self.labels[t], weights=sizes[-1], minlength=self.n_clusters[t]).astype(np.int64))
-        return read_only(*sizes)
-
-
-def read_only(*arrays) -> tuple:
-    """``arrays``, those in memory made read-only: a tree hands out the arrays it keeps,
-    and a caller writing into one would change every later sample."""
-    for a in arrays:
-        if isinstance(a, np.ndarray):
-            a.flags.writeable = False
-    return arrays
+        return sizes

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from hkmeans import ClusterTree, hierarchical_sampling
+from hkmeans import ClusterTree
 
 from .strategies import trees
 
@@ -168,13 +168,3 @@ def test_bad_centroids_or_weights_are_one_line_errors():
     for w in ([-1.0, 1.0, 1.0], [np.nan, 1.0, 1.0], [np.inf, 1.0, 1.0]):
         with pytest.raises(ValueError, match="sample_weight must be finite and non-negative"):
             ClusterTree([np.array([0, 1, 1])], sample_weight=w)
-
-
-def test_the_arrays_a_tree_keeps_are_read_only():
-    """Members and sizes are the tree's own, kept for later samples: a caller cannot
-    write into them (a write would make later samples repeat points)."""
-    tree = ClusterTree([np.array([0, 1, 1]), np.array([0, 0])])
-    for a in (*tree.members(0), *tree.members(1), tree.sizes(0), tree.sizes(1)):
-        with pytest.raises(ValueError, match="read-only"):
-            a[0] = 0
-    np.testing.assert_array_equal(np.sort(hierarchical_sampling(tree, 3, random_state=0)), [0, 1, 2])
