@@ -12,6 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ._validation import check_sample_weight
 from .backends import DetachedWhenPickled, PerRowArrays, arrays_of
 from .backends.in_memory import IN_MEMORY
 from .io import save_npz
@@ -96,8 +97,7 @@ class ClusterTree(DetachedWhenPickled):
                     f"sample_weight must have one entry per data point ({labels[0].size}), "
                     f"got shape {sample_weight.shape}."
                 )
-            if not np.isfinite(sample_weight).all() or (sample_weight < 0).any():
-                raise ValueError("sample_weight must be finite and non-negative.")
+            sample_weight = check_sample_weight(sample_weight, labels[0].size)
         self.sample_weight = sample_weight
         self.labels = tuple(labels)
         self.centroids = None if centroids is None else tuple(centroids)
