@@ -107,6 +107,18 @@ def available_threads() -> int:
     return n
 
 
+def numba_threads_from_environment() -> None:
+    """Read Numba's settings from the environment again, while its threads have not
+    started. A Dask nanny sets its worker's environment (``NUMBA_NUM_THREADS`` among
+    it) after the worker process may have imported Numba: a spawned worker first
+    imports the parent's main script, e.g. the ``hkmeans`` command. Numba would take
+    the new value at its next compile, and raise if its threads had started by then."""
+    from numba.np.ufunc import parallel
+
+    if not parallel._is_initialized:
+        numba.core.config.reload_config()
+
+
 @contextlib.contextmanager
 def every_usable_cpu():
     """Context in which the kernels take every usable CPU whatever the load, for

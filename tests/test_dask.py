@@ -511,6 +511,40 @@ def test_embedded_cluster_layout_never_oversubscribes():
         assert workers >= 1 and threads >= 1 and workers * threads <= cores
 
 
+WORKER_THREADS_SCRIPT = """
+import os, numba, numpy as np
+import hkmeans  # as the hkmeans command does: its spawned workers import Numba first
+from numba.np.ufunc import parallel
+
+def threads(_):
+    import hkmeans.backends.dask  # what a task's function imports first
+    from hkmeans._threads import _first_launch
+    _first_launch(np.zeros(1))  # Numba's threads start
+    numba.njit(lambda x: x + 1)(1)  # a kernel compiled after that: Numba reads its settings again
+    return numba.config.NUMBA_NUM_THREADS, int(os.environ["NUMBA_NUM_THREADS"]), parallel._is_initialized
+
+if __name__ == "__main__":
+    from hkmeans.backends.dask.client import local_client
+    cores = len(os.sched_getaffinity(0)) + 1  # threads unlike Numba's default: one per usable CPU
+    client = local_client(workers=1, cores=cores)
+    print(*client.submit(threads, 0, pure=False).result())
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs os.sched_getaffinity")
+def test_workers_of_the_hkmeans_command_take_the_threads_they_are_given(tmp_path):
+    """A worker that the ``hkmeans`` command spawns has imported Numba before its nanny
+    sets ``NUMBA_NUM_THREADS``: it runs on the threads it is given, and a kernel it
+    compiles after its threads started compiles (it raised, and a first ``hkmeans fit
+    --workers`` failed at every try)."""
+    script = tmp_path / "script.py"
+    script.write_text(WORKER_THREADS_SCRIPT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    config, given, started = out.stdout.split()
+    assert started == "True" and int(config) == int(given) == len(os.sched_getaffinity(0)) + 1
+
+
 def test_pool_array_reads_shards_on_the_workers_and_store_load_round_trip(client, tmp_path):
     from hkmeans.backends.dask import storage as dask_io
 

@@ -28,6 +28,7 @@ search group by group).
 
 from __future__ import annotations
 
+from ..._threads import numba_threads_from_environment
 from . import dedup
 from .arrays import LAZY
 from .backend import DaskBackend, DaskLloydRun, as_rows
@@ -46,6 +47,9 @@ from .client import (
 from .reductions import counts, lookup, random_scores
 from .selection import gather_rows, select, subset, thresholds
 from .storage import pool_array
+
+# first in a worker, before any kernel starts Numba's threads
+numba_threads_from_environment()
 
 __all__ = [
     "LAZY",
