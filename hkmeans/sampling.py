@@ -91,17 +91,19 @@ def hierarchical_sampling(
     target, multiplier = _check(tree, target_size, strategy, multiplier)
     rng = as_generator(random_state)
     top = tree.n_levels - 1
-    caps = _capacities(tree.sizes(top), multiplier, target)
+    caps = _capacities(tree._kept_sizes(top), multiplier, target)
     counts = water_fill(target, caps, rng.random(caps.size))
     for t in range(top, 0, -1):
-        offsets, order = tree.members(t)
-        caps = _capacities(tree.sizes(t - 1), multiplier, target)
+        offsets, order = tree._kept_members(t)
+        caps = _capacities(tree._kept_sizes(t - 1), multiplier, target)
         counts = split_counts(counts, offsets, order, caps, rng.random(caps.size))
     if strategy == "random":
         scores = tree.arrays.random_scores(rng, tree.labels[0])
     else:
         scores = tree.distances if strategy == "closest" else -tree.distances
-    return tree.arrays.pick(tree.labels[0], tree.n_clusters[0], counts, scores, tree.sizes(0), lambda: tree.members(0))
+    return tree.arrays.pick(
+        tree.labels[0], tree.n_clusters[0], counts, scores, tree._kept_sizes(0), lambda: tree._kept_members(0)
+    )
 
 
 def flat_sampling(

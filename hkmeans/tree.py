@@ -134,7 +134,14 @@ class ClusterTree(DetachedWhenPickled):
         order : ndarray
             The members of cluster ``c`` are ``order[offsets[c]:offsets[c + 1]]``:
             data points at level 0, clusters of the level below otherwise.
+
+        Both are read-only views of what the tree keeps for its samples.
         """
+        return tuple(_read_only(a) for a in self._kept_members(level))
+
+    def _kept_members(self, level: int):
+        """:meth:`members` as the tree keeps them, writable: for the sampling's
+        kernels, which Numba would compile a second time for read-only arrays."""
         level = self._check_level(level)
         if level not in self._members:
             arrays = self.arrays if level == 0 else IN_MEMORY
@@ -151,7 +158,12 @@ class ClusterTree(DetachedWhenPickled):
         Returns
         -------
         ndarray of shape (n_clusters[level],)
+            A read-only view of what the tree keeps for its samples.
         """
+        return _read_only(self._kept_sizes(level))
+
+    def _kept_sizes(self, level: int) -> np.ndarray:
+        """:meth:`sizes` as the tree keeps them, writable (see :meth:`_kept_members`)."""
         return self._sizes[self._check_level(level)]
 
     def weights(self, level: int) -> np.ndarray:
@@ -274,3 +286,12 @@ class ClusterTree(DetachedWhenPickled):
         for t in range(1, self.n_levels):
             sizes.append(np.bincount(self.labels[t], weights=sizes[-1], minlength=self.n_clusters[t]).astype(np.int64))
         return sizes
+
+
+def _read_only(a):
+    """A read-only view of the NumPy array ``a`` (other arrays as they are)."""
+    if not isinstance(a, np.ndarray):
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view

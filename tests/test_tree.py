@@ -170,3 +170,36 @@ def test_bad_centroids_or_weights_are_one_line_errors():
             ValueError, match="sample_weight contains NaN|Negative values in data passed to sample_weight"
         ):
             ClusterTree([np.array([0, 1, 1])], sample_weight=w)
+
+
+def test_members_and_sizes_are_read_only_views_and_samples_stay_whole(monkeypatch):
+    """What the tree hands out is a read-only view of what its samples read: a caller
+    writing into it is refused (it made later samples repeat a point beyond
+    ``multiplier``), and the sampling kernels still get writable arrays (Numba
+    compiles a second signature for read-only ones)."""
+    from hkmeans import hierarchical_sampling
+    from hkmeans._kernels.cpu import select
+
+    passed = []
+    for name in ("pick_members", "split_counts"):
+        kernel = getattr(select, name)
+
+        def watched(*args, kernel=kernel):
+            passed.extend(a.flags.writeable for a in args if isinstance(a, np.ndarray))
+            return kernel(*args)
+
+        monkeypatch.setattr(select, name, watched)
+    rng = np.random.default_rng(0)
+    tree = ClusterTree([rng.integers(0, 5, 60), rng.integers(0, 2, 5)], distances=rng.random(60))
+    before = [hierarchical_sampling(tree, 25, multiplier=1, random_state=s) for s in range(3)]
+    for t in range(tree.n_levels):
+        for a in (*tree.members(t), tree.sizes(t)):
+            assert not a.flags.writeable
+            with pytest.raises(ValueError, match="read-only"):
+                a[0] = 0
+    after = [hierarchical_sampling(tree, 25, multiplier=1, random_state=s) for s in range(3)]
+    after.append(hierarchical_sampling(tree, 25, strategy="closest"))
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+        assert np.bincount(a).max() == 1
+    assert len(passed) > 20 and all(passed)
