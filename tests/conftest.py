@@ -90,11 +90,22 @@ def warm_kernels():
 @pytest.fixture(autouse=True)
 def threads_as_set(monkeypatch):
     """Kernels on the threads a test sets, whatever else the machine runs (the load
-    adaptation is tested on its own in test_threads.py)."""
+    adaptation is tested on its own in test_threads.py); by default on this worker's
+    share of the cores when pytest-xdist runs several, as scikit-learn's suite does:
+    two workers of two threads each on two cores made every parallel loop wait for
+    a thread the other worker held (a warm run took 8 min 40 s, against 6 min 49 s
+    with one thread each). Tests of several threads set them."""
+    import numba
+
     from hkmeans import _config, _threads
 
     monkeypatch.setattr(_config, "ADAPT_TO_LOAD", False)
     monkeypatch.setitem(_threads._available, "sample", None)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(before, _threads.usable_cpus() // workers)))
+    yield
+    numba.set_num_threads(before)
 
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected theirs
