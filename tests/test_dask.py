@@ -230,10 +230,10 @@ def test_a_worker_killed_mid_fit_leaves_the_result_unchanged(client, reference):
     assert killed, "the fit ended before the worker was killed: lengthen the fit"
     client.wait_for_workers(2, timeout=60)
     assert pids[victim] not in client.run(os.getpid).values()  # a new process replaced it
-    killed = fingerprint(m)
+    after_the_kill = fingerprint(m)
     with dask.config.set(scheduler="synchronous"):  # the same result as on any workers
         m = HierarchicalKMeans(**dict(PARAMS, max_iter=40)).fit(da.from_array(X, chunks=(CHUNK, D)))
-        assert_same(killed, fingerprint(m))
+        assert_same(after_the_kill, fingerprint(m))
 
 
 def test_a_resampling_subset_on_the_workers_holds_the_selected_rows(client):
@@ -514,7 +514,7 @@ def test_embedded_cluster_layout_never_oversubscribes():
 
 WORKER_THREADS_SCRIPT = """
 import os, numba, numpy as np
-import hkmeans  # as the hkmeans command does: its spawned workers import Numba first
+import {module}  # at the top: a spawned worker imports it, and Numba, before its nanny sets the environment
 from numba.np.ufunc import parallel
 
 def threads(_):
@@ -525,22 +525,30 @@ def threads(_):
     return numba.config.NUMBA_NUM_THREADS, int(os.environ["NUMBA_NUM_THREADS"]), parallel._is_initialized
 
 if __name__ == "__main__":
-    from hkmeans.backends.dask.client import local_client
     cores = len(os.sched_getaffinity(0)) + 1  # threads unlike Numba's default: one per usable CPU
-    client = local_client(workers=1, cores=cores)
+    {cluster}
     print(*client.submit(threads, 0, pure=False).result())
 """
+CLUSTERS = {
+    # a cluster of the user's, and a script of the hkmeans command's kind
+    "hkmeans": "import distributed; client = distributed.Client(distributed.LocalCluster("
+    "1, threads_per_worker=1, env={'NUMBA_NUM_THREADS': str(cores)}, dashboard_address=None))",
+    # one hkmeans starts, and a script that imports the Dask backend at its top (as
+    # docs/scaling.md's pool_array example does)
+    "hkmeans.backends.dask": "client = hkmeans.backends.dask.local_client(workers=1, cores=cores)",
+}
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs os.sched_getaffinity")
-def test_workers_of_the_hkmeans_command_take_the_threads_they_are_given(tmp_path):
-    """A worker that the ``hkmeans`` command spawns has imported Numba before its nanny
-    sets ``NUMBA_NUM_THREADS``: it runs on the threads it is given, and a kernel it
-    compiles after its threads started compiles (it raised, and a first ``hkmeans fit
-    --workers`` failed at every try)."""
+@pytest.mark.parametrize("module", list(CLUSTERS))
+def test_workers_take_the_threads_they_are_given_whatever_the_script_imported(tmp_path, module):
+    """A spawned worker imports the parent's script, and with it Numba, before its
+    nanny sets ``NUMBA_NUM_THREADS``: it runs on the threads it is given, and a kernel
+    it compiles after its threads started compiles (it raised, and a first ``hkmeans
+    fit --workers`` failed at every try)."""
     script = tmp_path / "script.py"
-    script.write_text(WORKER_THREADS_SCRIPT)
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    script.write_text(WORKER_THREADS_SCRIPT.format(module=module, cluster=CLUSTERS[module]))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     config, given, started = out.stdout.split()
     assert started == "True" and int(config) == int(given) == len(os.sched_getaffinity(0)) + 1

@@ -226,6 +226,7 @@ def test_a_failing_cluster_run_fails_the_split_level(monkeypatch):
     from hkmeans import _config, hierarchy
 
     monkeypatch.setattr(_config, "SPLIT_SIDE_BY_SIDE_WORK", 0)
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))  # the runs side by side, where it can
     kmeans, runs = hierarchy.kmeans, []
 
     def failing(Y, k, **kw):

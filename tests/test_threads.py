@@ -161,6 +161,7 @@ def test_small_passes_run_on_one_thread_and_the_setting_is_restored():
     from hkmeans import _config
     from hkmeans._threads import kernel_threads
 
+    numba.set_num_threads(2)  # not the one thread per test of two workers on two cores
     before = numba.get_num_threads()
     with kernel_threads(_config.PARALLEL_WORK - 1):
         assert numba.get_num_threads() == 1

@@ -17,7 +17,7 @@ import weakref
 
 import dask
 
-from ..._threads import usable_cpus
+from ..._threads import numba_threads_from_environment, usable_cpus
 from ..cuda import check_available
 
 
@@ -43,6 +43,24 @@ NO_DASHBOARD = dict(dashboard_address=None, scheduler_kwargs={"dashboard_address
 
 def _drop_task_failure_logs():
     logging.getLogger("distributed.worker").addFilter(_TaskFailureLogs())
+
+
+def _set_up_workers(client) -> None:
+    """What every worker of a cluster hkmeans started does first, replacements of lost
+    workers too (a worker plugin): it drops the task failure logs and reads Numba's
+    settings from the environment its nanny set (see
+    :func:`~hkmeans._threads.numba_threads_from_environment`; a script importing
+    :mod:`hkmeans.backends.dask` at its top level had it read before)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class WorkerSetup(WorkerPlugin):
+        name = "hkmeans-worker-setup"
+
+        def setup(self, worker):
+            _drop_task_failure_logs()
+            numba_threads_from_environment()
+
+    client.register_plugin(WorkerSetup())
 
 
 # The scratch folders of the clusters hkmeans started (on this machine: every worker sees them).
@@ -87,7 +105,7 @@ def local_cuda_client(workers=None):
 
     cluster = LocalCUDACluster(n_workers=workers, threads_per_worker=1, **NO_DASHBOARD)
     client = Client(cluster, set_as_default=False)
-    client.run(_drop_task_failure_logs)
+    _set_up_workers(client)
     atexit.register(lambda: (client.close(), cluster.close()))
     return _own_scratch(client)
 
@@ -133,7 +151,7 @@ def local_client(workers=None, cores=None):
     }
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, env=env, **NO_DASHBOARD)
     client = Client(cluster, set_as_default=False)
-    client.run(_drop_task_failure_logs)
+    _set_up_workers(client)
 
     def close():
         client.close()
