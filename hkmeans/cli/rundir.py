@@ -507,6 +507,10 @@ class RunDir(Checkpoints):
         strings, integers = inside(path, STRING_IDS), inside(path, IDS)
         file = strings if os.path.isfile(strings) else integers
         if not os.path.isfile(file):
+            kept = RunDir.read_manifest(path).get("ids")
+            if kept:  # kept, then removed: tables without their ids would follow, silently
+                file = strings if np.dtype(kept.get("dtype", "i8")).kind in "OUS" else integers
+                raise RunDirError(f"{file}: missing; rerun 'hkmeans fit' with the ids to write them again.")
             return None
         try:
             if file == strings:
