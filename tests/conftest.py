@@ -92,9 +92,8 @@ def threads_as_set(monkeypatch):
     """Kernels on the threads a test sets, whatever else the machine runs (the load
     adaptation is tested on its own in test_threads.py); by default on this worker's
     share of the cores when pytest-xdist runs several, as scikit-learn's suite does:
-    two workers of two threads each on two cores made every parallel loop wait for
-    a thread the other worker held (a warm run took 8 min 40 s, against 6 min 49 s
-    with one thread each). Tests of several threads set them."""
+    with every core each, a parallel loop of one worker waits for a thread the other
+    holds (see docs/developer/testing.md). Tests of several threads set them."""
     import numba
 
     from hkmeans import _config, _threads

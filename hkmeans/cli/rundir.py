@@ -509,7 +509,7 @@ class RunDir(Checkpoints):
         if not os.path.isfile(file):
             kept = RunDir.read_manifest(path).get("ids")
             if kept:  # kept, then removed: tables without their ids would follow, silently
-                file = strings if np.dtype(kept.get("dtype", "i8")).kind in "OUS" else integers
+                file = strings if isinstance(kept, dict) and kept.get("dtype") == "str" else integers
                 raise RunDirError(f"{file}: missing; rerun 'hkmeans fit' with the ids to write them again.")
             return None
         try:

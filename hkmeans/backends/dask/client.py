@@ -47,10 +47,11 @@ def _drop_task_failure_logs():
 
 def _set_up_workers(client) -> None:
     """What every worker of a cluster hkmeans started does first, replacements of lost
-    workers too (a worker plugin): it drops the task failure logs and reads Numba's
+    workers too (a worker plugin): drop the task failure logs, and read Numba's
     settings from the environment its nanny set (see
-    :func:`~hkmeans._threads.numba_threads_from_environment`; a script importing
-    :mod:`hkmeans.backends.dask` at its top level had it read before)."""
+    :func:`~hkmeans._threads.numba_threads_from_environment`; where the parent's
+    script imports :mod:`hkmeans.backends.dask` at its top, the import's own reading
+    came before the nanny's)."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class WorkerSetup(WorkerPlugin):
