@@ -533,7 +533,7 @@ CLUSTERS = {
     # a cluster of the user's, and a script of the hkmeans command's kind
     "hkmeans": "import distributed; client = distributed.Client(distributed.LocalCluster("
     "1, threads_per_worker=1, env={'NUMBA_NUM_THREADS': str(cores)}, dashboard_address=None))",
-    # one hkmeans starts, and a script that imports the Dask backend at its top (as
+    # a cluster hkmeans starts, and a script that imports the Dask backend at its top (as
     # docs/scaling.md's pool_array example does)
     "hkmeans.backends.dask": "client = hkmeans.backends.dask.local_client(workers=1, cores=cores)",
 }
