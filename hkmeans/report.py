@@ -481,6 +481,8 @@ def curation_report(
     for name, values in (("labels", labels), ("ids", ids), ("show", show)):
         if values is not None and len(values) != tree.n_samples:
             raise ValueError(f"{name} has {len(values)} entries but the pool has {tree.n_samples} points.")
+    if labels is not None and any(label is None for label in np.asarray(labels, dtype=object).ravel()):
+        raise ValueError("labels holds None: every point needs a label.")
     if not subsets:
         raise ValueError("selected holds no subset.")
     reserved = sorted(set(subsets) & {"pool", "random"})
