@@ -454,7 +454,10 @@ class ZarrPool(Pool):
         self.chunks = _blocks([0], [self.shape[0]], rows)
 
     def _read(self, start, stop):
-        return self._z[start:stop]
+        try:
+            return self._z[start:stop]
+        except Exception as e:  # a damaged chunk: its codec's own error (numcodecs raises RuntimeError)
+            raise InputError(f"{self.path}: rows {start} to {stop} cannot be read ({_first_line(e)}).") from None
 
     def describe(self):
         stats = [os.stat(os.path.join(root, name)) for root, _, names in os.walk(self.path) for name in names]
