@@ -456,7 +456,7 @@ class ZarrPool(Pool):
     def _read(self, start, stop):
         try:
             return self._z[start:stop]
-        except Exception as e:  # a damaged chunk: its codec's own error (numcodecs raises RuntimeError)
+        except (RuntimeError, ValueError, TypeError, KeyError, OSError) as e:  # a damaged chunk: its codec's error
             raise InputError(f"{self.path}: rows {start} to {stop} cannot be read ({_first_line(e)}).") from None
 
     def describe(self):

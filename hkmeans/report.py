@@ -481,7 +481,7 @@ def curation_report(
     for name, values in (("labels", labels), ("ids", ids), ("show", show)):
         if values is not None and len(values) != tree.n_samples:
             raise ValueError(f"{name} has {len(values)} entries but the pool has {tree.n_samples} points.")
-    if labels is not None and any(label is None for label in np.asarray(labels, dtype=object).ravel()):
+    if labels is not None and np.asarray(labels).dtype == object and (np.asarray(labels) == None).any():  # noqa: E711
         raise ValueError("labels holds None: every point needs a label.")
     if not subsets:
         raise ValueError("selected holds no subset.")
