@@ -481,8 +481,10 @@ def curation_report(
     for name, values in (("labels", labels), ("ids", ids), ("show", show)):
         if values is not None and len(values) != tree.n_samples:
             raise ValueError(f"{name} has {len(values)} entries but the pool has {tree.n_samples} points.")
-    if labels is not None and np.asarray(labels).dtype == object and (np.asarray(labels) == None).any():  # noqa: E711
-        raise ValueError("labels holds None: every point needs a label.")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.dtype == object and (labels == None).any():  # noqa: E711 (elementwise)
+            raise ValueError("labels holds None: every point needs a label.")
     if not subsets:
         raise ValueError("selected holds no subset.")
     reserved = sorted(set(subsets) & {"pool", "random"})

@@ -91,11 +91,10 @@ class ClusterTree(DetachedWhenPickled):
         if distances is not None:
             distances = self.arrays.as_distances(distances, labels[0].shape)
         if sample_weight is not None:
-            sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
-            if sample_weight.shape != labels[0].shape:
+            if np.shape(sample_weight) != labels[0].shape:  # no scalar: a tree keeps one weight per point
                 raise ValueError(
                     f"sample_weight must have one entry per data point ({labels[0].size}), "
-                    f"got shape {sample_weight.shape}."
+                    f"got shape {np.shape(sample_weight)}."
                 )
             sample_weight = check_sample_weight(sample_weight, labels[0].size)
         self.sample_weight = sample_weight
