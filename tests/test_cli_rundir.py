@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hkmeans import ClusterTree
+from hkmeans.cli import rundir
 from hkmeans.cli.rundir import RunDir
 
 from .test_cli import FIT, assert_error, blobs, hkmeans, manifest
@@ -164,3 +165,22 @@ def test_a_dedup_file_missing_an_array_is_one_line(tmp_path):
     np.savez(run / "dedup.npz", **arrays)
     for args in (("export", run), ("sample", run, "--target-size", 3, "-o", tmp_path / "s.npy")):
         assert_error(hkmeans(*args, check=False), "dedup.npz: not the dedup result this run wrote")
+
+
+def test_a_run_started_over_while_a_resume_waited_is_not_resumed(path, tmp_path, monkeypatch):
+    """The checks are made again under the lock: another process may have started the
+    run over with other parameters between this one's first reading and its lock."""
+    run = tmp_path / "run"
+    hkmeans("fit", path, "--out", run, *FIT, "-q")
+    take_lock = rundir.take_lock
+
+    def started_over_meanwhile(where):  # what the other process leaves
+        m = manifest(run)
+        m["params"]["n_resamples"] = 4
+        (run / "manifest.json").write_text(json.dumps(m))
+        return take_lock(where)
+
+    monkeypatch.setattr(rundir, "take_lock", started_over_meanwhile)
+    config = (run / "config.toml").read_text()
+    assert_error(hkmeans("fit", path, "--out", run, *FIT, check=False), "n_resamples=4 there, [3, 3] here")
+    assert manifest(run)["params"]["n_resamples"] == 4 and (run / "config.toml").read_text() == config

@@ -225,27 +225,15 @@ class RunDir(Checkpoints):
         manifest = cls.read_manifest(path, whole=not overwrite) if exists else None
         if exists and not overwrite:
             assert manifest is not None
-            if manifest["input"]["fingerprint"] != source["fingerprint"]:
-                raise RunDirError(
-                    f"{path}: holds a run on other input ({manifest['input']['path']}, shape "
-                    f"{tuple(manifest['input']['shape'])}); use --overwrite to start over, or another --out."
-                )
-            if manifest["params"] != params:
-                diff = ", ".join(
-                    f"{k}={manifest['params'].get(k)!r} there, {params.get(k)!r} here"
-                    for k in {**manifest["params"], **params}
-                    if manifest["params"].get(k) != params.get(k)
-                )
-                raise RunDirError(f"{path}: holds a run with other parameters ({diff}); use --overwrite to start over.")
-            known = manifest.get("ids")
-            if ids is not None and known is not None and known.get("digest") != ids["digest"]:
-                raise RunDirError(
-                    f"{path}: holds a run with other ids ({known.get('from')}); give the same ids, "
-                    "or use --overwrite to start over."
-                )
+            _check_resumable(path, manifest, source, params, ids)
             check_writable(path)
             lock = take_lock(path)
-            manifest = cls.read_manifest(path)  # as the last process to hold the lock left it
+            try:  # the manifest as the last process to hold the lock left it: started over, maybe
+                manifest = cls.read_manifest(path)
+                _check_resumable(path, manifest, source, params, ids)
+            except RunDirError:
+                lock.close()
+                raise
             remove_temporaries(path)  # left by a process killed while writing
             manifest["input"].update(source)  # the same bytes; paths and times as found now
             run = cls(path, manifest, config["checkpoint_interval"], lock)
@@ -549,6 +537,28 @@ class RunDir(Checkpoints):
                 f"wrote ({rows} rows, {clusters} clusters); rerun 'hkmeans fit' with --overwrite to fit it again."
             )
         return tree
+
+
+def _check_resumable(path, manifest, source, params, ids) -> None:
+    """Refuse to resume the run of ``manifest`` on other input, parameters or ids."""
+    if manifest["input"]["fingerprint"] != source["fingerprint"]:
+        raise RunDirError(
+            f"{path}: holds a run on other input ({manifest['input']['path']}, shape "
+            f"{tuple(manifest['input']['shape'])}); use --overwrite to start over, or another --out."
+        )
+    if manifest["params"] != params:
+        diff = ", ".join(
+            f"{k}={manifest['params'].get(k)!r} there, {params.get(k)!r} here"
+            for k in {**manifest["params"], **params}
+            if manifest["params"].get(k) != params.get(k)
+        )
+        raise RunDirError(f"{path}: holds a run with other parameters ({diff}); use --overwrite to start over.")
+    known = manifest.get("ids")
+    if ids is not None and known is not None and known.get("digest") != ids["digest"]:
+        raise RunDirError(
+            f"{path}: holds a run with other ids ({known.get('from')}); give the same ids, "
+            "or use --overwrite to start over."
+        )
 
 
 def _dask_io():
