@@ -10,6 +10,7 @@ line, worded as scikit-learn's where scikit-learn has the same check.
 from __future__ import annotations
 
 import numbers
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -18,13 +19,22 @@ import numpy as np
 from ._params import FIT_PARAMS, INITS
 
 
+def shown(value) -> str:
+    """``value`` as an error message shows it: its ``repr`` on one line and at most 80
+    characters; an array by its shape and dtype."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    text = re.sub(r"\s*\n\s*", " ", repr(value))
+    return text if len(text) <= 80 else text[:76] + " ..."
+
+
 def check(name, value):
     """``value`` if it suits parameter ``name`` (one that is not per level), an
     integer as a Python int (NumPy's would wrap around in products); a ``ValueError``
     saying what it must be otherwise."""
     param = FIT_PARAMS[name]
     if not param.accepts(value):
-        raise ValueError(f"{name} must be {param.what}, got {value!r}.")
+        raise ValueError(f"{name} must be {param.what}, got {shown(value)}.")
     return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
 
 
@@ -39,7 +49,7 @@ def per_level(name, value, n_levels) -> list:
     for v in values:
         if not param.entry(v):
             none = " or None" if param.default is None else ""
-            raise ValueError(f"{name} entries must each be {param.what}{none}, got {v!r}.")
+            raise ValueError(f"{name} entries must each be {param.what}{none}, got {shown(v)}.")
     return [None if v is None else int(v) for v in values]
 
 
@@ -64,7 +74,7 @@ def check_init_array(init, n_clusters, n_features, dtype):
 def check_n_clusters(n_clusters, n_samples) -> int:
     """``n_clusters`` as an int; a ``ValueError`` unless in ``[1, n_samples]``."""
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, numbers.Integral) or n_clusters < 1:
-        raise ValueError(f"n_clusters must be a positive integer, got {n_clusters!r}.")
+        raise ValueError(f"n_clusters must be a positive integer, got {shown(n_clusters)}.")
     if n_samples < n_clusters:
         raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
     return int(n_clusters)
@@ -84,7 +94,7 @@ def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hier
         check_n_clusters(n_clusters, X.shape[0])
     if isinstance(init, str):
         if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, a callable or an array, got {init!r}.")
+            raise ValueError(f"init must be one of {INITS}, a callable or an array, got {shown(init)}.")
     elif hierarchical:
         raise ValueError(f"init must be one of {INITS} for a hierarchical fit, got {type(init).__name__}.")
     elif not callable(init):
@@ -92,7 +102,7 @@ def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hier
     if isinstance(n_init, str) and n_init == "auto":
         n_init = 10 if callable(init) or (isinstance(init, str) and init == "random") else 1
     elif isinstance(n_init, bool) or not isinstance(n_init, numbers.Integral) or n_init < 1:
-        raise ValueError(f"n_init must be 'auto' or a positive integer, got {n_init!r}.")
+        raise ValueError(f"n_init must be 'auto' or a positive integer, got {shown(n_init)}.")
     if isinstance(init, np.ndarray) and n_init != 1:
         warnings.warn(
             f"Explicit initial center position passed: performing only one init instead of n_init={n_init}.",

@@ -19,6 +19,8 @@ import math
 import numbers
 from dataclasses import dataclass, field
 
+from ._validation import shown
+
 #: Mean points per level-0 cluster aimed at: the paper's pool had 74 (743M points,
 #: 10M clusters), its ring example 30.
 POINTS_PER_CLUSTER = 64
@@ -56,7 +58,7 @@ class Advice:
 
 def _positive(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        raise ValueError(f"{name} must be a positive integer, got {shown(value)}.")
     return int(value)
 
 

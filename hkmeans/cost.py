@@ -32,7 +32,7 @@ from . import _config
 from ._params import is_finite_non_negative, is_int
 from ._progress import log
 from ._threads import busy_elsewhere, cpu_sample, every_usable_cpu, usable_cpus
-from ._validation import check_hierarchy
+from ._validation import check_hierarchy, shown
 from ._version import __version__
 from .hierarchy import DASK_SPLIT_REFUSED, default_sample_size
 from .io import save_text
@@ -115,7 +115,7 @@ class Hardware:
         if not is_int(self.workers, 1) or not is_int(self.gpus, 0):
             raise ValueError(f"workers must be a positive and gpus a non-negative integer, got {self}.")
         if not (is_finite_non_negative(self.gpu_tflops) and self.gpu_tflops > 0):
-            raise ValueError(f"gpu_tflops must be a positive number, got {self.gpu_tflops!r}.")
+            raise ValueError(f"gpu_tflops must be a positive number, got {shown(self.gpu_tflops)}.")
         if self.on_dask and self.gpus:
             raise ValueError("give Dask workers or GPUs, not both.")
 
@@ -296,7 +296,7 @@ def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=No
     """
     for name, value in (("n_samples", n_samples), ("n_features", n_features)):
         if not is_int(value, 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+            raise ValueError(f"{name} must be a positive integer, got {shown(value)}.")
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64 (what a fit computes in), got {dtype}.")
@@ -306,9 +306,9 @@ def estimate(n_samples, n_features, dtype=np.float32, *, rates=None, hardware=No
     if threads is None:
         threads = numba.get_num_threads()
     if not is_int(threads, 1):
-        raise ValueError(f"threads must be a positive integer, got {threads!r}.")
+        raise ValueError(f"threads must be a positive integer, got {shown(threads)}.")
     if not isinstance(hardware, Hardware):
-        raise ValueError(f"hardware must be a Hardware, got {hardware!r}.")
+        raise ValueError(f"hardware must be a Hardware, got {shown(hardware)}.")
     if rates is None:
         rates = lambda k, dt: calibrate(n_features, dt, k)
     if hardware.on_dask and p.n_splits[0] > 1:
@@ -358,7 +358,9 @@ def calibrate(n_features, dtype, n_clusters, cache=True) -> Rates:
     or below ``n_clusters`` (at most :data:`CALIBRATION_CENTRES`): with fewer the
     rate is no higher."""
     if not is_int(n_features, 1) or not is_int(n_clusters, 1):
-        raise ValueError(f"n_features and n_clusters must be positive integers, got {n_features!r}, {n_clusters!r}.")
+        raise ValueError(
+            f"n_features and n_clusters must be positive integers, got {shown(n_features)}, {shown(n_clusters)}."
+        )
     dtype, d = np.dtype(dtype), int(n_features)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}.")

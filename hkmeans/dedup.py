@@ -22,6 +22,7 @@ from . import _config
 from ._params import BACKENDS, DEVICES
 from ._rng import as_generator
 from ._threads import single_threaded_blas
+from ._validation import shown
 from .backends import check_backend, cuda_dedup, dask_module, runs_on_dask
 from .backends import dedup as search
 from .backends.cuda import check_available
@@ -73,14 +74,14 @@ class DedupResult:
 def check_threshold(threshold, metric) -> float:
     """``threshold`` as a float; a ValueError unless it suits ``metric``."""
     if metric not in DEDUP_METRICS:
-        raise ValueError(f"metric must be one of {DEDUP_METRICS}, got {metric!r}.")
+        raise ValueError(f"metric must be one of {DEDUP_METRICS}, got {shown(metric)}.")
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not np.isfinite(float(threshold)):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+        raise ValueError(f"threshold must be a finite number, got {shown(threshold)}.")
     threshold = float(threshold)
     if metric == "cosine" and not 0 < threshold <= 1:
-        raise ValueError(f'threshold must be in (0, 1] for metric="cosine" (a similarity), got {threshold!r}.')
+        raise ValueError(f'threshold must be in (0, 1] for metric="cosine" (a similarity), got {shown(threshold)}.')
     if metric == "euclidean" and threshold < 0:
-        raise ValueError(f'threshold must be >= 0 for metric="euclidean" (a distance), got {threshold!r}.')
+        raise ValueError(f'threshold must be >= 0 for metric="euclidean" (a distance), got {shown(threshold)}.')
     return float(threshold)
 
 
@@ -128,7 +129,7 @@ def _check_n_clusters(n, n_clusters):
     """The number of clusters of a k-means of its own (about sqrt(n) by default)."""
     k = max(1, int(round(np.sqrt(n)))) if n_clusters is None else n_clusters
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n:
-        raise ValueError(f"n_clusters must be an integer in [1, {n}], got {n_clusters!r}.")
+        raise ValueError(f"n_clusters must be an integer in [1, {n}], got {shown(n_clusters)}.")
     return int(k)
 
 
@@ -210,7 +211,7 @@ def dedup(
     """
     threshold = check_threshold(threshold, metric)
     if keep not in KEEP:
-        raise ValueError(f"keep must be one of {KEEP}, got {keep!r}.")
+        raise ValueError(f"keep must be one of {KEEP}, got {shown(keep)}.")
     dask = _check_backend(X, backend, device, client)
     rng = as_generator(random_state)
 
@@ -262,9 +263,9 @@ def _check_backend(X, backend, device, client) -> bool:
     """Whether the work runs on Dask; a one-line ValueError (RuntimeError for a
     missing GPU) for values that do not suit."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+        raise ValueError(f"backend must be one of {BACKENDS}, got {shown(backend)}.")
     if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}.")
+        raise ValueError(f"device must be one of {DEVICES}, got {shown(device)}.")
     if sparse.issparse(X):
         raise ValueError("dedup takes dense rows, got a sparse matrix: pass X.toarray().")
     check_backend(X, backend)

@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._params import FIT_PARAMS
 from ._rng import as_generator
 from ._threads import single_threaded_blas
-from ._validation import check, check_hierarchy, check_kmeans_params, check_sample_weight
+from ._validation import check, check_hierarchy, check_kmeans_params, check_sample_weight, shown
 from .backends import DetachedWhenPickled, arrays_of, check_backend, dask_module, resolve
 from .hierarchy import fit_levels, tree_from_levels
 from .kmeans import kmeans
@@ -303,7 +303,7 @@ class KMeans(_CentroidClusterer):
             if per_centroid[name] is not None and sp.issparse(X):
                 raise ValueError(f"{name} needs dense input; got a sparse matrix.")
         if self.algorithm not in ("lloyd", "elkan"):
-            raise ValueError(f"algorithm must be 'lloyd' or 'elkan', got {self.algorithm!r}.")
+            raise ValueError(f"algorithm must be 'lloyd' or 'elkan', got {shown(self.algorithm)}.")
         if self.algorithm == "elkan" and self.n_clusters == 1:
             warnings.warn(
                 "algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' instead.",
@@ -573,7 +573,7 @@ class HierarchicalKMeans(_CentroidClusterer):
             return hierarchical_sampling(self.tree_, target_size, strategy, multiplier, random_state)
         if method == "flat":
             return flat_sampling(self.tree_, target_size, 0, strategy, multiplier, random_state)
-        raise ValueError(f"method must be 'hierarchical' or 'flat', got {method!r}.")
+        raise ValueError(f"method must be 'hierarchical' or 'flat', got {shown(method)}.")
 
     def assignments(self, ids=None) -> np.ndarray:
         """Each training sample's cluster at every level and its distance to its

@@ -12,7 +12,7 @@ from sklearn.utils import check_array
 from . import _config
 from ._rng import as_generator
 from ._threads import single_threaded_blas
-from ._validation import check_init_array, check_kmeans_params, check_sample_weight
+from ._validation import check_init_array, check_kmeans_params, check_sample_weight, shown
 from .backends import resolve
 from .backends.cpu import CPUBackend, content_draw
 
@@ -144,7 +144,7 @@ def kmeans_plusplus(X, n_clusters, *, x_squared_norms=None, sample_weight=None, 
         )
     weights = check_sample_weight(sample_weight, X.shape[0])
     if n_local_trials is not None and (not isinstance(n_local_trials, (int, np.integer)) or n_local_trials < 1):
-        raise ValueError(f"n_local_trials must be a positive integer, got {n_local_trials!r}.")
+        raise ValueError(f"n_local_trials must be a positive integer, got {shown(n_local_trials)}.")
     with single_threaded_blas():
         return init_centers(
             resolve(X).weighted(weights), n_clusters, "k-means++", as_generator(random_state), n_local_trials

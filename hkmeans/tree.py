@@ -12,7 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ._validation import check_sample_weight
+from ._validation import check_sample_weight, shown
 from .backends import DetachedWhenPickled, PerRowArrays, arrays_of
 from .backends.in_memory import IN_MEMORY
 from .io import save_npz
@@ -272,7 +272,7 @@ class ClusterTree(DetachedWhenPickled):
 
     def _check_level(self, level) -> int:
         if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < self.n_levels:
-            raise ValueError(f"level must be an integer in [0, {self.n_levels - 1}], got {level!r}.")
+            raise ValueError(f"level must be an integer in [0, {self.n_levels - 1}], got {shown(level)}.")
         return int(level)
 
     @cached_property

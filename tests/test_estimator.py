@@ -9,6 +9,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+import hkmeans
 from hkmeans import HierarchicalKMeans, KMeans
 
 
@@ -63,6 +64,32 @@ def test_clone_and_pickle(est):
 def test_bad_input_is_refused(est, X, match):
     with pytest.raises(ValueError, match=match):
         clone(est).fit(X)
+
+
+#: An array where a number or a name belongs: its repr runs over many lines.
+WRONG = np.arange(2000.0).reshape(100, 20)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda X: KMeans(n_clusters=WRONG).fit(X),
+        lambda X: HierarchicalKMeans(n_clusters=(4, WRONG)).fit(X),
+        lambda X: KMeans(4, n_init=WRONG).fit(X),
+        lambda X: KMeans(4, init=WRONG[0].tolist() * 100).fit(X),
+        lambda X: hkmeans.dedup(X, threshold=WRONG),
+        lambda X: hkmeans.dedup(X, 0.9, keep=WRONG),
+        lambda X: hkmeans.advise(X, 10),
+        lambda X: hkmeans.kmeans_plusplus(X, 4, n_local_trials=WRONG),
+        lambda X: hkmeans.hierarchical_sampling(ESTIMATORS[1].fit(X).tree_, WRONG),
+    ],
+    ids=["n_clusters", "per level", "n_init", "init list", "threshold", "keep", "advise", "trials", "target"],
+)
+def test_a_wrong_value_is_named_in_one_short_line(call):
+    with pytest.raises((ValueError, TypeError)) as e:
+        call(data())
+    message = str(e.value)
+    assert "\n" not in message and len(message) < 300, message
 
 
 @pytest.mark.parametrize("est", ESTIMATORS, ids=type)

@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import replace
 
 from .._params import FIT_PARAMS, Param, choice, is_finite_non_negative, is_int
+from .._validation import shown
 from ..dedup import DEDUP_METRICS, KEEP
 from ..sampling import MAX_COUNT, STRATEGIES
 
@@ -30,7 +31,7 @@ def _sizes(v):
     return ok(v) or (isinstance(v, list) and len(v) > 0 and all(map(ok, v)))
 
 
-def _size_list(text):
+def int_list(text):
     """``"100,500"`` as ``[100, 500]``, one number as an int."""
     try:
         values = [int(v) for v in text.split(",")]
@@ -56,7 +57,7 @@ SAMPLE_KEYS = {
         f"an integer from 0 to {MAX_COUNT}, or a list of them",
         "points to pick (required, here or in --config); several, comma-separated, sample once per size",
         metavar="N",
-        parse=_size_list,
+        parse=int_list,
     ),
     "strategy": choice(STRATEGIES, "random", "how a finest-level cluster picks its points"),
     "multiplier": Param(
@@ -158,7 +159,7 @@ def check(key, value, source):
         raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(KEYS)}.")
     spec = KEYS[key]
     if not spec.accepts(value):
-        raise ConfigError(f"{source}: {key} must be {spec.requirement}, got {value!r}.")
+        raise ConfigError(f"{source}: {key} must be {spec.requirement}, got {shown(value)}.")
     return float(value) if is_float(spec) else value
 
 

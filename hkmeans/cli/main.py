@@ -34,21 +34,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"hkmeans: error: {message} (see {self.prog} --help)\n")
 
 
-def _ints(text):
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-    return values[0] if len(values) == 1 else values
-
-
 def _flag(p, key, spec):
     """The flag of config key ``key``: its type, choices and help (with the default)
     all from the one table in :mod:`.config`."""
     if spec.choices is not None:
         kind = dict(choices=spec.choices)
     elif key in cfg.PER_LEVEL:
-        kind = dict(type=_ints)
+        kind = dict(type=cfg.int_list)
     else:
         kind = dict(type=spec.parse or (float if cfg.is_float(spec) else int))
     default = "" if spec.default is None else f" (default: {spec.default})"
