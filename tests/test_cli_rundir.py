@@ -4,6 +4,7 @@ up, from what a kill, a full disk or a user's hand may leave in it."""
 
 import json
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -184,3 +185,31 @@ def test_a_run_started_over_while_a_resume_waited_is_not_resumed(path, tmp_path,
     config = (run / "config.toml").read_text()
     assert_error(hkmeans("fit", path, "--out", run, *FIT, check=False), "n_resamples=4 there, [3, 3] here")
     assert manifest(run)["params"]["n_resamples"] == 4 and (run / "config.toml").read_text() == config
+
+
+def test_two_samples_at_once_both_record_their_outputs(path, tmp_path, monkeypatch):
+    """``sample`` runs share the run's lock; their records of the files they wrote
+    are made one after the other, so neither is lost."""
+    run = tmp_path / "run"
+    hkmeans("fit", path, "--out", run, *FIT, "-q")
+    first, second = tmp_path / "first.npy", tmp_path / "second.npy"
+    save_json = rundir.save_json
+    inside, go = threading.Event(), threading.Event()
+
+    def slow_for_the_first(where, manifest):
+        if first.as_posix() in json.dumps(manifest):
+            inside.set()
+            go.wait(5)
+        save_json(where, manifest)
+
+    monkeypatch.setattr(rundir, "save_json", slow_for_the_first)
+    a = threading.Thread(target=RunDir.record_outputs, args=(run, [first], False))
+    a.start()
+    assert inside.wait(5)
+    b = threading.Thread(target=RunDir.record_outputs, args=(run, [second], False))
+    b.start()
+    b.join(0.5)  # without the lock it reads the manifest before the first writes and ends here
+    go.set()
+    a.join(5)
+    b.join(5)
+    assert set(manifest(run)["outputs"]) == {os.path.abspath(first), os.path.abspath(second)}

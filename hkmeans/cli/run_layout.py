@@ -11,6 +11,7 @@ import re
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
 
 try:
     import fcntl
@@ -288,6 +289,28 @@ def share_lock(path):
             f.close()
             return None
     return f
+
+
+@contextmanager
+def manifest_update(path):
+    """Hold an exclusive lock on the run directory ``path`` itself while a command
+    that shares the run's lock reads, changes and rewrites its manifest: two
+    ``sample`` runs at once would otherwise each write the manifest without the
+    other's change. Unlocked where the directory cannot be opened or locked."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        yield
+        return
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # a file system without flock
+                pass
+        yield
+    finally:
+        os.close(fd)  # lets the lock go
 
 
 def remove_temporaries(path):

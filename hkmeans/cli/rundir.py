@@ -66,6 +66,7 @@ from .run_layout import (
     input_files,
     inside,
     is_run_manifest,
+    manifest_update,
     remove_owned,
     remove_scratch,
     remove_temporaries,
@@ -480,14 +481,14 @@ class RunDir(Checkpoints):
         directory)."""
         if not outputs:
             return
-        manifest = RunDir.read_manifest(path)
-        listed = manifest.setdefault("outputs", {})
-        for output in outputs:
-            listed[os.path.abspath(output)] = file_digest(output) if written else None
-        try:
-            save_json(inside(path, MANIFEST), manifest)
-        except OSError:
-            pass  # a rerun then asks for --force to replace the file
+        digests = {os.path.abspath(output): file_digest(output) if written else None for output in outputs}
+        with manifest_update(path):
+            manifest = RunDir.read_manifest(path)
+            manifest.setdefault("outputs", {}).update(digests)
+            try:
+                save_json(inside(path, MANIFEST), manifest)
+            except OSError:
+                pass  # a rerun then asks for --force to replace the file
 
     @staticmethod
     def ids(path):
