@@ -234,7 +234,7 @@ def to_toml(config) -> str:
         if isinstance(v, list):
             return "[" + ", ".join(map(str, v)) + "]"
         if isinstance(v, str):
-            return json.dumps(v, ensure_ascii=False)
+            return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")  # JSON leaves DEL raw; TOML refuses it
         return repr(v)
 
     config = {key: os.path.abspath(v) if key in PATH_KEYS and isinstance(v, str) else v for key, v in config.items()}
