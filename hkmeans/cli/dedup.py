@@ -149,6 +149,7 @@ def rows_of(pool) -> np.ndarray:
 def run(args) -> None:
 
     check_threshold(args.threshold, args.metric)
+    cfg.check("seed", args.seed, "--seed")  # as fit words it, before the input is read
     config = {"scheduler": args.scheduler, "workers": args.workers, "device": args.device}
     if args.device == "cuda" and not cfg.on_dask(config):  # on Dask, the workers' GPUs are checked
         try:
