@@ -21,8 +21,8 @@ from ._params import FIT_PARAMS, INITS
 
 def shown(value) -> str:
     """``value`` as an error message shows it: its ``repr`` on one line and at most 80
-    characters; an array by its shape and dtype."""
-    if isinstance(value, np.ndarray):
+    characters; an array of more than a few entries by its shape and dtype."""
+    if isinstance(value, np.ndarray) and value.size > 4:
         return f"an array of shape {value.shape} and dtype {value.dtype}"
     text = re.sub(r"\s*\n\s*", " ", repr(value))
     return text if len(text) <= 80 else text[:76] + " ..."
@@ -43,7 +43,8 @@ def per_level(name, value, n_levels) -> list:
     checked against :data:`~hkmeans._params.FIT_PARAMS`; a ``ValueError`` naming
     ``name`` otherwise."""
     param = FIT_PARAMS[name]
-    values = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "__array__") else [value] * n_levels
+    listed = isinstance(value, (list, tuple)) or (hasattr(value, "__array__") and np.ndim(value) > 0)
+    values = list(value) if listed else [value] * n_levels  # a NumPy scalar is one entry for every level
     if len(values) != n_levels:
         raise ValueError(f"{name} has {len(values)} entries but n_clusters has {n_levels} levels.")
     for v in values:
@@ -143,7 +144,8 @@ def check_sample_weight(sample_weight, n_samples):
 def check_hierarchy_params(n_samples, n_clusters, n_resamples, sample_size, resample_strategy, n_splits=1):
     """Validate per-level parameters against the data size; returns per-level lists
     ``(n_clusters, n_resamples, sample_size, n_splits)``."""
-    ks = list(n_clusters) if isinstance(n_clusters, (list, tuple, np.ndarray)) else [n_clusters]
+    listed = isinstance(n_clusters, (list, tuple)) or (isinstance(n_clusters, np.ndarray) and n_clusters.ndim > 0)
+    ks = list(n_clusters) if listed else [n_clusters]
     if not ks:
         raise ValueError("n_clusters must hold at least one level.")
     ks = per_level("n_clusters", ks, len(ks))
