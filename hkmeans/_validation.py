@@ -123,6 +123,8 @@ def check_sample_weight(sample_weight, n_samples):
     zero and of a finite sum."""
     if sample_weight is None:
         return None
+    if np.iscomplexobj(sample_weight):
+        raise ValueError("sample_weight must be real numbers, got complex ones.")
     w = np.asarray(sample_weight, dtype=np.float64)
     if w.ndim == 0:
         w = np.full(n_samples, float(w))

@@ -19,10 +19,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
 from . import _config
-from ._params import BACKENDS, DEVICES
 from ._rng import as_generator
 from ._threads import single_threaded_blas
-from ._validation import shown
+from ._validation import check, shown
 from .backends import check_backend, cuda_dedup, dask_module, runs_on_dask
 from .backends import dedup as search
 from .backends.cuda import check_available
@@ -262,10 +261,8 @@ def load_search_kernels(dtype=np.float64, metric="euclidean") -> None:
 def _check_backend(X, backend, device, client) -> bool:
     """Whether the work runs on Dask; a one-line ValueError (RuntimeError for a
     missing GPU) for values that do not suit."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {shown(backend)}.")
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {shown(device)}.")
+    check("backend", backend)
+    check("device", device)
     if sparse.issparse(X):
         raise ValueError("dedup takes dense rows, got a sparse matrix: pass X.toarray().")
     check_backend(X, backend)

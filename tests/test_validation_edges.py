@@ -179,3 +179,16 @@ def test_assignments_refuse_fewer_ids_than_training_samples():
     model = HierarchicalKMeans(4, n_resamples=0, random_state=0).fit(rows())
     with pytest.raises(ValueError, match=r"^ids must hold one id per training sample \(40\), got 39\.$"):
         model.assignments(ids=np.arange(39))
+
+
+@pytest.mark.parametrize(
+    "make", [lambda **p: KMeans(4, **p), lambda **p: HierarchicalKMeans(4, **p)], ids=["flat", "tree"]
+)
+def test_both_estimators_refuse_an_unknown_backend_or_device_alike(make):
+    refused(lambda: make(backend="gpu"), "backend must be one of 'auto', 'cpu', 'dask', got 'gpu'.")
+    refused(lambda: make(device="tpu"), "device must be one of 'cpu', 'cuda', got 'tpu'.")
+
+
+def test_complex_weights_are_refused_not_taken_by_their_real_part():
+    with pytest.raises(ValueError, match="^sample_weight must be real numbers, got complex ones.$"):
+        KMeans(2).fit(rows(), sample_weight=np.ones(40) + 1j)

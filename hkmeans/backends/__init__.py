@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import sparse
 
-from .._params import BACKENDS, DEVICES
-from .._validation import shown
+from .._validation import check
 from .cpu import CPUBackend
 from .csr import SparseBackend
 from .cuda import CUDABackend
@@ -83,10 +82,8 @@ def resolve(X, device: str = "cpu", client=None, backend: str = "auto", persist:
     :class:`~hkmeans.backends.cuda.CUDABackend`, over the array (validated: 2-D,
     C-ordered float32 or float64, finite). ``persist=False`` keeps a dask backend's
     per-row results lazy (prediction)."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {shown(device)}.")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {shown(backend)}.")
+    check("device", device)
+    check("backend", backend)
     if hasattr(X, "lloyd_run"):
         return X
     check_backend(X, backend)
