@@ -89,7 +89,7 @@ def _check_data(X, metric, threshold=1.0):
     if dtype is not None and np.dtype(dtype).kind == "c":  # scikit-learn's message prints the array
         raise ValueError(f"X must hold real numbers, got dtype {dtype}.")
     if not isinstance(X, np.ndarray) or X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
-        X = check_array(X, dtype=[np.float64, np.float32], order="C")
+        X = check_array(X, dtype=[np.float64, np.float32], order="C", ensure_2d=False, allow_nd=True)
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"X must be a non-empty 2-D array, got shape {X.shape}.")
     sq = search.exact_norms(X, cosine=metric == "cosine")

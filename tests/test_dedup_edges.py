@@ -153,3 +153,10 @@ def test_a_negative_seed_is_refused_as_fit_refuses_it_before_the_input_is_read(p
     proc = run("dedup", pool[1], "--threshold", 0.9, "--seed", -1, "--out", tmp_path / "out", check=False)
     assert_error(proc, "--seed: seed must be a non-negative integer, got -1.")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("X", [[1.0, 2.0], [[[1.0, 2.0]]], [], 5.0], ids=["1-D", "3-D", "empty", "scalar"])
+def test_rows_given_as_lists_of_the_wrong_shape_are_refused_in_one_line(X):
+    with pytest.raises((ValueError, TypeError)) as e:
+        hkmeans.dedup(X, 0.9)
+    assert "\n" not in str(e.value), str(e.value)
