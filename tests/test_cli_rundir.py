@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hkmeans import ClusterTree
-from hkmeans.cli import rundir
+from hkmeans.cli import run_layout, rundir
 from hkmeans.cli.rundir import RunDir
 
 from .test_cli import FIT, assert_error, blobs, hkmeans, manifest
@@ -213,3 +213,32 @@ def test_two_samples_at_once_both_record_their_outputs(path, tmp_path, monkeypat
     a.join(5)
     b.join(5)
     assert set(manifest(run)["outputs"]) == {os.path.abspath(first), os.path.abspath(second)}
+
+
+def test_the_record_of_outputs_waits_only_for_its_own_lock(path, tmp_path, monkeypatch):
+    """A lock on the run directory itself (``flock RUN_DIR hkmeans sample ...``) is not
+    waited for; the record's own lock is, for a while, and then written with a warning."""
+    fcntl = pytest.importorskip("fcntl")
+
+    run = tmp_path / "run"
+    hkmeans("fit", path, "--out", run, *FIT, "-q")
+    out = tmp_path / "a.npy"
+    out.write_bytes(b"written")
+    folder = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        recording = threading.Thread(target=RunDir.record_outputs, args=(run, [out], False), daemon=True)
+        recording.start()
+        recording.join(5)
+        assert not recording.is_alive() and os.path.abspath(out) in manifest(run)["outputs"]
+    finally:
+        os.close(folder)
+    monkeypatch.setattr(run_layout, "MANIFEST_WAIT", 0.1)
+    held = os.open(run / run_layout.MANIFEST_LOCK, os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.warns(UserWarning, match="unlocked .another process held its lock for 0.1 s"):
+            RunDir.record_outputs(run, [out], written=True)
+    finally:
+        os.close(held)
+    assert manifest(run)["outputs"][os.path.abspath(out)] is not None

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager
 
@@ -35,8 +36,26 @@ MANIFEST = "manifest.json"
 LOCK = ".lock"
 
 
+#: Held while a command that shares the run's lock rewrites the manifest.
+MANIFEST_LOCK = ".manifest.lock"
+
+
+#: Seconds a command waits for another's rewrite of the manifest before going on unlocked.
+MANIFEST_WAIT = 10.0
+
+
 #: What hkmeans writes at the top of a run directory: all that ``--overwrite`` deletes.
-OWNED_FILES = (MANIFEST, LOCK, "config.toml", "tree.npz", "data.npy", "ids.npy", "ids.npz", "dedup.npz")
+OWNED_FILES = (
+    MANIFEST,
+    LOCK,
+    MANIFEST_LOCK,
+    "config.toml",
+    "tree.npz",
+    "data.npy",
+    "ids.npy",
+    "ids.npz",
+    "dedup.npz",
+)
 
 
 DASK_SCRATCH = "scratch-dask"
@@ -293,24 +312,41 @@ def share_lock(path):
 
 @contextmanager
 def manifest_update(path):
-    """Hold an exclusive lock on the run directory ``path`` itself while a command
-    that shares the run's lock reads, changes and rewrites its manifest: two
-    ``sample`` runs at once would otherwise each write the manifest without the
-    other's change. Unlocked where the directory cannot be opened or locked."""
+    """Hold an exclusive lock of its own while a command that shares the run's lock
+    reads, changes and rewrites the manifest of the run directory ``path``: two
+    ``sample`` runs at once would otherwise each write it without the other's change.
+    After :data:`MANIFEST_WAIT` seconds of another process holding it, or on a file
+    system that cannot lock files, the rewrite goes on unlocked, with a warning; in a
+    run directory that cannot be written, quietly (the manifest cannot be either)."""
+    problem, fd = None, None
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        fd = os.open(os.path.join(path, MANIFEST_LOCK), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
     except OSError:
-        yield
-        return
-    try:
-        if fcntl is not None:
+        pass
+    if fd is not None and fcntl is not None:
+        deadline = time.monotonic() + MANIFEST_WAIT
+        while problem is None:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError:  # a file system without flock
-                pass
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    problem = f"another process held its lock for {MANIFEST_WAIT:g} s"
+                time.sleep(0.01)
+            except OSError as e:  # ENOLCK, EOPNOTSUPP, ENOSYS: no flock on this file system
+                problem = f"this file system cannot lock files ({e.strerror})"
+    if problem is not None:
+        warnings.warn(
+            f"{path}: the record of the files written goes into the manifest unlocked ({problem}); "
+            "another command writing it at the same time may lose it.",
+            UserWarning,
+            stacklevel=3,
+        )
+    try:
         yield
     finally:
-        os.close(fd)  # lets the lock go
+        if fd is not None:
+            os.close(fd)  # lets the lock go
 
 
 def remove_temporaries(path):

@@ -58,6 +58,7 @@ from .config import fit_params, to_toml
 from .run_layout import (
     LOCK,
     MANIFEST,
+    MANIFEST_LOCK,
     SCRATCH_FILE,
     STEP_KEY,
     TOOL,
@@ -219,7 +220,7 @@ class RunDir(Checkpoints):
             raise RunDirError(f"a path given is not valid UTF-8 ({e.object[e.start : e.end]!r}); rename it.") from None
         if os.path.exists(path) and not os.path.isdir(path):
             raise RunDirError(f"{path}: exists and is not a directory.")
-        exists = os.path.isdir(path) and bool(set(os.listdir(path)) - {LOCK})
+        exists = os.path.isdir(path) and bool(set(os.listdir(path)) - {LOCK, MANIFEST_LOCK})
         if exists and not os.path.isfile(os.path.join(path, MANIFEST)):
             raise RunDirError(f"{path}: not empty and not an hkmeans run directory; choose another --out.")
         # refuses what hkmeans did not write; damage is what --overwrite is for
