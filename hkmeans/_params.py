@@ -61,7 +61,13 @@ class Param:
 
 def choice(options, default, help) -> Param:
     """A parameter whose value is one of ``options``."""
-    return Param(default, lambda v: v in options, "one of " + ", ".join(map(repr, options)), help, choices=options)
+    return Param(
+        default,
+        lambda v: isinstance(v, str) and v in options,
+        "one of " + ", ".join(map(repr, options)),
+        help,
+        choices=options,
+    )
 
 
 def rows_per_centroid(help) -> Param:

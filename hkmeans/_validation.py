@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import re
+import reprlib
 import warnings
 from dataclasses import dataclass
 
@@ -18,14 +19,20 @@ import numpy as np
 
 from ._params import FIT_PARAMS, INITS
 
+#: Short reprs for error messages: a few entries of a container, the start and the
+#: end of a long text, and no error from a repr that raises.
+_SHORT = reprlib.Repr()
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = 6
+_SHORT.maxstring = _SHORT.maxother = 80
+
 
 def shown(value) -> str:
-    """``value`` as an error message shows it: its ``repr`` on one line and at most 80
-    characters; an array of more than a few entries by its shape and dtype."""
+    """``value`` as an error message shows it: a short ``repr`` on one line (the start
+    and end of a long one); an array of more than a few entries by its shape and dtype."""
     if isinstance(value, np.ndarray) and value.size > 4:
         return f"an array of shape {value.shape} and dtype {value.dtype}"
-    text = re.sub(r"\s*\n\s*", " ", repr(value))
-    return text if len(text) <= 80 else text[:76] + " ..."
+    text = re.sub(r"\s*\n\s*", " ", _SHORT.repr(value))
+    return text if len(text) <= 100 else f"{text[:48]}...{text[-48:]}"
 
 
 def check(name, value):
@@ -38,13 +45,18 @@ def check(name, value):
     return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
 
 
+def _per_level_list(value) -> bool:
+    """Whether ``value`` gives one entry per level: a list, a tuple or an array of one
+    dimension or more (a NumPy scalar is one value for every level)."""
+    return isinstance(value, (list, tuple)) or (hasattr(value, "__array__") and np.ndim(value) > 0)
+
+
 def per_level(name, value, n_levels) -> list:
     """``value`` as one entry per level (an int is the same at every level), each
     checked against :data:`~hkmeans._params.FIT_PARAMS`; a ``ValueError`` naming
     ``name`` otherwise."""
     param = FIT_PARAMS[name]
-    listed = isinstance(value, (list, tuple)) or (hasattr(value, "__array__") and np.ndim(value) > 0)
-    values = list(value) if listed else [value] * n_levels  # a NumPy scalar is one entry for every level
+    values = list(value) if _per_level_list(value) else [value] * n_levels
     if len(values) != n_levels:
         raise ValueError(f"{name} has {len(values)} entries but n_clusters has {n_levels} levels.")
     for v in values:
@@ -123,9 +135,10 @@ def check_sample_weight(sample_weight, n_samples):
     zero and of a finite sum."""
     if sample_weight is None:
         return None
-    if np.iscomplexobj(sample_weight):
+    w = np.asarray(sample_weight)
+    if w.dtype.kind == "c":
         raise ValueError("sample_weight must be real numbers, got complex ones.")
-    w = np.asarray(sample_weight, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
     if w.ndim == 0:
         w = np.full(n_samples, float(w))
     if w.ndim != 1:
@@ -146,8 +159,7 @@ def check_sample_weight(sample_weight, n_samples):
 def check_hierarchy_params(n_samples, n_clusters, n_resamples, sample_size, resample_strategy, n_splits=1):
     """Validate per-level parameters against the data size; returns per-level lists
     ``(n_clusters, n_resamples, sample_size, n_splits)``."""
-    listed = isinstance(n_clusters, (list, tuple)) or (isinstance(n_clusters, np.ndarray) and n_clusters.ndim > 0)
-    ks = list(n_clusters) if listed else [n_clusters]
+    ks = list(n_clusters) if _per_level_list(n_clusters) else [n_clusters]
     if not ks:
         raise ValueError("n_clusters must hold at least one level.")
     ks = per_level("n_clusters", ks, len(ks))

@@ -72,7 +72,7 @@ class DedupResult:
 
 def check_threshold(threshold, metric) -> float:
     """``threshold`` as a float; a ValueError unless it suits ``metric``."""
-    if metric not in DEDUP_METRICS:
+    if not isinstance(metric, str) or metric not in DEDUP_METRICS:
         raise ValueError(f"metric must be one of {DEDUP_METRICS}, got {shown(metric)}.")
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not np.isfinite(float(threshold)):
         raise ValueError(f"threshold must be a finite number, got {shown(threshold)}.")
@@ -209,7 +209,7 @@ def dedup(
     DedupResult
     """
     threshold = check_threshold(threshold, metric)
-    if keep not in KEEP:
+    if not isinstance(keep, str) or keep not in KEEP:
         raise ValueError(f"keep must be one of {KEEP}, got {shown(keep)}.")
     dask = _check_backend(X, backend, device, client)
     rng = as_generator(random_state)

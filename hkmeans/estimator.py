@@ -60,6 +60,7 @@ class _CentroidClusterer(
         """``X`` checked; a dask array is checked by shape and dtype only (its rows are
         checked for NaN, infinity and overflowing values chunk by chunk in the first
         pass)."""
+        check("metric", self.metric)  # before the rows, whose range check depends on it
         check_backend(X, self.backend)
         arrays = arrays_of(X)
         X = arrays.validated(self, X, reset=True, accept_sparse=self._accept_sparse)

@@ -38,7 +38,7 @@ def _check(tree, target_size, strategy, multiplier):
         raise ValueError(f"target_size must be an integer from 0 to 2**62, got {shown(target_size)}.")
     if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Integral) or not 1 <= multiplier <= MAX_COUNT:
         raise ValueError(f"multiplier must be an integer from 1 to 2**62, got {shown(multiplier)}.")
-    if strategy not in STRATEGIES:
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {shown(strategy)}.")
     if strategy != "random" and tree.distances is None:
         raise ValueError(

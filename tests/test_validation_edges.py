@@ -77,6 +77,7 @@ def test_n_init_auto_runs_random_seeding_ten_times_as_scikit_learn():
 
 def test_kmeans_defaults_are_scikit_learns():
     ours, theirs = inspect.signature(KMeans).parameters, inspect.signature(SKKMeans).parameters
+    assert not set(theirs) - set(ours), f"scikit-learn's KMeans has parameters ours lacks: {set(theirs) - set(ours)}"
     for name, param in theirs.items():
         assert ours[name].default == param.default, name
 
