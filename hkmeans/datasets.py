@@ -27,6 +27,9 @@ def make_rings(sizes=RING_SIZES, random_state=None):
     ring : ndarray of shape (sum(sizes),)
         Index of the ring each point belongs to.
     """
+    sizes = tuple(sizes)
+    if len(sizes) > len(RING_CENTRES):
+        raise ValueError(f"{len(sizes)} ring sizes for the {len(RING_CENTRES)} rings of RING_CENTRES.")
     rng = as_generator(random_state)
     parts = []
     for (cx, cy), n in zip(RING_CENTRES, sizes):
