@@ -86,7 +86,7 @@ def read_labels(path, column, n, pool=None, whole=None):
                 )
             labels = values.to_numpy(zero_copy_only=False)
         else:
-            labels = np.load(path, allow_pickle=False)
+            labels = _load_one_array(path, "labels")
     except cfg.ConfigError:  # already one line naming the file
         raise
     except ImportError:
@@ -99,6 +99,16 @@ def read_labels(path, column, n, pool=None, whole=None):
     if labels.dtype.kind == "f" and np.isnan(labels).any():
         raise cfg.ConfigError(f"{path}: {int(np.isnan(labels).sum())} labels are NaN; every row needs a label.")
     return labels
+
+
+def _load_one_array(path, what):
+    """The array of the ``.npy`` file ``path``; a one-line error for an ``.npz``
+    archive (which :func:`numpy.load` opens as a mapping of arrays)."""
+    values = np.load(path, allow_pickle=False)
+    if not isinstance(values, np.ndarray):
+        values.close()
+        raise cfg.ConfigError(f"{path}: an .npz archive; save the {what} as one array with numpy.save (.npy).")
+    return values
 
 
 def _per_row(values, n, pool, what, one, whole=None):
@@ -131,9 +141,12 @@ def show_column(name, source, n, rows=None, pool=None, whole=None):
             if name.endswith(".txt"):
                 values = np.array(text_lines(name), dtype=object)
             else:
-                values = np.load(name, allow_pickle=False)
-        except (OSError, ValueError, UnicodeDecodeError) as e:
-            raise cfg.ConfigError(f"{name}: cannot read the values to show ({str(e).splitlines()[0]}).") from None
+                values = _load_one_array(name, "values to show")
+        except cfg.ConfigError:  # already one line naming the file
+            raise
+        except (OSError, ValueError, UnicodeDecodeError, EOFError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise cfg.ConfigError(f"{name}: cannot read the values to show ({first}).") from None
     else:
         # the whole input's column, its files in the order the rows were read
         try:
