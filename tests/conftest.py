@@ -145,3 +145,25 @@ def heavy_first(items: list) -> list:
     head, other = heavy[0::2], heavy[1::2]
     cut = max(0, len(items) // 2 - len(head))
     return head + rest[:cut] + other + rest[cut:]
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Flops of every search (2 x rows x centres x features, whatever the bounds
+    skip) and seeding (2 x rows x features per candidate) a fit makes on the CPU."""
+    from hkmeans.backends import cpu
+
+    work = {"search": 0.0, "seeding": 0.0}
+    search, seeding = cpu.search, cpu.CPUBackend.kmeans_plusplus
+
+    def counting_search(X, centers, *args, **kwargs):
+        work["search"] += 2.0 * X.shape[0] * centers.shape[0] * X.shape[1]
+        return search(X, centers, *args, **kwargs)
+
+    def counting_seeding(self, order, first, rand, weights):
+        work["seeding"] += 2.0 * self.X.shape[0] * self.X.shape[1] * rand.size
+        return seeding(self, order, first, rand, weights)
+
+    monkeypatch.setattr(cpu, "search", counting_search)
+    monkeypatch.setattr(cpu.CPUBackend, "kmeans_plusplus", counting_seeding)
+    return work

@@ -1,9 +1,7 @@
 """Edges of the command line that a mutation run found untested: what a user sees
 (messages, warnings, info lines) and what a command refuses to write or overwrite."""
 
-import json
 import os
-import shutil
 import warnings
 
 import numpy as np
@@ -13,6 +11,7 @@ from hkmeans import ClusterTree, hierarchical_sampling
 from hkmeans.cli import commands
 
 from .test_cli import FIT, assert_error, blobs, hkmeans, manifest
+from .test_safety import copied_run
 
 pytestmark = pytest.mark.usefixtures("warm_kernels")
 
@@ -28,14 +27,7 @@ def fitted(tmp_path_factory):
 
 @pytest.fixture
 def run(fitted, tmp_path):
-    shutil.copy(fitted / "x.npy", tmp_path / "x.npy")
-    shutil.copytree(fitted / "run", tmp_path / "run")
-    m = manifest(tmp_path / "run")
-    st = os.stat(tmp_path / "x.npy")
-    m["input"]["path"] = str(tmp_path / "x.npy")
-    m["input"]["stat"] = {**m["input"]["stat"], "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
-    (tmp_path / "run" / "manifest.json").write_text(json.dumps(m))
-    return tmp_path / "run"
+    return copied_run(fitted, tmp_path)
 
 
 def _copies(tmp_path):

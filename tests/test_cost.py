@@ -9,30 +9,9 @@ import pytest
 
 import hkmeans
 from hkmeans import cost
-from hkmeans.backends import cpu
 
 #: Rates that make a level's time its work in flops, plus 1 s per call.
 UNIT = cost.Rates(search=1.0, seeding=1.0, iteration_seconds=0.0, seeding_seconds=0.0)
-
-
-@pytest.fixture
-def counted(monkeypatch):
-    """Flops of every search (2 x rows x centres x features, whatever the bounds
-    skip) and seeding (2 x rows x features per candidate) a fit makes on the CPU."""
-    work = {"search": 0.0, "seeding": 0.0}
-    search, seeding = cpu.search, cpu.CPUBackend.kmeans_plusplus
-
-    def counting_search(X, centers, *args, **kwargs):
-        work["search"] += 2.0 * X.shape[0] * centers.shape[0] * X.shape[1]
-        return search(X, centers, *args, **kwargs)
-
-    def counting_seeding(self, order, first, rand, weights):
-        work["seeding"] += 2.0 * self.X.shape[0] * self.X.shape[1] * rand.size
-        return seeding(self, order, first, rand, weights)
-
-    monkeypatch.setattr(cpu, "search", counting_search)
-    monkeypatch.setattr(cpu.CPUBackend, "kmeans_plusplus", counting_seeding)
-    return work
 
 
 def _rows(n, d, seed=0):

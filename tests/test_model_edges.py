@@ -10,7 +10,6 @@ import pytest
 import hkmeans
 from hkmeans import HierarchicalKMeans, _config, cost, datasets, demo
 from hkmeans._rng import as_generator
-from hkmeans.backends import cpu
 from hkmeans.checkpoint import Checkpoints, run_step
 from hkmeans.dedup import DedupResult
 from hkmeans.seeding import local_trials
@@ -40,26 +39,6 @@ def _flops(n, d, **params):
 
 
 # the work
-
-
-@pytest.fixture
-def counted(monkeypatch):
-    """Flops of every search and seeding a fit makes on the CPU, as tests/test_cost.py
-    counts them (whatever the bounds skip)."""
-    work = {"search": 0.0, "seeding": 0.0}
-    search, seeding = cpu.search, cpu.CPUBackend.kmeans_plusplus
-
-    def counting_search(X, centers, *args, **kwargs):
-        work["search"] += 2.0 * X.shape[0] * centers.shape[0] * X.shape[1]
-        return search(X, centers, *args, **kwargs)
-
-    def counting_seeding(self, order, first, rand, weights):
-        work["seeding"] += 2.0 * self.X.shape[0] * self.X.shape[1] * rand.size
-        return seeding(self, order, first, rand, weights)
-
-    monkeypatch.setattr(cpu, "search", counting_search)
-    monkeypatch.setattr(cpu.CPUBackend, "kmeans_plusplus", counting_seeding)
-    return work
 
 
 @pytest.mark.parametrize("k", [16, 23])

@@ -32,8 +32,9 @@ def fitted(tmp_path_factory):
     return tmp
 
 
-@pytest.fixture
-def run(fitted, tmp_path):
+def copied_run(fitted, tmp_path):
+    """A copy of the run ``fitted/run`` and its input ``fitted/x.npy`` in ``tmp_path``,
+    its manifest naming the copied input."""
     shutil.copy(fitted / "x.npy", tmp_path / "x.npy")
     shutil.copytree(fitted / "run", tmp_path / "run")
     m = manifest(tmp_path / "run")
@@ -41,6 +42,11 @@ def run(fitted, tmp_path):
     m["input"]["stat"] = {**m["input"]["stat"], **_stat(tmp_path / "x.npy")}
     (tmp_path / "run" / "manifest.json").write_text(json.dumps(m))
     return tmp_path / "run"
+
+
+@pytest.fixture
+def run(fitted, tmp_path):
+    return copied_run(fitted, tmp_path)
 
 
 def _stat(path):
