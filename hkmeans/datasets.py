@@ -18,7 +18,8 @@ def make_rings(sizes=RING_SIZES, random_state=None):
     Parameters
     ----------
     sizes : sequence of int, default=RING_SIZES
-        Points per ring: (20000, 200, 1000, 500, 8000), as in the paper.
+        Points per ring: (20000, 200, 1000, 500, 8000), as in the paper; at most five
+        (fewer make fewer rings).
     random_state : int, Generator, RandomState or None
 
     Returns

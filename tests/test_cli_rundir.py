@@ -242,3 +242,23 @@ def test_the_record_of_outputs_waits_only_for_its_own_lock(path, tmp_path, monke
     finally:
         os.close(held)
     assert manifest(run)["outputs"][os.path.abspath(out)] is not None
+
+
+def test_a_lock_file_that_is_a_link_is_refused_before_any_output(path, tmp_path):
+    run = tmp_path / "run"
+    hkmeans("fit", path, "--out", run, *FIT, "-q")
+    target = tmp_path / "elsewhere"
+    (run / run_layout.MANIFEST_LOCK).symlink_to(target)
+    out = tmp_path / "picked.npy"
+    proc = hkmeans("sample", run, "--target-size", 10, "-o", out, check=False)
+    assert_error(proc, "a symbolic link; hkmeans does not follow it")
+    assert not out.exists() and not target.exists()
+
+
+def test_a_folder_holding_only_lock_files_takes_a_new_run(path, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / run_layout.LOCK).write_text("")
+    (run / run_layout.MANIFEST_LOCK).write_text("")
+    hkmeans("fit", path, "--out", run, *FIT, "-q")
+    assert manifest(run)["status"] == "done"

@@ -4,6 +4,7 @@ in, the rows' ids, a labels file, the column a report shows."""
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 
@@ -102,12 +103,16 @@ def read_labels(path, column, n, pool=None, whole=None):
 
 
 def _load_one_array(path, what):
-    """The array of the ``.npy`` file ``path``; a one-line error for an ``.npz``
-    archive (which :func:`numpy.load` opens as a mapping of arrays)."""
-    values = np.load(path, allow_pickle=False)
+    """The array of the ``.npy`` file ``path``; a one-line error for a zip archive
+    (which :func:`numpy.load` opens as an ``.npz``, a mapping of arrays), whole or
+    damaged."""
+    try:
+        values = np.load(path, allow_pickle=False)
+    except zipfile.BadZipFile as e:
+        raise cfg.ConfigError(f"{path}: cannot read the {what} (a damaged zip archive: {e}).") from None
     if not isinstance(values, np.ndarray):
         values.close()
-        raise cfg.ConfigError(f"{path}: an .npz archive; save the {what} as one array with numpy.save (.npy).")
+        raise cfg.ConfigError(f"{path}: a zip archive (.npz); save the {what} as one array with numpy.save (.npy).")
     return values
 
 

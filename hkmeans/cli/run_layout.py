@@ -315,34 +315,43 @@ def manifest_update(path):
     """Hold an exclusive lock of its own while a command that shares the run's lock
     reads, changes and rewrites the manifest of the run directory ``path``: two
     ``sample`` runs at once would otherwise each write it without the other's change.
-    After :data:`MANIFEST_WAIT` seconds of another process holding it, or on a file
-    system that cannot lock files, the rewrite goes on unlocked, with a warning; in a
-    run directory that cannot be written, quietly (the manifest cannot be either)."""
-    problem, fd = None, None
+    After :data:`MANIFEST_WAIT` seconds of another process holding it, or where it
+    cannot be opened or locked in a run directory that can be written, the rewrite
+    goes on unlocked, with a warning; quietly where the run cannot be written (the
+    manifest cannot be either). A lock file that is a symbolic link is refused."""
+    file = os.path.join(path, MANIFEST_LOCK)
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    fd, problem = None, None
     try:
-        fd = os.open(os.path.join(path, MANIFEST_LOCK), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
-    except OSError:
-        pass
-    if fd is not None and fcntl is not None:
-        deadline = time.monotonic() + MANIFEST_WAIT
-        while problem is None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    problem = f"another process held its lock for {MANIFEST_WAIT:g} s"
-                time.sleep(0.01)
-            except OSError as e:  # ENOLCK, EOPNOTSUPP, ENOSYS: no flock on this file system
-                problem = f"this file system cannot lock files ({e.strerror})"
-    if problem is not None:
-        warnings.warn(
-            f"{path}: the record of the files written goes into the manifest unlocked ({problem}); "
-            "another command writing it at the same time may lose it.",
-            UserWarning,
-            stacklevel=3,
-        )
+        try:
+            fd = os.open(file, os.O_RDWR | os.O_CREAT | nofollow, 0o666)
+        except PermissionError:  # another user's lock file: flock needs no write access
+            fd = os.open(file, os.O_RDONLY | nofollow)
+    except OSError as e:
+        if os.path.islink(file):
+            raise RunDirError(f"{file}: a symbolic link; hkmeans does not follow it. Remove it.") from None
+        if os.access(path, os.W_OK):
+            problem = f"{MANIFEST_LOCK} cannot be opened ({e.strerror})"
     try:
+        if fd is not None and fcntl is not None:
+            deadline = time.monotonic() + MANIFEST_WAIT
+            while problem is None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        problem = f"another process held its lock for {MANIFEST_WAIT:g} s"
+                    time.sleep(0.01)
+                except OSError as e:  # ENOLCK, EOPNOTSUPP, ENOSYS: no flock on this file system
+                    problem = f"this file system cannot lock files ({e.strerror})"
+        if problem is not None:
+            warnings.warn(
+                f"{path}: the record of the files written goes into the manifest unlocked ({problem}); "
+                "another command writing it at the same time may lose it.",
+                UserWarning,
+                stacklevel=3,
+            )
         yield
     finally:
         if fd is not None:
