@@ -35,6 +35,14 @@ def shown(value) -> str:
     return text if len(text) <= 100 else f"{text[:48]}...{text[-48:]}"
 
 
+def check_choice(name, value, options) -> str:
+    """``value`` if it is one of the strings ``options``; a one-line ``ValueError``
+    otherwise (an array there too, where ``in`` would raise NumPy's ambiguity)."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {shown(value)}.")
+    return value
+
+
 def check(name, value):
     """``value`` if it suits parameter ``name`` (one that is not per level), an
     integer as a Python int (NumPy's would wrap around in products); a ``ValueError``

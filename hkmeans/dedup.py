@@ -21,7 +21,7 @@ from sklearn.utils import check_array
 from . import _config
 from ._rng import as_generator
 from ._threads import single_threaded_blas
-from ._validation import check, shown
+from ._validation import check, check_choice, shown
 from .backends import check_backend, cuda_dedup, dask_module, runs_on_dask
 from .backends import dedup as search
 from .backends.cuda import check_available
@@ -72,8 +72,7 @@ class DedupResult:
 
 def check_threshold(threshold, metric) -> float:
     """``threshold`` as a float; a ValueError unless it suits ``metric``."""
-    if not isinstance(metric, str) or metric not in DEDUP_METRICS:
-        raise ValueError(f"metric must be one of {DEDUP_METRICS}, got {shown(metric)}.")
+    check_choice("metric", metric, DEDUP_METRICS)
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not np.isfinite(float(threshold)):
         raise ValueError(f"threshold must be a finite number, got {shown(threshold)}.")
     threshold = float(threshold)
@@ -209,8 +208,7 @@ def dedup(
     DedupResult
     """
     threshold = check_threshold(threshold, metric)
-    if not isinstance(keep, str) or keep not in KEEP:
-        raise ValueError(f"keep must be one of {KEEP}, got {shown(keep)}.")
+    check_choice("keep", keep, KEEP)
     dask = _check_backend(X, backend, device, client)
     rng = as_generator(random_state)
 

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from ._rng import as_generator
-from ._validation import shown
+from ._validation import check_choice, shown
 from .backends.in_memory import split_counts, water_fill
 from .tree import ClusterTree
 
@@ -38,8 +38,7 @@ def _check(tree, target_size, strategy, multiplier):
         raise ValueError(f"target_size must be an integer from 0 to 2**62, got {shown(target_size)}.")
     if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Integral) or not 1 <= multiplier <= MAX_COUNT:
         raise ValueError(f"multiplier must be an integer from 1 to 2**62, got {shown(multiplier)}.")
-    if not isinstance(strategy, str) or strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {shown(strategy)}.")
+    check_choice("strategy", strategy, STRATEGIES)
     if strategy != "random" and tree.distances is None:
         raise ValueError(
             f"strategy={strategy!r} needs each point's distance to its level-0 centroid, "

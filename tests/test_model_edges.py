@@ -30,6 +30,13 @@ def calls(k, dtype):
     return CALLS
 
 
+def modelled_calls(level):
+    """The calls the cost model counts for ``level`` estimated at :data:`CALLS` rates:
+    a Lloyd iteration or search 1, a seeding ``SEEDING_SECONDS``, the work nothing.
+    Arithmetic of the model; nothing is timed."""
+    return level.seconds
+
+
 def _rows(n, d, seed=0):
     return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
 
@@ -122,7 +129,7 @@ def test_each_seeding_and_iteration_of_a_split_level_has_its_fixed_cost():
     (level,) = cost.estimate(10_000, 8, rates=calls, n_clusters=[200], n_splits=[4], n_resamples=[0], max_iter=max_iter)
     iterations = (max_iter + 1) + 1 + top * (max_iter + 1) + 1
     seedings = 1 + top
-    assert level.seconds == pytest.approx(iterations + SEEDING_SECONDS * seedings)
+    assert modelled_calls(level) == pytest.approx(iterations + SEEDING_SECONDS * seedings)
 
 
 def test_each_resampling_step_has_the_fixed_cost_of_its_kmeans_and_reassignment():
@@ -130,7 +137,7 @@ def test_each_resampling_step_has_the_fixed_cost_of_its_kmeans_and_reassignment(
     (level,) = cost.estimate(1000, 8, rates=calls, n_clusters=[10], n_resamples=[steps], max_iter=max_iter)
     # the first k-means, then per step a k-means of the subset and every row reassigned
     iterations = (max_iter + 1) + steps * ((max_iter + 1) + 1)
-    assert level.seconds == pytest.approx(iterations + SEEDING_SECONDS * (1 + steps))
+    assert modelled_calls(level) == pytest.approx(iterations + SEEDING_SECONDS * (1 + steps))
 
 
 def test_kmeans_parallel_has_the_fixed_cost_of_each_rounds_search():
@@ -140,14 +147,14 @@ def test_kmeans_parallel_has_the_fixed_cost_of_each_rounds_search():
     )
     # Lloyd's iterations and last search; the first candidate's search and one a round;
     # the greedy k-means++ over the candidates
-    assert level.seconds == pytest.approx((max_iter + 1) + (1 + rounds) + SEEDING_SECONDS)
+    assert modelled_calls(level) == pytest.approx((max_iter + 1) + (1 + rounds) + SEEDING_SECONDS)
 
 
 def test_gpus_still_pay_this_machines_fixed_cost_of_each_call():
     max_iter = 4
     hw = cost.Hardware(gpus=2, gpu_tflops=1.0)
     (level,) = cost.estimate(1000, 8, rates=calls, hardware=hw, n_clusters=[10], n_resamples=[0], max_iter=max_iter)
-    assert level.seconds == pytest.approx(level.flops / 2e12 + (max_iter + 1) + SEEDING_SECONDS)
+    assert modelled_calls(level) == pytest.approx(level.flops / 2e12 + (max_iter + 1) + SEEDING_SECONDS)
 
 
 # Dask workers
