@@ -42,6 +42,10 @@ class ClusterTree(DetachedWhenPickled):
     sample_weight : 1-D array or None
         Each data point's weight in the fit, for :meth:`weights`; sizes and sampling
         count points whatever the weights.
+    n_clusters : sequence of int or None
+        Clusters per level, checked against the labels and centroids. Needed only for
+        empty clusters after the last label of the last level when there are no
+        centroids (by default that level has ``max(labels[-1]) + 1`` clusters).
 
     Attributes
     ----------
@@ -50,7 +54,7 @@ class ClusterTree(DetachedWhenPickled):
         Clusters per level (some may be empty).
     """
 
-    def __init__(self, labels, centroids=None, distances=None, sample_weight=None):
+    def __init__(self, labels, centroids=None, distances=None, sample_weight=None, n_clusters=None):
         if isinstance(labels, np.ndarray) and labels.ndim == 1:
             labels = [labels]
         labels = list(labels)
@@ -71,6 +75,7 @@ class ClusterTree(DetachedWhenPickled):
                 if c.ndim != 2 or c.shape[1] != width:
                     columns = "" if width is None else f" with {width} columns"
                     raise ValueError(f"centroids[{t}] must be 2-D{columns}, got shape {c.shape}.")
+        given = _given_counts(n_clusters, n_levels)
         n_clusters = []
         for t in range(n_levels):
             if t + 1 < n_levels:
@@ -78,7 +83,9 @@ class ClusterTree(DetachedWhenPickled):
             elif centroids is not None:
                 k = centroids[t].shape[0]
             else:
-                k = int(labels[t].max()) + 1
+                k = int(labels[t].max()) + 1 if given is None else given[t]
+            if given is not None and given[t] != k:
+                raise ValueError(f"n_clusters[{t}] is {given[t]} but level {t} has {k} clusters.")
             top = self.arrays.max_label(labels[t]) if t == 0 else int(labels[t].max())
             if top is not None and top >= k:
                 raise ValueError(
@@ -209,6 +216,7 @@ class ClusterTree(DetachedWhenPickled):
             centroids=None if self.centroids is None else [self.centroids[level]],
             distances=self.distances if level == 0 else None,
             sample_weight=self.sample_weight,
+            n_clusters=self.n_clusters[level : level + 1],
         )
 
     def save(self, path) -> None:
@@ -220,7 +228,11 @@ class ClusterTree(DetachedWhenPickled):
         path : str or os.PathLike
             Used exactly as given (no ``.npz`` is appended).
         """
-        arrays = {"format": np.array(_FORMAT), "n_levels": np.array(self.n_levels)}
+        arrays = {
+            "format": np.array(_FORMAT),
+            "n_levels": np.array(self.n_levels),
+            "n_clusters": np.array(self.n_clusters, dtype=np.int64),
+        }
         for t in range(self.n_levels):
             arrays[f"labels_{t}"] = self.arrays.gathered(self.labels[t]) if t == 0 else self.labels[t]
             if self.centroids is not None:
@@ -258,9 +270,10 @@ class ClusterTree(DetachedWhenPickled):
                 centroids = [f[f"centroids_{t}"] for t in range(n_levels)] if "centroids_0" in f else None
                 distances = f["distances"] if "distances" in f else None
                 sample_weight = f["sample_weight"] if "sample_weight" in f else None
+                n_clusters = f["n_clusters"].tolist() if "n_clusters" in f else None  # files before it: None
                 if any(key.startswith("labels_") and int(key[7:]) >= n_levels for key in f.files):
                     raise ValueError(f"holds more levels than its n_levels ({n_levels})")
-            return cls(labels, centroids=centroids, distances=distances, sample_weight=sample_weight)
+            return cls(labels, centroids, distances, sample_weight, n_clusters)
         except FileNotFoundError:
             raise ValueError(f"{name}: no such file.") from None
         except (OSError, ValueError, KeyError, EOFError, TypeError, IndexError, zipfile.BadZipFile) as e:
@@ -285,6 +298,16 @@ class ClusterTree(DetachedWhenPickled):
         for t in range(1, self.n_levels):
             sizes.append(np.bincount(self.labels[t], weights=sizes[-1], minlength=self.n_clusters[t]).astype(np.int64))
         return sizes
+
+
+def _given_counts(n_clusters, n_levels):
+    """``n_clusters`` as a list of ints, one per level, or None."""
+    if n_clusters is None:
+        return None
+    counts = np.asarray(n_clusters)
+    if counts.shape != (n_levels,) or counts.dtype.kind not in "iu" or (counts < 1).any():
+        raise ValueError(f"n_clusters must hold one positive integer per level ({n_levels}), got {shown(n_clusters)}.")
+    return counts.tolist()
 
 
 def _read_only(a):

@@ -203,3 +203,24 @@ def test_members_and_sizes_are_read_only_views_and_samples_stay_whole(monkeypatc
         np.testing.assert_array_equal(a, b)
         assert np.bincount(a).max() == 1
     assert len(passed) > 20 and all(passed)
+
+
+def test_flatten_and_save_keep_trailing_empty_clusters(tmp_path):
+    # level 0: clusters 0, 1 and an empty 2; level 1: cluster 1 holds only the empty 2
+    tree = ClusterTree([np.array([0, 1, 1]), np.array([0, 0, 1])])
+    assert tree.n_clusters == (3, 2)
+    assert tree.flatten(0).n_clusters == (3,) and tree.flatten(1).n_clusters == (2,)
+    np.testing.assert_array_equal(tree.flatten(1).sizes(0), [3, 0])
+    top = ClusterTree([np.array([0, 0, 1])], n_clusters=[4])
+    np.testing.assert_array_equal(top.sizes(0), [2, 1, 0, 0])
+    top.save(tmp_path / "tree.npz")
+    assert ClusterTree.load(tmp_path / "tree.npz").n_clusters == (4,)
+
+
+@pytest.mark.parametrize(
+    "n_clusters, match",
+    [([3], "one positive integer per level"), ([2, 2], "n_clusters\\[0\\] is 2 but level 0 has 3"), ([3, 1], "refers")],
+)
+def test_n_clusters_that_disagree_with_the_labels_are_refused(n_clusters, match):
+    with pytest.raises(ValueError, match=match):
+        ClusterTree([np.array([0, 1, 2]), np.array([0, 0, 1])], n_clusters=n_clusters)
