@@ -77,7 +77,9 @@ def per_level(name, value, n_levels) -> list:
 def check_init_array(init, n_clusters, n_features, dtype):
     """An array ``init`` as C-contiguous centres of ``dtype``; a ``ValueError`` worded
     as scikit-learn's unless of shape ``(n_clusters, n_features)`` and finite."""
-    init = np.array(init, dtype=dtype, order="C")
+    given = init
+    with np.errstate(over="ignore"):  # values beyond ``dtype``'s range: the error below says so
+        init = np.array(init, dtype=dtype, order="C")
     if init.ndim != 2 or init.shape[0] != n_clusters:
         raise ValueError(
             f"The shape of the initial centers {init.shape} does not match the number of clusters {n_clusters}."
@@ -88,6 +90,8 @@ def check_init_array(init, n_clusters, n_features, dtype):
             f"of the data {n_features}."
         )
     if not np.all(np.isfinite(init)):
+        if np.all(np.isfinite(np.asarray(given, dtype=np.float64))):
+            raise ValueError(f"init array has values too large for the data's dtype ({np.dtype(dtype).name}).")
         raise ValueError("init array contains NaN or infinity.")
     return init
 

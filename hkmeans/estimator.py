@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._params import FIT_PARAMS
 from ._rng import as_generator
 from ._threads import single_threaded_blas
-from ._validation import check, check_hierarchy, check_kmeans_params, check_sample_weight, shown
+from ._validation import check, check_choice, check_hierarchy, check_kmeans_params, check_sample_weight
 from .backends import DetachedWhenPickled, arrays_of, check_backend, dask_module, resolve
 from .hierarchy import fit_levels, tree_from_levels
 from .kmeans import kmeans
@@ -303,8 +303,7 @@ class KMeans(_CentroidClusterer):
             per_centroid[name] = check(name, getattr(self, name))
             if per_centroid[name] is not None and sp.issparse(X):
                 raise ValueError(f"{name} needs dense input; got a sparse matrix.")
-        if self.algorithm not in ("lloyd", "elkan"):
-            raise ValueError(f"algorithm must be 'lloyd' or 'elkan', got {shown(self.algorithm)}.")
+        check_choice("algorithm", self.algorithm, ("lloyd", "elkan"))
         if self.algorithm == "elkan" and self.n_clusters == 1:
             warnings.warn(
                 "algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' instead.",
@@ -562,6 +561,7 @@ class HierarchicalKMeans(_CentroidClusterer):
             Rows of the training data; a row appears at most ``multiplier`` times.
         """
         check_is_fitted(self)
+        check_choice("method", method, ("hierarchical", "flat"))
         with self._scheduler():
             return self._sample(target_size, strategy, multiplier, method, random_state)
 
@@ -572,9 +572,7 @@ class HierarchicalKMeans(_CentroidClusterer):
                 random_state = np.random.default_rng(np.random.SeedSequence(int(random_state)).spawn(1)[0])
         if method == "hierarchical":
             return hierarchical_sampling(self.tree_, target_size, strategy, multiplier, random_state)
-        if method == "flat":
-            return flat_sampling(self.tree_, target_size, 0, strategy, multiplier, random_state)
-        raise ValueError(f"method must be 'hierarchical' or 'flat', got {shown(method)}.")
+        return flat_sampling(self.tree_, target_size, 0, strategy, multiplier, random_state)
 
     def assignments(self, ids=None) -> np.ndarray:
         """Each training sample's cluster at every level and its distance to its

@@ -104,7 +104,30 @@ def test_score_checks_its_sample_weight():
 
 
 def test_an_unknown_algorithm_is_refused():
-    refused(lambda: KMeans(2, algorithm="full"), "algorithm must be 'lloyd' or 'elkan', got 'full'.")
+    refused(lambda: KMeans(2, algorithm="full"), "algorithm must be one of ('lloyd', 'elkan'), got 'full'.")
+    refused(
+        lambda: KMeans(2, algorithm=np.array(["lloyd", "elkan"])),
+        "algorithm must be one of ('lloyd', 'elkan'), got array(['lloyd', 'elkan'], dtype='<U5').",
+    )
+
+
+def test_an_init_beyond_the_data_dtype_is_named_so():
+    X = rows().astype(np.float32)
+    big = np.array([[1e39, 0, 0], [0, 0, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning from the cast either
+        refused(
+            lambda: KMeans(2, init=big, n_init=1), "init array has values too large for the data's dtype (float32).", X
+        )
+    refused(lambda: KMeans(2, init=big * np.nan, n_init=1), "init array contains NaN or infinity.", X)
+    assert KMeans(2, init=big, n_init=1).fit(X.astype(np.float64)).labels_.shape == (len(X),)  # fits float64
+
+
+def test_an_unknown_sampling_method_is_refused_before_any_draw():
+    model = HierarchicalKMeans((4, 2), random_state=0).fit(rows())
+    for method in ("tree", np.array(["flat", "flat"])):
+        with pytest.raises(ValueError, match=r"^method must be one of \('hierarchical', 'flat'\), got .+\.$"):
+            model.sample(5, method=method)
 
 
 def test_the_overflow_limit_depends_on_the_number_of_features():
