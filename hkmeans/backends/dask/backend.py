@@ -47,9 +47,12 @@ from .tasks import (
 )
 
 
-def as_rows(X):
+def as_rows(X, cast=None):
     """``X`` (a dask array, or an array to wrap) as a 2-D float32/float64 dask array
-    chunked by rows only; a ValueError or TypeError of one line if it cannot be."""
+    chunked by rows only; a ValueError or TypeError of one line if it cannot be.
+
+    Other numbers are cast to ``cast``, by default chunk by chunk to float32 (float16,
+    bool, integers up to 32 bits) or float64 (64-bit integers)."""
     if not isinstance(X, da.Array):
         X = np.asarray(X)
     if X.ndim != 2:
@@ -63,7 +66,7 @@ def as_rows(X):
     if X.dtype.kind not in "fiub":
         raise TypeError(f"X must hold numbers, got dtype {X.dtype}.")
     if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64 if X.dtype.itemsize >= 8 and X.dtype.kind != "f" else np.float32)
+        X = X.astype(cast or (np.float64 if X.dtype.itemsize >= 8 and X.dtype.kind != "f" else np.float32))
     if X.numblocks[1] != 1:
         X = X.rechunk({1: -1})
     return X

@@ -33,7 +33,6 @@ import heapq
 import operator
 
 import dask
-import dask.array as da
 import numpy as np
 
 from ... import _config
@@ -53,6 +52,7 @@ from ..dedup import (
     sq_range,
     sweep_pass,
 )
+from .backend import as_rows
 from .client import check_workers, compute, persist, pick_client
 from .tasks import KERNELS_LOCK
 
@@ -177,19 +177,13 @@ def dedup(X, threshold, metric, keep, rng, centroids, device, client):
 def _as_rows(X):
     """``X`` as a 2-D dask array of float32 or float64 (others cast to float64, as in
     process) in one chunk of columns; a ValueError of one line if it cannot be."""
-    if not isinstance(X, da.Array):
-        X = np.asarray(X)
-        if X.ndim == 2 and X.shape[0] > 0 and X.shape[1] > 0:
-            X = da.from_array(X, chunks=(max(1, (4 << 20) // max(1, X.shape[1] * X.itemsize)), -1))
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"X must be a non-empty 2-D array, got shape {X.shape}.")
-    if any(np.isnan(c) for c in X.shape) or any(np.isnan(c).any() for c in map(np.array, X.chunks)):
-        raise ValueError("X has unknown chunk sizes: call X.compute_chunk_sizes() first.")
-    if X.dtype.kind not in "fiub":
-        raise ValueError(f"X must hold numbers, got dtype {X.dtype}.")
-    if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)
-    return X
+    shape = np.shape(X)
+    if len(shape) != 2 or 0 in shape:
+        raise ValueError(f"X must be a non-empty 2-D array, got shape {shape}.")
+    try:
+        return as_rows(X, cast=np.float64)
+    except TypeError as e:  # not numbers: a ValueError, as in process
+        raise ValueError(str(e)) from None
 
 
 def _n_workers(client) -> int:
