@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given
 from hypothesis import strategies as st
+from sklearn.cluster import KMeans as SKKMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from hkmeans import HierarchicalKMeans, KMeans, kmeans_plusplus
@@ -86,15 +87,32 @@ def test_zero_weight_rows_are_never_seeds(init):
 
 
 @pytest.mark.parametrize("init", ["k-means++", "k-means||", "random"])
-def test_fewer_rows_of_positive_weight_than_clusters_fit_with_a_warning(init):
+@pytest.mark.parametrize("k, weight", [(3, 1.0), (5, 1.0), (5, 0.5)])
+def test_fewer_rows_of_positive_weight_than_clusters_fit_with_a_warning(init, k, weight):
     """Every seeding takes each row of positive weight, then repeats of them: the
-    fit warns of the clusters it could not make, whatever the init."""
+    fit warns of the clusters it could not make, whatever the init, and every centre
+    is one of those rows (with fewer units of weight than empty clusters too, where a
+    cluster left without any had gone to the origin)."""
     X = blobs(seed=8, dtype=np.float64)
     w = np.zeros(len(X))
-    w[[3, 77]] = 1
+    w[[3, 77]] = weight
     with pytest.warns(ConvergenceWarning, match=r"distinct clusters \(2\) .* X has 2 rows of positive weight"):
-        m = KMeans(3, init=init, random_state=0).fit(X, sample_weight=w)
+        m = KMeans(k, init=init, random_state=0).fit(X, sample_weight=w)
     np.testing.assert_array_equal(np.unique(m.cluster_centers_, axis=0), np.unique(X[[3, 77]], axis=0))
+
+
+def test_clusters_left_without_weight_keep_their_centre_as_in_scikit_learn():
+    X = blobs(seed=8, dtype=np.float64)
+    w = np.zeros(len(X))
+    w[[3, 77]] = 1.0
+    init = X[[3, 77, 77, 77, 77]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = KMeans(5, init=init).fit(X, sample_weight=w)
+        theirs = SKKMeans(5, init=init, n_init=1).fit(X, sample_weight=w)
+    assert set(map(tuple, ours.cluster_centers_)) <= set(map(tuple, X[[3, 77]]))
+    assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=1e-12, abs=1e-12)
+    np.testing.assert_array_equal(ours.predict(np.zeros((1, X.shape[1]))), theirs.predict(np.zeros((1, X.shape[1]))))
 
 
 @pytest.mark.parametrize(
