@@ -47,13 +47,14 @@ def assign(X, centers: np.ndarray):
     return resolve(X if not isinstance(X, np.ndarray) else np.ascontiguousarray(X)).assign(centers)
 
 
-def _update(step, farthest, spherical, dtype, centers=None):
+def _update(step, farthest, spherical, dtype):
     """New centres as (weighted) cluster means from a pass's sums and counts (or
     weights); an empty cluster (of weight 0) takes the point farthest from its centre
     (as scikit-learn does), which leaves its old cluster; with weights, as on the rows
     repeated (one row may seed several). ``farthest(m)`` gives the ``m`` farthest
     rows, their labels and their weights. A cluster still empty (with weights, fewer
-    units of weight than empty clusters) keeps its centre from ``centers``."""
+    units of weight than empty clusters) goes to the centre of the heaviest, as
+    scikit-learn places it."""
     sums, counts = step.sums, step.counts
     empty = np.flatnonzero(counts == 0)
     if empty.size:
@@ -66,9 +67,7 @@ def _update(step, farthest, spherical, dtype, centers=None):
             sums[c] = w * x
             counts[c] = w
     new = sums / np.where(counts > 0, counts, 1)[:, None]
-    if centers is not None:
-        still_empty = counts == 0  # no unit of weight left for it: not the origin (its sums are 0)
-        new[still_empty] = centers[still_empty]
+    new[counts == 0] = new[np.argmax(counts)]  # not the origin, where its sums of 0 would put it
     if spherical:
         new = normalize_rows(new)
     return new.astype(dtype)
@@ -156,7 +155,7 @@ def lloyd(
             if log is not None:
                 log(f"Converged at iteration {n_iter - 1}: strict convergence.")
             break
-        new = _update(step, run.farthest, spherical, data.dtype, centers)
+        new = _update(step, run.farthest, spherical, data.dtype)
         moves = np.sqrt(np.sum((new.astype(np.float64) - centers) ** 2, axis=1))
         # no centre of a group came closer than the group's largest move
         run.loosen(np.array([moves[a:e].max(initial=0.0) for a, e in zip(group_offsets[:-1], group_offsets[1:])]))

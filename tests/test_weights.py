@@ -101,18 +101,27 @@ def test_fewer_rows_of_positive_weight_than_clusters_fit_with_a_warning(init, k,
     np.testing.assert_array_equal(np.unique(m.cluster_centers_, axis=0), np.unique(X[[3, 77]], axis=0))
 
 
-def test_clusters_left_without_weight_keep_their_centre_as_in_scikit_learn():
+@pytest.mark.parametrize("far", [False, True])
+def test_clusters_left_without_weight_go_to_the_heaviest_as_in_scikit_learn(far):
+    """Two rows of weight 1, five clusters: one empty cluster takes a unit of weight
+    (here, unlike scikit-learn, from row 77, which keeps its own); the two left
+    without go to the centre of the heaviest cluster, as in scikit-learn, whether
+    their start was on the data or far from it."""
     X = blobs(seed=8, dtype=np.float64)
     w = np.zeros(len(X))
     w[[3, 77]] = 1.0
-    init = X[[3, 77, 77, 77, 77]]
+    init = X[[3, 77, 77, 77, 77]].copy()
+    if far:
+        init[2:] = np.array([[1.0], [2.0], [3.0]]) * 300
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ours = KMeans(5, init=init).fit(X, sample_weight=w)
         theirs = SKKMeans(5, init=init, n_init=1).fit(X, sample_weight=w)
-    assert set(map(tuple, ours.cluster_centers_)) <= set(map(tuple, X[[3, 77]]))
+    np.testing.assert_array_equal(ours.cluster_centers_, X[[3, 77, 77, 3, 3]])
+    np.testing.assert_allclose(theirs.cluster_centers_, X[[3, 77, 3, 3, 3]], rtol=1e-12)
     assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=1e-12, abs=1e-12)
-    np.testing.assert_array_equal(ours.predict(np.zeros((1, X.shape[1]))), theirs.predict(np.zeros((1, X.shape[1]))))
+    far_point = np.full((1, X.shape[1]), 290.0)
+    np.testing.assert_array_equal(ours.predict(far_point), theirs.predict(far_point))
 
 
 @pytest.mark.parametrize(
