@@ -88,10 +88,12 @@ class ClusterTree(DetachedWhenPickled):
                 raise ValueError(f"n_clusters[{t}] is {given[t]} but level {t} has {k} clusters.")
             top = self.arrays.max_label(labels[t]) if t == 0 else int(labels[t].max())
             if top is not None and top >= k:
-                raise ValueError(
-                    f"labels[{t}] refers to cluster {top} but level {t} has "
-                    f"{k} clusters (the length of labels[{t + 1}] or of centroids[{t}])."
+                source = (
+                    f"n_clusters[{t}]"
+                    if t + 1 == n_levels and centroids is None
+                    else f"the length of labels[{t + 1}] or of centroids[{t}]"
                 )
+                raise ValueError(f"labels[{t}] refers to cluster {top} but level {t} has {k} clusters ({source}).")
             if centroids is not None and centroids[t].shape[0] != k:
                 raise ValueError(f"centroids[{t}] has {centroids[t].shape[0]} rows; level {t} has {k} clusters.")
             n_clusters.append(k)
@@ -113,19 +115,19 @@ class ClusterTree(DetachedWhenPickled):
         self.n_samples = labels[0].size
 
     @classmethod
-    def from_labels(cls, level_labels, centroids=None, distances=None) -> ClusterTree:
+    def from_labels(cls, level_labels, centroids=None, distances=None, n_clusters=None) -> ClusterTree:
         """Build a tree from per-level labels, as the constructor does.
 
         Parameters
         ----------
-        level_labels, centroids, distances
+        level_labels, centroids, distances, n_clusters
             As in :class:`ClusterTree`.
 
         Returns
         -------
         ClusterTree
         """
-        return cls(level_labels, centroids=centroids, distances=distances)
+        return cls(level_labels, centroids=centroids, distances=distances, n_clusters=n_clusters)
 
     def members(self, level: int):
         """The members of each cluster of ``level``, in CSR form.
@@ -304,10 +306,14 @@ def _given_counts(n_clusters, n_levels):
     """``n_clusters`` as a list of ints, one per level, or None."""
     if n_clusters is None:
         return None
-    counts = np.asarray(n_clusters)
-    if counts.shape != (n_levels,) or counts.dtype.kind not in "iu" or (counts < 1).any():
+    counts = list(n_clusters) if isinstance(n_clusters, (list, tuple, np.ndarray)) else None
+    if (
+        counts is None
+        or len(counts) != n_levels
+        or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 1 for c in counts)
+    ):
         raise ValueError(f"n_clusters must hold one positive integer per level ({n_levels}), got {shown(n_clusters)}.")
-    return counts.tolist()
+    return [int(c) for c in counts]
 
 
 def _read_only(a):

@@ -46,11 +46,12 @@ def test_a_resampling_step_that_leaves_a_cluster_empty_reseeds_it(monkeypatch):
     import hkmeans.hierarchy as hierarchy
     from hkmeans.kmeans import KMeansResult
 
-    kmeans = hierarchy.kmeans
+    kmeans, strayed = hierarchy.kmeans, []
 
     def stray(rows, k, **kw):
         res = kmeans(rows, k, **kw)
         if kw.get("centers_only"):  # the resampling step's k-means: one centroid strays
+            strayed.append(k)
             centers = res.centers.copy()
             centers[0] = 1e6
             return KMeansResult(centers, res.labels, res.sqdist, res.inertia, res.n_iter)
@@ -59,6 +60,7 @@ def test_a_resampling_step_that_leaves_a_cluster_empty_reseeds_it(monkeypatch):
     monkeypatch.setattr(hierarchy, "kmeans", stray)
     X = blobs(seed=1)
     level = hierarchical_kmeans(X, 5, n_resamples=1, random_state=0)[0]
+    assert strayed == [5]
     assert np.abs(level.centroids).max() < 1e3
     assert np.bincount(level.labels, minlength=5).min() > 0
     labels, sqdist = naive.assign(X, level.centroids)

@@ -211,16 +211,22 @@ def test_flatten_and_save_keep_trailing_empty_clusters(tmp_path):
     assert tree.n_clusters == (3, 2)
     assert tree.flatten(0).n_clusters == (3,) and tree.flatten(1).n_clusters == (2,)
     np.testing.assert_array_equal(tree.flatten(1).sizes(0), [3, 0])
-    top = ClusterTree([np.array([0, 0, 1])], n_clusters=[4])
-    np.testing.assert_array_equal(top.sizes(0), [2, 1, 0, 0])
+    top = ClusterTree([np.array([0, 0, 1, 1, 0])], n_clusters=[4])
+    np.testing.assert_array_equal(top.sizes(0), [3, 2, 0, 0])
     top.save(tmp_path / "tree.npz")
     assert ClusterTree.load(tmp_path / "tree.npz").n_clusters == (4,)
 
 
 @pytest.mark.parametrize(
     "n_clusters, match",
-    [([3], "one positive integer per level"), ([2, 2], "n_clusters\\[0\\] is 2 but level 0 has 3"), ([3, 1], "refers")],
+    [
+        ([3], r"^n_clusters must hold one positive integer per level \(2\), got \[3\]\.$"),
+        ([True, 2], "one positive integer per level"),
+        ([[3], [2, 1]], "one positive integer per level"),
+        ([2, 2], r"^n_clusters\[0\] is 2 but level 0 has 3 clusters\.$"),
+        ([3, 1], r"^labels\[1\] refers to cluster 1 but level 1 has 1 clusters \(n_clusters\[1\]\)\.$"),
+    ],
 )
 def test_n_clusters_that_disagree_with_the_labels_are_refused(n_clusters, match):
     with pytest.raises(ValueError, match=match):
-        ClusterTree([np.array([0, 1, 2]), np.array([0, 0, 1])], n_clusters=n_clusters)
+        ClusterTree.from_labels([np.array([0, 1, 2]), np.array([0, 0, 1])], n_clusters=n_clusters)

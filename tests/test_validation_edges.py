@@ -125,9 +125,12 @@ def test_an_init_beyond_the_data_dtype_is_named_so():
 
 def test_an_unknown_sampling_method_is_refused_before_any_draw():
     model = HierarchicalKMeans((4, 2), random_state=0).fit(rows())
+    rng = np.random.default_rng(0)
+    before = rng.bit_generator.state
     for method in ("tree", np.array(["flat", "flat"])):
         with pytest.raises(ValueError, match=r"^method must be one of \('hierarchical', 'flat'\), got .+\.$"):
-            model.sample(5, method=method)
+            model.sample(5, method=method, random_state=rng)
+    assert rng.bit_generator.state == before
 
 
 def test_the_overflow_limit_depends_on_the_number_of_features():
