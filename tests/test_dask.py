@@ -763,3 +763,14 @@ def test_empty_chunks_zero_features_and_unknown_sizes_are_handled_or_one_line():
             hkmeans.dedup(unknown, 0.99)
         with pytest.raises(ValueError, match="non-empty 2-D array"):
             hkmeans.dedup(dX[:0], 0.99)
+
+
+def test_other_rows_are_drawn_from_the_whole_pool():
+    """The rows that top up too few k-means|| candidates are uniform over the pool's
+    rows not excluded, not the smallest of the rows drawn (rows near the start)."""
+    with dask.config.set(scheduler="synchronous"):
+        data = dask_backend.DaskBackend(np.zeros((100_000, 2), np.float32), persist=False)
+        exclude = np.array([5, 70_000])
+        rows = data.other_rows(exclude, 1000, np.random.default_rng(0))
+    assert rows.size == 1000 and np.unique(rows).size == 1000 and not np.isin(rows, exclude).any()
+    assert 40_000 < np.median(rows) < 60_000 and rows.max() > 90_000

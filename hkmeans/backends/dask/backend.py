@@ -235,12 +235,14 @@ class DaskBackend:
         n = self.shape[0]
         if n - np.unique(exclude).size < m:
             raise ValueError(f"only {n - np.unique(exclude).size} rows left to draw {m} from.")
-        got = np.unique(exclude)
-        while True:
+        got, picked = np.unique(exclude), np.empty(0, dtype=np.int64)
+        while picked.size < m:
+            # rows drawn uniformly, those not taken yet, then a random few of them (not
+            # the smallest: those would all be rows near the start)
             more = np.setdiff1d(rng.integers(n, size=2 * m + 16), got)
-            got = np.union1d(got, more)
-            if got.size >= np.unique(exclude).size + m:
-                return np.setdiff1d(got, exclude)[:m]
+            more = rng.permutation(more)[: m - picked.size]
+            picked, got = np.union1d(picked, more), np.union1d(got, more)
+        return picked
 
     def mean_variance(self) -> float:
         """Mean of the features' variances, in float64, chunk sums in chunk order."""
