@@ -67,7 +67,8 @@ def advise(n_samples: int, target_size: int, n_resamples: int = 10, n_kept: int 
     ``n_samples`` points (or of the ``n_kept`` a dedup step keeps of them).
 
     Level 0 gets about :data:`POINTS_PER_CLUSTER` points per cluster, and no more
-    clusters than the target (then every level-0 cluster can give a point); the top
+    clusters than the target (then every level-0 cluster can give a point), but at
+    least 2; the top
     level about :data:`TOP_PER_SQRT_TARGET` x sqrt(target) clusters (at least
     :data:`MIN_TOP_CLUSTERS`, at most a :data:`MIN_RATIO`-th of level 0); the levels
     between divide evenly, at most :data:`MAX_RATIO` times fewer clusters a level, up
@@ -110,7 +111,17 @@ def advise(n_samples: int, target_size: int, n_resamples: int = 10, n_kept: int 
         name = "n_samples" if n_kept is None else "n_kept"
         raise ValueError(f"{name}={n}: a pool of fewer than 2 points has nothing to curate.")
     k0 = max(2, min(n // POINTS_PER_CLUSTER, target, n))
-    if k0 == target and n // POINTS_PER_CLUSTER > target:
+    if n // POINTS_PER_CLUSTER < 2 or target < 2:
+        why = (
+            f"the pool ({n} points) is under twice the {POINTS_PER_CLUSTER} points per cluster aimed at"
+            if n // POINTS_PER_CLUSTER < 2
+            else f"about {n // k0} points each"
+        )
+        reasons.append(
+            f"level 0: 2 clusters, the fewest a k-means has: {why}"
+            + (f"; the target ({target}) takes its point from one of them" if target < 2 else "")
+        )
+    elif k0 == target and n // POINTS_PER_CLUSTER > target:
         reasons.append(
             f"level 0: {k0} clusters, as many as the target, so every level-0 cluster can give a "
             f"point (about {n // k0} points each)"

@@ -148,6 +148,23 @@ def test_a_level0_as_large_as_the_target_by_the_points_rule_says_so():
     assert advise(6400, 10).reasons[0].startswith("level 0: 10 clusters, as many as the target")
 
 
+@pytest.mark.parametrize(
+    "n, target, why",
+    [
+        (3, 1, "the pool (3 points) is under twice the 64 points per cluster aimed at; the target (1) takes"),
+        (127, 50, "the pool (127 points) is under twice the 64 points per cluster aimed at"),
+        (6400, 1, "about 3200 points each; the target (1) takes its point from one of them"),
+    ],
+)
+def test_two_clusters_below_the_rules_say_they_are_the_fewest(n, target, why):
+    # below 128 points, or for a target of 1, the rules ask for fewer than 2 clusters
+    advice = advise(n, target)
+    assert advice.params["n_clusters"] == [2]
+    assert advice.reasons[0].startswith(f"level 0: 2 clusters, the fewest a k-means has: {why}")
+    assert "aim:" not in advice.reasons[0]
+    assert ("takes its point" in advice.reasons[0]) == (target < 2)
+
+
 def test_far_off_edges_follow_its_docstring():
     # exactly 2 points per level-0 cluster, exactly 1.5x fewer clusters: not far off
     assert far_off(100, [50], [0], [None]) == []
