@@ -184,7 +184,7 @@ class KMeans(_CentroidClusterer):
     init : {"k-means++", "k-means||", "random"}, callable or array of shape (n_clusters, n_features)
         "k-means++" is scikit-learn's greedy variant (``2 + int(ln k)`` trials per centre),
         one pass over the data per centre; "k-means||" (Bahmani et al., 2012) samples
-        candidates in 5 passes and reduces them by weighted k-means++, for large
+        candidates in 3 rounds and reduces them by weighted k-means++, for large
         ``n_clusters``; "random" picks distinct rows (in proportion to their weights).
         A callable ``init(X, n_clusters, random_state)`` returns the centres.
     n_init : "auto" or int, default="auto"
@@ -413,8 +413,8 @@ class HierarchicalKMeans(_CentroidClusterer):
         centre), or greedily in memory from the sample ``init_points_per_centroid``
         draws; see ``docs/scaling.md`` for how results compare.
     client : distributed.Client or None, default=None
-        The cluster for the dask backend; None takes the active Client, else a local
-        scheduler if one is configured, else starts a ``LocalCluster`` of worker
+        The cluster for the dask backend; None takes a local scheduler if one is
+        configured, else the active Client, else starts a ``LocalCluster`` of worker
         processes sized to the machine.
 
     Attributes
