@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from numba import njit
 
 from hkmeans import _config, _kernels
+from hkmeans._kernels.cpu import _common, groups, seeding, select, simd
 from hkmeans._kernels.cpu import assign as assign_kernels
-from hkmeans._kernels.cpu import groups, seeding, select, simd
 from hkmeans._kernels.cpu.seeding import screen as seeding_screen
 from hkmeans._kernels.cpu.seeding import wide as seeding_wide
 from hkmeans.backends.cpu import search
@@ -153,6 +153,27 @@ def test_group_by_label_is_a_stable_counting_sort(n, k, seed):
     offsets, order = groups.group_by_label(labels, k)
     np.testing.assert_array_equal(order, np.argsort(labels, kind="stable"))
     np.testing.assert_array_equal(np.diff(offsets), np.bincount(labels, minlength=k))
+
+
+@given(
+    keys=st.one_of(
+        st.lists(st.integers(-3, 3), max_size=300).map(lambda v: np.array(v, dtype=np.int64)),
+        st.lists(st.floats(-1e300, 1e300, allow_nan=False), max_size=300).map(np.array),
+        st.lists(st.sampled_from([0.0, -0.0, 1.5, np.inf, -np.inf]), max_size=80).map(np.array),
+    )
+)
+def test_stable_argsort_is_numpys_stable_argsort(keys):
+    # ties keep their order: runs of 16 sorted by insertion, then merged
+    got = _common.stable_argsort(keys)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, np.argsort(keys, kind="stable"))
+
+
+@given(
+    bcum=st.lists(st.integers(0, 5), max_size=40).map(lambda v: np.cumsum(v, dtype=np.float64)), v=st.floats(-1, 250)
+)
+def test_first_above_is_searchsorted_right(bcum, v):
+    assert seeding.draws._first_above(bcum, v) == np.searchsorted(bcum, v, side="right")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -99,3 +99,57 @@ def _row_sq(x):
     for f in range(x.shape[0]):
         s += np.float64(x[f]) * np.float64(x[f])
     return s
+
+
+@njit(cache=True)
+def stable_argsort(keys):
+    """``np.argsort(keys, kind="stable")`` for keys without NaN: insertion sort of runs
+    of 16, then merges, keys moved beside their indices. Plain loops: Numba's own sorts
+    cost about twice as much to compile, in every process that compiles a kernel."""
+    n = keys.shape[0]
+    idx = np.arange(n)
+    if n < 2:
+        return idx
+    key = keys.copy()
+    run = 16
+    for a in range(0, n, run):
+        for i in range(a + 1, min(a + run, n)):
+            v, kv = idx[i], key[i]
+            j = i - 1
+            while j >= a and key[j] > kv:
+                idx[j + 1] = idx[j]
+                key[j + 1] = key[j]
+                j -= 1
+            idx[j + 1] = v
+            key[j + 1] = kv
+    idx2 = np.empty_like(idx)
+    key2 = np.empty_like(key)
+    width = run
+    while width < n:
+        for a in range(0, n, 2 * width):
+            m = min(a + width, n)
+            e = min(a + 2 * width, n)
+            i, j = a, m
+            for o in range(a, e):
+                if j < e and (i == m or key[j] < key[i]):  # ties from the left run: stable
+                    idx2[o] = idx[j]
+                    key2[o] = key[j]
+                    j += 1
+                else:
+                    idx2[o] = idx[i]
+                    key2[o] = key[i]
+                    i += 1
+        idx, idx2 = idx2, idx
+        key, key2 = key2, key
+        width *= 2
+    return idx
+
+
+@njit(cache=True)
+def gather(values, at):
+    """``values[at]`` for 1-D ``values`` and ``at``, in a loop: the first fancy index a
+    process compiles costs seconds."""
+    out = np.empty(at.shape[0], dtype=values.dtype)
+    for j in range(at.shape[0]):
+        out[j] = values[at[j]]
+    return out

@@ -10,7 +10,7 @@ match).
 import numpy as np
 from numba import prange
 
-from ._common import _task_range, njit
+from ._common import _task_range, njit, stable_argsort
 
 UNDECIDED, KEPT, REMOVED, PENDING = 0, 1, 2, 3
 
@@ -440,7 +440,10 @@ def import_runs(labels, rank, border_offsets, border_clusters, k):
         keys = np.empty(seg.shape[0], dtype=np.int64)
         for t in range(seg.shape[0]):
             keys[t] = labels[seg[t]] * n + rank[seg[t]]
-        seg[:] = seg[np.argsort(keys)]
+        by_key = stable_argsort(keys)  # keys are distinct: any sort gives this order
+        unsorted = seg.copy()
+        for t in range(seg.shape[0]):
+            seg[t] = unsorted[by_key[t]]
         for t in range(seg.shape[0]):
             if t == 0 or labels[seg[t]] != labels[seg[t - 1]]:
                 n_runs[a + 1] += 1

@@ -3,7 +3,7 @@
 import numpy as np
 from numba import prange
 
-from ._common import njit
+from ._common import gather, njit, stable_argsort
 
 
 @njit(parallel=True, cache=True)
@@ -36,8 +36,9 @@ def _take_members(members, scores, need, out):
         pos += m
     r = need % m
     if r > 0:
-        best = np.argsort(scores[members], kind="mergesort")[:r]
-        out[pos : pos + r] = members[best]
+        best = stable_argsort(gather(scores, members))
+        for j in range(r):
+            out[pos + j] = members[best[j]]
 
 
 @njit(parallel=True, cache=True)
@@ -57,7 +58,9 @@ def pick_weight(offsets, order, scores, weights, need):
         if need[c] <= 0 or e == a:
             continue
         members = order[a:e]
-        ranked[a:e] = members[np.argsort(scores[members], kind="mergesort")]
+        by_score = stable_argsort(gather(scores, members))
+        for j in range(e - a):
+            ranked[a + j] = members[by_score[j]]
         acc = 0.0
         j = a
         while j < e and acc < need[c]:
@@ -91,7 +94,7 @@ def water_fill(target, caps, keys):
     """
     m = caps.shape[0]
     counts = np.zeros(m, dtype=np.int64)
-    by_cap = np.argsort(caps, kind="mergesort")
+    by_cap = stable_argsort(caps)
     remaining = target
     j = 0
     while j < m:
@@ -107,9 +110,9 @@ def water_fill(target, caps, keys):
         for b in rest:
             counts[b] = fair
         extra = remaining - fair * (m - j)
-        lucky = np.argsort(keys[rest], kind="mergesort")[:extra]
-        for b in rest[lucky]:
-            counts[b] += 1
+        lucky = stable_argsort(gather(keys, rest))
+        for j in range(extra):
+            counts[rest[lucky[j]]] += 1
     return counts
 
 

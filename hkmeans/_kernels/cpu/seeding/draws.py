@@ -54,6 +54,20 @@ def update_draw_sums(vals, draw_sums, touched, chunk, everything):
 
 
 @njit(cache=True)
+def _first_above(a, v):
+    """The first index of sorted ``a`` whose value exceeds ``v`` (``a.shape[0]`` if
+    none): ``np.searchsorted(a, v, side="right")``."""
+    lo, hi = 0, a.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a[mid] <= v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
 def draw(order, vals, w, draw_sums, chunk, u):
     """Row drawn with probability proportional to its value, for each ``u`` in [0, 1):
     the first row, in ``order``, whose cumulative value (``vals``, in that order)
@@ -62,10 +76,14 @@ def draw(order, vals, w, draw_sums, chunk, u):
     With every value 0 (no row left away from a centre), the first row of positive
     weight ``w``. In an order given by the rows' contents, the draw does not depend on
     the order of the rows."""
-    bcum = np.cumsum(draw_sums)
-    out = np.empty(u.shape[0], dtype=np.int64)
     n = order.shape[0]
     nb = draw_sums.shape[0]
+    bcum = np.empty(nb, dtype=np.float64)  # np.cumsum and np.searchsorted: loops, quicker to compile
+    total = 0.0
+    for b in range(nb):
+        total += draw_sums[b]
+        bcum[b] = total
+    out = np.empty(u.shape[0], dtype=np.int64)
     for q in range(u.shape[0]):
         if not bcum[-1] > 0:
             j = 0
@@ -74,9 +92,11 @@ def draw(order, vals, w, draw_sums, chunk, u):
             out[q] = order[j]
             continue
         target = u[q] * bcum[-1]
-        b = np.searchsorted(bcum, target, side="right")
-        if b >= nb:
-            b = np.searchsorted(bcum, bcum[-1])  # the last block of positive sum
+        b = _first_above(bcum, target)
+        if b >= nb:  # the last block of positive sum
+            b = nb - 1
+            while b > 0 and bcum[b - 1] >= bcum[-1]:
+                b -= 1
         acc = bcum[b - 1] if b > 0 else 0.0
         pick = order[b * chunk]
         for j in range(b * chunk, min((b + 1) * chunk, n)):
