@@ -73,7 +73,8 @@ def _search_full(
         Xs = X[rows[0] : rows[0] + m]
     else:
         for r in range(m):
-            xb[r] = X[rows[r]]
+            for f in range(X.shape[1]):  # not xb[r] = X[...]: an array assignment compiles for seconds
+                xb[r, f] = X[rows[r], f]
         Xs = xb[:m]
     G = hbuf[: m * k].reshape((m, k))
     if gemm:
@@ -149,7 +150,8 @@ def _search_groups(
         H = hbuf[: n_lst * size].reshape((n_lst, size))
         if gemm:
             for t in range(n_lst):
-                xb[t] = X[prow[lst[t]]]
+                for f in range(d):
+                    xb[t, f] = X[prow[lst[t]], f]
             np.dot(xb[:n_lst], CTb, H)
         for t in range(n_lst):
             r = lst[t]

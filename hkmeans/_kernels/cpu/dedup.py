@@ -152,7 +152,8 @@ def _load(X, i, sq, cosine, out):
         for f in range(X.shape[1]):
             out[f] = X[i, f] * inv
     else:
-        out[:] = X[i]
+        for f in range(X.shape[1]):
+            out[f] = X[i, f]
 
 
 @njit(cache=True)

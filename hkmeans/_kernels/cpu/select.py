@@ -32,7 +32,8 @@ def _take_members(members, scores, need, out):
     m = members.shape[0]
     pos = 0
     for _ in range(need // m):
-        out[pos : pos + m] = members
+        for j in range(m):  # not a slice assignment: it compiles for seconds
+            out[pos + j] = members[j]
         pos += m
     r = need % m
     if r > 0:

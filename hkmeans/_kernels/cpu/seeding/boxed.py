@@ -166,7 +166,8 @@ def kmeans_plusplus_boxed(X, w, order, first, rand, chunk):
     perm = _spatial_order(X, chunk)
     Xp = np.empty((n, d), dtype=X.dtype)
     for i in range(n):
-        Xp[i] = X[perm[i]]
+        for f in range(d):  # not Xp[i] = X[...]: an array assignment compiles for seconds
+            Xp[i, f] = X[perm[i], f]
     wp = gather(w, perm)
     closest_p = gather(closest, perm)
     lo, hi = _block_boxes(Xp, chunk)
@@ -180,7 +181,8 @@ def kmeans_plusplus_boxed(X, w, order, first, rand, chunk):
     for c in range(1, k):
         cand = draw(order, vals, w, draw_sums, chunk, rand[c - 1])
         for q in range(cand.shape[0]):
-            cands[q] = X[cand[q]]
+            for f in range(d):
+                cands[q, f] = X[cand[q], f]
         pots = _trial_potentials(Xp, wp, closest_p, cands, psum, pmax, lo, hi, chunk)
         idx[c] = cand[best_trial(pots)]
         _add_center_boxed(Xp, wp, X[idx[c]], closest_p, psum, pmax, lo, hi, chunk, perm, vals, pos, touched)

@@ -79,9 +79,10 @@ def candidate_rows(X, x_sq, cand):
     y_sq = np.zeros(width, dtype=np.float64)
     for q in range(t):
         y_sq[q] = x_sq[cand[q]]
-        Y[q] = X[cand[q]]
-        if q < Yt.shape[1]:
-            Yt[:, q] = Y[q]
+        for f in range(d):  # not Y[q] = X[...]: an array assignment compiles for seconds
+            Y[q, f] = X[cand[q], f]
+            if q < Yt.shape[1]:
+                Yt[f, q] = Y[q, f]
     return Y, Yt, y_sq
 
 
