@@ -42,8 +42,9 @@ DTYPES = [np.float32, np.float64]
 
 @pytest.mark.slow(seconds=60)
 def test_cuda_simulator_suite():
-    """Runs the ``cudasim`` tests of this file in a process with the simulator on (the
-    suite starts it first, and the other worker runs the rest meanwhile)."""
+    """Runs the ``cudasim`` tests of this file and of ``test_cuda_edges.py`` in a process
+    with the simulator on (the suite starts it first, and the other worker runs the
+    rest meanwhile)."""
     if IN_SIMULATOR:
         pytest.skip("already in the simulator process")
     if not HAS_NUMBA_CUDA:
@@ -51,7 +52,8 @@ def test_cuda_simulator_suite():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     root = Path(__file__).resolve().parents[1]
     simulated = ["-m", "cudasim", "-n", "0", "-p", "no:cacheprovider"]  # in this one process
-    cmd = [sys.executable, "-m", "pytest", "-q", *simulated, str(Path(__file__))]
+    files = [str(Path(__file__)), str(Path(__file__).with_name("test_cuda_edges.py"))]
+    cmd = [sys.executable, "-m", "pytest", "-q", *simulated, *files]
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], proc.stdout[-3000:]
