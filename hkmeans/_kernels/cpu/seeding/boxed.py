@@ -186,5 +186,5 @@ def kmeans_plusplus_boxed(X, w, order, first, rand, chunk):
         pots = _trial_potentials(Xp, wp, closest_p, cands, psum, pmax, lo, hi, chunk)
         idx[c] = cand[best_trial(pots)]
         _add_center_boxed(Xp, wp, X[idx[c]], closest_p, psum, pmax, lo, hi, chunk, perm, vals, pos, touched)
-        update_draw_sums(vals, draw_sums, touched, chunk, False)
+        update_draw_sums(vals, draw_sums, touched, chunk)
     return idx

@@ -35,15 +35,18 @@ def _block_sum(vals, chunk, b):
 @njit(parallel=True, cache=True)
 def _all_block_sums(vals, draw_sums, chunk):
     for b in prange(draw_sums.shape[0]):
-        draw_sums[b] = _block_sum(vals, chunk, b)
+        draw_sums[b] = _block_sum(vals, chunk, np.int64(b))  # one signature: b is unsigned here
 
 
 @njit(cache=True)
-def update_draw_sums(vals, draw_sums, touched, chunk, everything):
+def update_draw_sums(vals, draw_sums, touched, chunk):
     """``draw_sums[b]``: the sum of ``vals[b * chunk : (b + 1) * chunk]``, for the
-    blocks ``touched`` (all with ``everything``); on all threads when many are, else
-    on this one (a launch would cost more)."""
-    if everything or touched.sum() * 8 > draw_sums.shape[0]:
+    blocks ``touched``; on all threads when many are, else on this one (a launch would
+    cost more)."""
+    n_touched = 0
+    for b in range(touched.shape[0]):
+        n_touched += touched[b]
+    if n_touched * 8 > draw_sums.shape[0]:
         _all_block_sums(vals, draw_sums, chunk)
         touched[:] = False
         return
@@ -144,7 +147,7 @@ def first_centre(X, w, order, first, k, chunk):
     draw_sums = np.empty(n_blocks, dtype=np.float64)
     touched = np.zeros(n_blocks, dtype=np.bool_)
     vals = draw_values(order, closest, w)
-    update_draw_sums(vals, draw_sums, touched, chunk, True)
+    _all_block_sums(vals, draw_sums, chunk)
     return idx, pos, closest, vals, draw_sums, touched
 
 

@@ -534,5 +534,5 @@ def kmeans_plusplus_screened(X, w, order, first, rand, chunk, n_tasks, full_rows
         best = best_trial(pots)
         idx[c] = cand[best]
         _take_trial(closest, w, move_code, move_dist, n_moves, best, t, chunk, vals, pos, touched, run)
-        update_draw_sums(vals, draw_sums, touched, chunk, False)
+        update_draw_sums(vals, draw_sums, touched, chunk)
     return idx

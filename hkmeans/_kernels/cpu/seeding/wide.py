@@ -178,5 +178,5 @@ def kmeans_plusplus_wide(X, w, order, first, rand, chunk, n_tasks):
         best = best_trial(pots)
         idx[c] = cand[best]
         _take_trial(closest, w, move_code, move_dist, n_moves, best, t, chunk, vals, pos, touched)
-        update_draw_sums(vals, draw_sums, touched, chunk, False)
+        update_draw_sums(vals, draw_sums, touched, chunk)
     return idx
