@@ -172,3 +172,35 @@ def test_checked_parameters_are_the_table():
     from hkmeans._validation import HierarchyParams
 
     assert {f.name for f in dataclasses.fields(HierarchyParams)} == set(FIT_PARAMS)
+
+
+#: NumPy functions and array methods Numba compiles slowly (about 0.5-1.7 s each in a
+#: fresh process, against 0.1-0.3 s for the same work as a loop; history.md, "The
+#: first run"): the CPU kernels write them as loops.
+SLOW_METHODS = {"min", "max", "argmin", "argmax"}
+SLOW_TO_COMPILE = {"argsort", "sort", "lexsort", "where", "cumsum", "searchsorted", "unique"} | SLOW_METHODS
+
+
+def slow_calls(source: str) -> list[str]:
+    """Calls in ``source`` of :data:`SLOW_TO_COMPILE` (as ``np.name``) and of
+    :data:`SLOW_METHODS` without arguments (an array's own reduction)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner, name = node.func.value, node.func.attr
+            if isinstance(owner, ast.Name) and owner.id == "np" and name in SLOW_TO_COMPILE:
+                found.append(f"np.{name}")
+            elif name in SLOW_METHODS and not node.args and not (isinstance(owner, ast.Name) and owner.id == "np"):
+                found.append(f".{name}()")
+    return found
+
+
+def test_cpu_kernels_avoid_numpy_calls_slow_to_compile():
+    kernels = ROOT / "_kernels" / "cpu"
+    found = {str(f.relative_to(ROOT)): slow_calls(f.read_text()) for f in kernels.rglob("*.py")}
+    assert {f: calls for f, calls in found.items() if calls} == {}
+    assert slow_calls("b = np.argsort(a, kind='mergesort')\nm = x.min()\nn = np.min(x)\n") == [
+        "np.argsort",
+        ".min()",
+        "np.min",
+    ]

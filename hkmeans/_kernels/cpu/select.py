@@ -68,7 +68,9 @@ def pick_weight(offsets, order, scores, weights, need):
             acc += weights[ranked[j]]
             j += 1
         n_rows[c + 1] = j - a
-    out_off = np.cumsum(n_rows)
+    out_off = n_rows.copy()
+    for c in range(k):
+        out_off[c + 1] += out_off[c]
     rows = np.empty(out_off[k], dtype=np.int64)
     taken = np.empty(out_off[k], dtype=np.float64)
     for c in prange(k):
