@@ -68,8 +68,7 @@ def advise(n_samples: int, target_size: int, n_resamples: int = 10, n_kept: int 
 
     Level 0 gets about :data:`POINTS_PER_CLUSTER` points per cluster, and no more
     clusters than the target (then every level-0 cluster can give a point), but at
-    least 2; the top
-    level about :data:`TOP_PER_SQRT_TARGET` x sqrt(target) clusters (at least
+    least 2; the top level about :data:`TOP_PER_SQRT_TARGET` x sqrt(target) clusters (at least
     :data:`MIN_TOP_CLUSTERS`, at most a :data:`MIN_RATIO`-th of level 0); the levels
     between divide evenly, at most :data:`MAX_RATIO` times fewer clusters a level, up
     to :data:`MAX_LEVELS` levels; each level's resampling takes half its mean cluster

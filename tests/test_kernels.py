@@ -160,6 +160,9 @@ def test_group_by_label_is_a_stable_counting_sort(n, k, seed):
         st.lists(st.integers(-3, 3), max_size=300).map(lambda v: np.array(v, dtype=np.int64)),
         st.lists(st.floats(-1e300, 1e300, allow_nan=False), max_size=300).map(np.array),
         st.lists(st.sampled_from([0.0, -0.0, 1.5, np.inf, -np.inf]), max_size=80).map(np.array),
+        st.lists(st.floats(-(2.0**100), 2.0**100, allow_nan=False, width=32), max_size=100).map(
+            lambda v: np.array(v, dtype=np.float32)
+        ),
     )
 )
 def test_stable_argsort_is_numpys_stable_argsort(keys):
@@ -167,6 +170,58 @@ def test_stable_argsort_is_numpys_stable_argsort(keys):
     got = _common.stable_argsort(keys)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, np.argsort(keys, kind="stable"))
+
+
+def spatial_order_reference(X, leaf):
+    """The k-d split order of ``_spatial_order`` in plain NumPy: cells of ``leaf`` rows,
+    each cut at a block boundary near the median of the widest feature (the first of
+    equal spreads), rows of equal value in their order."""
+    order = np.arange(len(X))
+    stack = [(0, len(X))]
+    while stack:
+        a, e = stack.pop()
+        if e - a <= leaf:
+            continue
+        seg = order[a:e].copy()
+        rows = X[seg].astype(np.float64)
+        widest = int(np.argmax(rows.max(axis=0) - rows.min(axis=0)))
+        order[a:e] = seg[np.argsort(rows[:, widest], kind="stable")]
+        mid = a + max(1, (e - a) // leaf // 2) * leaf
+        stack += [(a, mid), (mid, e)]
+    return order
+
+
+@given(
+    n=st.integers(0, 300),
+    d=st.integers(1, 4),
+    leaf=st.integers(1, 20),
+    grid=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+    dtype=st.sampled_from(DTYPES),
+)
+def test_spatial_order_is_the_reference_k_d_split(n, d, leaf, grid, seed, dtype):
+    rng = np.random.default_rng(seed)
+    X = (rng.integers(0, 3, (n, d)) if grid else rng.normal(size=(n, d))).astype(dtype)  # grid: ties
+    np.testing.assert_array_equal(seeding.boxed._spatial_order(X, leaf), spatial_order_reference(X, leaf))
+
+
+def test_draw_falls_back_to_the_last_block_of_positive_sum():
+    # a subnormal total: u * total rounds up to the total, so no block passes it, and
+    # the draw takes the last positive row of the last block of positive sum
+    vals = np.array([0.0, 3e-324, 0.0, 5e-324, 0.0, 0.0])
+    order = np.arange(6)
+    sums = np.array([vals[b * 2 : b * 2 + 2].sum() for b in range(3)])
+    u = np.array([0.99, 0.5])
+    assert u[0] * sums.sum() == sums.sum()
+    np.testing.assert_array_equal(seeding.draws.draw(order, vals, np.ones(6), sums, 2, u), [3, 3])
+
+
+def test_best_trial_of_a_nan_potential_is_the_first_candidate():
+    # as with pots.min(), which is NaN then: no candidate is within the tolerance
+    assert seeding.draws.best_trial(np.array([3.0, np.nan, 1.0])) == 0
+    assert seeding.draws.best_trial(np.array([3.0, 1.0, 1.0 + 1e-12])) == 1
+    nan_last = np.searchsorted([1.0, 2.0], np.nan, side="right")
+    assert seeding.draws._first_above(np.array([1.0, 2.0]), np.nan) == nan_last
 
 
 @given(

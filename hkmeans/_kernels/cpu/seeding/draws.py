@@ -63,7 +63,7 @@ def _first_above(a, v):
     lo, hi = 0, a.shape[0]
     while lo < hi:
         mid = (lo + hi) // 2
-        if a[mid] <= v:
+        if a[mid] <= v or v != v:  # a NaN goes last, as in np.searchsorted
             lo = mid + 1
         else:
             hi = mid
@@ -121,7 +121,9 @@ TRIAL_RTOL = 1e-9
 def best_trial(pots):
     """The first candidate whose potential is within ``TRIAL_RTOL`` of the lowest."""
     low = pots[0]
-    for q in range(1, pots.shape[0]):  # not pots.min(): a loop compiles in a fraction of the time
+    for q in range(pots.shape[0]):  # not pots.min(): a loop compiles in a fraction of the time
+        if pots[q] != pots[q]:  # a NaN, which pots.min() would return: no candidate passes
+            return 0
         low = min(low, pots[q])
     low *= 1.0 + TRIAL_RTOL
     for q in range(pots.shape[0]):

@@ -419,7 +419,8 @@ def _screened_potentials(
             mv = a * t
             if n_left > full_rows:
                 mv = block_potentials(X, w, x_sq, closest, Yt, Y, y_sq, a, e, G, acc, moved, move_code, move_dist, mv)
-                partial[b] = acc[:t]
+                for q in range(t):  # not partial[b] = acc[:t]: an array assignment compiles for seconds
+                    partial[b, q] = acc[q]
                 n_moves[b] = mv - a * t
                 whole[task] += 1
                 continue
@@ -466,7 +467,8 @@ def _screened_potentials(
                     v = wi * ci
                     for q in range(t):
                         acc[q] += v
-            partial[b] = acc[:t]
+            for q in range(t):
+                partial[b, q] = acc[q]
     return column_sums(partial), whole.sum()
 
 

@@ -136,7 +136,8 @@ def _trial_potentials_wide(X, w, x_sq, closest, cand, chunk, partial, move_code,
             a = b * chunk
             e = min(a + chunk, n)
             m = block_potentials(X, w, x_sq, closest, Yt, Y, y_sq, a, e, G, acc, moved, move_code, move_dist, a * t)
-            partial[b] = acc[:t]
+            for q in range(t):  # not partial[b] = acc[:t]: an array assignment compiles for seconds
+                partial[b, q] = acc[q]
             n_moves[b] = m - a * t
     return column_sums(partial)
 
