@@ -114,8 +114,8 @@ def water_fill(target, caps, keys):
             counts[b] = fair
         extra = remaining - fair * (m - j)
         lucky = stable_argsort(gather(keys, rest))
-        for j in range(extra):
-            counts[rest[lucky[j]]] += 1
+        for q in range(extra):
+            counts[rest[lucky[q]]] += 1
     return counts
 
 

@@ -233,9 +233,9 @@ class DaskBackend:
     def other_rows(self, exclude, m, rng) -> np.ndarray:
         """``m`` distinct random rows not in ``exclude``, drawn without an n-long array."""
         n = self.shape[0]
-        if n - np.unique(exclude).size < m:
-            raise ValueError(f"only {n - np.unique(exclude).size} rows left to draw {m} from.")
         got, picked = np.unique(exclude), np.empty(0, dtype=np.int64)
+        if n - got.size < m:
+            raise ValueError(f"only {n - got.size} rows left to draw {m} from.")
         while picked.size < m:
             # rows drawn uniformly, those not taken yet, then a random few of them (not
             # the smallest: those would all be rows near the start)
