@@ -66,6 +66,46 @@ def kmeans_plusplus(X, first, rand, order=None):
     return np.array(idx)
 
 
+def kmeans_plusplus_first_inadmissible(X, picks, rand, order, margin):
+    """The first step of ``picks`` that greedy k-means++ (:func:`kmeans_plusplus`, in
+    float64) could not have made if every squared distance were off by up to
+    ``margin`` (absolute, summed along the cumulative sums and potentials), or None.
+
+    A kernel that computes in float32 rounds each squared distance; where a draw target
+    lies within the rounding of a row boundary, or two candidates' potentials within
+    it, either side is the algorithm's choice. Each step then admits the kernel's pick
+    if some way of resolving those near-ties gives it, and goes on from that pick."""
+    X = X.astype(np.float64)
+    closest = ((X - X[picks[0]]) ** 2).sum(1)
+    for step, u in enumerate(rand, start=1):
+        cum = np.cumsum(closest[order])
+        total = cum[-1]
+        err = margin * np.arange(1, len(X) + 1)  # rounding accumulated along the sums
+        options = []
+        for target in u * total:
+            near = np.flatnonzero(np.abs(cum - target) <= err + margin * len(X))
+            exact = min(int(np.searchsorted(cum, target, side="right")), len(X) - 1)
+            pos = {exact} | {min(p + 1, len(X) - 1) for p in near} | {int(p) for p in near}
+            options.append(sorted(order[p] for p in pos))
+        pots = {c: np.minimum(closest, ((X - X[c]) ** 2).sum(1)).sum() for opts in options for c in opts}
+        tie = 2 * margin * len(X)  # both potentials rounded
+        admitted = set()
+        for combo in _combinations(options):
+            low = min(pots[c] for c in combo)
+            admitted |= {c for c in combo if pots[c] <= low + tie}
+        if picks[step] not in admitted:
+            return step
+        closest = np.minimum(closest, ((X - X[picks[step]]) ** 2).sum(1))
+    return None
+
+
+def _combinations(options):
+    combos = [[]]
+    for opts in options:
+        combos = [c + [o] for c in combos for o in opts]
+    return combos
+
+
 def pick_members(labels, k, scores, n_take):
     """Per cluster: whole copies, then the members with the smallest scores."""
     out = []
