@@ -163,6 +163,10 @@ def test_group_by_label_is_a_stable_counting_sort(n, k, seed):
         st.lists(st.floats(-(2.0**100), 2.0**100, allow_nan=False, width=32), max_size=100).map(
             lambda v: np.array(v, dtype=np.float32)
         ),
+        # runs already in order, or reversed, with ties: merges skipped, merges from both ends
+        st.tuples(st.lists(st.integers(-5, 5), max_size=300), st.booleans(), st.integers(0, 300)).map(
+            lambda t: np.roll(np.sort(t[0])[:: -1 if t[1] else 1], t[2]).astype(np.int64)
+        ),
     )
 )
 def test_stable_argsort_is_numpys_stable_argsort(keys):
@@ -170,6 +174,16 @@ def test_stable_argsort_is_numpys_stable_argsort(keys):
     got = _common.stable_argsort(keys)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, np.argsort(keys, kind="stable"))
+
+
+@pytest.mark.parametrize("n", [17, 33, 300, 1000, 4097])
+def test_stable_argsort_merges_runs_of_every_length_and_order(n):
+    # lengths just past a power of two (a long left run and a short right one, merged
+    # from the ends), keys with many ties, in order, reversed and rotated
+    rng = np.random.default_rng(n)
+    ties = rng.integers(-3, 4, n)
+    for keys in (ties, np.sort(ties), np.sort(ties)[::-1], np.roll(np.sort(ties), n // 3), rng.normal(size=n)):
+        np.testing.assert_array_equal(_common.stable_argsort(keys), np.argsort(keys, kind="stable"))
 
 
 def spatial_order_reference(X, leaf):
