@@ -160,9 +160,10 @@ def test_normalized_rows_take_the_place_of_the_rows_on_the_device(small_launch, 
 
 
 @cudasim
-def test_gpu_benchmark_runs_through_in_the_simulator(capsys, monkeypatch):
+def test_gpu_benchmark_runs_through_in_the_simulator(capsys, monkeypatch, small_launch):
     """``bench/gpu.py`` on tiny sizes (its sections 1-3; section 4 is the fit tested
-    above): what a first GPU run would do, minus the card's speed and memory."""
+    above) and small blocks: what a first GPU run would do, minus the card's speed and
+    memory."""
     import runpy
 
     script = Path(__file__).parents[1] / "bench" / "gpu.py"
