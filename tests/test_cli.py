@@ -1,6 +1,7 @@
 """The ``hkmeans`` command on generated ``.npy`` files: in this process, and as a
 process of its own where a test needs one (kills, environment, start-up)."""
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -349,9 +350,13 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
     args += ["--workers", "2"] if on_dask else []
     hkmeans(*args, "--out", tmp_path / "straight")
     run = tmp_path / "run"
+    temporary = tmp_path / "temporary"  # where a cluster hkmeans starts keeps its scratch folder
+    temporary.mkdir()
     # its own session: the local cluster's worker processes are taken down with it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hkmeans", *map(str, args), "--out", str(run)], start_new_session=True
+        [sys.executable, "-m", "hkmeans", *map(str, args), "--out", str(run)],
+        start_new_session=True,
+        env=dict(os.environ, DASK_TEMPORARY_DIRECTORY=str(temporary)),
     )
 
     def level0_steps():
@@ -371,11 +376,20 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, where):
         assert manifest(run)["params"]["backend"] == "dask"
         assert list(run.glob("steps/level0/step*.chunks/labels-*.npy"))  # written per chunk, not in one file
         assert not list(run.glob("steps/level0/*.labels.npz"))
+    left = list(temporary.glob("hkmeans-scratch-*"))  # the killed process could not remove its own
+    assert len(left) == on_dask
     assert manifest(run)["status"] == "running" and len(level0_steps()) < 7  # stopped inside level 0
     assert_nothing_broken(run, killed=True)
     assert_error(hkmeans("sample", run, "--target-size", 10, check=False), "the fit has not finished")
     assert "status         running" in hkmeans("info", run).stdout
-    hkmeans(*args, "--out", run)
+    config = contextlib.nullcontext()
+    if on_dask:
+        import dask
+
+        config = dask.config.set({"temporary-directory": str(temporary)})
+    with config:
+        hkmeans(*args, "--out", run)
+    assert not any(p.exists() for p in left)  # removed by the rerun's cluster
     assert_nothing_broken(run)
     assert manifest(run)["status"] == "done"
     assert_same_tree(run, tmp_path / "straight")

@@ -628,6 +628,57 @@ def test_scratch_folder_comes_from_dask_config_and_local_clusters(client, tmp_pa
         assert dask_backend.scratch_folder() is None
 
 
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="stale scratch folders are found by their owner's lock")
+def test_scratch_folders_of_killed_processes_are_removed_and_no_other(tmp_path):
+    """A process killed before its exit leaves its scratch folder: the next cluster
+    hkmeans starts removes it (its lock is free), and nothing else: a live process's
+    folder, one without a lock file, a link and another name."""
+    import fcntl
+
+    def folder(name, lock=True):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "labels.npy").write_bytes(b"per-row state")
+        if lock:
+            (tmp_path / name / dask_client.SCRATCH_LOCK).touch()
+        return tmp_path / name
+
+    dead, live, unlocked = (
+        folder("hkmeans-scratch-dead"),
+        folder("hkmeans-scratch-live"),
+        folder("hkmeans-scratch-old", False),
+    )
+    folder("other-scratch")
+    target = folder("target")
+    (tmp_path / "hkmeans-scratch-link").symlink_to(target)
+    held = open(live / dask_client.SCRATCH_LOCK)
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # its process alive
+    owner = type("Client", (), {})()
+    try:
+        with dask.config.set({"temporary-directory": str(tmp_path)}):
+            dask_client._own_scratch(owner)
+        own = dask_client._LOCAL_SCRATCH[owner]
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert names == sorted(
+            [
+                "hkmeans-scratch-live",
+                "hkmeans-scratch-old",
+                "other-scratch",
+                "target",
+                "hkmeans-scratch-link",
+                os.path.basename(own),
+            ]
+        )
+        assert (target / "labels.npy").read_bytes() == b"per-row state"
+        with open(os.path.join(own, dask_client.SCRATCH_LOCK)) as f:  # the new one is locked while this process lives
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.close()  # the live one's process ends: removed by the next start, the new one kept
+        assert dask_client.remove_stale_scratch(str(tmp_path)) == [str(live)]
+        assert os.path.isdir(own) and os.path.isdir(unlocked) and not dead.exists()
+    finally:
+        held.close()
+
+
 def _array_bytes(obj) -> int:
     """Bytes of the NumPy arrays in ``obj`` (through object arrays, lists, dicts)."""
     if isinstance(obj, np.ndarray):

@@ -11,9 +11,15 @@ import importlib.util
 import logging
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import weakref
+
+try:
+    import fcntl
+except ImportError:  # Windows: stale scratch folders are not found
+    fcntl = None  # type: ignore[assignment]
 
 import dask
 
@@ -66,15 +72,64 @@ def _set_up_workers(client) -> None:
 
 # The scratch folders of the clusters hkmeans started (on this machine: every worker sees them).
 _LOCAL_SCRATCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+SCRATCH_PREFIX = "hkmeans-scratch-"
+#: The file in a scratch folder that its process holds locked while it lives.
+SCRATCH_LOCK = ".owner.lock"
+# the open lock files of this process's scratch folders: closed, they would unlock
+_HELD_LOCKS: list = []
 
 
 def _own_scratch(client):
     """``client``, given a new folder for the per-row state of its fits (in Dask's
-    ``temporary-directory``, else the system's), removed at exit."""
-    folder = tempfile.mkdtemp(prefix="hkmeans-scratch-", dir=dask.config.get("temporary-directory", None))
+    ``temporary-directory``, else the system's), removed at exit. A process killed
+    before its exit (SIGKILL, out of memory) cannot remove its folder: the folders
+    of such processes are removed here (see :func:`remove_stale_scratch`)."""
+    parent = dask.config.get("temporary-directory", None) or tempfile.gettempdir()
+    folder = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent)
+    if fcntl is not None:
+        # locked before it takes its name, so no other process sees it unlocked
+        pending = os.path.join(folder, ".pending.lock")
+        lock = open(pending, "w")
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(pending, os.path.join(folder, SCRATCH_LOCK))
+        _HELD_LOCKS.append(lock)
     _LOCAL_SCRATCH[client] = folder
     atexit.register(shutil.rmtree, folder, True)
+    remove_stale_scratch(parent)
     return client
+
+
+def remove_stale_scratch(parent) -> list[str]:
+    """Remove the scratch folders in ``parent`` whose process has ended without
+    removing them: folders of this user named ``hkmeans-scratch-*`` (not links) whose
+    lock file no process holds, as Dask's own workspace does with its workers'
+    folders. Folders without a lock file, or locked, are left alone. Returns those
+    removed."""
+    if fcntl is None:
+        return []
+    removed = []
+    for name in sorted(os.listdir(parent)):
+        path = os.path.join(parent, name)
+        if not name.startswith(SCRATCH_PREFIX) or any(path == own for own in _LOCAL_SCRATCH.values()):
+            continue
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            fd = os.open(os.path.join(path, SCRATCH_LOCK), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # gone meanwhile, or no lock file
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # its process is alive
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def scratch_folder(client=None):
