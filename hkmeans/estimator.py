@@ -140,7 +140,9 @@ class _CentroidClusterer(
         nearest level-0 centroid (and :meth:`score` measures to that cluster's centre).
         The distances to the centroids of level ``t`` are
         ``sklearn.metrics.pairwise_distances(X, model.levels_[t].centroids)``; at level
-        0 their nearest is ``predict(X, level=0)``.
+        0 their nearest is ``predict(X, level=0)``, unless level 0 is split
+        (``n_splits > 1``): a point then goes to the nearest sub-centroid of its
+        nearest top centroid, not always its nearest sub-centroid.
         """
         X = self._validate_test_data(X)
         return arrays_of(X).distances(X, self.cluster_centers_, self.client)
@@ -503,7 +505,9 @@ class HierarchicalKMeans(_CentroidClusterer):
         self.levels_ = fit_levels(data, params, self.random_state, self.verbose, sample_weight=sample_weight)
         self.tree_ = tree_from_levels(self.levels_, sample_weight)
         self.cluster_centers_ = self.levels_[-1].centroids
-        self.labels_ = self.tree_.point_labels(self.tree_.n_levels - 1)
+        labels = self.tree_.point_labels(self.tree_.n_levels - 1)
+        # one level: the tree's own array, which a user's edit of labels_ must not change
+        self.labels_ = labels.copy() if labels is self.tree_.labels[0] and isinstance(labels, np.ndarray) else labels
         self.inertia_ = self._inertia(self._on_metric(X), self.labels_, sample_weight)
         self.n_iter_ = sum(lv.n_iter for lv in self.levels_)
         self._n_features_out = self.cluster_centers_.shape[0]

@@ -420,3 +420,33 @@ def test_more_ring_sizes_than_rings_is_a_one_line_error():
     # documented, is impossible with five centres)
     with pytest.raises(ValueError, match="6 ring sizes for the 5 rings of RING_CENTRES"):
         datasets.make_rings(sizes=(10,) * 6)
+
+
+def test_editing_labels_of_a_one_level_fit_leaves_the_model_as_it_was():
+    # with one level, labels_ was the tree's own level-0 array: merging two clusters in
+    # it changed what sample, cluster_table and assignments return
+    X = np.random.default_rng(0).normal(size=(600, 4))
+    fitted = HierarchicalKMeans(12, n_resamples=1, random_state=0).fit(X)
+    sizes, picks = fitted.cluster_table()["size"].copy(), fitted.sample(60, random_state=0)
+    labels = fitted.labels_
+    labels[labels == 11] = 0
+    np.testing.assert_array_equal(fitted.cluster_table()["size"], sizes)
+    np.testing.assert_array_equal(fitted.sample(60, random_state=0), picks)
+    assert np.count_nonzero(fitted.tree_.labels[0] == 11) > 0
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_csr_rows_with_entries_stored_twice_are_their_sums(metric):
+    # a valid, non-canonical CSR matrix: every value stored as two halves; the cosine
+    # norms and the kernels read each stored entry as a value of its own
+    sp = pytest.importorskip("scipy.sparse")
+    X = np.random.default_rng(0).normal(size=(300, 4))
+    A = sp.csr_matrix(X)
+    D = sp.csr_matrix((np.repeat(A.data / 2, 2), np.repeat(A.indices, 2), A.indptr * 2), shape=A.shape)
+    assert not D.has_canonical_format
+    want = hkmeans.KMeans(4, metric=metric, random_state=0).fit(A)
+    got = hkmeans.KMeans(4, metric=metric, random_state=0).fit(D)
+    np.testing.assert_array_equal(got.labels_, want.labels_)
+    assert got.inertia_ == pytest.approx(want.inertia_, rel=1e-12)
+    np.testing.assert_allclose(want.transform(D), want.transform(A), rtol=1e-12)
+    assert not D.has_canonical_format  # the user's matrix as it was

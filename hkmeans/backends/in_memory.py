@@ -117,8 +117,15 @@ class InMemoryArrays:
 
     def validated(self, estimator, X, reset: bool, accept_sparse):
         if estimator is None:
-            return check_array(X, accept_sparse=accept_sparse, dtype=FLOAT_DTYPES, order="C")
-        return validate_data(estimator, X, accept_sparse=accept_sparse, dtype=FLOAT_DTYPES, order="C", reset=reset)
+            X = check_array(X, accept_sparse=accept_sparse, dtype=FLOAT_DTYPES, order="C")
+        else:
+            X = validate_data(estimator, X, accept_sparse=accept_sparse, dtype=FLOAT_DTYPES, order="C", reset=reset)
+        if sparse.issparse(X) and not X.has_canonical_format:
+            # entries stored twice are one value, their sum (as toarray reads them); the
+            # kernels and the cosine norms read each stored entry as a value of its own
+            X = X.copy()
+            X.sum_duplicates()
+        return X
 
     def normalized(self, X):
         return normalize(X) if sparse.issparse(X) else normalize_rows(X)
