@@ -17,7 +17,7 @@ import re
 import numpy as np
 
 from .io import InputError
-from .readers import ParquetPool
+from .readers import ParquetPool, load_npy
 
 TEXT = (".txt", ".csv")
 DEFAULT_COLUMN = "id"
@@ -37,7 +37,7 @@ def load_ids(path) -> np.ndarray:
     try:
         if text:
             return _from_lines(path, text_lines(path))
-        return np.load(path, allow_pickle=False)
+        return load_npy(path, mmap_mode=None)
     except InputError:  # already one line naming the file
         raise
     except PermissionError:

@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import os
 import re
+import zipfile
 
 import numpy as np
 
@@ -182,17 +183,19 @@ def _checked(name, X, rows_needed=True):
     return X
 
 
-def _load_npy(path):
-    """``path`` memory-mapped read-only; :class:`InputError` if it is not a ``.npy``
-    array."""
+def load_npy(path, mmap_mode="r"):
+    """``path`` memory-mapped read-only (read into memory for ``mmap_mode=None``);
+    :class:`InputError` if it is not a ``.npy`` array."""
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file.")
     if os.path.isdir(path):
         raise InputError(f"{path}: is a directory, not a .npy file.")
     try:
-        X = np.load(path, mmap_mode="r", allow_pickle=False)
+        X = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except PermissionError:
         raise InputError(f"{path}: not readable (permission denied).") from None
+    except zipfile.BadZipFile as e:  # numpy reads a file starting with "PK" as an .npz archive
+        raise InputError(f"{path}: a damaged .npz archive, not a .npy array ({e}).") from None
     except (ValueError, OSError, EOFError) as e:
         with open(path, "rb") as f:
             head = f.read(6)
@@ -208,7 +211,7 @@ def _load_npy(path):
 def open_embeddings(path) -> np.ndarray:
     """Memory-map a 2-D numeric ``.npy`` file read-only; :class:`InputError` if it
     is missing, unreadable or not such an array."""
-    return _checked(path, _load_npy(os.fspath(path)))
+    return _checked(path, load_npy(os.fspath(path)))
 
 
 def _files_record(source, paths):
@@ -280,7 +283,7 @@ class ShardsPool(_PartsPool):
         self.source, self.files = source, paths
         shapes = []
         for path in paths:
-            X = _checked(path, _load_npy(path), rows_needed=False)
+            X = _checked(path, load_npy(path), rows_needed=False)
             if shapes and (X.shape[1], X.dtype) != (shapes[0][1], self.dtype):
                 raise InputError(
                     f"{path}: {X.shape[1]} columns of {X.dtype}, but {paths[0]} has {shapes[0][1]} of {self.dtype}; "
@@ -476,7 +479,7 @@ def subset_rows(indices, n=None):
     one), non-empty, strictly increasing and, given ``n``, below ``n``. Returns the
     int64 array and its digest (BLAKE2b, hex)."""
     name = os.fspath(indices) if isinstance(indices, (str, os.PathLike)) else "subset indices"
-    idx = _load_npy(name) if name != "subset indices" else np.asarray(indices)
+    idx = load_npy(name) if name != "subset indices" else np.asarray(indices)
     if idx.ndim != 1 or idx.dtype.kind not in "iu":
         raise InputError(
             f"{name}: subset indices must be a 1-D array of integers, got shape {idx.shape} of {idx.dtype}."

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hkmeans import ClusterTree, HierarchicalKMeans, hierarchical_sampling
+from hkmeans import ClusterTree, HierarchicalKMeans, dedup, hierarchical_sampling
 from hkmeans._kernels import COMPILE_NOTICE
 from hkmeans.cli.main import main
 from hkmeans.datasets import RING_SIZES
@@ -154,6 +154,19 @@ def test_other_dtypes_and_layouts_go_through_a_c_ordered_copy(tmp_path, layout):
     hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT)
     fitted_like_the_api(tmp_path / "run", X.astype(np.float32))
     assert not (tmp_path / "run" / "data.npy").exists()
+
+
+@pytest.mark.parametrize("stored", [">f8", "<f8"])
+def test_float64_rows_in_either_byte_order_are_fitted_and_deduplicated_in_float64(tmp_path, stored):
+    # rows 1e8 apart from 0 by 1e-3 steps: float32 would merge them (big-endian float64
+    # was taken for another dtype and computed in float32)
+    X = blobs().astype(np.float64) * 1e-3 + 1e8
+    np.save(tmp_path / "x.npy", X.astype(stored))
+    hkmeans("fit", tmp_path / "x.npy", "--out", tmp_path / "run", *FIT)
+    model = fitted_like_the_api(tmp_path / "run", X)
+    assert model.levels_[0].centroids.dtype == np.float64
+    hkmeans("dedup", tmp_path / "x.npy", "--metric", "euclidean", "--threshold", "1e-6", "--out", tmp_path / "dd")
+    assert len(np.load(tmp_path / "dd" / "kept.npy")) == len(dedup(X, 1e-6, metric="euclidean").kept)
 
 
 @pytest.mark.parametrize("kind", ["shards glob", "parquet", "zarr"])
@@ -570,6 +583,9 @@ def bad_file(tmp_path, kind):
         return tmp_path / "missing.npy"
     if kind == "not npy":
         path.write_text("not an array")
+    elif kind == "damaged npz":  # an archive cut short, as a copy that stopped
+        np.savez(tmp_path / "x.npz", blobs())
+        path.write_bytes((tmp_path / "x.npz").read_bytes()[:200])
     elif kind == "3-D":
         np.save(path, np.zeros((4, 3, 2), np.float32))
     elif kind == "1-D":
@@ -598,6 +614,7 @@ def bad_file(tmp_path, kind):
     [
         ("missing", "no such file"),
         ("not npy", "not a .npy file (numpy.save writes one)"),
+        ("damaged npz", "bad.npy: a damaged .npz archive, not a .npy array"),
         ("3-D", "expected 2-D"),
         ("1-D", "expected 2-D"),
         ("strings", "not numeric"),

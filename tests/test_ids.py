@@ -226,6 +226,12 @@ def bad_ids(tmp, case):
         (tmp / "ids.npy").write_bytes(b"not an array")
     elif case == "pickled":
         np.save(tmp / "ids.npy", np.array([object()] * N), allow_pickle=True)
+    elif case == "npz":  # as many arrays as rows: their names would be the ids
+        with open(tmp / "ids.npy", "wb") as f:
+            np.savez(f, *np.arange(N)[:, None])
+    elif case == "cut-short npz":
+        np.savez(tmp / "ids.npz", np.arange(N))
+        (tmp / "ids.npy").write_bytes((tmp / "ids.npz").read_bytes()[:100])
     elif case == "2-D":
         np.save(tmp / "ids.npy", np.arange(N).reshape(-1, 1))
     elif case == "floats":
@@ -246,8 +252,10 @@ EXPECTED = {
     "duplicates": "'img/00119.jpg' is given twice (rows 17 and 2000)",
     "duplicate lines": "id 0 is given twice (rows 0 and 2999)",
     "empty line": "line 6 is empty",
-    "not npy": "not a readable .npy array",
+    "not npy": "not a .npy file (numpy.save writes one)",
     "pickled": "not a readable .npy array",
+    "npz": "an .npz archive; save one array with numpy.save",
+    "cut-short npz": "a damaged .npz archive, not a .npy array",
     "2-D": "1-D array",
     "floats": "integers or strings",
     "missing": "no such file",

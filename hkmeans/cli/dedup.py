@@ -15,7 +15,7 @@ from ..readers import open_pool
 from ..tables import _structured
 from . import config as cfg
 from .fitting import client_of
-from .inputs import read_ids
+from .inputs import compute_dtype, read_ids
 from .outputs import check_not_taken_in
 from .run_layout import refuse_inside_run
 
@@ -143,7 +143,8 @@ def rows_of(pool) -> np.ndarray:
     X = pool.mapped()
     if X is None:
         X = pool.read(0, pool.shape[0])
-    return X if X.dtype in (np.float32, np.float64) else X.astype(np.float32)
+    dtype = compute_dtype(X.dtype, "auto")
+    return X if X.dtype == dtype else X.astype(dtype)
 
 
 def run(args) -> None:

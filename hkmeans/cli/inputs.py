@@ -16,9 +16,13 @@ PARQUET_HINT = 'install pyarrow (pip install "hkmeans[parquet]")'
 
 
 def compute_dtype(stored, name):
+    """The dtype a command computes in: ``name`` (``--dtype``), or for ``"auto"``
+    float64 for rows stored in 8 bytes or more of float (either byte order, long
+    double), else float32."""
     if name != "auto":
         return np.dtype(name)
-    return stored if stored in (np.float32, np.float64) else np.dtype(np.float32)
+    stored = np.dtype(stored)
+    return np.dtype(np.float64 if stored.kind == "f" and stored.itemsize >= 8 else np.float32)
 
 
 def read_ids(pool, config):
