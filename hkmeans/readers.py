@@ -383,16 +383,20 @@ class ParquetPool(_PartsPool):
         return {**_files_record(self.source, self.files), "column": self.column}
 
     def has_column(self, name) -> bool:
-        """Whether the first file has a column ``name``."""
-        return name in self._meta[0].schema.to_arrow_schema().names
+        """Whether a file that holds rows (the first file, when none does) has a
+        column ``name``: a file of no rows decides nothing, whatever its place."""
+        holding = [f for f, meta in enumerate(self._meta) if meta.num_rows > 0] or [0]
+        return any(name in self._meta[f].schema.to_arrow_schema().names for f in holding)
 
     def read_column(self, name, nulls=False) -> np.ndarray:
-        """Column ``name`` of every file, in order, one value per row, row group by
-        row group; :class:`InputError` if a file lacks it or it holds lists, or nulls
-        unless ``nulls`` (then None, or NaN in a numeric column)."""
+        """Column ``name`` of every file that holds rows, in order, one value per row,
+        row group by row group; :class:`InputError` if such a file lacks it or it
+        holds lists, or nulls unless ``nulls`` (then None, or NaN in a numeric column)."""
         pq = importlib.import_module("pyarrow.parquet")
         parts = []
         for f, path in enumerate(self.files):
+            if self._meta[f].num_rows == 0:  # adds no values, whatever its columns
+                continue
             schema = self._meta[f].schema.to_arrow_schema()
             if name not in schema.names:
                 raise InputError(f"{path}: no column {name!r}; columns: {', '.join(schema.names)}.")

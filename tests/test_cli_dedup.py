@@ -163,10 +163,11 @@ def test_bad_ids_fail_before_the_search(pool, tmp_path, monkeypatch):
 
 
 @needs_pyarrow
+@pytest.mark.parametrize("stored", ["<f8", ">f8"])
 @pytest.mark.parametrize("engine", ["in process", "dask"])
-def test_float64_rows_are_searched_in_float64(tmp_path, engine):
-    """Pairs within 1e-8 of the threshold: float64 rows decide them as the API does on
-    the float64 array (in float32 some go the other way)."""
+def test_float64_rows_are_searched_in_float64(tmp_path, engine, stored):
+    """Pairs within 1e-8 of the threshold: float64 rows (either byte order) decide them
+    as the API does on the float64 array (in float32 some go the other way)."""
     if engine == "dask":
         pytest.importorskip("distributed")
     rng = np.random.default_rng(3)
@@ -177,7 +178,7 @@ def test_float64_rows_are_searched_in_float64(tmp_path, engine):
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     c = 0.99 + rng.uniform(-1e-8, 1e-8, len(x))
     X = np.concatenate([x, c[:, None] * x + np.sqrt(1 - c**2)[:, None] * u]) * rng.uniform(0.5, 2, (400, 1))
-    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "x.npy", X.astype(stored))
     flags = ["--workers", 1] if engine == "dask" else []
     run("dedup", tmp_path / "x.npy", "--threshold", 0.99, *flags, "--out", tmp_path / "out")
     api = hkmeans.dedup(X, 0.99, random_state=0)

@@ -96,6 +96,33 @@ def test_parquet_id_column(tmp_path, column):
     check_selected(tmp_path / "run", tmp_path / "run" / "selected.parquet", tmp_path / "run" / "indices.npy", ids)
 
 
+@pytest.mark.parametrize("empty_at", [0, 1, 2])
+@pytest.mark.parametrize("column", [None, "id"])
+def test_a_parquet_file_of_no_rows_decides_nothing_about_the_ids(tmp_path, empty_at, column):
+    # a job that wrote no rows writes a file without the id column: wherever it sorts,
+    # the ids of the files that hold rows are read (first, it turned the ids off, and
+    # --id-column id was refused)
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from hkmeans.ids import column_ids
+    from hkmeans.readers import open_pool
+
+    X = blobs()[:300]
+    ids = [f"a{i}" for i in range(300)]
+    parts = [(0, 150), (150, 300)]
+    parts.insert(empty_at, None)
+    (tmp_path / "pq").mkdir()
+    for i, part in enumerate(parts):
+        if part is None:
+            table = pa.table({"emb": pa.array([], pa.list_(pa.float32()))})
+        else:
+            a, b = part
+            table = pa.table({"emb": pa.array(list(X[a:b]), pa.list_(pa.float32())), "id": ids[a:b]})
+        pq.write_table(table, tmp_path / "pq" / f"part-{i}.parquet")
+    got = column_ids(open_pool(str(tmp_path / "pq")), column)
+    assert list(got) == ids
+
+
 def test_no_ids(pool):
     tmp, x = pool
     hkmeans("curate", x, "--out", tmp / "run", *FIT, "--target-size", 400, "-q")

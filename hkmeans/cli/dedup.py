@@ -111,7 +111,7 @@ def search_pool(pool, source, column, threshold, config, **search):
         return dedup(rows_of(pool), threshold, device=config["device"], **search)
     from ..backends.dask.storage import pool_array
 
-    dtype = np.float64 if pool.dtype == np.float64 else np.float32
+    dtype = compute_dtype(pool.dtype, "auto")
     X = pool_array(source, dtype, column=column, shape=pool.shape)
     return dedup(X, threshold, backend="dask", client=client, device=config["device"], **search)
 
