@@ -140,17 +140,20 @@ def test_report_never_writes_over_its_show_file(run, tmp_path):
 
 
 @pytest.mark.parametrize("flag", ["--labels", "--show"])
-@pytest.mark.parametrize("kind", ["empty file", "npz archive", "damaged npz"])
+@pytest.mark.parametrize("kind", ["empty file", "npz archive", "damaged npz", "text"])
 def test_unreadable_labels_and_show_files_are_one_line(run, tmp_path, flag, kind):
-    path = tmp_path / ("values.npy" if kind == "empty file" else "values.npz")
+    path = tmp_path / {"empty file": "values.npy", "text": "values.csv"}.get(kind, "values.npz")
     if kind == "empty file":
         path.write_bytes(b"")
+    elif kind == "text":  # numpy takes it for a pickle: its advice is to unpickle it
+        path.write_text("".join(f"{'abc'[i % 3]}\n" for i in range(3000)))
     else:
         np.savez(path, a=np.arange(3000))
     if kind == "damaged npz":  # cut short, as a copy that stopped
         path.write_bytes(path.read_bytes()[:40])
     proc = hkmeans("report", run, "--target-size", 100, flag, path, check=False)
     assert_error(proc, str(path))
+    assert "pickle" not in proc.stderr
     assert not (run / "report.html").exists()
 
 

@@ -4,12 +4,12 @@ in, the rows' ids, a labels file, the column a report shows."""
 from __future__ import annotations
 
 import os
-import zipfile
 
 import numpy as np
 
 from ..ids import check_ids, column_ids, digest, load_ids, text_lines
-from ..readers import ParquetPool, SubsetPool, open_pool
+from ..io import InputError
+from ..readers import ParquetPool, SubsetPool, load_npy, open_pool
 from . import config as cfg
 
 PARQUET_HINT = 'install pyarrow (pip install "hkmeans[parquet]")'
@@ -91,8 +91,8 @@ def read_labels(path, column, n, pool=None, whole=None):
                 )
             labels = values.to_numpy(zero_copy_only=False)
         else:
-            labels = _load_one_array(path, "labels")
-    except cfg.ConfigError:  # already one line naming the file
+            labels = _load_one_array(path)
+    except (cfg.ConfigError, InputError):  # already one line naming the file
         raise
     except ImportError:
         raise cfg.ConfigError('reading labels from Parquet needs pyarrow: pip install "hkmeans[parquet]"') from None
@@ -106,18 +106,11 @@ def read_labels(path, column, n, pool=None, whole=None):
     return labels
 
 
-def _load_one_array(path, what):
-    """The array of the ``.npy`` file ``path``; a one-line error for a zip archive
-    (which :func:`numpy.load` opens as an ``.npz``, a mapping of arrays), whole or
-    damaged."""
-    try:
-        values = np.load(path, allow_pickle=False)
-    except zipfile.BadZipFile as e:
-        raise cfg.ConfigError(f"{path}: cannot read the {what} (a damaged zip archive: {e}).") from None
-    if not isinstance(values, np.ndarray):
-        values.close()
-        raise cfg.ConfigError(f"{path}: a zip archive (.npz); save the {what} as one array with numpy.save (.npy).")
-    return values
+def _load_one_array(path):
+    """The array of the ``.npy`` file ``path``, read into memory; an
+    :class:`~hkmeans.io.InputError` of one line naming ``path`` for anything else (an
+    ``.npz`` archive, whole or damaged; a pickle, whose loading it never suggests)."""
+    return load_npy(path, mmap_mode=None)
 
 
 def _per_row(values, n, pool, what, one, whole=None):
@@ -150,8 +143,8 @@ def show_column(name, source, n, rows=None, pool=None, whole=None):
             if name.endswith(".txt"):
                 values = np.array(text_lines(name), dtype=object)
             else:
-                values = _load_one_array(name, "values to show")
-        except cfg.ConfigError:  # already one line naming the file
+                values = _load_one_array(name)
+        except (cfg.ConfigError, InputError):  # already one line naming the file
             raise
         except (OSError, ValueError, UnicodeDecodeError, EOFError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
