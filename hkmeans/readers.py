@@ -362,8 +362,7 @@ class ParquetPool(_PartsPool):
                 )
                 raise InputError(f"{path}: {found}; name the embeddings column with column (--column).")
             column = lists[0]
-        if column not in schema.names:
-            raise InputError(f"{path}: no column {column!r}; columns: {', '.join(schema.names)}.")
+        _check_column_name(path, schema, column)
         kind = schema.field(column).type
         if column not in lists or not (types.is_floating(kind.value_type) or types.is_integer(kind.value_type)):
             raise InputError(f"{path}: column {column!r} is {kind}, not lists of numbers.")
@@ -398,8 +397,7 @@ class ParquetPool(_PartsPool):
             if self._meta[f].num_rows == 0:  # adds no values, whatever its columns
                 continue
             schema = self._meta[f].schema.to_arrow_schema()
-            if name not in schema.names:
-                raise InputError(f"{path}: no column {name!r}; columns: {', '.join(schema.names)}.")
+            _check_column_name(path, schema, name)
             kind = schema.field(name).type
             if self._pa.types.is_nested(kind):
                 raise InputError(f"{path}: column {name!r} is {kind}, not one value per row.")
@@ -415,15 +413,25 @@ class ParquetPool(_PartsPool):
         return np.concatenate(parts) if parts else np.empty(0)
 
 
+def _check_column_name(path, schema, name) -> None:
+    """An :class:`InputError` unless the Parquet ``schema`` has one column ``name``
+    (pyarrow writes files with a name given to several columns)."""
+    count = schema.names.count(name)
+    if count == 0:
+        raise InputError(f"{path}: no column {name!r}; columns: {', '.join(schema.names)}.")
+    if count > 1:
+        raise InputError(f"{path}: {count} columns are named {name!r}; rename them apart.")
+
+
 def _to_numpy(lists, width, path, first_row):
-    """A pyarrow list array of ``width`` numbers per row (the first row's length if
-    None) as a 2-D array, without a Python loop over rows."""
+    """A pyarrow list array of ``width`` numbers per row (the most common length of
+    its rows if None) as a 2-D array, without a Python loop over rows."""
     if lists.null_count:
         row = first_row + int(np.argmax(lists.is_null().to_numpy(zero_copy_only=False)))
         raise InputError(f"{path}: row {row} is null; every row needs an embedding.")
     if hasattr(lists, "offsets"):  # variable-size lists: every one must have the same length
         lengths = np.diff(lists.offsets.to_numpy())
-        width = int(lengths[0]) if width is None else width
+        width = int(np.bincount(lengths).argmax()) if width is None else width  # the odd row is blamed
         bad = np.flatnonzero(lengths != width)
         if bad.size:
             raise InputError(

@@ -42,6 +42,15 @@ def bad_source(tmp_path, case):
         rows[13] = rows[13][:2]
         pq.write_table(pa.table({"emb": rows}), tmp_path / "p.parquet", row_group_size=5)
         return tmp_path / "p.parquet", None
+    if case == "odd first row":  # the row that differs from the others is blamed
+        rows = [list(r) for r in X]
+        rows[0] = rows[0][:2]
+        pq.write_table(pa.table({"emb": rows}), tmp_path / "p.parquet", row_group_size=5)
+        return tmp_path / "p.parquet", None
+    if case == "two columns of one name":  # pyarrow writes them
+        emb = pa.array([list(r) for r in X])
+        pq.write_table(pa.Table.from_arrays([emb, emb], names=["emb", "emb"]), tmp_path / "p.parquet")
+        return tmp_path / "p.parquet", "emb"
     if case == "null row":
         pq.write_table(pa.table({"emb": [list(X[0]), None, list(X[2])]}), tmp_path / "p.parquet")
         return tmp_path / "p.parquet", None
@@ -80,6 +89,8 @@ def bad_source(tmp_path, case):
 BAD_SOURCES = {
     "truncated parquet": "p.parquet: not a readable Parquet file (Parquet magic bytes not found",
     "mixed lengths": "p.parquet: row 13 has 2 values, not 3; embeddings of mixed lengths.",
+    "odd first row": "p.parquet: row 0 has 2 values, not 3; embeddings of mixed lengths.",
+    "two columns of one name": "p.parquet: 2 columns are named 'emb'; rename them apart.",
     "null row": "p.parquet: row 1 is null",
     "missing column": "p.parquet: no column 'vec'; columns: emb.",
     "strings column": "p.parquet: column 'emb' is list<element: string>, not lists of numbers.",
