@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._params import FIT_PARAMS, INITS
+from ._params import FIT_PARAMS, INITS, is_int
 
 #: Short reprs for error messages: a few entries of a container, the start and the
 #: end of a long text, and no error from a repr that raises.
@@ -139,6 +139,18 @@ def check_kmeans_params(X, n_clusters, init, n_init, max_iter, tol, metric, hier
     check("tol", tol)
     check("metric", metric)
     return init, int(n_init)
+
+
+def check_options(verbose, copy_x=True, client=None) -> None:
+    """The estimators' parameters that change no result, checked as scikit-learn
+    checks them: ``verbose`` a bool or a non-negative integer, ``copy_x`` a bool,
+    ``client`` None or a Dask client; a ``ValueError`` of one line otherwise."""
+    if not isinstance(verbose, (bool, np.bool_)) and not is_int(verbose, 0):
+        raise ValueError(f"verbose must be a bool or a non-negative integer, got {shown(verbose)}.")
+    if not isinstance(copy_x, (bool, np.bool_)):
+        raise ValueError(f"copy_x must be a bool, got {shown(copy_x)}.")
+    if client is not None and not all(hasattr(client, name) for name in ("submit", "compute", "gather")):
+        raise ValueError(f"client must be None or a distributed.Client, got {shown(client)}.")
 
 
 def check_sample_weight(sample_weight, n_samples):

@@ -14,7 +14,14 @@ from sklearn.utils.validation import check_is_fitted
 from ._params import FIT_PARAMS
 from ._rng import as_generator
 from ._threads import single_threaded_blas
-from ._validation import check, check_choice, check_hierarchy, check_kmeans_params, check_sample_weight
+from ._validation import (
+    check,
+    check_choice,
+    check_hierarchy,
+    check_kmeans_params,
+    check_options,
+    check_sample_weight,
+)
 from .backends import DetachedWhenPickled, arrays_of, check_backend, dask_module, resolve
 from .hierarchy import fit_levels, tree_from_levels
 from .kmeans import kmeans
@@ -91,6 +98,7 @@ class _CentroidClusterer(
         """Context of a fit: Dask work on ``client`` (if given), and a fit that fails
         (bad parameters found after the data set ``n_features_in_``, an error late in
         the work) leaves the estimator as it was, a fitted model still whole."""
+        check_options(self.verbose, getattr(self, "copy_x", True), self.client)
         before = dict(self.__dict__)
         try:
             with self._scheduler():
@@ -383,8 +391,8 @@ class HierarchicalKMeans(_CentroidClusterer):
         of its nearest top centroid, and so does :meth:`predict`. Not combinable with
         resampling at the same level.
     init : {"k-means++", "k-means||", "random"}, default="k-means++"
-    n_init : int, default=1
-        Runs per k-means (best inertia kept).
+    n_init : int or "auto", default=1
+        Runs per k-means (best inertia kept); "auto" as in :class:`KMeans`.
     max_iter : int, default=50
         Lloyd iterations per k-means (the paper's setting).
     tol : float, default=0.0

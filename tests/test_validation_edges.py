@@ -219,3 +219,23 @@ def test_both_estimators_refuse_an_unknown_backend_or_device_alike(make):
 def test_complex_weights_are_refused_not_taken_by_their_real_part():
     with pytest.raises(ValueError, match="^sample_weight must be real numbers, got complex ones.$"):
         KMeans(2).fit(rows(), sample_weight=np.ones(40) + 1j)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: KMeans(4, verbose="no"), "verbose must be a bool or a non-negative integer, got 'no'"),
+        (lambda: KMeans(4, verbose=-1), "verbose must be a bool or a non-negative integer, got -1"),
+        (lambda: KMeans(4, copy_x="no"), "copy_x must be a bool, got 'no'"),
+        (lambda: KMeans(4, client="nonsense"), "client must be None or a distributed.Client"),
+        (lambda: HierarchicalKMeans(4, verbose="x"), "verbose must be a bool or a non-negative integer"),
+        (lambda: HierarchicalKMeans(4, client=object()), "client must be None or a distributed.Client"),
+    ],
+)
+def test_parameters_that_change_no_result_are_checked_too(make, message):
+    # verbose="no" printed the log, and the others were taken without a word
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make().fit(X)
+    for ok in (dict(verbose=2), dict(verbose=np.True_), dict(copy_x=np.False_)):
+        KMeans(4, random_state=0, **ok).fit(X)
