@@ -201,6 +201,10 @@ def load_npy(path, mmap_mode="r"):
             head = f.read(6)
         if head and head != b"\x93NUMPY" and not head.startswith(b"PK"):  # numpy reads others as pickles
             raise InputError(f"{path}: not a .npy file (numpy.save writes one).") from None
+        if "allow_pickle" in str(e):  # not numpy's advice to unpickle it
+            raise InputError(
+                f"{path}: a .npy array of Python objects, which are never unpickled; save numbers or strings."
+            ) from None
         raise InputError(f"{path}: not a readable .npy array ({e}).") from None
     if not isinstance(X, np.ndarray):  # an .npz archive
         X.close()

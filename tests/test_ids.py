@@ -280,7 +280,7 @@ EXPECTED = {
     "duplicate lines": "id 0 is given twice (rows 0 and 2999)",
     "empty line": "line 6 is empty",
     "not npy": "not a .npy file (numpy.save writes one)",
-    "pickled": "not a readable .npy array",
+    "pickled": "a .npy array of Python objects, which are never unpickled",
     "npz": "an .npz archive; save one array with numpy.save",
     "cut-short npz": "a damaged .npz archive, not a .npy array",
     "2-D": "1-D array",

@@ -548,7 +548,7 @@ def test_labels_files_are_read_by_content_and_refused_in_one_line(run, tmp_path,
     if kind == "npy objects":
         path = tmp_path / "labels.npy"
         np.save(path, np.array([None] * 3000), allow_pickle=True)
-        message = "cannot read labels"
+        message = "labels.npy: a .npy array of Python objects, which are never unpickled"
     elif kind == "npy NaN":
         path = tmp_path / "labels.npy"
         np.save(path, np.where(np.arange(3000) == 7, np.nan, np.arange(3000) % 5))
