@@ -201,7 +201,7 @@ def load_npy(path, mmap_mode="r"):
             head = f.read(6)
         if head and head != b"\x93NUMPY" and not head.startswith(b"PK"):  # numpy reads others as pickles
             raise InputError(f"{path}: not a .npy file (numpy.save writes one).") from None
-        if "allow_pickle" in str(e):  # not numpy's advice to unpickle it
+        if "allow_pickle" in str(e) or "Python objects" in str(e):  # not numpy's advice to unpickle it
             raise InputError(
                 f"{path}: a .npy array of Python objects, which are never unpickled; save numbers or strings."
             ) from None
@@ -329,6 +329,8 @@ class ParquetPool(_PartsPool):
                 raise InputError(f"{path}: not a readable Parquet file ({_first_line(e)}).") from None
             if f == 0:
                 self.column = column = self._column(path, pf.schema_arrow, column)
+            elif column in pf.schema_arrow.names:
+                _check_column_name(path, pf.schema_arrow, column)
             field = pf.schema_arrow.field(column) if column in pf.schema_arrow.names else None
             if field is None or (kind is not None and field.type != kind):
                 raise InputError(
@@ -435,7 +437,9 @@ def _to_numpy(lists, width, path, first_row):
         raise InputError(f"{path}: row {row} is null; every row needs an embedding.")
     if hasattr(lists, "offsets"):  # variable-size lists: every one must have the same length
         lengths = np.diff(lists.offsets.to_numpy())
-        width = int(np.bincount(lengths).argmax()) if width is None else width  # the odd row is blamed
+        if width is None:  # the most common length: the odd row is blamed
+            values, counts = np.unique(lengths, return_counts=True)
+            width = int(values[counts.argmax()])
         bad = np.flatnonzero(lengths != width)
         if bad.size:
             raise InputError(

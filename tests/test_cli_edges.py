@@ -153,7 +153,7 @@ def test_unreadable_labels_and_show_files_are_one_line(run, tmp_path, flag, kind
         path.write_bytes(path.read_bytes()[:40])
     proc = hkmeans("report", run, "--target-size", 100, flag, path, check=False)
     assert_error(proc, str(path))
-    assert "pickle" not in proc.stderr
+    assert "allow_pickle" not in proc.stderr
     assert not (run / "report.html").exists()
 
 

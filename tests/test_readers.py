@@ -192,3 +192,14 @@ def test_a_missing_package_names_the_extra(tmp_path, monkeypatch):
 def test_import_hkmeans_loads_neither_pyarrow_nor_zarr():
     code = "import sys, hkmeans.readers, hkmeans.cli.main; print(sorted({'pyarrow', 'zarr'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_two_columns_of_one_name_in_a_later_parquet_file_are_one_line(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = pa.array([[1.0, 2.0]] * 4)
+    (tmp_path / "p").mkdir()
+    pq.write_table(pa.table({"emb": rows}), tmp_path / "p" / "a.parquet")
+    pq.write_table(pa.Table.from_arrays([rows, rows], names=["emb", "emb"]), tmp_path / "p" / "b.parquet")
+    with pytest.raises(InputError, match=r"b.parquet: 2 columns are named 'emb'; rename them apart"):
+        open_pool(str(tmp_path / "p"))

@@ -86,16 +86,20 @@ def _own_scratch(client):
     of such processes are removed here (see :func:`remove_stale_scratch`)."""
     parent = dask.config.get("temporary-directory", None) or tempfile.gettempdir()
     folder = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent)
-    if fcntl is not None:
+    _LOCAL_SCRATCH[client] = folder
+    atexit.register(shutil.rmtree, folder, True)
+    if fcntl is None:
+        return client
+    try:
         # locked before it takes its name, so no other process sees it unlocked
         pending = os.path.join(folder, ".pending.lock")
         lock = open(pending, "w")
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.replace(pending, os.path.join(folder, SCRATCH_LOCK))
         _HELD_LOCKS.append(lock)
-    _LOCAL_SCRATCH[client] = folder
-    atexit.register(shutil.rmtree, folder, True)
-    remove_stale_scratch(parent)
+        remove_stale_scratch(parent)
+    except OSError as e:  # a file system without flock, a folder not readable: nothing removed
+        logging.getLogger(__name__).info("stale scratch folders not looked for in %s: %s", parent, e)
     return client
 
 
@@ -126,9 +130,12 @@ def remove_stale_scratch(parent) -> list[str]:
             continue
         try:
             shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+            if not os.path.lexists(path):
+                removed.append(path)
         finally:
             os.close(fd)
+    if removed:
+        logging.getLogger(__name__).info("removed %d scratch folders of ended processes: %s", len(removed), removed)
     return removed
 
 
