@@ -91,7 +91,7 @@ def read_labels(path, column, n, pool=None, whole=None):
                 )
             labels = values.to_numpy(zero_copy_only=False)
         else:
-            labels = _load_one_array(path)
+            labels = load_npy(path, mmap_mode=None)  # one line naming the file, never unpickled
     except (cfg.ConfigError, InputError):  # already one line naming the file
         raise
     except ImportError:
@@ -104,13 +104,6 @@ def read_labels(path, column, n, pool=None, whole=None):
     if labels.dtype.kind == "f" and np.isnan(labels).any():
         raise cfg.ConfigError(f"{path}: {int(np.isnan(labels).sum())} labels are NaN; every row needs a label.")
     return labels
-
-
-def _load_one_array(path):
-    """The array of the ``.npy`` file ``path``, read into memory; an
-    :class:`~hkmeans.io.InputError` of one line naming ``path`` for anything else (an
-    ``.npz`` archive, whole or damaged; a pickle, whose loading it never suggests)."""
-    return load_npy(path, mmap_mode=None)
 
 
 def _per_row(values, n, pool, what, one, whole=None):
@@ -143,7 +136,7 @@ def show_column(name, source, n, rows=None, pool=None, whole=None):
             if name.endswith(".txt"):
                 values = np.array(text_lines(name), dtype=object)
             else:
-                values = _load_one_array(name)
+                values = load_npy(name, mmap_mode=None)
         except (cfg.ConfigError, InputError):  # already one line naming the file
             raise
         except (OSError, ValueError, UnicodeDecodeError, EOFError) as e:
